@@ -1,0 +1,155 @@
+// model.h — the plain data types that flow between stackflip's stages.
+//
+//   YAML ──load──▶ DesiredState;  providers/snapshot ──observe──▶ ObservedState;
+//   (DesiredState, ObservedState) ──plan──▶ Plan (see plan.h).
+//
+// These are values: no I/O, no pointers into other objects, cheap to copy for
+// the planner's simulation. Maps are std::map so iteration order (and thus
+// every output) is deterministic. Secret references (`${env:NAME}`,
+// `${file:PATH}`) are kept unresolved here; drivers resolve them (secret.h).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace stackflip {
+
+// Where a value came from in a YAML file; line and column are 1-based.
+struct Mark {
+  std::string file;
+  int line = 0;
+  int column = 0;
+};
+
+// ---------------------------------------------------------------- desired
+
+// A named connection from `providers:`. Scalar settings are kept as written
+// (numbers and booleans as their YAML text); `lists` holds argument lists
+// (e.g. the command driver's operation → argv).
+struct ProviderConfig {
+  std::string name;
+  std::string type;  // postgres | powerdns | cloud66 | command
+  std::map<std::string, std::string> settings;
+  std::map<std::string, std::vector<std::string>> lists;
+  Mark mark;
+
+  std::string get(const std::string& key, const std::string& fallback = "") const {
+    auto it = settings.find(key);
+    return it == settings.end() ? fallback : it->second;
+  }
+};
+
+struct StackSpec {
+  std::string name;
+  std::string provider;  // serves this stack's maintenance and database
+  // Provider-specific keys as written: dsn, password, stack_uid, ...
+  std::map<std::string, std::string> settings;
+  std::map<std::string, std::vector<std::string>> lists;  // e.g. control_command argv
+  std::string address;              // traffic target while this stack is active
+  std::optional<bool> maintenance;  // explicit desired flag; see GroupSpec
+  Mark mark;
+
+  std::string get(const std::string& key, const std::string& fallback = "") const {
+    auto it = settings.find(key);
+    return it == settings.end() ? fallback : it->second;
+  }
+};
+
+struct ReplicationSpec {
+  bool enabled = true;          // `replication: off` sets false
+  std::string from;             // always filled by the loader: defaults to `active`
+  std::vector<std::string> to;  // always filled: defaults to every other stack, sorted
+  uint64_t max_lag_bytes = 0;   // promote guard for a planned switch
+};
+
+struct TrafficSpec {
+  std::string provider;
+  // zone, record (powerdns); failover_group (cloud66); ...
+  std::map<std::string, std::string> settings;
+  int ttl = 60;
+  Mark mark;
+
+  std::string get(const std::string& key, const std::string& fallback = "") const {
+    auto it = settings.find(key);
+    return it == settings.end() ? fallback : it->second;
+  }
+};
+
+struct GroupSpec {
+  std::string name;
+  std::string active;                       // the line a failover commit flips
+  std::map<std::string, StackSpec> stacks;  // by name
+  ReplicationSpec replication;
+  bool allow_data_loss = false;
+  TrafficSpec traffic;
+  Mark mark;
+
+  // Desired maintenance flag: explicit value, else off on the active stack
+  // and on elsewhere.
+  bool desired_maintenance(const std::string& stack) const {
+    const StackSpec& s = stacks.at(stack);
+    if (s.maintenance) return *s.maintenance;
+    return stack != active;
+  }
+  // True when `stack` should be a replica streaming from `replication.from`.
+  bool wants_replica(const std::string& stack) const {
+    if (!replication.enabled) return false;
+    for (const auto& t : replication.to)
+      if (t == stack) return true;
+    return false;
+  }
+};
+
+struct DesiredState {
+  std::string source;  // file path as given
+  std::string digest;  // sha256 of the file's bytes, hex
+  std::map<std::string, ProviderConfig> providers;
+  std::map<std::string, GroupSpec> groups;
+};
+
+// ---------------------------------------------------------------- observed
+
+enum class Role { primary, replica, unknown };
+const char* to_string(Role r);
+std::optional<Role> parse_role(const std::string& s);
+
+// PostgreSQL-style LSN "X/Y" (hex) <-> 64-bit position.
+std::string format_lsn(uint64_t lsn);
+std::optional<uint64_t> parse_lsn(const std::string& s);
+
+struct DatabaseObs {
+  Role role = Role::unknown;
+  std::optional<std::string> upstream;  // stack replicated from; null = replication stopped
+  std::optional<uint64_t> lsn;          // write position (primary) / replayed (replica)
+  std::optional<int64_t> timeline;
+};
+
+struct StackObs {
+  bool reachable = false;
+  std::optional<bool> maintenance;      // as last known when unreachable
+  std::optional<DatabaseObs> database;  // as last known when unreachable
+  std::string error;                    // why unreachable (never contains secrets)
+};
+
+struct TrafficObs {
+  bool reachable = true;
+  std::optional<std::string> target;  // stack whose address the record holds
+  std::optional<int> ttl;
+  std::string content;  // raw value (address, or provider's own id) for messages
+  std::string error;
+};
+
+struct GroupObs {
+  std::map<std::string, StackObs> stacks;
+  TrafficObs traffic;
+};
+
+struct ObservedState {
+  std::string observed_at;  // RFC 3339 UTC
+  std::map<std::string, GroupObs> groups;
+};
+
+}  // namespace stackflip

@@ -1,0 +1,60 @@
+// plan.h — the plan: an ordered list of guarded actions per group.
+//
+// A Plan is produced by the pure planner (planner.h) and consumed by the
+// renderers (render.h) and by apply (apply.h). Actions of one group run in
+// order; a `blocked` action and everything after it in its group do not run.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace stackflip {
+
+enum class ActionKind {
+  maintenance_on,     // stack: stop new writes
+  replication_wait,   // stack: until it replayed `source`'s write position
+  replication_stop,   // stack: stop streaming from its upstream
+  database_promote,   // stack: become the writable primary
+  maintenance_off,    // stack: accept writes again
+  traffic_switch,     // group: point traffic at `stack`
+  replication_start,  // stack: stream from `source`
+};
+const char* to_string(ActionKind k);  // "maintenance.on", ...
+std::optional<ActionKind> parse_action_kind(const std::string& s);
+
+struct Action {
+  std::string group;
+  ActionKind kind = ActionKind::maintenance_on;
+  std::string stack;   // target stack (traffic.switch: the stack traffic goes to)
+  std::string source;  // replication.wait/start: the stack replicated from
+  std::string reason;  // which desired field and which observed fact
+  std::string guard;   // what must hold just before it runs
+  bool blocked = false;
+  std::string why_blocked;
+};
+
+// A step of the runbook the planner left out, and why (e.g. fencing an
+// unreachable old primary). Shown to the operator; never executed.
+struct Skipped {
+  std::string group;
+  ActionKind kind = ActionKind::maintenance_on;
+  std::string stack;
+  std::string reason;
+};
+
+struct Plan {
+  std::string desired_digest;   // sha256 of the config file
+  std::string observed_digest;  // sha256 of the canonical observed snapshot
+  std::vector<Action> actions;  // groups in name order, each in execution order
+  std::vector<Skipped> skipped;
+
+  bool empty() const { return actions.empty(); }
+  bool any_blocked() const {
+    for (const auto& a : actions)
+      if (a.blocked) return true;
+    return false;
+  }
+};
+
+}  // namespace stackflip

@@ -1,0 +1,60 @@
+// provider.h — the narrow interfaces between apply/observe and the outside.
+//
+// A StackDriver serves one stack's maintenance flag and database; a
+// TrafficDriver serves one group's traffic address. Each method maps to one
+// planner action (plan.h) or to observation. Implementations: postgres,
+// powerdns, cloud66, command (real), FakeProvider and FaultyProvider (tests).
+//
+// Contract for every implementation:
+// - observe() never fails: an unreachable provider is a state
+//   (reachable=false, error set, no secrets in the message).
+// - Actions return a Status whose message says what failed (SQL error, HTTP
+//   status and body); `Error::timeout` is set when the call ran out of time.
+// - Every call is bounded in time (connect and statement/request timeouts).
+// - Actions are idempotent where the provider allows it: applying
+//   maintenance.on to a stack already in maintenance succeeds.
+// - A driver is used from one thread at a time; different drivers may be used
+//   concurrently. Drivers may keep connections open across calls.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "model.h"
+#include "result.h"
+
+namespace stackflip {
+
+class StackDriver {
+ public:
+  virtual ~StackDriver() = default;
+  virtual StackObs observe() = 0;
+  virtual Status set_maintenance(bool on) = 0;
+  virtual Status stop_replication() = 0;
+  virtual Status promote() = 0;
+  // Re-attach this stack as a replica streaming from `source` (a stack of the
+  // same group, already primary), by the non-destructive path first.
+  virtual Status start_replication(const StackSpec& source) = 0;
+};
+
+class TrafficDriver {
+ public:
+  virtual ~TrafficDriver() = default;
+  virtual TrafficObs observe() = 0;
+  // Point the group's traffic at `stack` (a stack of the group).
+  virtual Status switch_to(const std::string& stack) = 0;
+};
+
+// Makes drivers for a desired state. The real factory (drivers.h) dispatches
+// on the provider's `type`; tests pass a factory of fakes.
+class DriverFactory {
+ public:
+  virtual ~DriverFactory() = default;
+  virtual Result<std::unique_ptr<StackDriver>> stack_driver(const DesiredState& desired,
+                                                            const GroupSpec& group,
+                                                            const std::string& stack) = 0;
+  virtual Result<std::unique_ptr<TrafficDriver>> traffic_driver(const DesiredState& desired,
+                                                                const GroupSpec& group) = 0;
+};
+
+}  // namespace stackflip

@@ -1,0 +1,36 @@
+// snapshot.h — ObservedState <-> the snapshot JSON of DESIGN.md.
+//
+// Reading goes through the same path as configs (yaml_doc.h: yaml-cpp parse
+// with marks, schema validation against schema/observed.schema.json), so a bad
+// snapshot is reported as file:line:col like a bad config. Writing is
+// canonical (sorted keys, no whitespace variance), so its sha256 is the
+// observed digest that plans record.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <rapidjson/document.h>
+
+#include "model.h"
+#include "result.h"
+
+namespace stackflip {
+
+// Parses one stack object of the observed schema (definitions/stack). Errors
+// name the JSON pointer under `where`.
+Result<StackObs> stack_obs_from_json(const rapidjson::Value& v, const std::string& where = "");
+void stack_obs_to_json(const StackObs& s, rapidjson::Value& out,
+                       rapidjson::Document::AllocatorType& alloc);
+
+// Reads a snapshot file. Errors are "file:line:col: error: ..." lines, all of them.
+Result<ObservedState> read_snapshot(const std::string& path);
+Result<ObservedState> parse_snapshot(const std::string& name, const std::string& text);
+
+// Canonical JSON text (one line) / indented JSON text for humans.
+std::string snapshot_to_json(const ObservedState& obs, bool pretty = false);
+// sha256 of the canonical form, ignoring observed_at (when it was seen does
+// not change what was seen).
+std::string observed_digest(const ObservedState& obs);
+
+}  // namespace stackflip
