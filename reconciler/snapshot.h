@@ -23,6 +23,9 @@ Result<StackObs> stack_obs_from_json(const rapidjson::Value& v, const std::strin
 void stack_obs_to_json(const StackObs& s, rapidjson::Value& out,
                        rapidjson::Document::AllocatorType& alloc);
 
+// Converts a document already checked against the observed schema.
+Result<ObservedState> snapshot_from_json(const rapidjson::Value& doc);
+
 // Reads a snapshot file. Errors are "file:line:col: error: ..." lines, all of them.
 Result<ObservedState> read_snapshot(const std::string& path);
 Result<ObservedState> parse_snapshot(const std::string& name, const std::string& text);

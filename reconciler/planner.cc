@@ -1,0 +1,413 @@
+#include "planner.h"
+
+#include "snapshot.h"
+
+namespace stackflip {
+
+namespace {
+
+std::string bytes(uint64_t n) { return std::to_string(n) + (n == 1 ? " byte" : " bytes"); }
+
+// Plans one group over a simulated copy of its observation.
+class GroupPlanner {
+ public:
+  GroupPlanner(const GroupSpec& g, const GroupObs& o, std::vector<Action>& actions,
+               std::vector<Skipped>& skipped)
+      : g_(g), sim_(o), actions_(actions), skipped_(skipped), first_(actions.size()) {
+    // Every declared stack has an entry; what was not observed is unreachable.
+    for (const auto& [name, spec] : g_.stacks) {
+      auto it = sim_.stacks.find(name);
+      if (it == sim_.stacks.end()) sim_.stacks[name] = StackObs{false, {}, {}, "not observed"};
+    }
+  }
+
+  void run() {
+    fence();
+    promote();
+    active_maintenance();
+    traffic();
+    replication();
+  }
+
+ private:
+  const StackObs& st(const std::string& s) const { return sim_.stacks.at(s); }
+  StackObs& st(const std::string& s) { return sim_.stacks.at(s); }
+  bool reachable(const std::string& s) const { return st(s).reachable; }
+  Role role(const std::string& s) const {
+    const auto& d = st(s).database;
+    return d ? d->role : Role::unknown;
+  }
+  std::optional<std::string> upstream(const std::string& s) const {
+    const auto& d = st(s).database;
+    return d ? d->upstream : std::nullopt;
+  }
+  std::optional<uint64_t> lsn(const std::string& s) const {
+    const auto& d = st(s).database;
+    return d ? d->lsn : std::nullopt;
+  }
+  // A reachable stack whose maintenance flag is unknown is treated as not in
+  // maintenance: fencing it again is harmless, assuming it fenced is not.
+  bool in_maintenance(const std::string& s) const { return st(s).maintenance.value_or(false); }
+  bool writable(const std::string& s) const {
+    return reachable(s) && role(s) == Role::primary && !in_maintenance(s);
+  }
+  std::string unreachable_why(const std::string& s) const {
+    const auto& e = st(s).error;
+    return s + " is unreachable" + (e.empty() ? "" : " (" + e + ")");
+  }
+
+  // Appends an action and applies its expected effect to the simulation.
+  void emit(ActionKind kind, const std::string& stack, const std::string& source,
+            std::string reason, std::string guard, std::string why_blocked = "") {
+    Action a;
+    a.group = g_.name;
+    a.kind = kind;
+    a.stack = stack;
+    a.source = source;
+    a.reason = std::move(reason);
+    a.guard = std::move(guard);
+    if (!why_blocked.empty()) {
+      a.blocked = true;
+      a.why_blocked = std::move(why_blocked);
+    } else if (blocked_at_) {
+      a.blocked = true;
+      a.why_blocked = "waits on step " + std::to_string(*blocked_at_ + 1) + ", which is blocked";
+    }
+    if (a.blocked && !blocked_at_) blocked_at_ = actions_.size() - first_;
+    actions_.push_back(std::move(a));
+    simulate(kind, stack, source);
+  }
+
+  void skip(ActionKind kind, const std::string& stack, std::string reason) {
+    skipped_.push_back(Skipped{g_.name, kind, stack, std::move(reason)});
+  }
+
+  void simulate(ActionKind kind, const std::string& stack, const std::string& source) {
+    if (kind == ActionKind::traffic_switch) {
+      sim_.traffic.target = stack;
+      sim_.traffic.ttl = g_.traffic.ttl;
+      return;
+    }
+    StackObs& s = st(stack);
+    DatabaseObs& db = s.database ? *s.database : s.database.emplace();
+    switch (kind) {
+      case ActionKind::maintenance_on: s.maintenance = true; break;
+      case ActionKind::maintenance_off: s.maintenance = false; break;
+      case ActionKind::replication_wait:
+        if (auto src = lsn(source)) db.lsn = *src;
+        break;
+      case ActionKind::replication_stop: db.upstream.reset(); break;
+      case ActionKind::database_promote:
+        db.role = Role::primary;
+        db.upstream.reset();
+        if (db.timeline) ++*db.timeline;
+        break;
+      case ActionKind::replication_start:
+        db.role = Role::replica;
+        db.upstream = source;
+        db.lsn = lsn(source);
+        break;
+      case ActionKind::traffic_switch: break;
+    }
+  }
+
+  // Whether and how the desired active stack can be promoted, judged on the
+  // simulation as it stands.
+  struct Promotion {
+    std::optional<std::string> old_primary;  // the stack to catch up with
+    bool wait = false;                       // a replication.wait applies
+    std::string block;                       // why promotion must not happen
+    std::string loss;                        // what allow_data_loss would accept
+    bool forced() const { return !block.empty(); }
+  };
+
+  Promotion judge_promotion() const {
+    const std::string& d = g_.active;
+    Promotion pr;
+    if (!reachable(d)) {
+      pr.block = unreachable_why(d);
+      return pr;
+    }
+    if (role(d) == Role::unknown) {
+      pr.block = "the role of " + d + "'s database could not be read";
+      return pr;
+    }
+    const uint64_t max_lag = g_.replication.max_lag_bytes;
+    auto p = old_primary();
+    pr.old_primary = p;
+    if (p && reachable(*p)) {
+      auto lag = lag_bytes(sim_, d, *p);
+      if (upstream(d) == *p || (lag && *lag <= max_lag)) {
+        pr.wait = true;
+      } else {
+        pr.block = d + " " + (lag ? "is " + bytes(*lag) + " behind " + *p : "has an unknown position") +
+                   " and is not replicating from it (max_lag_bytes: " + std::to_string(max_lag) + ")";
+        pr.loss = lag ? bytes(*lag) : std::string("an unknown amount of data");
+      }
+    } else if (p) {
+      auto lag = lag_bytes(sim_, d, *p);
+      pr.block = "the old primary " + unreachable_why(*p) + ", so " + d +
+                 "'s data loss cannot be ruled out (" +
+                 (lag ? "last known lag " + bytes(*lag) : std::string("last known lag unknown")) + ")";
+      pr.loss = lag ? "at least " + bytes(*lag) + " (last known lag)" : "an unknown amount of data";
+    } else {
+      // No primary anywhere: the newest writes may be on a stack that cannot
+      // be seen, or on another replica that is further ahead.
+      pr.block = "no stack is observed as primary, so the newest writes may be elsewhere";
+      for (const auto& [name, spec] : g_.stacks)
+        if (name != d && lsn(name) && lsn(d) && *lsn(name) > *lsn(d))
+          pr.block += "; " + name + " is " + bytes(*lsn(name) - *lsn(d)) + " ahead";
+      pr.loss = "an unknown amount of data";
+    }
+    return pr;
+  }
+
+  // Unreachable or unknown-role stacks cannot be promoted even when data loss
+  // is allowed.
+  bool promotion_impossible() const {
+    return !reachable(g_.active) || role(g_.active) == Role::unknown;
+  }
+
+  // Phase 1: no second writable database, ever; then maintenance drift.
+  void fence() {
+    const std::string& active = g_.active;
+    int writables = 0;
+    for (const auto& [name, spec] : g_.stacks) writables += writable(name);
+    // Fencing the only serving primary for a promotion that cannot happen
+    // would only take the application down: that fence waits, blocked.
+    std::string hold;
+    if (role(active) != Role::primary && writables == 1) {
+      Promotion pr = judge_promotion();
+      if (pr.forced() && (promotion_impossible() || !g_.allow_data_loss))
+        hold = "the promotion of " + active + " is blocked (" + pr.block +
+               "), so the serving primary is not fenced";
+    }
+    for (const auto& [name, spec] : g_.stacks) {
+      if (name == active) continue;
+      if (!reachable(name)) {
+        bool maybe_writable = role(name) != Role::replica && !in_maintenance(name);
+        if (maybe_writable && role(active) != Role::primary)
+          skip(ActionKind::maintenance_on, name,
+               unreachable_why(name) + "; it cannot be fenced now and will be fenced first "
+                                       "when it returns");
+        continue;
+      }
+      if (writable(name)) {
+        bool was_active = sim_.traffic.target == name;
+        std::string reason =
+            was_active ? "step 1 of the switch: `active: " + active + "`, so stop new writes on " +
+                             name + ", the current primary"
+                       : name + " is a writable primary but `active: " + active +
+                             "`: fence it before anything else";
+        emit(ActionKind::maintenance_on, name, "", reason,
+             "none needed: refusing writes never endangers data", hold);
+      }
+    }
+    for (const auto& [name, spec] : g_.stacks) {
+      if (name == active || !reachable(name)) continue;
+      if (g_.desired_maintenance(name) && !in_maintenance(name))
+        emit(ActionKind::maintenance_on, name, "",
+             "maintenance of non-active stack " + name + " is desired on, observed off",
+             "none needed: refusing writes never endangers data");
+    }
+  }
+
+  // The stack `active` should catch up with: its upstream when that is a
+  // primary, else the first other stack that is (or was last seen) primary.
+  std::optional<std::string> old_primary() const {
+    auto up = upstream(g_.active);
+    if (up && g_.stacks.count(*up) && role(*up) == Role::primary) return up;
+    for (const auto& [name, spec] : g_.stacks)
+      if (name != g_.active && role(name) == Role::primary) return name;
+    return std::nullopt;
+  }
+
+  // Phase 2: make the desired active stack the primary, guarded.
+  void promote() {
+    const std::string& d = g_.active;
+    if (role(d) == Role::primary) return;
+    const std::string not_primary = "`active: " + d + "` but " + d + " is not primary";
+    Promotion pr = judge_promotion();
+    if (promotion_impossible()) {
+      emit(ActionKind::database_promote, d, "", not_primary,
+           "the stack is reachable and its role is known", pr.block);
+      return;
+    }
+    const std::string& p = pr.old_primary.value_or("");
+    if (pr.old_primary && !reachable(p)) {
+      auto lag = lag_bytes(sim_, d, p);
+      skip(ActionKind::replication_wait, d,
+           "the old primary " + unreachable_why(p) + ": its write position is unknown (" +
+               (lag ? "last known lag " + bytes(*lag) : std::string("last known lag unknown")) + ")");
+    }
+    std::string why_blocked;
+    std::string reason = "`active: " + d + "` but " + d + " is a replica";
+    if (pr.forced()) {
+      if (g_.allow_data_loss)
+        reason += "; `allow_data_loss: true` accepts losing " + pr.loss + " (" + pr.block + ")";
+      else
+        why_blocked = pr.block + "; a commit with `allow_data_loss: true` forces the failover";
+    }
+    const uint64_t max_lag = g_.replication.max_lag_bytes;
+    if (pr.wait)
+      emit(ActionKind::replication_wait, d, p,
+           "no-data-loss guard: " + d + " must replay everything " + p + " wrote before the fence",
+           d + "'s replayed position reaches " + p + "'s write position read after the fence " +
+               "(max_lag_bytes: " + std::to_string(max_lag) + ")");
+    if (upstream(d))
+      emit(ActionKind::replication_stop, d, "",
+           "step 3 of the switch: stop replication into " + d + " before promoting it",
+           pr.wait ? d + " has caught up (previous step)" : "promotion of " + d + " is allowed",
+           why_blocked);
+    emit(ActionKind::database_promote, d, "", reason,
+         pr.wait ? d + " lags " + p + " by at most " + bytes(max_lag) + "; " + p +
+                       " is fenced; no other writable database"
+                 : "no other reachable writable database",
+         why_blocked);
+  }
+
+  // Phase 3: the active stack's maintenance as desired.
+  void active_maintenance() {
+    const std::string& d = g_.active;
+    bool want = g_.desired_maintenance(d);
+    if (st(d).maintenance == want) return;
+    if (want) {
+      emit(ActionKind::maintenance_on, d, "", "maintenance of " + d + " is desired on (explicit)",
+           "none needed: refusing writes never endangers data",
+           reachable(d) ? "" : unreachable_why(d));
+      return;
+    }
+    emit(ActionKind::maintenance_off, d, "",
+         "step 5 of the switch: active stack " + d + " must accept writes",
+         d + " is primary and no other reachable stack is a writable primary",
+         reachable(d) ? "" : unreachable_why(d));
+  }
+
+  // Phase 4: traffic to the active stack.
+  void traffic() {
+    const std::string& d = g_.active;
+    const TrafficObs& t = sim_.traffic;
+    bool wrong_target = t.target != d;
+    bool wrong_ttl = t.ttl && *t.ttl != g_.traffic.ttl;
+    if (!wrong_target && !wrong_ttl) return;
+    std::string reason =
+        wrong_target ? "step 6 of the switch: traffic points at " + t.target.value_or("no stack") +
+                           ", `active: " + d + "`"
+                     : "traffic TTL is " + std::to_string(*t.ttl) + ", desired " +
+                           std::to_string(g_.traffic.ttl);
+    std::string why;
+    if (!t.reachable)
+      why = "the traffic provider is unreachable" + (t.error.empty() ? "" : " (" + t.error + ")");
+    else if (!reachable(d))
+      why = unreachable_why(d) + "; traffic is never sent to a stack that cannot be seen";
+    emit(ActionKind::traffic_switch, d, "", reason,
+         d + " is primary (traffic never points at a writable replica)", why);
+  }
+
+  // Phase 5: replication into the other stacks as desired.
+  void replication() {
+    const std::string& d = g_.active;
+    for (const auto& [name, spec] : g_.stacks) {
+      if (name == d) continue;
+      if (g_.wants_replica(name)) {
+        if (role(name) == Role::replica && upstream(name) == d) continue;
+        if (!reachable(name)) {
+          skip(ActionKind::replication_start, name,
+               unreachable_why(name) + "; it will be re-attached when it returns");
+          continue;
+        }
+        if (role(name) == Role::unknown) {
+          skip(ActionKind::replication_start, name,
+               "the role of " + name + "'s database could not be read");
+          continue;
+        }
+        std::string reason =
+            role(name) == Role::primary
+                ? "replication from " + d + " into " + name + " is desired; " + name +
+                      " is a fenced former primary: re-attach it by the non-destructive path "
+                      "(clean shutdown, standby.signal, primary_conninfo)"
+                : "replication from " + d + " into " + name + " is desired; " + name +
+                      (upstream(name) ? " streams from " + *upstream(name) : " has replication stopped");
+        std::string why;
+        if (!reachable(d)) why = "the source " + unreachable_why(d);
+        else if (!in_maintenance(name)) why = name + " is not in maintenance";
+        emit(ActionKind::replication_start, name, d, reason,
+             name + " is in maintenance and " + d + " is primary", why);
+      } else if (role(name) == Role::replica && upstream(name)) {
+        emit(ActionKind::replication_stop, name, "",
+             "replication into " + name + " is not desired, observed streaming from " +
+                 *upstream(name),
+             "none needed: " + name + " stays a replica", reachable(name) ? "" : unreachable_why(name));
+      }
+    }
+    // Explicit `maintenance: false` on a non-active stack: only a replica may
+    // leave maintenance (it cannot accept writes anyway).
+    for (const auto& [name, spec] : g_.stacks) {
+      if (name == d || g_.desired_maintenance(name) || !in_maintenance(name)) continue;
+      if (!reachable(name)) continue;
+      if (role(name) == Role::replica)
+        emit(ActionKind::maintenance_off, name, "",
+             "maintenance of " + name + " is desired off (explicit)", name + " is a replica");
+      else
+        skip(ActionKind::maintenance_off, name,
+             name + " is a primary that is not active: leaving maintenance would make a second "
+                    "writable database");
+    }
+  }
+
+  const GroupSpec& g_;
+  GroupObs sim_;
+  std::vector<Action>& actions_;
+  std::vector<Skipped>& skipped_;
+  size_t first_;
+  std::optional<size_t> blocked_at_;
+};
+
+bool same_step(const Action& a, const Action& b) {
+  return a.group == b.group && a.kind == b.kind && a.stack == b.stack && a.source == b.source;
+}
+
+}  // namespace
+
+std::optional<uint64_t> lag_bytes(const GroupObs& observed, const std::string& stack,
+                                  const std::string& source) {
+  auto s = observed.stacks.find(stack), p = observed.stacks.find(source);
+  if (s == observed.stacks.end() || p == observed.stacks.end()) return std::nullopt;
+  if (!s->second.database || !p->second.database) return std::nullopt;
+  auto a = s->second.database->lsn, b = p->second.database->lsn;
+  if (!a || !b) return std::nullopt;
+  return *b > *a ? *b - *a : 0;
+}
+
+void plan_group(const GroupSpec& group, const GroupObs& observed, std::vector<Action>& actions,
+                std::vector<Skipped>& skipped) {
+  GroupPlanner(group, observed, actions, skipped).run();
+}
+
+Plan make_plan(const DesiredState& desired, const ObservedState& observed) {
+  Plan plan;
+  plan.desired_digest = desired.digest;
+  plan.observed_digest = observed_digest(observed);
+  static const GroupObs kNothingObserved{{}, TrafficObs{false, {}, {}, "", "not observed"}};
+  for (const auto& [name, group] : desired.groups) {
+    auto it = observed.groups.find(name);
+    plan_group(group, it == observed.groups.end() ? kNothingObserved : it->second, plan.actions,
+               plan.skipped);
+  }
+  return plan;
+}
+
+bool still_next(const Action& action, const std::vector<Action>& fresh, const GroupSpec& group,
+                const GroupObs& observed) {
+  for (const Action& a : fresh) {
+    if (a.group != action.group) continue;
+    if (same_step(a, action)) return !a.blocked;
+    bool satisfied_wait = a.kind == ActionKind::replication_wait && !a.blocked &&
+                          lag_bytes(observed, a.stack, a.source).value_or(UINT64_MAX) <=
+                              group.replication.max_lag_bytes;
+    if (!satisfied_wait) return false;
+  }
+  return false;
+}
+
+}  // namespace stackflip

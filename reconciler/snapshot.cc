@@ -1,0 +1,182 @@
+#include "snapshot.h"
+
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "digest.h"
+
+namespace stackflip {
+
+namespace rj = rapidjson;
+
+namespace {
+
+Error at(const std::string& where, const std::string& what) {
+  return Err((where.empty() ? std::string("/") : where) + ": " + what);
+}
+
+const rj::Value* member(const rj::Value& v, const char* key) {
+  auto it = v.FindMember(key);
+  return it == v.MemberEnd() ? nullptr : &it->value;
+}
+
+rj::Value str(const std::string& s, rj::Document::AllocatorType& a) {
+  return rj::Value(s.c_str(), static_cast<rj::SizeType>(s.size()), a);
+}
+
+Result<DatabaseObs> database_from_json(const rj::Value& v, const std::string& where) {
+  if (!v.IsObject()) return at(where, "expected an object");
+  DatabaseObs db;
+  const rj::Value* role = member(v, "role");
+  if (!role || !role->IsString()) return at(where + "/role", "expected primary, replica or unknown");
+  auto r = parse_role(role->GetString());
+  if (!r) return at(where + "/role", "expected primary, replica or unknown");
+  db.role = *r;
+  if (const rj::Value* up = member(v, "upstream")) {
+    if (up->IsString()) db.upstream = up->GetString();
+    else if (!up->IsNull()) return at(where + "/upstream", "expected a stack name or null");
+  }
+  if (const rj::Value* l = member(v, "lsn")) {
+    auto lsn = l->IsString() ? parse_lsn(l->GetString()) : std::nullopt;
+    if (!lsn) return at(where + "/lsn", "expected an LSN like 0/3000060");
+    db.lsn = lsn;
+  }
+  if (const rj::Value* t = member(v, "timeline")) {
+    if (!t->IsInt64() || t->GetInt64() < 1) return at(where + "/timeline", "expected an integer >= 1");
+    db.timeline = t->GetInt64();
+  }
+  return db;
+}
+
+TrafficObs traffic_from_json(const rj::Value& v) {
+  TrafficObs t;
+  if (const rj::Value* r = member(v, "reachable"); r && r->IsBool()) t.reachable = r->GetBool();
+  if (const rj::Value* x = member(v, "target"); x && x->IsString()) t.target = x->GetString();
+  if (const rj::Value* x = member(v, "ttl"); x && x->IsInt()) t.ttl = x->GetInt();
+  if (const rj::Value* x = member(v, "content"); x && x->IsString()) t.content = x->GetString();
+  if (const rj::Value* x = member(v, "error"); x && x->IsString()) t.error = x->GetString();
+  return t;
+}
+
+}  // namespace
+
+Result<StackObs> stack_obs_from_json(const rj::Value& v, const std::string& where) {
+  if (!v.IsObject()) return at(where, "expected an object");
+  StackObs s;
+  const rj::Value* r = member(v, "reachable");
+  if (!r || !r->IsBool()) return at(where + "/reachable", "expected true or false");
+  s.reachable = r->GetBool();
+  if (const rj::Value* m = member(v, "maintenance")) {
+    if (!m->IsBool()) return at(where + "/maintenance", "expected true or false");
+    s.maintenance = m->GetBool();
+  }
+  if (const rj::Value* e = member(v, "error")) {
+    if (!e->IsString()) return at(where + "/error", "expected a string");
+    s.error = e->GetString();
+  }
+  if (const rj::Value* d = member(v, "database")) {
+    auto db = database_from_json(*d, where + "/database");
+    if (!db.ok()) return db.error();
+    s.database = *db;
+  }
+  return s;
+}
+
+void stack_obs_to_json(const StackObs& s, rj::Value& out, rj::Document::AllocatorType& a) {
+  out.SetObject();
+  out.AddMember("reachable", s.reachable, a);
+  if (s.maintenance) out.AddMember("maintenance", *s.maintenance, a);
+  if (!s.error.empty()) out.AddMember("error", str(s.error, a), a);
+  if (s.database) {
+    rj::Value db(rj::kObjectType);
+    db.AddMember("role", rj::StringRef(to_string(s.database->role)), a);
+    rj::Value up;
+    if (s.database->upstream) up = str(*s.database->upstream, a);
+    db.AddMember("upstream", up, a);
+    if (s.database->lsn) db.AddMember("lsn", str(format_lsn(*s.database->lsn), a), a);
+    if (s.database->timeline) db.AddMember("timeline", static_cast<int64_t>(*s.database->timeline), a);
+    out.AddMember("database", db, a);
+  }
+}
+
+Result<ObservedState> snapshot_from_json(const rj::Value& doc) {
+  if (!doc.IsObject()) return at("", "expected an object");
+  ObservedState obs;
+  if (const rj::Value* t = member(doc, "observed_at"); t && t->IsString()) obs.observed_at = t->GetString();
+  const rj::Value* groups = member(doc, "groups");
+  if (!groups || !groups->IsObject()) return at("/groups", "expected an object of groups");
+  for (auto g = groups->MemberBegin(); g != groups->MemberEnd(); ++g) {
+    std::string gname = g->name.GetString(), where = "/groups/" + gname;
+    if (!g->value.IsObject()) return at(where, "expected an object");
+    GroupObs go;
+    const rj::Value* stacks = member(g->value, "stacks");
+    if (!stacks || !stacks->IsObject()) return at(where + "/stacks", "expected an object of stacks");
+    for (auto s = stacks->MemberBegin(); s != stacks->MemberEnd(); ++s) {
+      auto so = stack_obs_from_json(s->value, where + "/stacks/" + s->name.GetString());
+      if (!so.ok()) return so.error();
+      go.stacks[s->name.GetString()] = *so;
+    }
+    if (const rj::Value* t = member(g->value, "traffic"); t && t->IsObject()) go.traffic = traffic_from_json(*t);
+    obs.groups[gname] = std::move(go);
+  }
+  return obs;
+}
+
+namespace {
+void write_snapshot(const ObservedState& obs, bool with_time, rj::Document& doc) {
+  auto& a = doc.GetAllocator();
+  doc.SetObject();
+  doc.AddMember("apiVersion", "stackflip/v1", a);
+  if (with_time && !obs.observed_at.empty()) doc.AddMember("observed_at", str(obs.observed_at, a), a);
+  rj::Value groups(rj::kObjectType);
+  for (const auto& [gname, g] : obs.groups) {
+    rj::Value stacks(rj::kObjectType);
+    for (const auto& [sname, s] : g.stacks) {
+      rj::Value sv;
+      stack_obs_to_json(s, sv, a);
+      stacks.AddMember(str(sname, a), sv, a);
+    }
+    rj::Value t(rj::kObjectType);
+    if (!g.traffic.reachable) t.AddMember("reachable", false, a);
+    rj::Value target;
+    if (g.traffic.target) target = str(*g.traffic.target, a);
+    t.AddMember("target", target, a);
+    if (g.traffic.ttl) t.AddMember("ttl", *g.traffic.ttl, a);
+    if (!g.traffic.content.empty()) t.AddMember("content", str(g.traffic.content, a), a);
+    if (!g.traffic.error.empty()) t.AddMember("error", str(g.traffic.error, a), a);
+    rj::Value gv(rj::kObjectType);
+    gv.AddMember("stacks", stacks, a);
+    gv.AddMember("traffic", t, a);
+    groups.AddMember(str(gname, a), gv, a);
+  }
+  doc.AddMember("groups", groups, a);
+}
+
+std::string to_text(const rj::Document& doc, bool pretty) {
+  rj::StringBuffer buf;
+  if (pretty) {
+    rj::PrettyWriter<rj::StringBuffer> w(buf);
+    w.SetIndent(' ', 2);
+    doc.Accept(w);
+  } else {
+    rj::Writer<rj::StringBuffer> w(buf);
+    doc.Accept(w);
+  }
+  return std::string(buf.GetString(), buf.GetSize()) + "\n";
+}
+}  // namespace
+
+std::string snapshot_to_json(const ObservedState& obs, bool pretty) {
+  rj::Document doc;
+  write_snapshot(obs, true, doc);
+  return to_text(doc, pretty);
+}
+
+std::string observed_digest(const ObservedState& obs) {
+  rj::Document doc;
+  write_snapshot(obs, false, doc);
+  return sha256_hex(to_text(doc, false));
+}
+
+}  // namespace stackflip

@@ -1,0 +1,244 @@
+// Table-driven planner scenarios: one observed situation each, the plan
+// expected in order. Names are the situations an operator would recognise.
+#include <catch2/catch.hpp>
+
+#include "builders.h"
+#include "planner.h"
+
+using namespace stackflip;
+using namespace stackflip::testing;
+using Steps = std::vector<std::string>;
+
+namespace {
+
+struct Planned {
+  std::vector<Action> actions;
+  std::vector<Skipped> skipped;
+};
+
+Planned plan_for(const GroupSpec& g, const GroupObs& o) {
+  Planned p;
+  plan_group(g, o, p.actions, p.skipped);
+  return p;
+}
+
+GroupObs steady() {
+  return GroupObs{{{"primary", primary(false)}, {"standby", replica(true, "primary")}},
+                  traffic_at("primary")};
+}
+
+}  // namespace
+
+TEST_CASE("a converged group yields no actions") {
+  auto p = plan_for(make_group("primary"), steady());
+  CHECK(p.actions.empty());
+  CHECK(p.skipped.empty());
+}
+
+TEST_CASE("a planned switch runs the seven steps in the runbook's order") {
+  auto p = plan_for(make_group("standby"), steady());
+  CHECK(steps(p.actions) == Steps{"maintenance.on primary", "replication.wait standby from primary",
+                                  "replication.stop standby", "database.promote standby",
+                                  "maintenance.off standby", "traffic.switch standby",
+                                  "replication.start primary from standby"});
+  for (const auto& a : p.actions) {
+    CHECK_FALSE(a.blocked);
+    CHECK_FALSE(a.reason.empty());
+    CHECK_FALSE(a.guard.empty());
+  }
+}
+
+TEST_CASE("a planned switch waits for the replica before promoting even when it lags") {
+  GroupObs o = steady();
+  o.stacks["standby"] = replica(true, "primary", 40);
+  auto p = plan_for(make_group("standby"), o);
+  REQUIRE(p.actions.size() == 7);
+  CHECK(p.actions[1].kind == ActionKind::replication_wait);
+  CHECK_FALSE(p.actions[3].blocked);
+}
+
+TEST_CASE("a switch resumes where reality is after the promotion already happened") {
+  GroupObs o{{{"primary", primary(true)}, {"standby", primary(true)}}, traffic_at("primary")};
+  auto p = plan_for(make_group("standby"), o);
+  CHECK(steps(p.actions) == Steps{"maintenance.off standby", "traffic.switch standby",
+                                  "replication.start primary from standby"});
+}
+
+TEST_CASE("drift: a standby whose maintenance was turned off by hand is fenced again") {
+  GroupObs o = steady();
+  o.stacks["standby"].maintenance = false;
+  auto p = plan_for(make_group("primary"), o);
+  CHECK(steps(p.actions) == Steps{"maintenance.on standby"});
+}
+
+TEST_CASE("drift: a record pointing at the wrong stack is switched back") {
+  GroupObs o = steady();
+  o.traffic.target = "standby";
+  auto p = plan_for(make_group("primary"), o);
+  CHECK(steps(p.actions) == Steps{"traffic.switch primary"});
+}
+
+TEST_CASE("drift: a record holding no stack's address is switched to the active stack") {
+  GroupObs o = steady();
+  o.traffic.target.reset();
+  CHECK(steps(plan_for(make_group("primary"), o).actions) == Steps{"traffic.switch primary"});
+}
+
+TEST_CASE("drift: a TTL changed by hand is restored") {
+  GroupObs o = steady();
+  o.traffic.ttl = 3600;
+  auto p = plan_for(make_group("primary"), o);
+  REQUIRE(steps(p.actions) == Steps{"traffic.switch primary"});
+  CHECK(p.actions[0].reason.find("3600") != std::string::npos);
+}
+
+TEST_CASE("unplanned failover: the promote step is blocked while the old primary is unreachable") {
+  GroupObs o{{{"primary", unreachable(primary(false, 100))}, {"standby", replica(true, "primary", 90)}},
+             traffic_at("primary")};
+  auto p = plan_for(make_group("standby"), o);
+  CHECK(steps(p.actions) == Steps{"replication.stop standby BLOCKED", "database.promote standby BLOCKED",
+                                  "maintenance.off standby BLOCKED", "traffic.switch standby BLOCKED"});
+  CHECK(p.actions[1].why_blocked.find("unreachable") != std::string::npos);
+  CHECK(p.actions[1].why_blocked.find("10 bytes") != std::string::npos);
+  CHECK(p.actions[1].why_blocked.find("allow_data_loss") != std::string::npos);
+  CHECK(p.actions[2].why_blocked.find("waits on step") != std::string::npos);
+  // The fence of the unreachable primary, its wait and its re-attach are skipped, with reasons.
+  REQUIRE(p.skipped.size() == 3);
+  CHECK(p.skipped[0].kind == ActionKind::maintenance_on);
+  CHECK(p.skipped[1].kind == ActionKind::replication_wait);
+  CHECK(p.skipped[2].kind == ActionKind::replication_start);
+}
+
+TEST_CASE("unplanned failover with allow_data_loss promotes and states the accepted loss") {
+  GroupObs o{{{"primary", unreachable(primary(false, 100))}, {"standby", replica(true, "primary", 90)}},
+             traffic_at("primary")};
+  auto p = plan_for(make_group("standby", true), o);
+  CHECK(steps(p.actions) == Steps{"replication.stop standby", "database.promote standby",
+                                  "maintenance.off standby", "traffic.switch standby"});
+  CHECK(p.actions[1].reason.find("allow_data_loss") != std::string::npos);
+  CHECK(p.actions[1].reason.find("at least 10 bytes") != std::string::npos);
+}
+
+TEST_CASE("a replica behind the old primary and not streaming from it is not promoted") {
+  GroupObs o{{{"primary", primary(false, 100)}, {"standby", replica(true, std::nullopt, 90)}},
+             traffic_at("primary")};
+  auto p = plan_for(make_group("standby"), o);
+  REQUIRE(steps(p.actions)[0] == "maintenance.on primary BLOCKED");
+  CHECK(p.actions[0].why_blocked.find("10 bytes behind") != std::string::npos);
+  REQUIRE(p.actions[1].kind == ActionKind::database_promote);
+  CHECK(p.actions[1].blocked);
+  CHECK(p.actions[1].why_blocked.find("10 bytes behind") != std::string::npos);
+}
+
+TEST_CASE("a returned former primary is fenced before anything else") {
+  GroupObs o{{{"primary", primary(false, 120)}, {"standby", primary(false, 200)}},
+             traffic_at("standby")};
+  auto p = plan_for(make_group("standby", true), o);
+  CHECK(steps(p.actions) == Steps{"maintenance.on primary", "replication.start primary from standby"});
+  CHECK(p.actions[0].reason.find("fence") != std::string::npos);
+}
+
+TEST_CASE("a returned former primary is fenced and left alone when replication is off") {
+  GroupSpec g = make_group("standby", true);
+  g.replication.enabled = false;
+  GroupObs o{{{"primary", primary(false, 120)}, {"standby", primary(false, 200)}},
+             traffic_at("standby")};
+  CHECK(steps(plan_for(g, o).actions) == Steps{"maintenance.on primary"});
+}
+
+TEST_CASE("replication not desired is stopped on a replica") {
+  GroupSpec g = make_group("primary");
+  g.replication.enabled = false;
+  CHECK(steps(plan_for(g, steady()).actions) == Steps{"replication.stop standby"});
+}
+
+TEST_CASE("the desired active stack unreachable: the serving primary is not fenced for nothing") {
+  GroupObs o{{{"primary", primary(false)}, {"standby", unreachable(replica(true, "primary"))}},
+             traffic_at("primary")};
+  for (bool allow_data_loss : {false, true}) {
+    auto p = plan_for(make_group("standby", allow_data_loss), o);
+    REQUIRE(p.actions.size() >= 2);
+    CHECK(steps(p.actions)[0] == "maintenance.on primary BLOCKED");
+    CHECK(p.actions[0].why_blocked.find("standby is unreachable") != std::string::npos);
+    CHECK(p.actions[1].kind == ActionKind::database_promote);
+    CHECK(p.actions[1].blocked);
+  }
+}
+
+TEST_CASE("two writable primaries: the non-active one is fenced even when promotion is blocked") {
+  GroupObs o{{{"primary", primary(false)}, {"standby", primary(false)}}, traffic_at("primary")};
+  auto p = plan_for(make_group("standby"), o);
+  REQUIRE_FALSE(p.actions.empty());
+  CHECK(steps(p.actions)[0] == "maintenance.on primary");
+}
+
+TEST_CASE("traffic is not switched while the traffic provider is unreachable") {
+  GroupObs o = steady();
+  o.traffic = traffic_at("standby");
+  o.traffic.reachable = false;
+  auto p = plan_for(make_group("primary"), o);
+  REQUIRE(p.actions.size() == 1);
+  CHECK(p.actions[0].blocked);
+  CHECK(p.actions[0].why_blocked.find("traffic provider is unreachable") != std::string::npos);
+}
+
+TEST_CASE("groups are planned independently and in name order") {
+  GroupSpec a = make_group("standby", false, {"primary", "standby"}, "alpha");
+  GroupSpec b = make_group("primary", false, {"primary", "standby"}, "beta");
+  DesiredState d = make_desired({b, a});
+  ObservedState o;
+  o.groups["alpha"] = GroupObs{{{"primary", unreachable(primary(false))}, {"standby", replica(true, "primary")}},
+                               traffic_at("primary")};
+  o.groups["beta"] = steady();
+  o.groups["beta"].traffic.target = "standby";
+  Plan p = make_plan(d, o);
+  REQUIRE(p.actions.size() >= 2);
+  CHECK(p.actions.front().group == "alpha");
+  CHECK(p.actions.back().group == "beta");
+  CHECK(p.actions.back().kind == ActionKind::traffic_switch);
+  CHECK_FALSE(p.actions.back().blocked);  // alpha's block does not spill into beta
+}
+
+TEST_CASE("the same input gives the same plan, and the digest ignores observed_at") {
+  DesiredState d = make_desired({make_group("standby")});
+  ObservedState o;
+  o.groups["shop"] = steady();
+  o.observed_at = "2026-11-26T18:00:00Z";
+  Plan p1 = make_plan(d, o);
+  o.observed_at = "2026-11-26T19:00:00Z";
+  Plan p2 = make_plan(d, o);
+  CHECK(p1.observed_digest == p2.observed_digest);
+  CHECK(steps(p1.actions) == steps(p2.actions));
+  o.groups["shop"].stacks["standby"].database->lsn = 99;
+  CHECK(make_plan(d, o).observed_digest != p1.observed_digest);
+}
+
+TEST_CASE("three stacks: both others are re-pointed at the new primary") {
+  GroupSpec g = make_group("b", false, {"a", "b", "c"});
+  GroupObs o{{{"a", primary(false)}, {"b", replica(true, "a")}, {"c", replica(true, "a")}},
+             traffic_at("a")};
+  CHECK(steps(plan_for(g, o).actions) ==
+        Steps{"maintenance.on a", "replication.wait b from a", "replication.stop b",
+              "database.promote b", "maintenance.off b", "traffic.switch b",
+              "replication.start a from b", "replication.start c from b"});
+}
+
+TEST_CASE("a group missing from the snapshot is blocked, not guessed") {
+  DesiredState d = make_desired({make_group("primary")});
+  Plan p = make_plan(d, ObservedState{});
+  REQUIRE_FALSE(p.actions.empty());
+  CHECK(p.any_blocked());
+}
+
+TEST_CASE("the guard re-check accepts a satisfied wait before the next step") {
+  GroupSpec g = make_group("standby");
+  GroupObs o{{{"primary", primary(true)}, {"standby", replica(true, "primary")}}, traffic_at("primary")};
+  auto fresh = plan_for(g, o);
+  Action stop;
+  stop.group = "shop";
+  stop.kind = ActionKind::replication_stop;
+  stop.stack = "standby";
+  CHECK(still_next(stop, fresh.actions, g, o));
+  o.stacks["standby"].database->lsn = 50;  // behind again: the wait is not satisfied
+  CHECK_FALSE(still_next(stop, plan_for(g, o).actions, g, o));
+}

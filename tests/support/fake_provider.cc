@@ -1,0 +1,130 @@
+#include "fake_provider.h"
+
+namespace stackflip::testing {
+
+namespace {
+
+class FakeStackDriver : public StackDriver {
+ public:
+  FakeStackDriver(FakeWorld& w, std::string group, std::string stack)
+      : w_(w), group_(std::move(group)), stack_(std::move(stack)) {}
+
+  StackObs observe() override { return w_.observe(group_).stacks.at(stack_); }
+
+  Status set_maintenance(bool on) override {
+    record(on ? "maintenance.on" : "maintenance.off");
+    if (!me().up) return down();
+    me().maintenance = on;
+    return {};
+  }
+  Status stop_replication() override {
+    record("replication.stop");
+    if (!me().up) return down();
+    me().upstream.clear();
+    return {};
+  }
+  Status promote() override {
+    record("database.promote");
+    if (!me().up) return down();
+    if (me().role == Role::unknown) return Err(stack_ + ": database role unknown");
+    if (me().role == Role::replica) ++me().timeline;
+    me().role = Role::primary;
+    me().upstream.clear();
+    return {};
+  }
+  Status start_replication(const StackSpec& source) override {
+    record("replication.start", source.name);
+    if (!me().up) return down();
+    FakeStack& src = w_.stacks.at(group_).at(source.name);
+    if (!src.up || src.role != Role::primary) return Err(source.name + " is not an up primary");
+    me().role = Role::replica;
+    me().upstream = source.name;
+    me().lsn = src.lsn;
+    me().timeline = src.timeline;
+    return {};
+  }
+
+ private:
+  FakeStack& me() { return w_.stacks.at(group_).at(stack_); }
+  void record(const std::string& kind, const std::string& from = "") {
+    w_.calls.push_back(kind + " " + group_ + "/" + stack_ + (from.empty() ? "" : " from " + from));
+  }
+  Status down() const { return Err(stack_ + ": connection refused"); }
+  FakeWorld& w_;
+  std::string group_, stack_;
+};
+
+class FakeTrafficDriver : public TrafficDriver {
+ public:
+  FakeTrafficDriver(FakeWorld& w, std::string group) : w_(w), group_(std::move(group)) {}
+  TrafficObs observe() override { return w_.observe(group_).traffic; }
+  Status switch_to(const std::string& stack) override {
+    w_.calls.push_back("traffic.switch " + group_ + " to " + stack);
+    FakeTraffic& t = w_.traffic.at(group_);
+    if (!t.up) return Err("traffic provider: connection refused");
+    t.target = stack;
+    return {};
+  }
+
+ private:
+  FakeWorld& w_;
+  std::string group_;
+};
+
+}  // namespace
+
+GroupObs FakeWorld::observe(const std::string& group) {
+  GroupObs g;
+  auto& stacks_of = stacks.at(group);
+  if (instant_replay) {
+    for (auto& [name, s] : stacks_of) {
+      if (!s.up || s.role != Role::replica || s.upstream.empty()) continue;
+      auto up = stacks_of.find(s.upstream);
+      if (up != stacks_of.end() && up->second.up && up->second.role == Role::primary)
+        s.lsn = up->second.lsn;
+    }
+  }
+  for (const auto& [name, s] : stacks_of) {
+    StackObs o;
+    o.reachable = s.up;
+    o.maintenance = s.maintenance;
+    DatabaseObs db;
+    db.role = s.role;
+    if (!s.upstream.empty()) db.upstream = s.upstream;
+    db.lsn = s.lsn;
+    db.timeline = s.timeline;
+    o.database = db;
+    if (!s.up) o.error = "connection refused";
+    g.stacks[name] = o;
+  }
+  const FakeTraffic& t = traffic.at(group);
+  g.traffic.reachable = t.up;
+  if (!t.target.empty()) g.traffic.target = t.target;
+  g.traffic.ttl = t.ttl;
+  if (!t.up) g.traffic.error = "connection refused";
+  return g;
+}
+
+ObservedState FakeWorld::observe_all() {
+  ObservedState o;
+  o.observed_at = "2026-11-26T18:00:00Z";
+  for (const auto& [name, unused] : stacks) o.groups[name] = observe(name);
+  return o;
+}
+
+Result<std::unique_ptr<StackDriver>> FakeDriverFactory::stack_driver(const DesiredState&,
+                                                                     const GroupSpec& g,
+                                                                     const std::string& stack) {
+  std::unique_ptr<StackDriver> d = std::make_unique<FakeStackDriver>(world_, g.name, stack);
+  if (wrap_stack) d = wrap_stack(std::move(d), stack);
+  return d;
+}
+
+Result<std::unique_ptr<TrafficDriver>> FakeDriverFactory::traffic_driver(const DesiredState&,
+                                                                         const GroupSpec& g) {
+  std::unique_ptr<TrafficDriver> d = std::make_unique<FakeTrafficDriver>(world_, g.name);
+  if (wrap_traffic) d = wrap_traffic(std::move(d));
+  return d;
+}
+
+}  // namespace stackflip::testing

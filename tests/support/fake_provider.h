@@ -1,0 +1,94 @@
+// fake_provider.h — in-memory providers for unit tests of plan and apply.
+//
+// A FakeWorld holds the true state of every stack (database role, upstream,
+// position, maintenance, whether it is up) and of each group's traffic. The
+// drivers made by FakeDriverFactory act on it like real providers would and
+// record every call ("maintenance.on shop/primary"), so tests assert on what
+// was done. FaultyStackDriver / FaultyTrafficDriver wrap a driver and fail or
+// time out chosen calls. Not thread-safe: tests drive it from one thread.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "provider.h"
+
+namespace stackflip::testing {
+
+struct FakeStack {
+  bool up = true;
+  bool maintenance = false;
+  Role role = Role::replica;
+  std::string upstream;  // "" = replication stopped
+  uint64_t lsn = 100;
+  int64_t timeline = 1;
+};
+
+struct FakeTraffic {
+  bool up = true;
+  std::string target;  // "" = none
+  int ttl = 60;
+};
+
+struct FakeWorld {
+  std::map<std::string, std::map<std::string, FakeStack>> stacks;  // group -> stack -> state
+  std::map<std::string, FakeTraffic> traffic;                        // group -> traffic
+  std::vector<std::string> calls;                                    // "kind group/stack[ from x]"
+  // When true, a replica streaming from an up primary has replayed
+  // everything each time it is observed (apply's replication.wait succeeds).
+  bool instant_replay = true;
+
+  GroupObs observe(const std::string& group);
+  ObservedState observe_all();
+};
+
+class FakeDriverFactory : public DriverFactory {
+ public:
+  explicit FakeDriverFactory(FakeWorld& w) : world_(w) {}
+  Result<std::unique_ptr<StackDriver>> stack_driver(const DesiredState&, const GroupSpec& g,
+                                                    const std::string& stack) override;
+  Result<std::unique_ptr<TrafficDriver>> traffic_driver(const DesiredState&,
+                                                        const GroupSpec& g) override;
+  // Wraps the next drivers made: return the driver itself or a wrapper.
+  std::function<std::unique_ptr<StackDriver>(std::unique_ptr<StackDriver>, const std::string&)>
+      wrap_stack;
+  std::function<std::unique_ptr<TrafficDriver>(std::unique_ptr<TrafficDriver>)> wrap_traffic;
+
+ private:
+  FakeWorld& world_;
+};
+
+// Fails (or times out) the Nth call (1-based, counting every method but
+// observe) and every call after it when `sticky`.
+class FaultyStackDriver : public StackDriver {
+ public:
+  FaultyStackDriver(std::unique_ptr<StackDriver> inner, int fail_call, bool timeout = false,
+                    bool sticky = false)
+      : inner_(std::move(inner)), fail_call_(fail_call), timeout_(timeout), sticky_(sticky) {}
+  StackObs observe() override { return inner_->observe(); }
+  Status set_maintenance(bool on) override {
+    return fault() ? injected() : inner_->set_maintenance(on);
+  }
+  Status stop_replication() override { return fault() ? injected() : inner_->stop_replication(); }
+  Status promote() override { return fault() ? injected() : inner_->promote(); }
+  Status start_replication(const StackSpec& s) override {
+    return fault() ? injected() : inner_->start_replication(s);
+  }
+
+ private:
+  bool fault() {
+    ++calls_;
+    return calls_ == fail_call_ || (sticky_ && calls_ > fail_call_);
+  }
+  Status injected() const {
+    return timeout_ ? Status(Timeout("injected timeout")) : Status(Err("injected failure"));
+  }
+  std::unique_ptr<StackDriver> inner_;
+  int fail_call_, calls_ = 0;
+  bool timeout_, sticky_;
+};
+
+}  // namespace stackflip::testing
