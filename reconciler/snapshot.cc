@@ -124,17 +124,21 @@ Result<ObservedState> snapshot_from_json(const rj::Value& doc) {
 }
 
 namespace {
-void write_snapshot(const ObservedState& obs, bool with_time, rj::Document& doc) {
+// `volatile_fields` are observed_at and LSNs: they change with every write and
+// are left out of the digest (apply re-checks positions in its guards).
+void write_snapshot(const ObservedState& obs, bool volatile_fields, rj::Document& doc) {
   auto& a = doc.GetAllocator();
   doc.SetObject();
   doc.AddMember("apiVersion", "stackflip/v1", a);
-  if (with_time && !obs.observed_at.empty()) doc.AddMember("observed_at", str(obs.observed_at, a), a);
+  if (volatile_fields && !obs.observed_at.empty()) doc.AddMember("observed_at", str(obs.observed_at, a), a);
   rj::Value groups(rj::kObjectType);
   for (const auto& [gname, g] : obs.groups) {
     rj::Value stacks(rj::kObjectType);
     for (const auto& [sname, s] : g.stacks) {
       rj::Value sv;
-      stack_obs_to_json(s, sv, a);
+      StackObs copy = s;
+      if (!volatile_fields && copy.database) copy.database->lsn.reset();
+      stack_obs_to_json(copy, sv, a);
       stacks.AddMember(str(sname, a), sv, a);
     }
     rj::Value t(rj::kObjectType);

@@ -32,8 +32,10 @@ Result<ObservedState> parse_snapshot(const std::string& name, const std::string&
 
 // Canonical JSON text (one line) / indented JSON text for humans.
 std::string snapshot_to_json(const ObservedState& obs, bool pretty = false);
-// sha256 of the canonical form, ignoring observed_at (when it was seen does
-// not change what was seen).
+// sha256 of the canonical form without observed_at and LSNs: positions move
+// with every write, so a saved plan is checked against the facts it decided
+// on (reachability, roles, upstreams, maintenance, traffic) and apply's
+// guards re-check the positions.
 std::string observed_digest(const ObservedState& obs);
 
 }  // namespace stackflip

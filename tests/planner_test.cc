@@ -199,7 +199,7 @@ TEST_CASE("groups are planned independently and in name order") {
   CHECK_FALSE(p.actions.back().blocked);  // alpha's block does not spill into beta
 }
 
-TEST_CASE("the same input gives the same plan, and the digest ignores observed_at") {
+TEST_CASE("the same input gives the same plan; the digest ignores observed_at and positions") {
   DesiredState d = make_desired({make_group("standby")});
   ObservedState o;
   o.groups["shop"] = steady();
@@ -210,6 +210,8 @@ TEST_CASE("the same input gives the same plan, and the digest ignores observed_a
   CHECK(p1.observed_digest == p2.observed_digest);
   CHECK(steps(p1.actions) == steps(p2.actions));
   o.groups["shop"].stacks["standby"].database->lsn = 99;
+  CHECK(make_plan(d, o).observed_digest == p1.observed_digest);
+  o.groups["shop"].stacks["standby"].maintenance = false;
   CHECK(make_plan(d, o).observed_digest != p1.observed_digest);
 }
 

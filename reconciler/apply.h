@@ -1,0 +1,99 @@
+// apply.h — executes a plan through the drivers, one action at a time per
+// group (groups in parallel), checking each step.
+//
+// For every action of a group, in order:
+//   1. stop here if the action is blocked (the group's result is "blocked"),
+//      or if a stop was requested (SIGTERM: the running action finishes, the
+//      next one does not start);
+//   2. guard: observe the group afresh and re-plan; the action must still be
+//      the next step (planner.h: still_next), else the group stops with
+//      "state changed since the plan";
+//   3. journal the start (no journal entry, no action);
+//   4. call the driver (replication.wait has no call: it reads the source's
+//      write position once, after the fence, and polls the target's replay);
+//   5. re-observe with short, growing intervals until the expected effect is
+//      seen or the action's timeout passes;
+//   6. journal the end. The first failure stops that group.
+// Re-running is always safe: the next plan is derived from what is observed.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "clock.h"
+#include "model.h"
+#include "observe.h"
+#include "plan.h"
+#include "result.h"
+
+namespace stackflip {
+
+// Where apply records each action before and after (invariant 5). The
+// SQLite journal implements it; tests may use an in-memory one.
+class ActionLog {
+ public:
+  virtual ~ActionLog() = default;
+  virtual Result<int64_t> begin(const Action& a, const std::string& origin) = 0;
+  virtual Status finish(int64_t id, const std::string& result, const std::string& error,
+                        int64_t duration_ms) = 0;
+};
+
+struct ApplyOptions {
+  std::chrono::milliseconds action_timeout{30000};  // effect of one action to be observed
+  std::chrono::milliseconds wait_timeout{120000};   // replication.wait
+  std::string origin;                               // commit sha or "config:<digest>"
+  const std::atomic<bool>* stop_requested = nullptr;
+  int parallelism = 8;  // groups at a time
+  // Called as each step starts and ends (from the group's thread).
+  std::function<void(const struct StepReport&)> progress;
+};
+
+enum class StepOutcome { started, ok, failed, timeout, blocked, stale, interrupted };
+const char* to_string(StepOutcome o);
+
+struct StepReport {
+  Action action;
+  size_t index = 0, count = 0;  // 1-based position within the group's actions
+  StepOutcome outcome = StepOutcome::started;
+  std::string detail;           // error, blocked reason, or what was observed
+  double seconds = 0;           // since the action started
+  double since_apply = 0;       // since apply started
+};
+
+struct GroupApply {
+  std::string group;
+  std::vector<StepReport> steps;  // finished steps (and the stopping one)
+  StepOutcome stopped = StepOutcome::ok;  // ok = all done; else why it stopped
+};
+
+struct ApplyResult {
+  std::vector<GroupApply> groups;
+  // DESIGN.md: 0 success, 1 a failed action, 3 blocked by a guard.
+  int exit_code() const;
+};
+
+class Applier {
+ public:
+  Applier(const DesiredState& desired, Fleet& fleet, ActionLog* log, Clock& clock)
+      : desired_(desired), fleet_(fleet), log_(log), clock_(clock) {}
+  ApplyResult apply(const Plan& plan, const ApplyOptions& options);
+
+ private:
+  GroupApply apply_group(const GroupSpec& g, const std::vector<Action>& actions,
+                         const ApplyOptions& o, Clock::Duration t0);
+  Status execute(const GroupSpec& g, GroupDrivers& d, const Action& a, const ApplyOptions& o,
+                 std::string& detail);
+
+  const DesiredState& desired_;
+  Fleet& fleet_;
+  ActionLog* log_;
+  Clock& clock_;
+};
+
+// True when `observed` shows the effect `a` is expected to have.
+bool effect_holds(const Action& a, const GroupObs& observed);
+
+}  // namespace stackflip

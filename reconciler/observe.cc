@@ -1,0 +1,95 @@
+#include "observe.h"
+
+#include <atomic>
+#include <future>
+#include <thread>
+#include <vector>
+
+namespace stackflip {
+
+GroupDrivers::GroupDrivers(const DesiredState& desired, const GroupSpec& group,
+                           DriverFactory& factory)
+    : group_(group) {
+  for (const auto& [name, spec] : group.stacks) {
+    auto d = factory.stack_driver(desired, group, name);
+    if (d.ok()) stacks_[name] = std::move(*d);
+    else stack_errors_[name] = d.error().message;
+  }
+  auto t = factory.traffic_driver(desired, group);
+  if (t.ok()) traffic_ = std::move(*t);
+  else traffic_error_ = t.error().message;
+}
+
+StackDriver* GroupDrivers::stack(const std::string& name) {
+  auto it = stacks_.find(name);
+  return it == stacks_.end() ? nullptr : it->second.get();
+}
+
+const std::string& GroupDrivers::stack_error(const std::string& name) const {
+  static const std::string none;
+  auto it = stack_errors_.find(name);
+  return it == stack_errors_.end() ? none : it->second;
+}
+
+StackObs GroupDrivers::observe_stack(const std::string& name) {
+  if (StackDriver* d = stack(name)) return d->observe();
+  StackObs s;
+  s.error = stack_error(name);
+  return s;
+}
+
+TrafficObs GroupDrivers::observe_traffic() {
+  if (traffic_) return traffic_->observe();
+  TrafficObs t;
+  t.reachable = false;
+  t.error = traffic_error_;
+  return t;
+}
+
+GroupObs GroupDrivers::observe() {
+  GroupObs g;
+  std::vector<std::pair<std::string, std::future<StackObs>>> pending;
+  for (const auto& [name, spec] : group_.stacks)
+    pending.emplace_back(name, std::async(std::launch::async, [this, n = name] {
+                           return observe_stack(n);
+                         }));
+  g.traffic = observe_traffic();
+  for (auto& [name, f] : pending) g.stacks[name] = f.get();
+  return g;
+}
+
+Fleet make_fleet(const DesiredState& desired, DriverFactory& factory) {
+  Fleet fleet;
+  for (const auto& [name, group] : desired.groups)
+    fleet[name] = std::make_unique<GroupDrivers>(desired, group, factory);
+  return fleet;
+}
+
+void parallel_for(size_t n, int parallelism, const std::function<void(size_t)>& fn) {
+  size_t workers = std::min<size_t>(n, static_cast<size_t>(std::max(1, parallelism)));
+  if (workers <= 1) {
+    for (size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> threads;
+  for (size_t w = 0; w < workers; ++w)
+    threads.emplace_back([&] {
+      for (size_t i = next++; i < n; i = next++) fn(i);
+    });
+  for (auto& t : threads) t.join();
+}
+
+ObservedState observe_all(const DesiredState& desired, Fleet& fleet, Clock& clock,
+                          int parallelism) {
+  ObservedState obs;
+  obs.observed_at = clock.rfc3339_now();
+  std::vector<std::string> names;
+  for (const auto& [name, g] : desired.groups) names.push_back(name);
+  std::vector<GroupObs> results(names.size());
+  parallel_for(names.size(), parallelism, [&](size_t i) { results[i] = fleet.at(names[i])->observe(); });
+  for (size_t i = 0; i < names.size(); ++i) obs.groups[names[i]] = std::move(results[i]);
+  return obs;
+}
+
+}  // namespace stackflip

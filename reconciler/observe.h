@@ -1,0 +1,57 @@
+// observe.h — drivers of a desired state, and observation through them.
+//
+// GroupDrivers owns the drivers of one group, made once through a
+// DriverFactory and kept for the whole run so connections stay open across
+// observation and apply. A group's stacks and traffic are observed
+// concurrently; groups are observed concurrently by a small worker pool.
+// Observation never fails: what cannot be reached is observed as
+// unreachable. A driver that cannot even be made (bad secret reference, ...)
+// is observed as unreachable with that error.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+
+#include "clock.h"
+#include "model.h"
+#include "provider.h"
+
+namespace stackflip {
+
+class GroupDrivers {
+ public:
+  GroupDrivers(const DesiredState& desired, const GroupSpec& group, DriverFactory& factory);
+
+  // Null when the driver could not be made; `error()` says why.
+  StackDriver* stack(const std::string& name);
+  TrafficDriver* traffic() { return traffic_.get(); }
+  const std::string& stack_error(const std::string& name) const;
+  const std::string& traffic_error() const { return traffic_error_; }
+
+  StackObs observe_stack(const std::string& name);
+  TrafficObs observe_traffic();
+  GroupObs observe();  // everything, concurrently
+
+ private:
+  const GroupSpec& group_;
+  std::map<std::string, std::unique_ptr<StackDriver>> stacks_;
+  std::map<std::string, std::string> stack_errors_;
+  std::unique_ptr<TrafficDriver> traffic_;
+  std::string traffic_error_;
+};
+
+using Fleet = std::map<std::string, std::unique_ptr<GroupDrivers>>;
+
+// Makes the drivers of every group of `desired`.
+Fleet make_fleet(const DesiredState& desired, DriverFactory& factory);
+
+// Observes every group of `desired` through `fleet`, `parallelism` groups at a time.
+ObservedState observe_all(const DesiredState& desired, Fleet& fleet, Clock& clock,
+                          int parallelism = 8);
+
+// Runs fn(i) for i in [0, n) on up to `parallelism` threads.
+void parallel_for(size_t n, int parallelism, const std::function<void(size_t)>& fn);
+
+}  // namespace stackflip

@@ -1,0 +1,190 @@
+// apply against in-memory providers: what was called, in which order, and
+// how failures, timeouts, guards and stops end a group.
+#include <catch2/catch.hpp>
+
+#include "apply.h"
+#include "builders.h"
+#include "fake_provider.h"
+#include "planner.h"
+
+using namespace stackflip;
+using namespace stackflip::testing;
+using Calls = std::vector<std::string>;
+
+namespace {
+
+// Records journal calls into the same list as the drivers, so order is checked.
+class RecordingLog : public ActionLog {
+ public:
+  explicit RecordingLog(std::vector<std::string>& calls) : calls_(calls) {}
+  Result<int64_t> begin(const Action& a, const std::string& origin) override {
+    calls_.push_back("journal begin " + std::string(to_string(a.kind)) + " " + a.stack + " @" + origin);
+    return ++n_;
+  }
+  Status finish(int64_t id, const std::string& result, const std::string&, int64_t) override {
+    calls_.push_back("journal end #" + std::to_string(id) + " " + result);
+    return {};
+  }
+
+ private:
+  std::vector<std::string>& calls_;
+  int64_t n_ = 0;
+};
+
+FakeWorld steady_world(const std::vector<std::string>& groups = {"shop"}) {
+  FakeWorld w;
+  for (const auto& g : groups) {
+    w.stacks[g]["primary"] = FakeStack{true, false, Role::primary, "", 100, 1};
+    w.stacks[g]["standby"] = FakeStack{true, true, Role::replica, "primary", 100, 1};
+    w.traffic[g] = FakeTraffic{true, "primary", 60};
+  }
+  return w;
+}
+
+// Counts how often real time was asked to pass; never sleeps.
+class FastClock : public Clock {
+ public:
+  Duration now() override { return t_; }
+  void sleep_for(Duration d) override { t_ += d; }
+  std::string rfc3339_now() override { return "2026-11-26T18:00:00Z"; }
+
+ private:
+  Duration t_{0};
+};
+
+struct Harness {
+  FakeWorld world;
+  DesiredState desired;
+  FakeDriverFactory factory{world};
+  FastClock clock;
+  Fleet fleet;
+  std::vector<std::string> journal;
+
+  Harness(FakeWorld w, DesiredState d) : world(std::move(w)), desired(std::move(d)) {}
+  Plan plan() { return make_plan(desired, world.observe_all()); }
+  ApplyResult apply(const Plan& p, ApplyOptions o = {}) {
+    if (fleet.empty()) fleet = make_fleet(desired, factory);
+    RecordingLog log(journal);
+    o.origin = "config:test";
+    o.action_timeout = std::chrono::milliseconds(200);
+    o.wait_timeout = std::chrono::milliseconds(200);
+    return Applier(desired, fleet, &log, clock).apply(p, o);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("apply performs a planned switch through the drivers in order") {
+  Harness h(steady_world(), make_desired({make_group("standby")}));
+  std::vector<StepOutcome> seen;
+  ApplyOptions o;
+  o.progress = [&](const StepReport& r) { seen.push_back(r.outcome); };
+  ApplyResult r = h.apply(h.plan(), o);
+  CHECK(r.exit_code() == 0);
+  CHECK(h.world.calls == Calls{"maintenance.on shop/primary", "replication.stop shop/standby",
+                               "database.promote shop/standby", "maintenance.off shop/standby",
+                               "traffic.switch shop to standby",
+                               "replication.start shop/primary from standby"});
+  CHECK(seen.size() == 14);  // a start and an end report per step
+  CHECK(h.plan().empty());   // converged
+}
+
+TEST_CASE("every action is journaled before it starts and after it ends") {
+  Harness h(steady_world(), make_desired({make_group("primary")}));
+  h.world.stacks["shop"]["standby"].maintenance = false;  // drift
+  std::vector<std::string> merged;
+  h.world.calls.clear();
+  ApplyResult r = h.apply(h.plan());
+  REQUIRE(r.exit_code() == 0);
+  CHECK(h.journal == Calls{"journal begin maintenance.on standby @config:test", "journal end #1 ok"});
+  CHECK(h.world.calls == Calls{"maintenance.on shop/standby"});
+}
+
+TEST_CASE("a failed promote stops the group at that step, with the driver's message") {
+  Harness h(steady_world(), make_desired({make_group("standby")}));
+  h.factory.wrap_stack = [](std::unique_ptr<StackDriver> d, const std::string& stack) -> std::unique_ptr<StackDriver> {
+    if (stack != "standby") return d;
+    return std::make_unique<FaultyStackDriver>(std::move(d), 2);  // 1: stop, 2: promote
+  };
+  ApplyResult r = h.apply(h.plan());
+  CHECK(r.exit_code() == 1);
+  REQUIRE(r.groups.size() == 1);
+  CHECK(r.groups[0].stopped == StepOutcome::failed);
+  CHECK(r.groups[0].steps.back().detail.find("injected failure") != std::string::npos);
+  CHECK(h.world.calls == Calls{"maintenance.on shop/primary", "replication.stop shop/standby"});
+  CHECK(h.journal.back() == "journal end #4 failed");
+  // The old primary is fenced and nothing is writable: safe. A re-run converges.
+  h.factory.wrap_stack = nullptr;
+  h.fleet.clear();
+  CHECK(h.apply(h.plan()).exit_code() == 0);
+  CHECK(h.plan().empty());
+}
+
+TEST_CASE("a driver call that times out is reported as a timeout") {
+  Harness h(steady_world(), make_desired({make_group("standby")}));
+  h.factory.wrap_stack = [](std::unique_ptr<StackDriver> d, const std::string& stack) -> std::unique_ptr<StackDriver> {
+    if (stack != "primary") return d;
+    return std::make_unique<FaultyStackDriver>(std::move(d), 1, /*timeout=*/true);
+  };
+  ApplyResult r = h.apply(h.plan());
+  CHECK(r.exit_code() == 1);
+  CHECK(r.groups[0].stopped == StepOutcome::timeout);
+  CHECK(h.journal.back() == "journal end #1 timeout");
+}
+
+TEST_CASE("a replica that never catches up times the wait out before anything is promoted") {
+  Harness h(steady_world(), make_desired({make_group("standby")}));
+  h.world.instant_replay = false;
+  h.world.stacks["shop"]["standby"].lsn = 50;
+  ApplyResult r = h.apply(h.plan());
+  CHECK(r.exit_code() == 1);
+  CHECK(r.groups[0].stopped == StepOutcome::timeout);
+  CHECK(r.groups[0].steps.back().detail.find("50 bytes behind") != std::string::npos);
+  CHECK(h.world.calls == Calls{"maintenance.on shop/primary"});
+}
+
+TEST_CASE("a blocked plan applies its pending prefix and exits 3") {
+  FakeWorld w = steady_world();
+  w.stacks["shop"]["primary"].up = false;
+  Harness h(w, make_desired({make_group("standby")}));
+  ApplyResult r = h.apply(h.plan());
+  CHECK(r.exit_code() == 3);
+  CHECK(r.groups[0].stopped == StepOutcome::blocked);
+  CHECK(h.world.calls.empty());
+}
+
+TEST_CASE("a step whose guard no longer holds on fresh observation is not run") {
+  Harness h(steady_world(), make_desired({make_group("standby")}));
+  Plan p = h.plan();
+  h.world.stacks["shop"]["primary"].up = false;  // the old primary died after planning
+  ApplyResult r = h.apply(p);
+  CHECK(r.exit_code() == 1);
+  CHECK(r.groups[0].stopped == StepOutcome::stale);
+  CHECK(h.world.calls.empty());
+}
+
+TEST_CASE("a stop request lets the running step finish and starts no other") {
+  Harness h(steady_world(), make_desired({make_group("standby")}));
+  std::atomic<bool> stop{false};
+  ApplyOptions o;
+  o.stop_requested = &stop;
+  o.progress = [&](const StepReport& r) {
+    if (r.outcome == StepOutcome::started && r.action.kind == ActionKind::database_promote) stop = true;
+  };
+  ApplyResult r = h.apply(h.plan(), o);
+  CHECK(r.exit_code() == 1);
+  CHECK(r.groups[0].stopped == StepOutcome::interrupted);
+  CHECK(h.world.calls.back() == "database.promote shop/standby");
+}
+
+TEST_CASE("one group's failure does not stop another group") {
+  FakeWorld w = steady_world({"alpha", "beta"});
+  Harness h(w, make_desired({make_group("standby", false, {"primary", "standby"}, "alpha"),
+                             make_group("standby", false, {"primary", "standby"}, "beta")}));
+  h.factory.wrap_traffic = [](std::unique_ptr<TrafficDriver> d) { return d; };
+  h.world.traffic["alpha"].up = false;  // alpha's traffic switch will be blocked
+  ApplyResult r = h.apply(h.plan());
+  CHECK(r.exit_code() == 3);
+  CHECK(h.world.traffic["beta"].target == "standby");
+  CHECK(h.world.stacks["alpha"]["primary"].maintenance);  // alpha did its pending prefix
+}
