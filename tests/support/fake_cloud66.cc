@@ -181,6 +181,16 @@ std::string FakeCloud66::group_json(const GroupState& gs, bool elastic) {
   return buf.GetString();
 }
 
+void FakeCloud66::record_body(const std::string& method, const std::string& target,
+                              const std::string& body) {
+  const std::string path = target.substr(std::string(kPrefix).size());
+  for (auto it = requests_.rbegin(); it != requests_.rend(); ++it)
+    if (it->method == method && it->path == path && it->body.empty()) {
+      it->body = body;
+      return;
+    }
+}
+
 void FakeCloud66::install_routes() {
   using httplib::Request;
   using httplib::Response;
@@ -231,6 +241,7 @@ void FakeCloud66::install_routes() {
 
   s.Post(p + R"(/stacks/([^/]+)/actions\.json)", [this](const Request& req, Response& res) {
     std::lock_guard<std::mutex> l(mu_);
+    record_body(req.method, req.target, req.body);
     std::string uid = req.matches[1];
     if (!stacks_.count(uid)) return error_body(res, 404, "not_found", "Stack not found");
     rapidjson::Document d;
@@ -293,6 +304,7 @@ void FakeCloud66::install_routes() {
   auto update = [this](bool elastic) {
     return [this, elastic](const Request& req, Response& res) {
       std::lock_guard<std::mutex> l(mu_);
+      record_body(req.method, req.target, req.body);
       std::string uid = req.matches[1];
       GroupState* gs = nullptr;
       for (auto& g : groups_)

@@ -94,6 +94,9 @@ class FakeCloud66 {
   static std::string action_json(const Action& a);
   static std::string group_json(const GroupState& g, bool elastic);
   void install_routes();
+  // httplib reads a request body after the pre-routing handler that records
+  // the request; handlers fill the body in here. Caller holds mu_.
+  void record_body(const std::string& method, const std::string& target, const std::string& body);
 
   std::string token_;
   std::unique_ptr<httplib::Server> server_;
