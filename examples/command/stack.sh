@@ -16,8 +16,7 @@
 set -eu
 state=${STACKFLIP_EXAMPLE_STATE:?set STACKFLIP_EXAMPLE_STATE to a state folder}
 req=$(cat)
-op=$(printf '%s' "$req" | jq -r .operation)
-stack=$(printf '%s' "$req" | jq -r .stack)
+eval "$(printf '%s' "$req" | jq -r '@sh "op=\(.operation) stack=\(.stack) source=\(.source // "")"')"
 file="$state/$stack.json"
 [ -f "$file" ] || { echo "no state for stack $stack in $state" >&2; exit 1; }
 
@@ -37,7 +36,6 @@ case "$op" in
     [ "$(jq -r .role "$file")" = primary ] && exit 0   # already primary: nothing to do
     update '.role = "primary" | .upstream = null | .timeline += 1' ;;
   replication_start)
-    source=$(printf '%s' "$req" | jq -r .source)
     update '.role = "replica" | .upstream = $src' --arg src "$source" ;;
   *) echo "stack.sh: unknown operation $op" >&2; exit 2 ;;
 esac

@@ -8,7 +8,7 @@
 set -eu
 state=${STACKFLIP_EXAMPLE_STATE:?set STACKFLIP_EXAMPLE_STATE to a state folder}
 req=$(cat)
-op=$(printf '%s' "$req" | jq -r .operation)
+eval "$(printf '%s' "$req" | jq -r '@sh "op=\(.operation) address=\(.address // "")"')"
 file="$state/traffic.json"
 
 case "$op" in
@@ -19,7 +19,6 @@ case "$op" in
       '{target: ([.addresses | to_entries[] | select(.value == $c) | .key] | first // null),
         ttl: .ttl, content: $c}' ;;
   traffic_switch)
-    address=$(printf '%s' "$req" | jq -r .address)
     jq -n -c --arg c "$address" '{content: $c}' > "$file.tmp" && mv "$file.tmp" "$file" ;;
   *) echo "traffic.sh: unknown operation $op" >&2; exit 2 ;;
 esac
