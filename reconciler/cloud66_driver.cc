@@ -1,0 +1,510 @@
+#include "cloud66_driver.h"
+
+#include <curl/curl.h>
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <spdlog/spdlog.h>
+#include <strings.h>
+
+#include <algorithm>
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "secret.h"
+
+namespace stackflip {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+using rapidjson::Value;
+
+constexpr const char* kDefaultBaseUrl = "https://app.cloud66.com/api/3";
+constexpr int kMax5xxRetries = 3;
+constexpr milliseconds kFirstBackoff{100}, kMaxBackoff{2000};
+constexpr milliseconds kFirstPoll{25}, kMaxPoll{2000};
+
+long long setting_ms(const ProviderConfig& p, const std::string& key, long long fallback) {
+  try {
+    auto v = p.get(key);
+    return v.empty() ? fallback : std::stoll(v);
+  } catch (...) {
+    return fallback;
+  }
+}
+
+std::string json_text(const rapidjson::Document& d) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  d.Accept(w);
+  return buf.GetString();
+}
+
+// Polling with short, growing intervals (the apply path must stay fast).
+class Backoff {
+ public:
+  Backoff(milliseconds first, milliseconds max) : next_(first), max_(max) {}
+  milliseconds next() {
+    auto n = next_;
+    next_ = std::min(max_, milliseconds(next_.count() * 3 / 2 + 1));
+    return n;
+  }
+
+ private:
+  milliseconds next_, max_;
+};
+
+struct Reply {
+  long status = 0;
+  std::string body;
+  std::optional<long> retry_after_s;
+};
+
+size_t on_body(char* data, size_t size, size_t n, void* user) {
+  static_cast<std::string*>(user)->append(data, size * n);
+  return size * n;
+}
+
+size_t on_header(char* data, size_t size, size_t n, void* user) {
+  std::string line(data, size * n);
+  static const std::string name = "retry-after:";
+  if (line.size() > name.size() && strncasecmp(line.c_str(), name.c_str(), name.size()) == 0) {
+    try {
+      // Only the delay-seconds form; an HTTP-date falls back to our own backoff.
+      static_cast<Reply*>(user)->retry_after_s = std::stol(line.substr(name.size()));
+    } catch (...) {
+    }
+  }
+  return size * n;
+}
+
+// The few Cloud 66 API v3 calls this driver needs. Kept deliberately small
+// and private to this file (http_client.h may absorb it later).
+class Client {
+ public:
+  explicit Client(const ProviderConfig& p)
+      : provider_(p.name),
+        token_ref_(p.get("token")),
+        base_url_(p.get("base_url", kDefaultBaseUrl)),
+        timeout_ms_(setting_ms(p, "timeout_ms", 10000)),
+        action_timeout_ms_(setting_ms(p, "action_timeout_ms", 600000)),
+        insecure_(p.get("insecure") == "true") {
+    while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
+    static std::once_flag once;
+    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+    curl_ = curl_easy_init();
+    if (insecure_)
+      spdlog::warn("provider {}: TLS certificate verification is DISABLED for {} (insecure: true); "
+                   "anyone on the path can read the Cloud 66 token and forge answers",
+                   provider_, base_url_);
+  }
+  ~Client() {
+    if (curl_) curl_easy_cleanup(curl_);
+  }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  long long action_timeout_ms() const { return action_timeout_ms_; }
+
+  // Sends one API call and unwraps the envelope. `what` names the resource
+  // for a 404 ("stack abc123"). Returns the whole document ("response",
+  // "pagination").
+  Result<rapidjson::Document> call(const std::string& method, const std::string& path,
+                                   const std::string& body, const std::string& what) {
+    if (token_ref_.empty()) return Err("provider " + provider_ + ": `token` is not set");
+    auto token = resolve_secret(token_ref_);
+    if (!token.ok()) return Err("provider " + provider_ + ": " + token.error().message);
+    auto reply = with_retries(method, path, body, *token);
+    if (!reply.ok()) return redact(reply.error(), *token);
+    const long st = reply->status;
+    if (st == 401)
+      return redact(Err("Cloud 66 rejected the token from " + token_ref_ + " (HTTP 401): " +
+                        describe(reply->body)),
+                    *token);
+    if (st == 404)
+      return redact(Err("Cloud 66 has no " + what + " (HTTP 404 for " + method + " " + path +
+                        "): " + describe(reply->body)),
+                    *token);
+    if (st < 200 || st >= 300)
+      return redact(Err("Cloud 66 answered HTTP " + std::to_string(st) + " to " + method + " " +
+                        path + ": " + describe(reply->body)),
+                    *token);
+    rapidjson::Document d;
+    d.Parse(reply->body.c_str());
+    if (d.HasParseError() || !d.IsObject() || !d.HasMember("response"))
+      return redact(Err("Cloud 66 answered " + method + " " + path +
+                        " with something other than its JSON envelope: " + clip(reply->body)),
+                    *token);
+    return d;
+  }
+
+ private:
+  static std::string clip(const std::string& s) {
+    return s.size() > 500 ? s.substr(0, 500) + "…" : s;
+  }
+  // The documented error body {"error", "error_description"} (the Go client
+  // also reads "details"), else the raw body.
+  static std::string describe(const std::string& body) {
+    rapidjson::Document d;
+    d.Parse(body.c_str());
+    if (!d.HasParseError() && d.IsObject()) {
+      for (const char* k : {"error_description", "details", "error"})
+        if (d.HasMember(k) && d[k].IsString() && d[k].GetStringLength() > 0) return d[k].GetString();
+    }
+    return body.empty() ? "(empty body)" : clip(body);
+  }
+  static Error redact(Error e, const std::string& token) {
+    if (token.size() >= 4)
+      for (size_t at; (at = e.message.find(token)) != std::string::npos;)
+        e.message.replace(at, token.size(), "[redacted]");
+    return e;
+  }
+
+  // 503 is throttling: the request was not served, so every method is
+  // retried, after Retry-After when given. Other 5xx are retried only for GET
+  // and PUT (idempotent): a POST may have started an action already.
+  Result<Reply> with_retries(const std::string& method, const std::string& path,
+                             const std::string& body, const std::string& token) {
+    const auto deadline = Clock::now() + milliseconds(timeout_ms_);
+    Backoff backoff(kFirstBackoff, kMaxBackoff);
+    int retries_5xx = 0;
+    for (;;) {
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0)
+        return Timeout("Cloud 66 did not answer " + method + " " + path + " within " +
+                       std::to_string(timeout_ms_) + " ms");
+      auto r = once(method, path, body, token, left);
+      if (!r.ok()) return r;
+      const long st = r->status;
+      if (st < 500) return r;
+      milliseconds wait = backoff.next();
+      std::string why;
+      if (st == 503) {
+        if (r->retry_after_s) wait = milliseconds(*r->retry_after_s * 1000);
+        why = "Cloud 66 is throttling requests (HTTP 503" +
+              (r->retry_after_s ? ", Retry-After " + std::to_string(*r->retry_after_s) + " s" : "") +
+              ")";
+      } else {
+        if (method == "POST" || ++retries_5xx > kMax5xxRetries)
+          return Err("Cloud 66 answered HTTP " + std::to_string(st) + " to " + method + " " + path +
+                     (method == "POST" ? "" : " (after " + std::to_string(kMax5xxRetries) + " retries)") +
+                     ": " + describe(r->body));
+        why = "Cloud 66 answered HTTP " + std::to_string(st);
+      }
+      if (Clock::now() + wait >= deadline)
+        return Err(why + " to " + method + " " + path + "; giving up within the " +
+                   std::to_string(timeout_ms_) + " ms timeout: " + describe(r->body));
+      spdlog::debug("provider {}: {} to {} {}; retrying in {} ms", provider_, why, method, path,
+                    wait.count());
+      std::this_thread::sleep_for(wait);
+    }
+  }
+
+  Result<Reply> once(const std::string& method, const std::string& path, const std::string& body,
+                     const std::string& token, milliseconds budget) {
+    if (!curl_) return Err("provider " + provider_ + ": cannot initialise libcurl");
+    Reply reply;
+    curl_easy_reset(curl_);  // keeps the connection cache
+    const std::string url = base_url_ + path;
+    curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS, long(budget.count()));
+    curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &reply.body);
+    curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &reply);
+    if (insecure_) {
+      curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYPEER, 0L);
+      curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    const std::string auth = "Authorization: Bearer " + token;
+    curl_slist* headers = nullptr;
+    headers = curl_slist_append(headers, auth.c_str());
+    headers = curl_slist_append(headers, "Accept: application/json");
+    if (method != "GET") {
+      headers = curl_slist_append(headers, "Content-Type: application/json");
+      curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, method.c_str());
+      curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body.c_str());
+      curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE, long(body.size()));
+    }
+    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
+    CURLcode rc = curl_easy_perform(curl_);
+    curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &reply.status);
+    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, nullptr);
+    curl_slist_free_all(headers);
+    if (rc == CURLE_OPERATION_TIMEDOUT)
+      return Timeout("Cloud 66 did not answer " + method + " " + path + " within " +
+                     std::to_string(budget.count()) + " ms");
+    if (rc != CURLE_OK)
+      return Err("cannot reach Cloud 66 at " + base_url_ + " (" + method + " " + path +
+                 "): " + curl_easy_strerror(rc));
+    return reply;
+  }
+
+  std::string provider_, token_ref_, base_url_;
+  long long timeout_ms_, action_timeout_ms_;
+  bool insecure_;
+  CURL* curl_ = nullptr;
+};
+
+// ---------------------------------------------------------------- stacks
+
+class Cloud66StackDriver : public StackDriver {
+ public:
+  Cloud66StackDriver(const ProviderConfig& p, const GroupSpec& g, const std::string& stack)
+      : client_(p), name_(stack) {
+    const StackSpec& s = g.stacks.at(stack);
+    uid_ = s.get("stack_uid");
+    server_ = s.get("server");
+  }
+
+  StackObs observe() override {
+    StackObs s;
+    if (uid_.empty()) {
+      s.error = missing_uid();
+      return s;
+    }
+    auto d = client_.call("GET", "/stacks/" + uid_ + ".json", "", "stack " + uid_);
+    if (!d.ok()) {
+      s.error = d.error().message;
+      return s;
+    }
+    const Value& r = (*d)["response"];
+    if (!r.IsObject()) {
+      s.error = "Cloud 66 answered GET /stacks/" + uid_ + ".json without a stack object";
+      return s;
+    }
+    s.reachable = true;
+    if (r.HasMember("maintenance_mode") && r["maintenance_mode"].IsBool())
+      s.maintenance = r["maintenance_mode"].GetBool();
+    // No `database`: Cloud 66 reports neither the role nor replication lag,
+    // and a guess here could unblock a promotion. See the header.
+    return s;
+  }
+
+  Status set_maintenance(bool on) override { return run_action("maintenance_mode", on ? 1 : 0); }
+
+  // promote_slave_db detaches the replica from its master itself; there is
+  // no separate Cloud 66 call to stop replication, so this step succeeds
+  // without a request.
+  Status stop_replication() override { return Status::Ok(); }
+
+  Status promote() override { return run_action("promote_slave_db", std::nullopt); }
+
+  // Cloud 66 resyncs the replica from the stack's configured master; the
+  // source cannot be named in the call.
+  Status start_replication(const StackSpec&) override {
+    return run_action("resync_slave_db", std::nullopt);
+  }
+
+ private:
+  std::string missing_uid() const { return "stack " + name_ + ": `stack_uid` is not set"; }
+
+  Status run_action(const std::string& command, std::optional<int> value) {
+    if (uid_.empty()) return Err(missing_uid());
+    rapidjson::Document body(rapidjson::kObjectType);
+    auto& a = body.GetAllocator();
+    body.AddMember("command", Value(command.c_str(), a), a);
+    if (value) body.AddMember("value", *value, a);
+    if (!value && !server_.empty()) body.AddMember("server_uid", Value(server_.c_str(), a), a);
+    const std::string what = "stack " + uid_;
+    auto started = client_.call("POST", "/stacks/" + uid_ + "/actions.json", json_text(body), what);
+    if (!started.ok()) return started.error();
+    const Value* act = &(*started)["response"];
+    if (!act->IsObject() || !act->HasMember("id") || !(*act)["id"].IsInt64())
+      return Err("Cloud 66 started " + command + " on stack " + uid_ + " but returned no action id");
+    const int64_t id = (*act)["id"].GetInt64();
+    const std::string poll_path = "/stacks/" + uid_ + "/actions/" + std::to_string(id) + ".json";
+    const auto deadline = Clock::now() + milliseconds(client_.action_timeout_ms());
+    Backoff backoff(kFirstPoll, kMaxPoll);
+    rapidjson::Document latest;
+    for (;;) {
+      if (act->HasMember("finished_at") && !(*act)["finished_at"].IsNull()) {
+        bool ok = act->HasMember("finished_success") && (*act)["finished_success"].IsBool() &&
+                  (*act)["finished_success"].GetBool();
+        if (ok) return Status::Ok();
+        std::string msg = act->HasMember("finished_message") && (*act)["finished_message"].IsString()
+                              ? (*act)["finished_message"].GetString()
+                              : "(no message)";
+        return Err("Cloud 66 action " + command + " on stack " + uid_ + " failed: " + msg);
+      }
+      auto wait = backoff.next();
+      if (Clock::now() + wait >= deadline)
+        return Timeout("Cloud 66 action " + command + " on stack " + uid_ + " (action " +
+                       std::to_string(id) + ") did not finish within " +
+                       std::to_string(client_.action_timeout_ms()) + " ms");
+      std::this_thread::sleep_for(wait);
+      auto polled = client_.call("GET", poll_path, "", "action " + std::to_string(id) + " of " + what);
+      if (!polled.ok()) return polled.error();
+      latest = std::move(*polled);
+      act = &latest["response"];
+      if (!act->IsObject()) return Err("Cloud 66 answered GET " + poll_path + " without an action");
+    }
+  }
+
+  Client client_;
+  std::string name_, uid_, server_;
+};
+
+// ---------------------------------------------------------------- traffic
+
+struct GroupInfo {
+  std::string address, primary_uid, secondary_uid;
+  int current = 0;  // 1 primary, 2 secondary, 0 unknown
+  bool busy = false;
+};
+
+// current_stack is an integer (1/2) in the Go client and "primary"/"secondary"
+// in the newer docs; accept either from both endpoints.
+int parse_current(const Value& v) {
+  if (v.IsInt()) return v.GetInt() == 1 || v.GetInt() == 2 ? v.GetInt() : 0;
+  if (v.IsString()) {
+    std::string s = v.GetString();
+    if (strcasecmp(s.c_str(), "primary") == 0 || s == "1") return 1;
+    if (strcasecmp(s.c_str(), "secondary") == 0 || s == "2") return 2;
+  }
+  return 0;
+}
+
+std::string str_field(const Value& o, const char* k) {
+  return o.HasMember(k) && o[k].IsString() ? o[k].GetString() : "";
+}
+
+class Cloud66TrafficDriver : public TrafficDriver {
+ public:
+  Cloud66TrafficDriver(const ProviderConfig& p, const GroupSpec& g)
+      : client_(p), group_(g), uid_(g.traffic.get("failover_group")),
+        elastic_(p.get("address_api", "failover_groups") == "elastic_addresses") {}
+
+  TrafficObs observe() override {
+    TrafficObs t;
+    auto info = find();
+    if (!info.ok()) {
+      t.reachable = false;
+      t.error = info.error().message;
+      return t;
+    }
+    t.content = info->address;
+    const std::string& live = info->current == 1 ? info->primary_uid : info->secondary_uid;
+    if (info->current != 0)
+      for (const auto& [name, s] : group_.stacks)
+        if (!live.empty() && s.get("stack_uid") == live) t.target = name;
+    return t;
+  }
+
+  Status switch_to(const std::string& stack) override {
+    auto it = group_.stacks.find(stack);
+    if (it == group_.stacks.end()) return Err("group " + group_.name + " has no stack " + stack);
+    const std::string stack_uid = it->second.get("stack_uid");
+    if (stack_uid.empty()) return Err("stack " + stack + ": `stack_uid` is not set");
+
+    const auto deadline = Clock::now() + milliseconds(client_.action_timeout_ms());
+    Backoff backoff(kFirstPoll, kMaxPoll);
+    auto info = find();
+    if (!info.ok()) return info.error();
+    int want = stack_uid == info->primary_uid ? 1 : stack_uid == info->secondary_uid ? 2 : 0;
+    if (!want)
+      return Err("stack " + stack + " (" + stack_uid + ") is neither the primary (" +
+                 info->primary_uid + ") nor the secondary (" + info->secondary_uid +
+                 ") stack of " + noun() + " " + uid_);
+    // Someone (Cloud 66 itself, another operator) may be toggling: wait.
+    auto wait_idle = [&](const char* phase) -> Status {
+      while (info->busy) {
+        auto w = backoff.next();
+        if (Clock::now() + w >= deadline)
+          return Timeout(noun() + " " + uid_ + " was still busy toggling " + phase + " after " +
+                         std::to_string(client_.action_timeout_ms()) + " ms");
+        std::this_thread::sleep_for(w);
+        info = find();
+        if (!info.ok()) return info.error();
+      }
+      return Status::Ok();
+    };
+    if (Status s = wait_idle("before the switch"); !s.ok()) return s;
+    if (info->current == want) return Status::Ok();
+
+    rapidjson::Document body(rapidjson::kObjectType);
+    auto& a = body.GetAllocator();
+    if (elastic_) body.AddMember("current_stack", Value(want == 1 ? "primary" : "secondary", a), a);
+    else body.AddMember("current_stack", want, a);
+    auto put = client_.call("PUT", list_base() + "/" + uid_, json_text(body), noun() + " " + uid_);
+    if (!put.ok()) return put.error();
+
+    backoff = Backoff(kFirstPoll, kMaxPoll);
+    for (;;) {
+      info = find();
+      if (!info.ok()) return info.error();
+      if (Status s = wait_idle("after the switch"); !s.ok()) return s;
+      if (info->current == want) return Status::Ok();
+      // Idle but not switched: Cloud 66 did not take the change.
+      return Err(noun() + " " + uid_ + " still points at the " +
+                 (info->current == 1 ? "primary" : "secondary") + " stack after the switch");
+    }
+  }
+
+ private:
+  std::string noun() const { return elastic_ ? "elastic address" : "failover group"; }
+  // The Go client lists /failover_groups.json and updates /failover_groups/{uid};
+  // the elastic address docs use /elastic_addresses without a suffix.
+  std::string list_base() const { return elastic_ ? "/elastic_addresses" : "/failover_groups"; }
+  std::string list_path() const { return elastic_ ? "/elastic_addresses" : "/failover_groups.json"; }
+
+  // Pages through the list until the group is found.
+  Result<GroupInfo> find() {
+    if (uid_.empty()) return Err("group " + group_.name + ": traffic `failover_group` is not set");
+    int page = 1, pages_seen = 0;
+    for (; pages_seen < 1000; ++pages_seen) {
+      auto d = client_.call("GET", list_path() + "?page=" + std::to_string(page), "",
+                            noun() + " list");
+      if (!d.ok()) return d.error();
+      const Value& items = (*d)["response"];
+      if (!items.IsArray()) return Err("Cloud 66 answered " + list_path() + " without a list");
+      for (const auto& g : items.GetArray()) {
+        if (!g.IsObject() || str_field(g, "uid") != uid_) continue;
+        GroupInfo info;
+        info.address = str_field(g, "address");
+        info.primary_uid = str_field(g, "primary_stack_uid");
+        info.secondary_uid = str_field(g, "secondary_stack_uid");
+        if (g.HasMember("current_stack")) info.current = parse_current(g["current_stack"]);
+        info.busy = g.HasMember("busy_toggling") && g["busy_toggling"].IsBool() &&
+                    g["busy_toggling"].GetBool();
+        return info;
+      }
+      // Follow pagination as the Go client does: while current < next.
+      if (!d->HasMember("pagination") || !(*d)["pagination"].IsObject()) break;
+      const Value& pg = (*d)["pagination"];
+      int cur = pg.HasMember("current") && pg["current"].IsInt() ? pg["current"].GetInt() : page;
+      int next = pg.HasMember("next") && pg["next"].IsInt() ? pg["next"].GetInt() : 0;
+      if (next <= cur) break;
+      page = next;
+    }
+    return Err("Cloud 66 has no " + noun() + " " + uid_ + " (searched " +
+               std::to_string(pages_seen + 1) + " page(s) of " + list_path() + ")");
+  }
+
+  Client client_;
+  GroupSpec group_;
+  std::string uid_;
+  bool elastic_;
+};
+
+}  // namespace
+
+std::unique_ptr<StackDriver> make_cloud66_stack_driver(const ProviderConfig& provider,
+                                                       const GroupSpec& group,
+                                                       const std::string& stack) {
+  return std::make_unique<Cloud66StackDriver>(provider, group, stack);
+}
+
+std::unique_ptr<TrafficDriver> make_cloud66_traffic_driver(const ProviderConfig& provider,
+                                                           const GroupSpec& group) {
+  return std::make_unique<Cloud66TrafficDriver>(provider, group);
+}
+
+}  // namespace stackflip

@@ -1,0 +1,283 @@
+#include "command_driver.h"
+
+#include <rapidjson/document.h>
+#include <rapidjson/error/en.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include <chrono>
+
+#include "subprocess.h"
+
+namespace stackflip {
+
+namespace {
+
+using rapidjson::Value;
+
+constexpr long long kDefaultTimeoutMs = 30000;
+
+long long setting_ms(const ProviderConfig& p, const std::string& key, long long fallback) {
+  try {
+    auto v = p.get(key);
+    return v.empty() ? fallback : std::stoll(v);
+  } catch (...) {
+    return fallback;
+  }
+}
+
+// Parses one stack object of the observed schema (definitions/stack).
+// Stand-in for snapshot.h's stack_obs_from_json(), which the lead is writing
+// in snapshot.cc: once that lands, parse_stack() should simply call it.
+Result<StackObs> parse_stack(const Value& v, const std::string& where) {
+  if (!v.IsObject()) return Err(where + ": expected a JSON object");
+  StackObs s;
+  for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
+    std::string key = it->name.GetString();
+    const Value& f = it->value;
+    if (key == "reachable") {
+      if (!f.IsBool()) return Err(where + "/reachable: expected true or false");
+      s.reachable = f.GetBool();
+    } else if (key == "maintenance") {
+      if (!f.IsBool()) return Err(where + "/maintenance: expected true or false");
+      s.maintenance = f.GetBool();
+    } else if (key == "error") {
+      if (!f.IsString()) return Err(where + "/error: expected a string");
+      s.error = f.GetString();
+    } else if (key == "database") {
+      if (!f.IsObject()) return Err(where + "/database: expected an object");
+      DatabaseObs db;
+      bool has_role = false;
+      for (auto d = f.MemberBegin(); d != f.MemberEnd(); ++d) {
+        std::string dk = d->name.GetString();
+        const Value& dv = d->value;
+        std::string at = where + "/database/" + dk;
+        if (dk == "role") {
+          auto r = dv.IsString() ? parse_role(dv.GetString()) : std::nullopt;
+          if (!r) return Err(at + ": expected \"primary\", \"replica\" or \"unknown\"");
+          db.role = *r;
+          has_role = true;
+        } else if (dk == "upstream") {
+          if (dv.IsNull()) db.upstream.reset();
+          else if (dv.IsString()) db.upstream = dv.GetString();
+          else return Err(at + ": expected a stack name or null");
+        } else if (dk == "lsn") {
+          auto l = dv.IsString() ? parse_lsn(dv.GetString()) : std::nullopt;
+          if (!l) return Err(at + ": expected an LSN like \"0/3000060\"");
+          db.lsn = *l;
+        } else if (dk == "timeline") {
+          if (!dv.IsInt64() || dv.GetInt64() < 1) return Err(at + ": expected an integer >= 1");
+          db.timeline = dv.GetInt64();
+        } else {
+          return Err(at + ": unknown field");
+        }
+      }
+      if (!has_role) return Err(where + "/database: \"role\" is required");
+      s.database = db;
+    } else {
+      return Err(where + "/" + key + ": unknown field");
+    }
+  }
+  if (!v.HasMember("reachable")) return Err(where + ": \"reachable\" is required");
+  return s;
+}
+
+struct Request {
+  std::string operation;
+  rapidjson::Document doc;
+  explicit Request(std::string op) : operation(std::move(op)) {
+    doc.SetObject();
+    add("operation", operation);
+  }
+  void add(const char* key, const std::string& value) {
+    auto& a = doc.GetAllocator();
+    doc.AddMember(Value(key, a), Value(value.c_str(), a), a);
+  }
+  void add_int(const char* key, long long value) {
+    auto& a = doc.GetAllocator();
+    doc.AddMember(Value(key, a), Value(int64_t(value)), a);
+  }
+  void add_map(const char* key, const std::map<std::string, std::string>& m) {
+    auto& a = doc.GetAllocator();
+    Value obj(rapidjson::kObjectType);
+    for (const auto& [k, v] : m) obj.AddMember(Value(k.c_str(), a), Value(v.c_str(), a), a);
+    doc.AddMember(Value(key, a), obj, a);
+  }
+  std::string text() const {
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    doc.Accept(w);
+    return buf.GetString();
+  }
+};
+
+// Runs the configured argv for `req.operation`; stdout on success.
+class Runner {
+ public:
+  Runner(const ProviderConfig& p) : provider_(p), timeout_ms_(setting_ms(p, "timeout_ms", kDefaultTimeoutMs)) {}
+
+  Result<std::string> run(const Request& req) const {
+    auto it = provider_.lists.find(req.operation);
+    if (it == provider_.lists.end() || it->second.empty())
+      return Err("provider " + provider_.name + ": no `" + req.operation + "` command configured");
+    SubprocessOptions o;
+    o.argv = it->second;
+    o.stdin_data = req.text();
+    o.timeout = std::chrono::milliseconds(timeout_ms_);
+    auto r = run_subprocess(o);
+    std::string what = "provider " + provider_.name + ": " + req.operation + " command `" + o.argv[0] + "`";
+    if (!r.ok()) return Err(what + ": " + r.error().message);
+    if (r->timed_out)
+      return Timeout(what + " timed out after " + std::to_string(timeout_ms_) +
+                     " ms (its process group was killed)");
+    if (r->exit_code != 0) {
+      std::string why = r->exit_code >= 0 ? "exited with status " + std::to_string(r->exit_code)
+                                          : "was killed by signal " + std::to_string(r->term_signal);
+      std::string err = trim_output(r->err);
+      return Err(what + " " + why + (err.empty() ? "" : ": " + err));
+    }
+    return r->out;
+  }
+
+ private:
+  ProviderConfig provider_;
+  long long timeout_ms_;
+};
+
+class CommandStackDriver : public StackDriver {
+ public:
+  CommandStackDriver(const ProviderConfig& p, const GroupSpec& g, const std::string& stack)
+      : runner_(p), group_(g.name), spec_(g.stacks.at(stack)) {}
+
+  StackObs observe() override {
+    StackObs s;
+    auto out = runner_.run(request("observe"));
+    if (!out.ok()) {
+      s.error = out.error().message;
+      return s;
+    }
+    rapidjson::Document d;
+    d.Parse(out->c_str());
+    if (d.HasParseError()) {
+      s.error = std::string("observe command printed invalid JSON: ") +
+                rapidjson::GetParseError_En(d.GetParseError()) + " at offset " +
+                std::to_string(d.GetErrorOffset());
+      return s;
+    }
+    auto parsed = parse_stack(d, "observe command output");
+    if (!parsed.ok()) {
+      s.error = parsed.error().message;
+      return s;
+    }
+    return *parsed;
+  }
+  Status set_maintenance(bool on) override {
+    return runner_.run(request(on ? "maintenance_on" : "maintenance_off")).status();
+  }
+  Status stop_replication() override { return runner_.run(request("replication_stop")).status(); }
+  Status promote() override { return runner_.run(request("promote")).status(); }
+  Status start_replication(const StackSpec& source) override {
+    Request r = request("replication_start");
+    r.add("source", source.name);
+    r.add_map("source_settings", source.settings);
+    r.add("source_address", source.address);
+    return runner_.run(r).status();
+  }
+
+ private:
+  Request request(const std::string& op) const {
+    Request r(op);
+    r.add("group", group_);
+    r.add("stack", spec_.name);
+    r.add_map("settings", spec_.settings);
+    r.add("address", spec_.address);
+    return r;
+  }
+  Runner runner_;
+  std::string group_;
+  StackSpec spec_;
+};
+
+class CommandTrafficDriver : public TrafficDriver {
+ public:
+  CommandTrafficDriver(const ProviderConfig& p, const GroupSpec& g) : runner_(p), group_(g) {}
+
+  TrafficObs observe() override {
+    TrafficObs t;
+    auto out = runner_.run(request("observe_traffic"));
+    if (!out.ok()) return unreachable(out.error().message);
+    rapidjson::Document d;
+    d.Parse(out->c_str());
+    if (d.HasParseError())
+      return unreachable(std::string("observe_traffic command printed invalid JSON: ") +
+                         rapidjson::GetParseError_En(d.GetParseError()) + " at offset " +
+                         std::to_string(d.GetErrorOffset()));
+    if (!d.IsObject()) return unreachable("observe_traffic command output: expected a JSON object");
+    if (d.HasMember("target")) {
+      const Value& v = d["target"];
+      if (v.IsString()) {
+        if (!group_.stacks.count(v.GetString()))
+          return unreachable("observe_traffic command output/target: \"" + std::string(v.GetString()) +
+                             "\" is not a stack of group " + group_.name);
+        t.target = v.GetString();
+      } else if (!v.IsNull()) {
+        return unreachable("observe_traffic command output/target: expected a stack name or null");
+      }
+    }
+    if (d.HasMember("ttl")) {
+      if (!d["ttl"].IsInt() || d["ttl"].GetInt() < 0)
+        return unreachable("observe_traffic command output/ttl: expected an integer >= 0");
+      t.ttl = d["ttl"].GetInt();
+    }
+    if (d.HasMember("content")) {
+      if (!d["content"].IsString())
+        return unreachable("observe_traffic command output/content: expected a string");
+      t.content = d["content"].GetString();
+    }
+    return t;
+  }
+
+  Status switch_to(const std::string& stack) override {
+    auto it = group_.stacks.find(stack);
+    if (it == group_.stacks.end()) return Err("group " + group_.name + " has no stack " + stack);
+    Request r = request("traffic_switch");
+    r.add("target", stack);
+    r.add("address", it->second.address);
+    return runner_.run(r).status();
+  }
+
+ private:
+  static TrafficObs unreachable(std::string why) {
+    TrafficObs t;
+    t.reachable = false;
+    t.error = std::move(why);
+    return t;
+  }
+  Request request(const std::string& op) const {
+    Request r(op);
+    r.add("group", group_.name);
+    r.add_map("settings", group_.traffic.settings);
+    std::map<std::string, std::string> addresses;
+    for (const auto& [name, s] : group_.stacks) addresses[name] = s.address;
+    r.add_map("addresses", addresses);
+    r.add_int("ttl", group_.traffic.ttl);
+    return r;
+  }
+  Runner runner_;
+  GroupSpec group_;
+};
+
+}  // namespace
+
+std::unique_ptr<StackDriver> make_command_stack_driver(const ProviderConfig& provider,
+                                                       const GroupSpec& group,
+                                                       const std::string& stack) {
+  return std::make_unique<CommandStackDriver>(provider, group, stack);
+}
+
+std::unique_ptr<TrafficDriver> make_command_traffic_driver(const ProviderConfig& provider,
+                                                           const GroupSpec& group) {
+  return std::make_unique<CommandTrafficDriver>(provider, group);
+}
+
+}  // namespace stackflip
