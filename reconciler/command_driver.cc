@@ -1,5 +1,7 @@
 #include "command_driver.h"
 
+#include "snapshot.h"
+
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
@@ -24,62 +26,6 @@ long long setting_ms(const ProviderConfig& p, const std::string& key, long long 
   } catch (...) {
     return fallback;
   }
-}
-
-// Parses one stack object of the observed schema (definitions/stack).
-// Stand-in for snapshot.h's stack_obs_from_json(), which the lead is writing
-// in snapshot.cc: once that lands, parse_stack() should simply call it.
-Result<StackObs> parse_stack(const Value& v, const std::string& where) {
-  if (!v.IsObject()) return Err(where + ": expected a JSON object");
-  StackObs s;
-  for (auto it = v.MemberBegin(); it != v.MemberEnd(); ++it) {
-    std::string key = it->name.GetString();
-    const Value& f = it->value;
-    if (key == "reachable") {
-      if (!f.IsBool()) return Err(where + "/reachable: expected true or false");
-      s.reachable = f.GetBool();
-    } else if (key == "maintenance") {
-      if (!f.IsBool()) return Err(where + "/maintenance: expected true or false");
-      s.maintenance = f.GetBool();
-    } else if (key == "error") {
-      if (!f.IsString()) return Err(where + "/error: expected a string");
-      s.error = f.GetString();
-    } else if (key == "database") {
-      if (!f.IsObject()) return Err(where + "/database: expected an object");
-      DatabaseObs db;
-      bool has_role = false;
-      for (auto d = f.MemberBegin(); d != f.MemberEnd(); ++d) {
-        std::string dk = d->name.GetString();
-        const Value& dv = d->value;
-        std::string at = where + "/database/" + dk;
-        if (dk == "role") {
-          auto r = dv.IsString() ? parse_role(dv.GetString()) : std::nullopt;
-          if (!r) return Err(at + ": expected \"primary\", \"replica\" or \"unknown\"");
-          db.role = *r;
-          has_role = true;
-        } else if (dk == "upstream") {
-          if (dv.IsNull()) db.upstream.reset();
-          else if (dv.IsString()) db.upstream = dv.GetString();
-          else return Err(at + ": expected a stack name or null");
-        } else if (dk == "lsn") {
-          auto l = dv.IsString() ? parse_lsn(dv.GetString()) : std::nullopt;
-          if (!l) return Err(at + ": expected an LSN like \"0/3000060\"");
-          db.lsn = *l;
-        } else if (dk == "timeline") {
-          if (!dv.IsInt64() || dv.GetInt64() < 1) return Err(at + ": expected an integer >= 1");
-          db.timeline = dv.GetInt64();
-        } else {
-          return Err(at + ": unknown field");
-        }
-      }
-      if (!has_role) return Err(where + "/database: \"role\" is required");
-      s.database = db;
-    } else {
-      return Err(where + "/" + key + ": unknown field");
-    }
-  }
-  if (!v.HasMember("reachable")) return Err(where + ": \"reachable\" is required");
-  return s;
 }
 
 struct Request {
@@ -164,7 +110,7 @@ class CommandStackDriver : public StackDriver {
                 std::to_string(d.GetErrorOffset());
       return s;
     }
-    auto parsed = parse_stack(d, "observe command output");
+    auto parsed = stack_obs_from_json(d, "observe command output");
     if (!parsed.ok()) {
       s.error = parsed.error().message;
       return s;

@@ -25,8 +25,21 @@ rj::Value str(const std::string& s, rj::Document::AllocatorType& a) {
   return rj::Value(s.c_str(), static_cast<rj::SizeType>(s.size()), a);
 }
 
+// The schema forbids unknown keys; the same holds for input that skipped it
+// (a command driver's output).
+std::optional<Error> unknown_key(const rj::Value& v, const std::string& where,
+                                 std::initializer_list<const char*> known) {
+  for (auto m = v.MemberBegin(); m != v.MemberEnd(); ++m) {
+    bool ok = false;
+    for (const char* k : known) ok |= m->name == k;
+    if (!ok) return at(where + "/" + m->name.GetString(), "unknown field");
+  }
+  return std::nullopt;
+}
+
 Result<DatabaseObs> database_from_json(const rj::Value& v, const std::string& where) {
   if (!v.IsObject()) return at(where, "expected an object");
+  if (auto e = unknown_key(v, where, {"role", "upstream", "lsn", "timeline"})) return *e;
   DatabaseObs db;
   const rj::Value* role = member(v, "role");
   if (!role || !role->IsString()) return at(where + "/role", "expected primary, replica or unknown");
@@ -63,6 +76,7 @@ TrafficObs traffic_from_json(const rj::Value& v) {
 
 Result<StackObs> stack_obs_from_json(const rj::Value& v, const std::string& where) {
   if (!v.IsObject()) return at(where, "expected an object");
+  if (auto e = unknown_key(v, where, {"reachable", "maintenance", "error", "database"})) return *e;
   StackObs s;
   const rj::Value* r = member(v, "reachable");
   if (!r || !r->IsBool()) return at(where + "/reachable", "expected true or false");
