@@ -165,6 +165,8 @@ cluster_name = 'pg$1'
 EOF
 }
 
+trace() { [[ -z ${HARNESS_TRACE:-} ]] || echo "harness: +${SECONDS}s $*" >&2; }
+
 pg_start() { # N  -> 0 when accepting connections
   local n=$1 data; data=$(pg_data "$n")
   as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$(pg_logfile "$n")" -w -t 60 start >/dev/null 2>&1 || return 1
@@ -202,8 +204,9 @@ pg_init_primary() {
     chmod o+x "$DIR"   # postgres must be able to traverse into DIR
     chown -R postgres: "$DIR/pg1" "$DIR/pg2"
   fi
-  as_pg "$PG_BIN/initdb" -D "$d1" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
+  as_pg "$PG_BIN/initdb" -D "$d1" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync \
     >"$DIR/pg1/log/initdb.log" 2>&1 || { tail_log "$DIR/pg1/log/initdb.log"; return 1; }
+  trace "initdb done"
   echo "include 'harness.conf'" | as_pg tee -a "$d1/postgresql.conf" >/dev/null
   # Harness only: trust everything from loopback, including replication.
   as_pg tee "$d1/pg_hba.conf" >/dev/null <<'EOF'
@@ -222,14 +225,17 @@ pg_bring_up() {
   local d2; d2=$(pg_data 2)
   write_pg_conf 1
   pg_start 1 || return 1
+  trace "pg1 started"
   psql_n 1 "create role $PG_USER login superuser" postgres postgres >/dev/null || return 1
   psql_n 1 "create database $PG_DB owner $PG_USER" postgres postgres >/dev/null || return 1
   as_pg rm -rf "$d2"
-  as_pg "$PG_BIN/pg_basebackup" -D "$d2" -R -X stream -c fast \
+  as_pg "$PG_BIN/pg_basebackup" -D "$d2" -R -X stream -c fast --no-sync \
     -d "host=$PG1_HOST port=$PG_PORT user=$PG_USER application_name=standby" \
     >"$DIR/pg2/log/basebackup.log" 2>&1 || { tail_log "$DIR/pg2/log/basebackup.log"; return 1; }
+  trace "basebackup done"
   write_pg_conf 2
   pg_start 2 || return 1
+  trace "pg2 started"
 }
 
 start_postgres() {
@@ -417,19 +423,21 @@ cmd_start() {
   # Everything started from here on is stopped again if we fail half way.
   trap 'rc=$?; if ((rc != 0)); then echo "harness: start failed, stopping what was started" >&2; HARNESS_QUIET=1 cmd_stop; fi' EXIT
   PDNS_API_KEY=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  pdns_create_db || return 1
   # PostgreSQL and PowerDNS start independently; run the slower one (pg)
   # in the foreground and PowerDNS in the background to save wall time.
-  ( start_pdns && echo "PDNS_PORT=$PDNS_PORT PDNS_API_PORT=$PDNS_API_PORT PDNS_API_URL=$PDNS_API_URL" >"$DIR/pdns/ports" ) &
+  ( pdns_create_db && trace "pdns db created" && start_pdns && echo "PDNS_PORT=$PDNS_PORT PDNS_API_PORT=$PDNS_API_PORT PDNS_API_URL=$PDNS_API_URL" >"$DIR/pdns/ports" ) &
   local pdns_job=$!
   local pg_ok=0 pdns_ok=0
   start_postgres || pg_ok=1
+  trace "postgres up"
   wait "$pdns_job" || pdns_ok=1
+  trace "pdns up"
   ((pg_ok == 0 && pdns_ok == 0)) || return 1
   eval "$(cat "$DIR/pdns/ports")"
   # The PG port is needed by stop/status even if the rest fails: env first.
   write_env
   wait_for 30 streaming || { echo "harness: pg2 is not streaming from pg1" >&2; tail_log "$(pg_logfile 2)"; return 1; }
+  trace "streaming"
   write_config
   trap - EXIT
   log "up: PG_PORT=$PG_PORT PDNS_PORT=$PDNS_PORT PDNS_API_PORT=$PDNS_API_PORT (source $DIR/env)"
