@@ -190,6 +190,22 @@ pg_kill() { # N: simulate a crash — SIGKILL the postmaster and its children
   kill -9 "$pid" $kids 2>/dev/null || true
   # shellcheck disable=SC2086
   wait_for 10 not_alive $pid $kids || true
+  clear_stale_pidfile "$n"
+}
+
+# PID 1 on some containers reaps orphans late: a SIGKILLed postmaster can sit
+# as a zombie, which PostgreSQL takes for a live postmaster ("lock file
+# postmaster.pid already exists"). Once the recorded pid is dead or a zombie
+# (and kill-pg waited for its children), the lock file is stale: remove it.
+clear_stale_pidfile() { # N
+  local f pid; f="$(pg_data "$1")/postmaster.pid"
+  [[ -e $f ]] || return 0
+  pid=$(head -n1 "$f" 2>/dev/null)
+  [[ $pid =~ ^[0-9]+$ ]] && alive_any "$pid" && return 0
+  # The socket lock file names the same dead pid and blocks the same way.
+  local port sockdir; port=$(sed -n 4p "$f" 2>/dev/null); sockdir=$(sed -n 5p "$f" 2>/dev/null)
+  [[ -n $port && -n $sockdir ]] && as_pg rm -f "$sockdir/.s.PGSQL.$port.lock"
+  as_pg rm -f "$f"
 }
 
 streaming() {
@@ -489,6 +505,7 @@ case $cmd in
   kill-pg) load_env || die "no $DIR/env"; pg_kill "$N";;
   start-pg) load_env || die "no $DIR/env"
             postmaster_pid "$N" >/dev/null && { log "pg$N already running"; exit 0; }
+            clear_stale_pidfile "$N"
             pg_start "$N" || { tail_log "$(pg_logfile "$N")"; exit 1; };;
   stop-pdns) load_env || die "no $DIR/env"; pdns_stop;;
   start-pdns) load_env || die "no $DIR/env"
