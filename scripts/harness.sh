@@ -258,7 +258,9 @@ start_postgres() {
   pg_init_primary || return 1
   local attempt
   for attempt in 1 2 3 4 5; do
-    PG_PORT=$(pick_port tcp $PG1_HOST $PG2_HOST) || { echo "harness: no free port" >&2; return 1; }
+    # HARNESS_PG_PORT: try this port first, unchecked (tests the retry path).
+    if ((attempt == 1)) && [[ -n ${HARNESS_PG_PORT:-} ]]; then PG_PORT=$HARNESS_PG_PORT
+    else PG_PORT=$(pick_port tcp $PG1_HOST $PG2_HOST) || { echo "harness: no free port" >&2; return 1; }; fi
     if pg_bring_up; then return 0; fi
     # Most likely someone bound the port between our check and the start:
     # a bind error in the log means retry on another port.
