@@ -76,8 +76,8 @@ EOF
 # Pick a random port below the Linux ephemeral range (32768+) so outgoing
 # connections do not grab it between our check and the server's bind.
 pick_port() { # PROTO ADDR...
-  local p i
-  for i in $(seq 1 50); do
+  local p
+  for _ in $(seq 1 50); do
     p=$((15000 + RANDOM % 17000))
     if port_free "$p" "$@"; then echo "$p"; return 0; fi
   done

@@ -72,9 +72,9 @@ do_start() {
     run "$PG_BIN/pg_ctl" -D "$data" -l "$logfile" -w -t 120 start >/dev/null 2>&1 ||
       { tail_log; fail "pg_ctl start failed for $data"; }
   fi
-  local pidfile=$data/postmaster.pid port sockdir i
+  local pidfile=$data/postmaster.pid port sockdir
   port=$(sed -n 4p "$pidfile"); sockdir=$(sed -n 5p "$pidfile")
-  for i in $(seq 1 100); do
+  for _ in $(seq 1 100); do
     "$PG_BIN/pg_isready" -q -h "${sockdir:-/tmp}" -p "$port" -U postgres -d postgres && return 0
     sleep 0.05
   done
