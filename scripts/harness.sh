@@ -1,0 +1,516 @@
+#!/usr/bin/env bash
+# Local test harness: two PostgreSQL 15 clusters (primary + streaming replica)
+# and a PowerDNS Authoritative server, all on loopback, all under one folder.
+#
+#   harness.sh start DIR        start everything under DIR (caller made DIR)
+#   harness.sh stop DIR         stop everything; always succeeds, idempotent
+#   harness.sh status DIR       short human status
+#   harness.sh kill-pg N DIR    SIGKILL cluster N (1|2): postmaster and children
+#   harness.sh start-pg N DIR   start cluster N again (as configured on disk)
+#   harness.sh stop-pdns DIR / start-pdns DIR
+#
+# HARNESS ONLY: pg_hba trusts every connection from 127.0.0.0/8 and the
+# PowerDNS API key is random per run. Never copy these settings anywhere else.
+#
+# Layout under DIR:
+#   env                 sourceable by bash (see write_env)
+#   stackflip.yaml      config for stackflip against this harness
+#   pg1/data pg1/sock pg1/log/postgresql.log   (same for pg2)
+#   pdns/pdns.conf pdns/pdns.sqlite3 pdns/pdns.log pdns/pdns.pid
+#
+# Exit 77 when PostgreSQL 15 or PowerDNS are not installed (CTest: skipped).
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_USER=stackflip
+PG_DB=app
+ZONE=example.test.
+RECORD=shop.example.test.
+PG1_HOST=127.0.0.1
+PG2_HOST=127.0.0.2
+
+die() { echo "harness: $*" >&2; exit 1; }
+
+# True while every PID given is a live (non-zombie) process. Orphans may sit
+# as zombies when PID 1 does not reap, so kill -0 alone is not enough.
+not_alive() { ! alive_any "$@"; }
+alive_any() {
+  local pid st
+  for pid in "$@"; do
+    st=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || continue
+    [[ $st != Z ]] && return 0
+  done
+  return 1
+}
+log() { [[ -n ${HARNESS_QUIET:-} ]] || echo "harness: $*" >&2; }
+
+# ---------------------------------------------------------------- helpers
+
+# Run a PostgreSQL server-side binary as an unprivileged user: PostgreSQL
+# refuses to run as root, so as root we switch to the `postgres` OS user.
+as_pg() {
+  if [[ $EUID -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# A port is free when we can bind it (TCP, and UDP if asked) on every address.
+port_free() { # PORT PROTO ADDR...
+  local port=$1 proto=$2; shift 2
+  python3 - "$port" "$proto" "$@" <<'EOF' 2>/dev/null
+import socket, sys
+port, proto, addrs = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+kinds = [socket.SOCK_STREAM] + ([socket.SOCK_DGRAM] if proto == "tcpudp" else [])
+for a in addrs:
+    for k in kinds:
+        s = socket.socket(socket.AF_INET, k)
+        try:
+            s.bind((a, port))
+        except OSError:
+            sys.exit(1)
+        finally:
+            s.close()
+EOF
+}
+
+# Pick a random port below the Linux ephemeral range (32768+) so outgoing
+# connections do not grab it between our check and the server's bind.
+pick_port() { # PROTO ADDR...
+  local p
+  for _ in $(seq 1 50); do
+    p=$((15000 + RANDOM % 17000))
+    if port_free "$p" "$@"; then echo "$p"; return 0; fi
+  done
+  return 1
+}
+
+# Poll CMD... with short growing sleeps until it succeeds or TIMEOUT seconds.
+wait_for() { # TIMEOUT CMD...
+  local timeout=$1; shift
+  local deadline=$((SECONDS + timeout)) delay=0.02
+  until "$@" >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || return 1
+    sleep "$delay"
+    case $delay in 0.02) delay=0.05;; 0.05) delay=0.1;; 0.1) delay=0.2;; esac
+  done
+}
+
+pg_data() { echo "$DIR/pg$1/data"; }
+pg_host() { if [[ $1 == 1 ]]; then echo $PG1_HOST; else echo $PG2_HOST; fi; }
+pg_logfile() { echo "$DIR/pg$1/log/postgresql.log"; }
+
+psql_n() { # N SQL [USER DB]  (tuples only, unaligned, over TCP)
+  PGCONNECT_TIMEOUT=3 "$PG_BIN/psql" -X -qAt -v ON_ERROR_STOP=1 \
+    "host=$(pg_host "$1") port=$PG_PORT user=${3:-$PG_USER} dbname=${4:-$PG_DB}" -c "$2"
+}
+
+postmaster_pid() { # N -> pid of a live postmaster, or fail
+  local f; f="$(pg_data "$1")/postmaster.pid"
+  [[ -r $f ]] || return 1
+  local pid; pid=$(head -n1 "$f" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] && alive_any "$pid" && echo "$pid"
+}
+
+tail_log() { # FILE
+  [[ -r $1 ]] || return 0
+  echo "---- last lines of $1 ----" >&2
+  tail -n 20 "$1" >&2
+}
+
+check_tools() {
+  local t
+  for t in "$PG_BIN/postgres" "$PG_BIN/initdb" "$PG_BIN/pg_ctl" "$PG_BIN/pg_basebackup"; do
+    [[ -x $t ]] || { echo "harness: skipped: $t not found (install postgresql-15)" >&2; exit 77; }
+  done
+  for t in pdns_server pdnsutil sqlite3 dig python3 curl; do
+    command -v "$t" >/dev/null || { echo "harness: skipped: $t not found (run scripts/install-deps.sh)" >&2; exit 77; }
+  done
+  [[ -r $PDNS_SCHEMA ]] || { echo "harness: skipped: $PDNS_SCHEMA not found (install pdns-backend-sqlite3)" >&2; exit 77; }
+  if [[ $EUID -eq 0 ]] && ! id -u postgres >/dev/null 2>&1; then
+    echo "harness: skipped: running as root but there is no 'postgres' OS user" >&2; exit 77
+  fi
+}
+
+PDNS_SCHEMA=/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql
+[[ -r $PDNS_SCHEMA ]] || PDNS_SCHEMA=/usr/share/pdns-backend-sqlite3/schema/schema.sqlite3.sql
+
+load_env() {
+  [[ -r $DIR/env ]] || return 1
+  # shellcheck disable=SC1091
+  source "$DIR/env"
+}
+
+# ---------------------------------------------------------------- postgres
+
+# Settings owned by the harness; per cluster only the listen address differs.
+# Kept in harness.conf (included from postgresql.conf) so a port retry can
+# rewrite it and pg-control.sh can preserve it across pg_rewind.
+write_pg_conf() { # N
+  local data; data=$(pg_data "$1")
+  as_pg tee "$data/harness.conf" >/dev/null <<EOF
+# Written by scripts/harness.sh (test harness only).
+listen_addresses = '$(pg_host "$1")'
+port = $PG_PORT
+unix_socket_directories = '$DIR/pg$1/sock'
+wal_level = replica
+wal_log_hints = on
+hot_standby = on
+max_wal_senders = 10
+max_replication_slots = 10
+wal_keep_size = 256MB
+logging_collector = off
+log_min_messages = warning
+log_min_error_statement = error
+cluster_name = 'pg$1'
+EOF
+}
+
+trace() { [[ -z ${HARNESS_TRACE:-} ]] || echo "harness: +${SECONDS}s $*" >&2; }
+
+pg_start() { # N  -> 0 when accepting connections
+  local n=$1 data; data=$(pg_data "$n")
+  as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$(pg_logfile "$n")" -w -t 60 start >/dev/null 2>&1 || return 1
+  wait_for 30 "$PG_BIN/pg_isready" -q -h "$(pg_host "$n")" -p "$PG_PORT" -U postgres -d postgres
+}
+
+pg_stop() { # N  -> always 0
+  local n=$1 data pid; data=$(pg_data "$n")
+  [[ -d $data ]] || return 0
+  pid=$(postmaster_pid "$n") || return 0
+  as_pg "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t 20 stop >/dev/null 2>&1 ||
+    as_pg "$PG_BIN/pg_ctl" -D "$data" -m immediate -w -t 10 stop >/dev/null 2>&1 || true
+  if alive_any "$pid"; then kill -9 "$pid" 2>/dev/null || true; fi
+  return 0
+}
+
+pg_kill() { # N: simulate a crash — SIGKILL the postmaster and its children
+  local n=$1 pid kids
+  pid=$(postmaster_pid "$n") || { log "pg$n is not running"; return 0; }
+  kids=$(pgrep -P "$pid" || true)
+  kill -9 "$pid" $kids 2>/dev/null || true
+  # shellcheck disable=SC2086
+  wait_for 10 not_alive $pid $kids || true
+  clear_stale_pidfile "$n"
+}
+
+# PID 1 on some containers reaps orphans late: a SIGKILLed postmaster can sit
+# as a zombie, which PostgreSQL takes for a live postmaster ("lock file
+# postmaster.pid already exists"). Once the recorded pid is dead or a zombie
+# (and kill-pg waited for its children), the lock file is stale: remove it.
+clear_stale_pidfile() { # N
+  local f pid; f="$(pg_data "$1")/postmaster.pid"
+  [[ -e $f ]] || return 0
+  pid=$(head -n1 "$f" 2>/dev/null)
+  [[ $pid =~ ^[0-9]+$ ]] && alive_any "$pid" && return 0
+  # The socket lock file names the same dead pid and blocks the same way.
+  local port sockdir; port=$(sed -n 4p "$f" 2>/dev/null); sockdir=$(sed -n 5p "$f" 2>/dev/null)
+  [[ -n $port && -n $sockdir ]] && as_pg rm -f "$sockdir/.s.PGSQL.$port.lock"
+  as_pg rm -f "$f"
+}
+
+streaming() {
+  [[ $(psql_n 1 "select count(*) from pg_stat_replication where application_name = 'standby' and state = 'streaming'") -ge 1 ]]
+}
+
+# Create pg1 (initdb) once; the port is chosen afterwards so it can be retried.
+pg_init_primary() {
+  local d1; d1=$(pg_data 1)
+  mkdir -p "$DIR/pg1/sock" "$DIR/pg1/log" "$DIR/pg2/sock" "$DIR/pg2/log"
+  if [[ $EUID -eq 0 ]]; then
+    chmod o+x "$DIR"   # postgres must be able to traverse into DIR
+    chown -R postgres: "$DIR/pg1" "$DIR/pg2"
+  fi
+  as_pg "$PG_BIN/initdb" -D "$d1" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync \
+    >"$DIR/pg1/log/initdb.log" 2>&1 || { tail_log "$DIR/pg1/log/initdb.log"; return 1; }
+  trace "initdb done"
+  echo "include 'harness.conf'" | as_pg tee -a "$d1/postgresql.conf" >/dev/null
+  # Harness only: trust everything from loopback, including replication.
+  as_pg tee "$d1/pg_hba.conf" >/dev/null <<'EOF'
+# Written by scripts/harness.sh: TEST HARNESS ONLY, trusts all of loopback.
+local   all          all                  trust
+local   replication  all                  trust
+host    all          all   127.0.0.0/8    trust
+host    replication  all   127.0.0.0/8    trust
+host    all          all   ::1/128        trust
+host    replication  all   ::1/128        trust
+EOF
+}
+
+# Start pg1 on PG_PORT, create the role and database, clone pg2, start it.
+pg_bring_up() {
+  local d2; d2=$(pg_data 2)
+  write_pg_conf 1
+  pg_start 1 || return 1
+  trace "pg1 started"
+  psql_n 1 "create role $PG_USER login superuser" postgres postgres >/dev/null || return 1
+  psql_n 1 "create database $PG_DB owner $PG_USER" postgres postgres >/dev/null || return 1
+  as_pg rm -rf "$d2"
+  as_pg "$PG_BIN/pg_basebackup" -D "$d2" -R -X stream -c fast --no-sync \
+    -d "host=$PG1_HOST port=$PG_PORT user=$PG_USER application_name=standby" \
+    >"$DIR/pg2/log/basebackup.log" 2>&1 || { tail_log "$DIR/pg2/log/basebackup.log"; return 1; }
+  trace "basebackup done"
+  write_pg_conf 2
+  pg_start 2 || return 1
+  trace "pg2 started"
+}
+
+start_postgres() {
+  pg_init_primary || return 1
+  local attempt
+  for attempt in 1 2 3 4 5; do
+    # HARNESS_PG_PORT: try this port first, unchecked (tests the retry path).
+    if ((attempt == 1)) && [[ -n ${HARNESS_PG_PORT:-} ]]; then PG_PORT=$HARNESS_PG_PORT
+    else PG_PORT=$(pick_port tcp $PG1_HOST $PG2_HOST) || { echo "harness: no free port" >&2; return 1; }; fi
+    if pg_bring_up; then return 0; fi
+    # Most likely someone bound the port between our check and the start:
+    # a bind error in the log means retry on another port.
+    if grep -qs 'could not bind\|could not create any TCP/IP sockets' "$(pg_logfile 1)" "$(pg_logfile 2)"; then
+      log "port $PG_PORT collided, retrying (attempt $attempt)"
+      pg_stop 2; pg_stop 1
+      for f in "$(pg_logfile 1)" "$(pg_logfile 2)"; do [[ -e $f ]] && as_pg truncate -s0 "$f"; done
+      continue
+    fi
+    tail_log "$(pg_logfile 1)"; tail_log "$(pg_logfile 2)"
+    return 1
+  done
+  echo "harness: could not find a free PostgreSQL port after 5 attempts" >&2
+  return 1
+}
+
+# ---------------------------------------------------------------- powerdns
+
+write_pdns_conf() {
+  cat >"$DIR/pdns/pdns.conf" <<EOF
+# Written by scripts/harness.sh (test harness only).
+launch=gsqlite3
+gsqlite3-database=$DIR/pdns/pdns.sqlite3
+local-address=127.0.0.1
+local-port=$PDNS_PORT
+socket-dir=$DIR/pdns
+daemon=no
+guardian=no
+disable-syslog=yes
+log-timestamp=no
+loglevel=4
+api=yes
+api-key=$PDNS_API_KEY
+webserver=yes
+webserver-address=127.0.0.1
+webserver-port=$PDNS_API_PORT
+webserver-allow-from=127.0.0.0/8
+# Answer a record change at once.
+cache-ttl=0
+negquery-cache-ttl=0
+query-cache-ttl=0
+zone-cache-refresh-interval=0
+consistent-backends=yes
+# Never talk to the internet: no security poll, no notifies, no AXFR.
+security-poll-suffix=
+disable-axfr=yes
+only-notify=
+EOF
+}
+
+pdns_create_db() {
+  mkdir -p "$DIR/pdns"
+  rm -f "$DIR/pdns/pdns.sqlite3"
+  sqlite3 "$DIR/pdns/pdns.sqlite3" <"$PDNS_SCHEMA"
+  PDNS_PORT=0 PDNS_API_PORT=0 write_pdns_conf
+  local u="pdnsutil --config-dir=$DIR/pdns"
+  {
+    $u create-zone "$ZONE" "ns1.$ZONE" &&
+    $u add-record "$ZONE" ns1 A 60 127.0.0.1 &&
+    $u add-record "$ZONE" shop A 60 127.0.0.1
+  } >"$DIR/pdns/pdnsutil.log" 2>&1 || { tail_log "$DIR/pdns/pdnsutil.log"; return 1; }
+}
+
+pdns_pid() {
+  local pid; pid=$(cat "$DIR/pdns/pdns.pid" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] && alive_any "$pid" && echo "$pid"
+}
+
+dns_answer() { # -> A record(s) of RECORD
+  dig @127.0.0.1 -p "$PDNS_PORT" "$RECORD" A +short +tries=1 +time=1 2>/dev/null
+}
+
+api_ok() {
+  curl -fsS -o /dev/null -m 2 -H "X-API-Key: $PDNS_API_KEY" "$PDNS_API_URL/api/v1/servers/localhost/zones/$ZONE"
+}
+
+pdns_launch() { # -> 0 when DNS answers and the API works
+  # Fully detached: no inherited stdout, so `$(harness.sh start ...)` returns.
+  pdns_server --config-dir="$DIR/pdns" </dev/null >>"$DIR/pdns/pdns.log" 2>&1 &
+  echo $! >"$DIR/pdns/pdns.pid"
+  local deadline=$((SECONDS + 20))
+  while ((SECONDS < deadline)); do
+    pdns_pid >/dev/null || return 1
+    [[ $(dns_answer) == 127.0.0.1 ]] && api_ok 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+pdns_stop() {
+  local pid
+  pid=$(pdns_pid) || { rm -f "$DIR/pdns/pdns.pid"; return 0; }
+  kill -TERM "$pid" 2>/dev/null || true
+  wait_for 10 not_alive "$pid" || kill -9 "$pid" 2>/dev/null || true
+  rm -f "$DIR/pdns/pdns.pid"
+  return 0
+}
+
+start_pdns() {
+  local attempt
+  PDNS_API_URL=
+  for attempt in 1 2 3 4 5; do
+    PDNS_PORT=$(pick_port tcpudp 127.0.0.1) || return 1
+    PDNS_API_PORT=$(pick_port tcp 127.0.0.1) || return 1
+    [[ $PDNS_PORT != "$PDNS_API_PORT" ]] || continue
+    PDNS_API_URL=http://127.0.0.1:$PDNS_API_PORT
+    write_pdns_conf
+    : >"$DIR/pdns/pdns.log"
+    if pdns_launch; then return 0; fi
+    pdns_stop
+    if grep -qis 'unable to bind\|address already in use' "$DIR/pdns/pdns.log"; then
+      log "PowerDNS port collided, retrying (attempt $attempt)"; continue
+    fi
+    tail_log "$DIR/pdns/pdns.log"
+    return 1
+  done
+  echo "harness: could not find free PowerDNS ports after 5 attempts" >&2
+  return 1
+}
+
+# ---------------------------------------------------------------- outputs
+
+write_env() {
+  cat >"$DIR/env.tmp" <<EOF
+# Written by scripts/harness.sh start; source it with bash.
+export HARNESS_DIR='$DIR'
+export PG_BIN='$PG_BIN'
+export PG_PORT=$PG_PORT
+export PG1_HOST=$PG1_HOST
+export PG2_HOST=$PG2_HOST
+export PG1_DATA='$(pg_data 1)'
+export PG2_DATA='$(pg_data 2)'
+export PG_USER=$PG_USER
+export PG_DB=$PG_DB
+export PDNS_PORT=$PDNS_PORT
+export PDNS_API_PORT=$PDNS_API_PORT
+export PDNS_API_URL=$PDNS_API_URL
+export PDNS_API_KEY=$PDNS_API_KEY
+export ZONE=$ZONE
+export RECORD=$RECORD
+export PG_CONTROL='$SCRIPT_DIR/pg-control.sh'
+EOF
+  mv "$DIR/env.tmp" "$DIR/env"
+}
+
+write_config() {
+  cat >"$DIR/stackflip.yaml" <<EOF
+# yaml-language-server: \$schema=$REPO_DIR/schema/stackflip.schema.json
+apiVersion: stackflip/v1
+providers:
+  db: {type: postgres, connect_timeout_ms: 2000, statement_timeout_ms: 5000}
+  dns: {type: powerdns, url: "$PDNS_API_URL", api_key: "\${env:PDNS_API_KEY}"}
+groups:
+  shop:
+    active: primary
+    stacks:
+      primary:
+        provider: db
+        dsn: "host=$PG1_HOST port=$PG_PORT user=$PG_USER dbname=$PG_DB"
+        address: $PG1_HOST
+        control_command: ["$SCRIPT_DIR/pg-control.sh"]
+      standby:
+        provider: db
+        dsn: "host=$PG2_HOST port=$PG_PORT user=$PG_USER dbname=$PG_DB"
+        address: $PG2_HOST
+        control_command: ["$SCRIPT_DIR/pg-control.sh"]
+    replication: {max_lag_bytes: 0}
+    traffic: {provider: dns, zone: $ZONE, record: $RECORD, ttl: 60}
+EOF
+}
+
+# ---------------------------------------------------------------- commands
+
+cmd_start() {
+  check_tools
+  [[ -d $DIR ]] || die "start: $DIR does not exist (the caller creates it)"
+  [[ ! -e $DIR/pg1/data/PG_VERSION ]] || die "start: $DIR already holds a harness; use a fresh folder"
+  # Everything started from here on is stopped again if we fail half way.
+  trap 'rc=$?; if ((rc != 0)); then echo "harness: start failed, stopping what was started" >&2; HARNESS_QUIET=1 cmd_stop; fi' EXIT
+  PDNS_API_KEY=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  # PostgreSQL and PowerDNS start independently; run the slower one (pg)
+  # in the foreground and PowerDNS in the background to save wall time.
+  ( pdns_create_db && trace "pdns db created" && start_pdns && echo "PDNS_PORT=$PDNS_PORT PDNS_API_PORT=$PDNS_API_PORT PDNS_API_URL=$PDNS_API_URL" >"$DIR/pdns/ports" ) &
+  local pdns_job=$!
+  local pg_ok=0 pdns_ok=0
+  start_postgres || pg_ok=1
+  trace "postgres up"
+  wait "$pdns_job" || pdns_ok=1
+  trace "pdns up"
+  ((pg_ok == 0 && pdns_ok == 0)) || return 1
+  eval "$(cat "$DIR/pdns/ports")"
+  # The PG port is needed by stop/status even if the rest fails: env first.
+  write_env
+  wait_for 30 streaming || { echo "harness: pg2 is not streaming from pg1" >&2; tail_log "$(pg_logfile 2)"; return 1; }
+  trace "streaming"
+  write_config
+  trap - EXIT
+  log "up: PG_PORT=$PG_PORT PDNS_PORT=$PDNS_PORT PDNS_API_PORT=$PDNS_API_PORT (source $DIR/env)"
+}
+
+cmd_stop() {
+  [[ -d $DIR ]] || return 0
+  pdns_stop
+  # pg_ctl stop needs no port; stop the replica first so it does not log
+  # reconnect attempts while the primary goes away.
+  pg_stop 2; pg_stop 1
+  return 0
+}
+
+cmd_status() {
+  load_env || die "status: no $DIR/env (not started?)"
+  local n role
+  for n in 1 2; do
+    if ! postmaster_pid "$n" >/dev/null; then role="down"
+    else
+      case $(psql_n "$n" "select pg_is_in_recovery()" 2>/dev/null) in
+        f) role="primary";;
+        t) role="replica (upstream: $(psql_n "$n" "select coalesce(sender_host,'none')||':'||coalesce(status,'') from pg_stat_wal_receiver" 2>/dev/null || echo '?'))";;
+        *) role="running, not answering";;
+      esac
+    fi
+    echo "pg$n $(pg_host "$n"):$PG_PORT  $role"
+  done
+  if pdns_pid >/dev/null; then
+    echo "pdns 127.0.0.1:$PDNS_PORT  $RECORD -> $(dns_answer | tr '\n' ' ')"
+  else
+    echo "pdns down"
+  fi
+}
+
+usage() { sed -n '2,12p' "$0" >&2; exit 2; }
+
+cmd=${1:-}; shift || true
+case $cmd in
+  start|stop|status|stop-pdns|start-pdns) [[ $# -eq 1 ]] || usage; DIR=$(cd "$1" 2>/dev/null && pwd || echo "$1");;
+  kill-pg|start-pg) [[ $# -eq 2 && $1 =~ ^[12]$ ]] || usage; N=$1; DIR=$(cd "$2" 2>/dev/null && pwd || echo "$2");;
+  *) usage;;
+esac
+
+case $cmd in
+  start) cmd_start;;
+  stop) [[ -e $DIR/env ]] && load_env || true; cmd_stop;;
+  status) cmd_status;;
+  kill-pg) load_env || die "no $DIR/env"; pg_kill "$N";;
+  start-pg) load_env || die "no $DIR/env"
+            postmaster_pid "$N" >/dev/null && { log "pg$N already running"; exit 0; }
+            clear_stale_pidfile "$N"
+            pg_start "$N" || { tail_log "$(pg_logfile "$N")"; exit 1; };;
+  stop-pdns) load_env || die "no $DIR/env"; pdns_stop;;
+  start-pdns) load_env || die "no $DIR/env"
+              pdns_pid >/dev/null && { log "pdns already running"; exit 0; }
+              pdns_launch || { tail_log "$DIR/pdns/pdns.log"; pdns_stop; exit 1; };;
+esac

@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Install everything stackflip needs to build and test on Debian 12.
+# Idempotent; run as root (or through sudo). Quiet: the apt output goes to a
+# log file, one summary line is printed, the log tail only on failure.
+#
+# The servers are only used by scripts/harness.sh, which starts its own
+# instances on loopback. No system PowerDNS or PostgreSQL instance is left
+# running or set to start at boot, so nothing holds ports 53/5432/8081.
+set -euo pipefail
+
+LOG=${INSTALL_DEPS_LOG:-${TMPDIR:-/tmp}/stackflip-install-deps.log}
+PACKAGES=(
+  # build tools
+  g++ cmake ninja-build pkg-config git
+  # libraries
+  libyaml-cpp-dev libgit2-dev libcurl4-openssl-dev rapidjson-dev libspdlog-dev libfmt-dev
+  catch2 libpq-dev libsqlite3-dev libcli11-dev libcpp-httplib-dev libssl-dev libbenchmark-dev
+  # servers and tools for the harness and the e2e tests
+  # (curl and python3: the harness uses them for API readiness and port checks)
+  postgresql-15 postgresql-client-15 pdns-server pdns-backend-sqlite3 sqlite3 dnsutils
+  procps util-linux openssh-client gpg curl python3 bc
+)
+
+SUDO=()
+if [[ $EUID -ne 0 ]]; then
+  command -v sudo >/dev/null || { echo "install-deps: run as root (no sudo found)" >&2; exit 1; }
+  SUDO=(sudo)
+fi
+
+fail() {
+  echo "install-deps: FAILED ($1); last lines of $LOG:" >&2
+  tail -n 25 "$LOG" >&2
+  exit 1
+}
+
+: >"$LOG"
+start=$SECONDS
+
+# Keep package scripts from starting services while we install (the usual
+# policy-rc.d mechanism). Only remove the file if we created it.
+own_policy=
+if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+  printf '#!/bin/sh\nexit 101\n' | "${SUDO[@]}" tee /usr/sbin/policy-rc.d >/dev/null
+  "${SUDO[@]}" chmod +x /usr/sbin/policy-rc.d
+  own_policy=1
+fi
+cleanup() { [[ -z $own_policy ]] || "${SUDO[@]}" rm -f /usr/sbin/policy-rc.d; }
+trap cleanup EXIT
+
+# The harness makes its own clusters; do not let postgresql-common create a
+# "main" cluster on port 5432 when postgresql-15 is installed for the first time.
+if [[ ! -e /etc/postgresql-common/createcluster.conf ]]; then
+  "${SUDO[@]}" mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" | "${SUDO[@]}" tee /etc/postgresql-common/createcluster.d/stackflip.conf >/dev/null
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+APT_OPTS=(-o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+"${SUDO[@]}" apt-get "${APT_OPTS[@]}" update >>"$LOG" 2>&1 || fail "apt-get update"
+"${SUDO[@]}" apt-get "${APT_OPTS[@]}" install -y --no-install-recommends "${PACKAGES[@]}" >>"$LOG" 2>&1 ||
+  fail "apt-get install"
+
+# Make sure no system instance runs or starts at boot. Without systemd these
+# commands may fail harmlessly; that is fine.
+{
+  for svc in pdns postgresql; do
+    "${SUDO[@]}" invoke-rc.d "$svc" stop || true
+    "${SUDO[@]}" update-rc.d "$svc" disable || true
+    if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
+      "${SUDO[@]}" systemctl disable --now "$svc" || true
+    fi
+  done
+  # A Debian cluster created before (e.g. 15/main) must not start on its own.
+  for f in /etc/postgresql/*/*/start.conf; do
+    [[ -e $f ]] || continue
+    grep -qx 'manual\|disabled' "$f" || echo manual | "${SUDO[@]}" tee "$f" >/dev/null
+  done
+} >>"$LOG" 2>&1
+
+missing=()
+for t in /usr/lib/postgresql/15/bin/postgres pdns_server pdnsutil dig sqlite3 cmake ninja curl python3; do
+  command -v "$t" >/dev/null || missing+=("$t")
+done
+((${#missing[@]} == 0)) || fail "still missing after install: ${missing[*]}"
+
+echo "install-deps: ok, ${#PACKAGES[@]} packages present in $((SECONDS - start)) s (log: $LOG)"
