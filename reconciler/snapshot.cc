@@ -4,7 +4,13 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <fstream>
+#include <sstream>
+
 #include "digest.h"
+#include "embedded_schema.h"
+#include "schema_check.h"
+#include "yaml_doc.h"
 
 namespace stackflip {
 
@@ -197,4 +203,29 @@ std::string observed_digest(const ObservedState& obs) {
   return sha256_hex(to_text(doc, false));
 }
 
+Result<ObservedState> parse_snapshot(const std::string& name, const std::string& text) {
+  auto doc = parse_yaml_document(name, text);
+  if (!doc.ok()) return doc.error();
+  std::vector<Diagnostic> errors = check_against_schema(*doc, embedded_schema("observed"));
+  if (!errors.empty()) return Err(format_diagnostics(errors));
+  auto obs = snapshot_from_json(doc->json);
+  if (!obs.ok()) {
+    // The schema let it through, so this is a cross-field problem; point at
+    // the nearest mark of the pointer the message starts with.
+    const std::string& m = obs.error().message;
+    std::string pointer = m.substr(0, m.find(':'));
+    return Err(format_diagnostic(Diagnostic{doc->mark_of(pointer), m.substr(m.find(':') + 2)}));
+  }
+  return obs;
+}
+
+Result<ObservedState> read_snapshot(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return Err(path + ":1:1: error: cannot read the snapshot file");
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return parse_snapshot(path, ss.str());
+}
+
 }  // namespace stackflip
+

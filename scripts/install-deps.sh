@@ -19,6 +19,8 @@ PACKAGES=(
   # (curl and python3: the harness uses them for API readiness and port checks)
   postgresql-15 postgresql-client-15 pdns-server pdns-backend-sqlite3 sqlite3 dnsutils
   procps util-linux openssh-client gpg curl python3 bc
+  # jq: the example command-driver scripts parse their JSON request with it
+  jq
 )
 
 SUDO=()
