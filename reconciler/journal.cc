@@ -4,8 +4,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <ctime>
 #include <cstdio>
+#include <ctime>
 #include <filesystem>
 #include <initializer_list>
 #include <iterator>
@@ -117,7 +117,8 @@ Status exec(const std::string& path, sqlite3* db, const char* sql, const std::st
 
 Result<int64_t> user_version(const std::string& path, sqlite3* db) {
   Stmt st(db, "PRAGMA user_version");
-  if (!st.prepared() || st.step() != SQLITE_ROW) return db_error(path, db, "reading the schema version");
+  if (!st.prepared() || st.step() != SQLITE_ROW)
+    return db_error(path, db, "reading the schema version");
   return st.integer(0);
 }
 
@@ -188,9 +189,8 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& path) {
     return Err("journal " + path + ": directory " + parent.string() +
                " does not exist (create it, or choose another --state path)");
   sqlite3* db = nullptr;
-  int rc = sqlite3_open_v2(path.c_str(), &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  int rc = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
   if (rc != SQLITE_OK) {
     Error e = db_error(path, db, "cannot open");
     sqlite3_close(db);
@@ -256,7 +256,8 @@ Status Journal::finish(int64_t id, const std::string& result, const std::string&
           "FROM actions WHERE id = ?5");
   if (!st.prepared()) return sql_error("preparing the end of an action");
   st.bind(1, now_rfc3339_ms()).bind(2, result).bind(3, error).bind(4, duration_ms).bind(5, id);
-  if (st.step() != SQLITE_DONE) return sql_error("recording the end of action " + std::to_string(id));
+  if (st.step() != SQLITE_DONE)
+    return sql_error("recording the end of action " + std::to_string(id));
   return Status::Ok();
 }
 
@@ -310,7 +311,8 @@ Status Journal::record_run(const RunRecord& r) {
 
 Result<std::vector<RunRecord>> Journal::runs(size_t limit) const {
   std::lock_guard lock(mu_);
-  Stmt st(db_, (std::string("SELECT ") + kRunColumns + " FROM runs ORDER BY id DESC LIMIT ?1").c_str());
+  Stmt st(db_,
+          (std::string("SELECT ") + kRunColumns + " FROM runs ORDER BY id DESC LIMIT ?1").c_str());
   if (!st.prepared()) return sql_error("preparing the runs query");
   st.bind(1, static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)));
   std::vector<RunRecord> out;
@@ -334,9 +336,10 @@ Result<std::optional<RunRecord>> Journal::last_good_run() const {
 
 Status Journal::put(const std::string& key, const std::string& value) {
   std::lock_guard lock(mu_);
-  Stmt st(db_,
-          "INSERT INTO kv (key, value, updated_at) VALUES (?1, ?2, ?3) "
-          "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at");
+  Stmt st(
+      db_,
+      "INSERT INTO kv (key, value, updated_at) VALUES (?1, ?2, ?3) "
+      "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at");
   if (!st.prepared()) return sql_error("preparing to store \"" + key + "\"");
   st.bind(1, key).bind(2, value).bind(3, now_rfc3339_ms());
   if (st.step() != SQLITE_DONE) return sql_error("storing \"" + key + "\"");
@@ -370,8 +373,8 @@ std::string render_history(const std::vector<JournalEntry>& entries) {
     std::string error = e.error;
     for (char& c : error)
       if (c == '\n' || c == '\r' || c == '\t') c = ' ';
-    rows.push_back({std::to_string(e.id), e.time, e.group, e.kind, stack, status, duration,
-                    e.origin, error});
+    rows.push_back(
+        {std::to_string(e.id), e.time, e.group, e.kind, stack, status, duration, e.origin, error});
   }
   std::vector<size_t> width(rows[0].size(), 0);
   for (const auto& r : rows)

@@ -76,7 +76,8 @@ class Journal {
   Status finish(int64_t id, const std::string& result, const std::string& error,
                 int64_t duration_ms);
   // Newest first, at most `limit` rows, only `group`'s when not empty.
-  Result<std::vector<JournalEntry>> history(size_t limit = 100, const std::string& group = "") const;
+  Result<std::vector<JournalEntry>> history(size_t limit = 100,
+                                            const std::string& group = "") const;
 
   Status record_run(const RunRecord& r);
   Result<std::vector<RunRecord>> runs(size_t limit = 20) const;  // newest first

@@ -112,10 +112,8 @@ class Reader {
   std::optional<Error> count(const rapidjson::Value& obj, const std::string& pointer,
                              const char* key, uint64_t expected) const {
     auto it = obj.FindMember(key);
-    if (it == obj.MemberEnd())
-      return fail(pointer, std::string("missing member \"") + key + "\"");
-    if (!it->value.IsUint64())
-      return fail(pointer + "/" + key, "expected a non-negative integer");
+    if (it == obj.MemberEnd()) return fail(pointer, std::string("missing member \"") + key + "\"");
+    if (!it->value.IsUint64()) return fail(pointer + "/" + key, "expected a non-negative integer");
     if (it->value.GetUint64() != expected)
       return fail(pointer + "/" + key, "says " + std::to_string(it->value.GetUint64()) +
                                            " but the plan lists " + std::to_string(expected) +
@@ -167,8 +165,9 @@ Result<Plan> plan_from_json(const std::string& text, const std::string& file) {
 
   Reader r(file);
   Plan plan;
-  if (auto e = r.check_object(doc, "", {"apiVersion", "desired_digest", "observed_digest",
-                                        "summary", "actions", "skipped"}))
+  if (auto e = r.check_object(
+          doc, "",
+          {"apiVersion", "desired_digest", "observed_digest", "summary", "actions", "skipped"}))
     return *e;
   std::string api;
   if (auto e = r.string(doc, "", "apiVersion", api)) return *e;
@@ -185,8 +184,8 @@ Result<Plan> plan_from_json(const std::string& text, const std::string& file) {
   for (rapidjson::SizeType i = 0; i < actions->value.Size(); ++i) {
     const auto& v = actions->value[i];
     std::string p = "/actions/" + std::to_string(i);
-    if (auto e = r.check_object(v, p, {"group", "kind", "stack", "source", "reason", "guard",
-                                       "status", "why_blocked"}))
+    if (auto e = r.check_object(
+            v, p, {"group", "kind", "stack", "source", "reason", "guard", "status", "why_blocked"}))
       return *e;
     Action a;
     std::string status;

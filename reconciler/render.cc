@@ -1,5 +1,6 @@
 #include "render.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <map>
@@ -106,15 +107,29 @@ std::string md(std::string_view raw, size_t max = 2000) {
   out.reserve(s.size() + 16);
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '|': case '`': case '\\': case '*': case '_': case '[': case ']': case '#':
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '|':
+      case '`':
+      case '\\':
+      case '*':
+      case '_':
+      case '[':
+      case ']':
+      case '#':
       case '~':
         out += '\\';
         out += c;
         break;
-      default: out += c;
+      default:
+        out += c;
     }
   }
   if (cut) out += "…";
@@ -128,11 +143,20 @@ std::string html(std::string_view raw) {
   std::string out;
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -142,8 +166,10 @@ std::string md_step(size_t n, const Action& a, size_t blocked_step) {
   std::string s = std::to_string(n) + ". `" + to_string(a.kind) + "` " + md(target_of(a)) + "\n";
   s += "   - reason: " + md(a.reason) + "\n";
   s += "   - guard: " + md(a.guard) + "\n";
-  if (a.blocked) s += "   - **BLOCKED: " + md(a.why_blocked) + "**\n";
-  else if (blocked_step) s += "   - not run: step " + std::to_string(blocked_step) + " is blocked\n";
+  if (a.blocked)
+    s += "   - **BLOCKED: " + md(a.why_blocked) + "**\n";
+  else if (blocked_step)
+    s += "   - not run: step " + std::to_string(blocked_step) + " is blocked\n";
   return s;
 }
 
@@ -153,8 +179,8 @@ std::string md_skipped(const Skipped& s) {
 }
 
 std::string md_section_head(const std::string& name, const GroupView& g) {
-  std::string s = "<details><summary>" + html(name) + " — " +
-                  plural(g.actions.size(), "action", "actions");
+  std::string s =
+      "<details><summary>" + html(name) + " — " + plural(g.actions.size(), "action", "actions");
   if (g.blocked) s += ", " + std::to_string(g.blocked) + " blocked";
   return s + "</summary>\n\n";
 }
@@ -164,8 +190,8 @@ const char* kSectionEnd = "\n</details>\n\n";
 }  // namespace
 
 std::string redact_secrets(std::string_view text) {
-  static const char* const kKeys[] = {"password=", "passwd=", "secret=", "api_key=",
-                                      "apikey=",   "token=",  "bearer "};
+  static const char* const kKeys[] = {
+      "password=", "passwd=", "secret=", "api_key=", "apikey=", "token=", "bearer "};
   std::string lower(text);
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   std::string out;
@@ -297,8 +323,9 @@ std::string render_markdown(const Plan& plan, const RenderOptions& o) {
       section += items[n++];
     if (n > 0) {
       out += section;
-      out += "\n… " + std::to_string(items.size() - n) + " more lines of " + html(name) +
-             " not shown\n";
+      size_t steps = std::min(n, g.actions.size());
+      out += "\n… the rest of " + html(name) + " is not shown (" + std::to_string(steps) + " of " +
+             plural(g.actions.size(), "step", "steps") + " shown)\n";
       out += kSectionEnd;
       partial = true;
     }
@@ -306,8 +333,10 @@ std::string render_markdown(const Plan& plan, const RenderOptions& o) {
   }
   size_t not_shown = groups.size() - shown - (partial ? 1 : 0);
   if (not_shown > 0)
-    out += "… " + plural(not_shown, "more group", "more groups") + " not shown (plan has " +
-           plural(plan.actions.size(), "action", "actions") +
+    out += "… " +
+           (shown || partial ? plural(not_shown, "more group", "more groups")
+                             : plural(not_shown, "group", "groups")) +
+           " not shown (plan has " + plural(plan.actions.size(), "action", "actions") +
            "; see the full plan in the job log)\n\n";
   out += footer;
   return cut_utf8(out, limit);

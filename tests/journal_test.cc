@@ -1,11 +1,10 @@
-#include <catch2/catch.hpp>
+#include "journal.h"
 
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <thread>
-
-#include "journal.h"
 
 using namespace stackflip;
 
@@ -15,7 +14,8 @@ namespace {
 struct TempDir {
   std::filesystem::path path;
   TempDir() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "stackflip-journal-XXXXXX").string();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "stackflip-journal-XXXXXX").string();
     path = mkdtemp(tmpl.data());
   }
   ~TempDir() { std::filesystem::remove_all(path); }
