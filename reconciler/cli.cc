@@ -167,7 +167,7 @@ int cmd_plan(const Options& o) {
   RenderOptions ro;
   ro.color = use_color(stdout);
   if (o.output == "json") std::cout << plan_to_json(plan);
-  else if (o.output == "markdown") std::cout << render_markdown(plan, ro);
+  else if (o.output == "markdown") std::cout << render_markdown(plan, RenderOptions{false, 65000});
   else std::cout << render_text(plan, ro);
   if (!o.detailed_exitcode) return 0;
   if (plan.empty()) return 0;
