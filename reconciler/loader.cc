@@ -11,6 +11,7 @@
 #include "digest.h"
 #include "embedded_schema.h"
 #include "schema_check.h"
+#include "secret.h"
 #include "yaml_doc.h"
 
 namespace stackflip {
@@ -152,6 +153,15 @@ class Checker {
         error(doc_.key_mark_of(ptr), type + " " + role + " " + name + " needs '" + key + "'");
   }
 
+  // The schema's pattern already rejects literals; this keeps the rule even
+  // if the schema is loosened, with the same message (never the value).
+  void secrets(const Value& obj, const std::string& ptr, std::initializer_list<const char*> keys) {
+    for (const char* key : keys)
+      if (const Value* v = member(obj, key); v && v->IsString() && !is_secret_reference(v->GetString()))
+        error(doc_.mark_of(pointer_append(ptr, key)),
+              std::string("a literal secret in '") + key + "'; write ${env:NAME} or ${file:PATH}");
+  }
+
   void provider(const std::string& name, const Value& p) {
     const std::string ptr = pointer_append("/providers", name);
     if (!ok(ptr)) return;
@@ -159,6 +169,7 @@ class Checker {
     const TypeKeys* tk = keys_for(type);
     if (!tk) return;
     types_[name] = type;
+    secrets(p, ptr, {"password", "api_key", "token"});
     type_keys(p, ptr, {"type"}, tk->provider_keys, tk->provider_required, type, "provider",
               "'" + name + "'");
   }
@@ -303,6 +314,7 @@ class Checker {
                                                 "' (use postgres, cloud66 or command)");
       return;
     }
+    secrets(s, sp, {"password", "database_password"});
     type_keys(s, sp, {"provider", "address", "maintenance"}, tk->stack_keys, tk->stack_required, type,
               "stack", "'" + sname + "'");
     for (const auto& [dsn_key, pw_key] : {std::pair{"dsn", "password"}, {"database_dsn", "database_password"}})

@@ -355,8 +355,11 @@ class UnitChecker {
     } else if (keyword == "minProperties") {
       const rapidjson::Value* lim = member(&schema, "minProperties");
       std::string n = bad->IsObject() ? std::to_string(bad->MemberCount()) : "0";
-      error(mark, where + " needs at least " + (lim ? to_json(*lim) : "?") + " entries in " + name +
-                      ", has " + n);
+      std::string parent = full(rel).substr(0, full(rel).rfind('/'));
+      std::string last = split_pointer(rel).empty() ? "" : split_pointer(rel).back();
+      std::string entries = last == "stacks" ? "stacks" : "entries in " + name;
+      error(doc_.key_mark_of(full(rel)), describe_pointer(parent) + " needs at least " +
+                                             (lim ? to_json(*lim) : "?") + " " + entries + ", has " + n);
     } else {
       const rapidjson::Value* d = member(&schema, "description");
       error(mark, "invalid value for " + name +
