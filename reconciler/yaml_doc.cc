@@ -110,6 +110,9 @@ class Converter {
           rapidjson::Value k(name.c_str(), static_cast<rapidjson::SizeType>(name.size()), alloc);
           rapidjson::Value v;
           convert(kv.second, v, child, depth + 1);
+          // yaml-cpp marks an empty value at the next token (often the next
+          // line); the key is where the operator has to look.
+          if (kv.second.IsNull()) doc_.marks[child] = key_mark;
           out.AddMember(k, v, alloc);
         }
         return;
@@ -120,23 +123,35 @@ class Converter {
  private:
   void scalar(const YAML::Node& node, rapidjson::Value& out) {
     const std::string& s = node.Scalar();
-    auto& alloc = doc_.json.GetAllocator();
     // "?" is a plain (unquoted, untagged) scalar; anything else stays a string.
     if (node.Tag() == "?") {
-      if (is_core_null(s)) return out.SetNull(), void();
-      if (auto b = core_bool(s)) return out.SetBool(*b), void();
+      if (is_core_null(s)) {
+        out.SetNull();
+        return;
+      }
+      if (auto b = core_bool(s)) {
+        out.SetBool(*b);
+        return;
+      }
       if (is_core_int(s)) {
         errno = 0;
         long long v = std::strtoll(s.c_str(), nullptr, 10);
-        if (errno == 0) return out.SetInt64(v), void();
+        if (errno == 0) {
+          out.SetInt64(v);
+          return;
+        }
         errno = 0;
         unsigned long long u = std::strtoull(s.c_str(), nullptr, 10);
-        if (errno == 0 && s[0] != '-') return out.SetUint64(u), void();
-        return out.SetDouble(std::strtod(s.c_str(), nullptr)), void();
+        if (errno == 0 && s[0] != '-') out.SetUint64(u);
+        else out.SetDouble(std::strtod(s.c_str(), nullptr));
+        return;
       }
-      if (is_core_float(s)) return out.SetDouble(std::strtod(s.c_str(), nullptr)), void();
+      if (is_core_float(s)) {
+        out.SetDouble(std::strtod(s.c_str(), nullptr));
+        return;
+      }
     }
-    out.SetString(s.c_str(), static_cast<rapidjson::SizeType>(s.size()), alloc);
+    out.SetString(s.c_str(), static_cast<rapidjson::SizeType>(s.size()), doc_.json.GetAllocator());
   }
 
   YamlDocument& doc_;
@@ -175,7 +190,12 @@ YamlParse parse_yaml(const std::string& file, const std::string& text) {
   YamlParse out;
   YAML::Node root;
   try {
-    root = YAML::Load(text);
+    std::vector<YAML::Node> docs = YAML::LoadAll(text);
+    if (docs.size() > 1) {
+      out.errors.push_back({to_mark(file, docs[1].Mark()), "only one YAML document per file is allowed"});
+      return out;
+    }
+    if (!docs.empty()) root = docs[0];
   } catch (const YAML::Exception& e) {
     Mark m = to_mark(file, e.mark);
     if (m.line == 0) m = Mark{file, 1, 1};

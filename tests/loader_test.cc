@@ -152,6 +152,13 @@ std::vector<BadCase> bad_cases() {
       {"a stack that is not a mapping", edit(b, "      standby:\n        provider: db\n        dsn: \"host=10.0.0.6 user=stackflip dbname=postgres\"\n        address: 10.0.0.6\n", "      standby: db\n"),
        13, 16, "expected a mapping for stack 'standby', got a string"},
       {"empty file", "", 1, 1, "expected a mapping for the top level, got nothing (null)"},
+      {"two YAML documents in one file", b + "---\napiVersion: stackflip/v1\n", 22, 1,
+       "only one YAML document per file is allowed"},
+      {"empty address", edit(b, "address: 10.0.0.6", "address:"), 16, 9,
+       "expected a string for 'address', got nothing (null)"},
+      {"providers is a list", edit(b, "providers:\n  db:", "providers:\n  - db:").substr(0, 0) +
+           "apiVersion: stackflip/v1\nproviders: [db]\ngroups: {}\n", 2, 12,
+       "expected a mapping for 'providers', got a list"},
   };
 }
 
