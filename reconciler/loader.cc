@@ -118,6 +118,42 @@ bool dsn_has_password(const std::string& dsn) {
   return false;
 }
 
+// For "unknown key" messages: offer only the keys of the provider type that
+// serves the mapping (when that type is known), not the schema's union.
+std::vector<std::string> narrow_expected(const YamlDocument& doc, const std::string& ptr,
+                                         std::vector<std::string> keys) {
+  const std::vector<std::string> t = pointer_tokens(ptr);
+  const Value* providers = member(doc.json, "providers");
+  auto type_of = [&](const std::string& provider) {
+    const Value* p = providers ? member(*providers, provider.c_str()) : nullptr;
+    return keys_for(str(p ? member(*p, "type") : nullptr));
+  };
+  auto group_member = [&](const std::string& g, const char* name) -> const Value* {
+    const Value* groups = member(doc.json, "groups");
+    const Value* group = groups ? member(*groups, g.c_str()) : nullptr;
+    return group ? member(*group, name) : nullptr;
+  };
+  const TypeKeys* tk = nullptr;
+  std::vector<std::string> allowed;
+  if (t.size() == 2 && t[0] == "providers") {
+    tk = type_of(t[1]);
+    if (tk) allowed = tk->provider_keys, allowed.push_back("type");
+  } else if (t.size() == 4 && t[0] == "groups" && t[2] == "stacks") {
+    const Value* stacks = group_member(t[1], "stacks");
+    const Value* stack = stacks ? member(*stacks, t[3].c_str()) : nullptr;
+    tk = stack ? type_of(str(member(*stack, "provider"))) : nullptr;
+    if (tk) allowed = tk->stack_keys, allowed.insert(allowed.end(), {"provider", "address", "maintenance"});
+  } else if (t.size() == 3 && t[0] == "groups" && t[2] == "traffic") {
+    const Value* traffic = group_member(t[1], "traffic");
+    tk = traffic ? type_of(str(member(*traffic, "provider"))) : nullptr;
+    if (tk) allowed = tk->traffic_keys, allowed.insert(allowed.end(), {"provider", "ttl"});
+  }
+  if (!tk) return keys;
+  keys.erase(std::remove_if(keys.begin(), keys.end(), [&](const std::string& k) { return !contains(allowed, k); }),
+             keys.end());
+  return keys;
+}
+
 class Checker {
  public:
   Checker(const YamlDocument& doc, const std::set<std::string>& failed, std::vector<Diagnostic>& errors)
@@ -416,7 +452,11 @@ LoadResult load_desired_text(const std::string& file, const std::string& text) {
   YamlParse parsed = parse_yaml(file, text);
   out.errors = std::move(parsed.errors);
   if (parsed.doc) {
-    SchemaCheck sc = check_schema_units(*parsed.doc, embedded_schema("stackflip"));
+    const YamlDocument& doc = *parsed.doc;
+    SchemaCheck sc = check_schema_units(doc, embedded_schema("stackflip"),
+                                        [&doc](const std::string& ptr, std::vector<std::string> keys) {
+                                          return narrow_expected(doc, ptr, std::move(keys));
+                                        });
     out.errors.insert(out.errors.end(), sc.errors.begin(), sc.errors.end());
     Checker(*parsed.doc, sc.failed_units, out.errors).run();
     if (out.errors.empty()) out.desired = build(*parsed.doc, text);

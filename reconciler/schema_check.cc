@@ -16,28 +16,6 @@ namespace {
 
 constexpr int kMaxRepairsPerUnit = 32;
 
-std::vector<std::string> split_pointer(const std::string& pointer) {
-  std::vector<std::string> tokens;
-  size_t i = 0;
-  while (i < pointer.size()) {
-    size_t next = pointer.find('/', i + 1);
-    std::string raw = pointer.substr(i + 1, next == std::string::npos ? std::string::npos : next - i - 1);
-    std::string tok;
-    for (size_t k = 0; k < raw.size(); ++k) {
-      if (raw[k] == '~' && k + 1 < raw.size()) {
-        tok += raw[k + 1] == '1' ? '/' : '~';
-        ++k;
-      } else {
-        tok += raw[k];
-      }
-    }
-    tokens.push_back(tok);
-    if (next == std::string::npos) break;
-    i = next;
-  }
-  return tokens;
-}
-
 std::string to_string(const rapidjson::Pointer& p) {
   rapidjson::StringBuffer sb;
   p.Stringify(sb);
@@ -53,7 +31,7 @@ std::string to_json(const rapidjson::Value& v) {
 
 // How a value is named in a message: 'ttl', or 'to' item 2.
 std::string field_name(const std::string& pointer) {
-  auto t = split_pointer(pointer);
+  auto t = pointer_tokens(pointer);
   if (t.empty()) return "the top level";
   const std::string& last = t.back();
   bool index = !last.empty() && std::all_of(last.begin(), last.end(), ::isdigit);
@@ -175,8 +153,9 @@ rapidjson::Value* at(rapidjson::Value& root, const std::string& pointer) {
 
 class UnitChecker {
  public:
-  UnitChecker(const YamlDocument& doc, const Unit& unit, std::string base, SchemaCheck& out)
-      : doc_(doc), unit_(unit), base_(std::move(base)), out_(out) {}
+  UnitChecker(const YamlDocument& doc, const Unit& unit, std::string base, SchemaCheck& out,
+              const ExpectedKeys& expected_keys)
+      : doc_(doc), unit_(unit), base_(std::move(base)), out_(out), expected_keys_(expected_keys) {}
 
   void run(const rapidjson::Value& value) {
     {
@@ -217,7 +196,7 @@ class UnitChecker {
       std::string parent = p.substr(0, slash);
       rapidjson::Value* pv = at(work_, parent);
       if (pv && pv->IsObject()) {
-        std::string key = split_pointer(p).back();
+        std::string key = pointer_tokens(p).back();
         pv->RemoveMember(key.c_str());
         removed_.insert(p);
         return true;
@@ -286,6 +265,7 @@ class UnitChecker {
         if (!std::binary_search(expected.begin(), expected.end(), key)) unknown.push_back(key);
       }
       if (unknown.empty()) return false;
+      if (expected_keys_) expected = expected_keys_(full(obj_rel), expected);
       for (const auto& key : unknown) {
         error(doc_.key_mark_of(full(pointer_append(obj_rel, key))),
               "unknown key '" + key + "' in " + obj_where + " (expected one of: " + join(expected, ", ") + ")");
@@ -356,7 +336,7 @@ class UnitChecker {
       const rapidjson::Value* lim = member(&schema, "minProperties");
       std::string n = bad->IsObject() ? std::to_string(bad->MemberCount()) : "0";
       std::string parent = full(rel).substr(0, full(rel).rfind('/'));
-      std::string last = split_pointer(rel).empty() ? "" : split_pointer(rel).back();
+      std::string last = pointer_tokens(rel).empty() ? "" : pointer_tokens(rel).back();
       std::string entries = last == "stacks" ? "stacks" : "entries in " + name;
       error(doc_.key_mark_of(full(rel)), describe_pointer(parent) + " needs at least " +
                                              (lim ? to_json(*lim) : "?") + " " + entries + ", has " + n);
@@ -372,6 +352,7 @@ class UnitChecker {
   const Unit& unit_;
   std::string base_;
   SchemaCheck& out_;
+  const ExpectedKeys& expected_keys_;
   rapidjson::Document work_;
   std::set<std::string> removed_;
 };
@@ -402,7 +383,7 @@ bool is_valid_name(std::string_view name) {
 }
 
 std::string describe_pointer(const std::string& pointer) {
-  auto t = split_pointer(pointer);
+  auto t = pointer_tokens(pointer);
   if (t.empty()) return "the top level";
   if (t[0] == "providers" && t.size() >= 2) {
     std::string p = "provider '" + t[1] + "'";
@@ -421,7 +402,8 @@ std::string describe_pointer(const std::string& pointer) {
   return "'" + t.back() + "'";
 }
 
-SchemaCheck check_schema_units(const YamlDocument& doc, std::string_view schema_json) {
+SchemaCheck check_schema_units(const YamlDocument& doc, std::string_view schema_json,
+                               const ExpectedKeys& expected_keys) {
   SchemaCheck out;
   auto set = schema_set(schema_json);
   if (!set->ok) {
@@ -430,33 +412,33 @@ SchemaCheck check_schema_units(const YamlDocument& doc, std::string_view schema_
     return out;
   }
   const rapidjson::Value& root = doc.json;
-  UnitChecker(doc, set->root, "", out).run(root);
+  UnitChecker(doc, set->root, "", out, expected_keys).run(root);
   if (!root.IsObject()) return out;
 
   const rapidjson::Value* providers = member(&root, "providers");
   if (providers && providers->IsObject()) {
     check_names(doc, *providers, "/providers", "provider", out);
     for (const auto& p : providers->GetObject())
-      UnitChecker(doc, set->provider, pointer_append("/providers", p.name.GetString()), out).run(p.value);
+      UnitChecker(doc, set->provider, pointer_append("/providers", p.name.GetString()), out, expected_keys).run(p.value);
   }
   const rapidjson::Value* groups = member(&root, "groups");
   if (!groups || !groups->IsObject()) return out;
   check_names(doc, *groups, "/groups", "group", out);
   for (const auto& g : groups->GetObject()) {
     const std::string gp = pointer_append("/groups", g.name.GetString());
-    UnitChecker(doc, set->group, gp, out).run(g.value);
+    UnitChecker(doc, set->group, gp, out, expected_keys).run(g.value);
     if (!g.value.IsObject()) continue;
     if (const rapidjson::Value* stacks = member(&g.value, "stacks"); stacks && stacks->IsObject()) {
       check_names(doc, *stacks, gp + "/stacks", "stack", out);
       for (const auto& s : stacks->GetObject())
-        UnitChecker(doc, set->stack, pointer_append(gp + "/stacks", s.name.GetString()), out).run(s.value);
+        UnitChecker(doc, set->stack, pointer_append(gp + "/stacks", s.name.GetString()), out, expected_keys).run(s.value);
     }
     if (const rapidjson::Value* traffic = member(&g.value, "traffic"); traffic && traffic->IsObject())
-      UnitChecker(doc, set->traffic, gp + "/traffic", out).run(*traffic);
+      UnitChecker(doc, set->traffic, gp + "/traffic", out, expected_keys).run(*traffic);
     if (const rapidjson::Value* repl = member(&g.value, "replication")) {
       const std::string rp = gp + "/replication";
       if (repl->IsObject()) {
-        UnitChecker(doc, set->replication, rp, out).run(*repl);
+        UnitChecker(doc, set->replication, rp, out, expected_keys).run(*repl);
       } else if (repl->IsString() && std::string(repl->GetString()) != "off") {
         out.errors.push_back({doc.mark_of(rp), "expected 'off' or a mapping for 'replication', got '" +
                                                    std::string(repl->GetString()) + "'"});

@@ -16,6 +16,7 @@
 // here too, with the pattern of `definitions/name`.
 #pragma once
 
+#include <functional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -34,9 +35,16 @@ struct SchemaCheck {
   // at least one error; later checks skip them.
   std::set<std::string> failed_units;
 };
+// Narrows the keys an "unknown key" message offers for the mapping at
+// `pointer` (e.g. to those of a stack's provider type); gets the schema's
+// list, returns the list to show.
+using ExpectedKeys =
+    std::function<std::vector<std::string>(const std::string& pointer, std::vector<std::string> keys)>;
+
 // check_against_schema, also naming the failed units. A schema that does not
 // parse is a programming error: reported as one diagnostic at the root.
-SchemaCheck check_schema_units(const YamlDocument& doc, std::string_view schema_json);
+SchemaCheck check_schema_units(const YamlDocument& doc, std::string_view schema_json,
+                               const ExpectedKeys& expected_keys = nullptr);
 
 // "stack 'primary'", "traffic of group 'shop'", "the top level", ... for a
 // JSON pointer into a stackflip document; used to phrase messages.

@@ -171,6 +171,28 @@ std::string pointer_append(const std::string& pointer, std::string_view token) {
   return out;
 }
 
+std::vector<std::string> pointer_tokens(const std::string& pointer) {
+  std::vector<std::string> tokens;
+  size_t i = 0;
+  while (i < pointer.size()) {
+    size_t next = pointer.find('/', i + 1);
+    std::string raw = pointer.substr(i + 1, next == std::string::npos ? std::string::npos : next - i - 1);
+    std::string tok;
+    for (size_t k = 0; k < raw.size(); ++k) {
+      if (raw[k] == '~' && k + 1 < raw.size()) {
+        tok += raw[k + 1] == '1' ? '/' : '~';
+        ++k;
+      } else {
+        tok += raw[k];
+      }
+    }
+    tokens.push_back(tok);
+    if (next == std::string::npos) break;
+    i = next;
+  }
+  return tokens;
+}
+
 Mark YamlDocument::mark_of(const std::string& pointer) const {
   std::string p = pointer;
   for (;;) {

@@ -38,6 +38,8 @@ struct YamlDocument {
 
 // Appends one reference token to a JSON pointer, escaping '~' and '/'.
 std::string pointer_append(const std::string& pointer, std::string_view token);
+// The unescaped reference tokens of a JSON pointer ("" has none).
+std::vector<std::string> pointer_tokens(const std::string& pointer);
 
 // Everything parse_yaml found: `doc` is absent after a syntax error; duplicate
 // keys leave it usable (the first occurrence wins) and are listed in `errors`.
