@@ -1,0 +1,29 @@
+// diagnostics.h — one problem found in an input file, with where it is.
+//
+// The loader reports every problem it finds, each as a Diagnostic; callers
+// print them with format_diagnostic() in the compiler style editors and CI
+// logs understand ("file:line:col: error: message").
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "model.h"
+
+namespace stackflip {
+
+struct Diagnostic {
+  Mark mark;  // 1-based line/column; 0 when the position is unknown
+  std::string message;
+};
+
+// "file:line:col: error: message".
+std::string format_diagnostic(const Diagnostic& d);
+
+// All diagnostics formatted, one per line (no trailing newline).
+std::string format_diagnostics(const std::vector<Diagnostic>& ds);
+
+// Orders by file position (line, then column); keeps the order of equal marks.
+void sort_diagnostics(std::vector<Diagnostic>& ds);
+
+}  // namespace stackflip

@@ -1,0 +1,30 @@
+// loader.h — reads stackflip.yaml into a fully defaulted DesiredState.
+//
+// YAML (yaml_doc.h) → schema (schema_check.h) → semantic checks → DesiredState.
+// Every problem found is reported, each at its file:line:column; a file with
+// any error yields no DesiredState. Secret references are checked for form
+// only, never resolved here. Thread-safe: no shared mutable state besides the
+// compiled schema cache.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "diagnostics.h"
+#include "model.h"
+
+namespace stackflip {
+
+struct LoadResult {
+  std::optional<DesiredState> desired;  // present only when `errors` is empty
+  std::vector<Diagnostic> errors;       // sorted by position
+};
+
+// `file` names the source in marks and DesiredState::source.
+LoadResult load_desired_text(const std::string& file, const std::string& text);
+
+// Reads `path`; an unreadable file is one diagnostic at path:0:0.
+LoadResult load_desired_file(const std::string& path);
+
+}  // namespace stackflip
