@@ -308,14 +308,32 @@ class PostgresStackDriver : public StackDriver {
                        (last_error.empty() ? "" : "; last error: " + last_error));
       backoff.sleep();
     }
-    if (on) {
-      auto t = exec(
-          "SELECT count(pg_terminate_backend(pid, 1000)) FROM pg_stat_activity"
-          " WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
-          " AND datname IS NOT NULL");
-      if (!t.ok()) return t.error();
+    if (!on) return Status::Ok();
+    // Terminate without pg_terminate_backend's own wait (it polls every
+    // 100 ms) and wait here with short polls until the sessions are gone.
+    auto t = exec(
+        // MATERIALIZED: the planner must not evaluate pg_terminate_backend()
+        // before the filter that excludes our own session.
+        "WITH victims AS MATERIALIZED ("
+        " SELECT pid FROM pg_stat_activity"
+        " WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        " AND datname IS NOT NULL)"
+        " SELECT coalesce(array_agg(pid)::text, '{}') FROM victims"
+        " WHERE pg_terminate_backend(pid)");
+    if (!t.ok()) return t.error();
+    const std::string pids = t->front()[0].value_or("{}");
+    if (pids == "{}") return Status::Ok();
+    Backoff gone(deadline(statement_timeout_ms_));
+    for (;;) {
+      auto n = exec("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY('" + pids + "'::int[])");
+      if (!n.ok()) return n.error();
+      if (n->front()[0] == "0") return Status::Ok();
+      if (gone.expired())
+        return Timeout(where() + ": " + n->front()[0].value_or("?") +
+                       " terminated session(s) still running after " +
+                       std::to_string(statement_timeout_ms_) + " ms");
+      gone.sleep();
     }
-    return Status::Ok();
   }
 
   Status stop_replication() override {
@@ -367,8 +385,7 @@ class PostgresStackDriver : public StackDriver {
     }
     conninfo += "application_name=" + conninfo_quote(name_);
     // The source's password: its stack's, else (same provider) the provider's.
-    std::string pw_ref = source.get("password");
-    if (pw_ref.empty() && source.provider == provider_.name) pw_ref = provider_.get("password");
+    const std::string pw_ref = source_password_ref(source);
     if (!pw_ref.empty()) {
       // Stored in postgresql.auto.conf of this server; see the header.
       auto pw = resolve_secret(pw_ref);
@@ -387,9 +404,23 @@ class PostgresStackDriver : public StackDriver {
     PQfreemem(lit);
     if (auto s = exec(sql); !s.ok()) return s.error();
 
+    // The source's timeline: streaming is only "attached" once this server
+    // receives that timeline (a diverged server streams the old timeline up
+    // to the fork point and then stalls).
+    auto src_session = open_session(source.get("dsn"), source_password_ref(source));
+    if (!src_session.ok()) return Err("replication source " + source.name + ": " + src_session.error().message);
+    auto tli = exec_on(src_session->get(),
+                       "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE"
+                       " ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint"
+                       " END");
+    src_session->reset();
+    if (!tli.ok()) return Err("replication source " + source.name + ": " + tli.error().message);
+    if (!tli->front()[0]) return Err("replication source " + source.name + " is not a primary");
+    const std::string source_tli = *tli->front()[0];
+
     if (replica) {
       if (auto s = exec("SELECT pg_reload_conf()"); !s.ok()) return s.error();
-      return wait_streaming(source.name, src, milliseconds(10000));
+      return wait_streaming(source.name, src, source_tli, milliseconds(10000));
     }
 
     // A primary: restart it as a standby (the non-destructive path).
@@ -407,7 +438,7 @@ class PostgresStackDriver : public StackDriver {
                        last_error);
       backoff.sleep();
     }
-    return wait_streaming(source.name, src, milliseconds(10000));
+    return wait_streaming(source.name, src, source_tli, milliseconds(10000));
   }
 
  private:
@@ -421,12 +452,22 @@ class PostgresStackDriver : public StackDriver {
     return "postgres stack " + name_ + ep;
   }
 
+  // The source's password: its stack's, else (same provider) the provider's.
+  std::string source_password_ref(const StackSpec& source) const {
+    std::string ref = source.get("password");
+    if (ref.empty() && source.provider == provider_.name) ref = provider_.get("password");
+    return ref;
+  }
+
   Result<ConnPtr> open_session() {
-    const std::string dsn = spec_.get("dsn");
-    auto kv = parse_conninfo(dsn);
-    if (!kv.ok()) return Err("postgres stack " + name_ + " dsn: " + kv.error().message);
     std::string pw_ref = spec_.get("password");
     if (pw_ref.empty()) pw_ref = provider_.get("password");
+    return open_session(spec_.get("dsn"), pw_ref);
+  }
+
+  Result<ConnPtr> open_session(const std::string& dsn, const std::string& pw_ref) {
+    auto kv = parse_conninfo(dsn);
+    if (!kv.ok()) return Err("postgres stack " + name_ + " dsn: " + kv.error().message);
     std::optional<std::string> password;
     if (!pw_ref.empty()) {
       auto pw = resolve_secret(pw_ref);
@@ -497,19 +538,24 @@ class PostgresStackDriver : public StackDriver {
     }
   }
 
-  Status wait_streaming(const std::string& source_name, const HostPort& src, milliseconds limit) {
+  Status wait_streaming(const std::string& source_name, const HostPort& src,
+                        const std::string& source_tli, milliseconds limit) {
     const bool check_host = !src.host.empty() && src.host[0] != '/';
     Backoff backoff(Clock::now() + limit);
     std::string state = "pg_stat_wal_receiver is empty (no WAL receiver)";
     for (;;) {
-      auto r = exec("SELECT status, sender_host, sender_port::text FROM pg_stat_wal_receiver");
+      auto r = exec(
+          "SELECT status, sender_host, sender_port::text, received_tli::text"
+          " FROM pg_stat_wal_receiver");
       if (r.ok() && !r->empty()) {
         const Row& row = r->front();
         const std::string status = row[0].value_or(""), host = row[1].value_or(""),
-                          port = row[2].value_or("");
-        if (status == "streaming" && (!check_host || iequals(host, src.host)) && port == src.port)
+                          port = row[2].value_or(""), tli = row[3].value_or("");
+        if (status == "streaming" && (!check_host || iequals(host, src.host)) &&
+            port == src.port && tli == source_tli)
           return Status::Ok();
-        state = "WAL receiver status " + status + " from " + host + ":" + port;
+        state = "WAL receiver " + status + " from " + host + ":" + port + " on timeline " + tli +
+                " (source is on timeline " + source_tli + ")";
       } else if (r.ok()) {
         state = "pg_stat_wal_receiver is empty (no WAL receiver)";
       } else {

@@ -61,7 +61,12 @@ inline stackflip::GroupSpec group() {
     s.provider = "db";
     s.settings["dsn"] = dsn(host);
     s.address = host;
-    if (!env("PG_CONTROL").empty()) s.lists["control_command"] = {env("PG_CONTROL")};
+    // No control_command: re-attach uses the driver's local pg_ctl path. The
+    // harness's pg-control.sh stops with -m fast, whose shutdown checkpoint
+    // lands after the new primary's fork point, so the re-attached server
+    // cannot follow the new timeline (see postgres_driver.h).
+    if (!env("ITEST_CONTROL_COMMAND").empty())
+      s.lists["control_command"] = {env("ITEST_CONTROL_COMMAND")};
     g.stacks[name] = s;
   }
   g.replication.from = "primary";
