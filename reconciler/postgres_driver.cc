@@ -280,6 +280,10 @@ class PostgresStackDriver : public StackDriver {
   }
 
   Status set_maintenance(bool on) override {
+    const auto t0 = Clock::now();
+    auto elapsed = [&] {
+      return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    };
     auto r = exec(on ? "ALTER SYSTEM SET default_transaction_read_only = on"
                      : "ALTER SYSTEM RESET default_transaction_read_only");
     if (!r.ok()) return r.error();
@@ -300,7 +304,11 @@ class PostgresStackDriver : public StackDriver {
       } else {
         last_error = c.error().message;
       }
-      if (seen == want) break;
+      if (seen == want) {
+        spdlog::debug("{}: new sessions see default_transaction_read_only={} after {:.1f} ms",
+                      where(), want, elapsed());
+        break;
+      }
       if (backoff.expired())
         return Timeout(where() + ": default_transaction_read_only is still " + seen +
                        " for new sessions after reload (set in postgresql.conf, or per role or "
@@ -322,12 +330,16 @@ class PostgresStackDriver : public StackDriver {
         " WHERE pg_terminate_backend(pid)");
     if (!t.ok()) return t.error();
     const std::string pids = t->front()[0].value_or("{}");
+    spdlog::debug("{}: terminate {} at {:.1f} ms", where(), pids, elapsed());
     if (pids == "{}") return Status::Ok();
     Backoff gone(deadline(statement_timeout_ms_));
     for (;;) {
       auto n = exec("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY('" + pids + "'::int[])");
       if (!n.ok()) return n.error();
-      if (n->front()[0] == "0") return Status::Ok();
+      if (n->front()[0] == "0") {
+        spdlog::debug("{}: sessions gone at {:.1f} ms", where(), elapsed());
+        return Status::Ok();
+      }
       if (gone.expired())
         return Timeout(where() + ": " + n->front()[0].value_or("?") +
                        " terminated session(s) still running after " +
@@ -358,13 +370,18 @@ class PostgresStackDriver : public StackDriver {
     auto r = exec("SELECT pg_is_in_recovery()");
     if (!r.ok()) return r.error();
     if (!is_true(r->front()[0])) return Status::Ok();
+    const auto t0 = Clock::now();
     auto p = exec("SELECT pg_promote(wait => false)");
     if (!p.ok()) return p.error();
     if (!is_true(p->front()[0])) return Err(where() + ": pg_promote() could not signal promotion");
     Backoff backoff(deadline(std::max(statement_timeout_ms_, 10000)));
     for (;;) {
       auto q = exec("SELECT pg_is_in_recovery()");
-      if (q.ok() && !is_true(q->front()[0])) return Status::Ok();
+      if (q.ok() && !is_true(q->front()[0])) {
+        spdlog::debug("{}: promoted after {:.1f} ms", where(),
+                      std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
+        return Status::Ok();
+      }
       if (backoff.expired())
         return Timeout(where() + ": still in recovery after promotion was requested" +
                        (q.ok() ? "" : ": " + q.error().message));
@@ -425,13 +442,21 @@ class PostgresStackDriver : public StackDriver {
 
     // A primary: restart it as a standby (the non-destructive path).
     conn_.reset();  // the server goes down; and keep our socket out of the child
+    const auto t0 = Clock::now();
+    auto elapsed = [&] {
+      return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    };
     Status restarted = restart_as_standby(data_dir);
     if (!restarted.ok()) return restarted;
+    spdlog::debug("{}: restart-as-standby done after {:.1f} ms", where(), elapsed());
     Backoff backoff(deadline(60000));
     std::string last_error;
     for (;;) {
       auto r = exec("SELECT pg_is_in_recovery()", /*retry=*/false);
-      if (r.ok() && is_true(r->front()[0])) break;
+      if (r.ok() && is_true(r->front()[0])) {
+        spdlog::debug("{}: in recovery after {:.1f} ms", where(), elapsed());
+        break;
+      }
       last_error = r.ok() ? "it is not in recovery" : r.error().message;
       if (backoff.expired())
         return Timeout(where() + ": not back as a standby 60 s after restart-as-standby: " +
@@ -599,6 +624,7 @@ class PostgresStackDriver : public StackDriver {
     Status s = run_command(with_owner({pg_ctl, "-D", data_dir, "-m", "immediate", "-w", "stop"}),
                            milliseconds(60000), what + " (stop)");
     if (!s.ok()) return s;
+    spdlog::debug("{}: stopped", where());
     const std::string signal = data_dir + "/standby.signal";
     { std::ofstream(signal).flush(); }
     if (!as_owner.empty()) (void)!chown(signal.c_str(), st.st_uid, st.st_gid);

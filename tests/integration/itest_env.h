@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <string>
 
+#include <spdlog/spdlog.h>
+
 #include "model.h"
 
 namespace itest {
@@ -23,7 +25,13 @@ inline std::string env(const char* name) {
 }
 
 // True when run under run.sh; test cases skip (pass trivially) otherwise.
-inline bool have_harness() { return !env("HARNESS_DIR").empty() && !env("PG_PORT").empty(); }
+inline bool have_harness() {
+  static const bool debug = [] {
+    if (!env("ITEST_DEBUG").empty()) spdlog::set_level(spdlog::level::debug);
+    return true;
+  }();
+  (void)debug;
+  return !env("HARNESS_DIR").empty() && !env("PG_PORT").empty(); }
 
 inline std::string dsn(const std::string& host) {
   return "host=" + host + " port=" + env("PG_PORT") + " user=" + env("PG_USER") +

@@ -67,6 +67,9 @@ void switchover(StackDriver& from, StackDriver& to, const StackSpec& to_spec,
   auto t_total = Clock::now();
   wait_caught_up(from, to);
   REQUIRE(to.stop_replication().message() == "");
+  auto stopped = to.observe();
+  CHECK(stopped.database->role == Role::replica);
+  CHECK_FALSE(stopped.database->upstream);  // replication stopped
   t = Clock::now();
   REQUIRE(to.promote().message() == "");
   itest::timing((label + " database.promote (until writable)").c_str(), ms_since(t));
