@@ -1,0 +1,152 @@
+#include "http_client.h"
+
+#include <curl/curl.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <mutex>
+
+namespace stackflip {
+
+namespace {
+
+// curl_global_init is not thread-safe; drivers may be created concurrently.
+void global_init_once() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+size_t on_body(char* data, size_t size, size_t n, void* user) {
+  static_cast<std::string*>(user)->append(data, size * n);
+  return size * n;
+}
+
+std::string trim(std::string s) {
+  auto ws = [](unsigned char c) { return std::isspace(c) != 0; };
+  while (!s.empty() && ws(s.back())) s.pop_back();
+  size_t i = 0;
+  while (i < s.size() && ws(s[i])) ++i;
+  return s.substr(i);
+}
+
+size_t on_header(char* data, size_t size, size_t n, void* user) {
+  auto* headers = static_cast<std::vector<std::pair<std::string, std::string>>*>(user);
+  std::string line(data, size * n);
+  // A new status line (e.g. after "100 Continue") starts a new header block.
+  if (line.rfind("HTTP/", 0) == 0) {
+    headers->clear();
+    return size * n;
+  }
+  auto colon = line.find(':');
+  if (colon != std::string::npos)
+    headers->emplace_back(trim(line.substr(0, colon)), trim(line.substr(colon + 1)));
+  return size * n;
+}
+
+bool iequals(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+}  // namespace
+
+std::string HttpResponse::header(const std::string& name) const {
+  for (const auto& [k, v] : headers)
+    if (iequals(k, name)) return v;
+  return "";
+}
+
+std::string trim_for_message(const std::string& s, size_t max) {
+  std::string out = trim(s);
+  std::replace(out.begin(), out.end(), '\n', ' ');
+  std::replace(out.begin(), out.end(), '\r', ' ');
+  if (out.size() > max) out = out.substr(0, max) + "...";
+  return out;
+}
+
+struct HttpClient::Impl {
+  HttpClientOptions options;
+  CURL* easy = nullptr;
+};
+
+HttpClient::HttpClient(HttpClientOptions options) : impl_(std::make_unique<Impl>()) {
+  global_init_once();
+  impl_->options = std::move(options);
+  impl_->easy = curl_easy_init();
+  if (impl_->options.insecure)
+    spdlog::warn("TLS certificate verification is disabled (insecure: true) for an HTTP provider");
+}
+
+HttpClient::~HttpClient() {
+  if (impl_->easy) curl_easy_cleanup(impl_->easy);
+}
+
+Result<HttpResponse> HttpClient::perform(const HttpRequest& request) {
+  const std::string where = request.method + " " + request.url;
+  CURL* c = impl_->easy;
+  if (!c) return Err(where + ": cannot initialise libcurl");
+  // reset() clears options but keeps the connection cache: connections are
+  // reused across requests of this client.
+  curl_easy_reset(c);
+
+  HttpResponse response;
+  char errbuf[CURL_ERROR_SIZE] = {0};
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());
+  curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for timeouts
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.timeout.count()));
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response.body);
+  curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &response.headers);
+  curl_easy_setopt(c, CURLOPT_USERAGENT, "stackflip/" STACKFLIP_VERSION);
+
+  if (impl_->options.insecure) {
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+  } else {
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (!impl_->options.ca_file.empty())
+      curl_easy_setopt(c, CURLOPT_CAINFO, impl_->options.ca_file.c_str());
+  }
+
+  if (request.method == "GET") {
+    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  } else if (request.method == "HEAD") {
+    curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+  } else {
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, request.method.c_str());
+  }
+  if (!request.body.empty() || (request.method != "GET" && request.method != "HEAD" &&
+                                request.method != "DELETE")) {
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, request.body.c_str());
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
+  }
+
+  curl_slist* headers = nullptr;
+  for (const auto& [k, v] : request.headers) headers = curl_slist_append(headers, (k + ": " + v).c_str());
+  // No "Expect: 100-continue" round trip for small bodies.
+  headers = curl_slist_append(headers, "Expect:");
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+
+  CURLcode rc = curl_easy_perform(c);
+  curl_slist_free_all(headers);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);
+
+  if (rc != CURLE_OK) {
+    std::string reason = errbuf[0] ? trim(errbuf) : curl_easy_strerror(rc);
+    if (rc == CURLE_OPERATION_TIMEDOUT) return Timeout(where + ": timed out (" + reason + ")");
+    return Err(where + ": " + reason);
+  }
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
+  return response;
+}
+
+}  // namespace stackflip

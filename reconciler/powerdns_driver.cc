@@ -1,0 +1,194 @@
+#include "powerdns_driver.h"
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <optional>
+
+#include "http_client.h"
+#include "secret.h"
+
+namespace stackflip {
+
+namespace {
+
+std::string absolute(std::string name) {
+  if (!name.empty() && name.back() != '.') name += '.';
+  return name;
+}
+
+bool iequals(const std::string& a, const std::string& b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+std::string upper(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
+
+int parse_int(const std::string& text, int fallback) {
+  try {
+    return text.empty() ? fallback : std::stoi(text);
+  } catch (const std::exception&) {
+    return fallback;
+  }
+}
+
+class PowerDnsTrafficDriver : public TrafficDriver {
+ public:
+  PowerDnsTrafficDriver(const ProviderConfig& provider, const GroupSpec& group)
+      : group_(group),
+        client_(HttpClientOptions{provider.get("insecure") == "true", provider.get("ca_file")}) {
+    base_url_ = provider.get("url");
+    while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
+    api_key_ref_ = provider.get("api_key");
+    server_id_ = provider.get("server_id", "localhost");
+    timeout_ = std::chrono::milliseconds(parse_int(provider.get("timeout_ms"), 5000));
+    zone_ = absolute(group.traffic.get("zone"));
+    record_ = absolute(group.traffic.get("record"));
+    type_ = upper(group.traffic.get("record_type", "A"));
+    ttl_ = group.traffic.ttl;
+  }
+
+  TrafficObs observe() override {
+    TrafficObs obs;
+    auto response = call("GET", "");
+    if (!response.ok()) {
+      obs.reachable = false;
+      obs.error = response.error().message;
+      return obs;
+    }
+    rapidjson::Document doc;
+    doc.Parse(response->body.c_str(), response->body.size());
+    if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("rrsets") ||
+        !doc["rrsets"].IsArray()) {
+      obs.reachable = false;
+      obs.error = "PowerDNS " + zone_url() + ": unexpected response (no rrsets array): " +
+                  trim_for_message(response->body);
+      return obs;
+    }
+    for (const auto& rr : doc["rrsets"].GetArray()) {
+      if (!rr.IsObject() || !rr.HasMember("name") || !rr.HasMember("type")) continue;
+      if (!rr["name"].IsString() || !rr["type"].IsString()) continue;
+      if (!iequals(rr["name"].GetString(), record_) || upper(rr["type"].GetString()) != type_)
+        continue;
+      if (rr.HasMember("ttl") && rr["ttl"].IsInt()) obs.ttl = rr["ttl"].GetInt();
+      if (rr.HasMember("records") && rr["records"].IsArray()) {
+        for (const auto& rec : rr["records"].GetArray()) {
+          if (!rec.IsObject() || !rec.HasMember("content") || !rec["content"].IsString()) continue;
+          if (rec.HasMember("disabled") && rec["disabled"].IsBool() && rec["disabled"].GetBool())
+            continue;
+          obs.content = rec["content"].GetString();
+          break;
+        }
+      }
+      break;
+    }
+    if (!obs.content.empty()) {
+      for (const auto& [name, stack] : group_.stacks)
+        if (!stack.address.empty() && stack.address == obs.content) {
+          obs.target = name;
+          break;
+        }
+    }
+    return obs;
+  }
+
+  Status switch_to(const std::string& stack) override {
+    auto it = group_.stacks.find(stack);
+    if (it == group_.stacks.end())
+      return Err("traffic.switch: stack \"" + stack + "\" is not in group " + group_.name);
+    const std::string& address = it->second.address;
+    if (address.empty())
+      return Err("traffic.switch: stack \"" + stack + "\" has no address to point " + record_ +
+                 " at");
+
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    w.StartObject();
+    w.Key("rrsets");
+    w.StartArray();
+    w.StartObject();
+    w.Key("name"), w.String(record_.c_str());
+    w.Key("type"), w.String(type_.c_str());
+    w.Key("ttl"), w.Int(ttl_);
+    w.Key("changetype"), w.String("REPLACE");
+    w.Key("records");
+    w.StartArray();
+    w.StartObject();
+    w.Key("content"), w.String(address.c_str());
+    w.Key("disabled"), w.Bool(false);
+    w.EndObject();
+    w.EndArray();
+    w.EndObject();
+    w.EndArray();
+    w.EndObject();
+
+    auto response = call("PATCH", buf.GetString());
+    if (!response.ok()) return response.error();
+
+    TrafficObs after = observe();
+    if (!after.reachable) return Err("traffic.switch: verifying the change: " + after.error);
+    if (after.content != address)
+      return Err("traffic.switch: " + record_ + " " + type_ + " holds \"" + after.content +
+                 "\" after the change, expected " + address);
+    return Status::Ok();
+  }
+
+ private:
+  std::string zone_url() const {
+    return base_url_ + "/api/v1/servers/" + server_id_ + "/zones/" + zone_;
+  }
+
+  // Performs a request against the zone; non-2xx statuses become errors
+  // carrying the status and the (trimmed) body.
+  Result<HttpResponse> call(const std::string& method, std::string body) {
+    if (base_url_.empty()) return Err("PowerDNS provider: `url` is not set");
+    if (!api_key_) {
+      auto key = resolve_secret(api_key_ref_);
+      if (!key.ok()) return Err("PowerDNS provider api_key: " + key.error().message);
+      api_key_ = *key;
+    }
+    HttpRequest req;
+    req.method = method;
+    req.url = zone_url();
+    req.timeout = timeout_;
+    req.body = std::move(body);
+    req.headers = {{"X-API-Key", *api_key_}, {"Accept", "application/json"}};
+    if (!req.body.empty()) req.headers.emplace_back("Content-Type", "application/json");
+    auto response = client_.perform(req);
+    if (!response.ok()) {
+      Error e = response.error();
+      e.message = "PowerDNS " + e.message;
+      return e;
+    }
+    if (response->status < 200 || response->status > 299)
+      return Err("PowerDNS " + req.url + ": HTTP " + std::to_string(response->status) + ": " +
+                 trim_for_message(response->body));
+    return response;
+  }
+
+  GroupSpec group_;
+  HttpClient client_;
+  std::string base_url_, api_key_ref_, server_id_, zone_, record_, type_;
+  std::optional<std::string> api_key_;
+  std::chrono::milliseconds timeout_{5000};
+  int ttl_ = 60;
+};
+
+}  // namespace
+
+std::unique_ptr<TrafficDriver> make_powerdns_traffic_driver(const ProviderConfig& provider,
+                                                            const GroupSpec& group) {
+  return std::make_unique<PowerDnsTrafficDriver>(provider, group);
+}
+
+}  // namespace stackflip
