@@ -123,14 +123,15 @@ Result<HttpResponse> HttpClient::perform(const HttpRequest& request) {
   } else {
     curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, request.method.c_str());
   }
-  if (!request.body.empty() || (request.method != "GET" && request.method != "HEAD" &&
-                                request.method != "DELETE")) {
+  if (!request.body.empty() ||
+      (request.method != "GET" && request.method != "HEAD" && request.method != "DELETE")) {
     curl_easy_setopt(c, CURLOPT_POSTFIELDS, request.body.c_str());
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
   }
 
   curl_slist* headers = nullptr;
-  for (const auto& [k, v] : request.headers) headers = curl_slist_append(headers, (k + ": " + v).c_str());
+  for (const auto& [k, v] : request.headers)
+    headers = curl_slist_append(headers, (k + ": " + v).c_str());
   // No "Expect: 100-continue" round trip for small bodies.
   headers = curl_slist_append(headers, "Expect:");
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);

@@ -361,7 +361,8 @@ class PostgresStackDriver : public StackDriver {
       if (n->front()[0] == "0") return Status::Ok();
       if (backoff.expired())
         return Timeout(where() + ": the WAL receiver is still running " +
-                       std::to_string(statement_timeout_ms_) + " ms after clearing primary_conninfo");
+                       std::to_string(statement_timeout_ms_) +
+                       " ms after clearing primary_conninfo");
       backoff.sleep();
     }
   }
@@ -425,11 +426,13 @@ class PostgresStackDriver : public StackDriver {
     // receives that timeline (a diverged server streams the old timeline up
     // to the fork point and then stalls).
     auto src_session = open_session(source.get("dsn"), source_password_ref(source));
-    if (!src_session.ok()) return Err("replication source " + source.name + ": " + src_session.error().message);
-    auto tli = exec_on(src_session->get(),
-                       "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE"
-                       " ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint"
-                       " END");
+    if (!src_session.ok())
+      return Err("replication source " + source.name + ": " + src_session.error().message);
+    auto tli =
+        exec_on(src_session->get(),
+                "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE"
+                " ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint"
+                " END");
     src_session->reset();
     if (!tli.ok()) return Err("replication source " + source.name + ": " + tli.error().message);
     if (!tli->front()[0]) return Err("replication source " + source.name + " is not a primary");
@@ -459,8 +462,8 @@ class PostgresStackDriver : public StackDriver {
       }
       last_error = r.ok() ? "it is not in recovery" : r.error().message;
       if (backoff.expired())
-        return Timeout(where() + ": not back as a standby 60 s after restart-as-standby: " +
-                       last_error);
+        return Timeout(where() +
+                       ": not back as a standby 60 s after restart-as-standby: " + last_error);
       backoff.sleep();
     }
     return wait_streaming(source.name, src, source_tli, milliseconds(10000));
@@ -537,8 +540,9 @@ class PostgresStackDriver : public StackDriver {
     for (int i = 0; i < PQntuples(res.get()); ++i) {
       Row row;
       for (int j = 0; j < PQnfields(res.get()); ++j)
-        row.push_back(PQgetisnull(res.get(), i, j) ? std::nullopt
-                                                   : std::optional<std::string>(PQgetvalue(res.get(), i, j)));
+        row.push_back(PQgetisnull(res.get(), i, j)
+                          ? std::nullopt
+                          : std::optional<std::string>(PQgetvalue(res.get(), i, j)));
       rows.push_back(std::move(row));
     }
     return rows;
@@ -576,8 +580,8 @@ class PostgresStackDriver : public StackDriver {
         const Row& row = r->front();
         const std::string status = row[0].value_or(""), host = row[1].value_or(""),
                           port = row[2].value_or(""), tli = row[3].value_or("");
-        if (status == "streaming" && (!check_host || iequals(host, src.host)) &&
-            port == src.port && tli == source_tli)
+        if (status == "streaming" && (!check_host || iequals(host, src.host)) && port == src.port &&
+            tli == source_tli)
           return Status::Ok();
         state = "WAL receiver " + status + " from " + host + ":" + port + " on timeline " + tli +
                 " (source is on timeline " + source_tli + ")";

@@ -57,6 +57,18 @@
 // to 10 s for streaming; a server that comes up but does not stream (e.g.
 // its timeline diverged from the source: it wrote WAL after the source was
 // promoted) is reported as an error — pg_rewind is a later hardening.
+// "Streaming" means: status streaming, from the source's host:port, on the
+// source's current timeline (a diverged server streams the old timeline up
+// to the fork point and then stalls, still showing "streaming" for a while).
+//
+// Why an immediate stop: the re-attached server must not have WAL past the
+// point where the new primary's timeline forked. A clean (fast) shutdown
+// writes a shutdown checkpoint record after that point, and the server then
+// logs "new timeline N forked off current database system timeline N-1
+// before current recovery point" forever. A control command must therefore
+// stop with -m immediate too (the server is fenced; crash recovery replays
+// everything committed). Crash recovery first fsyncs the data directory:
+// recovery_init_sync_method = syncfs keeps that short on busy disks.
 //
 // Thread safety: one thread at a time per driver (provider.h).
 #pragma once

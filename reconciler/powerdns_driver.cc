@@ -71,8 +71,8 @@ class PowerDnsTrafficDriver : public TrafficDriver {
     if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("rrsets") ||
         !doc["rrsets"].IsArray()) {
       obs.reachable = false;
-      obs.error = "PowerDNS " + zone_url() + ": unexpected response (no rrsets array): " +
-                  trim_for_message(response->body);
+      obs.error = "PowerDNS " + zone_url() +
+                  ": unexpected response (no rrsets array): " + trim_for_message(response->body);
       return obs;
     }
     for (const auto& rr : doc["rrsets"].GetArray()) {

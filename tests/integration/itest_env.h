@@ -8,12 +8,12 @@
 // it ends, so test cases stay independent.
 #pragma once
 
+#include <spdlog/spdlog.h>
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-
-#include <spdlog/spdlog.h>
 
 #include "model.h"
 
@@ -31,7 +31,8 @@ inline bool have_harness() {
     return true;
   }();
   (void)debug;
-  return !env("HARNESS_DIR").empty() && !env("PG_PORT").empty(); }
+  return !env("HARNESS_DIR").empty() && !env("PG_PORT").empty();
+}
 
 inline std::string dsn(const std::string& host) {
   return "host=" + host + " port=" + env("PG_PORT") + " user=" + env("PG_USER") +
