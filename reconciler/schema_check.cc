@@ -455,4 +455,19 @@ std::vector<Diagnostic> check_against_schema(const YamlDocument& doc, std::strin
   return errors;
 }
 
+std::vector<Diagnostic> check_document(const YamlDocument& doc, std::string_view schema_json) {
+  SchemaCheck out;
+  rapidjson::Document full;
+  full.Parse(schema_json.data(), schema_json.size());
+  if (full.HasParseError() || !full.IsObject()) {
+    out.errors.push_back({doc.mark_of(""), "internal error: the schema does not parse"});
+    return out.errors;
+  }
+  Unit unit;
+  build_unit(unit, full, nullptr, {});
+  UnitChecker(doc, unit, "", out, nullptr).run(doc.json);
+  sort_diagnostics(out.errors);
+  return out.errors;
+}
+
 }  // namespace stackflip

@@ -46,6 +46,10 @@ using ExpectedKeys =
 SchemaCheck check_schema_units(const YamlDocument& doc, std::string_view schema_json,
                                const ExpectedKeys& expected_keys = nullptr);
 
+// Validates the whole document against another schema (e.g. the observed
+// snapshot's) as one unit, with the same repair-and-revalidate reporting.
+std::vector<Diagnostic> check_document(const YamlDocument& doc, std::string_view schema_json);
+
 // "stack 'primary'", "traffic of group 'shop'", "the top level", ... for a
 // JSON pointer into a stackflip document; used to phrase messages.
 std::string describe_pointer(const std::string& pointer);

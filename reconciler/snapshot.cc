@@ -206,7 +206,7 @@ std::string observed_digest(const ObservedState& obs) {
 Result<ObservedState> parse_snapshot(const std::string& name, const std::string& text) {
   auto doc = parse_yaml_document(name, text);
   if (!doc.ok()) return doc.error();
-  std::vector<Diagnostic> errors = check_against_schema(*doc, embedded_schema("observed"));
+  std::vector<Diagnostic> errors = check_document(*doc, embedded_schema("observed"));
   if (!errors.empty()) return Err(format_diagnostics(errors));
   auto obs = snapshot_from_json(doc->json);
   if (!obs.ok()) {
