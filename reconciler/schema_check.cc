@@ -113,13 +113,16 @@ std::shared_ptr<const SchemaSet> compile(std::string_view text) {
       set->error = std::string("internal error: the schema lacks definitions/") + d;
       return set;
     }
+  // Nested units are reduced to their shape; the examples are what a missing
+  // required key is filled with while the rest of the unit is checked.
   build_unit(set->root, full, nullptr,
-             {{"providers", R"({"type":"object"})"}, {"groups", R"({"type":"object"})"}});
+             {{"providers", R"({"type":"object","examples":[{}]})"},
+              {"groups", R"({"type":"object","examples":[{}]})"}});
   build_unit(set->provider, full, "provider", {});
   build_unit(set->group, full, "group",
-             {{"stacks", R"({"type":"object","minProperties":2})"},
-              {"traffic", R"({"type":"object"})"},
-              {"replication", R"({"type":["string","object"]})"}});
+             {{"stacks", R"({"type":"object","minProperties":2,"examples":[{"a":{},"b":{}}]})"},
+              {"traffic", R"({"type":"object","examples":[{}]})"},
+              {"replication", R"({"type":["string","object"],"examples":["off"]})"}});
   build_unit(set->stack, full, "stack", {});
   build_unit(set->traffic, full, "traffic", {});
   build_unit(set->replication, full, "replication", {});
