@@ -176,6 +176,7 @@ class UnitChecker {
       const rapidjson::Value* schema = sp.Get(unit_.schema);
       if (!schema) schema = &unit_.schema;
       std::string schema_ptr = to_string(sp);
+      if (!seen_.insert(keyword + " " + rel).second) return;  // a repair that did not help
       size_t before = out_.errors.size();
       bool repaired = report_and_repair(keyword, rel, *schema, schema_ptr);
       if (round == 0 && out_.errors.size() == before)  // never let a failed unit pass silently
@@ -241,7 +242,7 @@ class UnitChecker {
       for (const auto& r : req->GetArray()) {
         std::string key = r.GetString();
         if (bad->HasMember(key.c_str())) continue;
-        if (!removed_.count(rel + "/" + key))
+        if (!removed_.count(pointer_append(rel, key)))
           error(doc_.key_mark_of(full(rel)), "missing required key '" + key + "' in " + where);
         const rapidjson::Value* ex = example_of(schema, key);
         if (!ex) return false;
@@ -358,6 +359,7 @@ class UnitChecker {
   const ExpectedKeys& expected_keys_;
   rapidjson::Document work_;
   std::set<std::string> removed_;
+  std::set<std::string> seen_;  // keyword + pointer of each error handled
 };
 
 void check_names(const YamlDocument& doc, const rapidjson::Value& map, const std::string& ptr,

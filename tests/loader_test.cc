@@ -258,6 +258,7 @@ TEST_CASE("the self-hosted example is fully defaulted") {
   CHECK_FALSE(g.desired_maintenance("primary"));
   CHECK(g.desired_maintenance("standby"));
   CHECK(g.stacks.at("standby").address == "127.0.0.2");
+  CHECK(g.stacks.at("standby").get("password") == "${env:PGPASSWORD}");  // from the provider
   CHECK(g.stacks.at("primary").get("dsn") == "host=127.0.0.1 port=5432 user=stackflip dbname=postgres");
   CHECK(g.mark.line > 0);
 }
