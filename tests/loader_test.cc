@@ -378,6 +378,7 @@ TEST_CASE("YAML scalars follow the core schema; quoted scalars stay strings") {
   CHECK(doc->mark_of("/b").column == 4);
   CHECK(doc->key_mark_of("/b").column == 1);
   CHECK(doc->mark_of("/b/missing/deeper").line == 2);
+  CHECK(doc->mark_of("not-a-pointer").line == 1);
 }
 
 TEST_CASE("JSON input, anchors and aliases parse") {
