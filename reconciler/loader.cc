@@ -173,8 +173,9 @@ class Checker {
   void error(const Mark& m, std::string msg) { errors_.push_back({m, std::move(msg)}); }
   bool ok(const std::string& unit) const { return !failed_.count(unit); }
 
-  // Keys of `obj` outside `common` and the type's `allowed`, and missing
-  // required keys. `what` is e.g. "postgres stacks".
+  // Reports keys of `obj` that are neither `common` nor used by the provider
+  // type (`allowed`), and missing `required` keys; `role` is "stack",
+  // "provider" or "traffic" and `name` how the mapping is named.
   void type_keys(const Value& obj, const std::string& ptr, const std::vector<std::string>& common,
                  const std::vector<std::string>& allowed, const std::vector<std::string>& required,
                  const std::string& type, const std::string& role, const std::string& name) {
@@ -308,8 +309,8 @@ class Checker {
       if (!inside)
         error(doc_.mark_of(tp + "/record"), "record '" + str(member(t, "record")) + "' is not inside zone '" +
                                                 str(member(t, "zone")) + "'");
-      const std::string rtype = member(t, "record_type") ? str(member(t, "record_type")) : "A";
-      owner_key = pname + "\n" + zone + "\n" + record + "\n" + rtype;
+      // The name, whatever the type: two groups steering one name conflict.
+      owner_key = pname + "\n" + zone + "\n" + record;
       owned_ptr = tp + "/record";
       what = "record '" + str(member(t, "record")) + "'";
     } else if (type == "cloud66") {
@@ -418,6 +419,10 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
       split_settings(s.value, {"provider", "address", "maintenance", "settings"}, ss.settings, &ss.lists);
       if (const Value* extra = member(s.value, "settings"))
         for (const auto& e : extra->GetObject()) ss.settings[e.name.GetString()] = e.value.GetString();
+      // A postgres provider's password is the default of its stacks.
+      const ProviderConfig& served_by = d.providers.at(ss.provider);
+      if (served_by.type == "postgres" && served_by.settings.count("password"))
+        ss.settings.emplace("password", served_by.get("password"));
       gs.stacks.emplace(ss.name, std::move(ss));
     }
     ReplicationSpec& r = gs.replication;

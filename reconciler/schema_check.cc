@@ -113,13 +113,16 @@ std::shared_ptr<const SchemaSet> compile(std::string_view text) {
       set->error = std::string("internal error: the schema lacks definitions/") + d;
       return set;
     }
+  // Nested units are reduced to their shape; the examples are what a missing
+  // required key is filled with while the rest of the unit is checked.
   build_unit(set->root, full, nullptr,
-             {{"providers", R"({"type":"object"})"}, {"groups", R"({"type":"object"})"}});
+             {{"providers", R"({"type":"object","examples":[{}]})"},
+              {"groups", R"({"type":"object","examples":[{}]})"}});
   build_unit(set->provider, full, "provider", {});
   build_unit(set->group, full, "group",
-             {{"stacks", R"({"type":"object","minProperties":2})"},
-              {"traffic", R"({"type":"object"})"},
-              {"replication", R"({"type":["string","object"]})"}});
+             {{"stacks", R"({"type":"object","minProperties":2,"examples":[{"a":{},"b":{}}]})"},
+              {"traffic", R"({"type":"object","examples":[{}]})"},
+              {"replication", R"({"type":["string","object"],"examples":["off"]})"}});
   build_unit(set->stack, full, "stack", {});
   build_unit(set->traffic, full, "traffic", {});
   build_unit(set->replication, full, "replication", {});
@@ -173,6 +176,7 @@ class UnitChecker {
       const rapidjson::Value* schema = sp.Get(unit_.schema);
       if (!schema) schema = &unit_.schema;
       std::string schema_ptr = to_string(sp);
+      if (!seen_.insert(keyword + " " + rel).second) return;  // a repair that did not help
       size_t before = out_.errors.size();
       bool repaired = report_and_repair(keyword, rel, *schema, schema_ptr);
       if (round == 0 && out_.errors.size() == before)  // never let a failed unit pass silently
@@ -238,7 +242,7 @@ class UnitChecker {
       for (const auto& r : req->GetArray()) {
         std::string key = r.GetString();
         if (bad->HasMember(key.c_str())) continue;
-        if (!removed_.count(rel + "/" + key))
+        if (!removed_.count(pointer_append(rel, key)))
           error(doc_.key_mark_of(full(rel)), "missing required key '" + key + "' in " + where);
         const rapidjson::Value* ex = example_of(schema, key);
         if (!ex) return false;
@@ -355,6 +359,7 @@ class UnitChecker {
   const ExpectedKeys& expected_keys_;
   rapidjson::Document work_;
   std::set<std::string> removed_;
+  std::set<std::string> seen_;  // keyword + pointer of each error handled
 };
 
 void check_names(const YamlDocument& doc, const rapidjson::Value& map, const std::string& ptr,

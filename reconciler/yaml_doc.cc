@@ -199,7 +199,8 @@ Mark YamlDocument::mark_of(const std::string& pointer) const {
     auto it = marks.find(p);
     if (it != marks.end()) return it->second;
     if (p.empty()) return Mark{file, 1, 1};
-    p.erase(p.rfind('/'));
+    size_t slash = p.rfind('/');
+    p.erase(slash == std::string::npos ? 0 : slash);
   }
 }
 
@@ -210,20 +211,20 @@ Mark YamlDocument::key_mark_of(const std::string& pointer) const {
 
 YamlParse parse_yaml(const std::string& file, const std::string& text) {
   YamlParse out;
-  YAML::Node root;
+  std::vector<YAML::Node> docs;
   try {
-    std::vector<YAML::Node> docs = YAML::LoadAll(text);
-    if (docs.size() > 1) {
-      out.errors.push_back({to_mark(file, docs[1].Mark()), "only one YAML document per file is allowed"});
-      return out;
-    }
-    if (!docs.empty()) root = docs[0];
+    docs = YAML::LoadAll(text);
   } catch (const YAML::Exception& e) {
     Mark m = to_mark(file, e.mark);
     if (m.line == 0) m = Mark{file, 1, 1};
     out.errors.push_back({m, e.msg});
     return out;
   }
+  if (docs.size() > 1) {
+    out.errors.push_back({to_mark(file, docs[1].Mark()), "only one YAML document per file is allowed"});
+    return out;
+  }
+  const YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
   YamlDocument doc;
   doc.file = file;
   try {

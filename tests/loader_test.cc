@@ -5,6 +5,9 @@
 #include <string>
 #include <vector>
 
+#include <rapidjson/document.h>
+#include <rapidjson/pointer.h>
+
 #include "embedded_schema.h"
 #include "loader.h"
 #include "schema_check.h"
@@ -255,6 +258,7 @@ TEST_CASE("the self-hosted example is fully defaulted") {
   CHECK_FALSE(g.desired_maintenance("primary"));
   CHECK(g.desired_maintenance("standby"));
   CHECK(g.stacks.at("standby").address == "127.0.0.2");
+  CHECK(g.stacks.at("standby").get("password") == "${env:PGPASSWORD}");  // from the provider
   CHECK(g.stacks.at("primary").get("dsn") == "host=127.0.0.1 port=5432 user=stackflip dbname=postgres");
   CHECK(g.mark.line > 0);
 }
@@ -342,6 +346,22 @@ TEST_CASE("several errors in different places are all reported, each at its own 
   CHECK(got == std::vector<std::string>{"1:13", "4:64", "7:13", "13:9", "20:13", "22:12"});
 }
 
+TEST_CASE("a group missing required keys still reports its other problems") {
+  std::string text = kBase.substr(0, kBase.find("    traffic:"));
+  text = edit(text, "    active: primary\n", "    actve: primary\n    allow_data_loss: \"yes\"\n");
+  LoadResult r = load_desired_text("g.yaml", text);
+  INFO(dump(r));
+  REQUIRE_FALSE(r.desired);
+  std::vector<std::string> got;
+  for (const auto& e : r.errors) got.push_back(std::to_string(e.mark.line) + ":" + std::to_string(e.mark.column) + " " + e.message);
+  CHECK(got == std::vector<std::string>{
+                   "6:3 missing required key 'active' in group 'shop'",
+                   "6:3 missing required key 'traffic' in group 'shop'",
+                   "7:5 unknown key 'actve' in group 'shop' (expected one of: active, allow_data_loss, "
+                   "replication, stacks, traffic)",
+                   "8:22 expected a boolean (true or false) for 'allow_data_loss', got a string"});
+}
+
 TEST_CASE("YAML scalars follow the core schema; quoted scalars stay strings") {
   auto doc = parse_yaml_document("s.yaml", "a: 60\nb: \"60\"\nc: true\nd: 'true'\ne: ~\nf: off\ng: 1.5\nh: -3\n");
   REQUIRE(doc.ok());
@@ -358,6 +378,7 @@ TEST_CASE("YAML scalars follow the core schema; quoted scalars stay strings") {
   CHECK(doc->mark_of("/b").column == 4);
   CHECK(doc->key_mark_of("/b").column == 1);
   CHECK(doc->mark_of("/b/missing/deeper").line == 2);
+  CHECK(doc->mark_of("not-a-pointer").line == 1);
 }
 
 TEST_CASE("JSON input, anchors and aliases parse") {
@@ -381,4 +402,30 @@ TEST_CASE("the embedded schema accepts the examples on its own") {
   auto doc = parse_yaml_document("x.yaml", kBase);
   REQUIRE(doc.ok());
   CHECK(check_against_schema(*doc, embedded_schema("stackflip")).empty());
+}
+
+namespace {
+void expect_documented(const rapidjson::Value& node, const rapidjson::Document& root, const std::string& path) {
+  if (!node.IsObject()) return;
+  if (auto props = node.FindMember("properties"); props != node.MemberEnd() && props->value.IsObject()) {
+    for (const auto& p : props->value.GetObject()) {
+      const rapidjson::Value* target = &p.value;
+      if (auto ref = p.value.FindMember("$ref"); ref != p.value.MemberEnd())
+        target = rapidjson::Pointer(std::string(ref->value.GetString()).substr(1).c_str()).Get(root);
+      REQUIRE(target);
+      INFO(path + "/properties/" + p.name.GetString());
+      CHECK((p.value.HasMember("description") || target->HasMember("description")));
+      CHECK((p.value.HasMember("examples") || target->HasMember("examples")));
+    }
+  }
+  for (const auto& m : node.GetObject()) expect_documented(m.value, root, path + "/" + m.name.GetString());
+}
+}  // namespace
+
+TEST_CASE("every key in the schema has a description and examples for editors") {
+  rapidjson::Document schema;
+  std::string_view text = embedded_schema("stackflip");
+  schema.Parse(text.data(), text.size());
+  REQUIRE_FALSE(schema.HasParseError());
+  expect_documented(schema, schema, "");
 }
