@@ -154,6 +154,9 @@ port = $PG_PORT
 unix_socket_directories = '$DIR/pg$1/sock'
 wal_level = replica
 wal_log_hints = on
+# After an immediate stop (re-attaching a former primary), fsync the data
+# directory with one syncfs instead of file by file: ~4 s -> ~0.6 s here.
+recovery_init_sync_method = syncfs
 hot_standby = on
 max_wal_senders = 10
 max_replication_slots = 10
@@ -456,6 +459,11 @@ cmd_start() {
   write_env
   wait_for 30 streaming || { echo "harness: pg2 is not streaming from pg1" >&2; tail_log "$(pg_logfile 2)"; return 1; }
   trace "streaming"
+  # The runbook's standby is kept in maintenance (refuses new writes once it
+  # is promoted, until stackflip opens it), so the harness starts converged.
+  psql_n 2 "ALTER SYSTEM SET default_transaction_read_only = on" >/dev/null &&
+    psql_n 2 "SELECT pg_reload_conf()" >/dev/null ||
+    { echo "harness: cannot put pg2 in maintenance" >&2; return 1; }
   write_config
   trap - EXIT
   log "up: PG_PORT=$PG_PORT PDNS_PORT=$PDNS_PORT PDNS_API_PORT=$PDNS_API_PORT (source $DIR/env)"

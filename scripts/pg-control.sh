@@ -3,9 +3,14 @@
 # stackflip.yaml). Operations SQL cannot do:
 #
 #   pg-control.sh restart-as-standby DATA_DIRECTORY
-#       stop cleanly, create standby.signal, start; exit 0 once the server
-#       accepts connections. stackflip sets primary_conninfo (ALTER SYSTEM)
-#       before calling this.
+#       stop (immediate), create standby.signal, start; exit 0 once the
+#       server accepts connections. stackflip sets primary_conninfo (ALTER
+#       SYSTEM) before calling this. Why immediate: the server is a fenced
+#       former primary whose every commit the new primary has replayed; a
+#       fast stop would write a shutdown checkpoint after the point where the
+#       new primary's timeline forked, and the server could then never follow
+#       it. Crash recovery on start replays only its own WAL, so nothing is
+#       lost.
 #   pg-control.sh rewind DATA_DIRECTORY SOURCE_CONNINFO
 #       stop cleanly, pg_rewind from SOURCE_CONNINFO, create standby.signal,
 #       start. The target keeps its own configuration files (pg_rewind would
@@ -58,10 +63,11 @@ clear_stale_pidfile() {
 
 running() { run "$PG_BIN/pg_ctl" -D "$data" status >/dev/null 2>&1; }
 
-do_stop() {
+do_stop() { # [MODE]  fast (default: pg_rewind needs a clean shutdown) or immediate
+  local mode=${1:-fast}
   running || return 0
-  run "$PG_BIN/pg_ctl" -D "$data" -m fast -w -t 60 stop >/dev/null 2>&1 ||
-    { tail_log; fail "pg_ctl stop -m fast failed for $data"; }
+  run "$PG_BIN/pg_ctl" -D "$data" -m "$mode" -w -t 60 stop >/dev/null 2>&1 ||
+    { tail_log; fail "pg_ctl stop -m $mode failed for $data"; }
 }
 
 # pg_ctl -w returns once postmaster.pid says "ready" (a standby: consistent
@@ -104,7 +110,7 @@ do_rewind() {
 case $op in
   stop) do_stop;;
   start) do_start;;
-  restart-as-standby) do_stop; make_standby; do_start;;
+  restart-as-standby) do_stop immediate; make_standby; do_start;;
   rewind) [[ -n ${3:-} ]] || usage; do_rewind "$3";;
   *) usage;;
 esac

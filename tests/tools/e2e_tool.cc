@@ -1,7 +1,7 @@
 // e2e_tool — the application side of the end-to-end tests.
 //
-//   e2e_tool writer  RECORD DNS_PORT PG_PORT ACKED_FILE STOP_FILE
-//     Inserts rows 1, 2, 3, ... into app.public.writes, one transaction each,
+//   e2e_tool writer  RECORD DNS_PORT PG_PORT ACKED_FILE STOP_FILE [FIRST_ID]
+//     Inserts rows FIRST_ID (default 1), FIRST_ID+1, ... into app.public.writes, one transaction each,
 //     into whichever database the DNS record points at (resolved through
 //     PowerDNS at 127.0.0.1:DNS_PORT before every attempt, as an
 //     application honouring a low TTL would). A row id is appended to
@@ -83,11 +83,11 @@ bool exec_ok(PGconn* c, const std::string& sql) {
 }
 
 int writer(const std::string& record, int dns_port, int pg_port, const std::string& acked_path,
-           const std::string& stop) {
+           const std::string& stop, long first_id) {
   std::ofstream acked(acked_path, std::ios::app);
   PGconn* conn = nullptr;
   std::string conn_host;
-  long id = 1, retries = 0;
+  long id = first_id, retries = 0;
   while (!exists(stop)) {
     std::string host = resolve(record, dns_port);
     if (host.empty()) { ++retries; std::this_thread::sleep_for(std::chrono::milliseconds(1)); continue; }
@@ -107,7 +107,7 @@ int writer(const std::string& record, int dns_port, int pg_port, const std::stri
     }
   }
   if (conn) PQfinish(conn);
-  std::printf("acked %ld retries %ld\n", id - 1, retries);
+  std::printf("acked %ld retries %ld\n", id - first_id, retries);
   return 0;
 }
 
@@ -161,7 +161,9 @@ int check(const std::string& host, int port, const std::string& acked_path) {
 
 int main(int argc, char** argv) {
   std::string cmd = argc > 1 ? argv[1] : "";
-  if (cmd == "writer" && argc == 7) return writer(argv[2], std::atoi(argv[3]), std::atoi(argv[4]), argv[5], argv[6]);
+  if (cmd == "writer" && (argc == 7 || argc == 8))
+    return writer(argv[2], std::atoi(argv[3]), std::atoi(argv[4]), argv[5], argv[6],
+                  argc == 8 ? std::atol(argv[7]) : 1);
   if (cmd == "monitor" && argc == 4) return monitor(std::atoi(argv[2]), argv[3]);
   if (cmd == "check" && argc == 5) return check(argv[2], std::atoi(argv[3]), argv[4]);
   std::fprintf(stderr, "usage: e2e_tool writer RECORD DNS_PORT PG_PORT ACKED STOP | monitor PG_PORT STOP | check HOST PORT ACKED\n");

@@ -1,0 +1,95 @@
+# Shared by the *_e2e.sh scripts (sourced, not run): start the harness in a
+# temporary folder (stopped on exit, also after a failure), count checks,
+# print the closing "N passed, M failed" line.
+#
+# Callers: source "$(dirname "$0")/lib.sh"; e2e_start "$@"; ...; e2e_finish
+set -uo pipefail
+
+E2E_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+E2E_PASSED=0
+E2E_FAILED=0
+
+pass() { echo "PASS $*"; E2E_PASSED=$((E2E_PASSED + 1)); }
+fail() { echo "FAIL $*"; E2E_FAILED=$((E2E_FAILED + 1)); }
+check() { # NAME CMD...
+  local name=$1; shift
+  if "$@"; then pass "$name"; else fail "$name"; fi
+}
+check_eq() { # NAME EXPECTED ACTUAL
+  if [[ "$2" == "$3" ]]; then pass "$1"; else fail "$1 (expected '$2', got '$3')"; fi
+}
+
+e2e_cleanup() {
+  [[ -n ${E2E_PIDS:-} ]] && kill $E2E_PIDS 2>/dev/null
+  "$E2E_REPO/scripts/harness.sh" stop "$DIR" >/dev/null 2>&1
+  [[ -n ${KEEP_E2E_DIR:-} ]] || rm -rf "$DIR"
+}
+
+# e2e_start STACKFLIP E2E_TOOL
+e2e_start() {
+  SF=${1:?stackflip binary}
+  TOOL=${2:?e2e_tool binary}
+  DIR=$(mktemp -d "${TMPDIR:-/tmp}/stackflip-e2e.XXXXXX")
+  chmod 755 "$DIR"
+  trap e2e_cleanup EXIT
+  "$E2E_REPO/scripts/harness.sh" start "$DIR"
+  local rc=$?
+  if ((rc == 77)); then echo "SKIP: harness prerequisites missing"; exit 77; fi
+  if ((rc != 0)); then echo "FAIL harness start (exit $rc)"; echo "0 passed, 1 failed"; exit 1; fi
+  # shellcheck disable=SC1091
+  source "$DIR/env"
+  export PDNS_API_KEY
+  export STACKFLIP_STATE_DIR=$DIR/state
+  CONFIG=$DIR/stackflip.yaml
+  # The same config with the other stack active: the failover commit's diff.
+  sed 's/^    active: primary$/    active: standby/' "$CONFIG" >"$DIR/standby-active.yaml"
+  grep -q 'active: standby' "$DIR/standby-active.yaml" || { echo "FAIL cannot flip active"; exit 1; }
+  sql 127.0.0.1 "CREATE TABLE writes(id bigint PRIMARY KEY, host text, at timestamptz DEFAULT now())" >/dev/null
+}
+
+sql() { # HOST SQL  (prints the result, unaligned)
+  PGCONNECT_TIMEOUT=3 "$PG_BIN/psql" -X -qAt -v ON_ERROR_STOP=1 \
+    "host=$1 port=$PG_PORT user=$PG_USER dbname=$PG_DB" -c "$2" 2>&1
+}
+dns_answer() { dig @127.0.0.1 -p "$PDNS_PORT" "$RECORD" A +short +time=1 +tries=1; }
+poll() { # SECONDS CMD...  (short polling, no fixed sleeps)
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do ((SECONDS < deadline)) || return 1; sleep 0.05; done
+}
+in_recovery() { [[ $(sql "$1" "SELECT pg_is_in_recovery()") == t ]]; }
+not_in_recovery() { [[ $(sql "$1" "SELECT pg_is_in_recovery()") == f ]]; }
+streaming_from() { # HOST UPSTREAM_HOST
+  [[ $(sql "$1" "SELECT status || ' ' || sender_host FROM pg_stat_wal_receiver") == "streaming $2" ]]
+}
+refuses_writes() { # HOST: a new session's INSERT fails as read-only (SQLSTATE 25006)
+  local out; out=$(sql "$1" "INSERT INTO writes(id, host) VALUES (-1, 'probe')")
+  [[ $out == *"read-only transaction"* ]] || { echo "  INSERT on $1 said: $out"; return 1; }
+}
+maintenance_of() { sql "$1" "SHOW default_transaction_read_only"; }
+
+# Background application: a writer and a two-writable-databases monitor.
+# Each start writes a fresh range of ids (FIRST_ID), into a fresh acked file.
+FIRST_ID=1
+start_app() {
+  rm -f "$DIR/stop" "$DIR/acked"
+  FIRST_ID=$((FIRST_ID + 10000000))
+  "$TOOL" writer "$RECORD" "$PDNS_PORT" "$PG_PORT" "$DIR/acked" "$DIR/stop" "$FIRST_ID" >"$DIR/writer.out" 2>&1 &
+  WRITER=$!
+  "$TOOL" monitor "$PG_PORT" "$DIR/stop" >"$DIR/monitor.out" 2>&1 &
+  MONITOR=$!
+  E2E_PIDS="$WRITER $MONITOR"
+  poll 10 test -s "$DIR/acked"
+}
+stop_app() {
+  touch "$DIR/stop"
+  wait "$WRITER"
+  wait "$MONITOR"
+  MONITOR_RC=$?
+  E2E_PIDS=
+  echo "writer: $(cat "$DIR/writer.out"); monitor: $(cat "$DIR/monitor.out")"
+}
+
+e2e_finish() {
+  echo "$E2E_PASSED passed, $E2E_FAILED failed"
+  ((E2E_FAILED == 0))
+}
