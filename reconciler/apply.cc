@@ -45,10 +45,12 @@ bool effect_holds(const Action& a, const GroupObs& o) {
   switch (a.kind) {
     case ActionKind::maintenance_on: return s->maintenance == true;
     case ActionKind::maintenance_off: return s->maintenance == false;
-    case ActionKind::replication_stop: return db && !db->upstream;
-    case ActionKind::database_promote: return db && db->role == Role::primary;
+    // No database observation (e.g. Cloud 66 without database_dsn): the
+    // driver's success is all there is to go on.
+    case ActionKind::replication_stop: return !db || !db->upstream;
+    case ActionKind::database_promote: return !db || db->role == Role::primary;
     case ActionKind::replication_start:
-      return db && db->role == Role::replica && db->upstream == a.source;
+      return !db || (db->role == Role::replica && db->upstream == a.source);
     case ActionKind::replication_wait:
     case ActionKind::traffic_switch: break;
   }
@@ -86,6 +88,7 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
   GroupApply out;
   out.group = g.name;
   GroupDrivers& drivers = *fleet_.at(g.name);
+  std::vector<Action> done_unobservable;  // see still_next
   for (size_t i = 0; i < actions.size(); ++i) {
     const Action& a = actions[i];
     StepReport r;
@@ -115,7 +118,7 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
     std::vector<Action> fresh_plan;
     std::vector<Skipped> unused;
     plan_group(g, fresh, fresh_plan, unused);
-    if (!still_next(a, fresh_plan, g, fresh)) {
+    if (!still_next(a, fresh_plan, g, fresh, done_unobservable)) {
       std::string now = "nothing";
       for (const Action& f : fresh_plan) {
         now = std::string(to_string(f.kind)) + " " + f.stack + (f.blocked ? " (blocked: " + f.why_blocked + ")" : "");
@@ -149,6 +152,12 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
         finish(StepOutcome::failed, "journal: " + logged.message(), started);
         return out;
       }
+    }
+    if (st.ok() && a.kind != ActionKind::traffic_switch && fresh.stacks.count(a.stack) &&
+        !fresh.stacks.at(a.stack).database && a.kind != ActionKind::maintenance_on &&
+        a.kind != ActionKind::maintenance_off) {
+      done_unobservable.push_back(a);
+      detail = "effect not observable (no database observation); the provider reported success";
     }
     finish(outcome, st.ok() ? detail : st.message(), started);
     if (!st.ok()) return out;

@@ -36,9 +36,9 @@ struct TypeKeys {
 const std::vector<TypeKeys>& type_table() {
   static const std::vector<TypeKeys> table = {
       {"postgres", true, false,
-       {"password", "connect_timeout_ms", "statement_timeout_ms"}, {},
-       {{"connect_timeout_ms", "2000"}, {"statement_timeout_ms", "5000"}},
-       {"dsn", "password", "control_command"}, {"dsn"},
+       {"password", "connect_timeout_ms", "statement_timeout_ms", "pg_rewind"}, {},
+       {{"connect_timeout_ms", "2000"}, {"statement_timeout_ms", "5000"}, {"pg_rewind", "false"}},
+       {"dsn", "password", "control_command", "pg_rewind"}, {"dsn"},
        {}, {}},
       {"powerdns", false, true,
        {"url", "api_key", "server_id", "timeout_ms", "insecure", "ca_file"}, {"url", "api_key"},

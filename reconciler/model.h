@@ -125,6 +125,10 @@ struct DatabaseObs {
   std::optional<std::string> upstream;  // stack replicated from; null = replication stopped
   std::optional<uint64_t> lsn;          // write position (primary) / replayed (replica)
   std::optional<int64_t> timeline;
+  // Replica only: its WAL receiver is streaming now. A replica configured
+  // for an upstream that is not streaming (e.g. it diverged from the
+  // upstream's timeline) has not converged.
+  std::optional<bool> streaming;
 };
 
 struct StackObs {

@@ -41,6 +41,10 @@ class GroupPlanner {
     const auto& d = st(s).database;
     return d ? d->upstream : std::nullopt;
   }
+  bool not_streaming(const std::string& s) const {
+    const auto& d = st(s).database;
+    return d && d->streaming == false;
+  }
   std::optional<uint64_t> lsn(const std::string& s) const {
     const auto& d = st(s).database;
     return d ? d->lsn : std::nullopt;
@@ -50,6 +54,14 @@ class GroupPlanner {
   bool in_maintenance(const std::string& s) const { return st(s).maintenance.value_or(false); }
   bool writable(const std::string& s) const {
     return reachable(s) && role(s) == Role::primary && !in_maintenance(s);
+  }
+  // The provider reports no database at all (e.g. Cloud 66 without
+  // `database_dsn`): roles and positions are unknown, and the traffic target
+  // is the only record of which stack's database was promoted.
+  bool db_unobserved(const std::string& s) const { return reachable(s) && !st(s).database; }
+  // May accept writes now: not known to be a replica, maintenance off.
+  bool serving(const std::string& s) const {
+    return reachable(s) && role(s) != Role::replica && !in_maintenance(s);
   }
   std::string unreachable_why(const std::string& s) const {
     const auto& e = st(s).error;
@@ -89,10 +101,14 @@ class GroupPlanner {
       return;
     }
     StackObs& s = st(stack);
+    if (kind == ActionKind::maintenance_on || kind == ActionKind::maintenance_off) {
+      s.maintenance = kind == ActionKind::maintenance_on;
+      return;
+    }
     DatabaseObs& db = s.database ? *s.database : s.database.emplace();
     switch (kind) {
-      case ActionKind::maintenance_on: s.maintenance = true; break;
-      case ActionKind::maintenance_off: s.maintenance = false; break;
+      case ActionKind::maintenance_on:
+      case ActionKind::maintenance_off: break;
       case ActionKind::replication_wait:
         if (auto src = lsn(source)) db.lsn = *src;
         break;
@@ -106,6 +122,7 @@ class GroupPlanner {
         db.role = Role::replica;
         db.upstream = source;
         db.lsn = lsn(source);
+        db.streaming = true;
         break;
       case ActionKind::traffic_switch: break;
     }
@@ -126,6 +143,13 @@ class GroupPlanner {
     Promotion pr;
     if (!reachable(d)) {
       pr.block = unreachable_why(d);
+      return pr;
+    }
+    if (db_unobserved(d)) {
+      pr.block = "the no-data-loss guard cannot be verified: " + d +
+                 "'s database role and replication position are not observed (Cloud 66 exposes "
+                 "no replication lag; set `database_dsn` on the stack to check it)";
+      pr.loss = "an unknown amount of data";
       return pr;
     }
     if (role(d) == Role::unknown) {
@@ -165,7 +189,15 @@ class GroupPlanner {
   // Unreachable or unknown-role stacks cannot be promoted even when data loss
   // is allowed.
   bool promotion_impossible() const {
-    return !reachable(g_.active) || role(g_.active) == Role::unknown;
+    return !reachable(g_.active) || (role(g_.active) == Role::unknown && !db_unobserved(g_.active));
+  }
+
+  // Whether the active stack still has to be promoted. Without database
+  // observation, traffic already on it means the promotion happened.
+  bool needs_promotion() const {
+    const std::string& d = g_.active;
+    if (db_unobserved(d)) return sim_.traffic.target != d;
+    return role(d) != Role::primary;
   }
 
   // Phase 1: no second writable database, ever; then maintenance drift.
@@ -176,7 +208,7 @@ class GroupPlanner {
     // Fencing the only serving primary for a promotion that cannot happen
     // would only take the application down: that fence waits, blocked.
     std::string hold;
-    if (role(active) != Role::primary && writables == 1) {
+    if (needs_promotion() && writables <= 1) {
       Promotion pr = judge_promotion();
       if (pr.forced() && (promotion_impossible() || !g_.allow_data_loss))
         hold = "the promotion of " + active + " is blocked (" + pr.block +
@@ -192,7 +224,7 @@ class GroupPlanner {
                                        "when it returns");
         continue;
       }
-      if (writable(name)) {
+      if (writable(name) || (serving(name) && !hold.empty())) {
         bool was_active = sim_.traffic.target == name;
         std::string reason =
             was_active ? "step 1 of the switch: `active: " + active + "`, so stop new writes on " +
@@ -208,7 +240,7 @@ class GroupPlanner {
       if (g_.desired_maintenance(name) && !in_maintenance(name))
         emit(ActionKind::maintenance_on, name, "",
              "maintenance of non-active stack " + name + " is desired on, observed off",
-             "none needed: refusing writes never endangers data");
+             "none needed: refusing writes never endangers data", serving(name) ? hold : "");
     }
   }
 
@@ -225,7 +257,8 @@ class GroupPlanner {
   // Phase 2: make the desired active stack the primary, guarded.
   void promote() {
     const std::string& d = g_.active;
-    if (role(d) == Role::primary) return;
+    if (!needs_promotion()) return;
+    promoted_ = true;
     const std::string not_primary = "`active: " + d + "` but " + d + " is not primary";
     Promotion pr = judge_promotion();
     if (promotion_impossible()) {
@@ -254,9 +287,11 @@ class GroupPlanner {
            "no-data-loss guard: " + d + " must replay everything " + p + " wrote before the fence",
            d + "'s replayed position reaches " + p + "'s write position read after the fence " +
                "(max_lag_bytes: " + std::to_string(max_lag) + ")");
-    if (upstream(d))
+    if (upstream(d) || db_unobserved(d))
       emit(ActionKind::replication_stop, d, "",
-           "step 3 of the switch: stop replication into " + d + " before promoting it",
+           db_unobserved(d) ? "step 2 of the seed runbook: stop replication into " + d +
+                                  " (on Cloud 66 promote_slave_db detaches the slave itself)"
+                            : "step 3 of the switch: stop replication into " + d + " before promoting it",
            pr.wait ? d + " has caught up (previous step)" : "promotion of " + d + " is allowed",
            why_blocked);
     emit(ActionKind::database_promote, d, "", reason,
@@ -310,7 +345,15 @@ class GroupPlanner {
     for (const auto& [name, spec] : g_.stacks) {
       if (name == d) continue;
       if (g_.wants_replica(name)) {
-        if (role(name) == Role::replica && upstream(name) == d) continue;
+        if (role(name) == Role::replica && upstream(name) == d && !not_streaming(name)) continue;
+        if (db_unobserved(name) || db_unobserved(d)) {
+          if (promoted_)
+            skip(ActionKind::replication_start, name,
+                 "replication into " + name + " cannot be observed (its database or " + d +
+                     "'s is not observed); re-attach it by hand (Cloud 66: resync_slave_db once "
+                     "replication is set up again)");
+          continue;
+        }
         if (!reachable(name)) {
           skip(ActionKind::replication_start, name,
                unreachable_why(name) + "; it will be re-attached when it returns");
@@ -327,7 +370,9 @@ class GroupPlanner {
                       " is a fenced former primary: re-attach it by the non-destructive path "
                       "(clean shutdown, standby.signal, primary_conninfo)"
                 : "replication from " + d + " into " + name + " is desired; " + name +
-                      (upstream(name) ? " streams from " + *upstream(name) : " has replication stopped");
+                      (upstream(name) == d ? " is configured for " + d + " but not streaming"
+                       : upstream(name)    ? " streams from " + *upstream(name)
+                                           : " has replication stopped");
         std::string why;
         if (!reachable(d)) why = "the source " + unreachable_why(d);
         else if (!in_maintenance(name)) why = name + " is not in maintenance";
@@ -361,6 +406,7 @@ class GroupPlanner {
   std::vector<Skipped>& skipped_;
   size_t first_;
   std::optional<size_t> blocked_at_;
+  bool promoted_ = false;  // this plan promotes the active stack
 };
 
 bool same_step(const Action& a, const Action& b) {
@@ -398,10 +444,13 @@ Plan make_plan(const DesiredState& desired, const ObservedState& observed) {
 }
 
 bool still_next(const Action& action, const std::vector<Action>& fresh, const GroupSpec& group,
-                const GroupObs& observed) {
+                const GroupObs& observed, const std::vector<Action>& done_unobservable) {
   for (const Action& a : fresh) {
     if (a.group != action.group) continue;
     if (same_step(a, action)) return !a.blocked;
+    bool done = false;
+    for (const Action& d : done_unobservable) done |= same_step(a, d);
+    if (done) continue;
     bool satisfied_wait = a.kind == ActionKind::replication_wait && !a.blocked &&
                           lag_bytes(observed, a.stack, a.source).value_or(UINT64_MAX) <=
                               group.replication.max_lag_bytes;

@@ -45,10 +45,12 @@ void plan_group(const GroupSpec& group, const GroupObs& observed, std::vector<Ac
 
 // True when `fresh` (a plan of a new observation) still begins with `action`:
 // the action is pending there and everything before it in its group is a
-// replication.wait that `observed` shows satisfied. This is the guard that
-// apply re-checks before each action.
+// replication.wait that `observed` shows satisfied, or a step this apply
+// already ran whose effect cannot be observed (`done_unobservable`: e.g. a
+// promotion on a stack whose database is not observed). This is the guard
+// that apply re-checks before each action.
 bool still_next(const Action& action, const std::vector<Action>& fresh, const GroupSpec& group,
-                const GroupObs& observed);
+                const GroupObs& observed, const std::vector<Action>& done_unobservable = {});
 
 // Bytes `stack` is behind `source` in `observed`, when both positions are known.
 std::optional<uint64_t> lag_bytes(const GroupObs& observed, const std::string& stack,

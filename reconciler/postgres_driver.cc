@@ -241,7 +241,8 @@ class PostgresStackDriver : public StackDriver {
         "                           (SELECT timeline_id FROM pg_control_checkpoint()))::bigint"
         "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END,"
         " current_setting('default_transaction_read_only'),"
-        " current_setting('primary_conninfo')"
+        " current_setting('primary_conninfo'),"
+        " (SELECT status FROM pg_stat_wal_receiver)"
         " FROM (SELECT pg_is_in_recovery() AS r) s");
     if (!rows.ok() || rows->empty()) {
       obs.reachable = false;
@@ -256,6 +257,7 @@ class PostgresStackDriver : public StackDriver {
     db.role = replica ? Role::replica : Role::primary;
     if (row[1]) db.lsn = parse_lsn(*row[1]);
     if (row[2]) db.timeline = std::stoll(*row[2]);
+    if (replica) db.streaming = row[5] && *row[5] == "streaming";
     if (replica && row[4] && !row[4]->empty()) {
       auto kv = parse_conninfo(*row[4]);
       if (!kv.ok()) {
@@ -443,13 +445,25 @@ class PostgresStackDriver : public StackDriver {
       return wait_streaming(source.name, src, source_tli, milliseconds(10000));
     }
 
-    // A primary: restart it as a standby (the non-destructive path).
+    // A primary (a fenced former primary). It can follow the source only if
+    // it wrote nothing after the point where the source's timeline forked
+    // from its own; a fenced primary may still have written background WAL
+    // (autovacuum, a checkpoint, a standby snapshot) after that point.
+    auto diverged = divergence(source, src_session_dsn(source));
+    if (!diverged.ok()) return diverged.error();
+    const bool rewind = !diverged->empty();
+    if (rewind && !rewind_allowed())
+      return Err(where() + ": cannot re-attach without rewriting its data: " + *diverged +
+                 ". It stays fenced; set `pg_rewind: true` on the stack or its provider to let "
+                 "stackflip run pg_rewind (it discards only WAL written after the fork; a fenced "
+                 "primary has no commits the new primary lacks)");
     conn_.reset();  // the server goes down; and keep our socket out of the child
     const auto t0 = Clock::now();
     auto elapsed = [&] {
       return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     };
-    Status restarted = restart_as_standby(data_dir);
+    Status restarted = rewind ? rewind_as_standby(data_dir, rewind_conninfo(*src_kv, source))
+                              : restart_as_standby(data_dir);
     if (!restarted.ok()) return restarted;
     spdlog::debug("{}: restart-as-standby done after {:.1f} ms", where(), elapsed());
     Backoff backoff(deadline(60000));
@@ -601,6 +615,123 @@ class PostgresStackDriver : public StackDriver {
     }
   }
 
+  std::string src_session_dsn(const StackSpec& source) const { return source.get("dsn"); }
+
+  bool rewind_allowed() const {
+    auto it = spec_.settings.find("pg_rewind");
+    if (it != spec_.settings.end()) return it->second == "true";
+    return provider_.get("pg_rewind") == "true";
+  }
+
+  // The source's conninfo for pg_rewind: host, port, user, dbname.
+  std::string rewind_conninfo(const std::map<std::string, std::string>& src_kv,
+                              const StackSpec& source) const {
+    std::string c;
+    for (const char* k : {"host", "hostaddr", "port", "user", "dbname", "sslmode", "sslrootcert"}) {
+      auto it = src_kv.find(k);
+      if (it != src_kv.end()) c += std::string(k) + "=" + conninfo_quote(it->second) + " ";
+    }
+    (void)source;
+    return c;
+  }
+
+  // Empty when this (primary) server can follow `source`'s timeline; else a
+  // sentence saying how it diverged. Reads the source's timeline history
+  // (pg_read_file: superuser or pg_read_server_files) and this server's
+  // insert position.
+  Result<std::string> divergence(const StackSpec& source, const std::string& source_dsn) {
+    auto mine = exec("SELECT pg_current_wal_insert_lsn()::text,"
+                     " ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint");
+    if (!mine.ok()) return mine.error();
+    const auto my_lsn = parse_lsn(mine->front()[0].value_or(""));
+    const int64_t my_tli = std::stoll(mine->front()[1].value_or("0"));
+    auto session = open_session(source_dsn, source_password_ref(source));
+    if (!session.ok()) return Err("replication source " + source.name + ": " + session.error().message);
+    auto hist = exec_on(session->get(),
+                        "SELECT tli, CASE WHEN tli > 1 THEN pg_read_file('pg_wal/' ||"
+                        " lpad(upper(to_hex(tli)), 8, '0') || '.history') END FROM"
+                        " (SELECT ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))"
+                        "::bit(32)::bigint AS tli) t");
+    if (!hist.ok()) return Err("replication source " + source.name + ": " + hist.error().message);
+    const int64_t src_tli = std::stoll(hist->front()[0].value_or("0"));
+    if (src_tli == my_tli) return std::string();  // same timeline: nothing forked
+    // Lines "parentTLI<TAB>switchpoint<TAB>reason": where each ancestor ended.
+    std::istringstream lines(hist->front()[1].value_or(""));
+    std::string line;
+    while (std::getline(lines, line)) {
+      std::istringstream fields(line);
+      int64_t parent = 0;
+      std::string switchpoint;
+      if (!(fields >> parent >> switchpoint) || parent != my_tli) continue;
+      auto fork = parse_lsn(switchpoint);
+      if (!fork || !my_lsn) return Err(where() + ": cannot read positions to compare timelines");
+      if (*my_lsn <= *fork) return std::string();
+      return name_ + " wrote WAL up to " + format_lsn(*my_lsn) + " on timeline " +
+             std::to_string(my_tli) + ", past " + format_lsn(*fork) + " where " + source.name +
+             "'s timeline " + std::to_string(src_tli) + " forked from it";
+    }
+    return name_ + "'s timeline " + std::to_string(my_tli) + " is not in the history of " +
+           source.name + "'s timeline " + std::to_string(src_tli);
+  }
+
+  // pg_rewind from the source, then start as a standby. The server's own
+  // configuration files are kept: pg_rewind copies the source's (its
+  // listen_addresses, its primary_conninfo).
+  Status rewind_as_standby(const std::string& data_dir, const std::string& source_conninfo) {
+    const std::string what = where() + ": rewind";
+    if (data_dir.empty()) return Err(what + ": unknown data_directory");
+    auto it = spec_.lists.find("control_command");
+    if (it != spec_.lists.end() && !it->second.empty()) {
+      std::vector<std::string> argv = it->second;
+      argv.insert(argv.end(), {"rewind", data_dir, source_conninfo});
+      return run_command(argv, milliseconds(300000), what);
+    }
+    std::vector<std::string> as_owner = owner_prefix(data_dir);
+    auto with_owner = [&](std::vector<std::string> argv) {
+      argv.insert(argv.begin(), as_owner.begin(), as_owner.end());
+      return argv;
+    };
+    const std::string pg_ctl = find_pg_ctl();
+    const std::string bin = std::filesystem::path(pg_ctl).has_parent_path()
+                                ? std::filesystem::path(pg_ctl).parent_path().string() + "/"
+                                : std::string();
+    Status s = run_command(with_owner({pg_ctl, "-D", data_dir, "-m", "fast", "-w", "stop"}),
+                           milliseconds(60000), what + " (stop)");
+    if (!s.ok()) return s;
+    std::map<std::string, std::string> confs;  // file name -> contents
+    for (const auto& e : std::filesystem::directory_iterator(data_dir)) {
+      if (e.path().extension() != ".conf") continue;
+      std::ifstream in(e.path(), std::ios::binary);
+      confs[e.path().string()] = std::string(std::istreambuf_iterator<char>(in), {});
+    }
+    s = run_command(with_owner({bin + "pg_rewind", "--target-pgdata=" + data_dir,
+                                "--source-server=" + source_conninfo}),
+                    milliseconds(300000), what + " (pg_rewind)");
+    for (const auto& [path, text] : confs) std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+    if (!s.ok()) return s;
+    return start_as_standby(data_dir, with_owner);
+  }
+
+  std::vector<std::string> owner_prefix(const std::string& data_dir) const {
+    struct stat st {};
+    if (geteuid() == 0 && stat(data_dir.c_str(), &st) == 0 && st.st_uid != 0)
+      if (passwd* pw = getpwuid(st.st_uid)) return {"runuser", "-u", pw->pw_name, "--"};
+    return {};
+  }
+
+  template <class WithOwner>
+  Status start_as_standby(const std::string& data_dir, WithOwner with_owner) {
+    const std::string signal = data_dir + "/standby.signal";
+    { std::ofstream(signal).flush(); }
+    struct stat st {};
+    if (geteuid() == 0 && stat(data_dir.c_str(), &st) == 0)
+      (void)!chown(signal.c_str(), st.st_uid, st.st_gid);
+    const std::string log =
+        (std::filesystem::path(data_dir).parent_path() / (name_ + "-restart.log")).string();
+    return run_command(with_owner({find_pg_ctl(), "-D", data_dir, "-w", "-l", log, "start"}),
+                       milliseconds(60000), where() + ": start as standby");
+  }
+
   Status restart_as_standby(const std::string& data_dir) {
     const std::string what = where() + ": restart-as-standby";
     if (data_dir.empty()) return Err(what + ": unknown data_directory");
@@ -615,11 +746,7 @@ class PostgresStackDriver : public StackDriver {
     // shutdown writes a checkpoint record after the point where the new
     // primary's timeline forked, and the server could then not follow it.
     // The server is fenced, and crash recovery replays everything committed.
-    std::vector<std::string> as_owner;
-    struct stat st {};
-    if (geteuid() == 0 && stat(data_dir.c_str(), &st) == 0 && st.st_uid != 0) {
-      if (passwd* pw = getpwuid(st.st_uid)) as_owner = {"runuser", "-u", pw->pw_name, "--"};
-    }
+    std::vector<std::string> as_owner = owner_prefix(data_dir);
     auto with_owner = [&](std::vector<std::string> argv) {
       argv.insert(argv.begin(), as_owner.begin(), as_owner.end());
       return argv;
@@ -629,13 +756,7 @@ class PostgresStackDriver : public StackDriver {
                            milliseconds(60000), what + " (stop)");
     if (!s.ok()) return s;
     spdlog::debug("{}: stopped", where());
-    const std::string signal = data_dir + "/standby.signal";
-    { std::ofstream(signal).flush(); }
-    if (!as_owner.empty()) (void)!chown(signal.c_str(), st.st_uid, st.st_gid);
-    const std::string log =
-        (std::filesystem::path(data_dir).parent_path() / (name_ + "-restart.log")).string();
-    return run_command(with_owner({pg_ctl, "-D", data_dir, "-w", "-l", log, "start"}),
-                       milliseconds(60000), what + " (start)");
+    return start_as_standby(data_dir, with_owner);
   }
 
   ProviderConfig provider_;

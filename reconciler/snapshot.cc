@@ -45,7 +45,7 @@ std::optional<Error> unknown_key(const rj::Value& v, const std::string& where,
 
 Result<DatabaseObs> database_from_json(const rj::Value& v, const std::string& where) {
   if (!v.IsObject()) return at(where, "expected an object");
-  if (auto e = unknown_key(v, where, {"role", "upstream", "lsn", "timeline"})) return *e;
+  if (auto e = unknown_key(v, where, {"role", "upstream", "lsn", "timeline", "streaming"})) return *e;
   DatabaseObs db;
   const rj::Value* role = member(v, "role");
   if (!role || !role->IsString()) return at(where + "/role", "expected primary, replica or unknown");
@@ -64,6 +64,10 @@ Result<DatabaseObs> database_from_json(const rj::Value& v, const std::string& wh
   if (const rj::Value* t = member(v, "timeline")) {
     if (!t->IsInt64() || t->GetInt64() < 1) return at(where + "/timeline", "expected an integer >= 1");
     db.timeline = t->GetInt64();
+  }
+  if (const rj::Value* st = member(v, "streaming")) {
+    if (!st->IsBool()) return at(where + "/streaming", "expected true or false");
+    db.streaming = st->GetBool();
   }
   return db;
 }
@@ -116,6 +120,7 @@ void stack_obs_to_json(const StackObs& s, rj::Value& out, rj::Document::Allocato
     db.AddMember("upstream", up, a);
     if (s.database->lsn) db.AddMember("lsn", str(format_lsn(*s.database->lsn), a), a);
     if (s.database->timeline) db.AddMember("timeline", static_cast<int64_t>(*s.database->timeline), a);
+    if (s.database->streaming) db.AddMember("streaming", *s.database->streaming, a);
     out.AddMember("database", db, a);
   }
 }

@@ -89,7 +89,7 @@ std::vector<BadCase> bad_cases() {
        17, 9, "duplicate key 'provider' (first at line 14:9)"},
       {"unknown top-level key", b + "stacks: {}\n", 21, 1, "unknown key 'stacks' in the top level (expected one of: apiVersion, groups, providers)"},
       {"unknown stack key points at the key", edit(b, "        address: 10.0.0.5\n", "        address: 10.0.0.5\n        colour: blue\n"),
-       13, 9, "unknown key 'colour' in stack 'primary' (expected one of: address, control_command, dsn, maintenance, password, provider)"},
+       13, 9, "unknown key 'colour' in stack 'primary' (expected one of: address, control_command, dsn, maintenance, password, pg_rewind, provider)"},
       {"unknown traffic key offers the keys of its provider type", b + "      recrod_type: A\n", 21, 7,
        "unknown key 'recrod_type' in 'traffic' of group 'shop' (expected one of: provider, record, record_type, ttl, zone)"},
       {"missing apiVersion", edit(b, "apiVersion: stackflip/v1\n", "\n"), 2, 1, "missing required key 'apiVersion' in the top level"},

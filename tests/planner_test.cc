@@ -244,3 +244,37 @@ TEST_CASE("the guard re-check accepts a satisfied wait before the next step") {
   o.stacks["standby"].database->lsn = 50;  // behind again: the wait is not satisfied
   CHECK_FALSE(still_next(stop, plan_for(g, o).actions, g, o));
 }
+
+namespace {
+// Cloud 66 without database_dsn: maintenance is observed, the database is not.
+StackObs no_database(bool maintenance) { return StackObs{true, maintenance, std::nullopt, ""}; }
+GroupObs cloud66_serving_eu() {
+  return GroupObs{{{"eu", no_database(false)}, {"us", no_database(true)}}, traffic_at("eu")};
+}
+}  // namespace
+
+TEST_CASE("no database observation: the failover is blocked because the guard cannot be verified") {
+  auto p = plan_for(make_group("us", false, {"eu", "us"}), cloud66_serving_eu());
+  REQUIRE(p.actions.size() >= 3);
+  // The serving stack is not fenced for a promotion that will not happen.
+  CHECK(steps(p.actions)[0] == "maintenance.on eu BLOCKED");
+  CHECK(steps(p.actions)[2] == "database.promote us BLOCKED");
+  CHECK(p.actions[2].why_blocked.find("the no-data-loss guard cannot be verified") != std::string::npos);
+  CHECK(p.actions[2].why_blocked.find("database_dsn") != std::string::npos);
+}
+
+TEST_CASE("no database observation with allow_data_loss: the seed's five steps in order") {
+  auto p = plan_for(make_group("us", true, {"eu", "us"}), cloud66_serving_eu());
+  CHECK(steps(p.actions) == Steps{"maintenance.on eu", "replication.stop us", "database.promote us",
+                                  "maintenance.off us", "traffic.switch us"});
+  CHECK(p.actions[2].reason.find("allow_data_loss") != std::string::npos);
+  REQUIRE(p.skipped.size() == 1);
+  CHECK(p.skipped[0].kind == ActionKind::replication_start);
+}
+
+TEST_CASE("no database observation: traffic on the active stack means converged") {
+  GroupObs o{{{"eu", no_database(true)}, {"us", no_database(false)}}, traffic_at("us")};
+  auto p = plan_for(make_group("us", true, {"eu", "us"}), o);
+  CHECK(p.actions.empty());
+  CHECK(p.skipped.empty());
+}

@@ -91,6 +91,10 @@ GroupObs FakeWorld::observe(const std::string& group) {
     DatabaseObs db;
     db.role = s.role;
     if (!s.upstream.empty()) db.upstream = s.upstream;
+    if (s.role == Role::replica) {
+      auto up = stacks_of.find(s.upstream);
+      db.streaming = up != stacks_of.end() && up->second.up && up->second.role == Role::primary;
+    }
     db.lsn = s.lsn;
     db.timeline = s.timeline;
     o.database = db;
