@@ -36,10 +36,14 @@ void envelope(httplib::Response& res, const std::string& raw) {
 
 }  // namespace
 
-FakeCloud66::FakeCloud66(std::string token) : token_(std::move(token)), server_(new httplib::Server) {
+FakeCloud66::FakeCloud66(std::string token, int port)
+    : token_(std::move(token)), server_(new httplib::Server) {
   install_routes();
-  port_ = server_->bind_to_any_port("127.0.0.1");
-  if (port_ <= 0) throw std::runtime_error("fake Cloud 66: cannot bind 127.0.0.1");
+  if (port > 0) port_ = server_->bind_to_port("127.0.0.1", port) ? port : -1;
+  else port_ = server_->bind_to_any_port("127.0.0.1");
+  if (port_ <= 0)
+    throw std::runtime_error("fake Cloud 66: cannot bind 127.0.0.1" +
+                             (port > 0 ? ":" + std::to_string(port) : std::string()));
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }

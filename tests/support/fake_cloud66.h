@@ -46,12 +46,14 @@ struct RecordedRequest {
 
 class FakeCloud66 {
  public:
-  explicit FakeCloud66(std::string token = "test-token");
+  // Listens on 127.0.0.1:`port`, or on a free port when `port` is 0.
+  explicit FakeCloud66(std::string token = "test-token", int port = 0);
   ~FakeCloud66();
   FakeCloud66(const FakeCloud66&) = delete;
   FakeCloud66& operator=(const FakeCloud66&) = delete;
 
   std::string base_url() const;  // http://127.0.0.1:PORT/api/3
+  int port() const { return port_; }
 
   void add_stack(const FakeStack& s);
   void add_group(const FakeGroup& g);
