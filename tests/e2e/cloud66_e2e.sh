@@ -10,9 +10,7 @@
 # direct database connection the guard cannot be verified, so promotion is
 # blocked unless `allow_data_loss: true`.
 #
-# Checks that still wait on a change outside the Cloud 66 driver are marked
-# `xfail` (strict: a check that starts to pass fails the suite until its
-# marker is removed). See examples/cloud66.md, "What the guard can verify".
+# See examples/cloud66.md, "What the guard can verify".
 #
 # Usage (CTest, from the repo root): bash tests/e2e/cloud66_e2e.sh STACKFLIP E2E_TOOL
 source "$(dirname "$0")/lib.sh"
@@ -21,13 +19,6 @@ SF=${1:?stackflip binary}
 FAKE=$(dirname "${2:?e2e_tool binary}")/fake_cloud66
 [[ -x $FAKE ]] || { echo "SKIP: $FAKE not built"; exit 77; }
 command -v jq >/dev/null || { echo "SKIP: jq missing (scripts/install-deps.sh installs it)"; exit 77; }
-
-E2E_XFAILED=0
-xfail() { # NAME WHY CMD...: a known gap; strict
-  local name=$1 why=$2; shift 2
-  if "$@"; then fail "$name (XPASS: it works now, remove the xfail marker)"
-  else echo "XFAIL $name (known gap: $why)"; E2E_XFAILED=$((E2E_XFAILED + 1)); fi
-}
 
 DIR=$(mktemp -d "${TMPDIR:-/tmp}/stackflip-c66.XXXXXX")
 FAKE_PID=
@@ -96,25 +87,21 @@ check "promote us is planned and blocked" \
 check "traffic is not switched while the promotion is blocked" \
   jqe '[.actions[] | select(.kind == "traffic.switch" and .status == "pending")] | length == 0' "$DIR/plan.json"
 check "the text plan shows the blocked promotion" grep -q "blocked" "$DIR/plan.txt"
-xfail "the plan says the no-data-loss guard cannot be verified and names allow_data_loss" \
-  "the cloud66 driver reports no database role, the planner blocks on the unknown role" \
+check "the plan says the no-data-loss guard cannot be verified and names allow_data_loss" \
   bash -c '[[ $1 == *"cannot be verified"* && $1 == *allow_data_loss* ]]' _ "$promote_why"
-xfail "the plan lists the seed's steps in order (blocked from the promotion on)" \
-  "needs the database role from Cloud 66 (replication.stop is planned only for a known replica)" \
-  bash -c '[[ $1 == "maintenance.on eu pending,replication.stop us blocked,database.promote us blocked,maintenance.off us blocked,traffic.switch us blocked" ]]' _ "$(steps "$DIR/plan.json")"
-xfail "the serving stack eu is not fenced for a promotion that cannot happen" \
-  "eu's role is unknown, so the planner's hold for the only serving primary does not apply" \
+check "the plan lists the seed's steps in order (blocked from the promotion on)" \
+  bash -c '[[ $1 == "maintenance.on eu blocked,replication.stop us blocked,database.promote us blocked,maintenance.off us blocked,traffic.switch us blocked" ]]' _ "$(steps "$DIR/plan.json")"
+check "the serving stack eu is not fenced for a promotion that cannot happen" \
   jqe '[.actions[] | select(.kind == "maintenance.on" and .stack == "eu" and .status == "pending")] | length == 0' "$DIR/plan.json"
 
 # -- plan with allow_data_loss: the seed's five steps, in order ----------
 "$SF" plan -c "$DIR/c66-forced.yaml" -o json >"$DIR/plan-forced.json" 2>"$DIR/plan-forced.err"
 echo "  forced plan: $(steps "$DIR/plan-forced.json")"
-xfail "with allow_data_loss the plan is the seed's five steps, all pending" \
-  "the planner blocks promotion of a stack whose role is unknown even with allow_data_loss" \
+check "with allow_data_loss the plan is the seed's five steps, all pending" \
   bash -c '[[ $1 == "maintenance.on eu pending,replication.stop us pending,database.promote us pending,maintenance.off us pending,traffic.switch us pending" ]]' _ "$(steps "$DIR/plan-forced.json")"
 forced_reason=$(jq -r '.actions[] | select(.kind == "database.promote") | .reason' "$DIR/plan-forced.json")
-xfail "the forced promotion's reason states that data loss is accepted unverified" \
-  "as above" bash -c '[[ $1 == *"allow_data_loss: true"* ]]' _ "$forced_reason"
+check "the forced promotion's reason states that data loss is accepted unverified" \
+  bash -c '[[ $1 == *"allow_data_loss: true"* ]]' _ "$forced_reason"
 
 # -- apply with allow_data_loss ------------------------------------------
 "$SF" apply -c "$DIR/c66-forced.yaml" --auto-approve >"$DIR/apply.out" 2>&1
@@ -137,15 +124,13 @@ expected_requests="POST /stacks/$EU/actions.json {\"command\":\"maintenance_mode
 POST /stacks/$US/actions.json {\"command\":\"promote_slave_db\"}
 POST /stacks/$US/actions.json {\"command\":\"maintenance_mode\",\"value\":0}
 PUT /failover_groups/$FG {\"current_stack\":2}"
-xfail "apply performs the seed's steps on Cloud 66, in order, and exits 0" \
-  "the promotion is blocked (see above)" \
+check "apply performs the seed's steps on Cloud 66, in order, and exits 0" \
   bash -c '[[ $1 == 0 && $2 == "$3" ]]' _ "$apply_rc" "$(changes)" "$expected_requests"
 
 # -- converged -----------------------------------------------------------
 "$SF" plan -c "$DIR/c66-forced.yaml" --detailed-exitcode >"$DIR/plan-after.txt" 2>&1
 after_rc=$?
-xfail "plan after apply is converged (exit 0, no actions)" "the promotion is blocked (see above)" \
+check "plan after apply is converged (exit 0, no actions)" \
   test "$after_rc" = 0
 
-echo "$E2E_XFAILED known gaps (xfail)"
 e2e_finish
