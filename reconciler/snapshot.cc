@@ -1,10 +1,15 @@
 #include "snapshot.h"
 
+#include <rapidjson/error/en.h>
 #include <rapidjson/prettywriter.h>
+#include <rapidjson/schema.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
+#include <algorithm>
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <sstream>
 
 #include "digest.h"
@@ -203,7 +208,58 @@ std::string observed_digest(const ObservedState& obs) {
   return sha256_hex(to_text(doc, false));
 }
 
-Result<ObservedState> parse_snapshot(const std::string& name, const std::string& text) {
+namespace {
+
+// The observed schema, compiled once. RapidJSON 1.1.0's pattern matcher keeps
+// its state in the compiled schema, so validations take turns.
+struct ObservedSchema {
+  rj::Document doc;
+  std::unique_ptr<rj::SchemaDocument> compiled;
+  std::mutex mu;
+  ObservedSchema() {
+    std::string_view text = embedded_schema("observed");
+    doc.Parse(text.data(), text.size());
+    if (!doc.HasParseError() && doc.IsObject()) compiled = std::make_unique<rj::SchemaDocument>(doc);
+  }
+};
+
+ObservedSchema& observed_schema() {
+  static ObservedSchema schema;
+  return schema;
+}
+
+// True when some object has a member name twice: the YAML reading reports
+// those, RapidJSON keeps both.
+bool has_duplicate_keys(const rj::Value& v) {
+  if (v.IsArray()) {
+    for (const auto& x : v.GetArray())
+      if (has_duplicate_keys(x)) return true;
+    return false;
+  }
+  if (!v.IsObject()) return false;
+  std::vector<std::string_view> names;
+  names.reserve(v.MemberCount());
+  for (const auto& m : v.GetObject()) {
+    names.emplace_back(m.name.GetString(), m.name.GetStringLength());
+    if (has_duplicate_keys(m.value)) return true;
+  }
+  std::sort(names.begin(), names.end());
+  return std::adjacent_find(names.begin(), names.end()) != names.end();
+}
+
+// "name:line:col: error: message" for a byte offset into `text`.
+Error syntax_error(const std::string& name, const std::string& text, size_t offset, const char* message) {
+  offset = std::min(offset, text.size());
+  int line = 1;
+  size_t line_start = 0;
+  for (size_t i = 0; i < offset; ++i)
+    if (text[i] == '\n') ++line, line_start = i + 1;
+  return Err(format_diagnostic(Diagnostic{Mark{name, line, static_cast<int>(offset - line_start) + 1}, message}));
+}
+
+// The reading with marks: yaml-cpp, the unit checker of schema_check.h.
+// Slow, but it names file:line:col for every problem.
+Result<ObservedState> parse_snapshot_with_marks(const std::string& name, const std::string& text) {
   auto doc = parse_yaml_document(name, text);
   if (!doc.ok()) return doc.error();
   std::vector<Diagnostic> errors = check_document(*doc, embedded_schema("observed"));
@@ -217,6 +273,31 @@ Result<ObservedState> parse_snapshot(const std::string& name, const std::string&
     return Err(format_diagnostic(Diagnostic{doc->mark_of(pointer), m.substr(m.find(':') + 2)}));
   }
   return obs;
+}
+
+}  // namespace
+
+// Snapshots are JSON: RapidJSON reads them, the compiled observed schema
+// validates them, and only a document with a problem is read again the slow
+// way (parse_snapshot_with_marks) so that every error has its position.
+Result<ObservedState> parse_snapshot(const std::string& name, const std::string& text) {
+  size_t bom = text.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0;
+  rj::Document doc;
+  doc.Parse<rj::kParseTrailingCommasFlag>(text.data() + bom, text.size() - bom);
+  if (doc.HasParseError())
+    return syntax_error(name, text, doc.GetErrorOffset() + bom, rj::GetParseError_En(doc.GetParseError()));
+  ObservedSchema& schema = observed_schema();
+  bool valid = false;
+  if (schema.compiled && !has_duplicate_keys(doc)) {
+    std::lock_guard<std::mutex> lock(schema.mu);
+    rj::SchemaValidator validator(*schema.compiled);
+    valid = doc.Accept(validator);
+  }
+  if (valid) {
+    auto obs = snapshot_from_json(doc);
+    if (obs.ok()) return obs;
+  }
+  return parse_snapshot_with_marks(name, text);
 }
 
 Result<ObservedState> read_snapshot(const std::string& path) {

@@ -14,6 +14,9 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include "embedded_schema.h"
+#include "schema_check.h"
+#include "snapshot.h"
 #include "yaml_doc.h"
 
 using namespace stackflip;
@@ -399,4 +402,89 @@ TEST_CASE("marks fall back to the nearest ancestor and key marks to value marks"
   CHECK(where(doc->mark_of("/a")) == "2:3");
   CHECK(where(doc->mark_of("")) == "1:1");
   CHECK(doc->mark_of("/a").file == "m.yaml");
+}
+
+// ---------------------------------------------------------------- snapshots
+namespace {
+
+// How parse_snapshot read every snapshot before it had a JSON fast path.
+Result<ObservedState> snapshot_the_slow_way(const std::string& name, const std::string& text) {
+  auto doc = parse_yaml_document(name, text);
+  if (!doc.ok()) return doc.error();
+  std::vector<Diagnostic> errors = check_document(*doc, embedded_schema("observed"));
+  if (!errors.empty()) return Err(format_diagnostics(errors));
+  auto obs = snapshot_from_json(doc->json);
+  if (!obs.ok()) {
+    const std::string& m = obs.error().message;
+    std::string pointer = m.substr(0, m.find(':'));
+    return Err(format_diagnostic(Diagnostic{doc->mark_of(pointer), m.substr(m.find(':') + 2)}));
+  }
+  return obs;
+}
+
+std::string outcome(const Result<ObservedState>& r) { return r.ok() ? snapshot_to_json(*r) : r.error().message; }
+
+const std::string kSnapshot =
+    "{\"apiVersion\": \"stackflip/v1\", \"observed_at\": \"2026-11-26T18:00:00Z\",\n"
+    " \"groups\": {\"shop\": {\n"
+    "   \"stacks\": {\n"
+    "     \"primary\": {\"reachable\": true, \"maintenance\": false,\n"
+    "                 \"database\": {\"role\": \"primary\", \"upstream\": null, \"lsn\": \"0/3000060\", \"timeline\": 1}},\n"
+    "     \"standby\": {\"reachable\": true, \"maintenance\": true,\n"
+    "                 \"database\": {\"role\": \"replica\", \"upstream\": \"primary\", \"lsn\": \"0/3000060\", \"timeline\": 1}}},\n"
+    "   \"traffic\": {\"target\": \"primary\", \"ttl\": 60}}}}\n";
+
+std::string snap_edit(const std::string& find, const std::string& replace) {
+  std::string t = kSnapshot;
+  auto pos = t.find(find);
+  REQUIRE(pos != std::string::npos);
+  return t.replace(pos, find.size(), replace);
+}
+
+}  // namespace
+
+TEST_CASE("snapshots read through the JSON fast path as they did through YAML") {
+  const std::string dir = std::string(STACKFLIP_SOURCE_DIR) + "/examples/snapshots/";
+  std::vector<std::string> texts = {kSnapshot};
+  for (const char* name : {"drift.json", "planned-switch.json", "returned-primary.json", "steady.json",
+                           "unplanned-failover.json"})
+    texts.push_back(read(dir + name));
+  for (const auto& t : texts) {
+    INFO(t);
+    auto got = parse_snapshot("s.json", t);
+    REQUIRE(got.ok());
+    CHECK(outcome(got) == outcome(snapshot_the_slow_way("s.json", t)));
+  }
+}
+
+TEST_CASE("a snapshot the schema or the converter rejects keeps its positioned errors") {
+  for (const std::string& t : {
+           snap_edit("\"role\": \"primary\"", "\"role\": \"leader\""),
+           snap_edit("\"timeline\": 1}},\n     \"standby\"", "\"timeline\": 0}},\n     \"standby\""),
+           snap_edit("\"ttl\": 60", "\"ttl\": 60, \"colour\": \"blue\""),
+           snap_edit("\"reachable\": true, \"maintenance\": true", "\"maintenance\": true"),
+           snap_edit("\"lsn\": \"0/3000060\", \"timeline\": 1}}}", "\"lsn\": \"nope\", \"timeline\": 1}}}"),
+           snap_edit("\"apiVersion\": \"stackflip/v1\"", "\"apiVersion\": \"stackflip/v2\""),
+           snap_edit("\"ttl\": 60", "\"ttl\": 60, \"ttl\": 30"),
+           std::string("[]"),
+           std::string("{\"apiVersion\": \"stackflip/v1\", \"groups\": {\"g\": {\"stacks\": {\"a\": {\"reachable\": true, "
+                       "\"database\": {\"role\": \"replica\", \"timeline\": 1.5}}}, \"traffic\": {}}}}"),
+       }) {
+    INFO(t);
+    auto got = parse_snapshot("bad.json", t);
+    REQUIRE_FALSE(got.ok());
+    CHECK(got.error().message == snapshot_the_slow_way("bad.json", t).error().message);
+    CHECK(got.error().message.rfind("bad.json:", 0) == 0);
+  }
+}
+
+TEST_CASE("a snapshot that is not JSON is reported with RapidJSON's message at its line and column") {
+  auto r = parse_snapshot("x.json", "{\"apiVersion\": \"stackflip/v1\",\n \"groups\": {\"g\" {}}}");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().message == "x.json:2:17: error: Missing a colon after a name of object member.");
+  auto empty = parse_snapshot("e.json", "");
+  REQUIRE_FALSE(empty.ok());
+  CHECK(empty.error().message == "e.json:1:1: error: The document is empty.");
+  auto bom = parse_snapshot("b.json", "\xEF\xBB\xBF" + kSnapshot);
+  CHECK(bom.ok());
 }
