@@ -14,6 +14,11 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
+#include "digest.h"
 #include "embedded_schema.h"
 #include "schema_check.h"
 #include "snapshot.h"
@@ -487,4 +492,90 @@ TEST_CASE("a snapshot that is not JSON is reported with RapidJSON's message at i
   CHECK(empty.error().message == "e.json:1:1: error: The document is empty.");
   auto bom = parse_snapshot("b.json", "\xEF\xBB\xBF" + kSnapshot);
   CHECK(bom.ok());
+}
+
+namespace {
+namespace rj = rapidjson;
+rj::Value str(const std::string& s, rj::Document::AllocatorType& a) {
+  return rj::Value(s.c_str(), static_cast<rj::SizeType>(s.size()), a);
+}
+// The DOM-based writer that snapshot_to_json and observed_digest replaced.
+void old_write_snapshot(const ObservedState& obs, bool volatile_fields, rj::Document& doc) {
+  auto& a = doc.GetAllocator();
+  doc.SetObject();
+  doc.AddMember("apiVersion", "stackflip/v1", a);
+  if (volatile_fields && !obs.observed_at.empty()) doc.AddMember("observed_at", str(obs.observed_at, a), a);
+  rj::Value groups(rj::kObjectType);
+  for (const auto& [gname, g] : obs.groups) {
+    rj::Value stacks(rj::kObjectType);
+    for (const auto& [sname, s] : g.stacks) {
+      rj::Value sv;
+      StackObs copy = s;
+      if (!volatile_fields && copy.database) copy.database->lsn.reset();
+      stack_obs_to_json(copy, sv, a);
+      stacks.AddMember(str(sname, a), sv, a);
+    }
+    rj::Value t(rj::kObjectType);
+    if (!g.traffic.reachable) t.AddMember("reachable", false, a);
+    rj::Value target;
+    if (g.traffic.target) target = str(*g.traffic.target, a);
+    t.AddMember("target", target, a);
+    if (g.traffic.ttl) t.AddMember("ttl", *g.traffic.ttl, a);
+    if (!g.traffic.content.empty()) t.AddMember("content", str(g.traffic.content, a), a);
+    if (!g.traffic.error.empty()) t.AddMember("error", str(g.traffic.error, a), a);
+    rj::Value gv(rj::kObjectType);
+    gv.AddMember("stacks", stacks, a);
+    gv.AddMember("traffic", t, a);
+    groups.AddMember(str(gname, a), gv, a);
+  }
+  doc.AddMember("groups", groups, a);
+}
+
+std::string old_to_text(const rj::Document& doc, bool pretty) {
+  rj::StringBuffer buf;
+  if (pretty) {
+    rj::PrettyWriter<rj::StringBuffer> w(buf);
+    w.SetIndent(' ', 2);
+    doc.Accept(w);
+  } else {
+    rj::Writer<rj::StringBuffer> w(buf);
+    doc.Accept(w);
+  }
+  return std::string(buf.GetString(), buf.GetSize()) + "\n";
+}
+
+}  // namespace
+
+TEST_CASE("snapshot text and observed digest are byte for byte what the DOM writer produced") {
+  const std::string dir = std::string(STACKFLIP_SOURCE_DIR) + "/examples/snapshots/";
+  std::vector<ObservedState> states;
+  for (const char* name : {"drift.json", "planned-switch.json", "returned-primary.json", "steady.json",
+                           "unplanned-failover.json"}) {
+    auto r = parse_snapshot(name, read(dir + name));
+    REQUIRE(r.ok());
+    states.push_back(*r);
+  }
+  ObservedState odd = states[0];
+  GroupObs& g = odd.groups.begin()->second;
+  g.traffic.reachable = false;
+  g.traffic.target.reset();
+  g.traffic.ttl.reset();
+  g.traffic.content = "10.0.0.9";
+  g.traffic.error = "timeout \"x\"\n";
+  StackObs& s = g.stacks.begin()->second;
+  s.maintenance.reset();
+  s.error = std::string("nul\0inside", 10);
+  s.database.reset();
+  odd.observed_at.clear();
+  states.push_back(odd);
+  for (const auto& o : states) {
+    for (bool pretty : {false, true}) {
+      rj::Document doc;
+      old_write_snapshot(o, true, doc);
+      CHECK(snapshot_to_json(o, pretty) == old_to_text(doc, pretty));
+    }
+    rj::Document doc;
+    old_write_snapshot(o, false, doc);
+    CHECK(observed_digest(o) == sha256_hex(old_to_text(doc, false)));
+  }
 }
