@@ -456,9 +456,14 @@ size_t MarkTable::add(std::string_view pointer) {
   return entries_.size() - 1;
 }
 
+void MarkTable::reserve_for(size_t text_size) {
+  // About 2 bytes of pointers and one entry per 20 bytes of a typical config;
+  // growing instead would copy (and fault in) the arena several times.
+  arena_.reserve(2 * text_size);
+  entries_.reserve(text_size / 16);
+}
+
 void MarkTable::seal() {
-  arena_.shrink_to_fit();
-  entries_.shrink_to_fit();
   size_t cap = 16;
   while (cap < entries_.size() * 2) cap *= 2;
   index_.assign(cap, 0);
@@ -506,6 +511,7 @@ YamlParse parse_yaml(const std::string& file, const std::string& text) {
   YamlParse out;
   YamlDocument doc;
   doc.file = file;
+  doc.marks.reserve_for(text.size());
   std::vector<Diagnostic> errors;
   Builder builder(doc, errors);
   std::optional<YAML::Mark> second;  // where a second document starts

@@ -31,6 +31,9 @@ namespace stackflip {
 // cost ~50 MB there, this ~10 MB.
 class MarkTable {
  public:
+  // Reserves room for the pointers of a text of `text_size` bytes (a guess:
+  // pages that stay unused are never touched, so cost no memory).
+  void reserve_for(size_t text_size);
   // Adds `pointer` (which must not be in the table yet); returns its slot.
   size_t add(std::string_view pointer);
   void set_value(size_t slot, int line, int column) { entries_[slot].value = {line, column}; }
