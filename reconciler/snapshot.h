@@ -1,8 +1,9 @@
 // snapshot.h — ObservedState <-> the snapshot JSON of DESIGN.md.
 //
-// Reading goes through the same path as configs (yaml_doc.h: yaml-cpp parse
-// with marks, schema validation against schema/observed.schema.json), so a bad
-// snapshot is reported as file:line:col like a bad config. Writing is
+// Reading is JSON (RapidJSON, validated against schema/observed.schema.json);
+// a snapshot with a problem is read again through the same path as configs
+// (yaml_doc.h: yaml-cpp parse with marks, schema_check.h), so it is reported
+// as file:line:col like a bad config. Writing is
 // canonical (sorted keys, no whitespace variance), so its sha256 is the
 // observed digest that plans record.
 #pragma once

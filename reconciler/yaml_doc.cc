@@ -3,7 +3,14 @@
 #include <cerrno>
 #include <cstdlib>
 
-#include <yaml-cpp/yaml.h>
+#include <istream>
+#include <streambuf>
+#include <unordered_map>
+
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/exceptions.h>
+#include <yaml-cpp/mark.h>
+#include <yaml-cpp/parser.h>
 
 namespace stackflip {
 
@@ -57,105 +64,355 @@ bool is_core_float(const std::string& s) {
   return i == s.size();
 }
 
-class Converter {
- public:
-  Converter(YamlDocument& doc, std::vector<Diagnostic>& errors) : doc_(doc), errors_(errors) {}
+// One parser event. Live events point into yaml-cpp's arguments; the events
+// of an anchored node are also kept (as Event) so that an alias replays them.
+struct EventRef {
+  enum Kind : uint8_t { kNull, kScalar, kSeqStart, kSeqEnd, kMapStart, kMapEnd, kAlias };
+  Kind kind;
+  bool plain;  // scalar: neither quoted nor tagged (yaml-cpp's tag "?")
+  const YAML::Mark* mark;
+  YAML::anchor_t anchor;  // anchor defined by this node, or (kAlias) referred to
+  const std::string* value;
 
-  void convert(const YAML::Node& node, rapidjson::Value& out, const std::string& ptr, int depth) {
-    doc_.marks.emplace(ptr, to_mark(doc_.file, node.Mark()));
-    if (depth > kMaxDepth) {
-      errors_.push_back({to_mark(doc_.file, node.Mark()), "nesting is too deep"});
-      out.SetNull();
-      return;
-    }
-    auto& alloc = doc_.json.GetAllocator();
-    switch (node.Type()) {
-      case YAML::NodeType::Undefined:
-      case YAML::NodeType::Null:
-        out.SetNull();
-        return;
-      case YAML::NodeType::Scalar:
-        scalar(node, out);
-        return;
-      case YAML::NodeType::Sequence: {
-        out.SetArray();
-        size_t i = 0;
-        for (const auto& item : node) {
-          rapidjson::Value v;
-          convert(item, v, ptr + "/" + std::to_string(i++), depth + 1);
-          out.PushBack(v, alloc);
-        }
-        return;
+  bool starts() const { return kind == kSeqStart || kind == kMapStart; }
+  bool ends() const { return kind == kSeqEnd || kind == kMapEnd; }
+};
+
+struct Event {
+  EventRef::Kind kind;
+  bool plain;
+  YAML::Mark mark;
+  YAML::anchor_t anchor;
+  std::string value;
+  EventRef ref() const { return EventRef{kind, plain, &mark, anchor, &value}; }
+};
+
+// The events of one anchored node, recorded while it is parsed.
+struct Recording {
+  std::vector<Event> events;
+  int level = 0;  // open containers; 0 once the node is complete
+  bool complete = false;
+};
+
+// Keys seen in one mapping, with the mark of their first occurrence.
+class KeySet {
+ public:
+  void clear() {
+    small_.clear();
+    large_.clear();
+  }
+  // The first mark of `name`, or nullptr after recording it at `mark`.
+  const std::pair<int, int>* insert(const std::string& name, std::pair<int, int> mark) {
+    if (large_.empty()) {
+      for (const auto& [n, m] : small_)
+        if (n == name) return &m;
+      if (small_.size() < kSmall) {
+        small_.emplace_back(name, mark);
+        return nullptr;
       }
-      case YAML::NodeType::Map: {
-        out.SetObject();
-        std::map<std::string, Mark> seen;
-        for (const auto& kv : node) {
-          const YAML::Node key = kv.first;  // copies: the iterator's pair is a temporary
-          Mark key_mark = to_mark(doc_.file, key.Mark());
-          if (!key.IsScalar()) {
-            errors_.push_back({key_mark, "a mapping key must be a plain name"});
-            continue;
-          }
-          const std::string name = key.Scalar();
-          auto [first, inserted] = seen.emplace(name, key_mark);
-          if (!inserted) {
-            errors_.push_back({key_mark, "duplicate key '" + name + "' (first at line " +
-                                             std::to_string(first->second.line) + ":" +
-                                             std::to_string(first->second.column) + ")"});
-            continue;
-          }
-          const std::string child = pointer_append(ptr, name);
-          doc_.key_marks.emplace(child, key_mark);
-          rapidjson::Value k(name.c_str(), static_cast<rapidjson::SizeType>(name.size()), alloc);
-          rapidjson::Value v;
-          convert(kv.second, v, child, depth + 1);
-          // yaml-cpp marks an empty value at the next token (often the next
-          // line); the key is where the operator has to look.
-          if (kv.second.IsNull()) doc_.marks[child] = key_mark;
-          out.AddMember(k, v, alloc);
-        }
-        return;
-      }
+      for (auto& [n, m] : small_) large_.emplace(std::move(n), m);
+      small_.clear();
     }
+    auto [it, inserted] = large_.emplace(name, mark);
+    return inserted ? nullptr : &it->second;
   }
 
  private:
-  void scalar(const YAML::Node& node, rapidjson::Value& out) {
-    const std::string& s = node.Scalar();
-    // "?" is a plain (unquoted, untagged) scalar; anything else stays a string.
-    if (node.Tag() == "?") {
+  static constexpr size_t kSmall = 16;
+  std::vector<std::pair<std::string, std::pair<int, int>>> small_;
+  std::unordered_map<std::string, std::pair<int, int>> large_;
+};
+
+// Builds the RapidJSON document (through its SAX interface) and the marks
+// from the events of one YAML document; behaves as a walk over the node
+// tree that yaml-cpp's YAML::Load would build, without building it.
+class Builder {
+ public:
+  Builder(YamlDocument& doc, std::vector<Diagnostic>& errors) : doc_(doc), errors_(errors) {}
+
+  // One event straight from the parser.
+  void live(const EventRef& e) {
+    for (size_t i = 0; i < open_.size();) {
+      Recording& r = anchors_[open_[i]];
+      r.events.push_back(Event{e.kind, e.plain, *e.mark, e.anchor, *e.value});
+      r.level += e.starts() ? 1 : e.ends() ? -1 : 0;
+      if (r.level == 0) {
+        r.complete = true;
+        open_.erase(open_.begin() + static_cast<std::ptrdiff_t>(i));
+      } else {
+        ++i;
+      }
+    }
+    if (e.kind != EventRef::kAlias && !e.ends() && e.anchor != YAML::NullAnchor) {
+      if (anchors_.size() <= e.anchor) anchors_.resize(e.anchor + 1);
+      Recording& r = anchors_[e.anchor];
+      r = Recording{};
+      r.events.push_back(Event{e.kind, e.plain, *e.mark, e.anchor, *e.value});
+      if (e.starts()) {
+        r.level = 1;
+        open_.push_back(e.anchor);
+      } else {
+        r.complete = true;
+      }
+    }
+    if (!have_root_) {
+      have_root_ = true;
+      root_null_ = e.kind == EventRef::kNull || e.mark->is_null();
+    }
+    handle(e);
+  }
+
+  bool done() const { return done_; }
+  bool root_null() const { return root_null_; }
+
+ private:
+  struct Frame {
+    bool is_map = false;
+    bool want_key = false;    // map: the next node is a key
+    bool skip_value = false;  // map: the next node is the value of a rejected key
+    rapidjson::SizeType count = 0;
+    size_t ptr_len = 0;  // length of this container's pointer
+    size_t slot = 0;     // map: mark slot of the current member
+    std::pair<int, int> key_mark;
+    KeySet seen;
+  };
+
+  static std::pair<int, int> pos(const YAML::Mark& m) {
+    if (m.is_null()) return {0, 0};
+    return {m.line + 1, m.column + 1};
+  }
+  void error(std::pair<int, int> m, std::string message) {
+    errors_.push_back({Mark{doc_.file, m.first, m.second}, std::move(message)});
+  }
+
+  void handle(const EventRef& e) {
+    if (skip_ > 0) {  // inside a subtree that the tree walk would not visit
+      skip_ += e.starts() ? 1 : e.ends() ? -1 : 0;
+      return;
+    }
+    if (e.ends()) {
+      Frame& f = frames_[--depth_];
+      if (f.is_map) doc_.json.EndObject(f.count);
+      else doc_.json.EndArray(f.count);
+      value_done();
+      return;
+    }
+    Frame* top = depth_ ? &frames_[depth_ - 1] : nullptr;
+    if (top && top->is_map && top->want_key) return key(e, *top);
+    if (top && top->is_map && top->skip_value) {
+      top->skip_value = false;
+      top->want_key = true;
+      if (e.starts()) skip_ = 1;
+      return;
+    }
+    if (e.kind == EventRef::kAlias) return alias(e);
+
+    size_t slot;
+    if (!top) {
+      slot = doc_.marks.add("");
+    } else if (!top->is_map) {
+      ptr_.resize(top->ptr_len);
+      ptr_ += '/';
+      ptr_ += std::to_string(top->count);
+      slot = doc_.marks.add(ptr_);
+    } else {
+      slot = top->slot;
+    }
+    auto mark = pos(*e.mark);
+    // yaml-cpp marks an empty value at the next token (often the next line);
+    // the key is where the operator has to look.
+    auto shown = top && top->is_map && e.kind == EventRef::kNull ? top->key_mark : mark;
+    doc_.marks.set_value(slot, shown.first, shown.second);
+    if (depth_ > static_cast<size_t>(kMaxDepth)) {
+      error(mark, "nesting is too deep");
+      doc_.json.Null();
+      if (e.starts()) skip_ = 1;
+      return value_done();
+    }
+    switch (e.kind) {
+      case EventRef::kNull:
+        doc_.json.Null();
+        return value_done();
+      case EventRef::kScalar:
+        scalar(e);
+        return value_done();
+      case EventRef::kSeqStart:
+      case EventRef::kMapStart: {
+        if (depth_ == frames_.size()) frames_.emplace_back();
+        Frame& f = frames_[depth_++];
+        f.is_map = e.kind == EventRef::kMapStart;
+        f.want_key = f.is_map;
+        f.skip_value = false;
+        f.count = 0;
+        f.ptr_len = ptr_.size();
+        f.seen.clear();
+        if (f.is_map) doc_.json.StartObject();
+        else doc_.json.StartArray();
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  void value_done() {
+    if (depth_ == 0) {
+      done_ = true;
+      return;
+    }
+    Frame& f = frames_[depth_ - 1];
+    ++f.count;
+    if (f.is_map) f.want_key = true;
+  }
+
+  void key(const EventRef& e, Frame& f) {
+    f.want_key = false;
+    const EventRef* k = &e;
+    EventRef first{};
+    if (e.kind == EventRef::kAlias) {  // the anchored node is the key
+      const Recording& r = anchors_[e.anchor];
+      first = r.events.front().ref();
+      if (!r.complete) first.kind = EventRef::kMapStart;  // an alias inside its own anchor
+      k = &first;
+    }
+    auto km = pos(*k->mark);
+    if (k->kind != EventRef::kScalar) {
+      error(km, "a mapping key must be a plain name");
+      if (e.starts()) skip_ = 1;
+      f.skip_value = true;
+      return;
+    }
+    const std::string& name = *k->value;
+    if (const auto* first_at = f.seen.insert(name, km)) {
+      error(km, "duplicate key '" + name + "' (first at line " + std::to_string(first_at->first) + ":" +
+                    std::to_string(first_at->second) + ")");
+      f.skip_value = true;
+      return;
+    }
+    ptr_.resize(f.ptr_len);
+    ptr_ += '/';
+    for (char c : name) {
+      if (c == '~') ptr_ += "~0";
+      else if (c == '/') ptr_ += "~1";
+      else ptr_ += c;
+    }
+    f.slot = doc_.marks.add(ptr_);
+    doc_.marks.set_key(f.slot, km.first, km.second);
+    f.key_mark = km;
+    doc_.json.Key(name.data(), static_cast<rapidjson::SizeType>(name.size()), true);
+  }
+
+  // An alias is the anchored node again: its events replayed here, with
+  // their own marks.
+  void alias(const EventRef& e) {
+    const Recording& r = anchors_[e.anchor];
+    if (!r.complete) {
+      // An alias inside its own anchor is an endless tree; the tree walk
+      // stopped it at kMaxDepth. Report that at the anchor, with null here.
+      EventRef null = r.events.front().ref();
+      null.kind = EventRef::kNull;
+      Frame* top = depth_ ? &frames_[depth_ - 1] : nullptr;
+      size_t slot = top && top->is_map ? top->slot : 0;
+      if (top && !top->is_map) {
+        ptr_.resize(top->ptr_len);
+        ptr_ += '/';
+        ptr_ += std::to_string(top->count);
+        slot = doc_.marks.add(ptr_);
+      }
+      auto mark = pos(*null.mark);
+      doc_.marks.set_value(slot, mark.first, mark.second);
+      error(mark, "nesting is too deep");
+      doc_.json.Null();
+      return value_done();
+    }
+    for (const Event& ev : r.events) handle(ev.ref());
+  }
+
+  void scalar(const EventRef& e) {
+    const std::string& s = *e.value;
+    auto& json = doc_.json;
+    if (e.plain) {
       if (is_core_null(s)) {
-        out.SetNull();
+        json.Null();
         return;
       }
       if (auto b = core_bool(s)) {
-        out.SetBool(*b);
+        json.Bool(*b);
         return;
       }
       if (is_core_int(s)) {
         errno = 0;
         long long v = std::strtoll(s.c_str(), nullptr, 10);
         if (errno == 0) {
-          out.SetInt64(v);
+          json.Int64(v);
           return;
         }
         errno = 0;
         unsigned long long u = std::strtoull(s.c_str(), nullptr, 10);
-        if (errno == 0 && s[0] != '-') out.SetUint64(u);
-        else out.SetDouble(std::strtod(s.c_str(), nullptr));
+        if (errno == 0 && s[0] != '-') json.Uint64(u);
+        else json.Double(std::strtod(s.c_str(), nullptr));
         return;
       }
       if (is_core_float(s)) {
-        out.SetDouble(std::strtod(s.c_str(), nullptr));
+        json.Double(std::strtod(s.c_str(), nullptr));
         return;
       }
     }
-    out.SetString(s.c_str(), static_cast<rapidjson::SizeType>(s.size()), doc_.json.GetAllocator());
+    json.String(s.data(), static_cast<rapidjson::SizeType>(s.size()), true);
   }
 
   YamlDocument& doc_;
   std::vector<Diagnostic>& errors_;
+  std::vector<Frame> frames_;  // frames_[0, depth_) are the open containers
+  size_t depth_ = 0;
+  std::string ptr_;  // pointer of the node being handled
+  int skip_ = 0;     // open containers of a subtree being skipped
+  std::vector<Recording> anchors_;
+  std::vector<YAML::anchor_t> open_;  // anchors whose node is being parsed
+  bool have_root_ = false, root_null_ = false, done_ = false;
+};
+
+const std::string kEmpty;
+
+// yaml-cpp's EventHandler over a Builder (the first document) or, for any
+// later document, only noting where it starts.
+class Handler : public YAML::EventHandler {
+ public:
+  explicit Handler(Builder* b) : b_(b) {}
+  std::optional<YAML::Mark> first_mark;
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t a) override { on({EventRef::kNull, false, &m, a, &kEmpty}); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t a) override { on({EventRef::kAlias, false, &m, a, &kEmpty}); }
+  void OnScalar(const YAML::Mark& m, const std::string& tag, YAML::anchor_t a, const std::string& v) override {
+    on({EventRef::kScalar, tag == "?", &m, a, &v});
+  }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a, YAML::EmitterStyle::value) override {
+    on({EventRef::kSeqStart, false, &m, a, &kEmpty});
+  }
+  void OnSequenceEnd() override { on({EventRef::kSeqEnd, false, &kNoMark, 0, &kEmpty}); }
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a, YAML::EmitterStyle::value) override {
+    on({EventRef::kMapStart, false, &m, a, &kEmpty});
+  }
+  void OnMapEnd() override { on({EventRef::kMapEnd, false, &kNoMark, 0, &kEmpty}); }
+
+ private:
+  void on(const EventRef& e) {
+    if (!first_mark) first_mark = *e.mark;
+    if (b_) b_->live(e);
+  }
+  static inline const YAML::Mark kNoMark = YAML::Mark::null_mark();
+  Builder* b_;
+};
+
+// A read-only streambuf over a string, so the parser reads the text in place.
+class ViewBuf : public std::streambuf {
+ public:
+  explicit ViewBuf(const std::string& s) {
+    char* p = const_cast<char*>(s.data());
+    setg(p, p, p + s.size());
+  }
 };
 
 }  // namespace
@@ -193,47 +450,103 @@ std::vector<std::string> pointer_tokens(const std::string& pointer) {
   return tokens;
 }
 
+size_t MarkTable::add(std::string_view pointer) {
+  entries_.push_back(Entry{static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(pointer.size()), {}, {}});
+  arena_.append(pointer);
+  return entries_.size() - 1;
+}
+
+void MarkTable::reserve_for(size_t text_size) {
+  // About 2 bytes of pointers and one entry per 20 bytes of a typical config;
+  // growing instead would copy (and fault in) the arena several times.
+  arena_.reserve(2 * text_size);
+  entries_.reserve(text_size / 16);
+}
+
+void MarkTable::seal() {
+  size_t cap = 16;
+  while (cap < entries_.size() * 2) cap *= 2;
+  index_.assign(cap, 0);
+  const size_t mask = cap - 1;
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    const std::string_view p = pointer(entries_[i]);
+    for (size_t h = std::hash<std::string_view>{}(p) & mask;; h = (h + 1) & mask) {
+      if (index_[h] == 0) {
+        index_[h] = static_cast<uint32_t>(i + 1);
+        break;
+      }
+      if (pointer(entries_[index_[h] - 1]) == p) break;  // the first one stays
+    }
+  }
+}
+
+const MarkTable::Entry* MarkTable::find(std::string_view p) const {
+  if (index_.empty()) return nullptr;
+  const size_t mask = index_.size() - 1;
+  for (size_t h = std::hash<std::string_view>{}(p) & mask;; h = (h + 1) & mask) {
+    if (index_[h] == 0) return nullptr;
+    const Entry& e = entries_[index_[h] - 1];
+    if (pointer(e) == p) return &e;
+  }
+}
+
 Mark YamlDocument::mark_of(const std::string& pointer) const {
-  std::string p = pointer;
+  std::string_view p = pointer;
   for (;;) {
-    auto it = marks.find(p);
-    if (it != marks.end()) return it->second;
+    const MarkTable::Entry* e = marks.find(p);
+    if (e && e->value.known()) return Mark{file, e->value.line, e->value.column};
     if (p.empty()) return Mark{file, 1, 1};
     size_t slash = p.rfind('/');
-    p.erase(slash == std::string::npos ? 0 : slash);
+    p = p.substr(0, slash == std::string_view::npos ? 0 : slash);
   }
 }
 
 Mark YamlDocument::key_mark_of(const std::string& pointer) const {
-  auto it = key_marks.find(pointer);
-  return it != key_marks.end() ? it->second : mark_of(pointer);
+  const MarkTable::Entry* e = marks.find(pointer);
+  if (e && e->key.known()) return Mark{file, e->key.line, e->key.column};
+  return mark_of(pointer);
 }
 
 YamlParse parse_yaml(const std::string& file, const std::string& text) {
   YamlParse out;
-  std::vector<YAML::Node> docs;
+  YamlDocument doc;
+  doc.file = file;
+  doc.marks.reserve_for(text.size());
+  std::vector<Diagnostic> errors;
+  Builder builder(doc, errors);
+  std::optional<YAML::Mark> second;  // where a second document starts
+  bool any = false;
+  auto generate = [&](rapidjson::Document& json) {
+    (void)json;  // the builder writes to doc.json, which is `json`
+    ViewBuf buf(text);
+    std::istream in(&buf);
+    YAML::Parser parser(in);
+    Handler first(&builder);
+    if (!parser.HandleNextDocument(first)) return false;
+    any = true;
+    for (;;) {  // later documents are an error, but a syntax error in one wins
+      Handler rest(nullptr);
+      if (!parser.HandleNextDocument(rest)) break;
+      if (!second) second = rest.first_mark.value_or(YAML::Mark::null_mark());
+    }
+    return !second && builder.done();
+  };
   try {
-    docs = YAML::LoadAll(text);
+    doc.json.Populate(generate);
   } catch (const YAML::Exception& e) {
     Mark m = to_mark(file, e.mark);
     if (m.line == 0) m = Mark{file, 1, 1};
     out.errors.push_back({m, e.msg});
     return out;
   }
-  if (docs.size() > 1) {
-    out.errors.push_back({to_mark(file, docs[1].Mark()), "only one YAML document per file is allowed"});
+  if (second) {
+    out.errors.push_back({to_mark(file, *second), "only one YAML document per file is allowed"});
     return out;
   }
-  const YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
-  YamlDocument doc;
-  doc.file = file;
-  try {
-    Converter(doc, out.errors).convert(root, doc.json, "", 0);
-  } catch (const YAML::Exception& e) {
-    out.errors.push_back({to_mark(file, e.mark), e.msg});
-    return out;
-  }
-  if (root.Type() == YAML::NodeType::Null || root.Mark().is_null()) doc.marks[""] = Mark{file, 1, 1};
+  if (!any) doc.marks.add("");
+  if (!any || builder.root_null()) doc.marks.set_value(0, 1, 1);
+  doc.marks.seal();
+  out.errors = std::move(errors);
   out.doc = std::move(doc);
   return out;
 }

@@ -9,6 +9,7 @@
 // Aliases are resolved (the alias's values carry the anchor's marks).
 #pragma once
 
+#include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
@@ -23,12 +24,47 @@
 
 namespace stackflip {
 
+// Where each value (and each mapping member's key) of a document was written:
+// line/column pairs keyed by JSON pointer, the pointers stored back to back in
+// one string with an open-addressing index over them. A 10,000-group config
+// has ~170,000 pointers; a std::map of Marks (each with its own file name)
+// cost ~50 MB there, this ~10 MB.
+class MarkTable {
+ public:
+  // Reserves room for the pointers of a text of `text_size` bytes (a guess:
+  // pages that stay unused are never touched, so cost no memory).
+  void reserve_for(size_t text_size);
+  // Adds `pointer` (which must not be in the table yet); returns its slot.
+  size_t add(std::string_view pointer);
+  void set_value(size_t slot, int line, int column) { entries_[slot].value = {line, column}; }
+  void set_key(size_t slot, int line, int column) { entries_[slot].key = {line, column}; }
+  // Builds the index; call once after the last add(), before find().
+  void seal();
+
+  struct Pos {
+    int line = -1, column = -1;  // -1: not recorded
+    bool known() const { return line >= 0; }
+  };
+  struct Entry {
+    uint32_t offset, length;
+    Pos value, key;
+  };
+  const Entry* find(std::string_view pointer) const;
+  size_t size() const { return entries_.size(); }
+  std::string_view pointer(const Entry& e) const { return std::string_view(arena_).substr(e.offset, e.length); }
+  const std::vector<Entry>& entries() const { return entries_; }
+
+ private:
+  std::string arena_;
+  std::vector<Entry> entries_;
+  std::vector<uint32_t> index_;  // entry number + 1; 0 is an empty slot
+};
+
 struct YamlDocument {
   rapidjson::Document json;
-  // JSON pointer (RFC 6901, "" is the root) -> mark of the value.
-  std::map<std::string, Mark> marks;
-  // JSON pointer of a mapping member -> mark of its key.
-  std::map<std::string, Mark> key_marks;
+  // JSON pointer (RFC 6901, "" is the root) -> marks of the value and, for a
+  // mapping member, of its key. Read through mark_of / key_mark_of.
+  MarkTable marks;
   std::string file;
 
   // Mark of the value at `pointer`, else of its nearest ancestor that has one.
