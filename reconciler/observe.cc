@@ -65,6 +65,24 @@ Fleet make_fleet(const DesiredState& desired, DriverFactory& factory) {
   return fleet;
 }
 
+void fill_last_known(ObservedState& now, const ObservedState& last) {
+  for (auto& [gname, g] : now.groups) {
+    auto lg = last.groups.find(gname);
+    if (lg == last.groups.end()) continue;
+    for (auto& [sname, s] : g.stacks) {
+      auto ls = lg->second.stacks.find(sname);
+      if (s.reachable || ls == lg->second.stacks.end()) continue;
+      if (!s.maintenance) s.maintenance = ls->second.maintenance;
+      if (!s.database) s.database = ls->second.database;
+    }
+    if (!g.traffic.reachable) {
+      if (!g.traffic.target) g.traffic.target = lg->second.traffic.target;
+      if (!g.traffic.ttl) g.traffic.ttl = lg->second.traffic.ttl;
+      if (g.traffic.content.empty()) g.traffic.content = lg->second.traffic.content;
+    }
+  }
+}
+
 void parallel_for(size_t n, int parallelism, const std::function<void(size_t)>& fn) {
   size_t workers = std::min<size_t>(n, static_cast<size_t>(std::max(1, parallelism)));
   if (workers <= 1) {

@@ -51,6 +51,12 @@ Fleet make_fleet(const DesiredState& desired, DriverFactory& factory);
 ObservedState observe_all(const DesiredState& desired, Fleet& fleet, Clock& clock,
                           int parallelism = 8);
 
+// DESIGN.md: an unreachable stack has its other fields "as last known".
+// Fills the maintenance flag and database of every unreachable stack of
+// `now` (and the target/TTL of unreachable traffic) from `last`, where `last`
+// knows them. Reachable facts are never touched.
+void fill_last_known(ObservedState& now, const ObservedState& last);
+
 // Runs fn(i) for i in [0, n) on up to `parallelism` threads.
 void parallel_for(size_t n, int parallelism, const std::function<void(size_t)>& fn);
 

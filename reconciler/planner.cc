@@ -213,6 +213,10 @@ class GroupPlanner {
       if (pr.forced() && (promotion_impossible() || !g_.allow_data_loss))
         hold = "the promotion of " + active + " is blocked (" + pr.block +
                "), so the serving primary is not fenced";
+      else if (!sim_.traffic.reachable && sim_.traffic.target != active)
+        hold = "the traffic provider is unreachable" +
+               (sim_.traffic.error.empty() ? "" : " (" + sim_.traffic.error + ")") +
+               ", so traffic could not follow the switch; the serving primary is not fenced";
     }
     for (const auto& [name, spec] : g_.stacks) {
       if (name == active) continue;

@@ -440,7 +440,13 @@ class PostgresStackDriver : public StackDriver {
     if (!tli->front()[0]) return Err("replication source " + source.name + " is not a primary");
     const std::string source_tli = *tli->front()[0];
 
+    const std::string rewind_from = rewind_conninfo(*src_kv, source);
     if (replica) {
+      // A replica that wrote (replayed) past the source's fork point, e.g. a
+      // former primary re-attached earlier without a rewind, can never follow.
+      auto diverged = divergence(source, src_session_dsn(source));
+      if (!diverged.ok()) return diverged.error();
+      if (!diverged->empty()) return rewind_and_wait(data_dir, rewind_from, source, src, source_tli, *diverged);
       if (auto s = exec("SELECT pg_reload_conf()"); !s.ok()) return s.error();
       return wait_streaming(source.name, src, source_tli, milliseconds(10000));
     }
@@ -451,36 +457,54 @@ class PostgresStackDriver : public StackDriver {
     // (autovacuum, a checkpoint, a standby snapshot) after that point.
     auto diverged = divergence(source, src_session_dsn(source));
     if (!diverged.ok()) return diverged.error();
-    const bool rewind = !diverged->empty();
-    if (rewind && !rewind_allowed())
-      return Err(where() + ": cannot re-attach without rewriting its data: " + *diverged +
-                 ". It stays fenced; set `pg_rewind: true` on the stack or its provider to let "
-                 "stackflip run pg_rewind (it discards only WAL written after the fork; a fenced "
-                 "primary has no commits the new primary lacks)");
+    if (!diverged->empty()) return rewind_and_wait(data_dir, rewind_from, source, src, source_tli, *diverged);
     conn_.reset();  // the server goes down; and keep our socket out of the child
     const auto t0 = Clock::now();
     auto elapsed = [&] {
       return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     };
-    Status restarted = rewind ? rewind_as_standby(data_dir, rewind_conninfo(*src_kv, source))
-                              : restart_as_standby(data_dir);
+    Status restarted = restart_as_standby(data_dir);
     if (!restarted.ok()) return restarted;
     spdlog::debug("{}: restart-as-standby done after {:.1f} ms", where(), elapsed());
+    if (Status s = wait_in_recovery("restart-as-standby"); !s.ok()) return s;
+    Status streaming = wait_streaming(source.name, src, source_tli, milliseconds(10000));
+    if (streaming.ok()) return streaming;
+    // It may have written WAL between the check and the stop (a standby
+    // snapshot, a checkpoint): check again, now as a standby.
+    auto again = divergence(source, src_session_dsn(source));
+    if (again.ok() && !again->empty())
+      return rewind_and_wait(data_dir, rewind_from, source, src, source_tli, *again);
+    return streaming;
+  }
+
+  // Diverged: pg_rewind when the config allows it, else a clear refusal (the
+  // stack stays fenced).
+  Status rewind_and_wait(const std::string& data_dir, const std::string& rewind_from,
+                         const StackSpec& source, const HostPort& src,
+                         const std::string& source_tli, const std::string& how) {
+    if (!rewind_allowed())
+      return Err(where() + ": cannot re-attach without rewriting its data: " + how +
+                 ". It stays fenced; set `pg_rewind: true` on the stack or its provider to let "
+                 "stackflip run pg_rewind (it discards only WAL written after the fork; a fenced "
+                 "primary has no commits the new primary lacks)");
+    spdlog::info("{}: {}; running pg_rewind", where(), how);
+    conn_.reset();
+    if (Status s = rewind_as_standby(data_dir, rewind_from); !s.ok()) return s;
+    if (Status s = wait_in_recovery("pg_rewind"); !s.ok()) return s;
+    return wait_streaming(source.name, src, source_tli, milliseconds(10000));
+  }
+
+  Status wait_in_recovery(const std::string& after) {
     Backoff backoff(deadline(60000));
     std::string last_error;
     for (;;) {
       auto r = exec("SELECT pg_is_in_recovery()", /*retry=*/false);
-      if (r.ok() && is_true(r->front()[0])) {
-        spdlog::debug("{}: in recovery after {:.1f} ms", where(), elapsed());
-        break;
-      }
+      if (r.ok() && is_true(r->front()[0])) return Status::Ok();
       last_error = r.ok() ? "it is not in recovery" : r.error().message;
       if (backoff.expired())
-        return Timeout(where() +
-                       ": not back as a standby 60 s after restart-as-standby: " + last_error);
+        return Timeout(where() + ": not back as a standby 60 s after " + after + ": " + last_error);
       backoff.sleep();
     }
-    return wait_streaming(source.name, src, source_tli, milliseconds(10000));
   }
 
  private:
@@ -640,8 +664,13 @@ class PostgresStackDriver : public StackDriver {
   // (pg_read_file: superuser or pg_read_server_files) and this server's
   // insert position.
   Result<std::string> divergence(const StackSpec& source, const std::string& source_dsn) {
-    auto mine = exec("SELECT pg_current_wal_insert_lsn()::text,"
-                     " ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint");
+    // A primary's insert position, or a standby's replayed one, and its timeline.
+    auto mine = exec(
+        "SELECT CASE WHEN r THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END::text,"
+        " CASE WHEN r THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver),"
+        "                           (SELECT timeline_id FROM pg_control_checkpoint()))::bigint"
+        "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END"
+        " FROM (SELECT pg_is_in_recovery() AS r) s");
     if (!mine.ok()) return mine.error();
     const auto my_lsn = parse_lsn(mine->front()[0].value_or(""));
     const int64_t my_tli = std::stoll(mine->front()[1].value_or("0"));

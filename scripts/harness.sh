@@ -414,7 +414,7 @@ write_config() {
 # yaml-language-server: \$schema=$REPO_DIR/schema/stackflip.schema.json
 apiVersion: stackflip/v1
 providers:
-  db: {type: postgres, connect_timeout_ms: 2000, statement_timeout_ms: 5000}
+  db: {type: postgres, connect_timeout_ms: 2000, statement_timeout_ms: 5000, pg_rewind: true}
   dns: {type: powerdns, url: "$PDNS_API_URL", api_key: "\${env:PDNS_API_KEY}"}
 groups:
   shop:

@@ -182,9 +182,14 @@ TEST_CASE("one group's failure does not stop another group") {
   Harness h(w, make_desired({make_group("standby", false, {"primary", "standby"}, "alpha"),
                              make_group("standby", false, {"primary", "standby"}, "beta")}));
   h.factory.wrap_traffic = [](std::unique_ptr<TrafficDriver> d) { return d; };
-  h.world.traffic["alpha"].up = false;  // alpha's traffic switch will be blocked
+  h.world.traffic["alpha"].up = false;  // alpha's traffic cannot follow a switch
   ApplyResult r = h.apply(h.plan());
   CHECK(r.exit_code() == 3);
   CHECK(h.world.traffic["beta"].target == "standby");
-  CHECK(h.world.stacks["alpha"]["primary"].maintenance);  // alpha did its pending prefix
+  // alpha's serving primary is not fenced for a switch traffic cannot follow.
+  CHECK_FALSE(h.world.stacks["alpha"]["primary"].maintenance);
+  CHECK(h.world.calls == Calls{"maintenance.on beta/primary", "replication.stop beta/standby",
+                               "database.promote beta/standby", "maintenance.off beta/standby",
+                               "traffic.switch beta to standby",
+                               "replication.start beta/primary from standby"});
 }

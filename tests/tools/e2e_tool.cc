@@ -12,6 +12,12 @@
 //     Polls both clusters (127.0.0.1 and 127.0.0.2) every 2 ms and counts the
 //     polls at which both accepted writes (primary, default_transaction_read_only
 //     off). Prints "observations N double_writable M"; exits 1 when M > 0.
+//   e2e_tool waitswitch RECORD DNS_PORT PG_PORT NEW_ADDRESS
+//     For the switchover benchmark, started just before `apply`: polls every
+//     millisecond and prints "dns_ms N write_ms M": when the record first
+//     answered NEW_ADDRESS, and when a write through the record was first
+//     acknowledged by the database there (an application's view). Gives up
+//     after 60 s (exit 1).
 //   e2e_tool check PG_HOST PG_PORT ACKED_FILE
 //     Counts acknowledged ids missing from the writes table at PG_HOST.
 //     Prints "acked N missing M"; exits 1 when M > 0.
@@ -142,6 +148,34 @@ int monitor(int pg_port, const std::string& stop) {
   return double_writable > 0 ? 1 : 0;
 }
 
+int waitswitch(const std::string& record, int dns_port, int pg_port, const std::string& addr) {
+  auto t0 = std::chrono::steady_clock::now();
+  auto ms = [&] {
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  double dns_ms = -1;
+  PGconn* conn = nullptr;
+  while (ms() < 60000) {
+    if (resolve(record, dns_port) == addr) {
+      if (dns_ms < 0) dns_ms = ms();
+      if (!conn || PQstatus(conn) != CONNECTION_OK) {
+        if (conn) PQfinish(conn);
+        conn = connect(addr, pg_port);
+      }
+      if (conn && exec_ok(conn, "INSERT INTO writes(id, host) VALUES (-2, 'bench') "
+                                "ON CONFLICT (id) DO UPDATE SET at = now()")) {
+        std::printf("dns_ms %.1f write_ms %.1f\n", dns_ms, ms());
+        PQfinish(conn);
+        return 0;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (conn) PQfinish(conn);
+  std::printf("dns_ms %.1f write_ms -1\n", dns_ms);
+  return 1;
+}
+
 int check(const std::string& host, int port, const std::string& acked_path) {
   PGconn* c = connect(host, port);
   if (!c) { std::fprintf(stderr, "cannot connect to %s:%d\n", host.c_str(), port); return 2; }
@@ -165,6 +199,8 @@ int main(int argc, char** argv) {
     return writer(argv[2], std::atoi(argv[3]), std::atoi(argv[4]), argv[5], argv[6],
                   argc == 8 ? std::atol(argv[7]) : 1);
   if (cmd == "monitor" && argc == 4) return monitor(std::atoi(argv[2]), argv[3]);
+  if (cmd == "waitswitch" && argc == 6)
+    return waitswitch(argv[2], std::atoi(argv[3]), std::atoi(argv[4]), argv[5]);
   if (cmd == "check" && argc == 5) return check(argv[2], std::atoi(argv[3]), argv[4]);
   std::fprintf(stderr, "usage: e2e_tool writer RECORD DNS_PORT PG_PORT ACKED STOP | monitor PG_PORT STOP | check HOST PORT ACKED\n");
   return 2;
