@@ -1,5 +1,7 @@
 #include "apply.h"
 
+#include <spdlog/spdlog.h>
+
 #include "planner.h"
 
 namespace stackflip {
@@ -143,6 +145,28 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
     if (o.progress) o.progress(r);
     std::string detail;
     Status st = execute(g, drivers, a, o, detail);
+    std::chrono::milliseconds pause(100);
+    for (int attempt = 1; !st.ok() && attempt <= o.retries; ++attempt) {
+      if (o.stop_requested && o.stop_requested->load()) break;
+      clock_.sleep_for(pause);
+      pause *= 2;
+      GroupObs again = drivers.observe();
+      std::vector<Action> again_plan;
+      plan_group(g, again, again_plan, unused);
+      if (!still_next(a, again_plan, g, again, done_unobservable)) {
+        // The failed call may have taken effect after all.
+        if (effect_holds(a, again)) st = Status::Ok();
+        break;
+      }
+      spdlog::info("{}: attempt {} failed ({}); trying again", std::string(to_string(a.kind)) + " " + a.stack,
+                   attempt, st.message());
+      Status next = execute(g, drivers, a, o, detail);
+      if (!next.ok())
+        next = Error{next.message() + " (attempt " + std::to_string(attempt + 1) + " of " +
+                         std::to_string(o.retries + 1) + ")",
+                     next.error().timeout};
+      st = next;
+    }
     StepOutcome outcome = st.ok() ? StepOutcome::ok
                                   : (st.error().timeout ? StepOutcome::timeout : StepOutcome::failed);
     int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - started).count();

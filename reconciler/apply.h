@@ -13,7 +13,9 @@
 //      write position once, after the fence, and polls the target's replay);
 //   5. re-observe with short, growing intervals until the expected effect is
 //      seen or the action's timeout passes;
-//   6. journal the end. The first failure stops that group.
+//   6. journal the end. A failed call is retried (ApplyOptions::retries,
+//      guard re-checked first); the first failure that remains stops that
+//      group.
 // Re-running is always safe: the next plan is derived from what is observed.
 #pragma once
 
@@ -44,6 +46,10 @@ class ActionLog {
 struct ApplyOptions {
   std::chrono::milliseconds action_timeout{30000};  // effect of one action to be observed
   std::chrono::milliseconds wait_timeout{120000};   // replication.wait
+  // A failed action is tried again this many times (with backoff: 100 ms,
+  // doubling), each time only if its guard still holds on fresh observation.
+  // Actions are idempotent by the driver contract (provider.h).
+  int retries = 2;
   std::string origin;                               // commit sha or "config:<digest>"
   const std::atomic<bool>* stop_requested = nullptr;
   int parallelism = 8;  // groups at a time

@@ -2,6 +2,8 @@
 // how failures, timeouts, guards and stops end a group.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+
 #include "apply.h"
 #include "builders.h"
 #include "fake_provider.h"
@@ -104,13 +106,14 @@ TEST_CASE("a failed promote stops the group at that step, with the driver's mess
   Harness h(steady_world(), make_desired({make_group("standby")}));
   h.factory.wrap_stack = [](std::unique_ptr<StackDriver> d, const std::string& stack) -> std::unique_ptr<StackDriver> {
     if (stack != "standby") return d;
-    return std::make_unique<FaultyStackDriver>(std::move(d), 2);  // 1: stop, 2: promote
+    return std::make_unique<FaultyStackDriver>(std::move(d), 2, false, /*sticky=*/true);  // 1: stop, 2: promote
   };
   ApplyResult r = h.apply(h.plan());
   CHECK(r.exit_code() == 1);
   REQUIRE(r.groups.size() == 1);
   CHECK(r.groups[0].stopped == StepOutcome::failed);
   CHECK(r.groups[0].steps.back().detail.find("injected failure") != std::string::npos);
+  CHECK(r.groups[0].steps.back().detail.find("attempt 3 of 3") != std::string::npos);
   CHECK(h.world.calls == Calls{"maintenance.on shop/primary", "replication.stop shop/standby"});
   CHECK(h.journal.back() == "journal end #4 failed");
   // The old primary is fenced and nothing is writable: safe. A re-run converges.
@@ -124,7 +127,7 @@ TEST_CASE("a driver call that times out is reported as a timeout") {
   Harness h(steady_world(), make_desired({make_group("standby")}));
   h.factory.wrap_stack = [](std::unique_ptr<StackDriver> d, const std::string& stack) -> std::unique_ptr<StackDriver> {
     if (stack != "primary") return d;
-    return std::make_unique<FaultyStackDriver>(std::move(d), 1, /*timeout=*/true);
+    return std::make_unique<FaultyStackDriver>(std::move(d), 1, /*timeout=*/true, /*sticky=*/true);
   };
   ApplyResult r = h.apply(h.plan());
   CHECK(r.exit_code() == 1);
@@ -192,4 +195,17 @@ TEST_CASE("one group's failure does not stop another group") {
                                "database.promote beta/standby", "maintenance.off beta/standby",
                                "traffic.switch beta to standby",
                                "replication.start beta/primary from standby"});
+}
+
+TEST_CASE("a transient driver failure is retried and the switch completes") {
+  Harness h(steady_world(), make_desired({make_group("standby")}));
+  h.factory.wrap_stack = [](std::unique_ptr<StackDriver> d, const std::string& stack) -> std::unique_ptr<StackDriver> {
+    if (stack != "standby") return d;
+    return std::make_unique<FaultyStackDriver>(std::move(d), 2);  // the first promote fails once
+  };
+  ApplyResult r = h.apply(h.plan());
+  CHECK(r.exit_code() == 0);
+  CHECK(h.plan().empty());
+  // The faulty wrapper fails before reaching the world, so the world saw one promote.
+  CHECK(std::count(h.world.calls.begin(), h.world.calls.end(), "database.promote shop/standby") == 1);
 }

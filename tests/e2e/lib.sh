@@ -93,3 +93,36 @@ e2e_finish() {
   echo "$E2E_PASSED passed, $E2E_FAILED failed"
   ((E2E_FAILED == 0))
 }
+
+# apply_hooked CONFIG K CMD...: runs `apply --auto-approve`; the moment its
+# K-th step reports ok, apply is frozen (SIGSTOP), CMD runs (stop a server,
+# freeze one, ...), and apply resumes: the fault is in place before the next
+# step starts. Output in $DIR/apply.txt; returns apply's exit code.
+on_step() { # K CMD...
+  local k=$1 n=0 line fired= pid=
+  shift
+  while IFS= read -r line; do
+    [[ -z $pid ]] && read -r pid <"$DIR/apply.pid"
+    [[ $line == *" ok in "* ]] && n=$((n + 1))
+    if ((n == k)) && [[ -z $fired ]]; then
+      fired=1
+      kill -STOP "$pid"
+      "$@"
+      kill -CONT "$pid"
+    fi
+    echo "$line" >>"$DIR/apply.txt"
+  done
+}
+apply_hooked() { # CONFIG K CMD...
+  local config=$1 rc
+  shift
+  : >"$DIR/apply.txt"
+  "$SF" apply -c "$config" --auto-approve > >(on_step "$@") 2>&1 &
+  local pid=$!
+  echo "$pid" >"$DIR/apply.pid"
+  wait "$pid"
+  rc=$?
+  sleep 0.2  # let the reader drain the pipe
+  return "$rc"
+}
+harness() { "$E2E_REPO/scripts/harness.sh" "$@" "$DIR" >/dev/null 2>&1; }
