@@ -19,6 +19,7 @@ const char* kConfigKey = "gitops.config";
 const char* kFileKey = "gitops.file";
 const char* kConvergedKey = "gitops.converged";
 const char* kObservedKey = "gitops.observed";
+const char* kNoticeKey = "gitops.last_notice";
 
 std::string short_sha(const std::string& sha) { return sha.substr(0, 12); }
 
@@ -135,7 +136,15 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
         std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - t0).count();
     if (Status s = journal_.record_run(rep.run); !s.ok())
       spdlog::error("cannot record the run: {}", s.message());
-    if (notifier_ && result != "no-changes") {
+    // Notify on applied, failed/invalid and blocked; the same outcome for the
+    // same commit (an invalid head seen every pass) is told once.
+    std::string notice = result + " " + rep.run.commit + " " + rep.run.error;
+    auto repeated = [&] {
+      auto last = journal_.get(kNoticeKey);
+      return result != "applied" && last.ok() && *last && **last == notice;
+    };
+    if (notifier_ && result != "no-changes" && !repeated()) {
+      (void)journal_.put(kNoticeKey, notice);
       std::string text = "stackflip " + source_.describe() + " @ " +
                          short_sha(rep.run.commit) + ": " + result;
       if (rep.run.actions) text += " (" + std::to_string(rep.run.actions) + " actions)";
