@@ -128,6 +128,7 @@ RUN_ARGS=(run --repo "$URL" --interval 1h --listen "127.0.0.1:$PORT" --webhook-s
 start_run() { "$SF" "${RUN_ARGS[@]}" >>"$DIR/run.log" 2>&1 & RUN_PID=$!; MY_PIDS="$MY_PIDS $RUN_PID"; }
 status_field() { curl -fsS "http://127.0.0.1:$PORT/status" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$1'))"; }
 passes() { grep -c "^pass: " "$DIR/run.log"; }
+converged_on() { [[ "$(status_field last_commit 2>/dev/null) $(status_field converged 2>/dev/null)" == "$1 True" ]]; }
 start_run
 check "run: /healthz answers" poll 10 curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz"
 check "run: first pass done" poll 10 test "$(passes)" -ge 1
@@ -172,7 +173,7 @@ poll 5 steps_started
 START_MS=$((($(date +%s%N) - T0) / 1000000))
 echo "webhook to first step: $START_MS ms"
 check "webhook: the switch starts within a second ($START_MS ms)" test "$START_MS" -lt 1000
-check "webhook: pass converges on the new commit" poll 20 test "$(status_field last_commit) $(status_field converged)" = "$C7 True"
+check "webhook: pass converges on the new commit" poll 20 converged_on "$C7"
 check_eq "webhook: DNS answers the primary" 127.0.0.1 "$(dns_answer)"
 
 echo "--- (f) SIGKILL mid-switch, restart converges"
@@ -184,7 +185,7 @@ kill -KILL "$RUN_PID"
 wait "$RUN_PID" 2>/dev/null
 echo "killed during: $(grep 'shop [0-9]/' "$DIR/run.log" | tail -1)"
 start_run
-check "restart: converges on the new commit" poll 30 test "$(status_field last_commit) $(status_field converged)" = "$C8 True"
+check "restart: converges on the new commit" poll 30 converged_on "$C8"
 check_eq "restart: DNS answers the standby" 127.0.0.2 "$(dns_answer)"
 check "restart: standby is primary" not_in_recovery 127.0.0.2
 check "restart: old primary streams from the new one" poll 10 streaming_from 127.0.0.1 127.0.0.2
