@@ -137,7 +137,9 @@ check_eq "run: /status converged" True "$(status_field converged)"
 curl -fsS "http://127.0.0.1:$PORT/metrics" >"$DIR/metrics.txt"
 check "run: /metrics counts passes" grep -q "^stackflip_reconcile_total 1$" "$DIR/metrics.txt"
 check "run: /metrics active stack" grep -q 'stackflip_group_active_stack{group="shop",stack="standby"} 1' "$DIR/metrics.txt"
-# What the CI examples run: plan a pull request against the published snapshot.
+# What the CI examples run: validate, then plan a pull request against the
+# published snapshot.
+check "run: CI validate of the repository file" "$SF" validate "$REPO/stackflip.yaml"
 curl -fsS "http://127.0.0.1:$PORT/observed" -o "$DIR/observed.json"
 check_eq "run: /observed is a snapshot plan accepts" 0 \
   "$("$SF" plan -c "$DIR/standby-active.yaml" --observed "$DIR/observed.json" -o markdown >"$DIR/pr.md"; echo $?)"
