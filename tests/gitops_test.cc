@@ -324,3 +324,45 @@ TEST_CASE("notifications post Slack-compatible JSON without secrets") {
   t.join();
   CHECK(got == R"({"text":"apply \"x\" failed: password=***\n"})");
 }
+
+TEST_CASE("with an OpenPGP keyring, only commits signed by a key in it are applied") {
+  Repo r;
+  std::string home = (r.dir / "gnupg").string();
+  std::filesystem::create_directory(home);
+  std::filesystem::permissions(home, std::filesystem::perms::owner_all);
+  setenv("GNUPGHOME", home.c_str(), 1);  // for gpg and for git's signing
+  for (const char* uid : {"Ops <ops@example.test>", "Stranger <stranger@example.test>"})
+    run({"gpg", "--batch", "--quiet", "--passphrase", "", "--quick-gen-key", uid, "ed25519",
+         "sign", "never"});
+  std::string keyring = (r.dir / "trusted.gpg").string();
+  run({"gpg", "--batch", "--quiet", "--output", keyring, "--export", "ops@example.test"});
+  auto signing = [](const std::string& who) {
+    return std::vector<std::string>{"-c", "gpg.format=openpgp", "-c", "user.signingkey=" + who,
+                                    "-c", "commit.gpgsign=true"};
+  };
+  ReconcileSettings s = fast_settings();
+  s.require_signed = true;
+  s.trust.gpg_keyring = keyring;
+  GitSource src(r.source_options());
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), s);
+
+  r.commit(config("primary"), signing("ops@example.test"));
+  PassReport p = rec.pass();
+  INFO(p.run.error);
+  CHECK(p.run.result == "no-changes");
+
+  r.commit(config("standby"), signing("stranger@example.test"));
+  p = rec.pass();
+  CHECK(p.exit_code == 1);
+  CHECK(p.run.error.find("not in " + keyring) != std::string::npos);
+  CHECK(r.world.traffic["shop"].target == "primary");
+
+  SECTION("an SSH-signed commit needs an allowed-signers file") {
+    CommitSignature ssh{"-----BEGIN SSH SIGNATURE-----\n...", "data"};
+    Status v = verify_commit_signature("0123456789abcdef", ssh, s.trust);
+    CHECK(v.message() ==
+          "commit 0123456789ab has an SSH signature but no --allowed-signers file is configured");
+  }
+  run({"gpgconf", "--kill", "all"});
+  unsetenv("GNUPGHOME");
+}
