@@ -1,13 +1,12 @@
 #include "git_source.h"
 
+#include <git2.h>
+#include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
 #include <cstdlib>
 #include <mutex>
 #include <regex>
-
-#include <git2.h>
-#include <spdlog/spdlog.h>
 
 #include "secret.h"
 #include "subprocess.h"

@@ -78,8 +78,8 @@ Status Reconciler::restore_from_store() {
   std::string name = file.ok() && file->has_value() ? **file : s_.file;
   LoadResult lr = load_desired_text(name, **text);
   if (!lr.desired)
-    return Err("the stored config of commit " + short_sha(**commit) +
-               " no longer loads:\n" + format_diagnostics(lr.errors));
+    return Err("the stored config of commit " + short_sha(**commit) + " no longer loads:\n" +
+               format_diagnostics(lr.errors));
   fleet_.clear();
   desired_ = std::make_unique<DesiredState>(std::move(*lr.desired));
   commit_ = **commit;
@@ -145,8 +145,8 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
     };
     if (notifier_ && result != "no-changes" && !repeated()) {
       (void)journal_.put(kNoticeKey, notice);
-      std::string text = "stackflip " + source_.describe() + " @ " +
-                         short_sha(rep.run.commit) + ": " + result;
+      std::string text =
+          "stackflip " + source_.describe() + " @ " + short_sha(rep.run.commit) + ": " + result;
       if (rep.run.actions) text += " (" + std::to_string(rep.run.actions) + " actions)";
       if (!rep.run.error.empty()) text += "\n" + rep.run.error;
       notifier_->notify(result == "invalid" ? "failed" : result, text);
@@ -157,7 +157,8 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   if (!error.empty()) {
     rep.run.error = error;
     if (!desired_) return finish(bad_result, 1);
-    rep.run.error += "\n(drift is corrected against the last valid commit " + short_sha(commit_) + ")";
+    rep.run.error +=
+        "\n(drift is corrected against the last valid commit " + short_sha(commit_) + ")";
   }
 
   // observe → plan → apply against the commit in force.

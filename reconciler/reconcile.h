@@ -53,17 +53,17 @@ struct ReconcileSettings {
 };
 
 struct GroupStatus {
-  std::string active;       // desired active stack
-  bool converged = false;   // nothing left to do after this pass
-  size_t drift = 0;         // actions the pass found necessary
+  std::string active;                  // desired active stack
+  bool converged = false;              // nothing left to do after this pass
+  size_t drift = 0;                    // actions the pass found necessary
   std::optional<std::string> traffic;  // observed traffic target
 };
 
 struct PassReport {
   RunRecord run;
-  int exit_code = 0;             // 0 ok, 1 error / invalid, 3 blocked (DESIGN.md)
-  bool idle = false;             // head unchanged: config not re-read
-  std::string commit_in_force;   // whose desired state was planned against ("" = none)
+  int exit_code = 0;                      // 0 ok, 1 error / invalid, 3 blocked (DESIGN.md)
+  bool idle = false;                      // head unchanged: config not re-read
+  std::string commit_in_force;            // whose desired state was planned against ("" = none)
   std::optional<ObservedState> observed;  // the latest observation (after apply, if any)
   std::map<std::string, GroupStatus> groups;
   bool converged() const {

@@ -1,7 +1,11 @@
 #include "server.h"
 
 #include <fcntl.h>
+#include <httplib.h>
 #include <pthread.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <spdlog/spdlog.h>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -14,12 +18,8 @@
 #include <regex>
 #include <thread>
 
-#include <httplib.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-#include <spdlog/spdlog.h>
-
 #include "digest.h"
+#include "render.h"
 #include "snapshot.h"
 
 namespace stackflip {
@@ -83,7 +83,7 @@ std::string status_json(const PassReport* last, const std::string& repo) {
     str("last_commit", last->run.commit);
     str("commit_in_force", last->commit_in_force);
     str("last_result", last->run.result);
-    str("last_error", last->run.error);
+    str("last_error", redact_secrets(last->run.error));
     str("last_started_at", last->run.started_at);
     w.Key("last_duration_ms");
     w.Int64(last->run.duration_ms);
@@ -100,7 +100,10 @@ std::string status_json(const PassReport* last, const std::string& repo) {
       w.Key("drift_actions");
       w.Uint64(g.drift);
       w.Key("traffic");
-      if (g.traffic) w.String(g.traffic->c_str()); else w.Null();
+      if (g.traffic)
+        w.String(g.traffic->c_str());
+      else
+        w.Null();
       w.EndObject();
     }
     w.EndObject();
@@ -135,8 +138,7 @@ struct Shared {
 };
 
 double unix_now() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-      .count();
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 }  // namespace

@@ -50,10 +50,10 @@ class StateLock {
 
 struct RunSettings {
   std::chrono::milliseconds interval{30000};
-  double jitter = 0.1;             // fraction of interval added at random
-  std::string listen;              // "127.0.0.1:9090"; empty = no HTTP endpoint
-  std::string webhook_secret;      // resolved; empty = /webhook disabled
-  std::string repo_description;    // for /status
+  double jitter = 0.1;           // fraction of interval added at random
+  std::string listen;            // "127.0.0.1:9090"; empty = no HTTP endpoint
+  std::string webhook_secret;    // resolved; empty = /webhook disabled
+  std::string repo_description;  // for /status
 };
 
 // True when `header` is "sha256=<hex>" and hex is the HMAC-SHA256 of `body`

@@ -56,8 +56,8 @@ Status verify_ssh(const std::string& commit, const CommitSignature& sig, const T
     return Err("commit " + short_sha(commit) + " is signed by a key that is not in " +
                t.allowed_signers);
   SubprocessOptions verify;
-  verify.argv = {"ssh-keygen", "-Y",    "verify", "-f", t.allowed_signers, "-I",
-                 principal,    "-n",    "git",    "-s", sigfile};
+  verify.argv = {"ssh-keygen", "-Y",  "verify", "-f",   t.allowed_signers, "-I", principal,
+                 "-n",         "git", "-s",     sigfile};
   verify.stdin_data = sig.signed_data;
   verify.timeout = std::chrono::milliseconds(10000);
   auto v = run_subprocess(verify);
@@ -78,10 +78,11 @@ Status verify_gpg(const std::string& commit, const CommitSignature& sig, const T
     return Err("cannot write a temporary file to check the signature");
   std::string keyring = std::filesystem::absolute(t.gpg_keyring).string();
   SubprocessOptions so;
-  so.argv = {"gpg",         "--batch",     "--no-tty",           "--homedir",
-             dir.path(),    "--no-default-keyring", "--keyring", keyring,
-             "--trust-model", "always",    "--status-fd",        "1",
-             "--verify",    sigfile,       "-"};
+  so.argv = {"gpg",       "--batch",     "--no-tty",
+             "--homedir", dir.path(),    "--no-default-keyring",
+             "--keyring", keyring,       "--trust-model",
+             "always",    "--status-fd", "1",
+             "--verify",  sigfile,       "-"};
   so.stdin_data = sig.signed_data;
   so.timeout = std::chrono::milliseconds(10000);
   auto r = run_subprocess(so);
@@ -93,14 +94,13 @@ Status verify_gpg(const std::string& commit, const CommitSignature& sig, const T
       r->out.find("[GNUPG:] ERRSIG") != std::string::npos)
     return Err("commit " + short_sha(commit) + " is signed by a key that is not in " +
                t.gpg_keyring);
-  return Err("commit " + short_sha(commit) + " has a bad OpenPGP signature: " +
-             trim_output(r->err, 300));
+  return Err("commit " + short_sha(commit) +
+             " has a bad OpenPGP signature: " + trim_output(r->err, 300));
 }
 
 }  // namespace
 
-Status verify_commit_signature(const std::string& commit,
-                               const std::optional<CommitSignature>& sig,
+Status verify_commit_signature(const std::string& commit, const std::optional<CommitSignature>& sig,
                                const TrustConfig& trust) {
   if (!sig) return Err("commit " + short_sha(commit) + " is not signed (signatures are required)");
   if (sig->signature.rfind("-----BEGIN SSH SIGNATURE-----", 0) == 0)

@@ -26,8 +26,7 @@ struct TrustConfig {
 };
 
 // `commit` is only used in messages. `sig` is nullopt for an unsigned commit.
-Status verify_commit_signature(const std::string& commit,
-                               const std::optional<CommitSignature>& sig,
+Status verify_commit_signature(const std::string& commit, const std::optional<CommitSignature>& sig,
                                const TrustConfig& trust);
 
 }  // namespace stackflip

@@ -1,13 +1,12 @@
 // The GitOps pass on a real local Git repository (made by the test with the
 // git CLI) and the fake drivers: switches by commit, invalid commits, idle
 // passes, force-pushes, signatures; plus the run loop's small pieces.
+#include <httplib.h>
 #include <stdlib.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
-
-#include <catch2/catch.hpp>
-#include <httplib.h>
 
 #include "digest.h"
 #include "fake_provider.h"
@@ -27,10 +26,13 @@ std::string config(const std::string& active) {
   return "apiVersion: stackflip/v1\n"
          "providers:\n"
          "  db: {type: postgres}\n"
-         "  dns: {type: powerdns, url: \"http://127.0.0.1:8081\", api_key: \"${env:PDNS_API_KEY}\"}\n"
+         "  dns: {type: powerdns, url: \"http://127.0.0.1:8081\", api_key: "
+         "\"${env:PDNS_API_KEY}\"}\n"
          "groups:\n"
          "  shop:\n"
-         "    active: " + active + "\n"
+         "    active: " +
+         active +
+         "\n"
          "    stacks:\n"
          "      primary: {provider: db, dsn: \"host=127.0.0.1\", address: 127.0.0.1}\n"
          "      standby: {provider: db, dsn: \"host=127.0.0.2\", address: 127.0.0.2}\n"
@@ -57,7 +59,8 @@ struct Repo {
   std::unique_ptr<Journal> journal;
 
   Repo() {
-    std::string tmpl = (std::filesystem::temp_directory_path() / "stackflip-gitops-XXXXXX").string();
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "stackflip-gitops-XXXXXX").string();
     dir = mkdtemp(tmpl.data());
     work = (dir / "work").string();
     state = (dir / "state.db").string();
@@ -226,7 +229,7 @@ TEST_CASE("with signatures required, only commits signed by a trusted SSH key ar
   std::string signers = (r.dir / "allowed_signers").string();
   std::ofstream(signers) << "ops@example.test " << pub << "\n";
   auto signing = [](const std::string& k) {
-    return std::vector<std::string>{"-c", "gpg.format=ssh", "-c", "user.signingkey=" + k,
+    return std::vector<std::string>{"-c", "gpg.format=ssh",     "-c", "user.signingkey=" + k,
                                     "-c", "commit.gpgsign=true"};
   };
   ReconcileSettings s = fast_settings();
@@ -283,8 +286,8 @@ TEST_CASE("a second process cannot take the state lock") {
   // flock locks belong to the open file description: a second open conflicts.
   auto second = StateLock::acquire(r.state);
   REQUIRE_FALSE(second.ok());
-  CHECK(second.error().message.find("another stackflip process (pid " +
-                                    std::to_string(getpid())) == 0);
+  CHECK(second.error().message.find("another stackflip process (pid " + std::to_string(getpid())) ==
+        0);
   first->reset();
   CHECK(StateLock::acquire(r.state).ok());
 }
@@ -299,13 +302,19 @@ TEST_CASE("metrics and status describe the last pass") {
   m.record(p, 1700000000);
   std::string text = m.prometheus();
   CHECK(text.find("stackflip_reconcile_total 1\n") != std::string::npos);
-  CHECK(text.find("stackflip_reconcile_duration_seconds_bucket{le=\"0.05\"} 1\n") != std::string::npos);
-  CHECK(text.find("stackflip_reconcile_duration_seconds_bucket{le=\"0.025\"} 0\n") != std::string::npos);
-  CHECK(text.find("stackflip_group_active_stack{group=\"shop\",stack=\"standby\"} 1") != std::string::npos);
+  CHECK(text.find("stackflip_reconcile_duration_seconds_bucket{le=\"0.05\"} 1\n") !=
+        std::string::npos);
+  CHECK(text.find("stackflip_reconcile_duration_seconds_bucket{le=\"0.025\"} 0\n") !=
+        std::string::npos);
+  CHECK(text.find("stackflip_group_active_stack{group=\"shop\",stack=\"standby\"} 1") !=
+        std::string::npos);
   CHECK(text.find("stackflip_group_drift_actions{group=\"shop\"} 6") != std::string::npos);
   CHECK(text.find("stackflip_last_success_timestamp_seconds 1.7e+09") != std::string::npos);
   std::string js = status_json(&p, "repo@main");
-  CHECK(js.find(R"("groups":{"shop":{"active":"standby","converged":true,"drift_actions":6,"traffic":"standby"}})") != std::string::npos);
+  CHECK(
+      js.find(
+          R"("groups":{"shop":{"active":"standby","converged":true,"drift_actions":6,"traffic":"standby"}})") !=
+      std::string::npos);
 }
 
 TEST_CASE("notifications post Slack-compatible JSON without secrets") {
@@ -332,8 +341,8 @@ TEST_CASE("with an OpenPGP keyring, only commits signed by a key in it are appli
   std::filesystem::permissions(home, std::filesystem::perms::owner_all);
   setenv("GNUPGHOME", home.c_str(), 1);  // for gpg and for git's signing
   for (const char* uid : {"Ops <ops@example.test>", "Stranger <stranger@example.test>"})
-    run({"gpg", "--batch", "--quiet", "--passphrase", "", "--quick-gen-key", uid, "ed25519",
-         "sign", "never"});
+    run({"gpg", "--batch", "--quiet", "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign",
+         "never"});
   std::string keyring = (r.dir / "trusted.gpg").string();
   run({"gpg", "--batch", "--quiet", "--output", keyring, "--export", "ops@example.test"});
   auto signing = [](const std::string& who) {
