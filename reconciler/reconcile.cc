@@ -17,6 +17,7 @@ namespace {
 const char* kCommitKey = "gitops.commit";
 const char* kConfigKey = "gitops.config";
 const char* kFileKey = "gitops.file";
+const char* kVerifiedKey = "gitops.verified";  // "1": the commit in force passed a signature check
 const char* kConvergedKey = "gitops.converged";
 const char* kObservedKey = "gitops.observed";
 const char* kNoticeKey = "gitops.last_notice";
@@ -55,6 +56,10 @@ void fill_groups(PassReport& rep, const DesiredState& d, const Plan& first, cons
 
 }  // namespace
 
+namespace {
+const std::string kOne = "1", kZero = "0";
+}  // namespace
+
 void Reconciler::adopt(std::string commit, std::string text, DesiredState d) {
   fleet_.clear();  // drivers refer to the old desired state
   desired_ = std::make_unique<DesiredState>(std::move(d));
@@ -62,7 +67,8 @@ void Reconciler::adopt(std::string commit, std::string text, DesiredState d) {
   // Stored before anything is applied: a restart resumes toward this commit.
   for (auto [k, v] : {std::pair<const char*, const std::string*>{kCommitKey, &commit_},
                       {kConfigKey, &text},
-                      {kFileKey, &desired_->source}})
+                      {kFileKey, &desired_->source},
+                      {kVerifiedKey, s_.require_signed ? &kOne : &kZero}})
     if (Status s = journal_.put(k, *v); !s.ok())
       spdlog::warn("cannot store the commit in force: {}", s.message());
 }
@@ -75,6 +81,10 @@ Status Reconciler::restore_from_store() {
   if (!commit.ok()) return commit.status();
   if (!text.ok()) return text.status();
   if (!commit->has_value() || !text->has_value()) return Status::Ok();
+  // Signatures required now but the commit in force was adopted without a
+  // check: do not trust it; the head is verified like a new commit.
+  auto verified = journal_.get(kVerifiedKey);
+  if (s_.require_signed && !(verified.ok() && *verified && **verified == "1")) return Status::Ok();
   std::string name = file.ok() && file->has_value() ? **file : s_.file;
   LoadResult lr = load_desired_text(name, **text);
   if (!lr.desired)

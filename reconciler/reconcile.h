@@ -15,6 +15,9 @@
 // that commit), because the loop exists to keep reality at the last
 // known-good desired state. An unreachable repository is handled the same way
 // (result "failed"). With no valid commit ever seen, nothing is observed.
+// With signatures required, a stored commit that was adopted without a
+// signature check (kv "gitops.verified" != "1") is not trusted after a
+// restart: the head is verified as if new.
 //
 // Idle pass: when the head equals the commit in force, the config is neither
 // read from Git nor loaded again (a Reconciler keeps it in memory; a fresh

@@ -259,6 +259,24 @@ TEST_CASE("with signatures required, only commits signed by a trusted SSH key ar
   CHECK(r.world.traffic["shop"].target == "standby");
 }
 
+TEST_CASE("a commit adopted before signatures were required is not trusted after a restart") {
+  Repo r;
+  r.commit(config("primary"));
+  GitSource plain_src(r.source_options());
+  Reconciler plain(plain_src, *r.journal, r.factory, real_clock(), fast_settings());
+  REQUIRE(plain.pass().run.result == "no-changes");
+  ReconcileSettings s = fast_settings();
+  s.require_signed = true;
+  s.trust.allowed_signers = (r.dir / "allowed_signers").string();
+  GitSource src(r.source_options());
+  Reconciler strict(src, *r.journal, r.factory, real_clock(), s);
+  PassReport p = strict.pass();
+  CHECK_FALSE(p.idle);
+  CHECK(p.run.result == "invalid");
+  CHECK(p.run.error.find("is not signed") != std::string::npos);
+  CHECK_FALSE(p.observed);
+}
+
 TEST_CASE("webhook signatures are GitHub's X-Hub-Signature-256") {
   std::string body = R"({"ref":"refs/heads/main"})";
   std::string good = "sha256=" + hmac_sha256_hex("s3cret", body);
