@@ -21,7 +21,13 @@
 #include "observe.h"
 #include "plan_json.h"
 #include "planner.h"
+#include "digest.h"
+#include "git_source.h"
+#include "notify.h"
+#include "reconcile.h"
 #include "render.h"
+#include "secret.h"
+#include "server.h"
 #include "snapshot.h"
 
 namespace stackflip {
@@ -89,6 +95,12 @@ struct Options {
   size_t limit = 50;
   std::string group;
   int verbose = 0;
+  // reconcile / run
+  std::string repo, ref = "main", repo_file = "stackflip.yaml", cache_dir;
+  bool require_signed = false;
+  std::string allowed_signers, gpg_keyring, git_token, ssh_key, notify_url;
+  std::string interval = "30s", listen, webhook_secret;
+  double jitter = 0.1;
 };
 
 int cmd_validate(const Options& o) {
@@ -269,6 +281,134 @@ int cmd_history(const Options& o) {
   return 0;
 }
 
+
+// ------------------------------------------------------------------ gitops
+
+std::string state_path(const Options& o) { return o.state.empty() ? default_state_path() : o.state; }
+
+// The Git cache lives next to the state store, one folder per repository URL.
+std::string cache_dir_for(const Options& o) {
+  if (!o.cache_dir.empty()) return o.cache_dir;
+  std::string state = state_path(o);
+  auto slash = state.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : state.substr(0, slash);
+  std::string git = dir + "/git";
+  ::mkdir(git.c_str(), 0700);
+  return git + "/" + sha256_hex(o.repo).substr(0, 16);
+}
+
+struct GitopsSetup {
+  std::unique_ptr<Journal> journal;
+  std::unique_ptr<StateLock> lock;
+  std::unique_ptr<GitSource> source;
+  std::unique_ptr<Notifier> notifier;
+  RealDriverFactory factory;
+  std::unique_ptr<Reconciler> reconciler;
+};
+
+void setup_gitops(const Options& o, GitopsSetup& g) {
+  if (o.require_signed && o.allowed_signers.empty() && o.gpg_keyring.empty())
+    throw Fatal("--require-signed needs trusted keys: --allowed-signers FILE and/or --gpg-keyring FILE");
+  if (!o.git_token.empty() && !is_secret_reference(o.git_token))
+    throw Fatal("--git-token must be a secret reference (${env:NAME} or ${file:PATH}), not the token");
+  g.journal = open_journal(state_path(o));
+  auto lock = StateLock::acquire(state_path(o));
+  if (!lock.ok()) throw Fatal(lock.error().message);
+  g.lock = std::move(*lock);
+  GitSourceOptions go;
+  go.url = o.repo;
+  go.ref = o.ref;
+  go.cache_dir = cache_dir_for(o);
+  go.token = o.git_token;
+  go.ssh_key = o.ssh_key;
+  g.source = std::make_unique<GitSource>(go);
+  if (!o.notify_url.empty()) g.notifier = std::make_unique<WebhookNotifier>(o.notify_url);
+  ReconcileSettings rs;
+  rs.file = o.repo_file;
+  rs.ref = o.ref;
+  rs.require_signed = o.require_signed;
+  rs.trust.allowed_signers = o.allowed_signers;
+  rs.trust.gpg_keyring = o.gpg_keyring;
+  rs.apply.progress = print_step;
+  g.reconciler = std::make_unique<Reconciler>(*g.source, *g.journal, g.factory, real_clock(),
+                                              rs, g.notifier.get());
+}
+
+int cmd_reconcile(const Options& o) {
+  GitopsSetup g;
+  setup_gitops(o, g);
+  std::signal(SIGTERM, on_stop_signal);
+  std::signal(SIGINT, on_stop_signal);
+  PassReport rep = g.reconciler->pass(&g_stop);
+  std::cout << "reconcile " << g.source->describe() << " at " << rep.run.commit.substr(0, 12)
+            << ": " << rep.run.result << (rep.idle ? " (head unchanged)" : "") << ", "
+            << rep.run.actions << " action" << (rep.run.actions == 1 ? "" : "s") << " in "
+            << rep.run.duration_ms << " ms\n";
+  if (!rep.run.error.empty()) std::cerr << rep.run.error << "\n";
+  return rep.exit_code;
+}
+
+int cmd_run(const Options& o) {
+  RunSettings rs;
+  auto interval = parse_duration(o.interval);
+  if (!interval.ok()) throw Fatal("--interval: " + interval.error().message);
+  rs.interval = *interval;
+  rs.jitter = o.jitter;
+  rs.listen = o.listen;
+  if (!o.webhook_secret.empty()) {
+    if (!is_secret_reference(o.webhook_secret))
+      throw Fatal("--webhook-secret must be a secret reference (${env:NAME} or ${file:PATH})");
+    auto s = resolve_secret(o.webhook_secret);
+    if (!s.ok()) throw Fatal("--webhook-secret: " + s.error().message);
+    if (s->empty()) throw Fatal("--webhook-secret: the secret is empty");
+    rs.webhook_secret = *s;
+  }
+  GitopsSetup g;
+  setup_gitops(o, g);
+  rs.repo_description = g.source->describe();
+  std::cout << "stackflip run: " << rs.repo_description << " file " << o.repo_file << " every "
+            << o.interval << " (pid " << ::getpid() << ")" << std::endl;
+  return run_loop(*g.reconciler, rs);
+}
+
+int cmd_status(const Options& o) {
+  auto journal = open_journal(state_path(o));
+  auto commit = journal->get("gitops.commit");
+  auto file = journal->get("gitops.file");
+  auto converged = journal->get("gitops.converged");
+  auto good = journal->last_good_run();
+  auto runs = journal->runs(o.limit);
+  if (!runs.ok()) throw Fatal(runs.error().message);
+  std::cout << "Commit in force: "
+            << (commit.ok() && *commit ? **commit + (file.ok() && *file ? " (" + **file + ")" : "")
+                                       : std::string("none yet"))
+            << "\n";
+  if (converged.ok() && *converged)
+    std::cout << "Converged:       " << (**converged == "1" ? "yes" : "no") << "\n";
+  if (good.ok() && *good)
+    std::cout << "Last good run:   " << (*good)->commit.substr(0, 12) << " " << (*good)->result
+              << " at " << (*good)->finished_at << "\n";
+  else
+    std::cout << "Last good run:   none\n";
+  if (runs->empty()) {
+    std::cout << "No reconcile runs recorded yet.\n";
+    return 0;
+  }
+  std::cout << "\nRecent runs (newest first):\n";
+  char line[512];
+  std::snprintf(line, sizeof line, "  %-24s %-12s %-10s %7s %9s  %s\n", "STARTED", "COMMIT",
+                "RESULT", "ACTIONS", "DURATION", "ERROR");
+  std::cout << line;
+  for (const auto& r : *runs) {
+    std::string err = r.error.substr(0, r.error.find('\n'));
+    std::snprintf(line, sizeof line, "  %-24s %-12s %-10s %7d %7lld ms  %s\n",
+                  r.started_at.c_str(), r.commit.substr(0, 12).c_str(), r.result.c_str(),
+                  r.actions, static_cast<long long>(r.duration_ms), err.c_str());
+    std::cout << line;
+  }
+  return 0;
+}
+
 }  // namespace
 
 int run_cli(int argc, char** argv) {
@@ -283,6 +423,20 @@ int run_cli(int argc, char** argv) {
   Options o;
   app.add_flag("-v,--verbose", o.verbose, "More log output on stderr (-vv for debug)");
 
+  auto add_gitops_options = [&](CLI::App& c) {
+    c.add_option("--repo", o.repo, "Git repository: path, file://, https:// or ssh URL")->required();
+    c.add_option("--ref", o.ref, "Branch (default main)");
+    c.add_option("--file", o.repo_file, "Config path inside the repository (default stackflip.yaml)");
+    c.add_option("--state", o.state, "State store (default $STACKFLIP_STATE_DIR/state.db or .stackflip/state.db)");
+    c.add_option("--cache-dir", o.cache_dir, "Git cache folder (default next to the state store)");
+    c.add_flag("--require-signed", o.require_signed, "Apply only commits signed by a trusted key");
+    c.add_option("--allowed-signers", o.allowed_signers, "ssh-keygen allowed-signers file");
+    c.add_option("--gpg-keyring", o.gpg_keyring, "OpenPGP keyring of trusted keys");
+    c.add_option("--git-token", o.git_token, "HTTPS token as a secret reference (${env:NAME})");
+    c.add_option("--ssh-key", o.ssh_key, "SSH private key file (default: the SSH agent)");
+    c.add_option("--notify-url", o.notify_url,
+                 "Slack-compatible webhook URL (or ${env:NAME}) for applied/failed/blocked");
+  };
   struct Command {
     const char* name;
     const char* description;
@@ -313,6 +467,23 @@ int run_cli(int argc, char** argv) {
          c.add_option("PLAN", o.plan_file, "A plan saved with `plan --out`");
          c.add_flag("--auto-approve", o.auto_approve, "Do not ask for confirmation");
          c.add_option("--state", o.state, "State store (default $STACKFLIP_STATE_DIR/state.db or .stackflip/state.db)");
+       }},
+      {"reconcile", "One GitOps pass: fetch, verify, load, observe, plan, apply, record",
+       cmd_reconcile, [&](CLI::App& c) { add_gitops_options(c); }},
+      {"run", "The periodic reconcile job with webhook, SIGHUP and an HTTP endpoint", cmd_run,
+       [&](CLI::App& c) {
+         add_gitops_options(c);
+         c.add_option("--interval", o.interval, "Time between passes (30s, 5m, ...)");
+         c.add_option("--jitter", o.jitter, "Random extra delay, fraction of the interval")
+             ->check(CLI::Range(0.0, 1.0));
+         c.add_option("--listen", o.listen, "HTTP endpoint, e.g. 127.0.0.1:9090");
+         c.add_option("--webhook-secret", o.webhook_secret,
+                      "Secret reference (${env:NAME}) for POST /webhook signatures");
+       }},
+      {"status", "Show the commit in force, the last good run and recent runs", cmd_status,
+       [&](CLI::App& c) {
+         c.add_option("--state", o.state, "State store");
+         c.add_option("-n,--limit", o.limit, "How many runs")->default_val(10);
        }},
       {"history", "Show the journal of applied actions", cmd_history,
        [&](CLI::App& c) {

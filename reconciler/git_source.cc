@@ -1,0 +1,240 @@
+#include "git_source.h"
+
+#include <git2.h>
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <mutex>
+#include <regex>
+
+#include "secret.h"
+#include "subprocess.h"
+
+namespace stackflip {
+
+namespace {
+
+void init_libgit2() {
+  static std::once_flag once;
+  std::call_once(once, [] { git_libgit2_init(); });
+}
+
+std::string last_git_error() {
+  const git_error* e = git_error_last();
+  return e && e->message ? e->message : "unknown libgit2 error";
+}
+
+std::string short_sha(const std::string& sha) { return sha.substr(0, 12); }
+
+std::string branch_ref(const std::string& ref) {
+  const std::string heads = "refs/heads/";
+  return ref.rfind(heads, 0) == 0 ? ref.substr(heads.size()) : ref;
+}
+
+std::string base64(const unsigned char* p, size_t n) {
+  static const char* t = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = p[i] << 16 | (i + 1 < n ? p[i + 1] << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+    out += t[v >> 18 & 63];
+    out += t[v >> 12 & 63];
+    out += i + 1 < n ? t[v >> 6 & 63] : '=';
+    out += i + 2 < n ? t[v & 63] : '=';
+  }
+  return out;
+}
+
+struct CallbackState {
+  const GitSourceOptions* o;
+  int credential_calls = 0;
+  std::string error;  // set by a callback that refused
+};
+
+int credentials_cb(git_credential** out, const char* url, const char* user_from_url,
+                   unsigned int allowed, void* payload) {
+  auto* st = static_cast<CallbackState*>(payload);
+  if (++st->credential_calls > 1) {  // libgit2 asks again after a rejection
+    st->error = "authentication failed for " + redact_url(url ? url : "");
+    return GIT_EUSER;
+  }
+  const GitSourceOptions& o = *st->o;
+  if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) && !o.token.empty()) {
+    auto token = resolve_secret(o.token);
+    if (!token.ok()) {
+      st->error = "git token: " + token.error().message;
+      return GIT_EUSER;
+    }
+    return git_credential_userpass_plaintext_new(out, "x-access-token", token->c_str());
+  }
+  std::string user = user_from_url && *user_from_url ? user_from_url
+                     : o.ssh_user.empty()            ? "git"
+                                                     : o.ssh_user;
+  if (allowed & GIT_CREDENTIAL_USERNAME) return git_credential_username_new(out, user.c_str());
+  if (allowed & GIT_CREDENTIAL_SSH_KEY) {
+    if (!o.ssh_key.empty())
+      return git_credential_ssh_key_new(out, user.c_str(), nullptr, o.ssh_key.c_str(), nullptr);
+    return git_credential_ssh_key_from_agent(out, user.c_str());
+  }
+  st->error = "no credentials for " + redact_url(url ? url : "") +
+              " (HTTPS: --git-token ${env:NAME}; SSH: --ssh-key FILE or an agent)";
+  return GIT_EUSER;
+}
+
+// SSH host keys must be in ~/.ssh/known_hosts (or $SSH_KNOWN_HOSTS): looked
+// up with `ssh-keygen -F`, which understands hashed entries.
+int certificate_cb(git_cert* cert, int valid, const char* host, void* payload) {
+  auto* st = static_cast<CallbackState*>(payload);
+  if (cert->cert_type != GIT_CERT_HOSTKEY_LIBSSH2) return valid ? 0 : GIT_PASSTHROUGH;
+  auto* hk = reinterpret_cast<git_cert_hostkey*>(cert);
+  if (!(hk->type & GIT_CERT_SSH_RAW) || !hk->hostkey) {
+    st->error = "SSH host key of " + std::string(host) + " cannot be checked";
+    return GIT_EUSER;
+  }
+  std::string key = base64(reinterpret_cast<const unsigned char*>(hk->hostkey), hk->hostkey_len);
+  std::string known = std::getenv("SSH_KNOWN_HOSTS") ? std::getenv("SSH_KNOWN_HOSTS")
+                      : std::getenv("HOME") ? std::string(std::getenv("HOME")) + "/.ssh/known_hosts"
+                                            : "";
+  SubprocessOptions so;
+  so.argv = {"ssh-keygen", "-F", host, "-f", known};
+  so.timeout = std::chrono::milliseconds(5000);
+  auto r = run_subprocess(so);
+  if (r.ok() && r->out.find(" " + key) != std::string::npos) return 0;
+  st->error = "SSH host key of " + std::string(host) + " is not in " + known +
+              " (add it with ssh-keyscan after checking its fingerprint)";
+  return GIT_EUSER;
+}
+
+}  // namespace
+
+std::string redact_url(const std::string& url) {
+  static const std::regex creds(R"(^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@)");
+  return std::regex_replace(url, creds, "$1***@");
+}
+
+struct GitSource::Impl {
+  git_repository* repo = nullptr;
+  ~Impl() { git_repository_free(repo); }
+};
+
+GitSource::GitSource(GitSourceOptions options) : impl_(new Impl), o_(std::move(options)) {
+  init_libgit2();
+  o_.ref = branch_ref(o_.ref);
+}
+GitSource::~GitSource() = default;
+
+std::string GitSource::describe() const { return redact_url(o_.url) + "@" + o_.ref; }
+
+Status GitSource::open_cache() {
+  if (impl_->repo) return Status::Ok();
+  if (o_.cache_dir.empty()) return Err("git: no cache folder given");
+  struct stat sb;
+  int rc = ::stat((o_.cache_dir + "/HEAD").c_str(), &sb) == 0
+               ? git_repository_open_bare(&impl_->repo, o_.cache_dir.c_str())
+               : git_repository_init(&impl_->repo, o_.cache_dir.c_str(), /*bare=*/1);
+  if (rc < 0) return Err("git cache " + o_.cache_dir + ": " + last_git_error());
+  git_remote* remote = nullptr;
+  if (git_remote_lookup(&remote, impl_->repo, "origin") == 0) {
+    if (std::string(git_remote_url(remote)) != o_.url &&
+        git_remote_set_url(impl_->repo, "origin", o_.url.c_str()) < 0) {
+      git_remote_free(remote);
+      return Err("git cache " + o_.cache_dir + ": " + last_git_error());
+    }
+  } else if (git_remote_create_with_fetchspec(&remote, impl_->repo, "origin", o_.url.c_str(),
+                                              "+refs/heads/*:refs/remotes/origin/*") < 0) {
+    return Err("git cache " + o_.cache_dir + ": " + last_git_error());
+  }
+  git_remote_free(remote);
+  return Status::Ok();
+}
+
+std::optional<std::string> GitSource::cached_head() {
+  if (!open_cache().ok()) return std::nullopt;
+  git_oid oid;
+  std::string name = "refs/remotes/origin/" + o_.ref;
+  if (git_reference_name_to_id(&oid, impl_->repo, name.c_str()) < 0) return std::nullopt;
+  return std::string(git_oid_tostr_s(&oid));
+}
+
+Result<std::string> GitSource::fetch() {
+  if (Status s = open_cache(); !s.ok()) return s.error();
+  git_remote* remote = nullptr;
+  if (git_remote_lookup(&remote, impl_->repo, "origin") < 0)
+    return Err("git cache " + o_.cache_dir + ": " + last_git_error());
+  CallbackState st{&o_, 0, {}};
+  git_fetch_options fo = GIT_FETCH_OPTIONS_INIT;
+  fo.callbacks.credentials = credentials_cb;
+  fo.callbacks.certificate_check = certificate_cb;
+  fo.callbacks.payload = &st;
+  fo.prune = GIT_FETCH_PRUNE;
+  fo.download_tags = GIT_REMOTE_DOWNLOAD_TAGS_NONE;
+  int rc = git_remote_fetch(remote, nullptr, &fo, "stackflip fetch");
+  git_remote_free(remote);
+  if (rc < 0)
+    return Err("cannot fetch " + redact_url(o_.url) + ": " +
+               (st.error.empty() ? last_git_error() : st.error));
+  auto head = cached_head();
+  if (!head) return Err("branch '" + o_.ref + "' not found in " + redact_url(o_.url));
+  return *head;
+}
+
+namespace {
+Result<git_commit*> lookup_commit(git_repository* repo, const std::string& sha) {
+  git_oid oid;
+  git_commit* c = nullptr;
+  if (git_oid_fromstr(&oid, sha.c_str()) < 0 || git_commit_lookup(&c, repo, &oid) < 0)
+    return Err("commit " + short_sha(sha) + ": " + last_git_error());
+  return c;
+}
+}  // namespace
+
+Result<std::string> GitSource::read_file(const std::string& commit, const std::string& path) {
+  if (Status s = open_cache(); !s.ok()) return s.error();
+  auto c = lookup_commit(impl_->repo, commit);
+  if (!c.ok()) return c.error();
+  git_tree* tree = nullptr;
+  git_tree_entry* entry = nullptr;
+  git_blob* blob = nullptr;
+  std::optional<std::string> out;
+  std::string error;
+  if (git_commit_tree(&tree, *c) < 0) {
+    error = last_git_error();
+  } else if (git_tree_entry_bypath(&entry, tree, path.c_str()) < 0) {
+    error = path + " does not exist at commit " + short_sha(commit) + " of " + describe();
+  } else if (git_tree_entry_type(entry) != GIT_OBJECT_BLOB ||
+             git_blob_lookup(&blob, impl_->repo, git_tree_entry_id(entry)) < 0) {
+    error = path + " at commit " + short_sha(commit) + " is not a file";
+  } else {
+    out = std::string(static_cast<const char*>(git_blob_rawcontent(blob)),
+                      static_cast<size_t>(git_blob_rawsize(blob)));
+  }
+  git_blob_free(blob);
+  git_tree_entry_free(entry);
+  git_tree_free(tree);
+  git_commit_free(*c);
+  if (!out) return Err(error);
+  return *out;
+}
+
+Result<std::optional<CommitSignature>> GitSource::signature(const std::string& commit) {
+  if (Status s = open_cache(); !s.ok()) return s.error();
+  git_oid oid;
+  if (git_oid_fromstr(&oid, commit.c_str()) < 0) return Err("not a commit id: " + commit);
+  git_buf sig = GIT_BUF_INIT, data = GIT_BUF_INIT;
+  int rc = git_commit_extract_signature(&sig, &data, impl_->repo, &oid, nullptr);
+  if (rc == GIT_ENOTFOUND) {
+    // Either unsigned, or the commit itself is missing.
+    git_commit* c = nullptr;
+    if (git_commit_lookup(&c, impl_->repo, &oid) < 0)
+      return Err("commit " + short_sha(commit) + ": " + last_git_error());
+    git_commit_free(c);
+    return std::optional<CommitSignature>();
+  }
+  if (rc < 0) return Err("commit " + short_sha(commit) + ": " + last_git_error());
+  CommitSignature cs{std::string(sig.ptr, sig.size), std::string(data.ptr, data.size)};
+  git_buf_dispose(&sig);
+  git_buf_dispose(&data);
+  return std::optional<CommitSignature>(std::move(cs));
+}
+
+}  // namespace stackflip

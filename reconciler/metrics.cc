@@ -1,0 +1,83 @@
+#include "metrics.h"
+
+#include <cstdio>
+#include <sstream>
+
+namespace stackflip {
+
+namespace {
+// Label values: backslash, double quote and newline escaped.
+std::string label(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out;
+}
+std::string num(double v) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.6g", v);
+  return b;
+}
+}  // namespace
+
+void Metrics::record(const PassReport& r, double unix_seconds) {
+  std::lock_guard lock(mu_);
+  ++total_;
+  const std::string& res = r.run.result;
+  if (res == "failed" || res == "invalid") ++errors_;
+  if (res == "blocked") ++blocked_;
+  if (res == "applied" || res == "no-changes") last_success_ = unix_seconds;
+  double s = r.run.duration_ms / 1000.0;
+  duration_sum_ += s;
+  for (size_t i = 0; i < kBuckets.size(); ++i)
+    if (s <= kBuckets[i]) ++bucket_counts_[i];
+  if (!r.groups.empty()) groups_ = r.groups;
+}
+
+std::string Metrics::prometheus() const {
+  std::lock_guard lock(mu_);
+  std::ostringstream o;
+  auto counter = [&](const char* name, const char* help, uint64_t v) {
+    o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << " counter\n"
+      << name << ' ' << v << '\n';
+  };
+  counter("stackflip_reconcile_total", "Reconcile passes run.", total_);
+  counter("stackflip_reconcile_errors_total", "Passes that failed or met an invalid commit.",
+          errors_);
+  counter("stackflip_reconcile_blocked_total", "Passes stopped by a guard.", blocked_);
+  o << "# HELP stackflip_reconcile_duration_seconds Duration of reconcile passes.\n"
+       "# TYPE stackflip_reconcile_duration_seconds histogram\n";
+  for (size_t i = 0; i < kBuckets.size(); ++i)
+    o << "stackflip_reconcile_duration_seconds_bucket{le=\"" << num(kBuckets[i]) << "\"} "
+      << bucket_counts_[i] << '\n';
+  o << "stackflip_reconcile_duration_seconds_bucket{le=\"+Inf\"} " << total_ << '\n'
+    << "stackflip_reconcile_duration_seconds_sum " << num(duration_sum_) << '\n'
+    << "stackflip_reconcile_duration_seconds_count " << total_ << '\n';
+  o << "# HELP stackflip_last_success_timestamp_seconds End of the last successful pass.\n"
+       "# TYPE stackflip_last_success_timestamp_seconds gauge\n"
+       "stackflip_last_success_timestamp_seconds "
+    << num(last_success_) << '\n';
+  o << "# HELP stackflip_group_active_stack The desired active stack of each group.\n"
+       "# TYPE stackflip_group_active_stack gauge\n";
+  for (const auto& [g, s] : groups_)
+    o << "stackflip_group_active_stack{group=\"" << label(g) << "\",stack=\"" << label(s.active)
+      << "\"} 1\n";
+  o << "# HELP stackflip_group_converged 1 when the group needs no action.\n"
+       "# TYPE stackflip_group_converged gauge\n";
+  for (const auto& [g, s] : groups_)
+    o << "stackflip_group_converged{group=\"" << label(g) << "\"} " << (s.converged ? 1 : 0)
+      << '\n';
+  o << "# HELP stackflip_group_drift_actions Actions the last pass found necessary.\n"
+       "# TYPE stackflip_group_drift_actions gauge\n";
+  for (const auto& [g, s] : groups_)
+    o << "stackflip_group_drift_actions{group=\"" << label(g) << "\"} " << s.drift << '\n';
+  return o.str();
+}
+
+}  // namespace stackflip

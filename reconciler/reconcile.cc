@@ -1,0 +1,212 @@
+#include "reconcile.h"
+
+#include <spdlog/spdlog.h>
+
+#include "diagnostics.h"
+#include "digest.h"
+#include "loader.h"
+#include "notify.h"
+#include "plan_json.h"
+#include "planner.h"
+#include "snapshot.h"
+
+namespace stackflip {
+
+namespace {
+
+const char* kCommitKey = "gitops.commit";
+const char* kConfigKey = "gitops.config";
+const char* kFileKey = "gitops.file";
+const char* kVerifiedKey = "gitops.verified";  // "1": the commit in force passed a signature check
+const char* kConvergedKey = "gitops.converged";
+const char* kObservedKey = "gitops.observed";
+const char* kNoticeKey = "gitops.last_notice";
+
+std::string short_sha(const std::string& sha) { return sha.substr(0, 12); }
+
+// The journal as apply's ActionLog.
+class JournalActionLog : public ActionLog {
+ public:
+  explicit JournalActionLog(Journal& j) : j_(j) {}
+  Result<int64_t> begin(const Action& a, const std::string& origin) override {
+    return j_.begin(a, origin);
+  }
+  Status finish(int64_t id, const std::string& result, const std::string& error,
+                int64_t ms) override {
+    return j_.finish(id, result, error, ms);
+  }
+
+ private:
+  Journal& j_;
+};
+
+void fill_groups(PassReport& rep, const DesiredState& d, const Plan& first, const Plan& last,
+                 const ObservedState& obs) {
+  for (const auto& [name, g] : d.groups) {
+    GroupStatus gs;
+    gs.active = g.active;
+    gs.converged = true;
+    for (const auto& a : first.actions) gs.drift += a.group == name;
+    for (const auto& a : last.actions) gs.converged &= a.group != name;
+    auto it = obs.groups.find(name);
+    if (it != obs.groups.end()) gs.traffic = it->second.traffic.target;
+    rep.groups[name] = gs;
+  }
+}
+
+}  // namespace
+
+namespace {
+const std::string kOne = "1", kZero = "0";
+}  // namespace
+
+void Reconciler::adopt(std::string commit, std::string text, DesiredState d) {
+  fleet_.clear();  // drivers refer to the old desired state
+  desired_ = std::make_unique<DesiredState>(std::move(d));
+  commit_ = std::move(commit);
+  // Stored before anything is applied: a restart resumes toward this commit.
+  for (auto [k, v] : {std::pair<const char*, const std::string*>{kCommitKey, &commit_},
+                      {kConfigKey, &text},
+                      {kFileKey, &desired_->source},
+                      {kVerifiedKey, s_.require_signed ? &kOne : &kZero}})
+    if (Status s = journal_.put(k, *v); !s.ok())
+      spdlog::warn("cannot store the commit in force: {}", s.message());
+}
+
+Status Reconciler::restore_from_store() {
+  restored_ = true;
+  auto commit = journal_.get(kCommitKey);
+  auto text = journal_.get(kConfigKey);
+  auto file = journal_.get(kFileKey);
+  if (!commit.ok()) return commit.status();
+  if (!text.ok()) return text.status();
+  if (!commit->has_value() || !text->has_value()) return Status::Ok();
+  // Signatures required now but the commit in force was adopted without a
+  // check: do not trust it; the head is verified like a new commit.
+  auto verified = journal_.get(kVerifiedKey);
+  if (s_.require_signed && !(verified.ok() && *verified && **verified == "1")) return Status::Ok();
+  std::string name = file.ok() && file->has_value() ? **file : s_.file;
+  LoadResult lr = load_desired_text(name, **text);
+  if (!lr.desired)
+    return Err("the stored config of commit " + short_sha(**commit) + " no longer loads:\n" +
+               format_diagnostics(lr.errors));
+  fleet_.clear();
+  desired_ = std::make_unique<DesiredState>(std::move(*lr.desired));
+  commit_ = **commit;
+  return Status::Ok();
+}
+
+PassReport Reconciler::pass(const std::atomic<bool>* stop) {
+  PassReport rep;
+  auto t0 = clock_.now();
+  rep.run.started_at = clock_.rfc3339_now();
+  rep.run.ref = s_.ref;
+  if (!restored_) {
+    if (Status s = restore_from_store(); !s.ok()) spdlog::warn("{}", s.message());
+  }
+
+  // fetch → verify → load. `error` set means the head is not usable.
+  std::string error, bad_result = "invalid";
+  auto head = source_.fetch();
+  if (!head.ok()) {
+    error = head.error().message;
+    bad_result = "failed";
+    rep.run.commit = commit_;
+  } else {
+    rep.run.commit = *head;
+    if (*head == commit_ && desired_) {
+      rep.idle = true;
+    } else {
+      Status verified;
+      if (s_.require_signed) {
+        auto sig = source_.signature(*head);
+        verified = sig.ok() ? verify_commit_signature(*head, *sig, s_.trust) : sig.status();
+      }
+      if (!verified.ok()) {
+        error = verified.message();
+      } else if (auto text = source_.read_file(*head, s_.file); !text.ok()) {
+        error = text.error().message;
+      } else {
+        LoadResult lr = load_desired_text(s_.file, *text);
+        if (!lr.desired) {
+          error = "commit " + short_sha(*head) + " is invalid:\n" + format_diagnostics(lr.errors);
+          while (!error.empty() && error.back() == '\n') error.pop_back();
+        } else {
+          adopt(*head, std::move(*text), std::move(*lr.desired));
+        }
+      }
+    }
+  }
+
+  auto finish = [&](const std::string& result, int code) {
+    rep.run.result = result;
+    rep.exit_code = code;
+    rep.run.finished_at = clock_.rfc3339_now();
+    rep.run.duration_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - t0).count();
+    if (Status s = journal_.record_run(rep.run); !s.ok())
+      spdlog::error("cannot record the run: {}", s.message());
+    // Notify on applied, failed/invalid and blocked; the same outcome for the
+    // same commit (an invalid head seen every pass) is told once.
+    std::string notice = result + " " + rep.run.commit + " " + rep.run.error;
+    auto repeated = [&] {
+      auto last = journal_.get(kNoticeKey);
+      return result != "applied" && last.ok() && *last && **last == notice;
+    };
+    if (notifier_ && result != "no-changes" && !repeated()) {
+      (void)journal_.put(kNoticeKey, notice);
+      std::string text =
+          "stackflip " + source_.describe() + " @ " + short_sha(rep.run.commit) + ": " + result;
+      if (rep.run.actions) text += " (" + std::to_string(rep.run.actions) + " actions)";
+      if (!rep.run.error.empty()) text += "\n" + rep.run.error;
+      notifier_->notify(result == "invalid" ? "failed" : result, text);
+    }
+    return rep;
+  };
+
+  if (!error.empty()) {
+    rep.run.error = error;
+    if (!desired_) return finish(bad_result, 1);
+    rep.run.error +=
+        "\n(drift is corrected against the last valid commit " + short_sha(commit_) + ")";
+  }
+
+  // observe → plan → apply against the commit in force.
+  const DesiredState& d = *desired_;
+  rep.commit_in_force = commit_;
+  rep.run.desired_digest = d.digest;
+  if (fleet_.empty()) fleet_ = make_fleet(d, factory_);
+  ObservedState obs = observe_all(d, fleet_, clock_, s_.apply.parallelism);
+  Plan plan = make_plan(d, obs);
+  rep.run.plan_digest = sha256_hex(plan_to_json(plan, false));
+  rep.run.actions = static_cast<int>(plan.actions.size());
+  Plan after = plan;
+  std::string result = "no-changes";
+  int code = 0;
+  if (!plan.empty()) {
+    (void)journal_.put(kConvergedKey, "0");
+    ApplyOptions ao = s_.apply;
+    ao.origin = commit_;
+    ao.stop_requested = stop;
+    JournalActionLog log(journal_);
+    ApplyResult ar = Applier(d, fleet_, &log, clock_).apply(plan, ao);
+    code = ar.exit_code();
+    result = code == 0 ? "applied" : code == 3 ? "blocked" : "failed";
+    for (const auto& g : ar.groups)
+      if (g.stopped != StepOutcome::ok && !g.steps.empty()) {
+        if (!rep.run.error.empty()) rep.run.error += "\n";
+        rep.run.error += "group " + g.group + " stopped (" + to_string(g.stopped) +
+                         "): " + g.steps.back().detail;
+      }
+    obs = observe_all(d, fleet_, clock_, s_.apply.parallelism);
+    after = make_plan(d, obs);
+  }
+  fill_groups(rep, d, plan, after, obs);
+  rep.observed = obs;
+  (void)journal_.put(kConvergedKey, rep.converged() ? "1" : "0");
+  (void)journal_.put(kObservedKey, snapshot_to_json(obs));
+  if (!error.empty()) return finish(bad_result, 1);
+  return finish(result, code);
+}
+
+}  // namespace stackflip

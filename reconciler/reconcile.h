@@ -1,0 +1,112 @@
+// reconcile.h — one GitOps pass: fetch → verify → load → observe → plan →
+// apply → record. Used by `stackflip reconcile` (one pass) and `stackflip run`
+// (a pass per tick, webhook or SIGHUP), tested with a local repository and
+// the fake drivers.
+//
+// The desired state in force is the *last valid commit*: the newest commit
+// that verified (when signatures are required) and loaded without error. It
+// is kept in the state store (kv "gitops.commit", "gitops.config",
+// "gitops.file") as soon as it validates — before anything is applied — so a
+// pass killed mid-switch resumes toward that commit after a restart.
+//
+// An invalid head (bad signature, missing file, YAML or schema error) applies
+// nothing of its own: the pass records result "invalid" with the error, exits
+// 1, and still corrects drift against the last valid commit (journal origin =
+// that commit), because the loop exists to keep reality at the last
+// known-good desired state. An unreachable repository is handled the same way
+// (result "failed"). With no valid commit ever seen, nothing is observed.
+// With signatures required, a stored commit that was adopted without a
+// signature check (kv "gitops.verified" != "1") is not trusted after a
+// restart: the head is verified as if new.
+//
+// Idle pass: when the head equals the commit in force, the config is neither
+// read from Git nor loaded again (a Reconciler keeps it in memory; a fresh
+// process reads it from the state store once); only observe + plan run, and
+// nothing is applied when the plan is empty.
+//
+// Thread safety: a Reconciler is used by one thread at a time; `stop` may be
+// set from any thread (the running action finishes, the next does not start).
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "apply.h"
+#include "clock.h"
+#include "git_source.h"
+#include "journal.h"
+#include "model.h"
+#include "observe.h"
+#include "plan.h"
+#include "provider.h"
+#include "signature.h"
+
+namespace stackflip {
+
+struct ReconcileSettings {
+  std::string file = "stackflip.yaml";  // repository-relative path of the config
+  std::string ref = "main";             // recorded with each run
+  bool require_signed = false;
+  TrustConfig trust;
+  ApplyOptions apply;  // origin is set per pass to the commit in force
+};
+
+struct GroupStatus {
+  std::string active;                  // desired active stack
+  bool converged = false;              // nothing left to do after this pass
+  size_t drift = 0;                    // actions the pass found necessary
+  std::optional<std::string> traffic;  // observed traffic target
+};
+
+struct PassReport {
+  RunRecord run;
+  int exit_code = 0;                      // 0 ok, 1 error / invalid, 3 blocked (DESIGN.md)
+  bool idle = false;                      // head unchanged: config not re-read
+  std::string commit_in_force;            // whose desired state was planned against ("" = none)
+  std::optional<ObservedState> observed;  // the latest observation (after apply, if any)
+  std::map<std::string, GroupStatus> groups;
+  bool converged() const {
+    for (const auto& [n, g] : groups)
+      if (!g.converged) return false;
+    return !groups.empty();
+  }
+};
+
+class Notifier;
+
+class Reconciler {
+ public:
+  Reconciler(ConfigSource& source, Journal& journal, DriverFactory& factory, Clock& clock,
+             ReconcileSettings settings, Notifier* notifier = nullptr)
+      : source_(source),
+        journal_(journal),
+        factory_(factory),
+        clock_(clock),
+        s_(std::move(settings)),
+        notifier_(notifier) {}
+
+  // One pass; never throws for expected failures (they are in the report).
+  PassReport pass(const std::atomic<bool>* stop = nullptr);
+
+ private:
+  Status restore_from_store();
+  void adopt(std::string commit, std::string text, DesiredState d);
+
+  ConfigSource& source_;
+  Journal& journal_;
+  DriverFactory& factory_;
+  Clock& clock_;
+  ReconcileSettings s_;
+  Notifier* notifier_;
+
+  bool restored_ = false;
+  std::string commit_;  // commit in force
+  std::unique_ptr<DesiredState> desired_;
+  Fleet fleet_;  // drivers of desired_, kept across passes (open connections)
+};
+
+}  // namespace stackflip

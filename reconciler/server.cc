@@ -1,0 +1,258 @@
+#include "server.h"
+
+#include <fcntl.h>
+#include <httplib.h>
+#include <pthread.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <condition_variable>
+#include <csignal>
+#include <ctime>
+#include <iostream>
+#include <mutex>
+#include <random>
+#include <regex>
+#include <thread>
+
+#include "digest.h"
+#include "render.h"
+#include "snapshot.h"
+
+namespace stackflip {
+
+// ------------------------------------------------------------------ lock
+
+Result<std::unique_ptr<StateLock>> StateLock::acquire(const std::string& state_db) {
+  std::string path = state_db + ".lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Err("cannot open the lock file " + path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {0};
+    ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    ::close(fd);
+    return Err("another stackflip process (pid " + pid + ") is reconciling with " + state_db +
+               " (lock " + path + "); refusing to start a second one");
+  }
+  std::string me = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) == 0) (void)!::pwrite(fd, me.data(), me.size(), 0);
+  return std::unique_ptr<StateLock>(new StateLock(fd));
+}
+
+StateLock::~StateLock() { ::close(fd_); }
+
+// ------------------------------------------------------------------ helpers
+
+bool webhook_signature_ok(const std::string& secret, const std::string& body,
+                          const std::string& header) {
+  const std::string prefix = "sha256=";
+  if (secret.empty() || header.rfind(prefix, 0) != 0) return false;
+  return constant_time_equal(header.substr(prefix.size()), hmac_sha256_hex(secret, body));
+}
+
+Result<std::chrono::milliseconds> parse_duration(const std::string& text) {
+  static const std::regex re(R"(^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$)");
+  std::smatch m;
+  if (!std::regex_match(text, m, re))
+    return Err("invalid duration \"" + text + "\" (expected e.g. 250ms, 30s, 5m, 1h)");
+  double v = std::stod(m[1]);
+  std::string unit = m[2];
+  double ms = unit == "ms" ? v : unit == "m" ? v * 60000 : unit == "h" ? v * 3600000 : v * 1000;
+  if (ms < 1) return Err("duration \"" + text + "\" is too short");
+  return std::chrono::milliseconds(static_cast<int64_t>(ms));
+}
+
+std::string status_json(const PassReport* last, const std::string& repo) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  auto str = [&](const char* k, const std::string& v) {
+    w.Key(k);
+    w.String(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
+  };
+  w.StartObject();
+  str("repository", repo);
+  if (!last) {
+    w.Key("last_run");
+    w.Null();
+  } else {
+    str("last_commit", last->run.commit);
+    str("commit_in_force", last->commit_in_force);
+    str("last_result", last->run.result);
+    str("last_error", redact_secrets(last->run.error));
+    str("last_started_at", last->run.started_at);
+    w.Key("last_duration_ms");
+    w.Int64(last->run.duration_ms);
+    w.Key("converged");
+    w.Bool(last->converged());
+    w.Key("groups");
+    w.StartObject();
+    for (const auto& [name, g] : last->groups) {
+      w.Key(name.c_str());
+      w.StartObject();
+      str("active", g.active);
+      w.Key("converged");
+      w.Bool(g.converged);
+      w.Key("drift_actions");
+      w.Uint64(g.drift);
+      w.Key("traffic");
+      if (g.traffic)
+        w.String(g.traffic->c_str());
+      else
+        w.Null();
+      w.EndObject();
+    }
+    w.EndObject();
+  }
+  w.EndObject();
+  return std::string(buf.GetString()) + "\n";
+}
+
+// ------------------------------------------------------------------ loop
+
+namespace {
+
+struct Shared {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool triggered = false;
+  std::atomic<bool> stop{false};
+  std::unique_ptr<PassReport> last;
+  std::string observed_json;
+  bool running = false;
+
+  void trigger() {
+    std::lock_guard lock(mu);
+    triggered = true;
+    cv.notify_all();
+  }
+  void request_stop() {
+    std::lock_guard lock(mu);
+    stop = true;
+    cv.notify_all();
+  }
+};
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+int run_loop(Reconciler& reconciler, const RunSettings& rs,
+             const std::function<void(const PassReport&)>& on_pass) {
+  // Signals go to one thread that sigwait()s; block them here before any
+  // thread (HTTP, observe workers) is created so all of them inherit the mask.
+  sigset_t set, old;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR2}) sigaddset(&set, s);
+  pthread_sigmask(SIG_BLOCK, &set, &old);
+
+  Shared sh;
+  Metrics metrics;
+  std::thread signals([&] {
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (sig == SIGUSR2) return;  // shutdown of this thread
+      if (sig == SIGHUP) {
+        spdlog::info("SIGHUP: reconciling now");
+        sh.trigger();
+      } else {
+        std::cout << "stopping: " << (sig == SIGTERM ? "SIGTERM" : "SIGINT")
+                  << " received; the running action finishes first" << std::endl;
+        sh.request_stop();
+      }
+    }
+  });
+
+  httplib::Server http;
+  std::thread http_thread;
+  int rc = 0;
+  if (!rs.listen.empty()) {
+    auto colon = rs.listen.rfind(':');
+    std::string host = colon == std::string::npos ? "127.0.0.1" : rs.listen.substr(0, colon);
+    int port = std::atoi(rs.listen.substr(colon == std::string::npos ? 0 : colon + 1).c_str());
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+      res.set_content("ok\n", "text/plain");
+    });
+    http.Get("/status", [&](const httplib::Request&, httplib::Response& res) {
+      std::lock_guard lock(sh.mu);
+      res.set_content(status_json(sh.last.get(), rs.repo_description), "application/json");
+    });
+    http.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+      res.set_content(metrics.prometheus(), "text/plain; version=0.0.4");
+    });
+    http.Get("/observed", [&](const httplib::Request&, httplib::Response& res) {
+      std::lock_guard lock(sh.mu);
+      if (sh.observed_json.empty()) {
+        res.status = 503;
+        res.set_content("nothing observed yet\n", "text/plain");
+        return;
+      }
+      res.set_content(sh.observed_json, "application/json");
+    });
+    http.Post("/webhook", [&](const httplib::Request& req, httplib::Response& res) {
+      if (rs.webhook_secret.empty()) {
+        res.status = 404;
+        res.set_content("webhook not configured (--webhook-secret)\n", "text/plain");
+        return;
+      }
+      if (!webhook_signature_ok(rs.webhook_secret, req.body,
+                                req.get_header_value("X-Hub-Signature-256"))) {
+        spdlog::warn("webhook from {} refused: bad or missing X-Hub-Signature-256",
+                     req.remote_addr);
+        res.status = 401;
+        res.set_content("bad signature\n", "text/plain");
+        return;
+      }
+      sh.trigger();
+      res.status = 202;
+      res.set_content("reconcile triggered\n", "text/plain");
+    });
+    if (port <= 0 || !http.bind_to_port(host.c_str(), port)) {
+      std::cerr << "cannot listen on " << rs.listen << "\n";
+      rc = 1;
+      sh.stop = true;
+    } else {
+      http_thread = std::thread([&] { http.listen_after_bind(); });
+      std::cout << "listening on " << rs.listen << std::endl;
+    }
+  }
+
+  std::mt19937_64 rng{std::random_device{}()};
+  while (!sh.stop) {
+    PassReport rep = reconciler.pass(&sh.stop);
+    metrics.record(rep, unix_now());
+    if (on_pass) on_pass(rep);
+    std::cout << "pass: " << rep.run.result << " at " << rep.run.commit.substr(0, 12) << " in "
+              << rep.run.duration_ms << " ms" << (rep.idle ? " (idle)" : "")
+              << (rep.run.actions ? ", " + std::to_string(rep.run.actions) + " actions" : "")
+              << (rep.run.error.empty() ? "" : ": " + rep.run.error) << std::endl;
+    std::unique_lock lock(sh.mu);
+    if (rep.observed) sh.observed_json = snapshot_to_json(*rep.observed, true);
+    sh.last = std::make_unique<PassReport>(std::move(rep));
+    auto extra = std::chrono::milliseconds(static_cast<int64_t>(
+        std::uniform_real_distribution<double>(0, rs.jitter)(rng) * rs.interval.count()));
+    auto deadline = std::chrono::steady_clock::now() + rs.interval + extra;
+    sh.cv.wait_until(lock, deadline, [&] { return sh.triggered || sh.stop.load(); });
+    sh.triggered = false;
+  }
+
+  if (http_thread.joinable()) {
+    http.stop();
+    http_thread.join();
+  }
+  pthread_kill(signals.native_handle(), SIGUSR2);
+  signals.join();
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (rc == 0) std::cout << "stopped" << std::endl;
+  return rc;
+}
+
+}  // namespace stackflip

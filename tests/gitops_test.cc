@@ -1,0 +1,395 @@
+// The GitOps pass on a real local Git repository (made by the test with the
+// git CLI) and the fake drivers: switches by commit, invalid commits, idle
+// passes, force-pushes, signatures; plus the run loop's small pieces.
+#include <httplib.h>
+#include <stdlib.h>
+
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+
+#include "digest.h"
+#include "fake_provider.h"
+#include "git_source.h"
+#include "metrics.h"
+#include "notify.h"
+#include "reconcile.h"
+#include "server.h"
+#include "subprocess.h"
+
+using namespace stackflip;
+using namespace stackflip::testing;
+
+namespace {
+
+std::string config(const std::string& active) {
+  return "apiVersion: stackflip/v1\n"
+         "providers:\n"
+         "  db: {type: postgres}\n"
+         "  dns: {type: powerdns, url: \"http://127.0.0.1:8081\", api_key: "
+         "\"${env:PDNS_API_KEY}\"}\n"
+         "groups:\n"
+         "  shop:\n"
+         "    active: " +
+         active +
+         "\n"
+         "    stacks:\n"
+         "      primary: {provider: db, dsn: \"host=127.0.0.1\", address: 127.0.0.1}\n"
+         "      standby: {provider: db, dsn: \"host=127.0.0.2\", address: 127.0.0.2}\n"
+         "    traffic: {provider: dns, zone: example.test., record: shop.example.test.}\n";
+}
+
+std::string run(std::vector<std::string> argv, const std::string& cwd = "") {
+  if (!cwd.empty()) argv.insert(argv.begin() + 1, {"-C", cwd});
+  SubprocessOptions so;
+  so.argv = argv;
+  auto r = run_subprocess(so);
+  REQUIRE(r.ok());
+  INFO(r->err);
+  REQUIRE(r->exit_code == 0);
+  return trim_output(r->out);
+}
+
+// A work repository the "operators" commit to, a state store and a cache.
+struct Repo {
+  std::filesystem::path dir;
+  std::string work, state, cache;
+  FakeWorld world;
+  FakeDriverFactory factory{world};
+  std::unique_ptr<Journal> journal;
+
+  Repo() {
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "stackflip-gitops-XXXXXX").string();
+    dir = mkdtemp(tmpl.data());
+    work = (dir / "work").string();
+    state = (dir / "state.db").string();
+    cache = (dir / "cache").string();
+    run({"git", "init", "-q", "-b", "main", work});
+    run({"git", "config", "user.email", "ops@example.test"}, work);
+    run({"git", "config", "user.name", "Ops"}, work);
+    run({"git", "config", "commit.gpgsign", "false"}, work);
+    journal = std::move(*Journal::open(state));
+    world.stacks["shop"]["primary"] = FakeStack{true, false, Role::primary, "", 100, 1};
+    world.stacks["shop"]["standby"] = FakeStack{true, true, Role::replica, "primary", 100, 1};
+    world.traffic["shop"] = FakeTraffic{true, "primary", 60};
+  }
+  ~Repo() { std::filesystem::remove_all(dir); }
+
+  std::string commit(const std::string& text, std::vector<std::string> extra = {}) {
+    std::ofstream(work + "/stackflip.yaml", std::ios::trunc) << text;
+    run({"git", "add", "stackflip.yaml"}, work);
+    std::vector<std::string> argv = {"git"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    for (auto s : {"commit", "-q", "-m", "change"}) argv.push_back(s);
+    run(argv, work);
+    return run({"git", "rev-parse", "HEAD"}, work);
+  }
+  GitSourceOptions source_options(const std::string& url = "") const {
+    GitSourceOptions o;
+    o.url = url.empty() ? "file://" + work : url;
+    o.cache_dir = cache;
+    return o;
+  }
+};
+
+ReconcileSettings fast_settings() {
+  ReconcileSettings s;
+  s.apply.action_timeout = std::chrono::milliseconds(500);
+  s.apply.wait_timeout = std::chrono::milliseconds(500);
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("a commit flipping active makes the next reconcile perform the switch") {
+  Repo r;
+  std::string first = r.commit(config("primary"));
+  GitSource src(r.source_options());
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), fast_settings());
+  PassReport p1 = rec.pass();
+  CHECK(p1.run.result == "no-changes");
+  CHECK(p1.exit_code == 0);
+  CHECK(p1.run.commit == first);
+  CHECK(p1.converged());
+
+  std::string second = r.commit(config("standby"));
+  PassReport p2 = rec.pass();
+  CHECK(p2.run.result == "applied");
+  CHECK(p2.exit_code == 0);
+  CHECK(p2.run.commit == second);
+  CHECK(r.world.traffic["shop"].target == "standby");
+  CHECK(r.world.stacks["shop"]["standby"].role == Role::primary);
+  CHECK(p2.groups.at("shop").converged);
+  auto h = r.journal->history(100);
+  REQUIRE(h.ok());
+  REQUIRE(!h->empty());
+  for (const auto& e : *h) CHECK(e.origin == second);
+  CHECK(**r.journal->get("gitops.commit") == second);
+}
+
+TEST_CASE("an idle pass neither re-reads the config nor applies anything") {
+  Repo r;
+  r.commit(config("primary"));
+  GitSource src(r.source_options());
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), fast_settings());
+  CHECK_FALSE(rec.pass().idle);
+  r.world.calls.clear();
+  PassReport p = rec.pass();
+  CHECK(p.idle);
+  CHECK(p.run.result == "no-changes");
+  CHECK(r.world.calls.empty());
+
+  SECTION("a fresh process restores the commit in force from the state store") {
+    GitSource src2(r.source_options());
+    Reconciler rec2(src2, *r.journal, r.factory, real_clock(), fast_settings());
+    CHECK(rec2.pass().idle);
+  }
+}
+
+TEST_CASE("a broken commit applies nothing, records the error and keeps the last valid commit") {
+  Repo r;
+  std::string good = r.commit(config("primary"));
+  GitSource src(r.source_options());
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), fast_settings());
+  REQUIRE(rec.pass().exit_code == 0);
+  std::string bad = r.commit(config("standby") + "  oops: [unclosed\n");
+  r.world.stacks["shop"]["standby"].maintenance = false;  // drift meanwhile
+  PassReport p = rec.pass();
+  CHECK(p.exit_code == 1);
+  CHECK(p.run.result == "invalid");
+  CHECK(p.run.commit == bad);
+  CHECK(p.commit_in_force == good);
+  CHECK(p.run.error.find("stackflip.yaml:") != std::string::npos);
+  // Nothing of the bad commit applied; the drift corrected against the good one.
+  CHECK(r.world.traffic["shop"].target == "primary");
+  CHECK(r.world.stacks["shop"]["standby"].maintenance);
+  CHECK(**r.journal->get("gitops.commit") == good);
+  auto runs = r.journal->runs(1);
+  REQUIRE(runs->size() == 1);
+  CHECK(runs->front().result == "invalid");
+  auto lg = r.journal->last_good_run();
+  CHECK((*lg)->commit == good);
+}
+
+TEST_CASE("the first commit being invalid observes and applies nothing") {
+  Repo r;
+  r.commit("apiVersion: stackflip/v1\ngroups: 3\n");
+  GitSource src(r.source_options());
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), fast_settings());
+  PassReport p = rec.pass();
+  CHECK(p.exit_code == 1);
+  CHECK(p.run.result == "invalid");
+  CHECK_FALSE(p.observed);
+}
+
+TEST_CASE("git source errors: unreachable repository, missing branch, missing file") {
+  Repo r;
+  std::string head = r.commit(config("primary"));
+  {
+    GitSource src(r.source_options((r.dir / "nowhere").string()));
+    auto h = src.fetch();
+    REQUIRE_FALSE(h.ok());
+    CHECK(h.error().message.find("cannot fetch") != std::string::npos);
+  }
+  {
+    auto o = r.source_options();
+    o.ref = "release";
+    GitSource src(o);
+    auto h = src.fetch();
+    REQUIRE_FALSE(h.ok());
+    CHECK(h.error().message == "branch 'release' not found in file://" + r.work);
+  }
+  GitSource src(r.source_options(r.work));  // a plain local path works too
+  REQUIRE(src.fetch().ok());
+  auto f = src.read_file(head, "missing.yaml");
+  REQUIRE_FALSE(f.ok());
+  CHECK(f.error().message.find("missing.yaml does not exist at commit") == 0);
+}
+
+TEST_CASE("a force-push moves the branch to the new head") {
+  Repo r;
+  r.commit(config("primary"));
+  std::string old = r.commit(config("standby"));
+  GitSource src(r.source_options());
+  CHECK(*src.fetch() == old);
+  run({"git", "reset", "-q", "--hard", "HEAD~1"}, r.work);
+  std::string rewritten = r.commit(config("primary") + "# rewritten\n");
+  CHECK(*src.fetch() == rewritten);
+  CHECK(src.read_file(rewritten, "stackflip.yaml")->find("# rewritten") != std::string::npos);
+}
+
+TEST_CASE("with signatures required, only commits signed by a trusted SSH key are applied") {
+  Repo r;
+  std::string key = (r.dir / "key").string(), other = (r.dir / "other").string();
+  run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops", "-f", key});
+  run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "stranger", "-f", other});
+  std::string pub;
+  std::getline(std::ifstream(key + ".pub"), pub);
+  std::string signers = (r.dir / "allowed_signers").string();
+  std::ofstream(signers) << "ops@example.test " << pub << "\n";
+  auto signing = [](const std::string& k) {
+    return std::vector<std::string>{"-c", "gpg.format=ssh",     "-c", "user.signingkey=" + k,
+                                    "-c", "commit.gpgsign=true"};
+  };
+  ReconcileSettings s = fast_settings();
+  s.require_signed = true;
+  s.trust.allowed_signers = signers;
+  GitSource src(r.source_options());
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), s);
+
+  r.commit(config("primary"), signing(key));
+  CHECK(rec.pass().run.result == "no-changes");
+
+  r.commit(config("standby"));  // unsigned
+  PassReport p = rec.pass();
+  CHECK(p.exit_code == 1);
+  CHECK(p.run.error.find("is not signed") != std::string::npos);
+  CHECK(r.world.traffic["shop"].target == "primary");
+
+  r.commit(config("standby") + "# by a stranger\n", signing(other));
+  p = rec.pass();
+  CHECK(p.exit_code == 1);
+  CHECK(p.run.error.find("not in " + signers) != std::string::npos);
+  CHECK(r.world.traffic["shop"].target == "primary");
+
+  r.commit(config("standby") + "# signed\n", signing(key));
+  p = rec.pass();
+  CHECK(p.run.result == "applied");
+  CHECK(r.world.traffic["shop"].target == "standby");
+}
+
+TEST_CASE("a commit adopted before signatures were required is not trusted after a restart") {
+  Repo r;
+  r.commit(config("primary"));
+  GitSource plain_src(r.source_options());
+  Reconciler plain(plain_src, *r.journal, r.factory, real_clock(), fast_settings());
+  REQUIRE(plain.pass().run.result == "no-changes");
+  ReconcileSettings s = fast_settings();
+  s.require_signed = true;
+  s.trust.allowed_signers = (r.dir / "allowed_signers").string();
+  GitSource src(r.source_options());
+  Reconciler strict(src, *r.journal, r.factory, real_clock(), s);
+  PassReport p = strict.pass();
+  CHECK_FALSE(p.idle);
+  CHECK(p.run.result == "invalid");
+  CHECK(p.run.error.find("is not signed") != std::string::npos);
+  CHECK_FALSE(p.observed);
+}
+
+TEST_CASE("webhook signatures are GitHub's X-Hub-Signature-256") {
+  std::string body = R"({"ref":"refs/heads/main"})";
+  std::string good = "sha256=" + hmac_sha256_hex("s3cret", body);
+  CHECK(webhook_signature_ok("s3cret", body, good));
+  CHECK_FALSE(webhook_signature_ok("other", body, good));
+  CHECK_FALSE(webhook_signature_ok("s3cret", body + " ", good));
+  CHECK_FALSE(webhook_signature_ok("s3cret", body, good.substr(7)));
+  CHECK_FALSE(webhook_signature_ok("s3cret", body, ""));
+  CHECK_FALSE(webhook_signature_ok("", body, "sha256=" + hmac_sha256_hex("", body)));
+}
+
+TEST_CASE("durations for --interval") {
+  CHECK(*parse_duration("30s") == std::chrono::milliseconds(30000));
+  CHECK(*parse_duration("5m") == std::chrono::milliseconds(300000));
+  CHECK(*parse_duration("250ms") == std::chrono::milliseconds(250));
+  CHECK(*parse_duration("2") == std::chrono::milliseconds(2000));
+  CHECK_FALSE(parse_duration("soon").ok());
+  CHECK_FALSE(parse_duration("0s").ok());
+}
+
+TEST_CASE("a second process cannot take the state lock") {
+  Repo r;
+  auto first = StateLock::acquire(r.state);
+  REQUIRE(first.ok());
+  // flock locks belong to the open file description: a second open conflicts.
+  auto second = StateLock::acquire(r.state);
+  REQUIRE_FALSE(second.ok());
+  CHECK(second.error().message.find("another stackflip process (pid " + std::to_string(getpid())) ==
+        0);
+  first->reset();
+  CHECK(StateLock::acquire(r.state).ok());
+}
+
+TEST_CASE("metrics and status describe the last pass") {
+  PassReport p;
+  p.run.result = "applied";
+  p.run.commit = "abc";
+  p.run.duration_ms = 30;
+  p.groups["shop"] = GroupStatus{"standby", true, 6, std::string("standby")};
+  Metrics m;
+  m.record(p, 1700000000);
+  std::string text = m.prometheus();
+  CHECK(text.find("stackflip_reconcile_total 1\n") != std::string::npos);
+  CHECK(text.find("stackflip_reconcile_duration_seconds_bucket{le=\"0.05\"} 1\n") !=
+        std::string::npos);
+  CHECK(text.find("stackflip_reconcile_duration_seconds_bucket{le=\"0.025\"} 0\n") !=
+        std::string::npos);
+  CHECK(text.find("stackflip_group_active_stack{group=\"shop\",stack=\"standby\"} 1") !=
+        std::string::npos);
+  CHECK(text.find("stackflip_group_drift_actions{group=\"shop\"} 6") != std::string::npos);
+  CHECK(text.find("stackflip_last_success_timestamp_seconds 1.7e+09") != std::string::npos);
+  std::string js = status_json(&p, "repo@main");
+  CHECK(
+      js.find(
+          R"("groups":{"shop":{"active":"standby","converged":true,"drift_actions":6,"traffic":"standby"}})") !=
+      std::string::npos);
+}
+
+TEST_CASE("notifications post Slack-compatible JSON without secrets") {
+  httplib::Server srv;
+  std::string got;
+  srv.Post("/hook", [&](const httplib::Request& req, httplib::Response& res) {
+    got = req.body;
+    res.set_content("ok", "text/plain");
+  });
+  int port = srv.bind_to_any_port("127.0.0.1");
+  std::thread t([&] { srv.listen_after_bind(); });
+  setenv("STACKFLIP_TEST_HOOK", ("http://127.0.0.1:" + std::to_string(port) + "/hook").c_str(), 1);
+  WebhookNotifier n("${env:STACKFLIP_TEST_HOOK}");
+  n.notify("failed", "apply \"x\" failed: password=hunter2\n");
+  srv.stop();
+  t.join();
+  CHECK(got == R"({"text":"apply \"x\" failed: password=***\n"})");
+}
+
+TEST_CASE("with an OpenPGP keyring, only commits signed by a key in it are applied") {
+  Repo r;
+  std::string home = (r.dir / "gnupg").string();
+  std::filesystem::create_directory(home);
+  std::filesystem::permissions(home, std::filesystem::perms::owner_all);
+  setenv("GNUPGHOME", home.c_str(), 1);  // for gpg and for git's signing
+  for (const char* uid : {"Ops <ops@example.test>", "Stranger <stranger@example.test>"})
+    run({"gpg", "--batch", "--quiet", "--passphrase", "", "--quick-gen-key", uid, "ed25519", "sign",
+         "never"});
+  std::string keyring = (r.dir / "trusted.gpg").string();
+  run({"gpg", "--batch", "--quiet", "--output", keyring, "--export", "ops@example.test"});
+  auto signing = [](const std::string& who) {
+    return std::vector<std::string>{"-c", "gpg.format=openpgp", "-c", "user.signingkey=" + who,
+                                    "-c", "commit.gpgsign=true"};
+  };
+  ReconcileSettings s = fast_settings();
+  s.require_signed = true;
+  s.trust.gpg_keyring = keyring;
+  GitSource src(r.source_options());
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), s);
+
+  r.commit(config("primary"), signing("ops@example.test"));
+  PassReport p = rec.pass();
+  INFO(p.run.error);
+  CHECK(p.run.result == "no-changes");
+
+  r.commit(config("standby"), signing("stranger@example.test"));
+  p = rec.pass();
+  CHECK(p.exit_code == 1);
+  CHECK(p.run.error.find("not in " + keyring) != std::string::npos);
+  CHECK(r.world.traffic["shop"].target == "primary");
+
+  SECTION("an SSH-signed commit needs an allowed-signers file") {
+    CommitSignature ssh{"-----BEGIN SSH SIGNATURE-----\n...", "data"};
+    Status v = verify_commit_signature("0123456789abcdef", ssh, s.trust);
+    CHECK(v.message() ==
+          "commit 0123456789ab has an SSH signature but no --allowed-signers file is configured");
+  }
+  run({"gpgconf", "--kill", "all"});
+  unsetenv("GNUPGHOME");
+}
