@@ -118,8 +118,14 @@ int cmd_validate(const Options& o) {
   return bad ? 1 : 0;
 }
 
-ObservedState observe_live(const DesiredState& d, Fleet& fleet) {
-  return observe_all(d, fleet, real_clock());
+// Live observation, with unreachable stacks as last known from the state
+// store. `plan` and `observe` only read an existing store (a pull-request
+// job never creates one); `apply` also records what it saw.
+ObservedState observe_live(const DesiredState& d, Fleet& fleet, const Options& o, bool remember) {
+  const std::string path = o.state.empty() ? default_state_path() : o.state;
+  std::unique_ptr<Journal> journal;
+  if (remember || ::access(path.c_str(), F_OK) == 0) journal = open_journal(path);
+  return observe_with_last_known(d, fleet, real_clock(), 8, journal.get(), remember);
 }
 
 std::string render_observed_text(const ObservedState& obs) {
@@ -155,7 +161,7 @@ int cmd_observe(const Options& o) {
   DesiredState d = load_or_die(o.config);
   RealDriverFactory factory;
   Fleet fleet = make_fleet(d, factory);
-  ObservedState obs = observe_live(d, fleet);
+  ObservedState obs = observe_live(d, fleet, o, true);
   if (o.output == "json") std::cout << snapshot_to_json(obs, true);
   else std::cout << render_observed_text(obs);
   return 0;
@@ -171,7 +177,7 @@ int cmd_plan(const Options& o) {
   } else {
     RealDriverFactory factory;
     Fleet fleet = make_fleet(d, factory);
-    obs = observe_live(d, fleet);
+    obs = observe_live(d, fleet, o, false);
   }
   Plan plan = make_plan(d, obs);
   if (!o.out_plan.empty() && !write_file(o.out_plan, plan_to_json(plan)))
@@ -218,7 +224,7 @@ int cmd_apply(const Options& o) {
   DesiredState d = load_or_die(o.config);
   RealDriverFactory factory;
   Fleet fleet = make_fleet(d, factory);
-  ObservedState obs = observe_live(d, fleet);
+  ObservedState obs = observe_live(d, fleet, o, true);
   Plan plan;
   if (!o.plan_file.empty()) {
     std::ifstream in(o.plan_file, std::ios::binary);

@@ -173,7 +173,13 @@ class GroupPlanner {
       pr.block = "the old primary " + unreachable_why(*p) + ", so " + d +
                  "'s data loss cannot be ruled out (" +
                  (lag ? "last known lag " + bytes(*lag) : std::string("last known lag unknown")) + ")";
-      pr.loss = lag ? "at least " + bytes(*lag) + " (last known lag)" : "an unknown amount of data";
+      // The replica's position is its replay position: WAL it received but
+      // had not replayed is replayed at promotion, and writes after the last
+      // observation are not counted. So the last known lag is stated as
+      // such, not as a bound.
+      pr.loss = "the writes " + d + " has not replayed (" +
+                (lag ? "last known lag " + bytes(*lag) : std::string("last known lag unknown")) +
+                "; writes after that observation are not counted)";
     } else {
       // No primary anywhere: the newest writes may be on a stack that cannot
       // be seen, or on another replica that is further ahead.

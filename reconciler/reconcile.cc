@@ -176,7 +176,8 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   rep.commit_in_force = commit_;
   rep.run.desired_digest = d.digest;
   if (fleet_.empty()) fleet_ = make_fleet(d, factory_);
-  ObservedState obs = observe_all(d, fleet_, clock_, s_.apply.parallelism);
+  ObservedState obs =
+      observe_with_last_known(d, fleet_, clock_, s_.apply.parallelism, &journal_, true);
   Plan plan = make_plan(d, obs);
   rep.run.plan_digest = sha256_hex(plan_to_json(plan, false));
   rep.run.actions = static_cast<int>(plan.actions.size());
@@ -198,15 +199,26 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
         rep.run.error += "group " + g.group + " stopped (" + to_string(g.stopped) +
                          "): " + g.steps.back().detail;
       }
-    obs = observe_all(d, fleet_, clock_, s_.apply.parallelism);
+    obs = observe_with_last_known(d, fleet_, clock_, s_.apply.parallelism, &journal_, true);
     after = make_plan(d, obs);
   }
   fill_groups(rep, d, plan, after, obs);
   rep.observed = obs;
   (void)journal_.put(kConvergedKey, rep.converged() ? "1" : "0");
-  (void)journal_.put(kObservedKey, snapshot_to_json(obs));
   if (!error.empty()) return finish(bad_result, 1);
   return finish(result, code);
+}
+
+ObservedState observe_with_last_known(const DesiredState& desired, Fleet& fleet, Clock& clock,
+                                      int parallelism, Journal* journal, bool remember) {
+  ObservedState obs = observe_all(desired, fleet, clock, parallelism);
+  if (!journal) return obs;
+  if (auto last = journal->get(kObservedKey); last.ok() && *last) {
+    auto parsed = parse_snapshot("state store snapshot", **last);
+    if (parsed.ok()) fill_last_known(obs, *parsed);
+  }
+  if (remember) (void)journal->put(kObservedKey, snapshot_to_json(obs));
+  return obs;
 }
 
 }  // namespace stackflip

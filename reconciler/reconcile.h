@@ -109,4 +109,10 @@ class Reconciler {
   Fleet fleet_;  // drivers of desired_, kept across passes (open connections)
 };
 
+// Observes every group and fills unreachable stacks with their last known
+// facts from the snapshot the state store keeps (DESIGN.md: "as last known");
+// with `remember`, stores the new snapshot for the next pass.
+ObservedState observe_with_last_known(const DesiredState& desired, Fleet& fleet, Clock& clock,
+                                      int parallelism, Journal* journal, bool remember);
+
 }  // namespace stackflip

@@ -116,7 +116,7 @@ TEST_CASE("unplanned failover with allow_data_loss promotes and states the accep
   CHECK(steps(p.actions) == Steps{"replication.stop standby", "database.promote standby",
                                   "maintenance.off standby", "traffic.switch standby"});
   CHECK(p.actions[1].reason.find("allow_data_loss") != std::string::npos);
-  CHECK(p.actions[1].reason.find("at least 10 bytes") != std::string::npos);
+  CHECK(p.actions[1].reason.find("last known lag 10 bytes") != std::string::npos);
 }
 
 TEST_CASE("a replica behind the old primary and not streaming from it is not promoted") {
