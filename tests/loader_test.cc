@@ -2,6 +2,8 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <string>
 #include <vector>
 
@@ -428,4 +430,33 @@ TEST_CASE("every key in the schema has a description and examples for editors") 
   schema.Parse(text.data(), text.size());
   REQUIRE_FALSE(schema.HasParseError());
   expect_documented(schema, schema, "");
+}
+
+TEST_CASE("stackflip validate exits 1 and prints file:line:col for each bad input") {
+  auto cases = bad_cases();
+  for (auto& c : more_bad_cases()) cases.push_back(std::move(c));
+  char dir_template[] = "/tmp/stackflip-validate.XXXXXX";
+  REQUIRE(mkdtemp(dir_template));
+  const std::string dir = dir_template, file = dir + "/bad.yaml", out = dir + "/out.txt";
+  for (const auto& c : cases) {
+    INFO(c.scenario);
+    { std::FILE* f = std::fopen(file.c_str(), "wb"); std::fputs(c.text.c_str(), f); std::fclose(f); }
+    std::string cmd = std::string(STACKFLIP_BINARY) + " validate " + file + " >" + out + " 2>&1";
+    int status = std::system(cmd.c_str());
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 1);
+    std::string text;
+    if (std::FILE* f = std::fopen(out.c_str(), "rb")) {
+      char buf[4096];
+      for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+      std::fclose(f);
+    }
+    INFO(text);
+    const std::string where = file + ":" + std::to_string(c.line) + ":" + std::to_string(c.column) + ": error: ";
+    CHECK(text.find(where) != std::string::npos);
+    CHECK(text.find(c.message) != std::string::npos);
+  }
+  std::remove(file.c_str());
+  std::remove(out.c_str());
+  rmdir(dir.c_str());
 }
