@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "action_log.h"
 #include "clock.h"
 #include "model.h"
 #include "observe.h"
@@ -32,16 +33,6 @@
 #include "result.h"
 
 namespace stackflip {
-
-// Where apply records each action before and after (invariant 5). The
-// SQLite journal implements it; tests may use an in-memory one.
-class ActionLog {
- public:
-  virtual ~ActionLog() = default;
-  virtual Result<int64_t> begin(const Action& a, const std::string& origin) = 0;
-  virtual Status finish(int64_t id, const std::string& result, const std::string& error,
-                        int64_t duration_ms) = 0;
-};
 
 struct ApplyOptions {
   std::chrono::milliseconds action_timeout{30000};  // effect of one action to be observed

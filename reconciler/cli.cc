@@ -70,22 +70,6 @@ std::unique_ptr<Journal> open_journal(const std::string& path) {
   return std::move(*j);
 }
 
-// Journal as apply's ActionLog.
-class JournalLog : public ActionLog {
- public:
-  explicit JournalLog(Journal& j) : j_(j) {}
-  Result<int64_t> begin(const Action& a, const std::string& origin) override {
-    return j_.begin(a, origin);
-  }
-  Status finish(int64_t id, const std::string& result, const std::string& error,
-                int64_t ms) override {
-    return j_.finish(id, result, error, ms);
-  }
-
- private:
-  Journal& j_;
-};
-
 // ------------------------------------------------------------------ commands
 
 struct Options {
@@ -121,11 +105,14 @@ int cmd_validate(const Options& o) {
 // Live observation, with unreachable stacks as last known from the state
 // store. `plan` and `observe` only read an existing store (a pull-request
 // job never creates one); `apply` also records what it saw.
-ObservedState observe_live(const DesiredState& d, Fleet& fleet, const Options& o, bool remember) {
+std::unique_ptr<Journal> journal_for(const Options& o, bool create) {
   const std::string path = o.state.empty() ? default_state_path() : o.state;
-  std::unique_ptr<Journal> journal;
-  if (remember || ::access(path.c_str(), F_OK) == 0) journal = open_journal(path);
-  return observe_with_last_known(d, fleet, real_clock(), 8, journal.get(), remember);
+  if (!create && ::access(path.c_str(), F_OK) != 0) return nullptr;
+  return open_journal(path);
+}
+
+ObservedState observe_live(const DesiredState& d, Fleet& fleet, Journal* journal, bool remember) {
+  return observe_with_last_known(d, fleet, real_clock(), 8, journal, remember);
 }
 
 std::string render_observed_text(const ObservedState& obs) {
@@ -161,7 +148,8 @@ int cmd_observe(const Options& o) {
   DesiredState d = load_or_die(o.config);
   RealDriverFactory factory;
   Fleet fleet = make_fleet(d, factory);
-  ObservedState obs = observe_live(d, fleet, o, true);
+  auto journal = journal_for(o, true);
+  ObservedState obs = observe_live(d, fleet, journal.get(), true);
   if (o.output == "json") std::cout << snapshot_to_json(obs, true);
   else std::cout << render_observed_text(obs);
   return 0;
@@ -177,7 +165,7 @@ int cmd_plan(const Options& o) {
   } else {
     RealDriverFactory factory;
     Fleet fleet = make_fleet(d, factory);
-    obs = observe_live(d, fleet, o, false);
+    obs = observe_live(d, fleet, journal_for(o, false).get(), false);
   }
   Plan plan = make_plan(d, obs);
   if (!o.out_plan.empty() && !write_file(o.out_plan, plan_to_json(plan)))
@@ -224,7 +212,8 @@ int cmd_apply(const Options& o) {
   DesiredState d = load_or_die(o.config);
   RealDriverFactory factory;
   Fleet fleet = make_fleet(d, factory);
-  ObservedState obs = observe_live(d, fleet, o, true);
+  auto journal = journal_for(o, true);
+  ObservedState obs = observe_live(d, fleet, journal.get(), true);
   Plan plan;
   if (!o.plan_file.empty()) {
     std::ifstream in(o.plan_file, std::ios::binary);
@@ -256,8 +245,6 @@ int cmd_apply(const Options& o) {
     std::cout << "Apply cancelled.\n";
     return 1;
   }
-  auto journal = open_journal(o.state.empty() ? default_state_path() : o.state);
-  JournalLog log(*journal);
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
   ApplyOptions ao;
@@ -265,7 +252,7 @@ int cmd_apply(const Options& o) {
   ao.stop_requested = &g_stop;
   ao.progress = print_step;
   std::cout << "\nApplying:\n";
-  ApplyResult r = Applier(d, fleet, &log, real_clock()).apply(plan, ao);
+  ApplyResult r = Applier(d, fleet, journal.get(), real_clock()).apply(plan, ao);
   int code = r.exit_code();
   size_t done = 0;
   for (const auto& g : r.groups)

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "action_log.h"
 #include "plan.h"
 #include "result.h"
 
@@ -55,7 +56,7 @@ struct RunRecord {
   int actions = 0;
 };
 
-class Journal {
+class Journal : public ActionLog {
  public:
   using RunRecord = stackflip::RunRecord;
 
@@ -70,11 +71,11 @@ class Journal {
   const std::string& path() const { return path_; }
 
   // Appends and commits the "started" row; returns its id for finish().
-  Result<int64_t> begin(const Action& a, const std::string& origin);
+  Result<int64_t> begin(const Action& a, const std::string& origin) override;
   // Appends the "finished" row for begin()'s `id`. `result` is one of ok,
   // failed, timeout, interrupted. An unknown id or a second finish is an error.
   Status finish(int64_t id, const std::string& result, const std::string& error,
-                int64_t duration_ms);
+                int64_t duration_ms) override;
   // Newest first, at most `limit` rows, only `group`'s when not empty.
   Result<std::vector<JournalEntry>> history(size_t limit = 100,
                                             const std::string& group = "") const;

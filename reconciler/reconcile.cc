@@ -24,21 +24,6 @@ const char* kNoticeKey = "gitops.last_notice";
 
 std::string short_sha(const std::string& sha) { return sha.substr(0, 12); }
 
-// The journal as apply's ActionLog.
-class JournalActionLog : public ActionLog {
- public:
-  explicit JournalActionLog(Journal& j) : j_(j) {}
-  Result<int64_t> begin(const Action& a, const std::string& origin) override {
-    return j_.begin(a, origin);
-  }
-  Status finish(int64_t id, const std::string& result, const std::string& error,
-                int64_t ms) override {
-    return j_.finish(id, result, error, ms);
-  }
-
- private:
-  Journal& j_;
-};
 
 void fill_groups(PassReport& rep, const DesiredState& d, const Plan& first, const Plan& last,
                  const ObservedState& obs) {
@@ -189,8 +174,7 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
     ApplyOptions ao = s_.apply;
     ao.origin = commit_;
     ao.stop_requested = stop;
-    JournalActionLog log(journal_);
-    ApplyResult ar = Applier(d, fleet_, &log, clock_).apply(plan, ao);
+    ApplyResult ar = Applier(d, fleet_, &journal_, clock_).apply(plan, ao);
     code = ar.exit_code();
     result = code == 0 ? "applied" : code == 3 ? "blocked" : "failed";
     for (const auto& g : ar.groups)

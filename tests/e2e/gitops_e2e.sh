@@ -20,7 +20,6 @@ e2e_start "$@"
 MY_PIDS=
 trap 'kill $MY_PIDS 2>/dev/null; e2e_cleanup' EXIT
 
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 REPO=$DIR/repo
 URL=file://$REPO
 git init -q -b main "$REPO"
@@ -38,16 +37,7 @@ in_force() { sqlite3 "$STACKFLIP_STATE_DIR/state.db" "SELECT value FROM kv WHERE
 
 # A Slack stand-in on loopback: appends each POSTed body to notify.log.
 NPORT=$(free_port)
-python3 -c '
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        open(sys.argv[2], "ab").write(body + b"\n")
-        self.send_response(200); self.end_headers()
-    def log_message(self, *a): pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()' "$NPORT" "$DIR/notify.log" &
-MY_PIDS="$MY_PIDS $!"
+MY_PIDS="$MY_PIDS $(start_notify_receiver "$NPORT" "$DIR/notify.log")"
 
 echo "--- (a) first commit"
 C1=$(commit "$CONFIG" "primary active")

@@ -126,3 +126,19 @@ apply_hooked() { # CONFIG K CMD...
   return "$rc"
 }
 harness() { "$E2E_REPO/scripts/harness.sh" "$@" "$DIR" >/dev/null 2>&1; }
+
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+
+# A Slack stand-in on loopback: appends each POSTed body to FILE. Prints its pid.
+start_notify_receiver() { # PORT FILE
+  python3 -c '
+import http.server, sys
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        open(sys.argv[2], "ab").write(body + b"\n")
+        self.send_response(200); self.end_headers()
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()' "$1" "$2" >/dev/null 2>&1 &
+  echo $!
+}

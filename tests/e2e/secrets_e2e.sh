@@ -10,7 +10,6 @@ source "$(dirname "$0")/lib.sh"
 e2e_start "$@"
 MY_PIDS=
 trap 'kill $MY_PIDS 2>/dev/null; e2e_cleanup' EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
 export PG_SECRET="pg-SECRET-$RANDOM$RANDOM"
 export WRONG_KEY="wrongkey-SECRET-$RANDOM$RANDOM"
@@ -22,16 +21,7 @@ SECRETS=("$PDNS_API_KEY" "$PG_SECRET" "$WRONG_KEY" "$HOOK_SECRET" "$GIT_TOKEN" "
 OUT=$DIR/out
 mkdir -p "$OUT"
 
-python3 -c '
-import http.server, sys
-class H(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = self.rfile.read(int(self.headers["Content-Length"]))
-        open(sys.argv[2], "ab").write(body + b"\n")
-        self.send_response(200); self.end_headers()
-    def log_message(self, *a): pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()' "$NPORT" "$OUT/notifications.log" &
-MY_PIDS="$MY_PIDS $!"
+MY_PIDS="$MY_PIDS $(start_notify_receiver "$NPORT" "$OUT/notifications.log")"
 
 # The harness config with a PostgreSQL password reference (trust auth ignores it).
 sed 's/  db: {type: postgres, /  db: {type: postgres, password: "${env:PG_SECRET}", /' "$CONFIG" >"$DIR/secret.yaml"
