@@ -185,6 +185,8 @@ class GroupPlanner {
       // be seen, or on another replica that is further ahead.
       pr.block = "no stack is observed as primary, so the newest writes may be elsewhere";
       for (const auto& [name, spec] : g_.stacks)
+        if (name != d && !reachable(name)) pr.block += "; " + unreachable_why(name);
+      for (const auto& [name, spec] : g_.stacks)
         if (name != d && lsn(name) && lsn(d) && *lsn(name) > *lsn(d))
           pr.block += "; " + name + " is " + bytes(*lsn(name) - *lsn(d)) + " ahead";
       pr.loss = "an unknown amount of data";

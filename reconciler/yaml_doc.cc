@@ -128,7 +128,12 @@ class KeySet {
 // tree that yaml-cpp's YAML::Load would build, without building it.
 class Builder {
  public:
-  Builder(YamlDocument& doc, std::vector<Diagnostic>& errors) : doc_(doc), errors_(errors) {}
+  // `budget`: how many values (scalars, nulls, containers) the document may
+  // expand to. Aliases replay their anchor's events, so a few lines of nested
+  // aliases ("billion laughs") would otherwise ask for 10^9 values; a file
+  // without aliases has fewer values than bytes and never reaches it.
+  Builder(YamlDocument& doc, std::vector<Diagnostic>& errors, size_t budget)
+      : doc_(doc), errors_(errors), budget_(budget) {}
 
   // One event straight from the parser.
   void live(const EventRef& e) {
@@ -186,6 +191,12 @@ class Builder {
   }
 
   void handle(const EventRef& e) {
+    if (exhausted_) return;
+    if (!e.ends() && budget_-- == 0) {
+      exhausted_ = true;
+      error(pos(*e.mark), "aliases expand to too many values; the file is not loaded");
+      return;
+    }
     if (skip_ > 0) {  // inside a subtree that the tree walk would not visit
       skip_ += e.starts() ? 1 : e.ends() ? -1 : 0;
       return;
@@ -370,6 +381,8 @@ class Builder {
   std::vector<Recording> anchors_;
   std::vector<YAML::anchor_t> open_;  // anchors whose node is being parsed
   bool have_root_ = false, root_null_ = false, done_ = false;
+  size_t budget_;
+  bool exhausted_ = false;
 };
 
 const std::string kEmpty;
@@ -513,7 +526,7 @@ YamlParse parse_yaml(const std::string& file, const std::string& text) {
   doc.file = file;
   doc.marks.reserve_for(text.size());
   std::vector<Diagnostic> errors;
-  Builder builder(doc, errors);
+  Builder builder(doc, errors, 2 * text.size() + 10000);
   std::optional<YAML::Mark> second;  // where a second document starts
   bool any = false;
   auto generate = [&](rapidjson::Document& json) {
@@ -524,7 +537,10 @@ YamlParse parse_yaml(const std::string& file, const std::string& text) {
     Handler first(&builder);
     if (!parser.HandleNextDocument(first)) return false;
     any = true;
-    for (;;) {  // later documents are an error, but a syntax error in one wins
+    // A second document is an error; a syntax error in a later one wins.
+    // Bounded: yaml-cpp 0.7 can report documents forever without consuming
+    // input (a stray ',' where a document starts; found by the loader fuzzer).
+    for (int n = 0; n < 64; ++n) {
       Handler rest(nullptr);
       if (!parser.HandleNextDocument(rest)) break;
       if (!second) second = rest.first_mark.value_or(YAML::Mark::null_mark());

@@ -579,3 +579,19 @@ TEST_CASE("snapshot text and observed digest are byte for byte what the DOM writ
     CHECK(observed_digest(o) == sha256_hex(old_to_text(doc, false)));
   }
 }
+
+TEST_CASE("alias bombs are refused, not expanded (found by fuzzing)") {
+  std::string y = "a: &a [x, x, x, x, x, x, x, x, x, x]\n";
+  for (char c = 'b'; c <= 'j'; ++c)
+    y += std::string(1, c) + ": &" + c + " [*" + char(c - 1) + ", *" + char(c - 1) + ", *" +
+         char(c - 1) + ", *" + char(c - 1) + ", *" + char(c - 1) + ", *" + char(c - 1) + ", *" +
+         char(c - 1) + ", *" + char(c - 1) + ", *" + char(c - 1) + ", *" + char(c - 1) + "]\n";
+  YamlParse p = parse_yaml("bomb.yaml", y);
+  REQUIRE_FALSE(p.errors.empty());
+  CHECK(p.errors[0].message.find("aliases expand to too many values") != std::string::npos);
+}
+
+TEST_CASE("a stray comma where a document starts ends, with an error (found by fuzzing)") {
+  YamlParse p = parse_yaml("comma.yaml", "a: 1\n---\n,\n");
+  CHECK_FALSE(p.errors.empty());
+}
