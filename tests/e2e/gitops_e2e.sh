@@ -118,10 +118,11 @@ RUN_ARGS=(run --repo "$URL" --interval 1h --listen "127.0.0.1:$PORT" --webhook-s
 start_run() { "$SF" "${RUN_ARGS[@]}" >>"$DIR/run.log" 2>&1 & RUN_PID=$!; MY_PIDS="$MY_PIDS $RUN_PID"; }
 status_field() { curl -fsS "http://127.0.0.1:$PORT/status" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$1'))"; }
 passes() { grep -c "^pass: " "$DIR/run.log"; }
+passes_at_least() { (($(passes) >= $1)); }  # evaluated afresh on each poll
 converged_on() { [[ "$(status_field last_commit 2>/dev/null) $(status_field converged 2>/dev/null)" == "$1 True" ]]; }
 start_run
 check "run: /healthz answers" poll 10 curl -fsS -o /dev/null "http://127.0.0.1:$PORT/healthz"
-check "run: first pass done" poll 10 test "$(passes)" -ge 1
+check "run: first pass done" poll 10 passes_at_least 1
 check_eq "run: /status last commit" "$C6" "$(status_field last_commit)"
 check_eq "run: /status converged" True "$(status_field converged)"
 curl -fsS "http://127.0.0.1:$PORT/metrics" >"$DIR/metrics.txt"
@@ -142,7 +143,7 @@ check "run: and says why" grep -q "another stackflip process (pid $RUN_PID)" "$D
 # Idle CPU inside the loop: 20 SIGHUP-triggered passes, CPU from /proc.
 ticks() { awk '{print $14 + $15}' "/proc/$RUN_PID/stat"; }
 N0=$(passes); T0=$(ticks)
-for i in $(seq 20); do kill -HUP "$RUN_PID"; poll 5 test "$(passes)" -ge $((N0 + i)); done
+for i in $(seq 20); do kill -HUP "$RUN_PID"; poll 5 passes_at_least $((N0 + i)); done
 T1=$(ticks)
 LOOP_MS=$(python3 -c "import os; print('%.1f' % (($T1 - $T0) * 1000 / os.sysconf('SC_CLK_TCK') / 20))")
 echo "idle pass inside run (SIGHUP x20): mean CPU $LOOP_MS ms per pass"
