@@ -2,7 +2,10 @@
 
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <sstream>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 namespace stackflip {
@@ -10,6 +13,12 @@ namespace stackflip {
 namespace {
 
 constexpr int kMaxDepth = 64;  // also stops alias cycles
+
+// Aliases are expanded into copies, so a few lines of nested aliases
+// ("billion laughs": each level lists the previous one ten times) would expand
+// to 10^9 values. Without aliases a file has fewer values than bytes, so this
+// budget only stops alias bombs, not large files.
+size_t value_budget(const std::string& text) { return 2 * text.size() + 10000; }
 
 Mark to_mark(const std::string& file, const YAML::Mark& m) {
   if (m.is_null()) return Mark{file, 0, 0};
@@ -59,9 +68,20 @@ bool is_core_float(const std::string& s) {
 
 class Converter {
  public:
-  Converter(YamlDocument& doc, std::vector<Diagnostic>& errors) : doc_(doc), errors_(errors) {}
+  Converter(YamlDocument& doc, std::vector<Diagnostic>& errors, size_t budget)
+      : doc_(doc), errors_(errors), budget_(budget) {}
 
   void convert(const YAML::Node& node, rapidjson::Value& out, const std::string& ptr, int depth) {
+    if (budget_ == 0) {  // reported once, at the value that ran out
+      out.SetNull();
+      return;
+    }
+    if (--budget_ == 0) {
+      errors_.push_back({to_mark(doc_.file, node.Mark()),
+                         "aliases expand to too many values; the file is not loaded"});
+      out.SetNull();
+      return;
+    }
     doc_.marks.emplace(ptr, to_mark(doc_.file, node.Mark()));
     if (depth > kMaxDepth) {
       errors_.push_back({to_mark(doc_.file, node.Mark()), "nesting is too deep"});
@@ -120,6 +140,8 @@ class Converter {
     }
   }
 
+  bool exhausted() const { return budget_ == 0; }
+
  private:
   void scalar(const YAML::Node& node, rapidjson::Value& out) {
     const std::string& s = node.Scalar();
@@ -156,6 +178,7 @@ class Converter {
 
   YamlDocument& doc_;
   std::vector<Diagnostic>& errors_;
+  size_t budget_;  // values still allowed (value_budget)
 };
 
 }  // namespace
@@ -209,26 +232,77 @@ Mark YamlDocument::key_mark_of(const std::string& pointer) const {
   return it != key_marks.end() ? it->second : mark_of(pointer);
 }
 
+namespace {
+
+// A second document can only begin after a line starting with "---" or "...".
+bool has_document_marker(const std::string& text) {
+  for (size_t i = 0; i + 3 <= text.size(); i = text.find('\n', i) == std::string::npos ? text.size() : text.find('\n', i) + 1) {
+    if (text.compare(i, 3, "---") != 0 && text.compare(i, 3, "...") != 0) continue;
+    if (i + 3 == text.size() || std::strchr(" \t\r\n", text[i + 3])) return true;
+  }
+  return false;
+}
+
+// Records where the first node of each document is; parses, builds nothing.
+class DocumentMarks : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> first_nodes;
+  void OnDocumentStart(const YAML::Mark&) override { in_doc_ = false; }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t) override { node(m); }
+  void OnScalar(const YAML::Mark& m, const std::string&, YAML::anchor_t, const std::string&) override { node(m); }
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(m);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {
+    node(m);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void node(const YAML::Mark& m) {
+    if (!in_doc_) first_nodes.push_back(m), in_doc_ = true;
+  }
+  bool in_doc_ = false;
+};
+
+}  // namespace
+
 YamlParse parse_yaml(const std::string& file, const std::string& text) {
   YamlParse out;
-  std::vector<YAML::Node> docs;
+  // Not YAML::LoadAll: yaml-cpp 0.7's never returns on some invalid input (a
+  // stray ',' where a document starts): its parser stops advancing and LoadAll
+  // keeps collecting empty documents. Load takes the first document; a second
+  // one is looked for, at most two documents deep, only when a line could
+  // start one.
+  YAML::Node root;
   try {
-    docs = YAML::LoadAll(text);
+    root = YAML::Load(text);
+    if (has_document_marker(text)) {
+      std::istringstream in(text);
+      YAML::Parser parser(in);
+      DocumentMarks marks;
+      for (int n = 0; n < 2 && parser.HandleNextDocument(marks); ++n) {
+      }
+      if (marks.first_nodes.size() > 1) {
+        out.errors.push_back({to_mark(file, marks.first_nodes[1]), "only one YAML document per file is allowed"});
+        return out;
+      }
+    }
   } catch (const YAML::Exception& e) {
     Mark m = to_mark(file, e.mark);
     if (m.line == 0) m = Mark{file, 1, 1};
     out.errors.push_back({m, e.msg});
     return out;
   }
-  if (docs.size() > 1) {
-    out.errors.push_back({to_mark(file, docs[1].Mark()), "only one YAML document per file is allowed"});
-    return out;
-  }
-  const YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
   YamlDocument doc;
   doc.file = file;
   try {
-    Converter(doc, out.errors).convert(root, doc.json, "", 0);
+    Converter converter(doc, out.errors, value_budget(text));
+    converter.convert(root, doc.json, "", 0);
+    if (converter.exhausted()) return out;  // a partial document would only add noise
   } catch (const YAML::Exception& e) {
     out.errors.push_back({to_mark(file, e.mark), e.msg});
     return out;
