@@ -12,6 +12,8 @@ LOG=${INSTALL_DEPS_LOG:-${TMPDIR:-/tmp}/stackflip-install-deps.log}
 PACKAGES=(
   # build tools
   g++ cmake ninja-build pkg-config git
+  # fuzzing (tests/fuzz/README.md): clang and its libFuzzer/sanitizer runtimes
+  clang libclang-rt-14-dev
   # libraries
   libyaml-cpp-dev libgit2-dev libcurl4-openssl-dev rapidjson-dev libspdlog-dev libfmt-dev
   catch2 libpq-dev libsqlite3-dev libcli11-dev libcpp-httplib-dev libssl-dev libbenchmark-dev
