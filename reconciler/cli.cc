@@ -61,7 +61,7 @@ std::unique_ptr<Journal> open_journal(const std::string& path) {
   auto slash = path.rfind('/');
   if (slash != std::string::npos) {
     std::string dir = path.substr(0, slash);
-    std::string cmd;  // create the state folder (no shell: one level at a time)
+    // Create the state folder one level at a time (no shell).
     for (size_t i = 1; i <= dir.size(); ++i)
       if (i == dir.size() || dir[i] == '/') ::mkdir(dir.substr(0, i).c_str(), 0700);
   }

@@ -440,7 +440,7 @@ class PostgresStackDriver : public StackDriver {
     if (!tli->front()[0]) return Err("replication source " + source.name + " is not a primary");
     const std::string source_tli = *tli->front()[0];
 
-    const std::string rewind_from = rewind_conninfo(*src_kv, source);
+    const std::string rewind_from = rewind_conninfo(*src_kv);
     if (replica) {
       // A replica that wrote (replayed) past the source's fork point, e.g. a
       // former primary re-attached earlier without a rewind, can never follow.
@@ -648,14 +648,12 @@ class PostgresStackDriver : public StackDriver {
   }
 
   // The source's conninfo for pg_rewind: host, port, user, dbname.
-  std::string rewind_conninfo(const std::map<std::string, std::string>& src_kv,
-                              const StackSpec& source) const {
+  std::string rewind_conninfo(const std::map<std::string, std::string>& src_kv) const {
     std::string c;
     for (const char* k : {"host", "hostaddr", "port", "user", "dbname", "sslmode", "sslrootcert"}) {
       auto it = src_kv.find(k);
       if (it != src_kv.end()) c += std::string(k) + "=" + conninfo_quote(it->second) + " ";
     }
-    (void)source;
     return c;
   }
 
