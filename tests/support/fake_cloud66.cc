@@ -57,20 +57,20 @@ std::string FakeCloud66::base_url() const {
   return "http://127.0.0.1:" + std::to_string(port_) + kPrefix;
 }
 
-void FakeCloud66::add_stack(const FakeStack& s) {
+void FakeCloud66::add_stack(const C66Stack& s) {
   std::lock_guard<std::mutex> l(mu_);
   stacks_[s.uid] = s;
 }
-void FakeCloud66::add_group(const FakeGroup& g) {
+void FakeCloud66::add_group(const C66Group& g) {
   std::lock_guard<std::mutex> l(mu_);
   groups_.push_back({g, 0, {}});
 }
-FakeStack FakeCloud66::stack(const std::string& uid) {
+C66Stack FakeCloud66::stack(const std::string& uid) {
   std::lock_guard<std::mutex> l(mu_);
   settle();
   return stacks_.at(uid);
 }
-FakeGroup FakeCloud66::group(const std::string& uid) {
+C66Group FakeCloud66::group(const std::string& uid) {
   std::lock_guard<std::mutex> l(mu_);
   settle();
   for (auto& g : groups_)
@@ -166,7 +166,7 @@ std::string FakeCloud66::action_json(const Action& a) {
 }
 
 std::string FakeCloud66::group_json(const GroupState& gs, bool elastic) {
-  const FakeGroup& g = gs.g;
+  const C66Group& g = gs.g;
   rapidjson::StringBuffer buf;
   Writer w(buf);
   w.StartObject();

@@ -29,12 +29,12 @@ class Server;
 
 namespace stackflip::testing {
 
-struct FakeStack {
+struct C66Stack {
   std::string uid, name;
   bool maintenance_mode = false;
 };
 
-struct FakeGroup {
+struct C66Group {
   std::string uid, address, primary_stack_uid, secondary_stack_uid;
   int current_stack = 1;  // 1 = primary, 2 = secondary
   bool busy_toggling = false;
@@ -55,10 +55,10 @@ class FakeCloud66 {
   std::string base_url() const;  // http://127.0.0.1:PORT/api/3
   int port() const { return port_; }
 
-  void add_stack(const FakeStack& s);
-  void add_group(const FakeGroup& g);
-  FakeStack stack(const std::string& uid);
-  FakeGroup group(const std::string& uid);
+  void add_stack(const C66Stack& s);
+  void add_group(const C66Group& g);
+  C66Stack stack(const std::string& uid);
+  C66Group group(const std::string& uid);
 
   void set_per_page(int n);
   void set_action_delay(std::chrono::milliseconds d);
@@ -88,7 +88,7 @@ class FakeCloud66 {
     std::string message;
   };
   struct GroupState {
-    FakeGroup g;
+    C66Group g;
     int pending_current = 0;
     Clock::time_point busy_until{};
   };
@@ -106,7 +106,7 @@ class FakeCloud66 {
   int port_ = 0;
 
   std::mutex mu_;
-  std::map<std::string, FakeStack> stacks_;
+  std::map<std::string, C66Stack> stacks_;
   std::vector<GroupState> groups_;  // in insertion order, for pagination
   std::map<int, Action> actions_;
   int next_action_id_ = 1000;

@@ -31,8 +31,8 @@
 namespace {
 
 using stackflip::testing::FakeCloud66;
-using stackflip::testing::FakeGroup;
-using stackflip::testing::FakeStack;
+using stackflip::testing::C66Group;
+using stackflip::testing::C66Stack;
 
 int usage(const std::string& why) {
   std::cerr << "fake_cloud66: " << why
@@ -102,14 +102,14 @@ int main(int argc, char** argv) {
       fake.set_toggle_delay(std::chrono::milliseconds(d["toggle_delay_ms"].GetInt()));
     if (d.HasMember("stacks") && d["stacks"].IsArray())
       for (const auto& s : d["stacks"].GetArray()) {
-        FakeStack st{str(s, "uid"), str(s, "name"), false};
+        C66Stack st{str(s, "uid"), str(s, "name"), false};
         if (s.HasMember("maintenance_mode") && s["maintenance_mode"].IsBool())
           st.maintenance_mode = s["maintenance_mode"].GetBool();
         fake.add_stack(st);
       }
     if (d.HasMember("groups") && d["groups"].IsArray())
       for (const auto& g : d["groups"].GetArray()) {
-        FakeGroup fg{str(g, "uid"), str(g, "address"), str(g, "primary_stack_uid"),
+        C66Group fg{str(g, "uid"), str(g, "address"), str(g, "primary_stack_uid"),
                      str(g, "secondary_stack_uid")};
         if (g.HasMember("current_stack") && g["current_stack"].IsInt())
           fg.current_stack = g["current_stack"].GetInt();
