@@ -176,7 +176,9 @@ int cmd_plan(const Options& o) {
   else if (o.output == "markdown") std::cout << render_markdown(plan, RenderOptions{false, 65000});
   else std::cout << render_text(plan, ro);
   if (!o.detailed_exitcode) return 0;
-  if (plan.empty()) return 0;
+  // Skipped steps (e.g. re-attaching a stack that is down) mean nothing can
+  // be done now, but the group has not converged: like a blocked step.
+  if (plan.empty()) return plan.skipped.empty() ? 0 : 3;
   return plan.any_blocked() ? 3 : 2;
 }
 

@@ -448,7 +448,8 @@ class PostgresStackDriver : public StackDriver {
       if (!diverged.ok()) return diverged.error();
       if (!diverged->empty()) return rewind_and_wait(data_dir, rewind_from, source, src, source_tli, *diverged);
       if (auto s = exec("SELECT pg_reload_conf()"); !s.ok()) return s.error();
-      return wait_streaming(source.name, src, source_tli, milliseconds(10000));
+      Status s = wait_streaming(source.name, src, source_tli, milliseconds(10000));
+      return s.ok() ? wait_replayed(source, milliseconds(10000)) : s;
     }
 
     // A primary (a fenced former primary). It can follow the source only if
@@ -468,6 +469,11 @@ class PostgresStackDriver : public StackDriver {
     spdlog::debug("{}: restart-as-standby done after {:.1f} ms", where(), elapsed());
     if (Status s = wait_in_recovery("restart-as-standby"); !s.ok()) return s;
     Status streaming = wait_streaming(source.name, src, source_tli, milliseconds(10000));
+    // Streaming on the new timeline is not enough: if this server wrote WAL
+    // after the fork (between the check and the stop), its startup process
+    // fails only when replay reaches the fork. Attached = replayed up to
+    // where the source is now.
+    if (streaming.ok()) streaming = wait_replayed(source, milliseconds(10000));
     if (streaming.ok()) return streaming;
     // It may have written WAL between the check and the stop (a standby
     // snapshot, a checkpoint): check again, now as a standby.
@@ -492,6 +498,32 @@ class PostgresStackDriver : public StackDriver {
     if (Status s = rewind_as_standby(data_dir, rewind_from); !s.ok()) return s;
     if (Status s = wait_in_recovery("pg_rewind"); !s.ok()) return s;
     return wait_streaming(source.name, src, source_tli, milliseconds(10000));
+  }
+
+  Status wait_replayed(const StackSpec& source, milliseconds limit) {
+    auto session = open_session(source.get("dsn"), source_password_ref(source));
+    if (!session.ok()) return Err("replication source " + source.name + ": " + session.error().message);
+    auto now = exec_on(session->get(), "SELECT pg_current_wal_lsn()::text");
+    if (!now.ok()) return Err("replication source " + source.name + ": " + now.error().message);
+    const auto target = parse_lsn(now->front()[0].value_or(""));
+    if (!target) return Err("replication source " + source.name + ": unreadable position");
+    Backoff backoff(Clock::now() + limit);
+    std::string state;
+    for (;;) {
+      auto r = exec("SELECT pg_last_wal_replay_lsn()::text", /*retry=*/false);
+      if (r.ok()) {
+        auto replayed = parse_lsn(r->front()[0].value_or(""));
+        if (replayed && *replayed >= *target) return Status::Ok();
+        state = "replayed " + r->front()[0].value_or("nothing") + " of " + format_lsn(*target);
+      } else {
+        state = r.error().message;
+      }
+      if (backoff.expired())
+        return Timeout(where() + ": streams from " + source.name + " but has not replayed up to " +
+                       format_lsn(*target) + " after " + std::to_string(limit.count() / 1000) +
+                       " s (" + state + "); it may have diverged: see its server log");
+      backoff.sleep();
+    }
   }
 
   Status wait_in_recovery(const std::string& after) {
