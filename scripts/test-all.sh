@@ -24,5 +24,6 @@ if [[ ${STACKFLIP_ASAN:-0} == 1 ]]; then
   # headers (tests/sanitizers/ubsan.supp says why).
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1:strict_string_checks=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:suppressions=$PWD/tests/sanitizers/ubsan.supp
+  export LSAN_OPTIONS=suppressions=$PWD/tests/sanitizers/lsan.supp
   (cd build-asan && ctest --output-on-failure -j2)
 fi
