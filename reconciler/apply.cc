@@ -158,7 +158,7 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
         if (effect_holds(a, again)) st = Status::Ok();
         break;
       }
-      spdlog::info("{}: attempt {} failed ({}); trying again", std::string(to_string(a.kind)) + " " + a.stack,
+      spdlog::warn("{}: attempt {} failed ({}); trying again", std::string(to_string(a.kind)) + " " + a.stack,
                    attempt, st.message());
       Status next = execute(g, drivers, a, o, detail);
       if (!next.ok())

@@ -30,6 +30,11 @@ namespace {
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+// WAL page header sizes (SizeOfXLogShortPHD / SizeOfXLogLongPHD); the long
+// header starts each segment.
+constexpr uint64_t kShortPageHeader = 24;
+constexpr uint64_t kLongPageHeader = 40;
+
 struct ConnDeleter {
   void operator()(PGconn* c) const { PQfinish(c); }
 };
@@ -442,14 +447,17 @@ class PostgresStackDriver : public StackDriver {
 
     const std::string rewind_from = rewind_conninfo(*src_kv);
     if (replica) {
-      // A replica that wrote (replayed) past the source's fork point, e.g. a
-      // former primary re-attached earlier without a rewind, can never follow.
-      auto diverged = divergence(source, src_session_dsn(source));
-      if (!diverged.ok()) return diverged.error();
-      if (!diverged->empty()) return rewind_and_wait(data_dir, rewind_from, source, src, source_tli, *diverged);
       if (auto s = exec("SELECT pg_reload_conf()"); !s.ok()) return s.error();
       Status s = wait_streaming(source.name, src, source_tli, milliseconds(10000));
-      return s.ok() ? wait_replayed(source, milliseconds(10000)) : s;
+      if (s.ok()) return wait_replayed(source, milliseconds(10000));
+      // Not streaming the source's timeline. A replica that replayed past the
+      // source's fork point (a former primary re-attached earlier without a
+      // rewind) can never follow; its WAL receiver now names the timeline it
+      // replays, which is what the check needs.
+      auto diverged = divergence(source, src_session_dsn(source));
+      if (diverged.ok() && !diverged->empty())
+        return rewind_and_wait(data_dir, rewind_from, source, src, source_tli, *diverged);
+      return s;
     }
 
     // A primary (a fenced former primary). It can follow the source only if
@@ -493,11 +501,32 @@ class PostgresStackDriver : public StackDriver {
                  ". It stays fenced; set `pg_rewind: true` on the stack or its provider to let "
                  "stackflip run pg_rewind (it discards only WAL written after the fork; a fenced "
                  "primary has no commits the new primary lacks)");
-    spdlog::info("{}: {}; running pg_rewind", where(), how);
+    spdlog::warn("{}: {}; running pg_rewind (it discards only that WAL)", where(), how);
+    // pg_rewind finds the fork point from the source's control file, which
+    // names the new timeline only once the checkpoint that follows the
+    // promotion has completed (PostgreSQL spreads it over seconds). Before
+    // that, pg_rewind reports "no rewind required", changes nothing, and the
+    // server can never follow. A CHECKPOINT on the source settles it.
+    if (Status s = checkpoint_source(source); !s.ok()) return s;
     conn_.reset();
     if (Status s = rewind_as_standby(data_dir, rewind_from); !s.ok()) return s;
     if (Status s = wait_in_recovery("pg_rewind"); !s.ok()) return s;
-    return wait_streaming(source.name, src, source_tli, milliseconds(10000));
+    Status s = wait_streaming(source.name, src, source_tli, milliseconds(10000));
+    return s.ok() ? wait_replayed(source, milliseconds(10000)) : s;
+  }
+
+  Status checkpoint_source(const StackSpec& source) {
+    auto session = open_session(source.get("dsn"), source_password_ref(source));
+    if (!session.ok()) return Err("replication source " + source.name + ": " + session.error().message);
+    // Dirty buffers are written at full speed now: allow as long as pg_rewind.
+    auto r = exec_on(session->get(), "SET statement_timeout = '300s'");
+    if (r.ok()) r = exec_on(session->get(), "CHECKPOINT");
+    if (!r.ok())
+      return Err("replication source " + source.name + ": CHECKPOINT before pg_rewind failed (" +
+                 r.error().message +
+                 "); pg_rewind needs it to see the new timeline, and its role needs superuser or "
+                 "pg_checkpoint");
+    return Status::Ok();
   }
 
   Status wait_replayed(const StackSpec& source, milliseconds limit) {
@@ -694,16 +723,35 @@ class PostgresStackDriver : public StackDriver {
   // (pg_read_file: superuser or pg_read_server_files) and this server's
   // insert position.
   Result<std::string> divergence(const StackSpec& source, const std::string& source_dsn) {
-    // A primary's insert position, or a standby's replayed one, and its timeline.
+    // A primary's insert position, or a standby's replayed one, and its
+    // timeline. A standby's timeline is known only from its WAL receiver:
+    // the last restartpoint's timeline may be older than the one it replays,
+    // and claiming a divergence from it would send a healthy replica to
+    // pg_rewind. Without a WAL receiver, no claim is made.
     auto mine = exec(
         "SELECT CASE WHEN r THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END::text,"
-        " CASE WHEN r THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver),"
-        "                           (SELECT timeline_id FROM pg_control_checkpoint()))::bigint"
-        "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END"
+        " CASE WHEN r THEN (SELECT received_tli FROM pg_stat_wal_receiver)::bigint"
+        "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END,"
+        " r,"
+        " (SELECT setting FROM pg_settings WHERE name = 'wal_block_size'),"
+        " (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size')"
         " FROM (SELECT pg_is_in_recovery() AS r) s");
     if (!mine.ok()) return mine.error();
-    const auto my_lsn = parse_lsn(mine->front()[0].value_or(""));
-    const int64_t my_tli = std::stoll(mine->front()[1].value_or("0"));
+    const Row& me = mine->front();
+    if (!me[1]) return std::string();
+    auto my_lsn = parse_lsn(me[0].value_or(""));
+    const int64_t my_tli = std::stoll(*me[1]);
+    // The insert position of a primary whose last record ends exactly at a
+    // page boundary points past the next page's header; the fork point (the
+    // end of the last record the source replayed) is the boundary itself.
+    if (my_lsn && !is_true(me[2])) {
+      const uint64_t block = std::stoull(me[3].value_or("8192"));
+      const uint64_t segment = std::stoull(me[4].value_or("16777216"));
+      if (block && segment) {
+        if (*my_lsn % segment == kLongPageHeader) *my_lsn -= kLongPageHeader;
+        else if (*my_lsn % block == kShortPageHeader) *my_lsn -= kShortPageHeader;
+      }
+    }
     auto session = open_session(source_dsn, source_password_ref(source));
     if (!session.ok()) return Err("replication source " + source.name + ": " + session.error().message);
     auto hist = exec_on(session->get(),

@@ -56,6 +56,7 @@ poll() { # SECONDS CMD...  (short polling, no fixed sleeps)
   local deadline=$((SECONDS + $1)); shift
   until "$@"; do ((SECONDS < deadline)) || return 1; sleep 0.05; done
 }
+not() { ! "$@"; }
 in_recovery() { [[ $(sql "$1" "SELECT pg_is_in_recovery()") == t ]]; }
 not_in_recovery() { [[ $(sql "$1" "SELECT pg_is_in_recovery()") == f ]]; }
 streaming_from() { # HOST UPSTREAM_HOST
