@@ -132,6 +132,7 @@ class GroupPlanner {
   // simulation as it stands.
   struct Promotion {
     std::optional<std::string> old_primary;  // the stack to catch up with
+    bool resume = false;                     // restart replication from it first
     bool wait = false;                       // a replication.wait applies
     std::string block;                       // why promotion must not happen
     std::string loss;                        // what allow_data_loss would accept
@@ -163,6 +164,11 @@ class GroupPlanner {
       auto lag = lag_bytes(sim_, d, *p);
       if (upstream(d) == *p || (lag && *lag <= max_lag)) {
         pr.wait = true;
+      } else if (role(d) == Role::replica && !upstream(d) && role(*p) == Role::primary) {
+        // Replication into it was stopped (an interrupted switch) while the
+        // old primary kept writing, if only background WAL: a replica never
+        // diverges, so resuming replication lets it catch up.
+        pr.resume = pr.wait = true;
       } else {
         pr.block = d + " " + (lag ? "is " + bytes(*lag) + " behind " + *p : "has an unknown position") +
                    " and is not replicating from it (max_lag_bytes: " + std::to_string(max_lag) + ")";
@@ -294,6 +300,14 @@ class GroupPlanner {
         why_blocked = pr.block + "; a commit with `allow_data_loss: true` forces the failover";
     }
     const uint64_t max_lag = g_.replication.max_lag_bytes;
+    if (pr.resume) {
+      auto lag = lag_bytes(sim_, d, p);
+      emit(ActionKind::replication_start, d, p,
+           "no-data-loss guard: " + d + " is " +
+               (lag ? bytes(*lag) + " behind " : "behind ") + p +
+               " and replication into it is stopped: resume it to catch up before the promotion",
+           d + " is a replica and " + p + " is primary");
+    }
     if (pr.wait)
       emit(ActionKind::replication_wait, d, p,
            "no-data-loss guard: " + d + " must replay everything " + p + " wrote before the fence",

@@ -1,5 +1,6 @@
 // Table-driven planner scenarios: one observed situation each, the plan
 // expected in order. Names are the situations an operator would recognise.
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include "builders.h"
@@ -119,15 +120,38 @@ TEST_CASE("unplanned failover with allow_data_loss promotes and states the accep
   CHECK(p.actions[1].reason.find("last known lag 10 bytes") != std::string::npos);
 }
 
-TEST_CASE("a replica behind the old primary and not streaming from it is not promoted") {
+TEST_CASE("a replica behind the old primary with replication stopped catches up before promotion") {
+  // An interrupted switch stopped replication into the standby, and the
+  // fenced old primary then wrote (background) WAL: resume, wait, promote.
   GroupObs o{{{"primary", primary(false, 100)}, {"standby", replica(true, std::nullopt, 90)}},
              traffic_at("primary")};
-  auto p = plan_for(make_group("standby"), o);
+  for (bool allow_data_loss : {false, true}) {
+    auto p = plan_for(make_group("standby", allow_data_loss), o);
+    CHECK(steps(p.actions) == Steps{"maintenance.on primary", "replication.start standby from primary",
+                                    "replication.wait standby from primary", "replication.stop standby",
+                                    "database.promote standby", "maintenance.off standby",
+                                    "traffic.switch standby", "replication.start primary from standby"});
+    CHECK(p.actions[1].reason.find("10 bytes behind primary") != std::string::npos);
+    CHECK(p.actions[4].reason.find("allow_data_loss") == std::string::npos);
+  }
+}
+
+TEST_CASE("a replica behind the old primary and replicating from elsewhere is not promoted") {
+  GroupSpec g = make_group("standby", false, {"primary", "standby", "third"});
+  GroupObs o{{{"primary", primary(false, 100)},
+              {"standby", replica(true, "third", 90)},
+              {"third", replica(true, "primary", 90)}},
+             traffic_at("primary")};
+  auto p = plan_for(g, o);
   REQUIRE(steps(p.actions)[0] == "maintenance.on primary BLOCKED");
   CHECK(p.actions[0].why_blocked.find("10 bytes behind") != std::string::npos);
-  REQUIRE(p.actions[1].kind == ActionKind::database_promote);
-  CHECK(p.actions[1].blocked);
-  CHECK(p.actions[1].why_blocked.find("10 bytes behind") != std::string::npos);
+  auto promote = std::find_if(p.actions.begin(), p.actions.end(),
+                              [](const Action& a) { return a.kind == ActionKind::database_promote; });
+  REQUIRE(promote != p.actions.end());
+  CHECK(promote->blocked);
+  CHECK(promote->why_blocked.find("not replicating from it") != std::string::npos);
+  for (const auto& a : p.actions)
+    CHECK_FALSE((a.kind == ActionKind::replication_start && a.stack == "standby"));
 }
 
 TEST_CASE("a returned former primary is fenced before anything else") {

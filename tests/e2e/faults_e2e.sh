@@ -5,7 +5,9 @@
 # must converge once the fault is gone:
 #   a. PowerDNS stopped after the new primary opened (traffic.switch fails);
 #   b. PowerDNS frozen (SIGSTOP): the HTTP call hangs until its timeout;
-#   c. the standby's PostgreSQL killed before its promotion.
+#   c. the standby's PostgreSQL killed before its promotion, and the fenced
+#      old primary then writes WAL the standby lacks (it catches up first);
+#   d. the fenced old primary writes WAL after the promotion (pg_rewind, once).
 # Usage (CTest): bash tests/e2e/faults_e2e.sh STACKFLIP E2E_TOOL
 source "$(dirname "$0")/lib.sh"
 e2e_start "$@"
@@ -66,8 +68,27 @@ check "c: the error names the standby's database" grep -q "database.promote stan
 check_eq "c: DNS still answers the old primary" 127.0.0.1 "$(dns_answer)"
 check_eq "c: the old primary stayed fenced (no writable database)" on "$(maintenance_of 127.0.0.1)"
 harness start-pg 2
+# The fenced old primary still writes background WAL (a standby snapshot, a
+# checkpoint) that the standby, its replication stopped, lacks: forced here.
+sql 127.0.0.1 CHECKPOINT >/dev/null
+check "c: the plan resumes replication to catch up before the promotion" \
+  grep -q "replication.start  standby from primary" <("$SF" plan -c "$DIR/standby-active.yaml")
 check "c: a later pass converges" converges "$DIR/standby-active.yaml"
 check_eq "c: DNS answers the new primary" 127.0.0.2 "$(dns_answer)"
 stop_app
 safe_after_fault c 127.0.0.2
+
+echo "--- d. the fenced old primary writes WAL after the promotion"
+# Right after the promotion, before the re-attach: the old primary has WAL
+# past the fork and needs pg_rewind, while the new primary's end-of-recovery
+# checkpoint (which pg_rewind reads the new timeline from) is still running.
+start_app
+apply_hooked "$CONFIG" 6 sql 127.0.0.2 CHECKPOINT
+check_eq "d: apply exits 0 in one pass" 0 $?
+check "d: the re-attach says it rewinds, and why" grep -q "past .* forked from it; running pg_rewind" "$DIR/apply.txt"
+check "d: the re-attach succeeded on its first attempt" not grep -q "trying again" "$DIR/apply.txt"
+check "d: converged" "$SF" plan -c "$CONFIG" --detailed-exitcode
+check "d: the old primary streams from the new one" poll 10 streaming_from 127.0.0.2 127.0.0.1
+stop_app
+safe_after_fault d 127.0.0.1
 e2e_finish
