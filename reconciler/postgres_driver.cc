@@ -294,6 +294,11 @@ class PostgresStackDriver : public StackDriver {
     auto r = exec(on ? "ALTER SYSTEM SET default_transaction_read_only = on"
                      : "ALTER SYSTEM RESET default_transaction_read_only");
     if (!r.ok()) return r.error();
+    // A fenced server should write as little WAL as it can: WAL it writes
+    // after a new primary forked means pg_rewind before it can follow.
+    // Autovacuum is its main source (it vacuums freshly inserted tables).
+    r = exec(on ? "ALTER SYSTEM SET autovacuum = off" : "ALTER SYSTEM RESET autovacuum");
+    if (!r.ok()) return r.error();
     if (auto s = exec("SELECT pg_reload_conf()"); !s.ok()) return s.error();
 
     // pg_reload_conf() only signals the postmaster; new sessions get the new
@@ -331,7 +336,8 @@ class PostgresStackDriver : public StackDriver {
         // before the filter that excludes our own session.
         "WITH victims AS MATERIALIZED ("
         " SELECT pid FROM pg_stat_activity"
-        " WHERE pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        " WHERE pid <> pg_backend_pid()"
+        " AND backend_type IN ('client backend', 'autovacuum worker')"
         " AND datname IS NOT NULL)"
         " SELECT coalesce(array_agg(pid)::text, '{}') FROM victims"
         " WHERE pg_terminate_backend(pid)");

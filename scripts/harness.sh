@@ -154,13 +154,6 @@ port = $PG_PORT
 unix_socket_directories = '$DIR/pg$1/sock'
 wal_level = replica
 wal_log_hints = on
-# Test harness only: the e2e suites insert thousands of rows per switch, and
-# autovacuum then writes WAL on the fenced old primary after the new one
-# forked, sending most re-attaches down the pg_rewind path. That path is
-# tested on purpose by unplanned_failover_e2e.sh (a crashed primary always
-# diverges); an intermittent start failure after pg_rewind is still open
-# (see the closing note of issue 6), so the other suites avoid it.
-autovacuum = off
 # After an immediate stop (re-attaching a former primary), fsync the data
 # directory with one syncfs instead of file by file: ~4 s -> ~0.6 s here.
 recovery_init_sync_method = syncfs

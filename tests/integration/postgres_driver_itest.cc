@@ -31,6 +31,13 @@ struct AppConn {
     PQclear(r);
     return state;
   }
+  // The first column of the first row of a query, or "" on error.
+  std::string value(const std::string& sql) {
+    PGresult* r = PQexec(c, sql.c_str());
+    std::string v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "";
+    PQclear(r);
+    return v;
+  }
   PGconn* c;
 };
 
@@ -142,12 +149,15 @@ TEST_CASE("maintenance on refuses writes on the primary until it is turned off")
     AppConn app(host);
     REQUIRE(app.ok());
     CHECK(app.run("INSERT INTO itest_writes (v) VALUES ('fenced')") == "25006");
+    // A fenced server starts no autovacuum (WAL after a fork would need pg_rewind).
+    CHECK(app.value("SHOW autovacuum") == "off");
   }
 
   REQUIRE(p.primary->set_maintenance(false).message() == "");
   CHECK(p.primary->observe().maintenance == false);
   AppConn app(host);
   CHECK(app.run("INSERT INTO itest_writes (v) VALUES ('after')") == "");
+  CHECK(app.value("SHOW autovacuum") == "on");
 }
 
 TEST_CASE("maintenance on works on a replica") {
