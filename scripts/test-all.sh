@@ -12,9 +12,7 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)"
-# Suites labelled `intermittent` (tests/CMakeLists.txt says why) are left
-# out; run them with `ctest -L intermittent`.
-(cd build && ctest --output-on-failure -j2 -LE intermittent)
+(cd build && ctest --output-on-failure -j2)
 
 if [[ ${STACKFLIP_ASAN:-0} == 1 ]]; then
   cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSTACKFLIP_SANITIZE=ON \
