@@ -33,6 +33,9 @@ void fill_groups(PassReport& rep, const DesiredState& d, const Plan& first, cons
     gs.converged = true;
     for (const auto& a : first.actions) gs.drift += a.group == name;
     for (const auto& a : last.actions) gs.converged &= a.group != name;
+    // A skipped step (its stack is unreachable) is work left to do, as in
+    // `plan --detailed-exitcode`: a stopped database is not "converged".
+    for (const auto& sk : last.skipped) gs.converged &= sk.group != name;
     auto it = obs.groups.find(name);
     if (it != obs.groups.end()) gs.traffic = it->second.traffic.target;
     rep.groups[name] = gs;

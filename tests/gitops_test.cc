@@ -128,6 +128,24 @@ TEST_CASE("a commit flipping active makes the next reconcile perform the switch"
   CHECK(**r.journal->get("gitops.commit") == second);
 }
 
+TEST_CASE("a pass that leaves a step skipped because its stack is down is not converged") {
+  Repo r;
+  r.commit(config("standby"));
+  r.world.stacks["shop"]["primary"].up = false;  // e.g. left stopped by a failed re-attach
+  r.world.stacks["shop"]["standby"] = FakeStack{true, false, Role::primary, "", 200, 2};
+  r.world.traffic["shop"].target = "standby";
+  GitSource src(r.source_options());
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), fast_settings());
+  PassReport p = rec.pass();
+  CHECK(p.groups.at("shop").drift == 0);
+  CHECK_FALSE(p.groups.at("shop").converged);
+  CHECK_FALSE(p.converged());
+  CHECK(**r.journal->get("gitops.converged") == "0");
+
+  r.world.stacks["shop"]["primary"] = FakeStack{true, true, Role::replica, "standby", 200, 2};
+  CHECK(rec.pass().converged());
+}
+
 TEST_CASE("an idle pass neither re-reads the config nor applies anything") {
   Repo r;
   r.commit(config("primary"));
