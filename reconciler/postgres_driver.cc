@@ -291,6 +291,7 @@ class PostgresStackDriver : public StackDriver {
     auto elapsed = [&] {
       return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     };
+    if (on) checkpoint_before_fence();
     auto r = exec(on ? "ALTER SYSTEM SET default_transaction_read_only = on"
                      : "ALTER SYSTEM RESET default_transaction_read_only");
     if (!r.ok()) return r.error();
@@ -359,6 +360,24 @@ class PostgresStackDriver : public StackDriver {
                        std::to_string(statement_timeout_ms_) + " ms");
       gone.sleep();
     }
+  }
+
+  // Before fencing a writable primary: finish any checkpoint in progress
+  // (a spread one runs for minutes, the one after a promotion for seconds).
+  // Otherwise its record lands after the fence, maybe after the standby
+  // stopped replicating (the promotion's guard then sees it behind) or after
+  // it was promoted (then this server needs pg_rewind to follow). Writes go
+  // on meanwhile; best effort, bounded by the statement timeout.
+  void checkpoint_before_fence() {
+    auto r = exec("SELECT NOT pg_is_in_recovery() AND current_setting('default_transaction_read_only')"
+                  " = 'off'");
+    if (!r.ok() || !is_true(r->front()[0])) return;
+    const auto t0 = Clock::now();
+    if (auto c = exec("CHECKPOINT", /*retry=*/false); !c.ok())
+      spdlog::warn("{}: CHECKPOINT before the fence did not finish ({}); fencing anyway", where(),
+                   c.error().message);
+    spdlog::debug("{}: CHECKPOINT before the fence took {:.1f} ms", where(),
+                  std::chrono::duration<double, std::milli>(Clock::now() - t0).count());
   }
 
   Status stop_replication() override {

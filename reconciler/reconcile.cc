@@ -177,17 +177,33 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
     ApplyOptions ao = s_.apply;
     ao.origin = commit_;
     ao.stop_requested = stop;
-    ApplyResult ar = Applier(d, fleet_, &journal_, clock_).apply(plan, ao);
-    code = ar.exit_code();
-    result = code == 0 ? "applied" : code == 3 ? "blocked" : "failed";
-    for (const auto& g : ar.groups)
-      if (g.stopped != StepOutcome::ok && !g.steps.empty()) {
-        if (!rep.run.error.empty()) rep.run.error += "\n";
-        rep.run.error += "group " + g.group + " stopped (" + to_string(g.stopped) +
-                         "): " + g.steps.back().detail;
+    // A step found stale (the state moved after the plan was made, e.g. the
+    // fenced old primary wrote WAL after replication into the standby
+    // stopped) is re-planned at once, up to twice, rather than at the next
+    // pass: here the commit is the approval, not one particular plan.
+    Plan current = plan;
+    for (int round = 0;; ++round) {
+      ApplyResult ar = Applier(d, fleet_, &journal_, clock_).apply(current, ao);
+      code = ar.exit_code();
+      obs = observe_with_last_known(d, fleet_, clock_, s_.apply.parallelism, &journal_, true);
+      after = make_plan(d, obs);
+      bool stale = false;
+      for (const auto& g : ar.groups) stale |= g.stopped == StepOutcome::stale;
+      if (stale && round < 2 && !after.empty() && !(stop && stop->load())) {
+        spdlog::warn("the state changed during the pass; planning again ({} actions)",
+                     after.actions.size());
+        current = after;
+        continue;
       }
-    obs = observe_with_last_known(d, fleet_, clock_, s_.apply.parallelism, &journal_, true);
-    after = make_plan(d, obs);
+      for (const auto& g : ar.groups)
+        if (g.stopped != StepOutcome::ok && !g.steps.empty()) {
+          if (!rep.run.error.empty()) rep.run.error += "\n";
+          rep.run.error += "group " + g.group + " stopped (" + to_string(g.stopped) +
+                           "): " + g.steps.back().detail;
+        }
+      break;
+    }
+    result = code == 0 ? "applied" : code == 3 ? "blocked" : "failed";
   }
   fill_groups(rep, d, plan, after, obs);
   rep.observed = obs;

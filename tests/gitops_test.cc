@@ -4,6 +4,7 @@
 #include <httplib.h>
 #include <stdlib.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
@@ -144,6 +145,54 @@ TEST_CASE("a pass that leaves a step skipped because its stack is down is not co
 
   r.world.stacks["shop"]["primary"] = FakeStack{true, true, Role::replica, "standby", 200, 2};
   CHECK(rec.pass().converged());
+}
+
+namespace {
+// The fenced old primary writes (background) WAL right after replication into
+// the standby stopped, once: the promotion's guard then finds the plan stale.
+class WritesAfterStop : public StackDriver {
+ public:
+  WritesAfterStop(std::unique_ptr<StackDriver> inner, FakeStack& old_primary)
+      : inner_(std::move(inner)), old_primary_(old_primary) {}
+  StackObs observe() override { return inner_->observe(); }
+  Status set_maintenance(bool on) override { return inner_->set_maintenance(on); }
+  Status stop_replication() override {
+    Status s = inner_->stop_replication();
+    if (!fired_) old_primary_.lsn += 50;
+    fired_ = true;
+    return s;
+  }
+  Status promote() override { return inner_->promote(); }
+  Status start_replication(const StackSpec& src) override { return inner_->start_replication(src); }
+
+ private:
+  std::unique_ptr<StackDriver> inner_;
+  FakeStack& old_primary_;
+  bool fired_ = false;
+};
+}  // namespace
+
+TEST_CASE("a pass whose plan goes stale mid-switch plans again and converges") {
+  Repo r;
+  r.commit(config("primary"));
+  GitSource src(r.source_options());
+  r.factory.wrap_stack = [&](std::unique_ptr<StackDriver> d, const std::string& stack)
+      -> std::unique_ptr<StackDriver> {
+    if (stack != "standby") return d;
+    return std::make_unique<WritesAfterStop>(std::move(d), r.world.stacks["shop"]["primary"]);
+  };
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), fast_settings());
+  REQUIRE(rec.pass().converged());
+  r.commit(config("standby"));
+  PassReport p = rec.pass();
+  CHECK(p.run.result == "applied");
+  CHECK(p.exit_code == 0);
+  CHECK(p.converged());
+  CHECK(r.world.stacks["shop"]["standby"].role == Role::primary);
+  CHECK(r.world.traffic["shop"].target == "standby");
+  // The second plan resumed replication so the standby caught up first.
+  CHECK(std::count(r.world.calls.begin(), r.world.calls.end(),
+                   "replication.start shop/standby from primary") == 1);
 }
 
 TEST_CASE("an idle pass neither re-reads the config nor applies anything") {
