@@ -27,14 +27,17 @@ sed 's/^    active: primary$/    active: standby/' "$DIR/stackflip.yaml" >"$DIR/
 
 "$TOOL" writer "$RECORD" "$PDNS_PORT" "$PG_PORT" "$DIR/acked" "$DIR/stop" >"$DIR/writer.out" 2>&1 &
 : >"$DIR/results"
+REWINDS=0
 for i in $(seq 1 "$N"); do
   if ((i % 2)); then cfg=$DIR/standby.yaml new=127.0.0.2; else cfg=$DIR/stackflip.yaml new=127.0.0.1; fi
   sleep 1  # writer traffic on the current primary between switches
   "$TOOL" waitswitch "$RECORD" "$PDNS_PORT" "$PG_PORT" "$new" >"$DIR/wait.out" &
   wpid=$!
   t0=$(date +%s%N)
-  "$SF" apply -c "$cfg" --auto-approve >"$DIR/apply.out"
+  "$SF" apply -c "$cfg" --auto-approve >"$DIR/apply.out" 2>"$DIR/apply.err"
   t1=$(date +%s%N)
+  # The old primary wrote WAL after the fork (a standby snapshot): rewound.
+  grep -q "running pg_rewind" "$DIR/apply.err" && REWINDS=$((REWINDS + 1))
   wait "$wpid"
   # "  shop 3/7 replication.stop standby ... ok in 0.037 s (t+0.324 s)"
   awk -v run="$i" '/ ok in / { for (f = 1; f <= NF; f++) if ($f == "in") print run, $3, $(f+1) * 1000 }' \
@@ -48,6 +51,7 @@ done
 touch "$DIR/stop"
 wait
 echo "writer: $(cat "$DIR/writer.out"); lost: $("$TOOL" check 127.0.0.1 "$PG_PORT" "$DIR/acked" 2>/dev/null || true)"
+echo "re-attaches that needed pg_rewind: $REWINDS of $N"
 echo
 echo "Switchover on $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $N switches:"
 python3 - "$DIR/results" <<'PY'
