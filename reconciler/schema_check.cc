@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <memory>
 #include <mutex>
 
@@ -29,13 +30,17 @@ std::string to_json(const rapidjson::Value& v) {
   return std::string(sb.GetString(), sb.GetSize());
 }
 
-// How a value is named in a message: 'ttl', or 'to' item 2.
-std::string field_name(const std::string& pointer) {
+// How a value is named in a message: 'ttl', or 'to' item 2. `in_list`:
+// the value's parent is a list, so its last token is an index (a mapping key
+// can be all digits too; a long one made stoi throw, found by the fuzzer).
+std::string field_name(const std::string& pointer, bool in_list) {
   auto t = pointer_tokens(pointer);
   if (t.empty()) return "the top level";
   const std::string& last = t.back();
-  bool index = !last.empty() && std::all_of(last.begin(), last.end(), ::isdigit);
-  if (index && t.size() >= 2) return "item " + std::to_string(std::stoi(last) + 1) + " of '" + t[t.size() - 2] + "'";
+  size_t index = 0;
+  auto [end, ec] = std::from_chars(last.data(), last.data() + last.size(), index);
+  if (in_list && t.size() >= 2 && ec == std::errc() && end == last.data() + last.size())
+    return "item " + std::to_string(index + 1) + " of '" + t[t.size() - 2] + "'";
   return "'" + last + "'";
 }
 
@@ -190,6 +195,12 @@ class UnitChecker {
 
   std::string full(const std::string& rel) const { return base_ + rel; }
 
+  bool parent_is_list(const std::string& rel) {
+    if (rel.empty()) return false;
+    const rapidjson::Value* parent = at(work_, rel.substr(0, rel.rfind('/')));
+    return parent && parent->IsArray();
+  }
+
   // Removes the member holding `rel` (the nearest mapping member at or above
   // it), remembering it so a `required` error it causes is not reported.
   bool remove(const std::string& rel) {
@@ -279,7 +290,7 @@ class UnitChecker {
     }
 
     const Mark mark = doc_.mark_of(full(rel));
-    const std::string name = field_name(full(rel));
+    const std::string name = field_name(full(rel), parent_is_list(rel));
     if (keyword == "type") {
       std::vector<std::string> want;
       const rapidjson::Value* t = member(&schema, "type");
@@ -324,7 +335,7 @@ class UnitChecker {
       std::string arr_rel = bad->IsArray() ? rel : rel.substr(0, rel.rfind('/'));
       rapidjson::Value* arr_v = at(work_, arr_rel);
       if (!arr_v || !arr_v->IsArray()) return remove(rel);
-      const std::string arr_name = field_name(full(arr_rel));
+      const std::string arr_name = field_name(full(arr_rel), parent_is_list(arr_rel));
       auto arr = arr_v->GetArray();
       for (rapidjson::SizeType j = 1; j < arr.Size(); ++j)
         for (rapidjson::SizeType i = 0; i < j; ++i)
