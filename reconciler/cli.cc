@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include <CLI/CLI.hpp>
+#include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
@@ -26,6 +27,8 @@
 #include "notify.h"
 #include "reconcile.h"
 #include "render.h"
+#include "host_policy.h"
+#include "redact.h"
 #include "secret.h"
 #include "server.h"
 #include "snapshot.h"
@@ -45,6 +48,78 @@ DesiredState load_or_die(const std::string& path) {
   if (!r.desired) throw Fatal(format_diagnostics(r.errors));
   return std::move(*r.desired);
 }
+
+// Installs the host policy (host_policy.h) before a config is loaded: the
+// file named by --host-config, else $STACKFLIP_HOST_CONFIG, else
+// /etc/stackflip/host.yaml when it exists. Commands that reach providers
+// (`required`) get an empty policy, which grants nothing, when there is
+// none; validate and plan against a snapshot then check nothing host-side.
+void install_policy(const std::string& flag, const std::vector<std::string>& allow_commands,
+                    bool required) {
+  std::string path = flag;
+  if (path.empty() && std::getenv("STACKFLIP_HOST_CONFIG")) path = std::getenv("STACKFLIP_HOST_CONFIG");
+  if (path.empty() && ::access("/etc/stackflip/host.yaml", F_OK) == 0) path = "/etc/stackflip/host.yaml";
+  HostPolicy policy;
+  if (!path.empty()) {
+    auto p = load_host_policy(path, nullptr);
+    if (!p.ok()) throw Fatal(p.error().message);
+    policy = std::move(*p);
+  } else if (!required && allow_commands.empty()) {
+    return;
+  }
+  for (const auto& g : allow_commands) {
+    if (g.empty() || g[0] != '/') throw Fatal("--allow-command " + g + ": expected an absolute path or glob");
+    policy.commands.push_back(g);
+  }
+  install_host_policy(std::move(policy));
+}
+
+// Everything stackflip prints goes through redact() (redact.h), a line at a
+// time: std::cout and std::cerr get this buffer in run_cli(), so no output
+// path can forget it. A partial line is redacted when it is flushed.
+class RedactingBuf : public std::streambuf {
+ public:
+  explicit RedactingBuf(std::streambuf* out) : out_(out) {}
+  ~RedactingBuf() override { sync(); }
+
+ protected:
+  int overflow(int c) override {
+    if (c == traits_type::eof()) return sync() == 0 ? 0 : traits_type::eof();
+    line_ += static_cast<char>(c);
+    if (c == '\n' || line_.size() >= 64 * 1024) emit();
+    return c;
+  }
+  std::streamsize xsputn(const char* s, std::streamsize n) override {
+    for (std::streamsize i = 0; i < n; ++i) overflow(static_cast<unsigned char>(s[i]));
+    return n;
+  }
+  int sync() override {
+    emit();
+    return out_->pubsync();
+  }
+
+ private:
+  void emit() {
+    if (line_.empty()) return;
+    std::string r = redact(line_);
+    out_->sputn(r.data(), static_cast<std::streamsize>(r.size()));
+    line_.clear();
+  }
+  std::streambuf* out_;
+  std::string line_;
+};
+
+// spdlog's sink for stderr, with every message redacted.
+class RedactingSink : public spdlog::sinks::base_sink<std::mutex> {
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t formatted;
+    formatter_->format(msg, formatted);
+    std::string r = redact(std::string_view(formatted.data(), formatted.size()));
+    std::fwrite(r.data(), 1, r.size(), stderr);
+  }
+  void flush_() override { std::fflush(stderr); }
+};
 
 bool write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -79,6 +154,8 @@ struct Options {
   size_t limit = 50;
   std::string group;
   int verbose = 0;
+  std::string host_config;
+  std::vector<std::string> allow_commands;
   // reconcile / run
   std::string repo, ref = "main", repo_file = "stackflip.yaml", cache_dir;
   bool require_signed = false;
@@ -88,6 +165,7 @@ struct Options {
 };
 
 int cmd_validate(const Options& o) {
+  install_policy(o.host_config, o.allow_commands, false);
   int bad = 0;
   for (const auto& f : o.files) {
     LoadResult r = load_desired_file(f);
@@ -145,6 +223,7 @@ std::string render_observed_text(const ObservedState& obs) {
 }
 
 int cmd_observe(const Options& o) {
+  install_policy(o.host_config, o.allow_commands, true);
   DesiredState d = load_or_die(o.config);
   RealDriverFactory factory;
   Fleet fleet = make_fleet(d, factory);
@@ -156,6 +235,7 @@ int cmd_observe(const Options& o) {
 }
 
 int cmd_plan(const Options& o) {
+  install_policy(o.host_config, o.allow_commands, o.observed.empty());
   DesiredState d = load_or_die(o.config);
   ObservedState obs;
   if (!o.observed.empty()) {
@@ -211,6 +291,7 @@ void print_step(const StepReport& r) {
 }
 
 int cmd_apply(const Options& o) {
+  install_policy(o.host_config, o.allow_commands, true);
   DesiredState d = load_or_die(o.config);
   RealDriverFactory factory;
   Fleet fleet = make_fleet(d, factory);
@@ -302,6 +383,7 @@ struct GitopsSetup {
 };
 
 void setup_gitops(const Options& o, GitopsSetup& g) {
+  install_policy(o.host_config, o.allow_commands, true);
   if (o.require_signed && o.allowed_signers.empty() && o.gpg_keyring.empty())
     throw Fatal("--require-signed needs trusted keys: --allowed-signers FILE and/or --gpg-keyring FILE");
   if (!o.git_token.empty() && !is_secret_reference(o.git_token))
@@ -407,9 +489,20 @@ int cmd_status(const Options& o) {
 }  // namespace
 
 int run_cli(int argc, char** argv) {
-  auto logger = spdlog::stderr_color_mt("stackflip");
+  RedactingBuf out_buf(std::cout.rdbuf()), err_buf(std::cerr.rdbuf());
+  struct Restore {
+    std::streambuf *out, *err;
+    ~Restore() {
+      std::cout.flush();
+      std::cerr.flush();
+      std::cout.rdbuf(out);
+      std::cerr.rdbuf(err);
+    }
+  } restore{std::cout.rdbuf(&out_buf), std::cerr.rdbuf(&err_buf)};
+  auto logger = spdlog::get("stackflip");
+  if (!logger) logger = std::make_shared<spdlog::logger>("stackflip", std::make_shared<RedactingSink>());
   spdlog::set_default_logger(logger);
-  spdlog::set_pattern("%^%l%$: %v");
+  spdlog::set_pattern("%l: %v");
   spdlog::set_level(spdlog::level::warn);
 
   CLI::App app{"stackflip — declarative, GitOps-style failover for pairs of stacks"};
@@ -417,6 +510,11 @@ int run_cli(int argc, char** argv) {
   app.set_version_flag("--version", STACKFLIP_VERSION);
   Options o;
   app.add_flag("-v,--verbose", o.verbose, "More log output on stderr (-vv for debug)");
+  app.add_option("--host-config", o.host_config,
+                 "Host policy: programs, secrets and endpoints a config may use (default "
+                 "$STACKFLIP_HOST_CONFIG, else /etc/stackflip/host.yaml)");
+  app.add_option("--allow-command", o.allow_commands,
+                 "Also allow configs to run programs matching this absolute glob (repeatable)");
 
   auto add_gitops_options = [&](CLI::App& c) {
     c.add_option("--repo", o.repo, "Git repository: path, file://, https:// or ssh URL")->required();

@@ -14,6 +14,7 @@
 #include <optional>
 #include <thread>
 
+#include "host_policy.h"
 #include "secret.h"
 
 namespace stackflip {
@@ -117,7 +118,9 @@ class Client {
   Result<rapidjson::Document> call(const std::string& method, const std::string& path,
                                    const std::string& body, const std::string& what) {
     if (token_ref_.empty()) return Err("provider " + provider_ + ": `token` is not set");
-    auto token = resolve_secret(token_ref_);
+    auto origin = url_origin(base_url_);
+    if (!origin.ok()) return Err("provider " + provider_ + " base_url: " + origin.error().message);
+    auto token = resolve_secret_for(token_ref_, {*origin});
     if (!token.ok()) return Err("provider " + provider_ + ": " + token.error().message);
     auto reply = with_retries(method, path, body, *token);
     if (!reply.ok()) return redact(reply.error(), *token);

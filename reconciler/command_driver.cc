@@ -9,6 +9,7 @@
 
 #include <chrono>
 
+#include "host_policy.h"
 #include "subprocess.h"
 
 namespace stackflip {
@@ -68,6 +69,12 @@ class Runner {
       return Err("provider " + provider_.name + ": no `" + req.operation + "` command configured");
     SubprocessOptions o;
     o.argv = it->second;
+    if (const HostPolicy* policy = host_policy()) {
+      auto program = policy->allow_command(o.argv[0]);
+      if (!program.ok()) return Err("provider " + provider_.name + ": " + program.error().message);
+      o.argv[0] = *program;
+      o.pass_env = policy->command_env;
+    }
     o.stdin_data = req.text();
     o.timeout = std::chrono::milliseconds(timeout_ms_);
     auto r = run_subprocess(o);

@@ -1,5 +1,7 @@
 #include "journal.h"
 
+#include "redact.h"
+
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -79,7 +81,10 @@ class Stmt {
   Stmt& operator=(const Stmt&) = delete;
 
   bool prepared() const { return rc_ == SQLITE_OK; }
-  Stmt& bind(int i, const std::string& v) {
+  // Text reaches the store only redacted (redact.h): errors quoted from
+  // servers, snapshots, run records.
+  Stmt& bind(int i, const std::string& raw) {
+    const std::string v = redact(raw);
     sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
     return *this;
   }

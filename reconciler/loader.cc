@@ -4,12 +4,17 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <fstream>
 #include <set>
 #include <sstream>
 
 #include "digest.h"
 #include "embedded_schema.h"
+#include "host_check.h"
+#include "host_policy.h"
 #include "schema_check.h"
 #include "secret.h"
 #include "yaml_doc.h"
@@ -454,6 +459,12 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
 
 LoadResult load_desired_text(const std::string& file, const std::string& text) {
   LoadResult out;
+  if (text.size() > kMaxConfigBytes) {
+    out.errors.push_back({Mark{file, 0, 0}, "the config is " + std::to_string(text.size()) +
+                                                " bytes; at most " + std::to_string(kMaxConfigBytes) +
+                                                " are read (split it, or ask why it is so large)"});
+    return out;
+  }
   YamlParse parsed = parse_yaml(file, text);
   out.errors = std::move(parsed.errors);
   if (parsed.doc) {
@@ -464,22 +475,45 @@ LoadResult load_desired_text(const std::string& file, const std::string& text) {
                                         });
     out.errors.insert(out.errors.end(), sc.errors.begin(), sc.errors.end());
     Checker(*parsed.doc, sc.failed_units, out.errors).run();
-    if (out.errors.empty()) out.desired = build(*parsed.doc, text);
+    if (out.errors.empty()) {
+      DesiredState d = build(doc, text);
+      check_config_safety(d, doc, out.errors);
+      if (const HostPolicy* policy = host_policy()) check_host_grants(d, doc, *policy, out.errors);
+      if (out.errors.empty()) out.desired = std::move(d);
+    }
   }
   sort_diagnostics(out.errors);
   return out;
 }
 
 LoadResult load_desired_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    LoadResult out;
-    out.errors.push_back({Mark{path, 0, 0}, "cannot read " + path + ": " + std::strerror(errno)});
+  LoadResult out;
+  auto fail = [&](const std::string& why) {
+    out.errors.push_back({Mark{path, 0, 0}, "cannot read " + path + ": " + why});
     return out;
+  };
+  // Non-blocking open: a FIFO must not hang the process; only regular files
+  // are read, and no more than the cap (a config of /dev/zero never ends).
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return fail(std::strerror(errno));
+  struct stat st{};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return fail("not a regular file");
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return load_desired_text(path, ss.str());
+  std::string text;
+  text.resize(std::min<size_t>(static_cast<size_t>(st.st_size), kMaxConfigBytes + 1));
+  size_t got = 0;
+  while (got < text.size()) {
+    ssize_t n = ::read(fd, text.data() + got, text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  text.resize(got);
+  if (static_cast<size_t>(st.st_size) > kMaxConfigBytes) text.resize(kMaxConfigBytes + 1);
+  return load_desired_text(path, text);
 }
 
 }  // namespace stackflip

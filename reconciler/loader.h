@@ -21,10 +21,16 @@ struct LoadResult {
   std::vector<Diagnostic> errors;       // sorted by position
 };
 
-// `file` names the source in marks and DesiredState::source.
+// A config larger than this is refused before it is parsed (a 10,000-group
+// config is about 4 MB).
+constexpr size_t kMaxConfigBytes = 16u << 20;
+
+// `file` names the source in marks and DesiredState::source. When a host
+// policy is installed (host_policy.h) the config is also checked against it.
 LoadResult load_desired_text(const std::string& file, const std::string& text);
 
-// Reads `path`; an unreadable file is one diagnostic at path:0:0.
+// Reads `path` (a regular file of at most kMaxConfigBytes); an unreadable
+// file is one diagnostic at path:0:0.
 LoadResult load_desired_file(const std::string& path);
 
 }  // namespace stackflip

@@ -21,6 +21,9 @@
 #include <thread>
 #include <vector>
 
+#include "conninfo.h"
+#include "host_policy.h"
+#include "subprocess.h"
 #include "secret.h"
 
 namespace stackflip {
@@ -138,6 +141,18 @@ std::string conninfo_quote(const std::string& v) {
 
 bool is_true(const std::optional<std::string>& v) { return v && (*v == "t" || *v == "on"); }
 
+// The configured control_command with its program checked against the host
+// policy (host_policy.h) and replaced by its real path.
+Result<std::vector<std::string>> control_argv(std::vector<std::string> argv) {
+  if (argv.empty()) return Err("empty control_command");
+  if (const HostPolicy* policy = host_policy()) {
+    auto program = policy->allow_command(argv[0]);
+    if (!program.ok()) return program.error();
+    argv[0] = *program;
+  }
+  return argv;
+}
+
 // Runs argv (no shell) in its own process group with stdin and stdout on
 // /dev/null and stderr captured; kills the group after `limit`.
 Status run_command(const std::vector<std::string>& argv, milliseconds limit,
@@ -146,6 +161,12 @@ Status run_command(const std::vector<std::string>& argv, milliseconds limit,
   std::vector<char*> cargv;
   for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
+  // Never stackflip's own environment (it holds secrets): see subprocess.h.
+  const HostPolicy* policy = host_policy();
+  const std::vector<std::string> env_strings = child_environment(policy ? policy->command_env : std::vector<std::string>{});
+  std::vector<char*> envp;
+  for (const auto& e : env_strings) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) return Err(what + ": pipe: " + std::strerror(errno));
   pid_t pid = fork();
@@ -161,7 +182,7 @@ Status run_command(const std::vector<std::string>& argv, milliseconds limit,
     dup2(devnull, 1);
     dup2(fds[1], 2);
     close_range(3, ~0U, 0);
-    execvp(cargv[0], cargv.data());
+    execvpe(cargv[0], cargv.data(), envp.data());
     const char msg[] = "exec failed\n";
     (void)!write(2, msg, sizeof msg - 1);
     _exit(127);
@@ -437,8 +458,11 @@ class PostgresStackDriver : public StackDriver {
     // The source's password: its stack's, else (same provider) the provider's.
     const std::string pw_ref = source_password_ref(source);
     if (!pw_ref.empty()) {
-      // Stored in postgresql.auto.conf of this server; see the header.
-      auto pw = resolve_secret(pw_ref);
+      // Stored in postgresql.auto.conf of this server; see the header. So it
+      // goes to this server as well as to the source (host_policy.h).
+      std::vector<std::string> origins = dsn_endpoints(source.get("dsn"));
+      for (auto& o : dsn_endpoints(spec_.get("dsn"))) origins.push_back(std::move(o));
+      auto pw = resolve_secret_for(pw_ref, origins);
       if (!pw.ok()) return Err("stack " + source.name + " password: " + pw.error().message);
       conninfo += " password=" + conninfo_quote(*pw);
     }
@@ -622,7 +646,7 @@ class PostgresStackDriver : public StackDriver {
     if (!kv.ok()) return Err("postgres stack " + name_ + " dsn: " + kv.error().message);
     std::optional<std::string> password;
     if (!pw_ref.empty()) {
-      auto pw = resolve_secret(pw_ref);
+      auto pw = resolve_secret_for(pw_ref, dsn_endpoints(dsn));
       if (!pw.ok()) return Err("postgres stack " + name_ + " password: " + pw.error().message);
       password = *pw;
     }
@@ -814,9 +838,10 @@ class PostgresStackDriver : public StackDriver {
     if (data_dir.empty()) return Err(what + ": unknown data_directory");
     auto it = spec_.lists.find("control_command");
     if (it != spec_.lists.end() && !it->second.empty()) {
-      std::vector<std::string> argv = it->second;
-      argv.insert(argv.end(), {"rewind", data_dir, source_conninfo});
-      return run_command(argv, milliseconds(300000), what);
+      auto argv = control_argv(it->second);
+      if (!argv.ok()) return Err(what + ": " + argv.error().message);
+      argv->insert(argv->end(), {"rewind", data_dir, source_conninfo});
+      return run_command(*argv, milliseconds(300000), what);
     }
     std::vector<std::string> as_owner = owner_prefix(data_dir);
     auto with_owner = [&](std::vector<std::string> argv) {
@@ -869,10 +894,11 @@ class PostgresStackDriver : public StackDriver {
     if (data_dir.empty()) return Err(what + ": unknown data_directory");
     auto it = spec_.lists.find("control_command");
     if (it != spec_.lists.end() && !it->second.empty()) {
-      std::vector<std::string> argv = it->second;
-      argv.push_back("restart-as-standby");
-      argv.push_back(data_dir);
-      return run_command(argv, milliseconds(60000), what);
+      auto argv = control_argv(it->second);
+      if (!argv.ok()) return Err(what + ": " + argv.error().message);
+      argv->push_back("restart-as-standby");
+      argv->push_back(data_dir);
+      return run_command(*argv, milliseconds(60000), what);
     }
     // Default: local pg_ctl. Immediate stop on purpose: a clean (fast)
     // shutdown writes a checkpoint record after the point where the new

@@ -11,6 +11,7 @@
 #include <optional>
 
 #include "http_client.h"
+#include "host_policy.h"
 #include "secret.h"
 
 namespace stackflip {
@@ -153,7 +154,9 @@ class PowerDnsTrafficDriver : public TrafficDriver {
   Result<HttpResponse> call(const std::string& method, std::string body) {
     if (base_url_.empty()) return Err("PowerDNS provider: `url` is not set");
     if (!api_key_) {
-      auto key = resolve_secret(api_key_ref_);
+      auto origin = url_origin(base_url_);
+      if (!origin.ok()) return Err("PowerDNS provider url: " + origin.error().message);
+      auto key = resolve_secret_for(api_key_ref_, {*origin});
       if (!key.ok()) return Err("PowerDNS provider api_key: " + key.error().message);
       api_key_ = *key;
     }

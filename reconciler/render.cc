@@ -189,47 +189,7 @@ const char* kSectionEnd = "\n</details>\n\n";
 
 }  // namespace
 
-std::string redact_secrets(std::string_view text) {
-  static const char* const kKeys[] = {
-      "password=", "passwd=", "secret=", "api_key=", "apikey=", "token=", "bearer "};
-  std::string lower(text);
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  std::string out;
-  out.reserve(text.size());
-  size_t i = 0;
-  while (i < text.size()) {
-    const char* key = nullptr;
-    for (const char* k : kKeys)
-      if (lower.compare(i, std::char_traits<char>::length(k), k) == 0) key = k;
-    bool word_start = i == 0 || !std::isalnum(static_cast<unsigned char>(text[i - 1]));
-    if (!key || (key[0] == 'b' && !word_start)) {
-      out += text[i++];
-      continue;
-    }
-    size_t j = i + std::char_traits<char>::length(key);
-    out.append(text.substr(i, j - i));
-    while (key[0] == 'b' && j < text.size() && text[j] == ' ') out += text[j++];
-    std::string_view rest = text.substr(j);
-    if (rest.starts_with("${env:") || rest.starts_with("${file:")) {
-      size_t close = rest.find('}');
-      size_t end = close == std::string_view::npos ? rest.size() : close + 1;
-      out.append(rest.substr(0, end));
-      i = j + end;
-      continue;
-    }
-    size_t end = j;
-    if (j < text.size() && (text[j] == '\'' || text[j] == '"')) {
-      size_t close = text.find(text[j], j + 1);
-      end = close == std::string_view::npos ? text.size() : close + 1;
-    } else {
-      static const std::string_view kStop = " \t\r\n&;,'\")]}>";
-      while (end < text.size() && kStop.find(text[end]) == std::string_view::npos) ++end;
-    }
-    if (end > j) out += "***";
-    i = end;
-  }
-  return out;
-}
+std::string redact_secrets(std::string_view text) { return redact(text); }
 
 std::string render_text(const Plan& plan, const RenderOptions& o) {
   Ansi c{o.color};

@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "plan.h"
+#include "redact.h"
 
 namespace stackflip {
 
@@ -33,10 +34,7 @@ std::string render_text(const Plan& plan, const RenderOptions& o = {});
 // groups were left out and points to the full plan in the job log.
 std::string render_markdown(const Plan& plan, const RenderOptions& o = {});
 
-// Replaces the value of `password=`, `passwd=`, `secret=`, `api_key=`,
-// `apikey=`, `token=` (also `access_token=` …, any case) and of `Bearer ` with
-// `***`. A value that is a secret reference (`${env:…}`, `${file:…}`) is kept:
-// it names where the secret lives, not the secret.
+// redact() of redact.h (kept under this name for the renderers' callers).
 std::string redact_secrets(std::string_view text);
 
 }  // namespace stackflip

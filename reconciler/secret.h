@@ -2,22 +2,38 @@
 //
 // Secrets never appear literally in a config: the loader rejects a literal in
 // a secret field, and drivers resolve references only when they connect, so
-// validate and plan need no secrets. Resolved values must never be logged or
-// put into error messages; `redact()` helps with strings that may hold them.
+// validate and plan need no secrets. Which references a config may use, and
+// where each may be sent, is the host's decision (host_policy.h). Every value
+// resolved is remembered for redaction (redact.h), and never put into an
+// error message.
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "result.h"
 
 namespace stackflip {
 
+// A `${file:}` secret is a regular file of at most this many bytes.
+constexpr size_t kMaxSecretFileBytes = 64 * 1024;
+
 // True when `value` is exactly one reference of either form.
 bool is_secret_reference(const std::string& value);
 
 // Resolves a reference: the environment variable's value, or the file's
-// contents without a trailing newline. Errors name the variable or path,
-// never a value. A value that is not a reference is an error.
+// contents without a trailing newline (a regular file, opened without
+// blocking so a FIFO cannot hang the caller, at most kMaxSecretFileBytes).
+// Errors name the variable or path, never a value. A value that is not a
+// reference is an error. Host-side references (flags such as --git-token)
+// use this form.
 Result<std::string> resolve_secret(const std::string& reference);
+
+// Resolves a reference from a config, to be sent to `origins` (see
+// host_policy.h for their form). When a host policy is installed the
+// reference must be granted and bound to every origin; otherwise this is
+// resolve_secret().
+Result<std::string> resolve_secret_for(const std::string& reference,
+                                       const std::vector<std::string>& origins);
 
 }  // namespace stackflip

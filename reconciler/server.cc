@@ -183,10 +183,10 @@ int run_loop(Reconciler& reconciler, const RunSettings& rs,
     });
     http.Get("/status", [&](const httplib::Request&, httplib::Response& res) {
       std::lock_guard lock(sh.mu);
-      res.set_content(status_json(sh.last.get(), rs.repo_description), "application/json");
+      res.set_content(redact(status_json(sh.last.get(), rs.repo_description)), "application/json");
     });
     http.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics.prometheus(), "text/plain; version=0.0.4");
+      res.set_content(redact(metrics.prometheus()), "text/plain; version=0.0.4");
     });
     http.Get("/observed", [&](const httplib::Request&, httplib::Response& res) {
       std::lock_guard lock(sh.mu);
@@ -235,7 +235,7 @@ int run_loop(Reconciler& reconciler, const RunSettings& rs,
               << (rep.run.actions ? ", " + std::to_string(rep.run.actions) + " actions" : "")
               << (rep.run.error.empty() ? "" : ": " + rep.run.error) << std::endl;
     std::unique_lock lock(sh.mu);
-    if (rep.observed) sh.observed_json = snapshot_to_json(*rep.observed, true);
+    if (rep.observed) sh.observed_json = redact(snapshot_to_json(*rep.observed, true));
     sh.last = std::make_unique<PassReport>(std::move(rep));
     auto extra = std::chrono::milliseconds(static_cast<int64_t>(
         std::uniform_real_distribution<double>(0, rs.jitter)(rng) * rs.interval.count()));

@@ -1,5 +1,7 @@
 #include "subprocess.h"
 
+#include <cstdlib>
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -82,11 +84,27 @@ std::string trim_output(const std::string& s, size_t max_len) {
   return t;
 }
 
+std::vector<std::string> child_environment(const std::vector<std::string>& pass_env) {
+  std::vector<std::string> env;
+  auto add = [&](const std::string& name) {
+    for (const auto& e : env)
+      if (e.compare(0, name.size() + 1, name + "=") == 0) return;
+    if (const char* v = std::getenv(name.c_str())) env.push_back(name + "=" + v);
+  };
+  for (const char* name : {"PATH", "HOME", "LANG"}) add(name);
+  for (const auto& name : pass_env) add(name);
+  return env;
+}
+
 Result<SubprocessResult> run_subprocess(const SubprocessOptions& options) {
   if (options.argv.empty()) return Err("cannot run a command: empty argument list");
   std::vector<char*> argv;
   for (const auto& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  const std::vector<std::string> env_strings = child_environment(options.pass_env);
+  std::vector<char*> envp;
+  for (const auto& e : env_strings) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
 
   Fd in_r, in_w, out_r, out_w, err_r, err_w, exec_r, exec_w;
   if (!make_pipe(in_r, in_w) || !make_pipe(out_r, out_w) || !make_pipe(err_r, err_w) ||
@@ -106,7 +124,7 @@ Result<SubprocessResult> run_subprocess(const SubprocessOptions& options) {
     ::dup2(in_r.fd, 0);
     ::dup2(out_w.fd, 1);
     ::dup2(err_w.fd, 2);
-    ::execvp(argv[0], argv.data());
+    ::execvpe(argv[0], argv.data(), envp.data());
     int e = errno;
     ssize_t ignored = ::write(exec_w.fd, &e, sizeof e);
     (void)ignored;

@@ -27,7 +27,15 @@ struct SubprocessOptions {
   std::string stdin_data;         // written to the child's stdin, then closed
   std::chrono::milliseconds timeout{30000};
   size_t max_output = 1 << 20;  // bytes kept per stream; the rest is read and dropped
+  // The child's environment is PATH, HOME and LANG plus these variables (when
+  // set), never the whole of stackflip's: secrets such as PGPASSWORD or the
+  // webhook secret stay in this process (host_policy.h: command_env).
+  std::vector<std::string> pass_env;
 };
+
+// The environment a child gets: PATH, HOME, LANG and `pass_env`, as
+// "NAME=value" strings, from this process's environment.
+std::vector<std::string> child_environment(const std::vector<std::string>& pass_env);
 
 struct SubprocessResult {
   int exit_code = -1;    // when the child exited normally, else -1

@@ -15,6 +15,7 @@
 # Layout under DIR:
 #   env                 sourceable by bash (see write_env)
 #   stackflip.yaml      config for stackflip against this harness
+#   host.yaml           its host policy (STACKFLIP_HOST_CONFIG in env)
 #   pg1/data pg1/sock pg1/log/postgresql.log   (same for pg2)
 #   pdns/pdns.conf pdns/pdns.sqlite3 pdns/pdns.log pdns/pdns.pid
 #
@@ -405,11 +406,24 @@ export PDNS_API_KEY=$PDNS_API_KEY
 export ZONE=$ZONE
 export RECORD=$RECORD
 export PG_CONTROL='$SCRIPT_DIR/pg-control.sh'
+export STACKFLIP_HOST_CONFIG='$DIR/host.yaml'
 EOF
   mv "$DIR/env.tmp" "$DIR/env"
 }
 
+# The operator's side of the trust boundary (reconciler/host_policy.h): the
+# one program the config may run and where the API key may be sent.
+write_host_policy() {
+  cat >"$DIR/host.yaml" <<EOF
+commands: ["$(realpath "$SCRIPT_DIR/pg-control.sh")"]
+secrets:
+  "\${env:PDNS_API_KEY}": ["$PDNS_API_URL"]
+EOF
+  chmod 600 "$DIR/host.yaml"
+}
+
 write_config() {
+  write_host_policy
   cat >"$DIR/stackflip.yaml" <<EOF
 # yaml-language-server: \$schema=$REPO_DIR/schema/stackflip.schema.json
 apiVersion: stackflip/v1

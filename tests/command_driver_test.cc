@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "command_driver.h"
+#include "host_policy.h"
 
 using namespace stackflip;
 namespace fs = std::filesystem;
@@ -87,6 +88,15 @@ TEST_CASE("a planned switch runs through the example command scripts") {
   write_file(state + "/traffic.json", R"({"content":"203.0.113.10"})");
 
   const std::string dir = STACKFLIP_SOURCE_DIR "/examples/command/";
+  // Children get only what the host policy passes (issue 10): the scripts'
+  // state folder, and the scripts themselves on the allow-list.
+  HostPolicy policy;
+  policy.commands = {std::filesystem::canonical(dir).string() + "/*"};
+  policy.command_env = {"STACKFLIP_EXAMPLE_STATE"};
+  install_host_policy(policy);
+  struct Clear {
+    ~Clear() { clear_host_policy(); }
+  } clear;
   auto stacks = provider_for(dir + "stack.sh", {"observe", "maintenance_on", "maintenance_off",
                                                 "replication_stop", "replication_start", "promote"});
   auto traffic = provider_for(dir + "traffic.sh", {"observe_traffic", "traffic_switch"});
