@@ -457,14 +457,19 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
 
 }  // namespace
 
-LoadResult load_desired_text(const std::string& file, const std::string& text) {
+namespace {
+LoadResult too_large(const std::string& file, size_t size) {
   LoadResult out;
-  if (text.size() > kMaxConfigBytes) {
-    out.errors.push_back({Mark{file, 0, 0}, "the config is " + std::to_string(text.size()) +
-                                                " bytes; at most " + std::to_string(kMaxConfigBytes) +
-                                                " are read (split it, or ask why it is so large)"});
-    return out;
-  }
+  out.errors.push_back({Mark{file, 0, 0}, "the config is " + std::to_string(size) + " bytes; at most " +
+                                              std::to_string(kMaxConfigBytes) +
+                                              " are read (split it, or ask why it is so large)"});
+  return out;
+}
+}  // namespace
+
+LoadResult load_desired_text(const std::string& file, const std::string& text) {
+  if (text.size() > kMaxConfigBytes) return too_large(file, text.size());
+  LoadResult out;
   YamlParse parsed = parse_yaml(file, text);
   out.errors = std::move(parsed.errors);
   if (parsed.doc) {
@@ -501,8 +506,12 @@ LoadResult load_desired_file(const std::string& path) {
     ::close(fd);
     return fail("not a regular file");
   }
+  if (static_cast<size_t>(st.st_size) > kMaxConfigBytes) {
+    ::close(fd);
+    return too_large(path, static_cast<size_t>(st.st_size));
+  }
   std::string text;
-  text.resize(std::min<size_t>(static_cast<size_t>(st.st_size), kMaxConfigBytes + 1));
+  text.resize(static_cast<size_t>(st.st_size));
   size_t got = 0;
   while (got < text.size()) {
     ssize_t n = ::read(fd, text.data() + got, text.size() - got);
@@ -512,7 +521,6 @@ LoadResult load_desired_file(const std::string& path) {
   }
   ::close(fd);
   text.resize(got);
-  if (static_cast<size_t>(st.st_size) > kMaxConfigBytes) text.resize(kMaxConfigBytes + 1);
   return load_desired_text(path, text);
 }
 

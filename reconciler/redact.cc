@@ -72,8 +72,21 @@ size_t separator_at(const std::string& lower, size_t i) {
   return 0;
 }
 
-// End of the value starting at `j` (quoted or bare).
+// Length of a quote at `j` with the backslashes that escape it (text quoted
+// inside JSON inside JSON: \\\"), else 0.
+size_t quote_prefix(std::string_view text, size_t j) {
+  size_t k = j;
+  while (k < text.size() && text[k] == '\\') ++k;
+  return k < text.size() && (text[k] == '"' || text[k] == '\'') ? k + 1 - j : 0;
+}
+
+// End of the value starting at `j` (quoted, quoted with escaped quotes as
+// JSON inside a JSON string writes it, or bare).
 size_t value_end(std::string_view text, size_t j) {
+  if (size_t q = quote_prefix(text, j); q > 1) {
+    size_t close = text.find(text.substr(j, q), j + q);
+    return close == std::string_view::npos ? text.size() : close + q;
+  }
   if (j < text.size() && (text[j] == '"' || text[j] == '\'')) {
     char q = text[j];
     size_t k = j + 1;
@@ -104,6 +117,10 @@ std::string mask_patterns(std::string_view text) {
     std::string_view v = text.substr(j, end - j);
     if (is_reference(v) || v.empty()) {
       out.append(v);
+    } else if (size_t q = quote_prefix(v, 0); q > 1) {
+      out.append(v.substr(0, q));
+      out.append(kMask);
+      if (v.size() >= 2 * q && v.substr(v.size() - q) == v.substr(0, q)) out.append(v.substr(0, q));
     } else if (v[0] == '"' || v[0] == '\'') {
       out += v[0];
       out.append(kMask);
@@ -156,7 +173,7 @@ std::string mask_patterns(std::string_view text) {
       if (lower.compare(i, k.size(), k) == 0) key_len = std::max(key_len, k.size());
     if (key_len) {
       size_t j = i + key_len;
-      if (j < text.size() && (text[j] == '"' || text[j] == '\'')) ++j;
+      j += quote_prefix(text, j);
       while (j < text.size() && blank(text[j])) ++j;
       if (size_t sep = separator_at(lower, j)) {
         j += sep;

@@ -22,7 +22,7 @@ TEST_CASE("issue 10: credential-shaped text is masked in every spelling", "[reda
            "bearer " + x, "Authorization: Bearer " + x, "Authorization: Basic " + x,
            "password%3D" + x, "access_token=" + x, "{\"api_key\": \"" + x + "\"}",
            "secret='" + x + "'", "token:\t" + x, "https://" + x + "@git.example.com/repo",
-           "private_key = \"" + x + "\""}) {
+           "private_key = \"" + x + "\"", "{\"error\": \"\\\"token\\\":\\\"" + x + "\\\"\"}"}) {
     INFO(t);
     CHECK(leaks(t, x) == false);
   }

@@ -48,6 +48,12 @@ EOF
 FAKE_PID=$!
 poll 10 test -s "$DIR/port" || { echo "FAIL fake_cloud66 did not start: $(cat "$DIR/fake.out")"; echo "0 passed, 1 failed"; exit 1; }
 BASE_URL="http://127.0.0.1:$(cat "$DIR/port")/api/3"
+# The host binds the token to the fake (issue 10): nothing else may get it.
+cat >"$DIR/host.yaml" <<EOF
+secrets:
+  "\${env:CLOUD66_TOKEN}": ["http://127.0.0.1:$(cat "$DIR/port")"]
+EOF
+export STACKFLIP_HOST_CONFIG=$DIR/host.yaml
 
 # The example's keys, pointed at the fake; the failover commit flips `active`.
 # database_dsn / database_password go: this suite is the Cloud 66 API alone.
@@ -70,7 +76,7 @@ line_of() { grep -nF -- "$1" "$DIR/requests" | head -1 | cut -d: -f1; }
 steps() { jq -r '.actions[] | "\(.kind) \(.stack) \(.status)"' "$1" | paste -sd, -; }
 
 # -- validate ------------------------------------------------------------
-"$SF" validate "$E2E_REPO/examples/cloud66.yaml" >"$DIR/validate-example.out" 2>&1
+STACKFLIP_HOST_CONFIG= "$SF" validate "$E2E_REPO/examples/cloud66.yaml" >"$DIR/validate-example.out" 2>&1
 check_eq "validate examples/cloud66.yaml" 0 $?
 "$SF" validate "$DIR/c66.yaml" "$DIR/c66-forced.yaml" >"$DIR/validate.out" 2>&1
 check_eq "validate the suite's configs" 0 $?

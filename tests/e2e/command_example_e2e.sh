@@ -18,6 +18,13 @@ export STACKFLIP_STATE_DIR=$DIR/state
 export NO_COLOR=1
 mkdir -p "$STACKFLIP_EXAMPLE_STATE"
 cd "$E2E_REPO" || exit 1  # the example names its scripts relative to the repo root
+# The host allows the example scripts and passes them their state folder
+# (issue 10: children never get stackflip's own environment).
+cat >"$DIR/host.yaml" <<EOF
+commands: ["$(realpath examples/command)/*"]
+command_env: [STACKFLIP_EXAMPLE_STATE]
+EOF
+export STACKFLIP_HOST_CONFIG=$DIR/host.yaml
 
 # blue serves and is primary; green is its streaming replica, in maintenance.
 cat >"$STACKFLIP_EXAMPLE_STATE/blue.json" <<'EOF'

@@ -20,6 +20,17 @@ export NOTIFY_URL="http://127.0.0.1:$NPORT/services/notify-SECRET-$RANDOM$RANDOM
 SECRETS=("$PDNS_API_KEY" "$PG_SECRET" "$WRONG_KEY" "$HOOK_SECRET" "$GIT_TOKEN" "${NOTIFY_URL##*/}")
 OUT=$DIR/out
 mkdir -p "$OUT"
+# The host grants this suite's secrets (issue 10): the database password to
+# both servers, the wrong key to PowerDNS, and allows insecure TLS.
+cat >"$DIR/host.yaml" <<EOF
+commands: ["$(realpath "$E2E_REPO/scripts/pg-control.sh")"]
+insecure_tls: true
+secrets:
+  "\${env:PDNS_API_KEY}": ["$PDNS_API_URL", "https://127.0.0.1:1"]
+  "\${env:WRONG_KEY}": ["$PDNS_API_URL"]
+  "\${env:PG_SECRET}": ["postgres://$PG1_HOST:$PG_PORT", "postgres://$PG2_HOST:$PG_PORT"]
+EOF
+export STACKFLIP_HOST_CONFIG=$DIR/host.yaml
 
 MY_PIDS="$MY_PIDS $(start_notify_receiver "$NPORT" "$OUT/notifications.log")"
 
