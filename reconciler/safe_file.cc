@@ -178,7 +178,8 @@ Result<std::string> read_owned_file(int dir_fd, const std::string& name, uid_t u
   Fd guard(fd);
   struct stat st {};
   if (fstat(fd, &st) != 0) return Err(what + ": " + errno_text(errno));
-  if (std::string why = refusal(st, uid); !why.empty()) return Err(what + ": it " + why + ": refused");
+  if (std::string why = refusal(st, uid); !why.empty())
+    return Err(what + ": it " + why + ": refused");
   if (static_cast<uint64_t>(st.st_size) > max_bytes)
     return Err(what + ": larger than " + std::to_string(max_bytes) + " bytes");
   std::string out;

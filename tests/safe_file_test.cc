@@ -119,8 +119,10 @@ TEST_CASE("issue 10: a created file is handed to the owner on its descriptor, mo
   CHECK((st.st_mode & 07777) == 0600);
   CHECK(st.st_size == 1);
   // kCreate never reuses a name; kReplace truncates the owner's own file.
-  CHECK_FALSE(write_file_as_owner(dir->fd(), "standby.signal", "", uid, gid, WriteMode::kCreate).ok());
-  REQUIRE(write_file_as_owner(dir->fd(), "standby.signal", "abc", uid, gid, WriteMode::kReplace).ok());
+  CHECK_FALSE(
+      write_file_as_owner(dir->fd(), "standby.signal", "", uid, gid, WriteMode::kCreate).ok());
+  REQUIRE(
+      write_file_as_owner(dir->fd(), "standby.signal", "abc", uid, gid, WriteMode::kReplace).ok());
   CHECK(lstat_of(t.data + "/standby.signal").st_size == 3);
   auto back = read_owned_file(dir->fd(), "standby.signal", uid, 1 << 20);
   REQUIRE(back.ok());
@@ -132,19 +134,26 @@ TEST_CASE("issue 10: a hard link, a FIFO or another user's file at the name is r
   auto dir = open_owned_dir(t.data, geteuid());
   REQUIRE(dir.ok());
   REQUIRE(link(t.canary.c_str(), (t.data + "/hard.conf").c_str()) == 0);
-  Status s = write_file_as_owner(dir->fd(), "hard.conf", "evil", geteuid(), getegid(), WriteMode::kReplace);
+  Status s = write_file_as_owner(dir->fd(), "hard.conf", "evil", geteuid(), getegid(),
+                                 WriteMode::kReplace);
   REQUIRE_FALSE(s.ok());
   CHECK(s.message().find("hard links") != std::string::npos);
   CHECK(t.canary_text() == "canary\n");
   CHECK_FALSE(read_owned_file(dir->fd(), "hard.conf", geteuid(), 1 << 20).ok());
 
   REQUIRE(mkfifo((t.data + "/fifo.conf").c_str(), 0600) == 0);  // must not block
-  CHECK_FALSE(write_file_as_owner(dir->fd(), "fifo.conf", "x", geteuid(), getegid(), WriteMode::kReplace).ok());
+  CHECK_FALSE(
+      write_file_as_owner(dir->fd(), "fifo.conf", "x", geteuid(), getegid(), WriteMode::kReplace)
+          .ok());
   CHECK_FALSE(read_owned_file(dir->fd(), "fifo.conf", geteuid(), 1 << 20).ok());
 
   std::ofstream(t.data + "/theirs.conf") << "theirs";
-  CHECK_FALSE(write_file_as_owner(dir->fd(), "theirs.conf", "x", geteuid() + 1, getegid(), WriteMode::kReplace).ok());
-  CHECK_FALSE(write_file_as_owner(dir->fd(), "../escape", "x", geteuid(), getegid(), WriteMode::kCreate).ok());
+  CHECK_FALSE(write_file_as_owner(dir->fd(), "theirs.conf", "x", geteuid() + 1, getegid(),
+                                  WriteMode::kReplace)
+                  .ok());
+  CHECK_FALSE(
+      write_file_as_owner(dir->fd(), "../escape", "x", geteuid(), getegid(), WriteMode::kCreate)
+          .ok());
 }
 
 TEST_CASE("issue 10: list_dir names the entries without following them") {
