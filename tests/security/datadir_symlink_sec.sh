@@ -28,15 +28,20 @@ export PATH=$PG_BIN:$PATH  # the built-in re-attach finds pg_ctl and pg_rewind i
 
 ATTACK=$DIR/root-only
 mkdir -m 0755 "$ATTACK"
-CANARY=$ATTACK/canary
-printf 'canary %s\n' "$RANDOM$RANDOM" >"$CANARY"
-chmod 0644 "$CANARY"
 SECRET_TEXT="SECRET-$RANDOM$RANDOM$RANDOM"
 SECRET=$ATTACK/secret
 printf '%s\n' "$SECRET_TEXT" >"$SECRET"
 chmod 0600 "$SECRET"
 canary_sig() { stat -c '%u:%g:%a:%s:%Y' "$CANARY"; sha256sum <"$CANARY"; }
-CANARY_SIG=$(canary_sig)
+# A fresh root-owned canary for each case, so that each case fails or passes
+# on its own.
+new_canary() {
+  CANARY=$(mktemp "$ATTACK/canary.XXXXXX")
+  printf 'canary %s\n' "$RANDOM$RANDOM" >"$CANARY"
+  chmod 0644 "$CANARY"
+  touch -d '2020-01-01 00:00:00' "$CANARY"
+  CANARY_SIG=$(canary_sig)
+}
 
 grep -v control_command "$CONFIG" >"$DIR/nocc.yaml"
 grep -v control_command "$DIR/standby-active.yaml" >"$DIR/nocc-standby.yaml"
@@ -56,6 +61,7 @@ no_secret_in() { # LABEL DATA_DIR
 signal_case() { # LABEL CONFIG OLD_HOST OLD_DATA NEW_HOST
   local label=$1 config=$2 old=$3 data=$4 new=$5 rc
   echo "--- $label"
+  new_canary
   as_pg ln -s "$CANARY" "$data/standby.signal"
   "$SF" apply -c "$config" --auto-approve >"$DIR/apply.txt" 2>&1
   rc=$?
@@ -80,6 +86,7 @@ signal_case() { # LABEL CONFIG OLD_HOST OLD_DATA NEW_HOST
 rewind_case() { # LABEL CONFIG OLD_HOST OLD_DATA NEW_HOST
   local label=$1 config=$2 old=$3 data=$4 new=$5
   echo "--- $label"
+  new_canary
   as_pg ln -s "$SECRET" "$data/stolen.conf"
   as_pg ln -s "$CANARY" "$data/canary.conf"
   apply_hooked "$config" 6 sql "$old" CHECKPOINT
