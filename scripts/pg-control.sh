@@ -80,14 +80,19 @@ do_stop() { # [MODE]  fast (default: pg_rewind needs a clean shutdown) or immedi
 
 # pg_ctl -w returns once postmaster.pid says "ready" (a standby: consistent
 # and accepting read-only connections); pg_isready double-checks the socket.
+# postmaster.pid (port, socket folder) is read by the owner, in the same
+# runuser as the start: one runuser costs tens of milliseconds.
 do_start() {
+  local head lines port sockdir
   if ! running; then
     clear_stale_pidfile
-    run "$PG_BIN/pg_ctl" -D "$data" -l "$logfile" -w -t 120 start >/dev/null 2>&1 ||
-      { tail_log; fail "pg_ctl start failed for $data"; }
+    # shellcheck disable=SC2016
+    head=$(run sh -c '"$1" -D "$2" -l "$3" -w -t 120 start >/dev/null 2>&1 && head -n5 "$2/postmaster.pid"' \
+      start "$PG_BIN/pg_ctl" "$data" "$logfile") || { tail_log; fail "pg_ctl start failed for $data"; }
+  else
+    head=$(run head -n5 "$data/postmaster.pid")
   fi
-  local lines port sockdir
-  mapfile -t lines < <(run head -n5 "$data/postmaster.pid")
+  mapfile -t lines <<<"$head"
   port=${lines[3]:-}; sockdir=${lines[4]:-}
   for _ in $(seq 1 100); do
     "$PG_BIN/pg_isready" -q -h "${sockdir:-/tmp}" -p "$port" -U postgres -d postgres && return 0
