@@ -16,13 +16,14 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <map>
 #include <optional>
 #include <thread>
 #include <vector>
 
 #include "conninfo.h"
 #include "host_policy.h"
+#include "safe_file.h"
 #include "subprocess.h"
 #include "secret.h"
 
@@ -830,9 +831,41 @@ class PostgresStackDriver : public StackDriver {
            source.name + "'s timeline " + std::to_string(src_tli);
   }
 
+  // The data directory as root may touch it: opened once without following
+  // a link (safe_file.h), owned by the user PostgreSQL runs as (as root: any
+  // user but root; otherwise ourselves), and holding a PG_VERSION of that
+  // user. Every file stackflip itself reads or writes there goes through
+  // this descriptor; PostgreSQL's own programs run as that user.
+  Result<OwnedDir> open_data_dir(const std::string& data_dir) const {
+    const std::string what = where() + ": data directory " + data_dir;
+    if (data_dir.empty()) return Err(where() + ": unknown data_directory");
+    std::optional<uid_t> expected;
+    if (geteuid() != 0) expected = geteuid();
+    auto dir = open_owned_dir(data_dir, expected);
+    if (!dir.ok()) return Err(where() + ": " + dir.error().message);
+    struct stat st {};
+    if (fstatat(dir->fd(), "PG_VERSION", &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode) ||
+        st.st_uid != dir->uid())
+      return Err(what + " has no PG_VERSION file of its owner: not a PostgreSQL data directory");
+    return dir;
+  }
+
+  // standby.signal must be absent or a regular file of the owner before the
+  // server is stopped: a planted link is refused while the server still runs.
+  Status check_signal_name(const OwnedDir& dir) const {
+    struct stat st {};
+    if (fstatat(dir.fd(), "standby.signal", &st, AT_SYMLINK_NOFOLLOW) != 0) return Status::Ok();
+    if (S_ISREG(st.st_mode) && st.st_uid == dir.uid() && st.st_nlink == 1) return Status::Ok();
+    return Err(where() + ": " + dir.path() + "/standby.signal " +
+               (S_ISLNK(st.st_mode) ? "is a symbolic link" : "is not a regular file of the owner") +
+               ": refused, the server was left running (remove it and apply again)");
+  }
+
   // pg_rewind from the source, then start as a standby. The server's own
   // configuration files are kept: pg_rewind copies the source's (its
-  // listen_addresses, its primary_conninfo).
+  // listen_addresses, its primary_conninfo). Only regular files of the owner
+  // are kept (read without following links, written back as the owner);
+  // anything else named *.conf is left to pg_rewind, with a warning.
   Status rewind_as_standby(const std::string& data_dir, const std::string& source_conninfo) {
     const std::string what = where() + ": rewind";
     if (data_dir.empty()) return Err(what + ": unknown data_directory");
@@ -843,7 +876,10 @@ class PostgresStackDriver : public StackDriver {
       argv->insert(argv->end(), {"rewind", data_dir, source_conninfo});
       return run_command(*argv, milliseconds(300000), what);
     }
-    std::vector<std::string> as_owner = owner_prefix(data_dir);
+    auto dir = open_data_dir(data_dir);
+    if (!dir.ok()) return dir.error();
+    if (Status s = check_signal_name(*dir); !s.ok()) return s;
+    std::vector<std::string> as_owner = owner_prefix(*dir);
     auto with_owner = [&](std::vector<std::string> argv) {
       argv.insert(argv.begin(), as_owner.begin(), as_owner.end());
       return argv;
@@ -855,37 +891,46 @@ class PostgresStackDriver : public StackDriver {
     Status s = run_command(with_owner({pg_ctl, "-D", data_dir, "-m", "fast", "-w", "stop"}),
                            milliseconds(60000), what + " (stop)");
     if (!s.ok()) return s;
+    auto names = list_dir(dir->fd());
+    if (!names.ok()) return Err(what + ": " + dir->path() + ": " + names.error().message);
     std::map<std::string, std::string> confs;  // file name -> contents
-    for (const auto& e : std::filesystem::directory_iterator(data_dir)) {
-      if (e.path().extension() != ".conf") continue;
-      std::ifstream in(e.path(), std::ios::binary);
-      confs[e.path().string()] = std::string(std::istreambuf_iterator<char>(in), {});
+    for (const std::string& name : *names) {
+      if (name.size() <= 5 || name.compare(name.size() - 5, 5, ".conf") != 0) continue;
+      auto text = read_owned_file(dir->fd(), name, dir->uid(), 16 << 20);
+      if (!text.ok()) {
+        spdlog::warn("{}: not kept across pg_rewind: {}/{}", what, dir->path(),
+                     text.error().message);
+        continue;
+      }
+      confs[name] = std::move(*text);
     }
     s = run_command(with_owner({bin + "pg_rewind", "--target-pgdata=" + data_dir,
                                 "--source-server=" + source_conninfo}),
                     milliseconds(300000), what + " (pg_rewind)");
-    for (const auto& [path, text] : confs) std::ofstream(path, std::ios::binary | std::ios::trunc) << text;
+    for (const auto& [name, text] : confs) {
+      Status w =
+          write_file_as_owner(dir->fd(), name, text, dir->uid(), dir->gid(), WriteMode::kReplace);
+      if (!w.ok() && s.ok()) s = Err(what + ": restoring " + dir->path() + ": " + w.message());
+    }
     if (!s.ok()) return s;
-    return start_as_standby(data_dir, with_owner);
+    return start_as_standby(*dir, with_owner);
   }
 
-  std::vector<std::string> owner_prefix(const std::string& data_dir) const {
-    struct stat st {};
-    if (geteuid() == 0 && stat(data_dir.c_str(), &st) == 0 && st.st_uid != 0)
-      if (passwd* pw = getpwuid(st.st_uid)) return {"runuser", "-u", pw->pw_name, "--"};
+  // As root, PostgreSQL's programs run as the data directory's owner.
+  std::vector<std::string> owner_prefix(const OwnedDir& dir) const {
+    if (geteuid() == 0 && dir.uid() != 0)
+      if (passwd* pw = getpwuid(dir.uid())) return {"runuser", "-u", pw->pw_name, "--"};
     return {};
   }
 
   template <class WithOwner>
-  Status start_as_standby(const std::string& data_dir, WithOwner with_owner) {
-    const std::string signal = data_dir + "/standby.signal";
-    { std::ofstream(signal).flush(); }
-    struct stat st {};
-    if (geteuid() == 0 && stat(data_dir.c_str(), &st) == 0)
-      (void)!chown(signal.c_str(), st.st_uid, st.st_gid);
+  Status start_as_standby(const OwnedDir& dir, WithOwner with_owner) {
+    Status s = write_file_as_owner(dir.fd(), "standby.signal", "", dir.uid(), dir.gid(),
+                                   WriteMode::kReplace);
+    if (!s.ok()) return Err(where() + ": start as standby: " + dir.path() + ": " + s.message());
     const std::string log =
-        (std::filesystem::path(data_dir).parent_path() / (name_ + "-restart.log")).string();
-    return run_command(with_owner({find_pg_ctl(), "-D", data_dir, "-w", "-l", log, "start"}),
+        (std::filesystem::path(dir.path()).parent_path() / (name_ + "-restart.log")).string();
+    return run_command(with_owner({find_pg_ctl(), "-D", dir.path(), "-w", "-l", log, "start"}),
                        milliseconds(60000), where() + ": start as standby");
   }
 
@@ -904,7 +949,10 @@ class PostgresStackDriver : public StackDriver {
     // shutdown writes a checkpoint record after the point where the new
     // primary's timeline forked, and the server could then not follow it.
     // The server is fenced, and crash recovery replays everything committed.
-    std::vector<std::string> as_owner = owner_prefix(data_dir);
+    auto dir = open_data_dir(data_dir);
+    if (!dir.ok()) return dir.error();
+    if (Status s = check_signal_name(*dir); !s.ok()) return s;
+    std::vector<std::string> as_owner = owner_prefix(*dir);
     auto with_owner = [&](std::vector<std::string> argv) {
       argv.insert(argv.begin(), as_owner.begin(), as_owner.end());
       return argv;
@@ -914,7 +962,7 @@ class PostgresStackDriver : public StackDriver {
                            milliseconds(60000), what + " (stop)");
     if (!s.ok()) return s;
     spdlog::debug("{}: stopped", where());
-    return start_as_standby(data_dir, with_owner);
+    return start_as_standby(*dir, with_owner);
   }
 
   ProviderConfig provider_;

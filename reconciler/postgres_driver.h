@@ -53,7 +53,8 @@
 // primary) is restarted as a standby by `control_command... restart-as-standby
 // DATA_DIR` (fork/exec, no shell, 60 s limit, stderr captured) or, without
 // a control command, locally with pg_ctl (immediate stop, standby.signal,
-// start; as the data directory's owner when run as root). Then it waits up
+// start; as the data directory's owner when run as root: see "Files in the
+// data directory" below). Then it waits up
 // to 10 s for streaming; a server that comes up but does not stream (e.g.
 // its timeline diverged from the source: it wrote WAL after the source was
 // promoted) is reported as an error — pg_rewind is a later hardening.
@@ -69,6 +70,17 @@
 // stop with -m immediate too (the server is fenced; crash recovery replays
 // everything committed). Crash recovery first fsyncs the data directory:
 // recovery_init_sync_method = syncfs keeps that short on busy disks.
+//
+// Files in the data directory (issue 10): its owner (the postgres user) can
+// plant a symbolic link at any name there. The data directory is opened
+// once without following a link and must be owned by a user other than root
+// (as root; by ourselves otherwise) and hold that user's PG_VERSION; the
+// files stackflip itself touches (standby.signal, the *.conf files kept
+// across pg_rewind) are reached through that descriptor with O_NOFOLLOW,
+// created for the owner with fchown() on the open file (safe_file.h). A
+// planted link at standby.signal is refused before the server is stopped; a
+// *.conf that is not a regular file of the owner is not kept across
+// pg_rewind (warning). pg_ctl and pg_rewind run as the owner.
 //
 // Thread safety: one thread at a time per driver (provider.h).
 #pragma once

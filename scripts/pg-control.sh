@@ -21,42 +21,50 @@
 #
 # Server log: DATA_DIRECTORY/../log/postgresql.log when that folder exists
 # (the harness layout), else DATA_DIRECTORY.log next to the data directory.
-# As root, PostgreSQL binaries run as the owner of DATA_DIRECTORY (runuser).
+# As root, PostgreSQL binaries run as the owner of DATA_DIRECTORY (runuser),
+# and so does every read and write of a file in the data directory or its log
+# folder: that user can plant a symbolic link at any name there, and root
+# must not follow it (issue 10). DATA_DIRECTORY itself must not be a symbolic
+# link, and as root it must belong to a user other than root.
 # PG_BIN defaults to /usr/lib/postgresql/15/bin.
 set -euo pipefail
 
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 
 fail() { echo "pg-control: $*" >&2; exit 1; }
-usage() { sed -n '2,21p' "$0" >&2; exit 2; }
+usage() { sed -n '2,26p' "$0" >&2; exit 2; }
 
 op=${1:-}; data=${2:-}
 [[ -n $op && -n $data ]] || usage
-[[ -d $data && -f $data/PG_VERSION ]] || fail "$data is not a PostgreSQL data directory"
+[[ -L ${data%/} ]] && fail "$data is a symbolic link: refused (name the real directory)"
+[[ -d $data ]] || fail "$data is not a PostgreSQL data directory"
 data=$(cd "$data" && pwd)
-
 owner=$(stat -c %U "$data")
-run() { # run a PostgreSQL binary as the data directory's owner
-  if [[ $EUID -eq 0 && $owner != root ]]; then runuser -u "$owner" -- "$@"; else "$@"; fi
+[[ $EUID -eq 0 && $(stat -c %u "$data") -eq 0 ]] &&
+  fail "$data is owned by root, not by the user PostgreSQL runs as: refused"
+run() { # run a program as the data directory's owner
+  if [[ $EUID -eq 0 ]]; then runuser -u "$owner" -- "$@"; else "$@"; fi
 }
+[[ -f $data/PG_VERSION && ! -L $data/PG_VERSION ]] || fail "$data is not a PostgreSQL data directory"
 
 if [[ -d $(dirname "$data")/log ]]; then logfile=$(dirname "$data")/log/postgresql.log
 else logfile=$data.log; fi
 
-tail_log() { [[ -r $logfile ]] && { echo "---- last lines of $logfile ----" >&2; tail -n 15 "$logfile" >&2; }; return 0; }
+tail_log() { run test -r "$logfile" && { echo "---- last lines of $logfile ----" >&2; run tail -n 15 "$logfile" >&2; }; return 0; }
 
 # A postmaster.pid whose process is gone or a zombie (PID 1 in containers may
 # reap orphans late) is stale; PostgreSQL would refuse to start because of it.
 clear_stale_pidfile() {
-  local f=$data/postmaster.pid pid st
-  [[ -e $f ]] || return 0
-  pid=$(head -n1 "$f" 2>/dev/null)
+  local f=$data/postmaster.pid pid st lines
+  [[ -e $f || -L $f ]] || return 0
+  mapfile -t lines < <(run head -n5 "$f" 2>/dev/null)
+  pid=${lines[0]:-}
   if [[ $pid =~ ^[0-9]+$ ]]; then
     st=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || st=gone
     [[ $st == Z || $st == gone ]] || return 0
   fi
   # The socket lock file names the same dead pid and blocks the same way.
-  local port sockdir; port=$(sed -n 4p "$f" 2>/dev/null); sockdir=$(sed -n 5p "$f" 2>/dev/null)
+  local port=${lines[3]:-} sockdir=${lines[4]:-}
   [[ -n $port && -n $sockdir ]] && run rm -f "$sockdir/.s.PGSQL.$port.lock"
   run rm -f "$f"
 }
@@ -72,14 +80,20 @@ do_stop() { # [MODE]  fast (default: pg_rewind needs a clean shutdown) or immedi
 
 # pg_ctl -w returns once postmaster.pid says "ready" (a standby: consistent
 # and accepting read-only connections); pg_isready double-checks the socket.
+# postmaster.pid (port, socket folder) is read by the owner, in the same
+# runuser as the start: one runuser costs tens of milliseconds.
 do_start() {
+  local head lines port sockdir
   if ! running; then
     clear_stale_pidfile
-    run "$PG_BIN/pg_ctl" -D "$data" -l "$logfile" -w -t 120 start >/dev/null 2>&1 ||
-      { tail_log; fail "pg_ctl start failed for $data"; }
+    # shellcheck disable=SC2016
+    head=$(run sh -c '"$1" -D "$2" -l "$3" -w -t 120 start >/dev/null 2>&1 && head -n5 "$2/postmaster.pid"' \
+      start "$PG_BIN/pg_ctl" "$data" "$logfile") || { tail_log; fail "pg_ctl start failed for $data"; }
+  else
+    head=$(run head -n5 "$data/postmaster.pid")
   fi
-  local pidfile=$data/postmaster.pid port sockdir
-  port=$(sed -n 4p "$pidfile"); sockdir=$(sed -n 5p "$pidfile")
+  mapfile -t lines <<<"$head"
+  port=${lines[3]:-}; sockdir=${lines[4]:-}
   for _ in $(seq 1 100); do
     "$PG_BIN/pg_isready" -q -h "${sockdir:-/tmp}" -p "$port" -U postgres -d postgres && return 0
     sleep 0.05
@@ -87,22 +101,45 @@ do_start() {
   tail_log; fail "$data started but does not accept connections"
 }
 
-make_standby() { run touch "$data/standby.signal"; }
+# standby.signal must be absent or a regular file: checked before the server
+# is stopped (a planted link is refused while it still runs) and created by
+# the owner, so nothing is followed with root's rights.
+check_signal() { # [NOTE]
+  local f=$data/standby.signal  # lstat only: nothing is read or followed as root
+  if [[ -L $f ]] || [[ -e $f && ! -f $f ]]; then
+    fail "$f is a symbolic link or not a regular file: refused${1:-}"
+  fi
+  return 0
+}
+make_standby() {
+  check_signal " (remove it and try again)"
+  run touch "$data/standby.signal"
+}
 
 do_rewind() {
-  local source=$1 keep f
+  local source=$1 keep
+  check_signal ", the server was left running (remove it and try again)"
   do_stop
-  # pg_rewind copies the source's config files over the target's; keep ours.
-  keep=$(mktemp -d)
-  for f in "$data"/*.conf; do [[ -e $f ]] && cp -p "$f" "$keep/"; done
-  if ! run "$PG_BIN/pg_rewind" --target-pgdata="$data" --source-server="$source" >"$keep/rewind.log" 2>&1; then
-    cat "$keep/rewind.log" >&2; rm -rf "$keep"; fail "pg_rewind failed for $data"
+  # pg_rewind copies the source's config files over the target's; keep ours:
+  # the regular ones only, copied by the owner (a link is not followed), and
+  # put back in place of whatever pg_rewind left at the name.
+  keep=$(run mktemp -d)
+  # shellcheck disable=SC2016
+  run bash -c 'for f in "$1"/*.conf; do
+      if [[ -f $f && ! -L $f ]]; then cp -p "$f" "$2/"
+      elif [[ -L $f ]]; then echo "pg-control: $f is a symbolic link: not kept across pg_rewind" >&2; fi
+    done' keep "$data" "$keep"
+  local out
+  if ! out=$(run "$PG_BIN/pg_rewind" --target-pgdata="$data" --source-server="$source" 2>&1); then
+    echo "$out" >&2; run rm -rf "$keep"; fail "pg_rewind failed for $data"
   fi
-  for f in "$keep"/*.conf; do [[ -e $f ]] && cp -p "$f" "$data/"; done
-  if ! grep -q '^[[:space:]]*primary_conninfo' "$data/postgresql.auto.conf" 2>/dev/null; then
+  # shellcheck disable=SC2016
+  run bash -c 'for f in "$1"/*.conf; do [[ -f $f ]] && cp -p --remove-destination "$f" "$2/"; done; true' \
+    restore "$keep" "$data"
+  if ! run grep -q '^[[:space:]]*primary_conninfo' "$data/postgresql.auto.conf" 2>/dev/null; then
     printf "primary_conninfo = '%s'\n" "${source//\'/\'\'}" | run tee -a "$data/postgresql.auto.conf" >/dev/null
   fi
-  rm -rf "$keep"
+  run rm -rf "$keep"
   make_standby
   do_start
 }
@@ -110,7 +147,7 @@ do_rewind() {
 case $op in
   stop) do_stop;;
   start) do_start;;
-  restart-as-standby) do_stop immediate; make_standby; do_start;;
+  restart-as-standby) check_signal ", the server was left running (remove it and try again)"; do_stop immediate; make_standby; do_start;;
   rewind) [[ -n ${3:-} ]] || usage; do_rewind "$3";;
   *) usage;;
 esac
