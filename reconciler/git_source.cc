@@ -72,8 +72,7 @@ int credentials_cb(git_credential** out, const char* url, const char* user_from_
   }
   const UrlCredentials& in_url = *st->url;
   if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) && !in_url.user.empty())
-    return git_credential_userpass_plaintext_new(out, in_url.user.c_str(),
-                                                 in_url.password.c_str());
+    return git_credential_userpass_plaintext_new(out, in_url.user.c_str(), in_url.password.c_str());
   std::string user = user_from_url && *user_from_url ? user_from_url
                      : !in_url.user.empty()          ? in_url.user
                      : o.ssh_user.empty()            ? "git"

@@ -214,8 +214,8 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& path) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd >= 0) {
     ::close(fd);
-  } else if (struct stat sb; ::stat(path.c_str(), &sb) == 0 && S_ISREG(sb.st_mode) &&
-                             (sb.st_mode & 077)) {
+  } else if (struct stat sb;
+             ::stat(path.c_str(), &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & 077)) {
     (void)::chmod(path.c_str(), sb.st_mode & 0700);
   }
   sqlite3* db = nullptr;

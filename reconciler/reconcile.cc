@@ -24,7 +24,6 @@ const char* kNoticeKey = "gitops.last_notice";
 
 std::string short_sha(const std::string& sha) { return sha.substr(0, 12); }
 
-
 void fill_groups(PassReport& rep, const DesiredState& d, const Plan& first, const Plan& last,
                  const ObservedState& obs) {
   for (const auto& [name, g] : d.groups) {
@@ -255,8 +254,7 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   }
   fill_groups(rep, d, plan, after, obs);
   rep.observed = obs;
-  if (Status s = journal_.put(kConvergedKey, rep.converged() ? "1" : "0"); !s.ok())
-    store_failed(s);
+  if (Status s = journal_.put(kConvergedKey, rep.converged() ? "1" : "0"); !s.ok()) store_failed(s);
   if (!error.empty()) return finish(bad_result, 1);
   return finish(result, code);
 }

@@ -125,9 +125,9 @@ class Reconciler {
   Clock& clock_;
   ReconcileSettings s_;
   Notifier* notifier_;
-  bool rewind_allowed_;       // --allow-rewind not used up yet
-  std::string store_error_;   // this pass's last state store failure
-  std::string last_notice_;   // the last notification sent (also when the store fails)
+  bool rewind_allowed_;      // --allow-rewind not used up yet
+  std::string store_error_;  // this pass's last state store failure
+  std::string last_notice_;  // the last notification sent (also when the store fails)
 
   bool restored_ = false;
   std::string commit_;  // commit in force
