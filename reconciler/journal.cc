@@ -113,6 +113,8 @@ std::string hint(int code) {
              "read-write)";
     case SQLITE_FULL:
       return " (the disk holding the state store is full)";
+    case SQLITE_IOERR:
+      return " (the disk refused a write or read: is it full, over a quota or failing?)";
     case SQLITE_NOTADB:
       return " (is it an SQLite database?)";
     default:

@@ -3,13 +3,13 @@
 // passes, force-pushes, signatures; plus the run loop's small pieces.
 #include <httplib.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-#include <sys/stat.h>
 #include <thread>
 
 #include "digest.h"
@@ -644,8 +644,8 @@ TEST_CASE("issue 10: the Git cache keeps no credentials; they reach the server b
        "http://ops:hunter2@127.0.0.1:" + std::to_string(port) + "/o/r.git"});
   std::filesystem::permissions(r.cache, std::filesystem::perms::all);
   {
-    GitSource src(r.source_options("http://ops:hunter2@127.0.0.1:" + std::to_string(port) +
-                                   "/o/r.git"));
+    GitSource src(
+        r.source_options("http://ops:hunter2@127.0.0.1:" + std::to_string(port) + "/o/r.git"));
     auto h = src.fetch();
     CHECK_FALSE(h.ok());
     CHECK(h.error().message.find("hunter2") == std::string::npos);

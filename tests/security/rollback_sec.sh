@@ -12,6 +12,9 @@
 #       the token; state store 0600, cache folders 0700
 #   (d) a read-only state store is named as such (not "is it an SQLite
 #       database?")
+#   (e) the disk fills up under `run` (a file size limit, SIGXFSZ ignored):
+#       /metrics counts stackflip_state_store_errors_total, /status shows
+#       the store's error
 # Usage (CTest): bash tests/security/rollback_sec.sh STACKFLIP E2E_TOOL
 source "$(dirname "$0")/../e2e/lib.sh"
 SF=${1:?stackflip binary}
@@ -148,5 +151,28 @@ if [[ ${RO:-yes} == yes ]]; then
   check "read-only store: says read-only" grep -q "read-only" "$DIR/ro.out"
   check "read-only store: not 'is it an SQLite database?'" bash -c "! grep -q 'SQLite database' '$DIR/ro.out'"
 fi
+
+echo "--- (e) the disk fills up under run"
+ESTATE=$DIR/e/state.db
+"$SF" reconcile --repo "$URL" --state "$ESTATE" >/dev/null 2>&1 # cache and store made first
+LIMIT_KB=$(($(stat -c %s "$ESTATE") / 1024 + 24))                  # a few passes of WAL more
+EPORT=$(free_port)
+(trap '' XFSZ; ulimit -f "$LIMIT_KB"; exec "$SF" run --repo "$URL" --state "$ESTATE" \
+  --interval 100ms --listen "127.0.0.1:$EPORT") >"$DIR/e.log" 2>&1 &
+E_PID=$!
+MY_PIDS="$MY_PIDS $E_PID"
+store_errors() { curl -fsS "http://127.0.0.1:$EPORT/metrics" 2>/dev/null |
+  sed -n 's/^stackflip_state_store_errors_total \([0-9]*\)$/\1/p'; }
+has_store_errors() { (($(store_errors || echo 0) > 0)); }
+check "disk full: /metrics counts state store errors" poll 20 has_store_errors
+curl -fsS "http://127.0.0.1:$EPORT/metrics" >"$DIR/e.metrics"
+check "disk full: they count as reconcile errors" \
+  grep -qE '^stackflip_reconcile_errors_total [1-9]' "$DIR/e.metrics"
+curl -fsS "http://127.0.0.1:$EPORT/status" >"$DIR/e.status"
+check "disk full: /status shows the store's error" \
+  python3 -c "import json,sys; e=json.load(open(sys.argv[1])).get('state_store_error'); print(e); sys.exit(not e or 'journal' not in e)" "$DIR/e.status"
+check "disk full: the log says so" grep -q "state store: " "$DIR/e.log"
+kill -TERM "$E_PID"
+wait "$E_PID" 2>/dev/null
 
 e2e_finish
