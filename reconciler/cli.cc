@@ -158,7 +158,7 @@ struct Options {
   std::vector<std::string> allow_commands;
   // reconcile / run
   std::string repo, ref = "main", repo_file = "stackflip.yaml", cache_dir;
-  bool require_signed = false;
+  bool require_signed = false, allow_rewind = false;
   std::string allowed_signers, gpg_keyring, git_token, ssh_key, notify_url;
   std::string interval = "30s", listen, webhook_secret;
   double jitter = 0.1;
@@ -296,6 +296,9 @@ int cmd_apply(const Options& o) {
   RealDriverFactory factory;
   Fleet fleet = make_fleet(d, factory);
   auto journal = journal_for(o, true);
+  // One process applies to a state store at a time: not beside `run`.
+  auto lock = StateLock::acquire(journal->path());
+  if (!lock.ok()) throw Fatal(lock.error().message);
   ObservedState obs = observe_live(d, fleet, journal.get(), true);
   Plan plan;
   if (!o.plan_file.empty()) {
@@ -404,6 +407,7 @@ void setup_gitops(const Options& o, GitopsSetup& g) {
   rs.file = o.repo_file;
   rs.ref = o.ref;
   rs.require_signed = o.require_signed;
+  rs.allow_rewind = o.allow_rewind;
   rs.trust.allowed_signers = o.allowed_signers;
   rs.trust.gpg_keyring = o.gpg_keyring;
   rs.apply.progress = print_step;
@@ -523,6 +527,9 @@ int run_cli(int argc, char** argv) {
     c.add_option("--state", o.state, "State store (default $STACKFLIP_STATE_DIR/state.db or .stackflip/state.db)");
     c.add_option("--cache-dir", o.cache_dir, "Git cache folder (default next to the state store)");
     c.add_flag("--require-signed", o.require_signed, "Apply only commits signed by a trusted key");
+    c.add_flag("--allow-rewind", o.allow_rewind,
+               "Adopt once a head that does not descend from the commit in force (a force-push "
+               "that rolls back); later rewinds are refused again");
     c.add_option("--allowed-signers", o.allowed_signers, "ssh-keygen allowed-signers file");
     c.add_option("--gpg-keyring", o.gpg_keyring, "OpenPGP keyring of trusted keys");
     c.add_option("--git-token", o.git_token, "HTTPS token as a secret reference (${env:NAME})");

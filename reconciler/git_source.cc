@@ -4,7 +4,9 @@
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <regex>
 
@@ -47,6 +49,7 @@ std::string base64(const unsigned char* p, size_t n) {
 
 struct CallbackState {
   const GitSourceOptions* o;
+  const UrlCredentials* url;  // userinfo the configured URL carried
   int credential_calls = 0;
   std::string error;  // set by a callback that refused
 };
@@ -67,7 +70,11 @@ int credentials_cb(git_credential** out, const char* url, const char* user_from_
     }
     return git_credential_userpass_plaintext_new(out, "x-access-token", token->c_str());
   }
+  const UrlCredentials& in_url = *st->url;
+  if ((allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT) && !in_url.user.empty())
+    return git_credential_userpass_plaintext_new(out, in_url.user.c_str(), in_url.password.c_str());
   std::string user = user_from_url && *user_from_url ? user_from_url
+                     : !in_url.user.empty()          ? in_url.user
                      : o.ssh_user.empty()            ? "git"
                                                      : o.ssh_user;
   if (allowed & GIT_CREDENTIAL_USERNAME) return git_credential_username_new(out, user.c_str());
@@ -112,14 +119,56 @@ std::string redact_url(const std::string& url) {
   return std::regex_replace(url, creds, "$1***@");
 }
 
+namespace {
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+std::string percent_decode(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    int hi, lo;
+    if (s[i] == '%' && i + 2 < s.size() && (hi = hex_value(s[i + 1])) >= 0 &&
+        (lo = hex_value(s[i + 2])) >= 0) {
+      out += static_cast<char>(hi * 16 + lo);
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+}  // namespace
+
+UrlCredentials split_url_credentials(const std::string& url) {
+  static const std::regex with_userinfo(R"(^([a-zA-Z][a-zA-Z0-9+.-]*)://([^/@]*)@(.*)$)");
+  std::smatch m;
+  if (!std::regex_match(url, m, with_userinfo)) return {url, "", ""};
+  std::string scheme = m[1], userinfo = m[2], rest = m[3];
+  auto colon = userinfo.find(':');
+  UrlCredentials c;
+  c.user = percent_decode(userinfo.substr(0, colon));
+  if (colon != std::string::npos) c.password = percent_decode(userinfo.substr(colon + 1));
+  for (char& ch : scheme) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  // An SSH user name is not a secret and the server needs it; keep it.
+  bool ssh = scheme == "ssh" || scheme == "git+ssh" || scheme == "ssh+git";
+  c.url = m[1].str() + "://" +
+          (ssh && !c.user.empty() ? userinfo.substr(0, colon) + "@" : std::string()) + rest;
+  return c;
+}
+
 struct GitSource::Impl {
   git_repository* repo = nullptr;
+  UrlCredentials url;  // url.url is what the cache's config holds
   ~Impl() { git_repository_free(repo); }
 };
 
 GitSource::GitSource(GitSourceOptions options) : impl_(new Impl), o_(std::move(options)) {
   init_libgit2();
   o_.ref = branch_ref(o_.ref);
+  impl_->url = split_url_credentials(o_.url);
 }
 GitSource::~GitSource() = default;
 
@@ -128,23 +177,32 @@ std::string GitSource::describe() const { return redact_url(o_.url) + "@" + o_.r
 Status GitSource::open_cache() {
   if (impl_->repo) return Status::Ok();
   if (o_.cache_dir.empty()) return Err("git: no cache folder given");
+  // The folder is ours alone whatever the umask: 0700, tightened if it exists.
   struct stat sb;
+  if (::mkdir(o_.cache_dir.c_str(), 0700) != 0 && errno != EEXIST)
+    return Err("git cache " + o_.cache_dir + ": cannot create it: " + std::strerror(errno));
+  if (::stat(o_.cache_dir.c_str(), &sb) == 0 && (sb.st_mode & 077))
+    (void)::chmod(o_.cache_dir.c_str(), sb.st_mode & 0700);
   int rc = ::stat((o_.cache_dir + "/HEAD").c_str(), &sb) == 0
                ? git_repository_open_bare(&impl_->repo, o_.cache_dir.c_str())
                : git_repository_init(&impl_->repo, o_.cache_dir.c_str(), /*bare=*/1);
   if (rc < 0) return Err("git cache " + o_.cache_dir + ": " + last_git_error());
+  // The config holds the URL without credentials (they go through the
+  // credential callback); one written with them by an older version is fixed.
+  const std::string& url = impl_->url.url;
   git_remote* remote = nullptr;
   if (git_remote_lookup(&remote, impl_->repo, "origin") == 0) {
-    if (std::string(git_remote_url(remote)) != o_.url &&
-        git_remote_set_url(impl_->repo, "origin", o_.url.c_str()) < 0) {
+    if (std::string(git_remote_url(remote)) != url &&
+        git_remote_set_url(impl_->repo, "origin", url.c_str()) < 0) {
       git_remote_free(remote);
       return Err("git cache " + o_.cache_dir + ": " + last_git_error());
     }
-  } else if (git_remote_create_with_fetchspec(&remote, impl_->repo, "origin", o_.url.c_str(),
+  } else if (git_remote_create_with_fetchspec(&remote, impl_->repo, "origin", url.c_str(),
                                               "+refs/heads/*:refs/remotes/origin/*") < 0) {
     return Err("git cache " + o_.cache_dir + ": " + last_git_error());
   }
   git_remote_free(remote);
+  (void)::chmod((o_.cache_dir + "/config").c_str(), 0600);
   return Status::Ok();
 }
 
@@ -161,7 +219,7 @@ Result<std::string> GitSource::fetch() {
   git_remote* remote = nullptr;
   if (git_remote_lookup(&remote, impl_->repo, "origin") < 0)
     return Err("git cache " + o_.cache_dir + ": " + last_git_error());
-  CallbackState st{&o_, 0, {}};
+  CallbackState st{&o_, &impl_->url, 0, {}};
   git_fetch_options fo = GIT_FETCH_OPTIONS_INIT;
   fo.callbacks.credentials = credentials_cb;
   fo.callbacks.certificate_check = certificate_cb;
@@ -214,6 +272,23 @@ Result<std::string> GitSource::read_file(const std::string& commit, const std::s
   git_commit_free(*c);
   if (!out) return Err(error);
   return *out;
+}
+
+Result<bool> GitSource::descends_from(const std::string& commit, const std::string& ancestor) {
+  if (Status s = open_cache(); !s.ok()) return s.error();
+  git_oid c, a;
+  if (git_oid_fromstr(&c, commit.c_str()) < 0) return Err("not a commit id: " + commit);
+  if (git_oid_fromstr(&a, ancestor.c_str()) < 0) return Err("not a commit id: " + ancestor);
+  // An ancestor no longer in the cache (gone with a rewritten branch, or a
+  // fresh cache) cannot be in the head's history: not a descendant.
+  git_commit* probe = nullptr;
+  if (git_commit_lookup(&probe, impl_->repo, &a) < 0) return false;
+  git_commit_free(probe);
+  int rc = git_graph_descendant_of(impl_->repo, &c, &a);
+  if (rc < 0)
+    return Err("cannot tell whether commit " + short_sha(commit) + " descends from " +
+               short_sha(ancestor) + ": " + last_git_error());
+  return rc == 1;
 }
 
 Result<std::optional<CommitSignature>> GitSource::signature(const std::string& commit) {

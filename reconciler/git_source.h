@@ -11,6 +11,14 @@
 // reference, sent as the password of user "x-access-token"; never logged),
 // ssh:// and scp-like user@host:path (a key file, else the SSH agent).
 //
+// Credentials never reach the disk: the cache's config holds the URL without
+// its userinfo (https://user:token@host/x is stored as https://host/x; an
+// ssh:// URL keeps its user name, not a password), and whatever the URL
+// carried is handed to libgit2 through the credential callback only. A cache
+// written by an older stackflip with the credential URL is rewritten on open.
+// The cache folder is created 0700 (tightened to 0700 when it exists), its
+// config file 0600.
+//
 // Errors say what the operator can fix: the repository cannot be reached (with
 // libgit2's reason), the branch does not exist, the file does not exist at the
 // commit. Secrets never appear in them.
@@ -41,6 +49,10 @@ class ConfigSource {
   virtual Result<std::string> read_file(const std::string& commit, const std::string& path) = 0;
   // The commit's signature, or nullopt when the commit is not signed.
   virtual Result<std::optional<CommitSignature>> signature(const std::string& commit) = 0;
+  // Whether `commit` has `ancestor` in its history (false for the same
+  // commit, and when `ancestor` is not in the repository at all: a branch
+  // rewritten by a force-push no longer holds it).
+  virtual Result<bool> descends_from(const std::string& commit, const std::string& ancestor) = 0;
   // "owner/repo@main" style description for messages (no credentials).
   virtual std::string describe() const = 0;
 };
@@ -64,6 +76,7 @@ class GitSource : public ConfigSource {
   Result<std::string> fetch() override;
   Result<std::string> read_file(const std::string& commit, const std::string& path) override;
   Result<std::optional<CommitSignature>> signature(const std::string& commit) override;
+  Result<bool> descends_from(const std::string& commit, const std::string& ancestor) override;
   std::string describe() const override;
 
   // The branch head in the cache without fetching (nullopt before the first fetch).
@@ -78,5 +91,14 @@ class GitSource : public ConfigSource {
 
 // Removes "user:password@" from a URL, for messages.
 std::string redact_url(const std::string& url);
+
+// A URL split into what may be stored (the cache's config) and the
+// credentials it carried (percent-decoded), given to libgit2 only through the
+// credential callback. scp-like "user@host:path" keeps its user (not a secret).
+struct UrlCredentials {
+  std::string url;  // without userinfo; ssh:// keeps the user name
+  std::string user, password;
+};
+UrlCredentials split_url_credentials(const std::string& url);
 
 }  // namespace stackflip

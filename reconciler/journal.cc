@@ -1,8 +1,9 @@
 #include "journal.h"
 
-#include "redact.h"
-
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -11,6 +12,8 @@
 #include <filesystem>
 #include <initializer_list>
 #include <iterator>
+
+#include "redact.h"
 
 namespace stackflip {
 
@@ -106,8 +109,28 @@ class Stmt {
   int rc_ = SQLITE_OK;
 };
 
+// What the operator can check, by SQLite's primary result code.
+std::string hint(int code) {
+  switch (code & 0xff) {
+    case SQLITE_READONLY:
+      return " (the state store is read-only: stackflip must be able to write the file and its "
+             "folder; check their owner and mode, chattr, and that the file system is mounted "
+             "read-write)";
+    case SQLITE_FULL:
+      return " (the disk holding the state store is full)";
+    case SQLITE_IOERR:
+      return " (the disk refused a write or read: is it full, over a quota or failing?)";
+    case SQLITE_NOTADB:
+      return " (is it an SQLite database?)";
+    default:
+      return "";
+  }
+}
+
 Error db_error(const std::string& path, sqlite3* db, const std::string& what) {
-  return Err("journal " + path + ": " + what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+  if (!db) return Err("journal " + path + ": " + what + ": out of memory");
+  return Err("journal " + path + ": " + what + ": " + sqlite3_errmsg(db) +
+             hint(sqlite3_extended_errcode(db)));
 }
 
 Status exec(const std::string& path, sqlite3* db, const char* sql, const std::string& what) {
@@ -115,7 +138,7 @@ Status exec(const std::string& path, sqlite3* db, const char* sql, const std::st
   if (sqlite3_exec(db, sql, nullptr, nullptr, &msg) != SQLITE_OK) {
     std::string m = msg ? msg : sqlite3_errmsg(db);
     sqlite3_free(msg);
-    return Err("journal " + path + ": " + what + ": " + m);
+    return Err("journal " + path + ": " + what + ": " + m + hint(sqlite3_extended_errcode(db)));
   }
   return Status::Ok();
 }
@@ -193,6 +216,15 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& path) {
   if (!parent.empty() && !fs::is_directory(parent, ec))
     return Err("journal " + path + ": directory " + parent.string() +
                " does not exist (create it, or choose another --state path)");
+  // Created 0600 by us rather than by SQLite (0644 less the umask); SQLite
+  // gives the -wal and -shm files the database file's mode.
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ::close(fd);
+  } else if (struct stat sb;
+             ::stat(path.c_str(), &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & 077)) {
+    (void)::chmod(path.c_str(), sb.st_mode & 0700);
+  }
   sqlite3* db = nullptr;
   int rc = sqlite3_open_v2(
       path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -204,10 +236,14 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& path) {
   std::unique_ptr<Journal> j(new Journal(path, db));
   sqlite3_busy_timeout(db, 5000);
   sqlite3_extended_result_codes(db, 1);
+  // SQLite silently opens a file it may not write read-only; say so now
+  // rather than fail on the first write with a misleading message.
+  if (sqlite3_db_readonly(db, "main") == 1)
+    return Err("journal " + path + ": cannot open for writing" + hint(SQLITE_READONLY));
   {
     Stmt wal(db, "PRAGMA journal_mode = WAL");
     if (!wal.prepared() || wal.step() != SQLITE_ROW)
-      return db_error(path, db, "switching to WAL mode (is it an SQLite database?)");
+      return db_error(path, db, "switching to WAL mode");
   }
   if (auto s = exec(path, db, "PRAGMA synchronous = FULL", "setting synchronous"); !s.ok())
     return s.error();
@@ -360,6 +396,12 @@ Result<std::optional<std::string>> Journal::get(const std::string& key) const {
   if (rc == SQLITE_ROW) return std::optional<std::string>(st.text(0));
   if (rc != SQLITE_DONE) return sql_error("reading \"" + key + "\"");
   return std::optional<std::string>();
+}
+
+Status Journal::refuse_writes_for_testing(bool on) {
+  std::lock_guard lock(mu_);
+  return exec(path_, db_, on ? "PRAGMA query_only = 1" : "PRAGMA query_only = 0",
+              "setting query_only");
 }
 
 std::string render_history(const std::vector<JournalEntry>& entries) {

@@ -14,8 +14,13 @@
 // (busy_timeout) before failing. Writes are synchronous=FULL, so a row that
 // begin() returned for survives a power loss.
 //
-// Errors carry the SQLite message and the file path. Values are always bound
+// Errors carry the SQLite message and the file path, and say what to check
+// when the store is read-only or the disk is full. Values are always bound
 // parameters, never spliced into SQL.
+//
+// Files: the database is created 0600 (SQLite gives its -wal and -shm files
+// the same mode) whatever the umask, and an existing one readable by others
+// is tightened to 0600.
 #pragma once
 
 #include <cstdint>
@@ -62,7 +67,8 @@ class Journal : public ActionLog {
 
   // Opens `path`, creating the file and its schema when missing and migrating
   // an older schema (PRAGMA user_version). A missing directory, a file that
-  // is not a database, or a schema newer than this binary are errors.
+  // is not a database, a file stackflip may not write (read-only mode or
+  // file system, immutable), or a schema newer than this binary are errors.
   static Result<std::unique_ptr<Journal>> open(const std::string& path);
   ~Journal();
   Journal(const Journal&) = delete;
@@ -88,6 +94,10 @@ class Journal : public ActionLog {
   // Small state (last observed snapshot, last commit seen); put() overwrites.
   Status put(const std::string& key, const std::string& value);
   Result<std::optional<std::string>> get(const std::string& key) const;
+
+  // Tests: with `on`, every later write fails as on a read-only store
+  // (SQLite's own error, PRAGMA query_only), while reads still work.
+  Status refuse_writes_for_testing(bool on);
 
  private:
   Journal(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}

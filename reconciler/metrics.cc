@@ -30,9 +30,11 @@ void Metrics::record(const PassReport& r, double unix_seconds) {
   std::lock_guard lock(mu_);
   ++total_;
   const std::string& res = r.run.result;
-  if (res == "failed" || res == "invalid") ++errors_;
+  const bool store_failed = !r.state_store_error.empty();
+  if (res == "failed" || res == "invalid" || store_failed) ++errors_;
+  if (store_failed) ++store_errors_;
   if (res == "blocked") ++blocked_;
-  if (res == "applied" || res == "no-changes") last_success_ = unix_seconds;
+  if ((res == "applied" || res == "no-changes") && !store_failed) last_success_ = unix_seconds;
   double s = r.run.duration_ms / 1000.0;
   duration_sum_ += s;
   for (size_t i = 0; i < kBuckets.size(); ++i)
@@ -48,8 +50,10 @@ std::string Metrics::prometheus() const {
       << name << ' ' << v << '\n';
   };
   counter("stackflip_reconcile_total", "Reconcile passes run.", total_);
-  counter("stackflip_reconcile_errors_total", "Passes that failed or met an invalid commit.",
-          errors_);
+  counter("stackflip_reconcile_errors_total",
+          "Passes that failed, met an invalid commit or could not use the state store.", errors_);
+  counter("stackflip_state_store_errors_total",
+          "Passes that could not read or write the state store.", store_errors_);
   counter("stackflip_reconcile_blocked_total", "Passes stopped by a guard.", blocked_);
   o << "# HELP stackflip_reconcile_duration_seconds Duration of reconcile passes.\n"
        "# TYPE stackflip_reconcile_duration_seconds histogram\n";

@@ -2,10 +2,14 @@
 // format (version 0.0.4). Fed with each pass's report; rendered on request.
 //
 //   stackflip_reconcile_total                      passes run
-//   stackflip_reconcile_errors_total               passes that ended failed or invalid
+//   stackflip_reconcile_errors_total               passes that ended failed or invalid, or
+//                                                  could not use the state store
+//   stackflip_state_store_errors_total             passes that could not read or write the
+//                                                  state store (disk full, read-only, ...)
 //   stackflip_reconcile_blocked_total              passes stopped by a guard
 //   stackflip_reconcile_duration_seconds           histogram of pass durations
 //   stackflip_last_success_timestamp_seconds       end of the last applied/no-changes pass
+//                                                  that the state store recorded
 //   stackflip_group_active_stack{group,stack}      1 for the desired active stack
 //   stackflip_group_converged{group}               1 when nothing is left to do
 //   stackflip_group_drift_actions{group}           actions the last pass found necessary
@@ -32,7 +36,7 @@ class Metrics {
   static constexpr std::array<double, 10> kBuckets = {0.005, 0.01, 0.025, 0.05, 0.1,
                                                       0.25,  0.5,  1,     2.5,  10};
   mutable std::mutex mu_;
-  uint64_t total_ = 0, errors_ = 0, blocked_ = 0;
+  uint64_t total_ = 0, errors_ = 0, blocked_ = 0, store_errors_ = 0;
   std::array<uint64_t, kBuckets.size()> bucket_counts_{};
   double duration_sum_ = 0;
   double last_success_ = 0;

@@ -24,7 +24,6 @@ const char* kNoticeKey = "gitops.last_notice";
 
 std::string short_sha(const std::string& sha) { return sha.substr(0, 12); }
 
-
 void fill_groups(PassReport& rep, const DesiredState& d, const Plan& first, const Plan& last,
                  const ObservedState& obs) {
   for (const auto& [name, g] : d.groups) {
@@ -57,8 +56,32 @@ void Reconciler::adopt(std::string commit, std::string text, DesiredState d) {
                       {kConfigKey, &text},
                       {kFileKey, &desired_->source},
                       {kVerifiedKey, s_.require_signed ? &kOne : &kZero}})
-    if (Status s = journal_.put(k, *v); !s.ok())
-      spdlog::warn("cannot store the commit in force: {}", s.message());
+    if (Status s = journal_.put(k, *v); !s.ok()) {
+      store_failed(Err("cannot store the commit in force: " + s.message()));
+      break;
+    }
+}
+
+void Reconciler::store_failed(const Status& s) {
+  spdlog::error("state store: {}", s.message());
+  store_error_ = s.message();
+}
+
+std::string Reconciler::rewind_error(const std::string& head, bool& rewinds) {
+  rewinds = false;
+  if (commit_.empty() || head == commit_) return "";
+  auto d = source_.descends_from(head, commit_);
+  if (!d.ok()) return d.error().message;
+  if (*d) return "";
+  std::string what = "commit " + short_sha(head) + " does not descend from the commit in force " +
+                     short_sha(commit_) + ": the branch was rewound or rewritten (force-push)";
+  if (!rewind_allowed_)
+    return what +
+           "; refusing it. To adopt it on purpose, reconcile once with --allow-rewind on the "
+           "reconciler host";
+  spdlog::warn("{}; adopting it (--allow-rewind)", what);
+  rewinds = true;
+  return "";
 }
 
 Status Reconciler::restore_from_store() {
@@ -89,8 +112,9 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   auto t0 = clock_.now();
   rep.run.started_at = clock_.rfc3339_now();
   rep.run.ref = s_.ref;
+  store_error_.clear();
   if (!restored_) {
-    if (Status s = restore_from_store(); !s.ok()) spdlog::warn("{}", s.message());
+    if (Status s = restore_from_store(); !s.ok()) store_failed(s);
   }
 
   // fetch → verify → load. `error` set means the head is not usable.
@@ -106,7 +130,9 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
       rep.idle = true;
     } else {
       Status verified;
-      if (s_.require_signed) {
+      bool rewinds = false;
+      if (std::string why = rewind_error(*head, rewinds); !why.empty()) verified = Err(why);
+      if (verified.ok() && s_.require_signed) {
         auto sig = source_.signature(*head);
         verified = sig.ok() ? verify_commit_signature(*head, *sig, s_.trust) : sig.status();
       }
@@ -120,6 +146,7 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
           error = "commit " + short_sha(*head) + " is invalid:\n" + format_diagnostics(lr.errors);
           while (!error.empty() && error.back() == '\n') error.pop_back();
         } else {
+          if (rewinds) rewind_allowed_ = false;  // --allow-rewind is good for one rewind
           adopt(*head, std::move(*text), std::move(*lr.desired));
         }
       }
@@ -132,22 +159,36 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
     rep.run.finished_at = clock_.rfc3339_now();
     rep.run.duration_ms =
         std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - t0).count();
-    if (Status s = journal_.record_run(rep.run); !s.ok())
-      spdlog::error("cannot record the run: {}", s.message());
-    // Notify on applied, failed/invalid and blocked; the same outcome for the
-    // same commit (an invalid head seen every pass) is told once.
+    auto add_error = [&](const std::string& e) {
+      if (!rep.run.error.empty()) rep.run.error += "\n";
+      rep.run.error += e;
+    };
+    if (!store_error_.empty()) add_error("state store: " + store_error_);
+    if (Status s = journal_.record_run(rep.run); !s.ok()) {
+      store_failed(Err("cannot record the run: " + s.message()));
+      add_error("state store: " + store_error_);
+    }
+    // A pass that cannot keep its record is not a success, whatever it did.
+    rep.state_store_error = store_error_;
+    if (!store_error_.empty() && rep.exit_code == 0) rep.exit_code = 1;
+    // Notify on applied, failed/invalid and blocked, and on state store
+    // failures; the same outcome for the same commit (an invalid head seen
+    // every pass) is told once.
     std::string notice = result + " " + rep.run.commit + " " + rep.run.error;
     auto repeated = [&] {
+      if (result == "applied") return false;
+      if (notice == last_notice_) return true;
       auto last = journal_.get(kNoticeKey);
-      return result != "applied" && last.ok() && *last && **last == notice;
+      return last.ok() && *last && **last == notice;
     };
-    if (notifier_ && result != "no-changes" && !repeated()) {
+    if (notifier_ && (result != "no-changes" || !store_error_.empty()) && !repeated()) {
+      last_notice_ = notice;
       (void)journal_.put(kNoticeKey, notice);
       std::string text =
           "stackflip " + source_.describe() + " @ " + short_sha(rep.run.commit) + ": " + result;
       if (rep.run.actions) text += " (" + std::to_string(rep.run.actions) + " actions)";
       if (!rep.run.error.empty()) text += "\n" + rep.run.error;
-      notifier_->notify(result == "invalid" ? "failed" : result, text);
+      notifier_->notify(result == "invalid" || result == "no-changes" ? "failed" : result, text);
     }
     return rep;
   };
@@ -164,8 +205,14 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   rep.commit_in_force = commit_;
   rep.run.desired_digest = d.digest;
   if (fleet_.empty()) fleet_ = make_fleet(d, factory_);
-  ObservedState obs =
-      observe_with_last_known(d, fleet_, clock_, s_.apply.parallelism, &journal_, true);
+  std::string observe_store_error;
+  auto observe = [&] {
+    ObservedState o = observe_with_last_known(d, fleet_, clock_, s_.apply.parallelism, &journal_,
+                                              true, &observe_store_error);
+    if (!observe_store_error.empty()) store_error_ = observe_store_error;
+    return o;
+  };
+  ObservedState obs = observe();
   Plan plan = make_plan(d, obs);
   rep.run.plan_digest = sha256_hex(plan_to_json(plan, false));
   rep.run.actions = static_cast<int>(plan.actions.size());
@@ -173,7 +220,7 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   std::string result = "no-changes";
   int code = 0;
   if (!plan.empty()) {
-    (void)journal_.put(kConvergedKey, "0");
+    if (Status s = journal_.put(kConvergedKey, "0"); !s.ok()) store_failed(s);
     ApplyOptions ao = s_.apply;
     ao.origin = commit_;
     ao.stop_requested = stop;
@@ -185,7 +232,7 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
     for (int round = 0;; ++round) {
       ApplyResult ar = Applier(d, fleet_, &journal_, clock_).apply(current, ao);
       code = ar.exit_code();
-      obs = observe_with_last_known(d, fleet_, clock_, s_.apply.parallelism, &journal_, true);
+      obs = observe();
       after = make_plan(d, obs);
       bool stale = false;
       for (const auto& g : ar.groups) stale |= g.stopped == StepOutcome::stale;
@@ -207,20 +254,28 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   }
   fill_groups(rep, d, plan, after, obs);
   rep.observed = obs;
-  (void)journal_.put(kConvergedKey, rep.converged() ? "1" : "0");
+  if (Status s = journal_.put(kConvergedKey, rep.converged() ? "1" : "0"); !s.ok()) store_failed(s);
   if (!error.empty()) return finish(bad_result, 1);
   return finish(result, code);
 }
 
 ObservedState observe_with_last_known(const DesiredState& desired, Fleet& fleet, Clock& clock,
-                                      int parallelism, Journal* journal, bool remember) {
+                                      int parallelism, Journal* journal, bool remember,
+                                      std::string* store_error) {
   ObservedState obs = observe_all(desired, fleet, clock, parallelism);
   if (!journal) return obs;
-  if (auto last = journal->get(kObservedKey); last.ok() && *last) {
+  auto failed = [&](const Status& s) {
+    spdlog::error("state store: {}", s.message());
+    if (store_error) *store_error = s.message();
+  };
+  if (auto last = journal->get(kObservedKey); !last.ok()) {
+    failed(last.status());
+  } else if (*last) {
     auto parsed = parse_snapshot("state store snapshot", **last);
     if (parsed.ok()) fill_last_known(obs, *parsed);
   }
-  if (remember) (void)journal->put(kObservedKey, snapshot_to_json(obs));
+  if (remember)
+    if (Status s = journal->put(kObservedKey, snapshot_to_json(obs)); !s.ok()) failed(s);
   return obs;
 }
 

@@ -19,6 +19,22 @@
 // signature check (kv "gitops.verified" != "1") is not trusted after a
 // restart: the head is verified as if new.
 //
+// Rollback: a new head must descend from the commit in force (issue 10). A
+// head that does not — the branch was reset to an older commit, or rewritten
+// with unrelated history, and force-pushed — is refused like an invalid head
+// (result "invalid", exit 1, notified, drift still corrected against the
+// commit in force), signed or not: an older signed commit is still a
+// rollback nobody approved now. The operator, on the host and never from
+// Git, may pass `allow_rewind` (`--allow-rewind`): it lets *one* such head be
+// adopted by this Reconciler (the first that verifies and loads), after which
+// rewinds are refused again, so a flag left in a service unit cannot disable
+// the check for good. A head equal to the commit in force (idle pass) and
+// the first commit ever (nothing in force) need no ancestry.
+//
+// State store failures (disk full, read-only file, ...) do not stop the pass:
+// it reconciles all the same, but reports the store's last error in
+// PassReport::state_store_error, adds it to the run's error, and exits 1.
+//
 // Idle pass: when the head equals the commit in force, the config is neither
 // read from Git nor loaded again (a Reconciler keeps it in memory; a fresh
 // process reads it from the state store once); only observe + plan run, and
@@ -51,6 +67,7 @@ struct ReconcileSettings {
   std::string file = "stackflip.yaml";  // repository-relative path of the config
   std::string ref = "main";             // recorded with each run
   bool require_signed = false;
+  bool allow_rewind = false;  // adopt once a head that does not descend from the commit in force
   TrustConfig trust;
   ApplyOptions apply;  // origin is set per pass to the commit in force
 };
@@ -68,6 +85,7 @@ struct PassReport {
   bool idle = false;                      // head unchanged: config not re-read
   std::string commit_in_force;            // whose desired state was planned against ("" = none)
   std::optional<ObservedState> observed;  // the latest observation (after apply, if any)
+  std::string state_store_error;          // the pass's last state store failure ("" = none)
   std::map<std::string, GroupStatus> groups;
   bool converged() const {
     for (const auto& [n, g] : groups)
@@ -87,7 +105,8 @@ class Reconciler {
         factory_(factory),
         clock_(clock),
         s_(std::move(settings)),
-        notifier_(notifier) {}
+        notifier_(notifier),
+        rewind_allowed_(s_.allow_rewind) {}
 
   // One pass; never throws for expected failures (they are in the report).
   PassReport pass(const std::atomic<bool>* stop = nullptr);
@@ -95,6 +114,10 @@ class Reconciler {
  private:
   Status restore_from_store();
   void adopt(std::string commit, std::string text, DesiredState d);
+  // Why `head` may not replace the commit in force ("" = it may); `rewinds`
+  // says it may only because --allow-rewind is not used up yet.
+  std::string rewind_error(const std::string& head, bool& rewinds);
+  void store_failed(const Status& s);
 
   ConfigSource& source_;
   Journal& journal_;
@@ -102,6 +125,9 @@ class Reconciler {
   Clock& clock_;
   ReconcileSettings s_;
   Notifier* notifier_;
+  bool rewind_allowed_;      // --allow-rewind not used up yet
+  std::string store_error_;  // this pass's last state store failure
+  std::string last_notice_;  // the last notification sent (also when the store fails)
 
   bool restored_ = false;
   std::string commit_;  // commit in force
@@ -111,8 +137,10 @@ class Reconciler {
 
 // Observes every group and fills unreachable stacks with their last known
 // facts from the snapshot the state store keeps (DESIGN.md: "as last known");
-// with `remember`, stores the new snapshot for the next pass.
+// with `remember`, stores the new snapshot for the next pass. A state store
+// failure is logged and, when `store_error` is given, written there.
 ObservedState observe_with_last_known(const DesiredState& desired, Fleet& fleet, Clock& clock,
-                                      int parallelism, Journal* journal, bool remember);
+                                      int parallelism, Journal* journal, bool remember,
+                                      std::string* store_error = nullptr);
 
 }  // namespace stackflip

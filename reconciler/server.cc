@@ -84,6 +84,11 @@ std::string status_json(const PassReport* last, const std::string& repo) {
     str("commit_in_force", last->commit_in_force);
     str("last_result", last->run.result);
     str("last_error", redact_secrets(last->run.error));
+    w.Key("state_store_error");
+    if (last->state_store_error.empty())
+      w.Null();
+    else
+      w.String(redact_secrets(last->state_store_error).c_str());
     str("last_started_at", last->run.started_at);
     w.Key("last_duration_ms");
     w.Int64(last->run.duration_ms);

@@ -3,11 +3,14 @@
 // passes, force-pushes, signatures; plus the run loop's small pieces.
 #include <httplib.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+#include <thread>
 
 #include "digest.h"
 #include "fake_provider.h"
@@ -459,4 +462,204 @@ TEST_CASE("with an OpenPGP keyring, only commits signed by a key in it are appli
   }
   run({"gpgconf", "--kill", "all"});
   unsetenv("GNUPGHOME");
+}
+
+// ------------------------------------------------------------------ issue 10
+
+namespace {
+struct RecordingNotifier : Notifier {
+  std::vector<std::pair<std::string, std::string>> sent;
+  void notify(const std::string& event, const std::string& text) override {
+    sent.emplace_back(event, text);
+  }
+};
+
+// Two trusted commits, A (primary active) then B (standby active), B in force.
+struct SignedHistory {
+  Repo r;
+  std::string key, signers, a, b;
+  SignedHistory() {
+    key = (r.dir / "key").string();
+    run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops", "-f", key});
+    std::string pub;
+    std::getline(std::ifstream(key + ".pub"), pub);
+    signers = (r.dir / "allowed_signers").string();
+    std::ofstream(signers) << "ops@example.test " << pub << "\n";
+    a = r.commit(config("primary"), signing());
+    b = r.commit(config("standby"), signing());
+  }
+  std::vector<std::string> signing() const {
+    return {"-c", "gpg.format=ssh", "-c", "user.signingkey=" + key, "-c", "commit.gpgsign=true"};
+  }
+  ReconcileSettings settings(bool allow_rewind = false) const {
+    ReconcileSettings s = fast_settings();
+    s.require_signed = true;
+    s.trust.allowed_signers = signers;
+    s.allow_rewind = allow_rewind;
+    return s;
+  }
+};
+}  // namespace
+
+TEST_CASE("issue 10: a force-push back to an older signed commit is refused and notified") {
+  SignedHistory h;
+  Repo& r = h.r;
+  run({"git", "reset", "-q", "--hard", h.a}, r.work);  // A is the first pass's head
+  GitSource src(r.source_options());
+  RecordingNotifier notes;
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), h.settings(), &notes);
+  PassReport p = rec.pass();
+  REQUIRE(p.run.result == "no-changes");  // the first pass ever accepts the head
+  run({"git", "reset", "-q", "--hard", h.b}, r.work);
+  p = rec.pass();
+  REQUIRE(p.run.result == "applied");  // B descends from A
+  REQUIRE(r.world.traffic["shop"].target == "standby");
+  CHECK(rec.pass().idle);  // the commit in force seen again is fine
+
+  run({"git", "reset", "-q", "--hard", h.a}, r.work);  // the rollback, signed all right
+  p = rec.pass();
+  INFO(p.run.error);
+  CHECK(p.exit_code == 1);
+  CHECK(p.run.result == "invalid");
+  CHECK(p.run.commit == h.a);
+  CHECK(p.commit_in_force == h.b);
+  CHECK(p.run.error.find("does not descend from the commit in force " + h.b.substr(0, 12)) !=
+        std::string::npos);
+  CHECK(p.run.error.find("--allow-rewind") != std::string::npos);
+  CHECK(r.world.traffic["shop"].target == "standby");
+  CHECK(r.world.stacks["shop"]["standby"].role == Role::primary);
+  CHECK(**r.journal->get("gitops.commit") == h.b);
+  REQUIRE(notes.sent.size() == 2);  // applied B, then the refusal
+  CHECK(notes.sent.back().first == "failed");
+  CHECK(notes.sent.back().second.find("does not descend") != std::string::npos);
+  CHECK(rec.pass().run.result == "invalid");
+  CHECK(notes.sent.size() == 2);  // told once
+
+  SECTION("a fresh process restores B and refuses A all the same") {
+    GitSource src2(r.source_options());
+    Reconciler rec2(src2, *r.journal, r.factory, real_clock(), h.settings());
+    PassReport p2 = rec2.pass();
+    CHECK(p2.run.result == "invalid");
+    CHECK(p2.commit_in_force == h.b);
+  }
+  SECTION("so is unrelated history, and a fresh cache that never saw B") {
+    run({"git", "checkout", "-q", "--orphan", "other"}, r.work);
+    std::string unrelated = r.commit(config("primary") + "# new history\n", h.signing());
+    run({"git", "branch", "-q", "-f", "main", unrelated}, r.work);
+    std::filesystem::remove_all(r.cache);
+    GitSource src2(r.source_options());
+    Reconciler rec2(src2, *r.journal, r.factory, real_clock(), h.settings());
+    PassReport p2 = rec2.pass();
+    CHECK(p2.run.result == "invalid");
+    CHECK(p2.run.error.find("does not descend") != std::string::npos);
+    CHECK(r.world.traffic["shop"].target == "standby");
+  }
+}
+
+TEST_CASE("issue 10: --allow-rewind adopts one rewind, and the next one is refused again") {
+  SignedHistory h;
+  Repo& r = h.r;
+  GitSource src(r.source_options());
+  {
+    Reconciler first(src, *r.journal, r.factory, real_clock(), h.settings());
+    REQUIRE(first.pass().exit_code == 0);  // B in force: switched to the standby
+  }
+  REQUIRE(**r.journal->get("gitops.commit") == h.b);
+  run({"git", "reset", "-q", "--hard", h.a}, r.work);
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), h.settings(/*allow_rewind=*/true));
+  PassReport p = rec.pass();
+  INFO(p.run.error);
+  CHECK(p.exit_code == 0);
+  CHECK(p.commit_in_force == h.a);
+  CHECK(**r.journal->get("gitops.commit") == h.a);
+  CHECK(r.world.traffic["shop"].target == "primary");
+
+  std::string c = r.commit(config("primary") + "# c\n", h.signing());
+  CHECK(rec.pass().commit_in_force == c);  // descends: fine
+  run({"git", "reset", "-q", "--hard", h.a}, r.work);
+  p = rec.pass();
+  CHECK(p.run.result == "invalid");  // the flag was good for one rewind
+  CHECK(p.commit_in_force == c);
+}
+
+TEST_CASE("issue 10: a state store that cannot be written is counted and shown") {
+  Repo r;
+  r.commit(config("primary"));
+  GitSource src(r.source_options());
+  RecordingNotifier notes;
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), fast_settings(), &notes);
+  Metrics m;
+  PassReport p = rec.pass();
+  m.record(p, 1700000000);
+  REQUIRE(p.state_store_error.empty());
+  REQUIRE(r.journal->refuse_writes_for_testing(true).ok());
+  p = rec.pass();
+  m.record(p, 1700000100);
+  CHECK(p.run.result == "no-changes");  // the pass still reconciled
+  CHECK(p.exit_code == 1);
+  CHECK(p.state_store_error.find("read-only") != std::string::npos);
+  CHECK(p.run.error.find("state store: ") != std::string::npos);
+  std::string text = m.prometheus();
+  CHECK(text.find("stackflip_state_store_errors_total 1\n") != std::string::npos);
+  CHECK(text.find("stackflip_reconcile_errors_total 1\n") != std::string::npos);
+  CHECK(text.find("stackflip_last_success_timestamp_seconds 1.7e+09\n") != std::string::npos);
+  std::string js = status_json(&p, "repo@main");
+  CHECK(js.find("\"state_store_error\":\"") != std::string::npos);
+  CHECK(js.find("read-only") != std::string::npos);
+  REQUIRE(notes.sent.size() == 1);
+  CHECK(notes.sent[0].second.find("state store") != std::string::npos);
+
+  REQUIRE(r.journal->refuse_writes_for_testing(false).ok());
+  p = rec.pass();
+  m.record(p, 1700000200);
+  CHECK(p.exit_code == 0);
+  CHECK(p.state_store_error.empty());
+  CHECK(m.prometheus().find("stackflip_state_store_errors_total 1\n") != std::string::npos);
+  CHECK(status_json(&p, "repo@main").find("\"state_store_error\":null") != std::string::npos);
+}
+
+TEST_CASE("issue 10: the Git cache keeps no credentials; they reach the server by callback") {
+  Repo r;
+  CHECK(split_url_credentials("https://x-access-token:s%40cret@git.example/o/r.git").url ==
+        "https://git.example/o/r.git");
+  CHECK(split_url_credentials("https://x-access-token:s%40cret@git.example/o/r.git").password ==
+        "s@cret");
+  CHECK(split_url_credentials("ssh://git:pw@host/r.git").url == "ssh://git@host/r.git");
+  CHECK(split_url_credentials("git@host:o/r.git").url == "git@host:o/r.git");
+
+  // A server that asks for Basic credentials: what libgit2 sends back.
+  httplib::Server srv;
+  std::string auth;
+  srv.Get(".*", [&](const httplib::Request& req, httplib::Response& res) {
+    if (req.has_header("Authorization")) auth = req.get_header_value("Authorization");
+    res.status = 401;
+    res.set_header("WWW-Authenticate", "Basic realm=\"git\"");
+  });
+  int port = srv.bind_to_any_port("127.0.0.1");
+  std::thread t([&] { srv.listen_after_bind(); });
+  std::string clean = "http://127.0.0.1:" + std::to_string(port) + "/o/r.git";
+  // An older stackflip left the credential URL in the cache's config.
+  run({"git", "init", "-q", "--bare", r.cache});
+  run({"git", "--git-dir", r.cache, "remote", "add", "origin",
+       "http://ops:hunter2@127.0.0.1:" + std::to_string(port) + "/o/r.git"});
+  std::filesystem::permissions(r.cache, std::filesystem::perms::all);
+  {
+    GitSource src(
+        r.source_options("http://ops:hunter2@127.0.0.1:" + std::to_string(port) + "/o/r.git"));
+    auto h = src.fetch();
+    CHECK_FALSE(h.ok());
+    CHECK(h.error().message.find("hunter2") == std::string::npos);
+  }
+  srv.stop();
+  t.join();
+  CHECK(auth == "Basic b3BzOmh1bnRlcjI=");  // ops:hunter2
+  std::stringstream cfg;
+  cfg << std::ifstream(r.cache + "/config").rdbuf();
+  CHECK(cfg.str().find("hunter2") == std::string::npos);
+  CHECK(cfg.str().find("url = " + clean) != std::string::npos);
+  struct stat sb;
+  REQUIRE(::stat(r.cache.c_str(), &sb) == 0);
+  CHECK((sb.st_mode & 0777) == 0700);
+  REQUIRE(::stat((r.cache + "/config").c_str(), &sb) == 0);
+  CHECK((sb.st_mode & 0777) == 0600);
 }

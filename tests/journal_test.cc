@@ -1,8 +1,10 @@
 #include "journal.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
 
@@ -203,4 +205,66 @@ TEST_CASE("a file that is not a journal is refused with SQLite's message") {
   REQUIRE_FALSE(j.ok());
   CHECK(j.error().message.find(path) != std::string::npos);
   CHECK(j.error().message.find("not a database") != std::string::npos);
+}
+
+namespace {
+// Read-only for this process: chattr +i as root (a mode does not stop root),
+// chmod 0444 otherwise. False when neither is possible here.
+bool make_read_only(const std::string& path) {
+  if (::geteuid() != 0) return ::chmod(path.c_str(), 0444) == 0;
+  std::string cmd = "chattr +i '" + path + "' 2>/dev/null";
+  return std::system(cmd.c_str()) == 0;
+}
+void undo_read_only(const std::string& path) {
+  if (::geteuid() == 0) (void)!std::system(("chattr -i '" + path + "' 2>/dev/null").c_str());
+  ::chmod(path.c_str(), 0600);
+}
+}  // namespace
+
+TEST_CASE("issue 10: a read-only state store is named as such, not as a non-SQLite file") {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  open_ok(path)->put("k", "v");
+  if (!make_read_only(path)) {
+    WARN("cannot make a file read-only here (no chattr); skipped");
+    return;
+  }
+  auto j = Journal::open(path);
+  undo_read_only(path);
+  REQUIRE_FALSE(j.ok());
+  INFO(j.error().message);
+  CHECK(j.error().message.find(path) != std::string::npos);
+  CHECK(j.error().message.find("read-only") != std::string::npos);
+  CHECK(j.error().message.find("is it an SQLite database") == std::string::npos);
+}
+
+TEST_CASE("issue 10: a store whose writes fail says read-only on each write, reads still work") {
+  TempDir dir;
+  auto j = open_ok(dir.file("state.db"));
+  REQUIRE(j->put("k", "v").ok());
+  REQUIRE(j->refuse_writes_for_testing(true).ok());
+  Status s = j->put("k", "w");
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.message().find("read-only") != std::string::npos);
+  CHECK_FALSE(j->record_run(run("applied", "abc")).ok());
+  CHECK(**j->get("k") == "v");
+}
+
+TEST_CASE("issue 10: the state store is 0600 whatever the umask, an older 0644 one is tightened") {
+  TempDir dir;
+  mode_t old = ::umask(022);
+  std::string fresh = dir.file("fresh.db"), older = dir.file("older.db");
+  auto j = open_ok(fresh);  // kept open: its -wal and -shm files exist
+  REQUIRE(j->put("k", "v").ok());
+  FILE* f = std::fopen(older.c_str(), "w");
+  std::fclose(f);
+  ::chmod(older.c_str(), 0644);
+  open_ok(older)->put("k", "v");
+  ::umask(old);
+  for (const std::string& p : {fresh, fresh + "-wal", fresh + "-shm", older}) {
+    struct stat sb;
+    INFO(p);
+    REQUIRE(::stat(p.c_str(), &sb) == 0);
+    CHECK((sb.st_mode & 0777) == 0600);
+  }
 }
