@@ -47,6 +47,7 @@ std::string run(std::vector<std::string> argv, const std::string& cwd = "") {
   if (!cwd.empty()) argv.insert(argv.begin() + 1, {"-C", cwd});
   SubprocessOptions so;
   so.argv = argv;
+  so.pass_env = {"GNUPGHOME"};  // children get a minimal environment (issue 10)
   auto r = run_subprocess(so);
   REQUIRE(r.ok());
   INFO(r->err);
