@@ -23,7 +23,7 @@ EndpointResponse EndpointResponse::text(int status, std::string body) {
 }
 
 EndpointResponse EndpointResponse::shared(std::shared_ptr<const std::string> body,
-                                  std::string content_type) {
+                                          std::string content_type) {
   EndpointResponse r;
   r.body = std::move(body);
   r.content_type = std::move(content_type);
@@ -36,22 +36,38 @@ using Clock = std::chrono::steady_clock;
 
 const char* reason_phrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 202: return "Accepted";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Status";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 202:
+      return "Accepted";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Content Too Large";
+    case 415:
+      return "Unsupported Media Type";
+    case 417:
+      return "Expectation Failed";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Status";
   }
 }
 
@@ -61,7 +77,7 @@ struct Conn {
   int fd = -1;
   std::string remote;
   Phase phase = Phase::kHead;
-  std::string in;  // received, not yet consumed
+  std::string in;        // received, not yet consumed
   bool started = false;  // the current request's first byte has arrived
   EndpointRequest req;
   size_t reserved = 0;  // declared body bytes counted in Loop::buffered
@@ -90,9 +106,13 @@ std::string peer_name(const sockaddr_storage& ss) {
 class Loop {
  public:
   Loop(const EndpointLimits& limits, int listen_fd, int wake_fd,
-       std::function<EndpointResponse(const EndpointRequest&)> dispatch, const std::atomic<bool>& stop)
-      : limits_(limits), listen_fd_(listen_fd), wake_fd_(wake_fd),
-        dispatch_(std::move(dispatch)), stop_(stop) {}
+       std::function<EndpointResponse(const EndpointRequest&)> dispatch,
+       const std::atomic<bool>& stop)
+      : limits_(limits),
+        listen_fd_(listen_fd),
+        wake_fd_(wake_fd),
+        dispatch_(std::move(dispatch)),
+        stop_(stop) {}
 
   ~Loop() {
     for (auto& c : conns_)
@@ -171,8 +191,8 @@ class Loop {
   }
 
   size_t open_count() const {
-    return static_cast<size_t>(std::count_if(conns_.begin(), conns_.end(),
-                                             [](const auto& c) { return c->fd >= 0; }));
+    return static_cast<size_t>(
+        std::count_if(conns_.begin(), conns_.end(), [](const auto& c) { return c->fd >= 0; }));
   }
 
   void accept_all() {
@@ -338,8 +358,7 @@ HttpEndpoint::~HttpEndpoint() {
     if (fd >= 0) ::close(fd);
 }
 
-void HttpEndpoint::handle(const std::string& method, const std::string& path,
-                          HttpHandler handler) {
+void HttpEndpoint::handle(const std::string& method, const std::string& path, HttpHandler handler) {
   routes_[path][method] = std::move(handler);
 }
 
@@ -399,8 +418,9 @@ Status HttpEndpoint::listen(const std::string& address) {
 void HttpEndpoint::start() {
   if (listen_fd_ < 0 || thread_.joinable()) return;
   thread_ = std::thread([this] {
-    Loop loop(limits_, listen_fd_, wake_[0],
-              [this](const EndpointRequest& r) { return dispatch(r); }, stop_);
+    Loop loop(
+        limits_, listen_fd_, wake_[0], [this](const EndpointRequest& r) { return dispatch(r); },
+        stop_);
     loop.run();
   });
 }

@@ -115,8 +115,7 @@ HeadParse parse_request_head(std::string_view head, size_t max_body, size_t max_
       return refuse(415, "compressed bodies are refused");
     if (name == "content-length") {
       if (value.empty() || value.size() > 19 ||
-          !std::all_of(value.begin(), value.end(),
-                       [](char c) { return c >= '0' && c <= '9'; }))
+          !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))
         return refuse(400, "malformed Content-Length");
       size_t n = std::stoull(std::string(value));
       if (have_length && n != r.content_length) return refuse(400, "conflicting Content-Length");

@@ -24,10 +24,10 @@ struct EndpointRequest {
   std::string query;   // after '?', undecoded; empty when none
   std::vector<std::pair<std::string, std::string>> headers;  // names in lower case
   size_t content_length = 0;
-  bool keep_alive = true;         // HTTP/1.1 unless "Connection: close"; HTTP/1.0 never
-  bool expect_continue = false;   // "Expect: 100-continue"
-  std::string body;               // exactly content_length bytes once read
-  std::string remote;             // peer address, for logs
+  bool keep_alive = true;        // HTTP/1.1 unless "Connection: close"; HTTP/1.0 never
+  bool expect_continue = false;  // "Expect: 100-continue"
+  std::string body;              // exactly content_length bytes once read
+  std::string remote;            // peer address, for logs
 
   // The first value of header `name` (any case), "" when absent.
   std::string header(std::string_view name) const;

@@ -222,19 +222,21 @@ int run_loop(Reconciler& reconciler, const RunSettings& rs,
                    [](const EndpointRequest&) { return EndpointResponse::text(200, "ok\n"); });
   main_http.handle("GET", "/metrics", [&](const EndpointRequest&) {
     return EndpointResponse::shared(std::make_shared<const std::string>(metrics.prometheus()),
-                                "text/plain; version=0.0.4");
+                                    "text/plain; version=0.0.4");
   });
-  main_http.handle("GET", "/status", guarded([&](const EndpointRequest&) {
+  auto status = [&](const EndpointRequest&) {
     std::lock_guard lock(sh.mu);
     return EndpointResponse::shared(
         std::make_shared<const std::string>(status_json(sh.last.get(), rs.repo_description)),
         "application/json");
-  }));
-  main_http.handle("GET", "/observed", guarded([&](const EndpointRequest&) {
+  };
+  auto observed = [&](const EndpointRequest&) {
     std::lock_guard lock(sh.mu);
     if (!sh.observed_json) return EndpointResponse::text(503, "nothing observed yet\n");
     return EndpointResponse::shared(sh.observed_json, "application/json");
-  }));
+  };
+  main_http.handle("GET", "/status", guarded(status));
+  main_http.handle("GET", "/observed", guarded(observed));
   hook_on.handle("POST", "/webhook", [&](const EndpointRequest& req) {
     bool trigger = false;
     EndpointResponse r = answer_webhook(rs, req, &trigger);
@@ -242,7 +244,8 @@ int run_loop(Reconciler& reconciler, const RunSettings& rs,
     return r;
   });
   int rc = 0;
-  for (auto [endpoint, address] : {std::pair{&main_http, rs.listen}, {&hook_http, rs.webhook_listen}}) {
+  for (auto [endpoint, address] :
+       {std::pair{&main_http, rs.listen}, {&hook_http, rs.webhook_listen}}) {
     if (address.empty() || rc) continue;
     Status st = endpoint->listen(address);
     if (!st.ok()) {

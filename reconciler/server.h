@@ -90,7 +90,8 @@ bool gitlab_token_ok(const std::string& token, const std::string& header);
 bool bearer_token_ok(const std::string& token, const std::string& authorization);
 
 // What POST /webhook answers; `*trigger` is set when a pass should start.
-EndpointResponse answer_webhook(const RunSettings& settings, const EndpointRequest& req, bool* trigger);
+EndpointResponse answer_webhook(const RunSettings& settings, const EndpointRequest& req,
+                                bool* trigger);
 
 // "30s", "5m", "1h", "250ms", "2" (seconds). Errors for anything else or zero.
 Result<std::chrono::milliseconds> parse_duration(const std::string& text);

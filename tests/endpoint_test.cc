@@ -3,6 +3,8 @@
 // items 4 (unbounded bodies), 5 (slow and idle connections), 9 (form-encoded
 // GitHub pushes, GitLab) and 10 (bearer token). A real endpoint on a free
 // loopback port; the client is a plain socket so the test decides every byte.
+#include "endpoint.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -14,7 +16,6 @@
 #include <vector>
 
 #include "digest.h"
-#include "endpoint.h"
 #include "endpoint_request.h"
 #include "server.h"
 
@@ -65,9 +66,8 @@ struct Client {
 
 std::unique_ptr<HttpEndpoint> start_endpoint(EndpointLimits limits = {}) {
   auto e = std::make_unique<HttpEndpoint>(limits);
-  e->handle("GET", "/healthz", [](const EndpointRequest&) {
-    return EndpointResponse::text(200, "ok\n");
-  });
+  e->handle("GET", "/healthz",
+            [](const EndpointRequest&) { return EndpointResponse::text(200, "ok\n"); });
   e->handle("POST", "/echo", [](const EndpointRequest& r) {
     return EndpointResponse::text(200, std::to_string(r.body.size()) + "\n");
   });
@@ -144,8 +144,10 @@ TEST_CASE("issue 10: an endpoint answers 413 to a huge Content-Length before the
 TEST_CASE("issue 10: an endpoint answers 411 to a chunked body and closes") {
   auto e = start_endpoint();
   Client c(e->port());
-  REQUIRE(c.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-                 "100000\r\n" + std::string(4096, 'a')));
+  REQUIRE(
+      c.send("POST /echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+             "100000\r\n" +
+             std::string(4096, 'a')));
   CHECK(status_of(c.read("\r\n\r\n")) == 411);
   CHECK(c.closed());
 }
