@@ -161,6 +161,7 @@ struct Options {
   bool require_signed = false, allow_rewind = false;
   std::string allowed_signers, gpg_keyring, git_token, ssh_key, notify_url;
   std::string interval = "30s", listen, webhook_secret;
+  std::string webhook_listen, gitlab_webhook_token, api_token;
   double jitter = 0.1;
 };
 
@@ -436,14 +437,22 @@ int cmd_run(const Options& o) {
   rs.interval = *interval;
   rs.jitter = o.jitter;
   rs.listen = o.listen;
-  if (!o.webhook_secret.empty()) {
-    if (!is_secret_reference(o.webhook_secret))
-      throw Fatal("--webhook-secret must be a secret reference (${env:NAME} or ${file:PATH})");
-    auto s = resolve_secret(o.webhook_secret);
-    if (!s.ok()) throw Fatal("--webhook-secret: " + s.error().message);
-    if (s->empty()) throw Fatal("--webhook-secret: the secret is empty");
-    rs.webhook_secret = *s;
-  }
+  rs.webhook_listen = o.webhook_listen;
+  // Secrets come as references, so they never show in `ps` or shell history.
+  auto secret_flag = [](const char* flag, const std::string& reference) -> std::string {
+    if (reference.empty()) return "";
+    if (!is_secret_reference(reference))
+      throw Fatal(std::string(flag) + " must be a secret reference (${env:NAME} or ${file:PATH})");
+    auto s = resolve_secret(reference);
+    if (!s.ok()) throw Fatal(std::string(flag) + ": " + s.error().message);
+    if (s->empty()) throw Fatal(std::string(flag) + ": the secret is empty");
+    return *s;
+  };
+  rs.webhook_secret = secret_flag("--webhook-secret", o.webhook_secret);
+  rs.gitlab_token = secret_flag("--gitlab-webhook-token", o.gitlab_webhook_token);
+  rs.api_token = secret_flag("--api-token", o.api_token);
+  if (!rs.webhook_listen.empty() && rs.webhook_secret.empty() && rs.gitlab_token.empty())
+    throw Fatal("--webhook-listen needs --webhook-secret or --gitlab-webhook-token");
   GitopsSetup g;
   setup_gitops(o, g);
   rs.repo_description = g.source->describe();
@@ -578,7 +587,14 @@ int run_cli(int argc, char** argv) {
              ->check(CLI::Range(0.0, 1.0));
          c.add_option("--listen", o.listen, "HTTP endpoint, e.g. 127.0.0.1:9090");
          c.add_option("--webhook-secret", o.webhook_secret,
-                      "Secret reference (${env:NAME}) for POST /webhook signatures");
+                      "Secret reference (${env:NAME}) for POST /webhook signatures (GitHub)");
+         c.add_option("--gitlab-webhook-token", o.gitlab_webhook_token,
+                      "Secret reference (${env:NAME}) that GitLab sends as X-Gitlab-Token");
+         c.add_option("--api-token", o.api_token,
+                      "Secret reference (${env:NAME}): /status and /observed need "
+                      "\"Authorization: Bearer <token>\"");
+         c.add_option("--webhook-listen", o.webhook_listen,
+                      "Serve /webhook on this address only (e.g. 0.0.0.0:9443), not on --listen");
        }},
       {"status", "Show the commit in force, the last good run and recent runs", cmd_status,
        [&](CLI::App& c) {

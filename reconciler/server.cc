@@ -1,7 +1,6 @@
 #include "server.h"
 
 #include <fcntl.h>
-#include <httplib.h>
 #include <pthread.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -53,6 +52,42 @@ bool webhook_signature_ok(const std::string& secret, const std::string& body,
   const std::string prefix = "sha256=";
   if (secret.empty() || header.rfind(prefix, 0) != 0) return false;
   return constant_time_equal(header.substr(prefix.size()), hmac_sha256_hex(secret, body));
+}
+
+bool gitlab_token_ok(const std::string& token, const std::string& header) {
+  // Hashing both first keeps the comparison's time independent of the length.
+  return !token.empty() && constant_time_equal(sha256_hex(header), sha256_hex(token));
+}
+
+bool bearer_token_ok(const std::string& token, const std::string& authorization) {
+  if (token.empty()) return true;
+  const std::string scheme = "bearer ";
+  if (authorization.size() < scheme.size()) return false;
+  for (size_t i = 0; i < scheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(authorization[i])) != scheme[i]) return false;
+  size_t start = authorization.find_first_not_of(' ', scheme.size());
+  if (start == std::string::npos) return false;
+  return constant_time_equal(sha256_hex(authorization.substr(start)), sha256_hex(token));
+}
+
+EndpointResponse answer_webhook(const RunSettings& rs, const EndpointRequest& req, bool* trigger) {
+  *trigger = false;
+  if (rs.webhook_secret.empty() && rs.gitlab_token.empty())
+    return EndpointResponse::text(
+        404, "webhook not configured (--webhook-secret, --gitlab-webhook-token)\n");
+  std::string gitlab = req.header("X-Gitlab-Token");
+  std::string github = req.header("X-Hub-Signature-256");
+  bool ok = !gitlab.empty() ? gitlab_token_ok(rs.gitlab_token, gitlab)
+                            : webhook_signature_ok(rs.webhook_secret, req.body, github);
+  if (!ok) {
+    spdlog::warn("webhook from {} refused: {}", req.remote,
+                 !gitlab.empty()   ? "wrong X-Gitlab-Token"
+                 : !github.empty() ? "bad X-Hub-Signature-256"
+                                   : "no X-Hub-Signature-256 or X-Gitlab-Token");
+    return EndpointResponse::text(401, "bad signature or token\n");
+  }
+  *trigger = true;
+  return EndpointResponse::text(202, "reconcile triggered\n");
 }
 
 Result<std::chrono::milliseconds> parse_duration(const std::string& text) {
@@ -127,7 +162,7 @@ struct Shared {
   bool triggered = false;
   std::atomic<bool> stop{false};
   std::unique_ptr<PassReport> last;
-  std::string observed_json;
+  std::shared_ptr<const std::string> observed_json;  // shared with responses being written
   bool running = false;
 
   void trigger() {
@@ -175,59 +210,58 @@ int run_loop(Reconciler& reconciler, const RunSettings& rs,
     }
   });
 
-  httplib::Server http;
-  std::thread http_thread;
+  // Two listeners at most: the main one, and /webhook's own when asked for.
+  HttpEndpoint main_http(rs.limits), hook_http(rs.limits);
+  HttpEndpoint& hook_on = rs.webhook_listen.empty() ? main_http : hook_http;
+  auto guarded = [&](std::function<EndpointResponse(const EndpointRequest&)> f) {
+    return [&rs, f = std::move(f)](const EndpointRequest& req) {
+      if (!bearer_token_ok(rs.api_token, req.header("Authorization"))) {
+        EndpointResponse r = EndpointResponse::text(401, "missing or wrong bearer token\n");
+        r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"stackflip\"");
+        return r;
+      }
+      return f(req);
+    };
+  };
+  main_http.handle("GET", "/healthz",
+                   [](const EndpointRequest&) { return EndpointResponse::text(200, "ok\n"); });
+  main_http.handle("GET", "/metrics", [&](const EndpointRequest&) {
+    return EndpointResponse::shared(std::make_shared<const std::string>(redact(metrics.prometheus())),
+                                    "text/plain; version=0.0.4");
+  });
+  auto status = [&](const EndpointRequest&) {
+    std::lock_guard lock(sh.mu);
+    return EndpointResponse::shared(
+        std::make_shared<const std::string>(redact(status_json(sh.last.get(), rs.repo_description))),
+        "application/json");
+  };
+  auto observed = [&](const EndpointRequest&) {
+    std::lock_guard lock(sh.mu);
+    if (!sh.observed_json) return EndpointResponse::text(503, "nothing observed yet\n");
+    return EndpointResponse::shared(sh.observed_json, "application/json");
+  };
+  main_http.handle("GET", "/status", guarded(status));
+  main_http.handle("GET", "/observed", guarded(observed));
+  hook_on.handle("POST", "/webhook", [&](const EndpointRequest& req) {
+    bool trigger = false;
+    EndpointResponse r = answer_webhook(rs, req, &trigger);
+    if (trigger) sh.trigger();
+    return r;
+  });
   int rc = 0;
-  if (!rs.listen.empty()) {
-    auto colon = rs.listen.rfind(':');
-    std::string host = colon == std::string::npos ? "127.0.0.1" : rs.listen.substr(0, colon);
-    int port = std::atoi(rs.listen.substr(colon == std::string::npos ? 0 : colon + 1).c_str());
-    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-    http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content("ok\n", "text/plain");
-    });
-    http.Get("/status", [&](const httplib::Request&, httplib::Response& res) {
-      std::lock_guard lock(sh.mu);
-      res.set_content(redact(status_json(sh.last.get(), rs.repo_description)), "application/json");
-    });
-    http.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-      res.set_content(redact(metrics.prometheus()), "text/plain; version=0.0.4");
-    });
-    http.Get("/observed", [&](const httplib::Request&, httplib::Response& res) {
-      std::lock_guard lock(sh.mu);
-      if (sh.observed_json.empty()) {
-        res.status = 503;
-        res.set_content("nothing observed yet\n", "text/plain");
-        return;
-      }
-      res.set_content(sh.observed_json, "application/json");
-    });
-    http.Post("/webhook", [&](const httplib::Request& req, httplib::Response& res) {
-      if (rs.webhook_secret.empty()) {
-        res.status = 404;
-        res.set_content("webhook not configured (--webhook-secret)\n", "text/plain");
-        return;
-      }
-      if (!webhook_signature_ok(rs.webhook_secret, req.body,
-                                req.get_header_value("X-Hub-Signature-256"))) {
-        spdlog::warn("webhook from {} refused: bad or missing X-Hub-Signature-256",
-                     req.remote_addr);
-        res.status = 401;
-        res.set_content("bad signature\n", "text/plain");
-        return;
-      }
-      sh.trigger();
-      res.status = 202;
-      res.set_content("reconcile triggered\n", "text/plain");
-    });
-    if (port <= 0 || !http.bind_to_port(host.c_str(), port)) {
-      std::cerr << "cannot listen on " << rs.listen << "\n";
+  for (auto [endpoint, address] :
+       {std::pair{&main_http, rs.listen}, {&hook_http, rs.webhook_listen}}) {
+    if (address.empty() || rc) continue;
+    Status st = endpoint->listen(address);
+    if (!st.ok()) {
+      std::cerr << st.error().message << "\n";
       rc = 1;
       sh.stop = true;
-    } else {
-      http_thread = std::thread([&] { http.listen_after_bind(); });
-      std::cout << "listening on " << rs.listen << std::endl;
+      continue;
     }
+    endpoint->start();
+    std::cout << "listening on " << address << (endpoint == &hook_http ? " (webhook)" : "")
+              << std::endl;
   }
 
   std::mt19937_64 rng{std::random_device{}()};
@@ -239,8 +273,11 @@ int run_loop(Reconciler& reconciler, const RunSettings& rs,
               << rep.run.duration_ms << " ms" << (rep.idle ? " (idle)" : "")
               << (rep.run.actions ? ", " + std::to_string(rep.run.actions) + " actions" : "")
               << (rep.run.error.empty() ? "" : ": " + rep.run.error) << std::endl;
+    std::shared_ptr<const std::string> observed;
+    if (rep.observed)
+      observed = std::make_shared<const std::string>(redact(snapshot_to_json(*rep.observed, true)));
     std::unique_lock lock(sh.mu);
-    if (rep.observed) sh.observed_json = redact(snapshot_to_json(*rep.observed, true));
+    if (observed) sh.observed_json = std::move(observed);
     sh.last = std::make_unique<PassReport>(std::move(rep));
     auto extra = std::chrono::milliseconds(static_cast<int64_t>(
         std::uniform_real_distribution<double>(0, rs.jitter)(rng) * rs.interval.count()));
@@ -249,10 +286,8 @@ int run_loop(Reconciler& reconciler, const RunSettings& rs,
     sh.triggered = false;
   }
 
-  if (http_thread.joinable()) {
-    http.stop();
-    http_thread.join();
-  }
+  main_http.stop();
+  hook_http.stop();
   pthread_kill(signals.native_handle(), SIGUSR2);
   signals.join();
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
