@@ -167,18 +167,9 @@ Result<HostPolicy> load_host_policy(const std::string& path, std::vector<Diagnos
     if (errors) errors->push_back({Mark{path, line, col}, msg});
     return Err(path + ":" + std::to_string(line) + ":" + std::to_string(col) + ": error: " + msg);
   };
-  constexpr off_t kMax = 64 * 1024;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return fail(0, 0, "cannot read the host policy: " + std::string(std::strerror(errno)));
-  struct stat st{};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_size > kMax) {
-    ::close(fd);
-    return fail(0, 0, "the host policy must be a regular file of at most 64 KiB");
-  }
-  std::string text(static_cast<size_t>(st.st_size), '\0');
-  ssize_t n = ::read(fd, text.data(), text.size());
-  ::close(fd);
-  if (n != st.st_size) return fail(0, 0, "cannot read the host policy");
+  auto read = read_regular_file(path, 64 * 1024);
+  if (!read.ok()) return fail(0, 0, "cannot read the host policy: " + read.error().message);
+  const std::string& text = *read;
 
   YamlParse parsed = parse_yaml(path, text);
   if (!parsed.doc) {

@@ -492,36 +492,13 @@ LoadResult load_desired_text(const std::string& file, const std::string& text) {
 }
 
 LoadResult load_desired_file(const std::string& path) {
-  LoadResult out;
-  auto fail = [&](const std::string& why) {
-    out.errors.push_back({Mark{path, 0, 0}, "cannot read " + path + ": " + why});
+  auto text = read_regular_file(path, kMaxConfigBytes);
+  if (!text.ok()) {
+    LoadResult out;
+    out.errors.push_back({Mark{path, 0, 0}, "cannot read " + text.error().message});
     return out;
-  };
-  // Non-blocking open: a FIFO must not hang the process; only regular files
-  // are read, and no more than the cap (a config of /dev/zero never ends).
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return fail(std::strerror(errno));
-  struct stat st{};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return fail("not a regular file");
   }
-  if (static_cast<size_t>(st.st_size) > kMaxConfigBytes) {
-    ::close(fd);
-    return too_large(path, static_cast<size_t>(st.st_size));
-  }
-  std::string text;
-  text.resize(static_cast<size_t>(st.st_size));
-  size_t got = 0;
-  while (got < text.size()) {
-    ssize_t n = ::read(fd, text.data() + got, text.size() - got);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    got += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  text.resize(got);
-  return load_desired_text(path, text);
+  return load_desired_text(path, *text);
 }
 
 }  // namespace stackflip

@@ -29,35 +29,39 @@ bool split_reference(const std::string& value, std::string& kind, std::string& n
   return false;
 }
 
-Result<std::string> read_secret_file(const std::string& path) {
-  const std::string what = "secret ${file:" + path + "}: ";
+}  // namespace
+
+Result<std::string> read_regular_file(const std::string& path, size_t max_bytes) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-  if (fd < 0) return Err(what + "cannot read " + path + ": " + std::strerror(errno));
+  if (fd < 0) return Err(path + ": " + std::strerror(errno));
   struct stat st{};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    return Err(what + path + " is not a regular file");
+    return Err(path + " is not a regular file");
   }
-  if (st.st_size > static_cast<off_t>(kMaxSecretFileBytes)) {
+  auto too_large = [&](size_t size) {
+    return Err(path + " is " + std::to_string(size) + " bytes; at most " + std::to_string(max_bytes) +
+               " are read");
+  };
+  if (static_cast<size_t>(st.st_size) > max_bytes) {
     ::close(fd);
-    return Err(what + path + " is larger than " + std::to_string(kMaxSecretFileBytes) + " bytes");
+    return too_large(static_cast<size_t>(st.st_size));
   }
-  std::string v(kMaxSecretFileBytes + 1, '\0');
+  // The size may change while it is read: never more than max_bytes + 1.
+  std::string v(static_cast<size_t>(st.st_size) + 1, '\0');
   size_t got = 0;
   while (got < v.size()) {
     ssize_t n = ::read(fd, v.data() + got, v.size() - got);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     got += static_cast<size_t>(n);
+    if (got == v.size() && v.size() <= max_bytes) v.resize(std::min(v.size() * 2, max_bytes + 1));
   }
   ::close(fd);
-  if (got > kMaxSecretFileBytes)
-    return Err(what + path + " is larger than " + std::to_string(kMaxSecretFileBytes) + " bytes");
+  if (got > max_bytes) return too_large(got);
   v.resize(got);
   return v;
 }
-
-}  // namespace
 
 bool is_secret_reference(const std::string& value) {
   std::string kind, name;
@@ -74,8 +78,8 @@ Result<std::string> resolve_secret(const std::string& reference) {
     if (!e) return Err("secret ${env:" + name + "}: environment variable " + name + " is not set");
     v = e;
   } else {
-    auto f = read_secret_file(name);
-    if (!f.ok()) return f.error();
+    auto f = read_regular_file(name, kMaxSecretFileBytes);
+    if (!f.ok()) return Err("secret ${file:" + name + "}: " + f.error().message);
     v = std::move(*f);
   }
   while (!v.empty() && (v.back() == '\n' || v.back() == '\r')) v.pop_back();

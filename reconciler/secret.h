@@ -18,6 +18,12 @@ namespace stackflip {
 // A `${file:}` secret is a regular file of at most this many bytes.
 constexpr size_t kMaxSecretFileBytes = 64 * 1024;
 
+// Reads a regular file of at most `max_bytes`, opened without blocking (a
+// FIFO or a device is refused, never waited on or read forever). Errors:
+// "<path>: <strerror>", "<path> is not a regular file", "<path> is N bytes;
+// at most M are read". For every file whose name comes from outside.
+Result<std::string> read_regular_file(const std::string& path, size_t max_bytes);
+
 // True when `value` is exactly one reference of either form.
 bool is_secret_reference(const std::string& value);
 
