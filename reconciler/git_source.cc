@@ -187,21 +187,22 @@ Status GitSource::open_cache() {
                ? git_repository_open_bare(&impl_->repo, o_.cache_dir.c_str())
                : git_repository_init(&impl_->repo, o_.cache_dir.c_str(), /*bare=*/1);
   if (rc < 0) return Err("git cache " + o_.cache_dir + ": " + last_git_error());
-  // The config holds the URL without credentials (they go through the
-  // credential callback); one written with them by an older version is fixed.
-  const std::string& url = impl_->url.url;
-  git_remote* remote = nullptr;
-  if (git_remote_lookup(&remote, impl_->repo, "origin") == 0) {
-    if (std::string(git_remote_url(remote)) != url &&
-        git_remote_set_url(impl_->repo, "origin", url.c_str()) < 0) {
-      git_remote_free(remote);
-      return Err("git cache " + o_.cache_dir + ": " + last_git_error());
+  // The cache's config names no remote (fetch() uses an in-memory one), so
+  // it never holds the URL or credentials. A cache written by an older
+  // version has an `origin` with the URL, possibly with credentials: drop it.
+  git_config* cfg = nullptr;
+  if (git_repository_config(&cfg, impl_->repo) == 0) {
+    // git_config_delete_entry, not a regex-matching call: libgit2 1.5
+    // leaks a pcre2 block per regex that does not match (see fetch()).
+    for (const char* key : {"remote.origin.url", "remote.origin.fetch"}) {
+      git_config_entry* e = nullptr;
+      if (git_config_get_entry(&e, cfg, key) == 0) {
+        git_config_entry_free(e);
+        (void)git_config_delete_entry(cfg, key);
+      }
     }
-  } else if (git_remote_create_with_fetchspec(&remote, impl_->repo, "origin", url.c_str(),
-                                              "+refs/heads/*:refs/remotes/origin/*") < 0) {
-    return Err("git cache " + o_.cache_dir + ": " + last_git_error());
+    git_config_free(cfg);
   }
-  git_remote_free(remote);
   (void)::chmod((o_.cache_dir + "/config").c_str(), 0600);
   return Status::Ok();
 }
@@ -215,9 +216,25 @@ std::optional<std::string> GitSource::cached_head() {
 }
 
 Result<std::string> GitSource::fetch() {
+  // The cache is opened afresh at each fetch: libgit2 keeps every pack it has
+  // read open (one descriptor and its index per fetched commit) for as long
+  // as the repository object lives, so a long `run` ran out of descriptors.
+  git_repository_free(impl_->repo);
+  impl_->repo = nullptr;
   if (Status s = open_cache(); !s.ok()) return s.error();
+  // An in-memory remote, made anew each pass, without url.insteadOf: libgit2
+  // 1.5 (Debian 12) leaks a pcre2 match block (about 20 KB with pcre2 10.42)
+  // for every config entry its insteadOf glob does not match, and both
+  // git_remote_lookup and a remote created with insteadOf run that glob:
+  // 125 KB per pass, forever, in `run` (fixed upstream in libgit2 1.6.1).
+  // The refspec keeps the branches under refs/remotes/origin/ as before.
   git_remote* remote = nullptr;
-  if (git_remote_lookup(&remote, impl_->repo, "origin") < 0)
+  git_remote_create_options ro = GIT_REMOTE_CREATE_OPTIONS_INIT;
+  ro.repository = impl_->repo;
+  ro.fetchspec = "+refs/heads/*:refs/remotes/origin/*";
+  ro.flags = GIT_REMOTE_CREATE_SKIP_INSTEADOF;
+  // The URL without credentials: they go through the credential callback.
+  if (git_remote_create_with_opts(&remote, impl_->url.url.c_str(), &ro) < 0)
     return Err("git cache " + o_.cache_dir + ": " + last_git_error());
   CallbackState st{&o_, &impl_->url, 0, {}};
   git_fetch_options fo = GIT_FETCH_OPTIONS_INIT;

@@ -657,7 +657,10 @@ TEST_CASE("issue 10: the Git cache keeps no credentials; they reach the server b
   std::stringstream cfg;
   cfg << std::ifstream(r.cache + "/config").rdbuf();
   CHECK(cfg.str().find("hunter2") == std::string::npos);
-  CHECK(cfg.str().find("url = " + clean) != std::string::npos);
+  // No remote is kept in the cache at all (fetch uses an in-memory one):
+  // an old cache's `origin` with the credential URL is dropped.
+  CHECK(cfg.str().find("url =") == std::string::npos);
+  (void)clean;
   struct stat sb;
   REQUIRE(::stat(r.cache.c_str(), &sb) == 0);
   CHECK((sb.st_mode & 0777) == 0700);
