@@ -14,6 +14,7 @@
 #include <optional>
 #include <thread>
 
+#include "diagnostics.h"
 #include "http_client.h"
 #include "json_input.h"
 #include "secret.h"
@@ -158,7 +159,7 @@ class Client {
 
  private:
   static std::string clip(const std::string& s) {
-    return s.size() > 500 ? s.substr(0, 500) + "…" : s;
+    return escape_control(s.size() > 500 ? s.substr(0, 500) + "…" : s);
   }
   // The documented error body {"error", "error_description"} (the Go client
   // also reads "details"), else the raw body.
@@ -166,7 +167,8 @@ class Client {
     rapidjson::Document d;
     if (parse_reply(body, d) && d.IsObject()) {
       for (const char* k : {"error_description", "details", "error"})
-        if (d.HasMember(k) && d[k].IsString() && d[k].GetStringLength() > 0) return d[k].GetString();
+        if (d.HasMember(k) && d[k].IsString() && d[k].GetStringLength() > 0)
+          return clip(d[k].GetString());
     }
     return body.empty() ? "(empty body)" : clip(body);
   }

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <mutex>
 
+#include "diagnostics.h"
 #include "json_input.h"
 
 namespace stackflip {
@@ -119,8 +120,10 @@ std::string trim_for_message(const std::string& s, size_t max) {
   std::string out = trim(s);
   std::replace(out.begin(), out.end(), '\n', ' ');
   std::replace(out.begin(), out.end(), '\r', ' ');
-  if (out.size() > max) out = out.substr(0, max) + "...";
-  return out;
+  bool cut = out.size() > max;
+  if (cut) out.resize(max);
+  // A body is the peer's text: no raw control characters into logs or terminals.
+  return escape_control(out) + (cut ? "..." : "");
 }
 
 struct HttpClient::Impl {

@@ -85,8 +85,9 @@ std::string first_bad_header(const std::vector<std::pair<std::string, std::strin
 // value can add, leave or climb a path segment.
 std::string percent_encode_path_segment(const std::string& s);
 
-// `s` cut to at most `max` bytes with surrounding whitespace removed and
-// newlines folded, for quoting response bodies in error messages.
+// `s` cut to at most `max` bytes with surrounding whitespace removed,
+// newlines folded and other control characters escaped (escape_control in
+// diagnostics.h), for quoting response bodies in error messages.
 std::string trim_for_message(const std::string& s, size_t max = 200);
 
 }  // namespace stackflip
