@@ -238,8 +238,8 @@ class Client {
       curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYHOST, 0L);
     }
     if (!first_bad_header({{"Authorization", token}}).empty())
-      return Err("provider " + provider_ + ": refused to send header \"Authorization\": the token " +
-                 "from " + token_ref_ + " holds a control character (CR, LF, ...)");
+      return Err("provider " + provider_ + ": refused to send header \"Authorization\": " +
+                 "the token from " + token_ref_ + " holds a control character (CR, LF, ...)");
     const std::string auth = "Authorization: Bearer " + token;
     curl_slist* headers = nullptr;
     headers = curl_slist_append(headers, auth.c_str());

@@ -7,6 +7,7 @@
 #include <rapidjson/writer.h>
 
 #include <chrono>
+#include <optional>
 
 #include "json_input.h"
 #include "subprocess.h"
