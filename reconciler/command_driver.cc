@@ -9,6 +9,7 @@
 #include <chrono>
 #include <optional>
 
+#include "diagnostics.h"
 #include "json_input.h"
 #include "subprocess.h"
 
@@ -172,8 +173,9 @@ class CommandTrafficDriver : public TrafficDriver {
       const Value& v = d["target"];
       if (v.IsString()) {
         if (!group_.stacks.count(v.GetString()))
-          return unreachable("observe_traffic command output/target: \"" + std::string(v.GetString()) +
-                             "\" is not a stack of group " + group_.name);
+          return unreachable("observe_traffic command output/target: \"" +
+                             escape_control(v.GetString()) + "\" is not a stack of group " +
+                             group_.name);
         t.target = v.GetString();
       } else if (!v.IsNull()) {
         return unreachable("observe_traffic command output/target: expected a stack name or null");

@@ -1,6 +1,5 @@
 #include "snapshot.h"
 
-#include <rapidjson/error/en.h>
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/schema.h>
 #include <rapidjson/stringbuffer.h>
@@ -11,6 +10,7 @@
 #include <memory>
 #include <mutex>
 
+#include "diagnostics.h"
 #include "digest.h"
 #include "embedded_schema.h"
 #include "json_input.h"
@@ -23,8 +23,9 @@ namespace rj = rapidjson;
 
 namespace {
 
+// Pointers hold key names from the input (a command's answer, too): escaped.
 Error at(const std::string& where, const std::string& what) {
-  return Err((where.empty() ? std::string("/") : where) + ": " + what);
+  return Err(escape_control((where.empty() ? std::string("/") : where) + ": " + what));
 }
 
 const rj::Value* member(const rj::Value& v, const char* key) {

@@ -209,6 +209,16 @@ TEST_CASE("issue 10: a command answer over 1 MiB is an error, not a parsed prefi
   CHECK(make_command_stack_driver(p, dns_group("example.com."), "a")->promote().ok());
 }
 
+TEST_CASE("issue 10: key names from a command's answer are escaped in its error") {
+  ProviderConfig p;
+  p.name = "cmd";
+  p.lists["observe"] = {"printf", "%s", "{\"reachable\": true, \"\\u001b[31mred\": 1}"};
+  StackObs s = make_command_stack_driver(p, dns_group("example.com."), "a")->observe();
+  CHECK_FALSE(s.reachable);
+  CHECK(s.error.find('\x1b') == std::string::npos);
+  CHECK(s.error.find("\\x1b[31mred: unknown field") != std::string::npos);
+}
+
 // ---------------------------------------------------------------- files
 
 TEST_CASE("issue 10: a snapshot nested 200,000 deep is a file:line:col error") {
