@@ -249,7 +249,7 @@ int cmd_plan(const Options& o) {
     obs = observe_live(d, fleet, journal_for(o, false).get(), false);
   }
   Plan plan = make_plan(d, obs);
-  if (!o.out_plan.empty() && !write_file(o.out_plan, plan_to_json(plan)))
+  if (!o.out_plan.empty() && !write_file(o.out_plan, redact(plan_to_json(plan))))
     throw Fatal("cannot write " + o.out_plan);
   RenderOptions ro;
   ro.color = use_color(stdout);
@@ -303,11 +303,9 @@ int cmd_apply(const Options& o) {
   ObservedState obs = observe_live(d, fleet, journal.get(), true);
   Plan plan;
   if (!o.plan_file.empty()) {
-    std::ifstream in(o.plan_file, std::ios::binary);
-    if (!in) throw Fatal("cannot read plan " + o.plan_file);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    auto p = plan_from_json(ss.str(), o.plan_file);
+    auto text = read_regular_file(o.plan_file, kMaxPlanBytes);
+    if (!text.ok()) throw Fatal("cannot read plan " + text.error().message);
+    auto p = plan_from_json(*text, o.plan_file);
     if (!p.ok()) throw Fatal(p.error().message);
     plan = std::move(*p);
     if (plan.desired_digest != d.digest)

@@ -14,7 +14,10 @@
 #include <optional>
 #include <thread>
 
+#include "diagnostics.h"
 #include "host_policy.h"
+#include "http_client.h"
+#include "json_input.h"
 #include "secret.h"
 
 namespace stackflip {
@@ -64,11 +67,23 @@ struct Reply {
   long status = 0;
   std::string body;
   std::optional<long> retry_after_s;
+  bool too_big = false;  // the body passed kDefaultMaxHttpBody; the transfer stopped
 };
 
+// Returning less than given makes libcurl stop with CURLE_WRITE_ERROR.
 size_t on_body(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
+  auto* reply = static_cast<Reply*>(user);
+  if (size * n > kDefaultMaxHttpBody - reply->body.size()) {
+    reply->too_big = true;
+    return 0;
+  }
+  reply->body.append(data, size * n);
   return size * n;
+}
+
+// A Cloud 66 response is small; a deeper or bigger one is refused unparsed.
+bool parse_reply(const std::string& body, rapidjson::Document& d) {
+  return !parse_json_input(body, d);
 }
 
 size_t on_header(char* data, size_t size, size_t n, void* user) {
@@ -138,8 +153,7 @@ class Client {
                         path + ": " + describe(reply->body)),
                     *token);
     rapidjson::Document d;
-    d.Parse(reply->body.c_str());
-    if (d.HasParseError() || !d.IsObject() || !d.HasMember("response"))
+    if (!parse_reply(reply->body, d) || !d.IsObject() || !d.HasMember("response"))
       return redact(Err("Cloud 66 answered " + method + " " + path +
                         " with something other than its JSON envelope: " + clip(reply->body)),
                     *token);
@@ -148,16 +162,16 @@ class Client {
 
  private:
   static std::string clip(const std::string& s) {
-    return s.size() > 500 ? s.substr(0, 500) + "…" : s;
+    return escape_control(s.size() > 500 ? s.substr(0, 500) + "…" : s);
   }
   // The documented error body {"error", "error_description"} (the Go client
   // also reads "details"), else the raw body.
   static std::string describe(const std::string& body) {
     rapidjson::Document d;
-    d.Parse(body.c_str());
-    if (!d.HasParseError() && d.IsObject()) {
+    if (parse_reply(body, d) && d.IsObject()) {
       for (const char* k : {"error_description", "details", "error"})
-        if (d.HasMember(k) && d[k].IsString() && d[k].GetStringLength() > 0) return d[k].GetString();
+        if (d.HasMember(k) && d[k].IsString() && d[k].GetStringLength() > 0)
+          return clip(d[k].GetString());
     }
     return body.empty() ? "(empty body)" : clip(body);
   }
@@ -219,13 +233,16 @@ class Client {
     curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS, long(budget.count()));
     curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
     curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &reply.body);
+    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &reply);
     curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, on_header);
     curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &reply);
     if (insecure_) {
       curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYPEER, 0L);
       curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYHOST, 0L);
     }
+    if (!first_bad_header({{"Authorization", token}}).empty())
+      return Err("provider " + provider_ + ": refused to send header \"Authorization\": " +
+                 "the token from " + token_ref_ + " holds a control character (CR, LF, ...)");
     const std::string auth = "Authorization: Bearer " + token;
     curl_slist* headers = nullptr;
     headers = curl_slist_append(headers, auth.c_str());
@@ -241,6 +258,9 @@ class Client {
     curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &reply.status);
     curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, nullptr);
     curl_slist_free_all(headers);
+    if (reply.too_big)
+      return Err("Cloud 66 answered " + method + " " + path + " with a body larger than the " +
+                 format_byte_size(kDefaultMaxHttpBody) + " limit; not read");
     if (rc == CURLE_OPERATION_TIMEDOUT)
       return Timeout("Cloud 66 did not answer " + method + " " + path + " within " +
                      std::to_string(budget.count()) + " ms");
@@ -273,14 +293,14 @@ class Cloud66StackDriver : public StackDriver {
       s.error = missing_uid();
       return s;
     }
-    auto d = client_.call("GET", "/stacks/" + uid_ + ".json", "", "stack " + uid_);
+    auto d = client_.call("GET", "/stacks/" + path_uid() + ".json", "", "stack " + uid_);
     if (!d.ok()) {
       s.error = d.error().message;
       return s;
     }
     const Value& r = (*d)["response"];
     if (!r.IsObject()) {
-      s.error = "Cloud 66 answered GET /stacks/" + uid_ + ".json without a stack object";
+      s.error = "Cloud 66 answered GET /stacks/" + path_uid() + ".json without a stack object";
       return s;
     }
     s.reachable = true;
@@ -308,6 +328,7 @@ class Cloud66StackDriver : public StackDriver {
 
  private:
   std::string missing_uid() const { return "stack " + name_ + ": `stack_uid` is not set"; }
+  std::string path_uid() const { return percent_encode_path_segment(uid_); }
 
   Status run_action(const std::string& command, std::optional<int> value) {
     if (uid_.empty()) return Err(missing_uid());
@@ -317,13 +338,15 @@ class Cloud66StackDriver : public StackDriver {
     if (value) body.AddMember("value", *value, a);
     if (!value && !server_.empty()) body.AddMember("server_uid", Value(server_.c_str(), a), a);
     const std::string what = "stack " + uid_;
-    auto started = client_.call("POST", "/stacks/" + uid_ + "/actions.json", json_text(body), what);
+    auto started =
+        client_.call("POST", "/stacks/" + path_uid() + "/actions.json", json_text(body), what);
     if (!started.ok()) return started.error();
     const Value* act = &(*started)["response"];
     if (!act->IsObject() || !act->HasMember("id") || !(*act)["id"].IsInt64())
       return Err("Cloud 66 started " + command + " on stack " + uid_ + " but returned no action id");
     const int64_t id = (*act)["id"].GetInt64();
-    const std::string poll_path = "/stacks/" + uid_ + "/actions/" + std::to_string(id) + ".json";
+    const std::string poll_path =
+        "/stacks/" + path_uid() + "/actions/" + std::to_string(id) + ".json";
     const auto deadline = Clock::now() + milliseconds(client_.action_timeout_ms());
     Backoff backoff(kFirstPoll, kMaxPoll);
     rapidjson::Document latest;
@@ -436,7 +459,8 @@ class Cloud66TrafficDriver : public TrafficDriver {
     auto& a = body.GetAllocator();
     if (elastic_) body.AddMember("current_stack", Value(want == 1 ? "primary" : "secondary", a), a);
     else body.AddMember("current_stack", want, a);
-    auto put = client_.call("PUT", list_base() + "/" + uid_, json_text(body), noun() + " " + uid_);
+    auto put = client_.call("PUT", list_base() + "/" + percent_encode_path_segment(uid_),
+                            json_text(body), noun() + " " + uid_);
     if (!put.ok()) return put.error();
 
     backoff = Backoff(kFirstPoll, kMaxPoll);

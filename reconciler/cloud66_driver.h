@@ -25,6 +25,11 @@
 // finished_at is set. Traffic target = the stack whose stack_uid is the
 // group's primary (current_stack 1/"primary") or secondary (2/"secondary").
 //
+// Hostile answers and configs (issue 10): `stack_uid` and `failover_group`
+// are percent-encoded into URL paths; an answer over 8 MiB stops the
+// transfer, one deeper than 64 levels is refused unparsed (json_input.h); a
+// token with a control character is never sent.
+//
 // HTTP 503 (throttling) is retried honouring Retry-After and other 5xx a few
 // times with backoff, within `timeout_ms`. Thread safety: as provider.h; a
 // driver keeps one curl handle (connection reuse) and must not be shared.

@@ -3,13 +3,15 @@
 #include "snapshot.h"
 
 #include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
 #include <chrono>
+#include <optional>
 
+#include "diagnostics.h"
 #include "host_policy.h"
+#include "json_input.h"
 #include "subprocess.h"
 
 namespace stackflip {
@@ -27,6 +29,12 @@ long long setting_ms(const ProviderConfig& p, const std::string& key, long long 
   } catch (...) {
     return fallback;
   }
+}
+
+std::optional<JsonInputError> parse_answer(const std::string& out, rapidjson::Document& d) {
+  JsonLimits limits;
+  limits.max_bytes = kMaxCommandAnswerBytes;
+  return parse_json_input(out, d, limits);
 }
 
 struct Request {
@@ -63,7 +71,9 @@ class Runner {
  public:
   Runner(const ProviderConfig& p) : provider_(p), timeout_ms_(setting_ms(p, "timeout_ms", kDefaultTimeoutMs)) {}
 
-  Result<std::string> run(const Request& req) const {
+  // `answer`: the operation answers on stdout (observe, observe_traffic), so
+  // an answer cut at the output cap is an error, never a prefix to parse.
+  Result<std::string> run(const Request& req, bool answer = false) const {
     auto it = provider_.lists.find(req.operation);
     if (it == provider_.lists.end() || it->second.empty())
       return Err("provider " + provider_.name + ": no `" + req.operation + "` command configured");
@@ -77,6 +87,7 @@ class Runner {
     }
     o.stdin_data = req.text();
     o.timeout = std::chrono::milliseconds(timeout_ms_);
+    o.max_output = kMaxCommandAnswerBytes + 1;  // one byte more shows the cut
     auto r = run_subprocess(o);
     std::string what = "provider " + provider_.name + ": " + req.operation + " command `" + o.argv[0] + "`";
     if (!r.ok()) return Err(what + ": " + r.error().message);
@@ -89,6 +100,9 @@ class Runner {
       std::string err = trim_output(r->err);
       return Err(what + " " + why + (err.empty() ? "" : ": " + err));
     }
+    if (answer && r->out.size() > kMaxCommandAnswerBytes)
+      return Err(what + " printed more than " + format_byte_size(kMaxCommandAnswerBytes) +
+                 " on stdout (the limit for an answer); nothing of it was read");
     return r->out;
   }
 
@@ -104,17 +118,15 @@ class CommandStackDriver : public StackDriver {
 
   StackObs observe() override {
     StackObs s;
-    auto out = runner_.run(request("observe"));
+    auto out = runner_.run(request("observe"), /*answer=*/true);
     if (!out.ok()) {
       s.error = out.error().message;
       return s;
     }
     rapidjson::Document d;
-    d.Parse(out->c_str());
-    if (d.HasParseError()) {
-      s.error = std::string("observe command printed invalid JSON: ") +
-                rapidjson::GetParseError_En(d.GetParseError()) + " at offset " +
-                std::to_string(d.GetErrorOffset());
+    if (auto e = parse_answer(*out, d)) {
+      s.error = "observe command printed invalid JSON: " + e->what + " at offset " +
+                std::to_string(e->offset);
       return s;
     }
     auto parsed = stack_obs_from_json(d, "observe command output");
@@ -157,21 +169,20 @@ class CommandTrafficDriver : public TrafficDriver {
 
   TrafficObs observe() override {
     TrafficObs t;
-    auto out = runner_.run(request("observe_traffic"));
+    auto out = runner_.run(request("observe_traffic"), /*answer=*/true);
     if (!out.ok()) return unreachable(out.error().message);
     rapidjson::Document d;
-    d.Parse(out->c_str());
-    if (d.HasParseError())
-      return unreachable(std::string("observe_traffic command printed invalid JSON: ") +
-                         rapidjson::GetParseError_En(d.GetParseError()) + " at offset " +
-                         std::to_string(d.GetErrorOffset()));
+    if (auto e = parse_answer(*out, d))
+      return unreachable("observe_traffic command printed invalid JSON: " + e->what +
+                         " at offset " + std::to_string(e->offset));
     if (!d.IsObject()) return unreachable("observe_traffic command output: expected a JSON object");
     if (d.HasMember("target")) {
       const Value& v = d["target"];
       if (v.IsString()) {
         if (!group_.stacks.count(v.GetString()))
-          return unreachable("observe_traffic command output/target: \"" + std::string(v.GetString()) +
-                             "\" is not a stack of group " + group_.name);
+          return unreachable("observe_traffic command output/target: \"" +
+                             escape_control(v.GetString()) + "\" is not a stack of group " +
+                             group_.name);
         t.target = v.GetString();
       } else if (!v.IsNull()) {
         return unreachable("observe_traffic command output/target: expected a stack name or null");

@@ -22,11 +22,14 @@
 // observed schema ({"reachable": true, "maintenance": false, "database":
 // {...}}); `observe_traffic` prints {"target": "stack"|null, "ttl": N,
 // "content": "..."}. A run past `timeout_ms` has its whole process group
-// killed and returns Error{timeout=true}.
+// killed and returns Error{timeout=true}. An answer is at most
+// kMaxCommandAnswerBytes and kMaxJsonDepth (json_input.h) deep; a longer one
+// is an error (never a prefix parsed), a deeper one a parse error.
 //
 // Thread safety: as provider.h; a driver holds only configuration.
 #pragma once
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -34,6 +37,8 @@
 #include "provider.h"
 
 namespace stackflip {
+
+constexpr size_t kMaxCommandAnswerBytes = size_t{1} << 20;  // 1 MiB
 
 std::unique_ptr<StackDriver> make_command_stack_driver(const ProviderConfig& provider,
                                                        const GroupSpec& group,

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model.h"
@@ -17,8 +18,16 @@ struct Diagnostic {
   std::string message;
 };
 
-// "file:line:col: error: message".
+// "file:line:col: error: message", with control characters escaped
+// (escape_control): key names and values come from the input, and a raw ESC
+// in them would drive the operator's terminal.
 std::string format_diagnostic(const Diagnostic& d);
+
+// `s` with every C0 control character and DEL written as \t, \n, \r or
+// \xHH, and every C1 control character (U+0080..U+009F, which some terminals
+// also obey) as \u0080..\u009f. Everything else, including other UTF-8, is
+// kept. For any input text quoted in a message.
+std::string escape_control(std::string_view s);
 
 // All diagnostics formatted, one per line (no trailing newline).
 std::string format_diagnostics(const std::vector<Diagnostic>& ds);

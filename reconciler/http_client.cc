@@ -7,6 +7,9 @@
 #include <cctype>
 #include <mutex>
 
+#include "diagnostics.h"
+#include "json_input.h"
+
 namespace stackflip {
 
 namespace {
@@ -17,10 +20,24 @@ void global_init_once() {
   std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
 }
 
+struct Body {
+  std::string text;
+  size_t max = 0;
+  bool over = false;
+};
+
+// Returning less than given makes libcurl stop with CURLE_WRITE_ERROR.
 size_t on_body(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
+  auto* body = static_cast<Body*>(user);
+  if (size * n > body->max - body->text.size()) {
+    body->over = true;
+    return 0;
+  }
+  body->text.append(data, size * n);
   return size * n;
 }
+
+bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
 
 std::string trim(std::string s) {
   auto ws = [](unsigned char c) { return std::isspace(c) != 0; };
@@ -30,8 +47,22 @@ std::string trim(std::string s) {
   return s.substr(i);
 }
 
+// Response headers are capped too (libcurl bounds each line, not how many).
+constexpr size_t kMaxHeaderBytes = size_t{256} << 10;
+
+struct Headers {
+  std::vector<std::pair<std::string, std::string>>* list;
+  size_t bytes = 0;
+  bool over = false;
+};
+
 size_t on_header(char* data, size_t size, size_t n, void* user) {
-  auto* headers = static_cast<std::vector<std::pair<std::string, std::string>>*>(user);
+  auto* h = static_cast<Headers*>(user);
+  if ((h->bytes += size * n) > kMaxHeaderBytes) {
+    h->over = true;
+    return 0;
+  }
+  auto* headers = h->list;
   std::string line(data, size * n);
   // A new status line (e.g. after "100 Continue") starts a new header block.
   if (line.rfind("HTTP/", 0) == 0) {
@@ -59,12 +90,40 @@ std::string HttpResponse::header(const std::string& name) const {
   return "";
 }
 
+std::string first_bad_header(const std::vector<std::pair<std::string, std::string>>& headers) {
+  for (const auto& [name, value] : headers) {
+    for (unsigned char c : name)
+      if (is_control(c) || c == ':' || c == ' ') return name;
+    for (unsigned char c : value)
+      if (is_control(c) && c != '\t') return name;
+  }
+  return "";
+}
+
+std::string percent_encode_path_segment(const std::string& s) {
+  static const char kHex[] = "0123456789ABCDEF";
+  const bool dots = s == "." || s == "..";
+  std::string out;
+  for (unsigned char c : s) {
+    if (!dots && (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')) {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+  }
+  return out;
+}
+
 std::string trim_for_message(const std::string& s, size_t max) {
   std::string out = trim(s);
   std::replace(out.begin(), out.end(), '\n', ' ');
   std::replace(out.begin(), out.end(), '\r', ' ');
-  if (out.size() > max) out = out.substr(0, max) + "...";
-  return out;
+  bool cut = out.size() > max;
+  if (cut) out.resize(max);
+  // A body is the peer's text: no raw control characters into logs or terminals.
+  return escape_control(out) + (cut ? "..." : "");
 }
 
 struct HttpClient::Impl {
@@ -88,11 +147,17 @@ Result<HttpResponse> HttpClient::perform(const HttpRequest& request) {
   const std::string where = request.method + " " + request.url;
   CURL* c = impl_->easy;
   if (!c) return Err(where + ": cannot initialise libcurl");
+  std::string bad = first_bad_header(request.headers);
+  if (!bad.empty())
+    return Err(where + ": refused to send header \"" + trim_for_message(bad, 64) +
+               "\": its name or value holds a control character (CR, LF, ...)");
   // reset() clears options but keeps the connection cache: connections are
   // reused across requests of this client.
   curl_easy_reset(c);
 
   HttpResponse response;
+  Body body;
+  body.max = request.max_body;
   char errbuf[CURL_ERROR_SIZE] = {0};
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
   curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());
@@ -101,9 +166,10 @@ Result<HttpResponse> HttpClient::perform(const HttpRequest& request) {
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.timeout.count()));
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response.body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &response.headers);
+  Headers received{&response.headers};
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &received);
   curl_easy_setopt(c, CURLOPT_USERAGENT, "stackflip/" STACKFLIP_VERSION);
 
   if (impl_->options.insecure) {
@@ -141,12 +207,19 @@ Result<HttpResponse> HttpClient::perform(const HttpRequest& request) {
   curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);
 
+  if (received.over)
+    return Err(where + ": the response headers are larger than " +
+               format_byte_size(kMaxHeaderBytes) + "; not read");
+  if (body.over)
+    return Err(where + ": the response body is larger than the " +
+               format_byte_size(request.max_body) + " limit; not read");
   if (rc != CURLE_OK) {
     std::string reason = errbuf[0] ? trim(errbuf) : curl_easy_strerror(rc);
     if (rc == CURLE_OPERATION_TIMEDOUT) return Timeout(where + ": timed out (" + reason + ")");
     return Err(where + ": " + reason);
   }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
+  response.body = std::move(body.text);
   return response;
 }
 

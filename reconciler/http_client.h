@@ -15,9 +15,18 @@
 // is a successful transport and comes back in HttpResponse — callers decide
 // what a non-2xx status means. Never put a secret into the URL: it appears
 // in error messages. Secrets go into headers, which are never reported.
+//
+// Hostile peers and configs (issue 10): a response body longer than
+// HttpRequest::max_body (default kDefaultMaxHttpBody) stops the transfer and
+// is an error naming the cap, never a truncated body. A header value holding
+// CR, LF or any other control character (a secret read from a file with a
+// newline in it would otherwise inject headers) is refused before anything
+// is sent; the error names the header, never its value. Values put into URL
+// paths go through percent_encode_path_segment().
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <string>
 #include <utility>
@@ -27,12 +36,15 @@
 
 namespace stackflip {
 
+constexpr size_t kDefaultMaxHttpBody = size_t{8} << 20;  // 8 MiB
+
 struct HttpRequest {
   std::string method = "GET";  // GET, POST, PUT, PATCH, DELETE, HEAD
   std::string url;
   std::vector<std::pair<std::string, std::string>> headers;  // name, value
   std::string body;                                          // sent when non-empty
   std::chrono::milliseconds timeout{5000};                   // whole request
+  size_t max_body = kDefaultMaxHttpBody;                     // response body cap, bytes
 };
 
 struct HttpResponse {
@@ -64,8 +76,18 @@ class HttpClient {
   std::unique_ptr<Impl> impl_;
 };
 
-// `s` cut to at most `max` bytes with surrounding whitespace removed and
-// newlines folded, for quoting response bodies in error messages.
+// The name of the first header whose name or value holds a byte below 0x20
+// (except TAB in a value) or DEL, or "" when all are clean.
+std::string first_bad_header(const std::vector<std::pair<std::string, std::string>>& headers);
+
+// `s` as one URL path segment: every byte but RFC 3986 unreserved characters
+// (A-Z a-z 0-9 - . _ ~) percent-encoded, and "." / ".." encoded too, so no
+// value can add, leave or climb a path segment.
+std::string percent_encode_path_segment(const std::string& s);
+
+// `s` cut to at most `max` bytes with surrounding whitespace removed,
+// newlines folded and other control characters escaped (escape_control in
+// diagnostics.h), for quoting response bodies in error messages.
 std::string trim_for_message(const std::string& s, size_t max = 200);
 
 }  // namespace stackflip

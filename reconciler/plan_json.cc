@@ -1,7 +1,6 @@
 #include "plan_json.h"
 
 #include <rapidjson/document.h>
-#include <rapidjson/error/en.h>
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -9,6 +8,8 @@
 #include <initializer_list>
 #include <optional>
 #include <set>
+
+#include "json_input.h"
 
 namespace stackflip {
 
@@ -158,10 +159,10 @@ std::string plan_to_json(const Plan& plan, bool pretty) {
 
 Result<Plan> plan_from_json(const std::string& text, const std::string& file) {
   rapidjson::Document doc;
-  doc.Parse(text.data(), text.size());
-  if (doc.HasParseError())
-    return Err(file + ": offset " + std::to_string(doc.GetErrorOffset()) +
-               ": not valid JSON: " + rapidjson::GetParseError_En(doc.GetParseError()));
+  JsonLimits limits;
+  limits.max_bytes = kMaxPlanBytes;
+  if (auto e = parse_json_input(text, doc, limits))
+    return Err(file + ": offset " + std::to_string(e->offset) + ": not valid JSON: " + e->what);
 
   Reader r(file);
   Plan plan;

@@ -16,6 +16,7 @@
 // Pure functions; safe to call from any thread.
 #pragma once
 
+#include <cstddef>
 #include <string>
 
 #include "plan.h"
@@ -24,6 +25,10 @@
 namespace stackflip {
 
 std::string plan_to_json(const Plan& plan, bool pretty = true);
+
+// Plan files larger than this are refused (10,000 groups switching need
+// about 25 MiB); deeper than kMaxJsonDepth (json_input.h) too.
+constexpr size_t kMaxPlanBytes = size_t{64} << 20;
 
 // Reads what plan_to_json writes, strictly: unknown members, unknown kinds or
 // statuses, missing members, wrong types and a summary that disagrees with the

@@ -12,6 +12,7 @@
 
 #include "http_client.h"
 #include "host_policy.h"
+#include "json_input.h"
 #include "secret.h"
 
 namespace stackflip {
@@ -68,9 +69,13 @@ class PowerDnsTrafficDriver : public TrafficDriver {
       return obs;
     }
     rapidjson::Document doc;
-    doc.Parse(response->body.c_str(), response->body.size());
-    if (doc.HasParseError() || !doc.IsObject() || !doc.HasMember("rrsets") ||
-        !doc["rrsets"].IsArray()) {
+    if (auto e = parse_json_input(response->body, doc)) {
+      obs.reachable = false;
+      obs.error = "PowerDNS " + zone_url() + ": the answer is not JSON we can read (" +
+                  e->message() + "): " + trim_for_message(response->body);
+      return obs;
+    }
+    if (!doc.IsObject() || !doc.HasMember("rrsets") || !doc["rrsets"].IsArray()) {
       obs.reachable = false;
       obs.error = "PowerDNS " + zone_url() +
                   ": unexpected response (no rrsets array): " + trim_for_message(response->body);
@@ -145,8 +150,10 @@ class PowerDnsTrafficDriver : public TrafficDriver {
   }
 
  private:
+  // Both ids are encoded, so neither can reach another path ("../x").
   std::string zone_url() const {
-    return base_url_ + "/api/v1/servers/" + server_id_ + "/zones/" + zone_;
+    return base_url_ + "/api/v1/servers/" + percent_encode_path_segment(server_id_) + "/zones/" +
+           powerdns_zone_id(zone_);
   }
 
   // Performs a request against the zone; non-2xx statuses become errors
@@ -188,6 +195,29 @@ class PowerDnsTrafficDriver : public TrafficDriver {
 };
 
 }  // namespace
+
+std::string powerdns_zone_id(const std::string& zone) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string id;
+  for (unsigned char c : zone) {
+    if (std::isalnum(c) || c == '.' || c == '-') {
+      id += static_cast<char>(c);
+    } else {
+      id += '=';
+      id += kHex[c >> 4];
+      id += kHex[c & 15];
+    }
+  }
+  if (id.empty() || id.back() != '.') id += '.';
+  // The root zone is "=2E" in the API; any all-dots id would be a "." or
+  // ".." path segment.
+  if (id.find_first_not_of('.') == std::string::npos) {
+    std::string dots;
+    for (size_t i = 0; i < id.size(); ++i) dots += "=2E";
+    id = dots;
+  }
+  return id;
+}
 
 std::unique_ptr<TrafficDriver> make_powerdns_traffic_driver(const ProviderConfig& provider,
                                                             const GroupSpec& group) {

@@ -15,6 +15,12 @@
 // re-observes to verify. DNS resolvers keep the old answer for up to the old
 // TTL: the driver only changes the authoritative data.
 //
+// `server_id` and `zone` go into the URL path: the server id
+// percent-encoded, the zone as the API's own zone id (powerdns_zone_id), so
+// neither can name another path. The answer is read through
+// parse_json_input (json_input.h): at most 8 MiB (http_client.h) and 64
+// levels deep, else the record is unreachable with the reason.
+//
 // The API key is resolved from its secret reference on first use and never
 // appears in messages or logs. One HTTP connection is kept across calls.
 // Used from one thread at a time (provider.h).
@@ -27,6 +33,11 @@
 #include "provider.h"
 
 namespace stackflip {
+
+// The zone id PowerDNS uses in URLs (its apiZoneNameToId): the name with a
+// trailing dot, every byte but letters, digits, '.' and '-' as "=XX"; the
+// root zone "." is "=2E".
+std::string powerdns_zone_id(const std::string& zone);
 
 std::unique_ptr<TrafficDriver> make_powerdns_traffic_driver(const ProviderConfig& provider,
                                                             const GroupSpec& group);

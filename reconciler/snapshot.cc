@@ -1,6 +1,5 @@
 #include "snapshot.h"
 
-#include <rapidjson/error/en.h>
 #include <rapidjson/prettywriter.h>
 #include <rapidjson/schema.h>
 #include <rapidjson/stringbuffer.h>
@@ -10,10 +9,11 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
-#include <sstream>
 
+#include "diagnostics.h"
 #include "digest.h"
 #include "embedded_schema.h"
+#include "json_input.h"
 #include "schema_check.h"
 #include "yaml_doc.h"
 
@@ -23,8 +23,9 @@ namespace rj = rapidjson;
 
 namespace {
 
+// Pointers hold key names from the input (a command's answer, too): escaped.
 Error at(const std::string& where, const std::string& what) {
-  return Err((where.empty() ? std::string("/") : where) + ": " + what);
+  return Err(escape_control((where.empty() ? std::string("/") : where) + ": " + what));
 }
 
 const rj::Value* member(const rj::Value& v, const char* key) {
@@ -292,22 +293,28 @@ ObservedSchema& observed_schema() {
 }
 
 // True when some object has a member name twice: the YAML reading reports
-// those, RapidJSON keeps both.
-bool has_duplicate_keys(const rj::Value& v) {
-  if (v.IsArray()) {
-    for (const auto& x : v.GetArray())
-      if (has_duplicate_keys(x)) return true;
-    return false;
-  }
-  if (!v.IsObject()) return false;
+// those, RapidJSON keeps both. Iterative (an explicit stack of values still
+// to visit), so the check itself has no depth to overflow.
+bool has_duplicate_keys(const rj::Value& root) {
+  std::vector<const rj::Value*> todo{&root};
   std::vector<std::string_view> names;
-  names.reserve(v.MemberCount());
-  for (const auto& m : v.GetObject()) {
-    names.emplace_back(m.name.GetString(), m.name.GetStringLength());
-    if (has_duplicate_keys(m.value)) return true;
+  while (!todo.empty()) {
+    const rj::Value& v = *todo.back();
+    todo.pop_back();
+    if (v.IsArray()) {
+      for (const auto& x : v.GetArray()) todo.push_back(&x);
+      continue;
+    }
+    if (!v.IsObject()) continue;
+    names.clear();
+    for (const auto& m : v.GetObject()) {
+      names.emplace_back(m.name.GetString(), m.name.GetStringLength());
+      todo.push_back(&m.value);
+    }
+    std::sort(names.begin(), names.end());
+    if (std::adjacent_find(names.begin(), names.end()) != names.end()) return true;
   }
-  std::sort(names.begin(), names.end());
-  return std::adjacent_find(names.begin(), names.end()) != names.end();
+  return false;
 }
 
 // "name:line:col: error: message" for a byte offset into `text`.
@@ -346,9 +353,11 @@ Result<ObservedState> parse_snapshot_with_marks(const std::string& name, const s
 Result<ObservedState> parse_snapshot(const std::string& name, const std::string& text) {
   size_t bom = text.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0;
   rj::Document doc;
-  doc.Parse<rj::kParseTrailingCommasFlag>(text.data() + bom, text.size() - bom);
-  if (doc.HasParseError())
-    return syntax_error(name, text, doc.GetErrorOffset() + bom, rj::GetParseError_En(doc.GetParseError()));
+  JsonLimits limits;
+  limits.max_bytes = kMaxSnapshotBytes;
+  limits.trailing_commas = true;
+  if (auto e = parse_json_input(std::string_view(text).substr(bom), doc, limits))
+    return syntax_error(name, text, e->offset + bom, e->what.c_str());
   ObservedSchema& schema = observed_schema();
   bool valid = false;
   if (schema.compiled && !has_duplicate_keys(doc)) {
@@ -366,9 +375,14 @@ Result<ObservedState> parse_snapshot(const std::string& name, const std::string&
 Result<ObservedState> read_snapshot(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return Err(path + ":1:1: error: cannot read the snapshot file");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse_snapshot(path, ss.str());
+  // One byte past the cap is enough for parse_snapshot to refuse it; a
+  // snapshot named /dev/zero must not fill the memory first.
+  std::string text;
+  char chunk[1 << 16];
+  while (text.size() <= kMaxSnapshotBytes && in.read(chunk, sizeof chunk).gcount() > 0)
+    text.append(chunk, static_cast<size_t>(in.gcount()));
+  if (in.bad()) return Err(path + ":1:1: error: cannot read the snapshot file");
+  return parse_snapshot(path, text);
 }
 
 }  // namespace stackflip

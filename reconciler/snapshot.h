@@ -27,6 +27,10 @@ void stack_obs_to_json(const StackObs& s, rapidjson::Value& out,
 // Converts a document already checked against the observed schema.
 Result<ObservedState> snapshot_from_json(const rapidjson::Value& doc);
 
+// Snapshots larger than this are refused (a 10,000-group snapshot is about
+// 3 MiB); deeper than kMaxJsonDepth (json_input.h) too.
+constexpr size_t kMaxSnapshotBytes = size_t{64} << 20;
+
 // Reads a snapshot file. Errors are "file:line:col: error: ..." lines, all of them.
 Result<ObservedState> read_snapshot(const std::string& path);
 Result<ObservedState> parse_snapshot(const std::string& name, const std::string& text);

@@ -7,6 +7,7 @@
 #include <streambuf>
 #include <unordered_map>
 
+#include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/exceptions.h>
 #include <yaml-cpp/mark.h>
@@ -17,6 +18,11 @@ namespace stackflip {
 namespace {
 
 constexpr int kMaxDepth = 64;  // also stops alias cycles
+// Past kMaxDepth a subtree is reported and skipped, but yaml-cpp still
+// recurses through it (up to its own limit of 2,000 levels, which then only
+// says "bad file"); at this depth the parse stops.
+constexpr int kStopDepth = 4 * kMaxDepth;
+constexpr const char* kTooDeep = "nesting is too deep";
 
 Mark to_mark(const std::string& file, const YAML::Mark& m) {
   if (m.is_null()) return Mark{file, 0, 0};
@@ -235,7 +241,7 @@ class Builder {
     auto shown = top && top->is_map && e.kind == EventRef::kNull ? top->key_mark : mark;
     doc_.marks.set_value(slot, shown.first, shown.second);
     if (depth_ > static_cast<size_t>(kMaxDepth)) {
-      error(mark, "nesting is too deep");
+      error(mark, kTooDeep);
       doc_.json.Null();
       if (e.starts()) skip_ = 1;
       return value_done();
@@ -332,7 +338,7 @@ class Builder {
       }
       auto mark = pos(*null.mark);
       doc_.marks.set_value(slot, mark.first, mark.second);
-      error(mark, "nesting is too deep");
+      error(mark, kTooDeep);
       doc_.json.Null();
       return value_done();
     }
@@ -413,8 +419,14 @@ class Handler : public YAML::EventHandler {
  private:
   void on(const EventRef& e) {
     if (!first_mark) first_mark = *e.mark;
+    if (e.starts() && ++depth_ > kStopDepth)
+      throw YAML::ParserException(*e.mark, std::string(kTooDeep) + " (more than " +
+                                               std::to_string(kMaxDepth) +
+                                               " levels); the file is not read further");
+    if (e.ends()) --depth_;
     if (b_) b_->live(e);
   }
+  int depth_ = 0;
   static inline const YAML::Mark kNoMark = YAML::Mark::null_mark();
   Builder* b_;
 };
@@ -549,6 +561,12 @@ YamlParse parse_yaml(const std::string& file, const std::string& text) {
   };
   try {
     doc.json.Populate(generate);
+  } catch (const YAML::DeepRecursion& e) {  // yaml-cpp's own guard: "bad file"
+    Mark m = to_mark(file, e.mark);
+    if (m.line == 0) m = Mark{file, 1, 1};
+    out.errors.push_back({m, std::string(kTooDeep) + " (more than " + std::to_string(kMaxDepth) +
+                                 " levels); the file is not read further"});
+    return out;
   } catch (const YAML::Exception& e) {
     Mark m = to_mark(file, e.mark);
     if (m.line == 0) m = Mark{file, 1, 1};
