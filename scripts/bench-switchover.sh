@@ -6,11 +6,12 @@
 # the first write acknowledged through the record, both measured from just
 # before `apply` starts.
 #
-#   bash scripts/bench-switchover.sh [N]     (after a build: build/stackflip)
+#   bash scripts/bench-switchover.sh [N]     (after a build: build/stackflip;
+#   STACKFLIP_BIN=other/stackflip to measure another build on the same machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${1:-7}
-SF=$PWD/build/stackflip
+SF=${STACKFLIP_BIN:-$PWD/build/stackflip}  # STACKFLIP_BIN: compare another build
 TOOL=$PWD/build/tests/e2e_tool
 [[ -x $SF && -x $TOOL ]] || { echo "build first (cmake --build build)"; exit 1; }
 

@@ -93,7 +93,7 @@ ProviderConfig powerdns(const std::string& url, const std::string& server_id = "
 
 // ---------------------------------------------------------------- PowerDNS
 
-TEST_CASE("issue 10: a PowerDNS answer of 200,000 '[' leaves the record unreachable, no crash") {
+TEST_CASE("issue 10: a PowerDNS answer of 200,000 opening brackets leaves the record unreachable, no crash") {
   Answering pdns(std::string(200000, '['));
   TrafficObs t =
       make_powerdns_traffic_driver(powerdns(pdns.url()), dns_group("example.com."))->observe();
@@ -181,7 +181,7 @@ TEST_CASE("issue 10: a Cloud 66 token with a newline is never sent") {
 
 // ---------------------------------------------------------------- commands
 
-TEST_CASE("issue 10: a command printing 200,000 '[' leaves the stack unreachable, no crash") {
+TEST_CASE("issue 10: a command printing 200,000 opening brackets leaves the stack unreachable, no crash") {
   ProviderConfig p;
   p.name = "cmd";
   p.lists["observe"] = {"sh", "-c", "head -c 200000 /dev/zero | tr '\\0' '['"};
