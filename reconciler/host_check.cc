@@ -1,6 +1,9 @@
 #include "host_check.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <map>
+#include <set>
 
 #include "conninfo.h"
 #include "yaml_doc.h"
@@ -29,6 +32,48 @@ const char* password_key(const std::string& type) {
   return type == "cloud66" ? "database_password" : "password";
 }
 
+// One server a stack names: "postgres://host:port" from its DSN, or a Cloud 66
+// stack ("cloud66:<api origin>/<stack_uid>"), and where it is written.
+struct ServerName {
+  std::string key, shown;
+  Mark mark;
+  std::string group, stack;
+};
+
+std::string place(const Mark& m) {
+  return m.file + ":" + std::to_string(m.line) + ":" + std::to_string(m.column);
+}
+
+// One owner per database server (issue 11): a promotion is per server, not
+// per database, so two stacks naming one server would fence and promote it
+// from two plans. Reported at the later place (document order), naming the
+// earlier one, as for two groups owning one DNS record. Names are compared
+// as libpq resolves them (hostaddr over host, default port, lower case);
+// names that differ but reach one server are caught at observe time
+// (planner.h: shared_server_blocks).
+void check_one_owner(std::vector<ServerName> names, std::vector<Diagnostic>& errors) {
+  std::stable_sort(names.begin(), names.end(), [](const ServerName& a, const ServerName& b) {
+    return a.mark.line != b.mark.line ? a.mark.line < b.mark.line : a.mark.column < b.mark.column;
+  });
+  std::map<std::string, const ServerName*> owner;
+  std::set<std::string> reported;  // "group/stack -> group/stack", once per pair
+  for (const ServerName& n : names) {
+    auto [it, inserted] = owner.emplace(n.key, &n);
+    if (inserted) continue;
+    const ServerName& first = *it->second;
+    if (first.group == n.group && first.stack == n.stack) continue;  // a DSN listing a host twice
+    if (!reported.insert(first.group + "/" + first.stack + " " + n.group + "/" + n.stack).second)
+      continue;
+    errors.push_back(
+        {n.mark, "stack '" + n.stack + "' of group '" + n.group + "' names " + n.shown +
+                     ", which stack '" + first.stack + "' of group '" + first.group +
+                     "' already names (" + place(first.mark) +
+                     "): a promotion is per server, so stacks sharing a database server "
+                     "fail over together; give each server one stack (applications that "
+                     "share a database pair belong in one group)"});
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> database_endpoints(const StackSpec& s) {
@@ -41,7 +86,8 @@ std::vector<std::string> database_endpoints(const StackSpec& s) {
   return {};
 }
 
-void check_config_safety(const DesiredState& d, const YamlDocument& doc, std::vector<Diagnostic>& errors) {
+void check_config_safety(const DesiredState& d, const YamlDocument& doc,
+                         std::vector<Diagnostic>& errors) {
   for (const auto& [name, p] : d.providers)
     for (const char* key : {"url", "base_url"}) {
       if (!p.settings.count(key)) continue;
@@ -50,9 +96,19 @@ void check_config_safety(const DesiredState& d, const YamlDocument& doc, std::ve
         errors.push_back({mark_at(doc, provider_ptr(name, key), provider_ptr(name)),
                           std::string("'") + key + "': " + o.error().message});
     }
+  std::vector<ServerName> servers;
   for (const auto& [gname, g] : d.groups)
     for (const auto& [sname, s] : g.stacks) {
-      const std::string type = d.providers.at(s.provider).type;
+      const ProviderConfig& provider = d.providers.at(s.provider);
+      const std::string type = provider.type;
+      if (type == "cloud66" && s.settings.count("stack_uid")) {
+        auto origin = url_origin(provider.get("base_url"));
+        const std::string uid = s.get("stack_uid");
+        servers.push_back(
+            {"cloud66:" + (origin.ok() ? *origin : provider.get("base_url")) + "/" + uid,
+             "Cloud 66 stack '" + uid + "'",
+             mark_at(doc, stack_ptr(g, s, "stack_uid"), stack_ptr(g, s)), gname, sname});
+      }
       const char* key = dsn_key(type);
       if (!s.settings.count(key)) continue;
       const Mark m = mark_at(doc, stack_ptr(g, s, key), stack_ptr(g, s));
@@ -61,14 +117,20 @@ void check_config_safety(const DesiredState& d, const YamlDocument& doc, std::ve
         errors.push_back({m, c.error().message});
         continue;
       }
+      for (const auto& e : c->endpoints)
+        servers.push_back({e, "database server " + e, m, gname, sname});
       for (const auto& [k, v] : c->options)
         if (!dsn_keyword_allowed(k))
-          errors.push_back({m, "'" + k + "' is not allowed in a DSN from the config: it names a file or a "
-                               "credential on the reconciler host, which the operator sets there (e.g. "
-                               "PGPASSFILE, PGSSLROOTCERT in stackflip's environment); allowed: host, hostaddr, "
-                               "port, dbname, user, sslmode, connect_timeout, application_name, "
-                               "target_session_attrs, keepalives*, ..."});
+          errors.push_back(
+              {m, "'" + k +
+                      "' is not allowed in a DSN from the config: it names a file or a "
+                      "credential on the reconciler host, which the operator sets there (e.g. "
+                      "PGPASSFILE, PGSSLROOTCERT in stackflip's environment); allowed: host, "
+                      "hostaddr, "
+                      "port, dbname, user, sslmode, connect_timeout, application_name, "
+                      "target_session_attrs, keepalives*, ..."});
     }
+  check_one_owner(std::move(servers), errors);
 }
 
 void check_host_grants(const DesiredState& d, const YamlDocument& doc, const HostPolicy& policy,
@@ -77,13 +139,14 @@ void check_host_grants(const DesiredState& d, const YamlDocument& doc, const Hos
                     const std::vector<std::string>& origins) {
     if (!policy.secret_granted(ref)) {
       errors.push_back({m, "secret " + ref + " in '" + field + "' is not granted on this host (" +
-                               policy.describe() + "; list it under `secrets:` with the endpoints it may be sent to)"});
+                               policy.describe() +
+                               "; list it under `secrets:` with the endpoints it may be sent to)"});
       return;
     }
     for (const auto& o : origins)
       if (!policy.secret_allowed(ref, o))
-        errors.push_back({m, "secret " + ref + " in '" + field + "' may not be sent to " + o + " (" +
-                                 policy.describe() + " binds it to other endpoints)"});
+        errors.push_back({m, "secret " + ref + " in '" + field + "' may not be sent to " + o +
+                                 " (" + policy.describe() + " binds it to other endpoints)"});
   };
   auto command = [&](const Mark& m, const std::vector<std::string>& argv) {
     if (argv.empty()) return;
@@ -94,16 +157,17 @@ void check_host_grants(const DesiredState& d, const YamlDocument& doc, const Hos
   for (const auto& [name, p] : d.providers) {
     const std::string pp = provider_ptr(name);
     if (p.get("insecure") == "true" && !policy.insecure_tls)
-      errors.push_back({mark_at(doc, provider_ptr(name, "insecure"), pp),
-                        "'insecure: true' turns TLS verification off, which this host does not allow (" +
-                            policy.describe() + ": insecure_tls)"});
+      errors.push_back(
+          {mark_at(doc, provider_ptr(name, "insecure"), pp),
+           "'insecure: true' turns TLS verification off, which this host does not allow (" +
+               policy.describe() + ": insecure_tls)"});
     if (p.settings.count("ca_file")) {
       bool ok = false;
       for (const auto& f : policy.files) ok |= f == p.get("ca_file");
       if (!ok)
         errors.push_back({mark_at(doc, provider_ptr(name, "ca_file"), pp),
-                          "file " + p.get("ca_file") + " is not allowed on this host (" + policy.describe() +
-                              "; list it under `files:`)"});
+                          "file " + p.get("ca_file") + " is not allowed on this host (" +
+                              policy.describe() + "; list it under `files:`)"});
     }
     for (const auto& [key, url_key] : {std::pair{"api_key", "url"}, {"token", "base_url"}}) {
       if (!p.settings.count(key)) continue;
@@ -138,17 +202,21 @@ void check_host_grants(const DesiredState& d, const YamlDocument& doc, const Hos
             for (auto& o : database_endpoints(other)) reach.push_back(std::move(o));
       if (s.settings.count(pw)) {
         // Written on the stack, or inherited from the postgres provider.
-        Mark m = doc.marks.find(stack_ptr(g, s, pw)) ? doc.mark_of(stack_ptr(g, s, pw))
-                                                       : mark_at(doc, provider_ptr(s.provider, pw), sp);
+        Mark m = doc.marks.find(stack_ptr(g, s, pw))
+                     ? doc.mark_of(stack_ptr(g, s, pw))
+                     : mark_at(doc, provider_ptr(s.provider, pw), sp);
         secret(m, pw, s.get(pw), reach);
       } else if (ambient) {
         const std::string ref = "${env:PGPASSWORD}";
         const Mark m = mark_at(doc, stack_ptr(g, s, dsn_key(type)), sp);
         for (const auto& o : endpoints)
           if (!policy.secret_allowed(ref, o))
-            errors.push_back({m, "PGPASSWORD is set in stackflip's environment and libpq sends it to every server "
-                                 "without its own password; " + o + " is not among the endpoints " +
-                                 policy.describe() + " binds ${env:PGPASSWORD} to"});
+            errors.push_back(
+                {m,
+                 "PGPASSWORD is set in stackflip's environment and libpq sends it to every server "
+                 "without its own password; " +
+                     o + " is not among the endpoints " + policy.describe() +
+                     " binds ${env:PGPASSWORD} to"});
       }
     }
 }
