@@ -50,7 +50,8 @@ std::optional<Error> unknown_key(const rj::Value& v, const std::string& where,
 
 Result<DatabaseObs> database_from_json(const rj::Value& v, const std::string& where) {
   if (!v.IsObject()) return at(where, "expected an object");
-  if (auto e = unknown_key(v, where, {"role", "upstream", "lsn", "timeline", "streaming", "system_id", "started_at"}))
+  if (auto e = unknown_key(v, where,
+                           {"role", "upstream", "lsn", "timeline", "streaming", "system_id", "started_at"}))
     return *e;
   DatabaseObs db;
   const rj::Value* role = member(v, "role");
@@ -199,6 +200,16 @@ void write_stack(W& w, const StackObs& s, bool lsn) {
     if (s.database->timeline) {
       w.Key("timeline");
       w.Int64(static_cast<int64_t>(*s.database->timeline));
+    }
+    // Which server answered (issue 11). Part of the digest: a restarted
+    // server is another observation.
+    if (s.database->system_id) {
+      w.Key("system_id");
+      write_str(w, *s.database->system_id);
+    }
+    if (s.database->started_at) {
+      w.Key("started_at");
+      write_str(w, *s.database->started_at);
     }
     w.EndObject();
   }

@@ -8,6 +8,7 @@
 #include "apply.h"
 #include "plan_json.h"
 #include "planner.h"
+#include "snapshot.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;
@@ -161,4 +162,24 @@ TEST_CASE("issue 11: a plan's blocked groups survive its JSON and stop apply bef
     news_ran |= c.find("news/") != std::string::npos;
   }
   CHECK(news_ran);  // other groups are unaffected
+}
+
+TEST_CASE("issue 11: a snapshot carries each server's identity, so a PR plan blocks the same way") {
+  const ObservedState o = two_groups_one_server();
+  const std::string json = snapshot_to_json(o);
+  auto back = parse_snapshot("observed.json", json);
+  REQUIRE(back.ok());
+  const DatabaseObs& db = *back->groups.at("blog").stacks.at("fra").database;
+  CHECK(db.system_id == std::optional<std::string>("7001"));
+  CHECK(db.started_at == std::optional<std::string>("1000.5"));
+  CHECK(shared_server_blocks(*back) == shared_server_blocks(o));
+  CHECK(observed_digest(*back) == observed_digest(o));
+
+  ObservedState restarted = o;
+  restarted.groups["blog"].stacks["ams"].database->started_at = "2000.0";
+  CHECK(observed_digest(restarted) != observed_digest(o));  // a restart is another observation
+
+  std::string bad = json;
+  bad.replace(bad.find("\"7001\""), 6, "7001");
+  CHECK_FALSE(parse_snapshot("observed.json", bad).ok());
 }
