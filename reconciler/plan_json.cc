@@ -175,10 +175,9 @@ Result<Plan> plan_from_json(const std::string& text, const std::string& file) {
 
   Reader r(file);
   Plan plan;
-  if (auto e = r.check_object(
-          doc, "",
-          {"apiVersion", "desired_digest", "observed_digest", "summary", "actions", "skipped",
-           "blocked_groups"}))
+  if (auto e = r.check_object(doc, "",
+                              {"apiVersion", "desired_digest", "observed_digest", "summary",
+                               "actions", "skipped", "blocked_groups"}))
     return *e;
   std::string api;
   if (auto e = r.string(doc, "", "apiVersion", api)) return *e;

@@ -453,15 +453,19 @@ void servers_of(const std::string& gname, const GroupObs& g, std::vector<ServerS
 
 std::map<std::string, std::string> blocks_of(std::vector<ServerSeen> seen) {
   std::map<std::string, std::vector<std::string>> found;  // group -> servers named twice
-  std::stable_sort(seen.begin(), seen.end(),
-                   [](const ServerSeen& a, const ServerSeen& b) { return a.identity < b.identity; });
+  std::stable_sort(seen.begin(), seen.end(), [](const ServerSeen& a, const ServerSeen& b) {
+    return a.identity < b.identity;
+  });
   for (size_t i = 0; i < seen.size();) {
     size_t j = i + 1;
     while (j < seen.size() && seen[j].identity == seen[i].identity) ++j;
     if (j - i > 1) {
       std::string names;
       for (size_t k = i; k < j; ++k)
-        names += (k == i ? "" : k + 1 == j ? " and " : ", ") + ("stack " + seen[k].stack + " of group " + seen[k].group);
+        names += (k == i       ? ""
+                  : k + 1 == j ? " and "
+                               : ", ") +
+                 ("stack " + seen[k].stack + " of group " + seen[k].group);
       const std::string what = names + " are one PostgreSQL server (" + seen[i].shown + ")";
       for (size_t k = i; k < j; ++k) {
         auto& w = found[seen[k].group];
@@ -474,9 +478,11 @@ std::map<std::string, std::string> blocks_of(std::vector<ServerSeen> seen) {
   for (const auto& [group, whats] : found) {
     std::string why;
     for (const auto& w : whats) why += (why.empty() ? "" : "; ") + w;
-    out[group] = why + ": a promotion is per server, so two plans would fence and promote it against each other; "
-                       "nothing is applied until the config names each server once (applications that share a "
-                       "database pair belong in one group)";
+    out[group] =
+        why +
+        ": a promotion is per server, so two plans would fence and promote it against each other; "
+        "nothing is applied until the config names each server once (applications that share a "
+        "database pair belong in one group)";
   }
   return out;
 }

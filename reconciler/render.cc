@@ -43,7 +43,8 @@ size_t count_blocked(const Plan& plan) {
 std::string summary_line(const Plan& plan, size_t groups) {
   if (plan.actions.empty()) {
     if (!plan.blocked_groups.empty())
-      return "No actions to run; " + plural(plan.blocked_groups.size(), "group", "groups") + " blocked (see above).";
+      return "No actions to run; " + plural(plan.blocked_groups.size(), "group", "groups") +
+             " blocked (see above).";
     if (plan.skipped.empty()) return "No changes. Observed state matches the desired state.";
     return "No actions to run; " + plural(plan.skipped.size(), "step", "steps") +
            " skipped (see above).";

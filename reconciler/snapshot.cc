@@ -50,8 +50,9 @@ std::optional<Error> unknown_key(const rj::Value& v, const std::string& where,
 
 Result<DatabaseObs> database_from_json(const rj::Value& v, const std::string& where) {
   if (!v.IsObject()) return at(where, "expected an object");
-  if (auto e = unknown_key(v, where,
-                           {"role", "upstream", "lsn", "timeline", "streaming", "system_id", "started_at"}))
+  if (auto e = unknown_key(
+          v, where,
+          {"role", "upstream", "lsn", "timeline", "streaming", "system_id", "started_at"}))
     return *e;
   DatabaseObs db;
   const rj::Value* role = member(v, "role");

@@ -3,9 +3,9 @@
 // replica (same system identifier, separate postmasters) do not.
 #include <catch2/catch.hpp>
 
+#include "apply.h"
 #include "builders.h"
 #include "fake_provider.h"
-#include "apply.h"
 #include "plan_json.h"
 #include "planner.h"
 #include "snapshot.h"
@@ -89,7 +89,8 @@ TEST_CASE("issue 11: two stacks reaching one server block both groups, converged
 
 TEST_CASE("issue 11: a primary and its streaming replica are not one server") {
   ObservedState o = two_groups_one_server();
-  o.groups["blog"].stacks["fra"] = on_server(primary(false), "7001", "1000.75");  // another postmaster
+  o.groups["blog"].stacks["fra"] =
+      on_server(primary(false), "7001", "1000.75");  // another postmaster
   CHECK(shared_server_blocks(o).empty());
   Plan p = make_plan(shop_and_blog(), o);
   CHECK(p.blocked_groups.empty());
@@ -101,7 +102,8 @@ TEST_CASE("issue 11: an unreachable stack's last known identity blocks nothing")
   CHECK(shared_server_blocks(o).empty());
 }
 
-TEST_CASE("issue 11: two stacks of one group on one server are blocked by the group's own re-plan") {
+TEST_CASE(
+    "issue 11: two stacks of one group on one server are blocked by the group's own re-plan") {
   GroupObs o{{{"primary", on_server(primary(false), "7001", "1000.5")},
               {"standby", on_server(replica(true, "primary"), "7001", "1000.5")}},
              traffic_at("primary")};
@@ -125,11 +127,13 @@ TEST_CASE("issue 11: a plan's blocked groups survive its JSON and stop apply bef
   world.stacks["blog"]["ams"] = FakeStack{true, true, Role::replica, "fra", 100, 1};
   world.stacks["news"]["primary"] = FakeStack{true, false, Role::primary, "", 100, 1};
   world.stacks["news"]["standby"] = FakeStack{true, true, Role::replica, "primary", 100, 1};
-  for (const char* g : {"shop", "blog", "news"}) world.traffic[g] = FakeTraffic{true, g == std::string("blog") ? "fra" : "primary", 60};
+  for (const char* g : {"shop", "blog", "news"})
+    world.traffic[g] = FakeTraffic{true, g == std::string("blog") ? "fra" : "primary", 60};
   ObservedState o = world.observe_all();
   const ObservedState ids = two_groups_one_server();
   for (const char* g : {"shop", "blog"})
-    for (auto& [name, s] : o.groups[g].stacks) s.database = ids.groups.at(g).stacks.at(name).database;
+    for (auto& [name, s] : o.groups[g].stacks)
+      s.database = ids.groups.at(g).stacks.at(name).database;
 
   DesiredState d = shop_and_blog();
   Plan p = make_plan(d, o);
