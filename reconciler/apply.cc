@@ -67,6 +67,11 @@ ApplyResult Applier::apply(const Plan& plan, const ApplyOptions& options) {
     if (!by_group.count(a.group)) groups.push_back(a.group);
     by_group[a.group].push_back(a);
   }
+  // A group blocked as a whole (one database server named by two stacks)
+  // stops before its first step, converged or not: nothing is observed,
+  // re-planned or run for it.
+  for (const auto& [g, why] : plan.blocked_groups)
+    if (!by_group.count(g)) groups.push_back(g), by_group[g];
   ApplyResult result;
   result.groups.resize(groups.size());
   parallel_for(groups.size(), options.parallelism, [&](size_t i) {
@@ -78,6 +83,23 @@ ApplyResult Applier::apply(const Plan& plan, const ApplyOptions& options) {
       r.outcome = StepOutcome::stale;
       r.detail = "the plan names group " + groups[i] + ", which the config does not declare";
       result.groups[i].steps.push_back(r);
+      return;
+    }
+    if (auto b = plan.blocked_groups.find(groups[i]); b != plan.blocked_groups.end()) {
+      GroupApply& out = result.groups[i];
+      out.group = groups[i];
+      out.stopped = StepOutcome::blocked;
+      StepReport r;
+      const auto& actions = by_group[groups[i]];
+      if (!actions.empty()) r.action = actions.front();
+      r.action.group = groups[i];
+      r.index = actions.empty() ? 0 : 1;
+      r.count = actions.size();
+      r.outcome = StepOutcome::blocked;
+      r.detail = b->second;
+      r.since_apply = seconds(clock_.now() - t0);
+      if (options.progress && !actions.empty()) options.progress(r);
+      out.steps.push_back(r);
       return;
     }
     result.groups[i] = apply_group(g->second, by_group[groups[i]], options, t0);

@@ -1,6 +1,7 @@
 // apply.h — executes a plan through the drivers, one action at a time per
 // group (groups in parallel), checking each step.
 //
+// A group in Plan::blocked_groups runs nothing (its result is "blocked").
 // For every action of a group, in order:
 //   1. stop here if the action is blocked (the group's result is "blocked"),
 //      or if a stop was requested (SIGTERM: the running action finishes, the

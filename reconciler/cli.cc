@@ -197,6 +197,7 @@ ObservedState observe_live(const DesiredState& d, Fleet& fleet, Journal* journal
 std::string render_observed_text(const ObservedState& obs) {
   std::ostringstream out;
   out << "Observed at " << obs.observed_at << "\n";
+  const auto blocks = shared_server_blocks(obs);
   for (const auto& [gname, g] : obs.groups) {
     out << "Group " << gname << "\n";
     for (const auto& [sname, s] : g.stacks) {
@@ -213,6 +214,7 @@ std::string render_observed_text(const ObservedState& obs) {
       if (s.maintenance) out << (*s.maintenance ? ", maintenance on" : ", maintenance off");
       out << "\n";
     }
+    if (auto b = blocks.find(gname); b != blocks.end()) out << "  BLOCKED: " << b->second << "\n";
     out << "  traffic: ";
     if (!g.traffic.reachable) out << "UNREACHABLE (" << g.traffic.error << "); last known ";
     out << (g.traffic.target ? *g.traffic.target : std::string("no stack"));
@@ -259,7 +261,7 @@ int cmd_plan(const Options& o) {
   if (!o.detailed_exitcode) return 0;
   // Skipped steps (e.g. re-attaching a stack that is down) mean nothing can
   // be done now, but the group has not converged: like a blocked step.
-  if (plan.empty()) return plan.skipped.empty() ? 0 : 3;
+  if (plan.empty()) return plan.skipped.empty() && plan.blocked_groups.empty() ? 0 : 3;
   return plan.any_blocked() ? 3 : 2;
 }
 
@@ -317,13 +319,16 @@ int cmd_apply(const Options& o) {
       throw Fatal(o.plan_file + " was planned against another observed state (digest " +
                   plan.observed_digest.substr(0, 12) + ", now " + now.substr(0, 12) +
                   "); plan again");
+    // A saved plan is run on this observation: its shared servers block too.
+    for (auto& [g, why] : shared_server_blocks(obs))
+      if (d.groups.count(g)) plan.blocked_groups.emplace(g, why);
   } else {
     plan = make_plan(d, obs);
   }
   RenderOptions ro;
   ro.color = use_color(stdout);
   std::cout << render_text(plan, ro);
-  if (plan.empty()) return 0;
+  if (plan.empty() && plan.blocked_groups.empty()) return 0;
   bool runnable = false;
   for (const auto& a : plan.actions) runnable |= !a.blocked;
   if (runnable && !approved(o, plan.actions.size())) {

@@ -1,6 +1,9 @@
 #include "host_check.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <map>
+#include <set>
 
 #include "conninfo.h"
 #include "yaml_doc.h"
@@ -29,6 +32,48 @@ const char* password_key(const std::string& type) {
   return type == "cloud66" ? "database_password" : "password";
 }
 
+// One server a stack names: "postgres://host:port" from its DSN, or a Cloud 66
+// stack ("cloud66:<api origin>/<stack_uid>"), and where it is written.
+struct ServerName {
+  std::string key, shown;
+  Mark mark;
+  std::string group, stack;
+};
+
+std::string place(const Mark& m) {
+  return m.file + ":" + std::to_string(m.line) + ":" + std::to_string(m.column);
+}
+
+// One owner per database server (issue 11): a promotion is per server, not
+// per database, so two stacks naming one server would fence and promote it
+// from two plans. Reported at the later place (document order), naming the
+// earlier one, as for two groups owning one DNS record. Names are compared
+// as libpq resolves them (hostaddr over host, default port, lower case);
+// names that differ but reach one server are caught at observe time
+// (planner.h: shared_server_blocks).
+void check_one_owner(std::vector<ServerName> names, std::vector<Diagnostic>& errors) {
+  std::stable_sort(names.begin(), names.end(), [](const ServerName& a, const ServerName& b) {
+    return a.mark.line != b.mark.line ? a.mark.line < b.mark.line : a.mark.column < b.mark.column;
+  });
+  std::map<std::string, const ServerName*> owner;
+  std::set<std::string> reported;  // "group/stack -> group/stack", once per pair
+  for (const ServerName& n : names) {
+    auto [it, inserted] = owner.emplace(n.key, &n);
+    if (inserted) continue;
+    const ServerName& first = *it->second;
+    if (first.group == n.group && first.stack == n.stack) continue;  // a DSN listing a host twice
+    if (!reported.insert(first.group + "/" + first.stack + " " + n.group + "/" + n.stack).second)
+      continue;
+    errors.push_back(
+        {n.mark, "stack '" + n.stack + "' of group '" + n.group + "' names " + n.shown +
+                     ", which stack '" + first.stack + "' of group '" + first.group +
+                     "' already names (" + place(first.mark) +
+                     "): a promotion is per server, so stacks sharing a database server "
+                     "fail over together; give each server one stack (applications that "
+                     "share a database pair belong in one group)"});
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> database_endpoints(const StackSpec& s) {
@@ -50,9 +95,19 @@ void check_config_safety(const DesiredState& d, const YamlDocument& doc, std::ve
         errors.push_back({mark_at(doc, provider_ptr(name, key), provider_ptr(name)),
                           std::string("'") + key + "': " + o.error().message});
     }
+  std::vector<ServerName> servers;
   for (const auto& [gname, g] : d.groups)
     for (const auto& [sname, s] : g.stacks) {
-      const std::string type = d.providers.at(s.provider).type;
+      const ProviderConfig& provider = d.providers.at(s.provider);
+      const std::string type = provider.type;
+      if (type == "cloud66" && s.settings.count("stack_uid")) {
+        auto origin = url_origin(provider.get("base_url"));
+        const std::string uid = s.get("stack_uid");
+        servers.push_back(
+            {"cloud66:" + (origin.ok() ? *origin : provider.get("base_url")) + "/" + uid,
+             "Cloud 66 stack '" + uid + "'",
+             mark_at(doc, stack_ptr(g, s, "stack_uid"), stack_ptr(g, s)), gname, sname});
+      }
       const char* key = dsn_key(type);
       if (!s.settings.count(key)) continue;
       const Mark m = mark_at(doc, stack_ptr(g, s, key), stack_ptr(g, s));
@@ -61,6 +116,8 @@ void check_config_safety(const DesiredState& d, const YamlDocument& doc, std::ve
         errors.push_back({m, c.error().message});
         continue;
       }
+      for (const auto& e : c->endpoints)
+        servers.push_back({e, "database server " + e, m, gname, sname});
       for (const auto& [k, v] : c->options)
         if (!dsn_keyword_allowed(k))
           errors.push_back({m, "'" + k + "' is not allowed in a DSN from the config: it names a file or a "
@@ -69,6 +126,7 @@ void check_config_safety(const DesiredState& d, const YamlDocument& doc, std::ve
                                "port, dbname, user, sslmode, connect_timeout, application_name, "
                                "target_session_attrs, keepalives*, ..."});
     }
+  check_one_owner(std::move(servers), errors);
 }
 
 void check_host_grants(const DesiredState& d, const YamlDocument& doc, const HostPolicy& policy,

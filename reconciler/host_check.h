@@ -5,7 +5,12 @@
 //
 //  - check_config_safety: always, policy or not. A DSN names servers only (no
 //    passfile, sslkey, service, ...: conninfo.h); a provider URL is http(s)
-//    without user:password@.
+//    without user:password@. One owner per database server: no two stacks
+//    (in one group or two) name the same server, by DSN endpoint (libpq's
+//    reading: hostaddr over host, default port, lower case, each host of a
+//    multi-host DSN) or by Cloud 66 stack_uid. It lives here, not in the
+//    loader's Checker, because it needs libpq's parse of the DSN, which this
+//    pass already makes for every stack.
 //  - check_host_grants: when a host policy is installed. Every program the
 //    config names is allowed; every secret reference is granted and bound to
 //    each endpoint it would be sent to (a database password to every server

@@ -129,6 +129,14 @@ struct DatabaseObs {
   // for an upstream that is not streaming (e.g. it diverged from the
   // upstream's timeline) has not converged.
   std::optional<bool> streaming;
+  // Which running server answered (issue 11), so that two stacks whose DSNs
+  // differ but reach one server are found. `system_id` is
+  // pg_control_system()'s system identifier: a primary and its streaming
+  // replicas share it, so it alone does not tell servers apart. `started_at`
+  // is the postmaster's start time (epoch seconds, microseconds; separate
+  // servers are started separately). Same server = both equal.
+  std::optional<std::string> system_id;
+  std::optional<std::string> started_at;
 };
 
 struct StackObs {

@@ -5,6 +5,7 @@
 // order; a `blocked` action and everything after it in its group do not run.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,9 +49,14 @@ struct Plan {
   std::string observed_digest;  // sha256 of the canonical observed snapshot
   std::vector<Action> actions;  // groups in name order, each in execution order
   std::vector<Skipped> skipped;
+  // Groups blocked as a whole, with why (e.g. two stacks observed to be one
+  // database server: planner.h shared_server_blocks). Their actions are all
+  // blocked too; a converged group is listed all the same.
+  std::map<std::string, std::string> blocked_groups;
 
   bool empty() const { return actions.empty(); }
   bool any_blocked() const {
+    if (!blocked_groups.empty()) return true;
     for (const auto& a : actions)
       if (a.blocked) return true;
     return false;

@@ -32,6 +32,7 @@ void write_plan(W& w, const Plan& plan) {
     if (a.blocked) ++blocked;
   }
   for (const auto& s : plan.skipped) groups.insert(s.group);
+  for (const auto& [g, why] : plan.blocked_groups) groups.insert(g);
 
   w.StartObject();
   write_string(w, "apiVersion", kApiVersion);
@@ -72,6 +73,15 @@ void write_plan(W& w, const Plan& plan) {
     w.EndObject();
   }
   w.EndArray();
+  if (!plan.blocked_groups.empty()) {  // written only when present: older plans read the same
+    w.Key("blocked_groups");
+    w.StartObject();
+    for (const auto& [g, why] : plan.blocked_groups) {
+      w.Key(g.data(), static_cast<rapidjson::SizeType>(g.size()));
+      w.String(why.data(), static_cast<rapidjson::SizeType>(why.size()));
+    }
+    w.EndObject();
+  }
   w.EndObject();
 }
 
@@ -166,9 +176,9 @@ Result<Plan> plan_from_json(const std::string& text, const std::string& file) {
 
   Reader r(file);
   Plan plan;
-  if (auto e = r.check_object(
-          doc, "",
-          {"apiVersion", "desired_digest", "observed_digest", "summary", "actions", "skipped"}))
+  if (auto e = r.check_object(doc, "",
+                              {"apiVersion", "desired_digest", "observed_digest", "summary",
+                               "actions", "skipped", "blocked_groups"}))
     return *e;
   std::string api;
   if (auto e = r.string(doc, "", "apiVersion", api)) return *e;
@@ -226,6 +236,16 @@ Result<Plan> plan_from_json(const std::string& text, const std::string& file) {
     if (auto e = r.string(v, p, "reason", s.reason)) return *e;
     groups.insert(s.group);
     plan.skipped.push_back(std::move(s));
+  }
+
+  if (auto bg = doc.FindMember("blocked_groups"); bg != doc.MemberEnd()) {
+    if (!bg->value.IsObject()) return r.fail("/blocked_groups", "expected an object");
+    for (auto m = bg->value.MemberBegin(); m != bg->value.MemberEnd(); ++m) {
+      std::string g(m->name.GetString(), m->name.GetStringLength());
+      if (!m->value.IsString()) return r.fail("/blocked_groups/" + g, "expected a string");
+      plan.blocked_groups[g].assign(m->value.GetString(), m->value.GetStringLength());
+      groups.insert(g);
+    }
   }
 
   auto summary = doc.FindMember("summary");

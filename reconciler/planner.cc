@@ -1,5 +1,7 @@
 #include "planner.h"
 
+#include <algorithm>
+
 #include "snapshot.h"
 
 namespace stackflip {
@@ -435,6 +437,56 @@ class GroupPlanner {
   bool promoted_ = false;  // this plan promotes the active stack
 };
 
+// A reachable stack's server identity, as shared_server_blocks compares it.
+struct ServerSeen {
+  std::string identity, group, stack, shown;
+};
+
+void servers_of(const std::string& gname, const GroupObs& g, std::vector<ServerSeen>& out) {
+  for (const auto& [sname, s] : g.stacks) {
+    if (!s.reachable || !s.database || !s.database->system_id || !s.database->started_at) continue;
+    const DatabaseObs& db = *s.database;
+    out.push_back({*db.system_id + "@" + *db.started_at, gname, sname,
+                   "system identifier " + *db.system_id + ", started at " + *db.started_at});
+  }
+}
+
+std::map<std::string, std::string> blocks_of(std::vector<ServerSeen> seen) {
+  std::map<std::string, std::vector<std::string>> found;  // group -> servers named twice
+  std::stable_sort(seen.begin(), seen.end(), [](const ServerSeen& a, const ServerSeen& b) {
+    return a.identity < b.identity;
+  });
+  for (size_t i = 0; i < seen.size();) {
+    size_t j = i + 1;
+    while (j < seen.size() && seen[j].identity == seen[i].identity) ++j;
+    if (j - i > 1) {
+      std::string names;
+      for (size_t k = i; k < j; ++k)
+        names += (k == i       ? ""
+                  : k + 1 == j ? " and "
+                               : ", ") +
+                 ("stack " + seen[k].stack + " of group " + seen[k].group);
+      const std::string what = names + " are one PostgreSQL server (" + seen[i].shown + ")";
+      for (size_t k = i; k < j; ++k) {
+        auto& w = found[seen[k].group];
+        if (std::find(w.begin(), w.end(), what) == w.end()) w.push_back(what);
+      }
+    }
+    i = j;
+  }
+  std::map<std::string, std::string> out;
+  for (const auto& [group, whats] : found) {
+    std::string why;
+    for (const auto& w : whats) why += (why.empty() ? "" : "; ") + w;
+    out[group] =
+        why +
+        ": a promotion is per server, so two plans would fence and promote it against each other; "
+        "nothing is applied until the config names each server once (applications that share a "
+        "database pair belong in one group)";
+  }
+  return out;
+}
+
 bool same_step(const Action& a, const Action& b) {
   return a.group == b.group && a.kind == b.kind && a.stack == b.stack && a.source == b.source;
 }
@@ -452,8 +504,29 @@ std::optional<uint64_t> lag_bytes(const GroupObs& observed, const std::string& s
 }
 
 void plan_group(const GroupSpec& group, const GroupObs& observed, std::vector<Action>& actions,
-                std::vector<Skipped>& skipped) {
+                std::vector<Skipped>& skipped, const std::string& block) {
+  const size_t first = actions.size();
   GroupPlanner(group, observed, actions, skipped).run();
+  std::string why = block;
+  if (why.empty()) {
+    // Two stacks of this group on one server: seen here too, so that apply's
+    // re-plan of one group (which sees no other group) keeps the block.
+    std::vector<ServerSeen> seen;
+    servers_of(group.name, observed, seen);
+    auto b = blocks_of(std::move(seen));
+    if (auto it = b.find(group.name); it != b.end()) why = it->second;
+  }
+  if (why.empty()) return;
+  for (size_t i = first; i < actions.size(); ++i) {
+    actions[i].blocked = true;
+    actions[i].why_blocked = why;
+  }
+}
+
+std::map<std::string, std::string> shared_server_blocks(const ObservedState& observed) {
+  std::vector<ServerSeen> seen;
+  for (const auto& [gname, g] : observed.groups) servers_of(gname, g, seen);
+  return blocks_of(std::move(seen));
 }
 
 Plan make_plan(const DesiredState& desired, const ObservedState& observed) {
@@ -461,10 +534,14 @@ Plan make_plan(const DesiredState& desired, const ObservedState& observed) {
   plan.desired_digest = desired.digest;
   plan.observed_digest = observed_digest(observed);
   static const GroupObs kNothingObserved{{}, TrafficObs{false, {}, {}, "", "not observed"}};
+  const auto blocks = shared_server_blocks(observed);
   for (const auto& [name, group] : desired.groups) {
     auto it = observed.groups.find(name);
+    auto b = blocks.find(name);
+    const std::string& block = b == blocks.end() ? std::string() : b->second;
     plan_group(group, it == observed.groups.end() ? kNothingObserved : it->second, plan.actions,
-               plan.skipped);
+               plan.skipped, block);
+    if (!block.empty()) plan.blocked_groups[name] = block;
   }
   return plan;
 }

@@ -28,6 +28,7 @@
 // group is blocked too, naming the step it waits on.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -36,12 +37,27 @@
 
 namespace stackflip {
 
+// Groups that shared_server_blocks names are in Plan::blocked_groups and
+// every action of theirs is blocked with that reason.
 Plan make_plan(const DesiredState& desired, const ObservedState& observed);
 
 // One group, appending to `actions` and `skipped`. A group missing from the
-// observation is planned as if nothing of it could be reached.
+// observation is planned as if nothing of it could be reached. When `block`
+// is not empty, or two stacks of the group are observed to be one server,
+// every action of the group is blocked with the reason.
 void plan_group(const GroupSpec& group, const GroupObs& observed, std::vector<Action>& actions,
-                std::vector<Skipped>& skipped);
+                std::vector<Skipped>& skipped, const std::string& block = "");
+
+// One owner per database server, on observation (issue 11). validate refuses
+// two stacks whose DSNs name one server; names that differ (a host name and
+// its address, localhost and 127.0.0.1, a proxy) are caught here: two
+// reachable stacks, in one group or two, whose databases report the same
+// system identifier AND the same postmaster start time are one server.
+// The system identifier alone is not enough: a streaming replica shares its
+// primary's (it is a copy of the same cluster); the start time tells the
+// replica's postmaster from the primary's. Returns group -> why, for every
+// group with such a stack; empty when no server is named twice.
+std::map<std::string, std::string> shared_server_blocks(const ObservedState& observed);
 
 // True when `fresh` (a plan of a new observation) still begins with `action`:
 // the action is pending there and everything before it in its group is a

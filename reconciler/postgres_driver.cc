@@ -269,7 +269,13 @@ class PostgresStackDriver : public StackDriver {
         "  ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::bigint END,"
         " current_setting('default_transaction_read_only'),"
         " current_setting('primary_conninfo'),"
-        " (SELECT status FROM pg_stat_wal_receiver)"
+        " (SELECT status FROM pg_stat_wal_receiver),"
+        // Which server answered (model.h DatabaseObs::system_id). The start
+        // time as epoch seconds, so the session's TimeZone does not matter;
+        // data_directory would need pg_read_all_settings, and every DSN's
+        // role must read the same identity.
+        " (SELECT system_identifier FROM pg_control_system())::text,"
+        " extract(epoch FROM pg_postmaster_start_time())::text"
         " FROM (SELECT pg_is_in_recovery() AS r) s");
     if (!rows.ok() || rows->empty()) {
       obs.reachable = false;
@@ -285,6 +291,8 @@ class PostgresStackDriver : public StackDriver {
     if (row[1]) db.lsn = parse_lsn(*row[1]);
     if (row[2]) db.timeline = std::stoll(*row[2]);
     if (replica) db.streaming = row[5] && *row[5] == "streaming";
+    if (row[6]) db.system_id = *row[6];
+    if (row[7]) db.started_at = *row[7];
     if (replica && row[4] && !row[4]->empty()) {
       auto kv = parse_conninfo(*row[4]);
       if (!kv.ok()) {

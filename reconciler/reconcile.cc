@@ -219,7 +219,7 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   Plan after = plan;
   std::string result = "no-changes";
   int code = 0;
-  if (!plan.empty()) {
+  if (!plan.empty() || !plan.blocked_groups.empty()) {  // a blocked group is reported, converged or not
     if (Status s = journal_.put(kConvergedKey, "0"); !s.ok()) store_failed(s);
     ApplyOptions ao = s_.apply;
     ao.origin = commit_;

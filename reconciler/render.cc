@@ -15,6 +15,7 @@ struct GroupView {
   std::vector<const Action*> actions;
   std::vector<const Skipped*> skipped;
   size_t blocked = 0;
+  const std::string* group_blocked = nullptr;  // Plan::blocked_groups
 };
 
 std::map<std::string, GroupView> by_group(const Plan& plan) {
@@ -25,6 +26,7 @@ std::map<std::string, GroupView> by_group(const Plan& plan) {
     if (a.blocked) ++g.blocked;
   }
   for (const auto& s : plan.skipped) groups[s.group].skipped.push_back(&s);
+  for (const auto& [name, why] : plan.blocked_groups) groups[name].group_blocked = &why;
   return groups;
 }
 
@@ -40,6 +42,9 @@ size_t count_blocked(const Plan& plan) {
 
 std::string summary_line(const Plan& plan, size_t groups) {
   if (plan.actions.empty()) {
+    if (!plan.blocked_groups.empty())
+      return "No actions to run; " + plural(plan.blocked_groups.size(), "group", "groups") +
+             " blocked (see above).";
     if (plan.skipped.empty()) return "No changes. Observed state matches the desired state.";
     return "No actions to run; " + plural(plan.skipped.size(), "step", "steps") +
            " skipped (see above).";
@@ -182,7 +187,9 @@ std::string md_section_head(const std::string& name, const GroupView& g) {
   std::string s =
       "<details><summary>" + html(name) + " — " + plural(g.actions.size(), "action", "actions");
   if (g.blocked) s += ", " + std::to_string(g.blocked) + " blocked";
-  return s + "</summary>\n\n";
+  s += "</summary>\n\n";
+  if (g.group_blocked) s += "**GROUP BLOCKED: " + md(*g.group_blocked) + "**\n\n";
+  return s;
 }
 
 const char* kSectionEnd = "\n</details>\n\n";
@@ -199,6 +206,7 @@ std::string render_text(const Plan& plan, const RenderOptions& o) {
   for (const auto& [name, g] : groups) {
     out += "\n" + c.bold("Group " + one_line(name)) + " (" +
            plural(g.actions.size(), "action", "actions") + ")\n";
+    if (g.group_blocked) out += "  " + c.red("GROUP BLOCKED: " + one_line(*g.group_blocked)) + "\n";
     size_t blocked_step = 0;
     for (size_t i = 0; i < g.actions.size(); ++i) {
       const Action& a = *g.actions[i];

@@ -51,7 +51,10 @@ std::optional<Error> unknown_key(const rj::Value& v, const std::string& where,
 
 Result<DatabaseObs> database_from_json(const rj::Value& v, const std::string& where) {
   if (!v.IsObject()) return at(where, "expected an object");
-  if (auto e = unknown_key(v, where, {"role", "upstream", "lsn", "timeline", "streaming"})) return *e;
+  if (auto e = unknown_key(
+          v, where,
+          {"role", "upstream", "lsn", "timeline", "streaming", "system_id", "started_at"}))
+    return *e;
   DatabaseObs db;
   const rj::Value* role = member(v, "role");
   if (!role || !role->IsString()) return at(where + "/role", "expected primary, replica or unknown");
@@ -75,6 +78,12 @@ Result<DatabaseObs> database_from_json(const rj::Value& v, const std::string& wh
     if (!st->IsBool()) return at(where + "/streaming", "expected true or false");
     db.streaming = st->GetBool();
   }
+  for (auto [key, field] : {std::pair{"system_id", &db.system_id}, {"started_at", &db.started_at}})
+    if (const rj::Value* id = member(v, key)) {
+      if (!id->IsString() || id->GetStringLength() == 0 || id->GetStringLength() > 64)
+        return at(where + "/" + key, "expected a non-empty string of at most 64 characters");
+      *field = id->GetString();
+    }
   return db;
 }
 
@@ -127,6 +136,8 @@ void stack_obs_to_json(const StackObs& s, rj::Value& out, rj::Document::Allocato
     if (s.database->lsn) db.AddMember("lsn", str(format_lsn(*s.database->lsn), a), a);
     if (s.database->timeline) db.AddMember("timeline", static_cast<int64_t>(*s.database->timeline), a);
     if (s.database->streaming) db.AddMember("streaming", *s.database->streaming, a);
+    if (s.database->system_id) db.AddMember("system_id", str(*s.database->system_id, a), a);
+    if (s.database->started_at) db.AddMember("started_at", str(*s.database->started_at, a), a);
     out.AddMember("database", db, a);
   }
 }
@@ -191,6 +202,16 @@ void write_stack(W& w, const StackObs& s, bool lsn) {
     if (s.database->timeline) {
       w.Key("timeline");
       w.Int64(static_cast<int64_t>(*s.database->timeline));
+    }
+    // Which server answered (issue 11). Part of the digest: a restarted
+    // server is another observation.
+    if (s.database->system_id) {
+      w.Key("system_id");
+      write_str(w, *s.database->system_id);
+    }
+    if (s.database->started_at) {
+      w.Key("started_at");
+      write_str(w, *s.database->started_at);
     }
     w.EndObject();
   }

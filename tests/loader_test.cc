@@ -56,6 +56,15 @@ const std::string kSecondGroup =
     "      zone: example.com.\n"                 // 28
     "      record: shop.example.com.\n";         // 29
 
+// A second group whose stacks name the servers of group shop (issue 11).
+const std::string kSecondGroupSameServers =
+    "  blog:\n"                                                                   // 21
+    "    active: b\n"                                                             // 22
+    "    stacks:\n"                                                               // 23
+    "      a: {provider: db, dsn: \"host=10.0.0.5\", address: 10.0.2.1}\n"        // 24
+    "      b: {provider: db, dsn: \"host=10.0.0.6\", address: 10.0.2.2}\n"        // 25
+    "    traffic: {provider: dns, zone: example.com., record: blog.example.com.}\n";  // 26
+
 std::string edit(std::string text, const std::string& find, const std::string& replace) {
   auto pos = text.find(find);
   REQUIRE(pos != std::string::npos);
@@ -203,6 +212,39 @@ std::vector<BadCase> more_bad_cases() {
       {"missing stack_uid on a cloud66 stack", edit(kCloud66Base, ", stack_uid: u2", ""), 7, 49, "cloud66 stack 'b' needs 'stack_uid'"},
       {"dsn key on a cloud66 stack", edit(kCloud66Base, "stack_uid: u2}", "stack_uid: u2, dsn: x}"), 7, 83,
        "key 'dsn' is not used by cloud66 stacks"},
+      // Issue 11: one owner per database server.
+      {"issue 11: two groups whose stacks name the same server", kBase + kSecondGroupSameServers, 24, 30,
+       "stack 'a' of group 'blog' names database server postgres://10.0.0.5:5432, which stack 'primary' of "
+       "group 'shop' already names (bad.yaml:11:14)"},
+      {"issue 11: the second stack of the second group on the other server", kBase + kSecondGroupSameServers, 25, 30,
+       "stack 'b' of group 'blog' names database server postgres://10.0.0.6:5432, which stack 'standby' of "
+       "group 'shop' already names (bad.yaml:15:14)"},
+      {"issue 11: two stacks of one group on one server", edit(kBase, "host=10.0.0.6 user", "host=10.0.0.5 user"), 15, 14,
+       "stack 'standby' of group 'shop' names database server postgres://10.0.0.5:5432, which stack 'primary' "
+       "of group 'shop' already names (bad.yaml:11:14)"},
+      {"issue 11: spellings that normalise equal (case, default port, URI form)",
+       edit(edit(kBase, "host=10.0.0.5 user", "host=DB.Example.COM user"), "\"host=10.0.0.6 user=stackflip dbname=postgres\"",
+            "\"postgresql://db.example.com:5432/postgres\""),
+       15, 14, "names database server postgres://db.example.com:5432, which stack 'primary' of group 'shop'"},
+      {"issue 11: hostaddr is the server libpq reaches", edit(kBase, "host=10.0.0.6 user", "host=replica.example.com hostaddr=10.0.0.5 port=5432 user"),
+       15, 14, "names database server postgres://10.0.0.5:5432, which stack 'primary'"},
+      {"issue 11: a multi-host DSN overlapping another stack's server",
+       kBase + edit(edit(kSecondGroupSameServers, "host=10.0.0.5", "host=10.9.0.1,10.0.0.6 port=5433,5432"), "host=10.0.0.6\"", "host=10.9.0.2\""),
+       24, 30, "stack 'a' of group 'blog' names database server postgres://10.0.0.6:5432, which stack 'standby'"},
+      {"issue 11: two groups naming one Cloud 66 stack",
+       kCloud66Base + "  h:\n    active: a\n    stacks: {a: {provider: c66, stack_uid: u1}, b: {provider: c66, stack_uid: u4}}\n"
+                      "    traffic: {provider: c66, failover_group: fg2}\n",
+       11, 44, "stack 'a' of group 'h' names Cloud 66 stack 'u1', which stack 'a' of group 'g' already names (bad.yaml:7:44)"},
+      {"issue 11: a Cloud 66 database_dsn naming a postgres stack's server",
+       "apiVersion: stackflip/v1\nproviders:\n  c66: {type: cloud66, token: \"${env:T}\"}\n  db: {type: postgres}\n"
+       "groups:\n"
+       "  g:\n    active: a\n"
+       "    stacks: {a: {provider: c66, stack_uid: u1, database_dsn: \"host=10.0.0.5\"}, b: {provider: c66, stack_uid: u2}}\n"
+       "    traffic: {provider: c66, failover_group: fg1}\n"
+       "  h:\n    active: a\n"
+       "    stacks: {a: {provider: db, dsn: \"host=10.0.0.5 port=5432\", address: 10.0.0.5}, b: {provider: db, dsn: \"host=10.0.0.7\", address: 10.0.0.7}}\n"
+       "    traffic: {provider: c66, failover_group: fg2}\n",
+       12, 37, "stack 'a' of group 'h' names database server postgres://10.0.0.5:5432, which stack 'a' of group 'g' already names (bad.yaml:8:62)"},
       {"two groups owning the same failover group",
        kCloud66Base + "  h:\n    active: a\n    stacks: {a: {provider: c66, stack_uid: u3}, b: {provider: c66, stack_uid: u4}}\n"
                       "    traffic: {provider: c66, failover_group: fg1}\n",
@@ -454,7 +496,10 @@ TEST_CASE("stackflip validate exits 1 and prints file:line:col for each bad inpu
     INFO(text);
     const std::string where = file + ":" + std::to_string(c.line) + ":" + std::to_string(c.column) + ": error: ";
     CHECK(text.find(where) != std::string::npos);
-    CHECK(text.find(c.message) != std::string::npos);
+    // A message naming another place names it in this file.
+    std::string message = c.message;
+    if (size_t p = message.find("(bad.yaml:"); p != std::string::npos) message.replace(p + 1, 8, file);
+    CHECK(text.find(message) != std::string::npos);
   }
   std::remove(file.c_str());
   std::remove(out.c_str());

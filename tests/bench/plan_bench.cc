@@ -37,9 +37,9 @@ std::string make_config(int n) {
     std::string g = "g" + std::to_string(i);
     std::string active = i % 2 ? "standby" : "primary";
     y += "  " + g + ":\n    active: " + active + "\n    stacks:\n" +
-         "      primary: {provider: db, dsn: \"host=10.0.0.1 port=5432 dbname=" + g +
+         "      primary: {provider: db, dsn: \"host=" + g + "-a.db.test port=5432 dbname=" + g +
          "\", address: 10.0.0.1}\n" +
-         "      standby: {provider: db, dsn: \"host=10.0.0.2 port=5432 dbname=" + g +
+         "      standby: {provider: db, dsn: \"host=" + g + "-b.db.test port=5432 dbname=" + g +
          "\", address: 10.0.0.2}\n" +
          "    replication: {max_lag_bytes: 0}\n" +
          "    traffic: {provider: dns, zone: example.test., record: " + g +

@@ -48,10 +48,12 @@ inline DesiredState make_desired(std::vector<GroupSpec> groups) {
 }
 
 inline StackObs primary(bool maintenance, uint64_t lsn = 100) {
-  return StackObs{true, maintenance, DatabaseObs{Role::primary, std::nullopt, lsn, 1, std::nullopt}, ""};
+  return StackObs{true, maintenance,
+                  DatabaseObs{Role::primary, std::nullopt, lsn, 1, std::nullopt, {}, {}}, ""};
 }
 inline StackObs replica(bool maintenance, std::optional<std::string> upstream, uint64_t lsn = 100) {
-  return StackObs{true, maintenance, DatabaseObs{Role::replica, upstream, lsn, 1, upstream.has_value()}, ""};
+  return StackObs{true, maintenance,
+                  DatabaseObs{Role::replica, upstream, lsn, 1, upstream.has_value(), {}, {}}, ""};
 }
 inline StackObs unreachable(StackObs last_known) {
   last_known.reachable = false;
