@@ -110,7 +110,7 @@ groups:
     active: primary
     stacks:
       primary: {provider: db, dsn: "host=127.0.0.1 port=$PG_PORT user=x dbname=postgres connect_timeout=2", address: 127.0.0.1}
-      standby: {provider: db, dsn: "host=127.0.0.1 port=$PG_PORT user=y dbname=postgres connect_timeout=2", address: 127.0.0.2}
+      standby: {provider: db, dsn: "host=127.0.0.2 port=$PG_PORT user=y dbname=postgres connect_timeout=2", address: 127.0.0.2}
     traffic: {provider: dns, zone: $1, record: shop.$1, ttl: 60}
 EOF2
 }
