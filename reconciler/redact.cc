@@ -15,7 +15,6 @@ constexpr std::string_view kMask = "***";
 struct Registry {
   std::mutex mu;
   std::set<std::string> values;  // every form of every remembered value
-  size_t count = 0;
 };
 Registry& registry() {
   static Registry r;
@@ -202,17 +201,9 @@ void remember_secret_value(std::string_view value) {
   if (value.size() < 4) return;
   Registry& r = registry();
   std::lock_guard lock(r.mu);
-  size_t before = r.values.size();
   for (std::string form : {std::string(value), url_encoded(value, true), url_encoded(value, false),
                            json_escaped(value)})
     r.values.insert(std::move(form));
-  if (r.values.size() != before) ++r.count;
-}
-
-size_t remembered_secret_count() {
-  Registry& r = registry();
-  std::lock_guard lock(r.mu);
-  return r.count;
 }
 
 std::string redact(std::string_view text) {

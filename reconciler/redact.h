@@ -31,7 +31,4 @@ void remember_secret_value(std::string_view value);
 
 std::string redact(std::string_view text);
 
-// How many values are remembered (tests).
-size_t remembered_secret_count();
-
 }  // namespace stackflip
