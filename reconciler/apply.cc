@@ -242,9 +242,7 @@ Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a,
 
   Status st;
   if (a.kind == ActionKind::traffic_switch) {
-    TrafficDriver* t = d.traffic();
-    if (!t) return Err(label + ": " + d.traffic_error());
-    st = t->switch_to(a.stack);
+    st = d.switch_traffic(a.stack);
   } else {
     StackDriver* s = d.stack(a.stack);
     if (!s) return Err(label + ": " + d.stack_error(a.stack));

@@ -215,12 +215,7 @@ std::string render_observed_text(const ObservedState& obs) {
       out << "\n";
     }
     if (auto b = blocks.find(gname); b != blocks.end()) out << "  BLOCKED: " << b->second << "\n";
-    out << "  traffic: ";
-    if (!g.traffic.reachable) out << "UNREACHABLE (" << g.traffic.error << "); last known ";
-    out << (g.traffic.target ? *g.traffic.target : std::string("no stack"));
-    if (!g.traffic.content.empty()) out << " (" << g.traffic.content << ")";
-    if (g.traffic.ttl) out << ", ttl " << *g.traffic.ttl;
-    out << "\n";
+    out << describe_traffic(g.traffic);
   }
   return out.str();
 }

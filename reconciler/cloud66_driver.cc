@@ -404,12 +404,13 @@ std::string str_field(const Value& o, const char* k) {
 
 class Cloud66TrafficDriver : public TrafficDriver {
  public:
-  Cloud66TrafficDriver(const ProviderConfig& p, const GroupSpec& g)
-      : client_(p), group_(g), uid_(g.traffic.get("failover_group")),
+  Cloud66TrafficDriver(const ProviderConfig& p, const GroupSpec& g, const TrafficSpec& t)
+      : client_(p), group_(g), uid_(t.get("failover_group")), name_(t.name),
         elastic_(p.get("address_api", "failover_groups") == "elastic_addresses") {}
 
   TrafficObs observe() override {
     TrafficObs t;
+    t.name = name_;
     auto info = find();
     if (!info.ok()) {
       t.reachable = false;
@@ -417,10 +418,18 @@ class Cloud66TrafficDriver : public TrafficDriver {
       return t;
     }
     t.content = info->address;
+    // A failover group serves one stack at a time: its current one. The
+    // record is that stack's uid (and whose it is); a uid of no stack of the
+    // group is traffic going elsewhere.
     const std::string& live = info->current == 1 ? info->primary_uid : info->secondary_uid;
-    if (info->current != 0)
+    if (info->current != 0 && !live.empty()) {
+      TrafficRecord r;
+      r.content = live;
       for (const auto& [name, s] : group_.stacks)
-        if (!live.empty() && s.get("stack_uid") == live) t.target = name;
+        if (s.get("stack_uid") == live) r.stack = name;
+      t.target = r.stack;
+      t.records.push_back(std::move(r));
+    }
     return t;
   }
 
@@ -517,7 +526,7 @@ class Cloud66TrafficDriver : public TrafficDriver {
 
   Client client_;
   GroupSpec group_;
-  std::string uid_;
+  std::string uid_, name_;
   bool elastic_;
 };
 
@@ -530,8 +539,9 @@ std::unique_ptr<StackDriver> make_cloud66_stack_driver(const ProviderConfig& pro
 }
 
 std::unique_ptr<TrafficDriver> make_cloud66_traffic_driver(const ProviderConfig& provider,
-                                                           const GroupSpec& group) {
-  return std::make_unique<Cloud66TrafficDriver>(provider, group);
+                                                           const GroupSpec& group,
+                                                           const TrafficSpec& traffic) {
+  return std::make_unique<Cloud66TrafficDriver>(provider, group, traffic);
 }
 
 }  // namespace stackflip

@@ -47,6 +47,7 @@ std::unique_ptr<StackDriver> make_cloud66_stack_driver(const ProviderConfig& pro
                                                        const GroupSpec& group,
                                                        const std::string& stack);
 std::unique_ptr<TrafficDriver> make_cloud66_traffic_driver(const ProviderConfig& provider,
-                                                           const GroupSpec& group);
+                                                           const GroupSpec& group,
+                                                           const TrafficSpec& traffic);
 
 }  // namespace stackflip

@@ -165,9 +165,16 @@ class CommandStackDriver : public StackDriver {
 
 class CommandTrafficDriver : public TrafficDriver {
  public:
-  CommandTrafficDriver(const ProviderConfig& p, const GroupSpec& g) : runner_(p), group_(g) {}
+  CommandTrafficDriver(const ProviderConfig& p, const GroupSpec& g, const TrafficSpec& t)
+      : runner_(p), group_(g), traffic_(t) {}
 
   TrafficObs observe() override {
+    TrafficObs t = observe_answer();
+    t.name = traffic_.name;
+    return t;
+  }
+
+  TrafficObs observe_answer() {
     TrafficObs t;
     auto out = runner_.run(request("observe_traffic"), /*answer=*/true);
     if (!out.ok()) return unreachable(out.error().message);
@@ -198,6 +205,26 @@ class CommandTrafficDriver : public TrafficDriver {
         return unreachable("observe_traffic command output/content: expected a string");
       t.content = d["content"].GetString();
     }
+    // `targets`: every stack the address sends traffic to now (several =
+    // mixed). Without it, `target` alone is what it reaches.
+    if (d.HasMember("targets")) {
+      const Value& v = d["targets"];
+      if (!v.IsArray() || v.Size() > group_.stacks.size())
+        return unreachable("observe_traffic command output/targets: expected a list of at most " +
+                           std::to_string(group_.stacks.size()) + " stack names");
+      for (const auto& x : v.GetArray()) {
+        if (!x.IsString() || !group_.stacks.count(x.GetString()))
+          return unreachable("observe_traffic command output/targets: expected stack names of group " +
+                             group_.name);
+        t.records.push_back(TrafficRecord{x.GetString(), std::string(x.GetString()), false});
+      }
+      if (t.target && (t.records.size() != 1 || t.records[0].content != *t.target))
+        return unreachable("observe_traffic command output: `target` " + *t.target +
+                           " disagrees with `targets`");
+      if (t.records.size() == 1) t.target = t.records[0].content;
+    } else if (t.target) {
+      t.records.push_back(TrafficRecord{*t.target, t.target, false});
+    }
     return t;
   }
 
@@ -220,15 +247,16 @@ class CommandTrafficDriver : public TrafficDriver {
   Request request(const std::string& op) const {
     Request r(op);
     r.add("group", group_.name);
-    r.add_map("settings", group_.traffic.settings);
+    r.add_map("settings", traffic_.settings);
     std::map<std::string, std::string> addresses;
     for (const auto& [name, s] : group_.stacks) addresses[name] = s.address;
     r.add_map("addresses", addresses);
-    r.add_int("ttl", group_.traffic.ttl);
+    r.add_int("ttl", traffic_.ttl);
     return r;
   }
   Runner runner_;
   GroupSpec group_;
+  TrafficSpec traffic_;
 };
 
 }  // namespace
@@ -240,8 +268,9 @@ std::unique_ptr<StackDriver> make_command_stack_driver(const ProviderConfig& pro
 }
 
 std::unique_ptr<TrafficDriver> make_command_traffic_driver(const ProviderConfig& provider,
-                                                           const GroupSpec& group) {
-  return std::make_unique<CommandTrafficDriver>(provider, group);
+                                                           const GroupSpec& group,
+                                                           const TrafficSpec& traffic) {
+  return std::make_unique<CommandTrafficDriver>(provider, group, traffic);
 }
 
 }  // namespace stackflip

@@ -21,7 +21,10 @@
 // carries the trimmed stderr. `observe` prints one stack object of the
 // observed schema ({"reachable": true, "maintenance": false, "database":
 // {...}}); `observe_traffic` prints {"target": "stack"|null, "ttl": N,
-// "content": "..."}. A run past `timeout_ms` has its whole process group
+// "content": "...", "targets": ["stack", ...]}, where the optional `targets`
+// lists every stack the address reaches now (two or more: mixed traffic,
+// which the traffic step replaces). A group with several traffic addresses
+// runs the traffic commands once per address, each with its own settings. A run past `timeout_ms` has its whole process group
 // killed and returns Error{timeout=true}. An answer is at most
 // kMaxCommandAnswerBytes and kMaxJsonDepth (json_input.h) deep; a longer one
 // is an error (never a prefix parsed), a deeper one a parse error.
@@ -44,6 +47,7 @@ std::unique_ptr<StackDriver> make_command_stack_driver(const ProviderConfig& pro
                                                        const GroupSpec& group,
                                                        const std::string& stack);
 std::unique_ptr<TrafficDriver> make_command_traffic_driver(const ProviderConfig& provider,
-                                                           const GroupSpec& group);
+                                                           const GroupSpec& group,
+                                                           const TrafficSpec& traffic);
 
 }  // namespace stackflip

@@ -73,12 +73,13 @@ Result<std::unique_ptr<StackDriver>> RealDriverFactory::stack_driver(const Desir
 }
 
 Result<std::unique_ptr<TrafficDriver>> RealDriverFactory::traffic_driver(const DesiredState& desired,
-                                                                         const GroupSpec& group) {
-  const ProviderConfig* p = provider_of(desired, group.traffic.provider);
-  if (!p) return Err("traffic: unknown provider " + group.traffic.provider);
-  if (p->type == "powerdns") return make_powerdns_traffic_driver(*p, group);
-  if (p->type == "cloud66") return make_cloud66_traffic_driver(*p, group);
-  if (p->type == "command") return make_command_traffic_driver(*p, group);
+                                                                         const GroupSpec& group,
+                                                                         const TrafficSpec& traffic) {
+  const ProviderConfig* p = provider_of(desired, traffic.provider);
+  if (!p) return Err("traffic: unknown provider " + traffic.provider);
+  if (p->type == "powerdns") return make_powerdns_traffic_driver(*p, group, traffic);
+  if (p->type == "cloud66") return make_cloud66_traffic_driver(*p, group, traffic);
+  if (p->type == "command") return make_command_traffic_driver(*p, group, traffic);
   return Err("traffic: provider " + p->name + " of type " + p->type + " cannot serve traffic");
 }
 

@@ -16,7 +16,8 @@ class RealDriverFactory : public DriverFactory {
                                                     const GroupSpec& group,
                                                     const std::string& stack) override;
   Result<std::unique_ptr<TrafficDriver>> traffic_driver(const DesiredState& desired,
-                                                        const GroupSpec& group) override;
+                                                        const GroupSpec& group,
+                                                        const TrafficSpec& traffic) override;
 };
 
 }  // namespace stackflip

@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "address.h"
 #include "digest.h"
 #include "embedded_schema.h"
 #include "host_check.h"
@@ -148,8 +149,12 @@ std::vector<std::string> narrow_expected(const YamlDocument& doc, const std::str
     const Value* stack = stacks ? member(*stacks, t[3].c_str()) : nullptr;
     tk = stack ? type_of(str(member(*stack, "provider"))) : nullptr;
     if (tk) allowed = tk->stack_keys, allowed.insert(allowed.end(), {"provider", "address", "maintenance"});
-  } else if (t.size() == 3 && t[0] == "groups" && t[2] == "traffic") {
+  } else if ((t.size() == 3 || t.size() == 4) && t[0] == "groups" && t[2] == "traffic") {
     const Value* traffic = group_member(t[1], "traffic");
+    if (traffic && t.size() == 4) {
+      const auto i = static_cast<rapidjson::SizeType>(std::atoi(t[3].c_str()));
+      traffic = traffic->IsArray() && i < traffic->Size() ? &(*traffic)[i] : nullptr;
+    }
     tk = traffic ? type_of(str(member(*traffic, "provider"))) : nullptr;
     if (tk) allowed = tk->traffic_keys, allowed.insert(allowed.end(), {"provider", "ttl"});
   }
@@ -157,6 +162,18 @@ std::vector<std::string> narrow_expected(const YamlDocument& doc, const std::str
   keys.erase(std::remove_if(keys.begin(), keys.end(), [&](const std::string& k) { return !contains(allowed, k); }),
              keys.end());
   return keys;
+}
+
+// A powerdns traffic address's record types, as written (default A).
+std::vector<std::string> record_types(const Value& t) {
+  const Value* rt = member(t, "record_type");
+  if (!rt) return {"A"};
+  if (rt->IsString()) return {rt->GetString()};
+  std::vector<std::string> out;
+  if (rt->IsArray())
+    for (const auto& x : rt->GetArray())
+      if (x.IsString()) out.push_back(x.GetString());
+  return out;
 }
 
 class Checker {
@@ -240,16 +257,26 @@ class Checker {
     const Value* stacks = member(g, "stacks");
     const Value* traffic = member(g, "traffic");
 
-    // Traffic first: whether stacks need an address depends on it.
-    std::string traffic_type, traffic_provider;
-    if (traffic && traffic->IsObject() && ok(gp + "/traffic")) {
-      traffic_type = check_traffic(gname, *traffic);
-      traffic_provider = str(member(*traffic, "provider"));
+    // Traffic first: whether stacks need an address, and of which kinds,
+    // depends on it.
+    Uses uses;
+    if (traffic && ok(gp + "/traffic")) {
+      if (traffic->IsObject()) {
+        check_traffic(gname, *traffic, gp + "/traffic", uses);
+      } else if (traffic->IsArray()) {
+        rapidjson::SizeType i = 0;
+        for (const auto& t : traffic->GetArray()) {
+          const std::string tp = gp + "/traffic/" + std::to_string(i++);
+          if (ok(tp) && t.IsObject()) check_traffic(gname, t, tp, uses);
+        }
+      }
     }
 
-    if (stacks && stacks->IsObject())
+    if (stacks && stacks->IsObject()) {
+      std::map<std::string, std::string> address_owner;  // canonical address -> stack
       for (const auto& s : stacks->GetObject())
-        check_stack(gname, s.name.GetString(), s.value, traffic_type, traffic_provider);
+        check_stack(gname, s.name.GetString(), s.value, uses, address_owner);
+    }
 
     if (!ok(gp)) return;
     const std::string active = str(member(g, "active"));
@@ -282,27 +309,39 @@ class Checker {
     }
   }
 
-  // Returns the traffic provider's type when it is valid for traffic, else "".
-  std::string check_traffic(const std::string& gname, const Value& t) {
-    const std::string tp = pointer_append("/groups", gname) + "/traffic";
+  // What a group's traffic asks of its stacks' addresses: each DNS record
+  // (name and type) it switches, and whether every address is a DNS record.
+  struct Use {
+    std::string ptr, record, type, provider;
+  };
+  struct Uses {
+    std::vector<Use> records;
+    bool only_dns = true;  // no other kind of traffic address reads `address`
+  };
+
+  // Checks one traffic address at `tp` and records what it asks of the
+  // stacks in `uses`.
+  void check_traffic(const std::string& gname, const Value& t, const std::string& tp, Uses& uses) {
     const std::string pname = str(member(t, "provider"));
     if (!provider_declared(pname)) {
       error(doc_.mark_of(tp + "/provider"), "traffic of group '" + gname + "' uses unknown provider '" +
                                                 pname + "' (" + provider_list() + ")");
-      return "";
+      uses.only_dns = false;
+      return;
     }
     const std::string type = provider_type(pname);
     const TypeKeys* tk = keys_for(type);
-    if (!tk) return "";
+    if (type != "powerdns") uses.only_dns = false;
+    if (!tk) return;
     if (!tk->serves_traffic) {
       error(doc_.mark_of(tp + "/provider"), "provider '" + pname + "' is a " + type +
                                                 " provider and cannot hold traffic (use powerdns, cloud66 or command)");
-      return "";
+      return;
     }
     size_t before = errors_.size();
     type_keys(t, tp, {"provider", "ttl"}, tk->traffic_keys, tk->traffic_required, type, "traffic",
               "of group '" + gname + "'");
-    if (errors_.size() != before) return type;
+    if (errors_.size() != before) return;
 
     std::string owner_key, owned_ptr, what;
     if (type == "powerdns") {
@@ -318,29 +357,105 @@ class Checker {
       owner_key = pname + "\n" + zone + "\n" + record;
       owned_ptr = tp + "/record";
       what = "record '" + str(member(t, "record")) + "'";
+      // In one group, each type of a name once, and a CNAME alone.
+      auto& types = group_types_[gname][owner_key];
+      for (const std::string& rt : record_types(t)) {
+        if (std::find(types.begin(), types.end(), rt) != types.end()) {
+          error(doc_.mark_of(owned_ptr), what + " (type " + rt + ") is listed twice in the traffic of group '" +
+                                             gname + "'");
+          continue;
+        }
+        types.push_back(rt);
+        uses.records.push_back({tp, str(member(t, "record")), rt, pname});
+      }
+      if (types.size() > 1 && std::find(types.begin(), types.end(), "CNAME") != types.end())
+        error(doc_.mark_of(member(t, "record_type") ? tp + "/record_type" : owned_ptr),
+              what + " cannot be a CNAME and hold other types: a CNAME owns its name alone");
     } else if (type == "cloud66") {
       owner_key = pname + "\n" + str(member(t, "failover_group"));
       owned_ptr = tp + "/failover_group";
       what = "failover group '" + str(member(t, "failover_group")) + "'";
+      if (!group_types_[gname].emplace(owner_key, std::vector<std::string>{}).second)
+        error(doc_.mark_of(owned_ptr), what + " is listed twice in the traffic of group '" + gname + "'");
     }
     if (!owner_key.empty()) {
-      auto [it, inserted] = owners_.emplace(owner_key, gname);
-      if (!inserted) {
-        const Mark first = doc_.key_mark_of(pointer_append("/groups", it->second) + "/traffic");
+      auto [it, inserted] = owners_.emplace(owner_key, std::pair{gname, tp});
+      if (!inserted && it->second.first != gname) {
+        const Mark first = doc_.key_mark_of(it->second.second);
         error(doc_.mark_of(owned_ptr), what + " of provider '" + pname + "' is already owned by group '" +
-                                           it->second + "' (line " + std::to_string(first.line) + ")");
+                                           it->second.first + "' (line " + std::to_string(first.line) + ")");
       }
     }
-    return type;
   }
 
-  void check_stack(const std::string& gname, const std::string& sname, const Value& s,
-                   const std::string& traffic_type, const std::string& traffic_provider) {
+  // Every address of a stack whose group switches DNS records: of a kind
+  // some record holds, and each record finds one (issue 11: an IPv6 address
+  // on an A record is a typo that would fail in the middle of a switch).
+  void check_addresses(const std::string& gname, const std::string& sname, const Value& s,
+                       const std::string& sp, const Uses& uses,
+                       std::map<std::string, std::string>& address_owner) {
+    const Value* a = member(s, "address");
+    if (!a) {
+      error(doc_.key_mark_of(sp), "stack '" + sname + "' needs 'address': traffic of group '" + gname +
+                                      "' goes through powerdns provider '" + uses.records.front().provider + "'");
+      return;
+    }
+    std::vector<std::pair<std::string, std::string>> addresses;  // value, pointer
+    if (a->IsString()) addresses.emplace_back(a->GetString(), sp + "/address");
+    else if (a->IsArray())
+      for (rapidjson::SizeType i = 0; i < a->Size(); ++i)
+        if ((*a)[i].IsString()) addresses.emplace_back((*a)[i].GetString(), sp + "/address/" + std::to_string(i));
+    auto records_text = [&] {
+      std::string out;
+      for (const Use& u : uses.records) out += (out.empty() ? "" : ", ") + u.record + " " + u.type;
+      return out;
+    };
+    bool bad = false;
+    std::map<AddressKind, int> count;
+    for (const auto& [value, ptr] : addresses) {
+      const AddressKind kind = address_kind(value);
+      if (kind == AddressKind::invalid) {
+        error(doc_.mark_of(ptr), "address '" + escape_control(value) + "' is " + to_string(kind));
+        bad = true;
+        continue;
+      }
+      ++count[kind];
+      bool held = false;
+      for (const Use& u : uses.records) held |= kind_for_record_type(u.type) == kind;
+      if (!held && uses.only_dns) {
+        const char* type = kind == AddressKind::ipv4 ? "A" : kind == AddressKind::ipv6 ? "AAAA" : "CNAME";
+        error(doc_.mark_of(ptr), "address '" + value + "' is " + to_string(kind) + ", but no record of group '" +
+                                     gname + "' holds one (" + records_text() + "); for " + to_string(kind) +
+                                     " the record needs record_type: " + type +
+                                     (kind == AddressKind::name ? "" : ", or [A, AAAA] for both families"));
+        bad = true;
+      }
+      const std::string canon = canonical_address(value);
+      auto [it, inserted] = address_owner.emplace(canon, sname);
+      if (!inserted && it->second != sname) {
+        error(doc_.mark_of(ptr), "address '" + value + "' is also stack '" + it->second +
+                                     "''s: traffic could not tell the two stacks apart");
+        bad = true;
+      }
+    }
+    if (bad) return;
+    for (const Use& u : uses.records) {
+      const AddressKind want = kind_for_record_type(u.type);
+      const int n = count[want];
+      if (n == 0)
+        error(doc_.mark_of(sp + "/address"), "stack '" + sname + "' has no address for record " + u.record +
+                                                 " " + u.type + " (expected " + to_string(want) + ")");
+      else if (want == AddressKind::name && n > 1)
+        error(doc_.mark_of(sp + "/address"), "stack '" + sname + "' has " + std::to_string(n) +
+                                                 " host names, but the CNAME " + u.record + " holds one");
+    }
+  }
+
+  void check_stack(const std::string& gname, const std::string& sname, const Value& s, const Uses& uses,
+                   std::map<std::string, std::string>& address_owner) {
     const std::string sp = pointer_append(pointer_append("/groups", gname) + "/stacks", sname);
     if (!ok(sp) || !s.IsObject()) return;
-    if (traffic_type == "powerdns" && !s.HasMember("address"))
-      error(doc_.key_mark_of(sp), "stack '" + sname + "' needs 'address': traffic of group '" + gname +
-                                      "' goes through powerdns provider '" + traffic_provider + "'");
+    if (!uses.records.empty()) check_addresses(gname, sname, s, sp, uses, address_owner);
     const std::string pname = str(member(s, "provider"));
     if (!provider_declared(pname)) {
       error(doc_.mark_of(sp + "/provider"),
@@ -369,7 +484,9 @@ class Checker {
   const std::set<std::string>& failed_;
   std::vector<Diagnostic>& errors_;
   std::map<std::string, std::string> types_;   // valid provider name -> type
-  std::map<std::string, std::string> owners_;  // traffic identity -> group
+  std::map<std::string, std::pair<std::string, std::string>> owners_;  // traffic identity -> group, pointer
+  // group -> traffic identity -> record types listed (powerdns)
+  std::map<std::string, std::map<std::string, std::vector<std::string>>> group_types_;
 };
 
 // ------------------------------------------------------------------ build
@@ -419,7 +536,12 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
       ss.name = s.name.GetString();
       ss.mark = doc.key_mark_of(pointer_append(gp + "/stacks", ss.name));
       ss.provider = s.value["provider"].GetString();
-      ss.address = str(member(s.value, "address"));
+      if (const Value* a = member(s.value, "address")) {
+        if (a->IsString()) ss.addresses.push_back(a->GetString());
+        else
+          for (const auto& x : a->GetArray()) ss.addresses.push_back(x.GetString());
+      }
+      if (!ss.addresses.empty()) ss.address = ss.addresses.front();
       if (const Value* m = member(s.value, "maintenance")) ss.maintenance = m->GetBool();
       split_settings(s.value, {"provider", "address", "maintenance", "settings"}, ss.settings, &ss.lists);
       if (const Value* extra = member(s.value, "settings"))
@@ -444,12 +566,37 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
     if (const Value* lag = repl && repl->IsObject() ? member(*repl, "max_lag_bytes") : nullptr)
       r.max_lag_bytes = lag->GetUint64();
     if (const Value* adl = member(g.value, "allow_data_loss")) gs.allow_data_loss = adl->GetBool();
-    const Value& t = g.value["traffic"];
-    gs.traffic.provider = t["provider"].GetString();
-    gs.traffic.mark = doc.key_mark_of(gp + "/traffic");
-    if (const Value* ttl = member(t, "ttl")) gs.traffic.ttl = ttl->GetInt();
-    split_settings(t, {"provider", "ttl"}, gs.traffic.settings, nullptr);
-    if (d.providers.at(gs.traffic.provider).type == "powerdns") gs.traffic.settings.emplace("record_type", "A");
+    const Value& traffic = g.value["traffic"];
+    auto add_traffic = [&](const Value& t, const std::string& tp, Mark mark) {
+      TrafficSpec ts;
+      ts.provider = t["provider"].GetString();
+      ts.mark = std::move(mark);
+      if (const Value* ttl = member(t, "ttl")) ts.ttl = ttl->GetInt();
+      split_settings(t, {"provider", "ttl", "record_type"}, ts.settings, nullptr);
+      const std::string& type = d.providers.at(ts.provider).type;
+      if (type == "powerdns") {
+        // One address per record type: [A, AAAA] is two rrsets of one name.
+        for (const std::string& rt : record_types(t)) {
+          TrafficSpec one = ts;
+          one.settings["record_type"] = rt;
+          one.name = one.get("record") + " " + rt;
+          gs.traffic.push_back(std::move(one));
+        }
+        return;
+      }
+      ts.name = type == "cloud66" ? "failover group " + ts.get("failover_group")
+                : tp == gp + "/traffic" ? "traffic command"
+                                        : "traffic command #" + std::to_string(gs.traffic.size() + 1);
+      gs.traffic.push_back(std::move(ts));
+    };
+    if (traffic.IsObject()) {
+      add_traffic(traffic, gp + "/traffic", doc.key_mark_of(gp + "/traffic"));
+    } else {
+      for (rapidjson::SizeType i = 0; i < traffic.Size(); ++i) {
+        const std::string tp = gp + "/traffic/" + std::to_string(i);
+        add_traffic(traffic[i], tp, doc.mark_of(tp));
+      }
+    }
     d.groups.emplace(gs.name, std::move(gs));
   }
   return d;

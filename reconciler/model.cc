@@ -1,5 +1,6 @@
 #include "model.h"
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 
@@ -47,6 +48,40 @@ std::optional<uint64_t> parse_lsn(const std::string& s) {
     part = part * 16 + static_cast<uint64_t>(d);
   }
   return (hi << 32) | lo;
+}
+
+TrafficObs combine_traffic(std::vector<TrafficObs> parts) {
+  TrafficObs t;
+  if (parts.empty()) {
+    t.reachable = false;
+    t.error = "the group has no traffic address";
+    return t;
+  }
+  t.target = parts[0].target;
+  t.ttl = parts[0].ttl;
+  for (const TrafficObs& p : parts) {
+    if (p.target != parts[0].target) t.target.reset();
+    if (!p.reachable) {
+      t.reachable = false;
+      t.error += (t.error.empty() ? "" : "; ") + (p.name.empty() ? "" : p.name + ": ") + p.error;
+    }
+    if (!p.blocker.empty())
+      t.blocker += (t.blocker.empty() ? "" : "; ") + (p.name.empty() ? "" : p.name + ": ") + p.blocker;
+    if (!p.content.empty()) t.content += (t.content.empty() ? "" : ", ") + p.content;
+    t.records.insert(t.records.end(), p.records.begin(), p.records.end());
+  }
+  t.parts = std::move(parts);
+  return t;
+}
+
+std::vector<std::string> traffic_stacks(const TrafficObs& t) {
+  std::vector<std::string> out;
+  if (t.target) out.push_back(*t.target);
+  for (const TrafficRecord& r : t.records)
+    if (r.stack && !r.disabled) out.push_back(*r.stack);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 namespace {

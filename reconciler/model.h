@@ -48,7 +48,11 @@ struct StackSpec {
   // Provider-specific keys as written: dsn, password, stack_uid, ...
   std::map<std::string, std::string> settings;
   std::map<std::string, std::vector<std::string>> lists;  // e.g. control_command argv
-  std::string address;              // traffic target while this stack is active
+  // Traffic targets while this stack is active, as written (`address:` is a
+  // string or a list; a dual-stack stack has an IPv4 and an IPv6 address).
+  // `address` is the first of them, or "".
+  std::vector<std::string> addresses;
+  std::string address;
   std::optional<bool> maintenance;  // explicit desired flag; see GroupSpec
   Mark mark;
 
@@ -65,11 +69,15 @@ struct ReplicationSpec {
   uint64_t max_lag_bytes = 0;   // promote guard for a planned switch
 };
 
+// One traffic address: one DNS rrset (name and type), one Cloud 66 failover
+// group, one command target. A `record_type: [A, AAAA]` entry is loaded as
+// two of these, one per type.
 struct TrafficSpec {
   std::string provider;
-  // zone, record (powerdns); failover_group (cloud66); ...
+  // zone, record, record_type (powerdns); failover_group (cloud66); ...
   std::map<std::string, std::string> settings;
   int ttl = 60;
+  std::string name;  // how messages call it: "shop.example.com. A", "failover group fg-1"
   Mark mark;
 
   std::string get(const std::string& key, const std::string& fallback = "") const {
@@ -84,7 +92,9 @@ struct GroupSpec {
   std::map<std::string, StackSpec> stacks;  // by name
   ReplicationSpec replication;
   bool allow_data_loss = false;
-  TrafficSpec traffic;
+  // Every address the traffic step switches, in the order written (at least
+  // one). All of them point at the active stack when the group converged.
+  std::vector<TrafficSpec> traffic;
   Mark mark;
 
   // Desired maintenance flag: explicit value, else off on the active stack
@@ -146,13 +156,42 @@ struct StackObs {
   std::string error;                    // why unreachable (never contains secrets)
 };
 
+// One value a traffic address holds, and whose it is.
+struct TrafficRecord {
+  std::string content;               // an address, a name, a provider's stack id
+  std::optional<std::string> stack;  // the stack it belongs to; null = no stack of the group
+  bool disabled = false;             // present but not served (PowerDNS `disabled`)
+  bool operator==(const TrafficRecord&) const = default;
+};
+
+// What traffic addresses hold. A driver observes one address and leaves
+// `parts` empty; a group's observation (GroupObs::traffic) is the
+// combination of its addresses, each in `parts` in the order of
+// GroupSpec::traffic (see combine_traffic).
 struct TrafficObs {
   bool reachable = true;
-  std::optional<std::string> target;  // stack whose address the record holds
+  // The stack whose addresses it holds exactly (every enabled record that
+  // stack's, none missing). Null when it holds nothing, values of no stack,
+  // or values of several stacks ("mixed"); then `records` says what.
+  std::optional<std::string> target;
   std::optional<int> ttl;
-  std::string content;  // raw value (address, or provider's own id) for messages
+  std::string content;  // the enabled values, comma-separated, for messages
   std::string error;
+  // Why pointing this address at a stack cannot succeed, seen by observing
+  // it (the name holds a CNAME, so an A record cannot be added, ...): the
+  // plan blocks the switch before its first step instead of failing in it.
+  std::string blocker;
+  std::string name;     // which address (TrafficSpec::name); "" on the combination
+  std::vector<TrafficRecord> records;
+  std::vector<TrafficObs> parts;
 };
+
+// Combines one group's per-address observations: reachable when all are,
+// the target when all name the same one, the TTL and records of all.
+TrafficObs combine_traffic(std::vector<TrafficObs> parts);
+
+// The stacks any enabled record of `t` (or of its parts) points at, sorted.
+std::vector<std::string> traffic_stacks(const TrafficObs& t);
 
 struct GroupObs {
   std::map<std::string, StackObs> stacks;

@@ -15,9 +15,11 @@ GroupDrivers::GroupDrivers(const DesiredState& desired, const GroupSpec& group,
     if (d.ok()) stacks_[name] = std::move(*d);
     else stack_errors_[name] = d.error().message;
   }
-  auto t = factory.traffic_driver(desired, group);
-  if (t.ok()) traffic_ = std::move(*t);
-  else traffic_error_ = t.error().message;
+  for (const TrafficSpec& spec : group.traffic) {
+    auto t = factory.traffic_driver(desired, group, spec);
+    if (t.ok()) traffic_.push_back({&spec, std::move(*t), ""});
+    else traffic_.push_back({&spec, nullptr, t.error().message});
+  }
 }
 
 StackDriver* GroupDrivers::stack(const std::string& name) {
@@ -38,12 +40,39 @@ StackObs GroupDrivers::observe_stack(const std::string& name) {
   return s;
 }
 
+TrafficObs GroupDrivers::observe_one(Traffic& t) {
+  TrafficObs o;
+  if (t.driver) {
+    o = t.driver->observe();
+  } else {
+    o.reachable = false;
+    o.error = t.error;
+  }
+  if (o.name.empty()) o.name = t.spec->name;
+  return o;
+}
+
 TrafficObs GroupDrivers::observe_traffic() {
-  if (traffic_) return traffic_->observe();
-  TrafficObs t;
-  t.reachable = false;
-  t.error = traffic_error_;
-  return t;
+  std::vector<TrafficObs> parts;
+  parts.reserve(traffic_.size());
+  for (Traffic& t : traffic_) parts.push_back(observe_one(t));
+  return combine_traffic(std::move(parts));
+}
+
+Status GroupDrivers::switch_traffic(const std::string& stack) {
+  for (Traffic& t : traffic_) {
+    const std::string& name = t.spec->name;
+    if (!t.driver) return Err(name + ": " + t.error);
+    TrafficObs now = observe_one(t);
+    if (now.reachable && now.target == stack && now.ttl.value_or(t.spec->ttl) == t.spec->ttl) continue;
+    Status st = t.driver->switch_to(stack);
+    if (!st.ok()) {
+      Error e = st.error();
+      if (traffic_.size() > 1) e.message = name + ": " + e.message;
+      return e;
+    }
+  }
+  return Status::Ok();
 }
 
 GroupObs GroupDrivers::observe() {
@@ -75,11 +104,17 @@ void fill_last_known(ObservedState& now, const ObservedState& last) {
       if (!s.maintenance) s.maintenance = ls->second.maintenance;
       if (!s.database) s.database = ls->second.database;
     }
-    if (!g.traffic.reachable) {
-      if (!g.traffic.target) g.traffic.target = lg->second.traffic.target;
-      if (!g.traffic.ttl) g.traffic.ttl = lg->second.traffic.ttl;
-      if (g.traffic.content.empty()) g.traffic.content = lg->second.traffic.content;
-    }
+    auto fill = [](TrafficObs& t, const TrafficObs& l) {
+      if (t.reachable) return;
+      if (!t.target) t.target = l.target;
+      if (!t.ttl) t.ttl = l.ttl;
+      if (t.content.empty()) t.content = l.content;
+      if (t.records.empty()) t.records = l.records;
+    };
+    fill(g.traffic, lg->second.traffic);
+    for (TrafficObs& part : g.traffic.parts)
+      for (const TrafficObs& l : lg->second.traffic.parts)
+        if (l.name == part.name) fill(part, l);
   }
 }
 

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "clock.h"
 #include "model.h"
@@ -26,20 +27,31 @@ class GroupDrivers {
 
   // Null when the driver could not be made; `error()` says why.
   StackDriver* stack(const std::string& name);
-  TrafficDriver* traffic() { return traffic_.get(); }
   const std::string& stack_error(const std::string& name) const;
-  const std::string& traffic_error() const { return traffic_error_; }
 
   StackObs observe_stack(const std::string& name);
+  // Every traffic address of the group, combined (combine_traffic).
   TrafficObs observe_traffic();
   GroupObs observe();  // everything, concurrently
 
+  // Points every traffic address that does not hold exactly `stack`'s
+  // values (or has another TTL) at it, in the order written; the first
+  // failure stops and names the address. Addresses already switched stay
+  // switched: a re-run switches the rest.
+  Status switch_traffic(const std::string& stack);
+
  private:
+  struct Traffic {
+    const TrafficSpec* spec;
+    std::unique_ptr<TrafficDriver> driver;  // null when it could not be made
+    std::string error;                      // why not
+  };
+  TrafficObs observe_one(Traffic& t);
+
   const GroupSpec& group_;
   std::map<std::string, std::unique_ptr<StackDriver>> stacks_;
   std::map<std::string, std::string> stack_errors_;
-  std::unique_ptr<TrafficDriver> traffic_;
-  std::string traffic_error_;
+  std::vector<Traffic> traffic_;
 };
 
 using Fleet = std::map<std::string, std::unique_ptr<GroupDrivers>>;

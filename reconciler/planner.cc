@@ -98,8 +98,17 @@ class GroupPlanner {
 
   void simulate(ActionKind kind, const std::string& stack, const std::string& source) {
     if (kind == ActionKind::traffic_switch) {
-      sim_.traffic.target = stack;
-      sim_.traffic.ttl = g_.traffic.ttl;
+      TrafficObs& t = sim_.traffic;
+      t.target = stack;
+      t.ttl = g_.traffic.empty() ? 60 : g_.traffic.front().ttl;
+      t.records.clear();
+      t.content.clear();
+      for (size_t i = 0; i < t.parts.size(); ++i) {
+        t.parts[i].target = stack;
+        t.parts[i].ttl = desired_ttl(i);
+        t.parts[i].records.clear();
+        t.parts[i].content.clear();
+      }
       return;
     }
     StackObs& s = st(stack);
@@ -233,6 +242,8 @@ class GroupPlanner {
         hold = "the traffic provider is unreachable" +
                (sim_.traffic.error.empty() ? "" : " (" + sim_.traffic.error + ")") +
                ", so traffic could not follow the switch; the serving primary is not fenced";
+      else if (!traffic_blocker().empty() && sim_.traffic.target != active)
+        hold = traffic_blocker() + ", so traffic could not follow the switch; the serving primary is not fenced";
     }
     for (const auto& [name, spec] : g_.stacks) {
       if (name == active) continue;
@@ -245,7 +256,8 @@ class GroupPlanner {
         continue;
       }
       if (writable(name) || (serving(name) && !hold.empty())) {
-        bool was_active = sim_.traffic.target == name;
+        auto reached = traffic_stacks(sim_.traffic);
+        bool was_active = std::find(reached.begin(), reached.end(), name) != reached.end();
         std::string reason =
             was_active ? "step 1 of the switch: `active: " + active + "`, so stop new writes on " +
                              name + ", the current primary"
@@ -346,21 +358,79 @@ class GroupPlanner {
          reachable(d) ? "" : unreachable_why(d));
   }
 
-  // Phase 4: traffic to the active stack.
+  // Phase 4: every traffic address to the active stack, exactly.
+  int desired_ttl(size_t part) const {
+    if (g_.traffic.empty()) return 60;
+    return g_.traffic[std::min(part, g_.traffic.size() - 1)].ttl;
+  }
+
+  // Why a switch of the traffic addresses cannot succeed, seen before it
+  // starts (a record type the name cannot hold, ...); "" when none is known.
+  std::string traffic_blocker() const {
+    std::string why;
+    for (const TrafficObs& p : sim_.traffic.parts)
+      if (!p.blocker.empty()) why += (why.empty() ? "" : "; ") + p.name + ": " + p.blocker;
+    if (why.empty() && !sim_.traffic.blocker.empty()) why = sim_.traffic.blocker;
+    return why;
+  }
+
+  // What is wrong with one address (or with a snapshot's whole traffic when
+  // it has no per-address detail), "" when it holds exactly the active
+  // stack's values with the desired TTL.
+  std::string traffic_drift(const TrafficObs& p, int want_ttl, bool named) const {
+    const std::string& d = g_.active;
+    const std::string who = named && !p.name.empty() ? p.name : "traffic";
+    if (p.target == d) {
+      if (p.ttl && *p.ttl != want_ttl)
+        return who + " TTL is " + std::to_string(*p.ttl) + ", desired " + std::to_string(want_ttl);
+      return "";
+    }
+    std::vector<const TrafficRecord*> enabled;
+    for (const TrafficRecord& r : p.records)
+      if (!r.disabled) enabled.push_back(&r);
+    bool others = false, own = false;
+    for (const TrafficRecord* r : enabled) (r->stack == d ? own : others) = true;
+    auto show = [](const TrafficRecord& r) {
+      return r.content + " (" + (r.stack ? *r.stack : std::string("no stack of the group")) + ")";
+    };
+    if (!own || !others) {
+      if (!enabled.empty() && !p.target && !others)
+        return who + " holds only some of " + d + "'s addresses";
+      if (!p.target && !enabled.empty()) {
+        std::string held;
+        for (const TrafficRecord* r : enabled) held += (held.empty() ? "" : ", ") + show(*r);
+        return who + " holds " + held;
+      }
+      return who + " points at " + p.target.value_or("no stack");
+    }
+    // Mixed: some of it goes to the active stack, the rest elsewhere.
+    std::string extra;
+    for (const TrafficRecord* r : enabled)
+      if (r->stack != d) extra += (extra.empty() ? "" : ", ") + show(*r);
+    return who + " is mixed: besides " + d + "'s address it holds " + extra;
+  }
+
   void traffic() {
     const std::string& d = g_.active;
     const TrafficObs& t = sim_.traffic;
-    bool wrong_target = t.target != d;
-    bool wrong_ttl = t.ttl && *t.ttl != g_.traffic.ttl;
-    if (!wrong_target && !wrong_ttl) return;
-    std::string reason =
-        wrong_target ? "step 6 of the switch: traffic points at " + t.target.value_or("no stack") +
-                           ", `active: " + d + "`"
-                     : "traffic TTL is " + std::to_string(*t.ttl) + ", desired " +
-                           std::to_string(g_.traffic.ttl);
+    std::vector<std::string> wrong;
+    bool target_wrong = t.target != d;
+    if (t.parts.empty()) {
+      if (auto w = traffic_drift(t, desired_ttl(0), false); !w.empty()) wrong.push_back(w);
+    } else {
+      for (size_t i = 0; i < t.parts.size(); ++i)
+        if (auto w = traffic_drift(t.parts[i], desired_ttl(i), t.parts.size() > 1); !w.empty())
+          wrong.push_back(w);
+    }
+    if (wrong.empty()) return;
+    std::string what;
+    for (const auto& w : wrong) what += (what.empty() ? "" : "; ") + w;
+    std::string reason = target_wrong ? "step 6 of the switch: " + what + ", `active: " + d + "`" : what;
     std::string why;
     if (!t.reachable)
       why = "the traffic provider is unreachable" + (t.error.empty() ? "" : " (" + t.error + ")");
+    else if (!traffic_blocker().empty())
+      why = traffic_blocker();
     else if (!reachable(d))
       why = unreachable_why(d) + "; traffic is never sent to a stack that cannot be seen";
     emit(ActionKind::traffic_switch, d, "", reason,
@@ -533,7 +603,12 @@ Plan make_plan(const DesiredState& desired, const ObservedState& observed) {
   Plan plan;
   plan.desired_digest = desired.digest;
   plan.observed_digest = observed_digest(observed);
-  static const GroupObs kNothingObserved{{}, TrafficObs{false, {}, {}, "", "not observed"}};
+  static const GroupObs kNothingObserved = [] {
+    GroupObs g;
+    g.traffic.reachable = false;
+    g.traffic.error = "not observed";
+    return g;
+  }();
   const auto blocks = shared_server_blocks(observed);
   for (const auto& [name, group] : desired.groups) {
     auto it = observed.groups.find(name);

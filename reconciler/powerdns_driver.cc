@@ -8,8 +8,11 @@
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <map>
 #include <optional>
+#include <set>
 
+#include "address.h"
 #include "http_client.h"
 #include "host_policy.h"
 #include "json_input.h"
@@ -46,7 +49,8 @@ int parse_int(const std::string& text, int fallback) {
 
 class PowerDnsTrafficDriver : public TrafficDriver {
  public:
-  PowerDnsTrafficDriver(const ProviderConfig& provider, const GroupSpec& group)
+  PowerDnsTrafficDriver(const ProviderConfig& provider, const GroupSpec& group,
+                        const TrafficSpec& traffic)
       : group_(group),
         client_(HttpClientOptions{provider.get("insecure") == "true", provider.get("ca_file")}) {
     base_url_ = provider.get("url");
@@ -54,14 +58,21 @@ class PowerDnsTrafficDriver : public TrafficDriver {
     api_key_ref_ = provider.get("api_key");
     server_id_ = provider.get("server_id", "localhost");
     timeout_ = std::chrono::milliseconds(parse_int(provider.get("timeout_ms"), 5000));
-    zone_ = absolute(group.traffic.get("zone"));
-    record_ = absolute(group.traffic.get("record"));
-    type_ = upper(group.traffic.get("record_type", "A"));
-    ttl_ = group.traffic.ttl;
+    zone_ = absolute(traffic.get("zone"));
+    record_ = absolute(traffic.get("record"));
+    type_ = upper(traffic.get("record_type", "A"));
+    ttl_ = traffic.ttl;
+    name_ = traffic.name.empty() ? record_ + " " + type_ : traffic.name;
+    // Each stack's values for this record type, canonical, in written order.
+    const AddressKind kind = kind_for_record_type(type_);
+    for (const auto& [sname, stack] : group.stacks)
+      for (const auto& a : stack.addresses)
+        if (address_kind(a) == kind) values_[sname].push_back(a);
   }
 
   TrafficObs observe() override {
     TrafficObs obs;
+    obs.name = name_;
     auto response = call("GET", "");
     if (!response.ok()) {
       obs.reachable = false;
@@ -84,27 +95,33 @@ class PowerDnsTrafficDriver : public TrafficDriver {
     for (const auto& rr : doc["rrsets"].GetArray()) {
       if (!rr.IsObject() || !rr.HasMember("name") || !rr.HasMember("type")) continue;
       if (!rr["name"].IsString() || !rr["type"].IsString()) continue;
-      if (!iequals(rr["name"].GetString(), record_) || upper(rr["type"].GetString()) != type_)
+      if (!iequals(rr["name"].GetString(), record_)) continue;
+      const std::string type = upper(rr["type"].GetString());
+      if (type != type_) {
+        // A CNAME owns its name alone: PowerDNS refuses any other type
+        // beside it, so such a switch would fail in the middle.
+        if ((type == "CNAME" || type_ == "CNAME") && obs.blocker.empty() && type != "RRSIG" && type != "NSEC")
+          obs.blocker = record_ + " holds a " + type + " record, and PowerDNS keeps no " + type_ +
+                        " record beside " + (type == "CNAME" ? "a CNAME" : "other types of a CNAME's name") +
+                        " (remove it by hand, or change record_type)";
         continue;
+      }
       if (rr.HasMember("ttl") && rr["ttl"].IsInt()) obs.ttl = rr["ttl"].GetInt();
       if (rr.HasMember("records") && rr["records"].IsArray()) {
         for (const auto& rec : rr["records"].GetArray()) {
           if (!rec.IsObject() || !rec.HasMember("content") || !rec["content"].IsString()) continue;
-          if (rec.HasMember("disabled") && rec["disabled"].IsBool() && rec["disabled"].GetBool())
-            continue;
-          obs.content = rec["content"].GetString();
-          break;
+          TrafficRecord r;
+          r.content = rec["content"].GetString();
+          r.disabled = rec.HasMember("disabled") && rec["disabled"].IsBool() && rec["disabled"].GetBool();
+          r.stack = owner_of(r.content);
+          if (obs.records.size() >= kMaxRecords) break;
+          obs.records.push_back(std::move(r));
         }
       }
-      break;
     }
-    if (!obs.content.empty()) {
-      for (const auto& [name, stack] : group_.stacks)
-        if (!stack.address.empty() && stack.address == obs.content) {
-          obs.target = name;
-          break;
-        }
-    }
+    for (const auto& r : obs.records)
+      if (!r.disabled) obs.content += (obs.content.empty() ? "" : ", ") + r.content;
+    obs.target = exact_target(obs.records);
     return obs;
   }
 
@@ -112,10 +129,10 @@ class PowerDnsTrafficDriver : public TrafficDriver {
     auto it = group_.stacks.find(stack);
     if (it == group_.stacks.end())
       return Err("traffic.switch: stack \"" + stack + "\" is not in group " + group_.name);
-    const std::string& address = it->second.address;
-    if (address.empty())
-      return Err("traffic.switch: stack \"" + stack + "\" has no address to point " + record_ +
-                 " at");
+    auto v = values_.find(stack);
+    if (v == values_.end() || v->second.empty())
+      return Err("traffic.switch: stack \"" + stack + "\" has no address for " + name_ + " (" +
+                 to_string(kind_for_record_type(type_)) + ")");
 
     rapidjson::StringBuffer buf;
     rapidjson::Writer<rapidjson::StringBuffer> w(buf);
@@ -129,10 +146,12 @@ class PowerDnsTrafficDriver : public TrafficDriver {
     w.Key("changetype"), w.String("REPLACE");
     w.Key("records");
     w.StartArray();
-    w.StartObject();
-    w.Key("content"), w.String(address.c_str());
-    w.Key("disabled"), w.Bool(false);
-    w.EndObject();
+    for (const auto& address : v->second) {
+      w.StartObject();
+      w.Key("content"), w.String(address.c_str());
+      w.Key("disabled"), w.Bool(false);
+      w.EndObject();
+    }
     w.EndArray();
     w.EndObject();
     w.EndArray();
@@ -143,10 +162,45 @@ class PowerDnsTrafficDriver : public TrafficDriver {
 
     TrafficObs after = observe();
     if (!after.reachable) return Err("traffic.switch: verifying the change: " + after.error);
-    if (after.content != address)
-      return Err("traffic.switch: " + record_ + " " + type_ + " holds \"" + after.content +
-                 "\" after the change, expected " + address);
+    if (after.target != stack)
+      return Err("traffic.switch: " + name_ + " holds \"" + after.content +
+                 "\" after the change, expected " + join(v->second));
     return Status::Ok();
+  }
+
+ private:
+  // A zone's rrset is bounded by what the HTTP client reads; this bounds
+  // what one record keeps of it.
+  static constexpr size_t kMaxRecords = 1000;
+
+  static std::string join(const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+    return out;
+  }
+
+  std::optional<std::string> owner_of(const std::string& content) const {
+    const std::string c = canonical_address(content);
+    for (const auto& [sname, vals] : values_)
+      for (const auto& a : vals)
+        if (canonical_address(a) == c) return sname;
+    return std::nullopt;
+  }
+
+  // The stack whose values the enabled records are, exactly.
+  std::optional<std::string> exact_target(const std::vector<TrafficRecord>& records) const {
+    std::optional<std::string> only;
+    std::set<std::string> held;
+    for (const auto& r : records) {
+      if (r.disabled) continue;
+      if (!r.stack || (only && *only != *r.stack)) return std::nullopt;
+      only = r.stack;
+      held.insert(canonical_address(r.content));
+    }
+    if (!only) return std::nullopt;
+    for (const auto& a : values_.at(*only))
+      if (!held.count(canonical_address(a))) return std::nullopt;  // one of its addresses is missing
+    return only;
   }
 
  private:
@@ -188,7 +242,8 @@ class PowerDnsTrafficDriver : public TrafficDriver {
 
   GroupSpec group_;
   HttpClient client_;
-  std::string base_url_, api_key_ref_, server_id_, zone_, record_, type_;
+  std::string base_url_, api_key_ref_, server_id_, zone_, record_, type_, name_;
+  std::map<std::string, std::vector<std::string>> values_;  // stack -> its values for type_
   std::optional<std::string> api_key_;
   std::chrono::milliseconds timeout_{5000};
   int ttl_ = 60;
@@ -220,8 +275,9 @@ std::string powerdns_zone_id(const std::string& zone) {
 }
 
 std::unique_ptr<TrafficDriver> make_powerdns_traffic_driver(const ProviderConfig& provider,
-                                                            const GroupSpec& group) {
-  return std::make_unique<PowerDnsTrafficDriver>(provider, group);
+                                                            const GroupSpec& group,
+                                                            const TrafficSpec& traffic) {
+  return std::make_unique<PowerDnsTrafficDriver>(provider, group, traffic);
 }
 
 }  // namespace stackflip

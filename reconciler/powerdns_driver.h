@@ -40,6 +40,7 @@ namespace stackflip {
 std::string powerdns_zone_id(const std::string& zone);
 
 std::unique_ptr<TrafficDriver> make_powerdns_traffic_driver(const ProviderConfig& provider,
-                                                            const GroupSpec& group);
+                                                            const GroupSpec& group,
+                                                            const TrafficSpec& traffic);
 
 }  // namespace stackflip

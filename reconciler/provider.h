@@ -1,7 +1,8 @@
 // provider.h — the narrow interfaces between apply/observe and the outside.
 //
 // A StackDriver serves one stack's maintenance flag and database; a
-// TrafficDriver serves one group's traffic address. Each method maps to one
+// TrafficDriver serves one traffic address of a group (a group may have
+// several; GroupDrivers, observe.h, combines them). Each method maps to one
 // planner action (plan.h) or to observation. Implementations: postgres,
 // powerdns, cloud66, command (real), FakeProvider and FaultyProvider (tests).
 //
@@ -40,8 +41,11 @@ class StackDriver {
 class TrafficDriver {
  public:
   virtual ~TrafficDriver() = default;
+  // Every value the address holds (`records`, each with the stack it
+  // belongs to), and `target` only when it holds exactly one stack's.
   virtual TrafficObs observe() = 0;
-  // Point the group's traffic at `stack` (a stack of the group).
+  // Point the address at `stack` (a stack of the group), replacing every
+  // other value it holds.
   virtual Status switch_to(const std::string& stack) = 0;
 };
 
@@ -53,8 +57,10 @@ class DriverFactory {
   virtual Result<std::unique_ptr<StackDriver>> stack_driver(const DesiredState& desired,
                                                             const GroupSpec& group,
                                                             const std::string& stack) = 0;
+  // The driver of one of `group.traffic`'s addresses.
   virtual Result<std::unique_ptr<TrafficDriver>> traffic_driver(const DesiredState& desired,
-                                                                const GroupSpec& group) = 0;
+                                                                const GroupSpec& group,
+                                                                const TrafficSpec& traffic) = 0;
 };
 
 }  // namespace stackflip

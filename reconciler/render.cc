@@ -4,6 +4,7 @@
 #include <cctype>
 #include <cstring>
 #include <map>
+#include <sstream>
 #include <vector>
 
 namespace stackflip {
@@ -308,6 +309,43 @@ std::string render_markdown(const Plan& plan, const RenderOptions& o) {
            "; see the full plan in the job log)\n\n";
   out += footer;
   return cut_utf8(out, limit);
+}
+
+namespace {
+
+void traffic_line(std::ostringstream& out, const TrafficObs& t, const std::string& label) {
+  out << label;
+  if (!t.reachable) out << "UNREACHABLE (" << t.error << "); last known ";
+  std::vector<const TrafficRecord*> enabled;
+  for (const auto& r : t.records)
+    if (!r.disabled) enabled.push_back(&r);
+  if (t.target || enabled.size() <= 1) {
+    out << (t.target ? *t.target : std::string("no stack"));
+    if (!t.content.empty()) out << " (" << t.content << ")";
+  } else {
+    out << "MIXED:";
+    for (size_t i = 0; i < enabled.size(); ++i)
+      out << (i ? ", " : " ") << enabled[i]->content << " ("
+          << (enabled[i]->stack ? *enabled[i]->stack : std::string("no stack")) << ")";
+  }
+  size_t disabled = t.records.size() - enabled.size();
+  if (disabled) out << ", " << disabled << " disabled";
+  if (t.ttl) out << ", ttl " << *t.ttl;
+  if (!t.blocker.empty()) out << "; cannot switch: " << t.blocker;
+  out << "\n";
+}
+
+}  // namespace
+
+std::string describe_traffic(const TrafficObs& t) {
+  std::ostringstream out;
+  if (t.parts.size() <= 1) {
+    traffic_line(out, t, "  traffic: ");
+    return out.str();
+  }
+  out << "  traffic: " << (t.target ? "all on " + *t.target : std::string("not all on one stack")) << "\n";
+  for (const TrafficObs& p : t.parts) traffic_line(out, p, "    " + p.name + ": ");
+  return out.str();
 }
 
 }  // namespace stackflip

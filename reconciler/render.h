@@ -12,6 +12,7 @@
 #include <string>
 #include <string_view>
 
+#include "model.h"
 #include "plan.h"
 #include "redact.h"
 
@@ -36,5 +37,10 @@ std::string render_markdown(const Plan& plan, const RenderOptions& o = {});
 
 // redact() of redact.h (kept under this name for the renderers' callers).
 std::string redact_secrets(std::string_view text);
+
+// `observe -o text`'s traffic lines for one group: "  traffic: fra
+// (192.0.2.10), ttl 60", or with several addresses one line each; mixed
+// values are listed with the stack each belongs to.
+std::string describe_traffic(const TrafficObs& t);
 
 }  // namespace stackflip

@@ -126,7 +126,7 @@ std::shared_ptr<const SchemaSet> compile(std::string_view text) {
   build_unit(set->provider, full, "provider", {});
   build_unit(set->group, full, "group",
              {{"stacks", R"({"type":"object","minProperties":2,"examples":[{"a":{},"b":{}}]})"},
-              {"traffic", R"({"type":"object","examples":[{}]})"},
+              {"traffic", R"({"type":["object","array"],"minItems":1,"maxItems":64,"items":{"type":"object"},"examples":[{}]})"},
               {"replication", R"({"type":["string","object"],"examples":["off"]})"}});
   build_unit(set->stack, full, "stack", {});
   build_unit(set->traffic, full, "traffic", {});
@@ -330,6 +330,13 @@ class UnitChecker {
       error(mark, name + " must not be empty");
     } else if (keyword == "minItems") {
       error(mark, name + " must not be an empty list");
+    } else if (keyword == "maxItems" || keyword == "maxLength") {
+      const rapidjson::Value* lim = member(&schema, keyword.c_str());
+      std::string got = bad->IsArray()    ? std::to_string(bad->Size()) + " items"
+                        : bad->IsString() ? std::to_string(bad->GetStringLength()) + " characters"
+                                          : kind_of(*bad);
+      error(mark, name + " may have at most " + (lim ? to_json(*lim) : "?") +
+                      (keyword == "maxItems" ? " items" : " characters") + ", has " + got);
     } else if (keyword == "uniqueItems") {
       // RapidJSON points at the array or (1.1.0) at the repeated item.
       std::string arr_rel = bad->IsArray() ? rel : rel.substr(0, rel.rfind('/'));
@@ -413,6 +420,10 @@ std::string describe_pointer(const std::string& pointer) {
       return t.size() == 4 ? s : "'" + t.back() + "' of " + s;
     }
     if (t.size() == 3) return "'" + t[2] + "' of " + g;
+    if (t[2] == "traffic" && std::isdigit(static_cast<unsigned char>(t[3][0]))) {
+      std::string n = "traffic #" + std::to_string(std::atoi(t[3].c_str()) + 1) + " of " + g;
+      return t.size() == 4 ? n : "'" + t.back() + "' in " + n;
+    }
     return "'" + t.back() + "' in " + t[2] + " of " + g;
   }
   return "'" + t.back() + "'";
@@ -449,8 +460,15 @@ SchemaCheck check_schema_units(const YamlDocument& doc, std::string_view schema_
       for (const auto& s : stacks->GetObject())
         UnitChecker(doc, set->stack, pointer_append(gp + "/stacks", s.name.GetString()), out, expected_keys).run(s.value);
     }
-    if (const rapidjson::Value* traffic = member(&g.value, "traffic"); traffic && traffic->IsObject())
+    if (const rapidjson::Value* traffic = member(&g.value, "traffic"); traffic && traffic->IsObject()) {
       UnitChecker(doc, set->traffic, gp + "/traffic", out, expected_keys).run(*traffic);
+    } else if (traffic && traffic->IsArray() && traffic->Size() <= 64) {
+      rapidjson::SizeType i = 0;
+      for (const auto& t : traffic->GetArray()) {
+        const std::string tp = gp + "/traffic/" + std::to_string(i++);
+        if (t.IsObject()) UnitChecker(doc, set->traffic, tp, out, expected_keys).run(t);
+      }
+    }
     if (const rapidjson::Value* repl = member(&g.value, "replication")) {
       const std::string rp = gp + "/replication";
       if (repl->IsObject()) {

@@ -87,13 +87,34 @@ Result<DatabaseObs> database_from_json(const rj::Value& v, const std::string& wh
   return db;
 }
 
-TrafficObs traffic_from_json(const rj::Value& v) {
+// Lenient as before (the schema has checked the shape when it ran); records
+// and per-address parts are bounded as the schema bounds them, and a part
+// has no parts of its own.
+TrafficObs traffic_from_json(const rj::Value& v, bool part = false) {
   TrafficObs t;
   if (const rj::Value* r = member(v, "reachable"); r && r->IsBool()) t.reachable = r->GetBool();
   if (const rj::Value* x = member(v, "target"); x && x->IsString()) t.target = x->GetString();
   if (const rj::Value* x = member(v, "ttl"); x && x->IsInt()) t.ttl = x->GetInt();
   if (const rj::Value* x = member(v, "content"); x && x->IsString()) t.content = x->GetString();
   if (const rj::Value* x = member(v, "error"); x && x->IsString()) t.error = x->GetString();
+  if (const rj::Value* x = member(v, "name"); x && x->IsString()) t.name = x->GetString();
+  if (const rj::Value* x = member(v, "blocker"); x && x->IsString()) t.blocker = x->GetString();
+  if (const rj::Value* rs = member(v, "records"); rs && rs->IsArray())
+    for (const auto& r : rs->GetArray()) {
+      if (t.records.size() >= 1000) break;
+      const rj::Value* c = member(r, "content");
+      if (!c || !c->IsString()) continue;
+      TrafficRecord rec;
+      rec.content = c->GetString();
+      if (const rj::Value* st = member(r, "stack"); st && st->IsString()) rec.stack = st->GetString();
+      if (const rj::Value* d = member(r, "disabled"); d && d->IsBool()) rec.disabled = d->GetBool();
+      t.records.push_back(std::move(rec));
+    }
+  if (const rj::Value* ps = member(v, "addresses"); ps && ps->IsArray() && !part)
+    for (const auto& p : ps->GetArray()) {
+      if (t.parts.size() >= 64) break;
+      if (p.IsObject()) t.parts.push_back(traffic_from_json(p, true));
+    }
   return t;
 }
 
@@ -172,6 +193,64 @@ void write_str(W& w, const std::string& s) {
   w.String(s.data(), static_cast<rj::SizeType>(s.size()));
 }
 
+// One traffic object: the group's combination, or one address of it.
+template <typename W>
+void write_traffic(W& w, const TrafficObs& t) {
+  w.StartObject();
+  if (!t.name.empty()) {
+    w.Key("name");
+    write_str(w, t.name);
+  }
+  if (!t.reachable) {
+    w.Key("reachable");
+    w.Bool(false);
+  }
+  w.Key("target");
+  if (t.target) write_str(w, *t.target);
+  else w.Null();
+  if (t.ttl) {
+    w.Key("ttl");
+    w.Int(*t.ttl);
+  }
+  if (!t.content.empty()) {
+    w.Key("content");
+    write_str(w, t.content);
+  }
+  if (!t.error.empty()) {
+    w.Key("error");
+    write_str(w, t.error);
+  }
+  if (!t.blocker.empty()) {
+    w.Key("blocker");
+    write_str(w, t.blocker);
+  }
+  if (!t.records.empty()) {
+    w.Key("records");
+    w.StartArray();
+    for (const TrafficRecord& r : t.records) {
+      w.StartObject();
+      w.Key("content");
+      write_str(w, r.content);
+      w.Key("stack");
+      if (r.stack) write_str(w, *r.stack);
+      else w.Null();
+      if (r.disabled) {
+        w.Key("disabled");
+        w.Bool(true);
+      }
+      w.EndObject();
+    }
+    w.EndArray();
+  }
+  if (t.parts.size() > 1) {  // one address: the combination says it all
+    w.Key("addresses");
+    w.StartArray();
+    for (const TrafficObs& p : t.parts) write_traffic(w, p);
+    w.EndArray();
+  }
+  w.EndObject();
+}
+
 // The same member order and values as stack_obs_to_json; `lsn` false leaves
 // the position out.
 template <typename W>
@@ -244,27 +323,7 @@ void write_snapshot(W& w, const ObservedState& obs, bool volatile_fields) {
     }
     w.EndObject();
     w.Key("traffic");
-    w.StartObject();
-    if (!g.traffic.reachable) {
-      w.Key("reachable");
-      w.Bool(false);
-    }
-    w.Key("target");
-    if (g.traffic.target) write_str(w, *g.traffic.target);
-    else w.Null();
-    if (g.traffic.ttl) {
-      w.Key("ttl");
-      w.Int(*g.traffic.ttl);
-    }
-    if (!g.traffic.content.empty()) {
-      w.Key("content");
-      write_str(w, g.traffic.content);
-    }
-    if (!g.traffic.error.empty()) {
-      w.Key("error");
-      write_str(w, g.traffic.error);
-    }
-    w.EndObject();
+    write_traffic(w, g.traffic);
     w.EndObject();
   }
   w.EndObject();

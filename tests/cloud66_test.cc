@@ -41,13 +41,14 @@ struct Fixture {
       s.settings = {{"stack_uid", uid}, {"server", server}};
       group.stacks[name] = s;
     }
-    group.traffic.provider = "c66";
-    group.traffic.settings["failover_group"] = "fg-1";
+    group.traffic.emplace_back();
+    group.traffic[0].provider = "c66";
+    group.traffic[0].settings["failover_group"] = "fg-1";
   }
   std::unique_ptr<StackDriver> stack(const std::string& name) {
     return make_cloud66_stack_driver(provider, group, name);
   }
-  std::unique_ptr<TrafficDriver> traffic() { return make_cloud66_traffic_driver(provider, group); }
+  std::unique_ptr<TrafficDriver> traffic() { return make_cloud66_traffic_driver(provider, group, group.traffic[0]); }
 };
 
 }  // namespace
@@ -99,7 +100,7 @@ TEST_CASE("cloud66 follows pagination to find a failover group on page 2") {
   f.fake.set_per_page(1);
   f.fake.add_group({"fg-2", "other.example.com", "uid-x", "uid-y", 1, false});
   f.fake.add_group({"fg-3", "third.example.com", "uid-a", "uid-b", 2, false});
-  f.group.traffic.settings["failover_group"] = "fg-3";
+  f.group.traffic[0].settings["failover_group"] = "fg-3";
   auto t = f.traffic()->observe();
   REQUIRE(t.reachable);
   CHECK(t.target == std::optional<std::string>("b"));
@@ -108,7 +109,7 @@ TEST_CASE("cloud66 follows pagination to find a failover group on page 2") {
   for (const auto& r : f.fake.requests()) paths.push_back(r.path);
   CHECK(paths == std::vector<std::string>{"/failover_groups.json?page=1", "/failover_groups.json?page=2",
                                           "/failover_groups.json?page=3"});
-  f.group.traffic.settings["failover_group"] = "fg-missing";
+  f.group.traffic[0].settings["failover_group"] = "fg-missing";
   auto missing = f.traffic()->observe();
   CHECK_FALSE(missing.reachable);
   CHECK(missing.error.find("fg-missing") != std::string::npos);

@@ -42,11 +42,14 @@ GroupSpec shop() {
     s.name = name;
     s.provider = "cmd";
     s.address = addr;
+    s.addresses = {addr};
     s.settings["host"] = std::string(name) + ".internal";
     g.stacks[name] = s;
   }
-  g.traffic.provider = "cmdtraffic";
-  g.traffic.ttl = 30;
+  g.traffic.emplace_back();
+  g.traffic[0].provider = "cmdtraffic";
+  g.traffic[0].ttl = 30;
+  g.traffic[0].name = "traffic command";
   return g;
 }
 
@@ -103,7 +106,7 @@ TEST_CASE("a planned switch runs through the example command scripts") {
   GroupSpec g = shop();
   auto a = make_command_stack_driver(stacks, g, "primary");
   auto b = make_command_stack_driver(stacks, g, "standby");
-  auto t = make_command_traffic_driver(traffic, g);
+  auto t = make_command_traffic_driver(traffic, g, g.traffic[0]);
 
   auto before = t->observe();
   REQUIRE(before.reachable);

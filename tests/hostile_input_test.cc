@@ -62,6 +62,13 @@ struct Answering {
   }
 };
 
+std::unique_ptr<TrafficDriver> powerdns_traffic(const ProviderConfig& p, const GroupSpec& g) {
+  return make_powerdns_traffic_driver(p, g, g.traffic.at(0));
+}
+std::unique_ptr<TrafficDriver> command_traffic(const ProviderConfig& p, const GroupSpec& g) {
+  return make_command_traffic_driver(p, g, g.traffic.at(0));
+}
+
 GroupSpec dns_group(const std::string& zone) {
   GroupSpec g;
   g.name = "shop";
@@ -71,11 +78,13 @@ GroupSpec dns_group(const std::string& zone) {
     s.name = name;
     s.provider = "x";
     s.address = addr;
+    s.addresses = {addr};
     s.settings["stack_uid"] = std::string("uid-") + name;
     g.stacks[name] = s;
   }
-  g.traffic.provider = "dns";
-  g.traffic.settings = {{"zone", zone}, {"record", "shop.example.com."}};
+  g.traffic.emplace_back();
+  g.traffic[0].provider = "dns";
+  g.traffic[0].settings = {{"zone", zone}, {"record", "shop.example.com."}};
   return g;
 }
 
@@ -96,7 +105,7 @@ ProviderConfig powerdns(const std::string& url, const std::string& server_id = "
 TEST_CASE("issue 10: a PowerDNS answer of 200,000 opening brackets leaves the record unreachable, no crash") {
   Answering pdns(std::string(200000, '['));
   TrafficObs t =
-      make_powerdns_traffic_driver(powerdns(pdns.url()), dns_group("example.com."))->observe();
+      powerdns_traffic(powerdns(pdns.url()), dns_group("example.com."))->observe();
   CHECK_FALSE(t.reachable);
   CHECK(t.error.find("nesting deeper than 64 levels") != std::string::npos);
 }
@@ -104,16 +113,16 @@ TEST_CASE("issue 10: a PowerDNS answer of 200,000 opening brackets leaves the re
 TEST_CASE("issue 10: a PowerDNS answer over 8 MiB leaves the record unreachable, naming the cap") {
   Answering pdns("{\"rrsets\": [], \"pad\": \"" + std::string(size_t{9} << 20, 'x') + "\"}");
   TrafficObs t =
-      make_powerdns_traffic_driver(powerdns(pdns.url()), dns_group("example.com."))->observe();
+      powerdns_traffic(powerdns(pdns.url()), dns_group("example.com."))->observe();
   CHECK_FALSE(t.reachable);
   CHECK(t.error.find("larger than the 8 MiB limit") != std::string::npos);
 }
 
 TEST_CASE("issue 10: server_id and zone are encoded into the PowerDNS path, never a '../'") {
   Answering pdns(R"({"rrsets": []})");
-  make_powerdns_traffic_driver(powerdns(pdns.url(), "../../x"), dns_group("a/b_c.example.com."))
+  powerdns_traffic(powerdns(pdns.url(), "../../x"), dns_group("a/b_c.example.com."))
       ->observe();
-  make_powerdns_traffic_driver(powerdns(pdns.url()), dns_group("."))->observe();
+  powerdns_traffic(powerdns(pdns.url()), dns_group("."))->observe();
   auto seen = pdns.seen();
   REQUIRE(seen.size() == 2);
   CHECK(seen[0] == "/api/v1/servers/..%2F..%2Fx/zones/a=2Fb=5Fc.example.com.");
@@ -144,7 +153,7 @@ TEST_CASE("issue 10: stack_uid and failover_group are percent-encoded into Cloud
                 {"action_timeout_ms", "500"}};
   GroupSpec g = dns_group("example.com.");
   g.stacks["a"].settings["stack_uid"] = "../failover_groups/x";
-  g.traffic.settings["failover_group"] = "../../stacks/y";
+  g.traffic[0].settings["failover_group"] = "../../stacks/y";
   make_cloud66_stack_driver(p, g, "a")->observe();
   make_cloud66_stack_driver(p, g, "a")->set_maintenance(true);
   auto seen = c66.seen();
@@ -189,7 +198,7 @@ TEST_CASE("issue 10: a command printing 200,000 opening brackets leaves the stac
   CHECK_FALSE(s.reachable);
   CHECK(s.error.find("observe command printed invalid JSON: nesting deeper than 64 levels") == 0);
   p.lists["observe_traffic"] = p.lists["observe"];
-  TrafficObs t = make_command_traffic_driver(p, dns_group("example.com."))->observe();
+  TrafficObs t = command_traffic(p, dns_group("example.com."))->observe();
   CHECK_FALSE(t.reachable);
   CHECK(t.error.find("nesting deeper than 64 levels") != std::string::npos);
 }

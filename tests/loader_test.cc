@@ -142,7 +142,7 @@ std::vector<BadCase> bad_cases() {
        "record 'shop.example.org.' is not inside zone 'example.com.'"},
       {"zone without trailing dot", edit(b, "zone: example.com.", "zone: example.com"), 19, 13,
        "invalid 'zone' 'example.com': write a fully qualified name ending with '.'"},
-      {"bad record_type", b + "      record_type: MX\n", 21, 20, "expected one of A, AAAA, CNAME for 'record_type', got 'MX'"},
+      {"bad record_type", b + "      record_type: MX\n", 21, 20, "invalid 'record_type' 'MX': expected A, AAAA or CNAME"},
       {"two groups owning the same record", b + kSecondGroup, 29, 15,
        "record 'shop.example.com.' of provider 'dns' is already owned by group 'shop' (line 17)"},
       {"key of another provider type on a stack", edit(b, "        address: 10.0.0.6\n", "        address: 10.0.0.6\n        stack_uid: abc\n"),
@@ -171,7 +171,7 @@ std::vector<BadCase> bad_cases() {
       {"two YAML documents in one file", b + "---\napiVersion: stackflip/v1\n", 22, 1,
        "only one YAML document per file is allowed"},
       {"empty address", edit(b, "address: 10.0.0.6", "address:"), 16, 9,
-       "expected a string for 'address', got nothing (null)"},
+       "expected a string or a list for 'address', got nothing (null)"},
       {"providers is a list", edit(b, "providers:\n  db:", "providers:\n  - db:").substr(0, 0) +
            "apiVersion: stackflip/v1\nproviders: [db]\ngroups: {}\n", 2, 12,
        "expected a mapping for 'providers', got a list"},
@@ -296,9 +296,9 @@ TEST_CASE("the self-hosted example is fully defaulted") {
   CHECK(g.replication.to == std::vector<std::string>{"standby"});
   CHECK(g.replication.max_lag_bytes == 0);
   CHECK_FALSE(g.allow_data_loss);
-  CHECK(g.traffic.ttl == 60);
-  CHECK(g.traffic.get("zone") == "example.test.");
-  CHECK(g.traffic.get("record_type") == "A");
+  CHECK(g.traffic.at(0).ttl == 60);
+  CHECK(g.traffic.at(0).get("zone") == "example.test.");
+  CHECK(g.traffic.at(0).get("record_type") == "A");
   CHECK_FALSE(g.desired_maintenance("primary"));
   CHECK(g.desired_maintenance("standby"));
   CHECK(g.stacks.at("standby").address == "127.0.0.2");
@@ -314,7 +314,7 @@ TEST_CASE("the command example keeps argv lists and free-form stack settings") {
   CHECK(p.lists.at("observe") == std::vector<std::string>{"examples/command/stack.sh", "observe"});
   CHECK(p.get("timeout_ms") == "30000");
   const GroupSpec& g = r.desired->groups.at("billing");
-  CHECK(g.traffic.ttl == 30);
+  CHECK(g.traffic.at(0).ttl == 30);
   CHECK(g.stacks.at("green").get("host") == "10.0.2.10");
   CHECK(g.replication.to == std::vector<std::string>{"green"});
 }
@@ -326,7 +326,7 @@ TEST_CASE("the cloud66 example defaults the API settings") {
   CHECK(p.get("base_url") == "https://app.cloud66.com/api/3");
   CHECK(p.get("address_api") == "failover_groups");
   CHECK(p.get("action_timeout_ms") == "600000");
-  CHECK(r.desired->groups.at("storefront").traffic.get("failover_group") == "fg-5c8c9a1e");
+  CHECK(r.desired->groups.at("storefront").traffic.at(0).get("failover_group") == "fg-5c8c9a1e");
 }
 
 TEST_CASE("explicit replication, maintenance and replication off are kept") {

@@ -70,6 +70,7 @@ inline stackflip::GroupSpec group() {
     s.provider = "db";
     s.settings["dsn"] = dsn(host);
     s.address = host;
+    s.addresses = {host};
     // No control_command: re-attach uses the driver's local pg_ctl path. The
     // harness's pg-control.sh stops with -m fast, whose shutdown checkpoint
     // lands after the new primary's fork point, so the re-attached server
@@ -80,10 +81,11 @@ inline stackflip::GroupSpec group() {
   }
   g.replication.from = "primary";
   g.replication.to = {"standby"};
-  g.traffic.provider = "dns";
-  g.traffic.settings["zone"] = env("ZONE");
-  g.traffic.settings["record"] = env("RECORD");
-  g.traffic.ttl = 60;
+  g.traffic.emplace_back();
+  g.traffic[0].provider = "dns";
+  g.traffic[0].settings["zone"] = env("ZONE");
+  g.traffic[0].settings["record"] = env("RECORD");
+  g.traffic[0].ttl = 60;
   return g;
 }
 

@@ -45,9 +45,13 @@ int closed_port() {
 
 }  // namespace
 
+std::unique_ptr<TrafficDriver> pdns_traffic(const ProviderConfig& p, const GroupSpec& g) {
+  return make_powerdns_traffic_driver(p, g, g.traffic.at(0));
+}
+
 TEST_CASE("powerdns observe finds the record pointing at the primary") {
   if (!itest::have_harness()) return;
-  auto d = make_powerdns_traffic_driver(itest::pdns_provider(), itest::group());
+  auto d = pdns_traffic(itest::pdns_provider(), itest::group());
   auto o = d->observe();
   INFO(o.error);
   REQUIRE(o.reachable);
@@ -59,7 +63,7 @@ TEST_CASE("powerdns observe finds the record pointing at the primary") {
 TEST_CASE("powerdns switch points the record at the standby and DNS answers it") {
   if (!itest::have_harness()) return;
   GroupSpec g = itest::group();
-  auto d = make_powerdns_traffic_driver(itest::pdns_provider(), g);
+  auto d = pdns_traffic(itest::pdns_provider(), g);
   REQUIRE(dig() == itest::env("PG1_HOST"));
 
   auto t = Clock::now();
@@ -86,7 +90,7 @@ TEST_CASE("powerdns switch points the record at the standby and DNS answers it")
 TEST_CASE("powerdns with a wrong API key is unreachable with HTTP 401 and no key in the message") {
   if (!itest::have_harness()) return;
   setenv("ITEST_WRONG_PDNS_KEY", "wrong-key-0123456789", 1);
-  auto d = make_powerdns_traffic_driver(itest::pdns_provider("${env:ITEST_WRONG_PDNS_KEY}"),
+  auto d = pdns_traffic(itest::pdns_provider("${env:ITEST_WRONG_PDNS_KEY}"),
                                         itest::group());
   auto o = d->observe();
   CHECK_FALSE(o.reachable);
@@ -101,7 +105,7 @@ TEST_CASE("powerdns with a wrong API key is unreachable with HTTP 401 and no key
 TEST_CASE("powerdns on a closed port is unreachable within the timeout") {
   if (!itest::have_harness()) return;
   auto url = "http://127.0.0.1:" + std::to_string(closed_port());
-  auto d = make_powerdns_traffic_driver(itest::pdns_provider("${env:PDNS_API_KEY}", url),
+  auto d = pdns_traffic(itest::pdns_provider("${env:PDNS_API_KEY}", url),
                                         itest::group());
   auto t = Clock::now();
   auto o = d->observe();

@@ -24,6 +24,7 @@ inline GroupSpec make_group(const std::string& active, bool allow_data_loss = fa
     s.name = n;
     s.provider = "db";
     s.address = "127.0.0." + std::to_string(++i);
+    s.addresses = {s.address};
     s.settings["dsn"] = "host=" + s.address + " port=5432";
     g.stacks[n] = s;
   }
@@ -31,9 +32,12 @@ inline GroupSpec make_group(const std::string& active, bool allow_data_loss = fa
   for (const auto& n : names)
     if (n != active) g.replication.to.push_back(n);
   g.allow_data_loss = allow_data_loss;
-  g.traffic.provider = "dns";
-  g.traffic.settings = {{"zone", "example.test."}, {"record", "shop.example.test."}};
-  g.traffic.ttl = 60;
+  TrafficSpec t;
+  t.provider = "dns";
+  t.settings = {{"zone", "example.test."}, {"record", "shop.example.test."}, {"record_type", "A"}};
+  t.ttl = 60;
+  t.name = "shop.example.test. A";
+  g.traffic = {t};
   return g;
 }
 

@@ -63,6 +63,7 @@ class FakeTrafficDriver : public TrafficDriver {
     FakeTraffic& t = w_.traffic.at(group_);
     if (!t.up) return Err("traffic provider: connection refused");
     t.target = stack;
+    t.also.clear();
     return {};
   }
 
@@ -103,7 +104,14 @@ GroupObs FakeWorld::observe(const std::string& group) {
   }
   const FakeTraffic& t = traffic.at(group);
   g.traffic.reachable = t.up;
-  if (!t.target.empty()) g.traffic.target = t.target;
+  if (!t.target.empty()) {
+    g.traffic.target = t.target;
+    g.traffic.records.push_back(TrafficRecord{"address of " + t.target, t.target, false});
+  }
+  for (const auto& s : t.also) {
+    g.traffic.records.push_back(TrafficRecord{"address of " + s, s, false});
+    g.traffic.target.reset();
+  }
   g.traffic.ttl = t.ttl;
   if (!t.up) g.traffic.error = "connection refused";
   return g;
@@ -125,7 +133,8 @@ Result<std::unique_ptr<StackDriver>> FakeDriverFactory::stack_driver(const Desir
 }
 
 Result<std::unique_ptr<TrafficDriver>> FakeDriverFactory::traffic_driver(const DesiredState&,
-                                                                         const GroupSpec& g) {
+                                                                         const GroupSpec& g,
+                                                                         const TrafficSpec&) {
   std::unique_ptr<TrafficDriver> d = std::make_unique<FakeTrafficDriver>(world_, g.name);
   if (wrap_traffic) d = wrap_traffic(std::move(d));
   return d;

@@ -31,6 +31,9 @@ struct FakeTraffic {
   bool up = true;
   std::string target;  // "" = none
   int ttl = 60;
+  // Further stacks the address reaches too (mixed traffic: observed with
+  // no target, each value with its stack). A switch clears them.
+  std::vector<std::string> also = {};
 };
 
 struct FakeWorld {
@@ -51,7 +54,8 @@ class FakeDriverFactory : public DriverFactory {
   Result<std::unique_ptr<StackDriver>> stack_driver(const DesiredState&, const GroupSpec& g,
                                                     const std::string& stack) override;
   Result<std::unique_ptr<TrafficDriver>> traffic_driver(const DesiredState&,
-                                                        const GroupSpec& g) override;
+                                                        const GroupSpec& g,
+                                                        const TrafficSpec&) override;
   // Wraps the next drivers made: return the driver itself or a wrapper.
   std::function<std::unique_ptr<StackDriver>(std::unique_ptr<StackDriver>, const std::string&)>
       wrap_stack;
