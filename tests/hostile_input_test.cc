@@ -18,49 +18,17 @@
 #include "loader.h"
 #include "plan_json.h"
 #include "powerdns_driver.h"
+#include "support/answering_server.h"
 #include "snapshot.h"
 #include "yaml_doc.h"
 
 using namespace stackflip;
+using stackflip::testing::Answering;
 
 namespace {
 
 std::string deep_brackets(size_t n) { return std::string(n, '[') + std::string(n, ']'); }
 
-// A loopback server answering every GET/PATCH/POST/PUT with `body`, recording
-// the raw request targets.
-struct Answering {
-  httplib::Server server;
-  std::thread thread;
-  int port = 0;
-  std::mutex mu;
-  std::string body;
-  std::vector<std::string> targets;
-
-  explicit Answering(std::string answer) : body(std::move(answer)) {
-    auto handler = [this](const httplib::Request& req, httplib::Response& res) {
-      std::lock_guard<std::mutex> lock(mu);
-      targets.push_back(req.target);
-      res.set_content(body, "application/json");
-    };
-    server.Get(".*", handler);
-    server.Patch(".*", handler);
-    server.Post(".*", handler);
-    server.Put(".*", handler);
-    port = server.bind_to_any_port("127.0.0.1");
-    thread = std::thread([this] { server.listen_after_bind(); });
-    while (!server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ~Answering() {
-    server.stop();
-    thread.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
-  std::vector<std::string> seen() {
-    std::lock_guard<std::mutex> lock(mu);
-    return targets;
-  }
-};
 
 std::unique_ptr<TrafficDriver> powerdns_traffic(const ProviderConfig& p, const GroupSpec& g) {
   return make_powerdns_traffic_driver(p, g, g.traffic.at(0));

@@ -7,6 +7,9 @@
 #include <vector>
 
 #include "address.h"
+#include "command_driver.h"
+#include "powerdns_driver.h"
+#include "support/answering_server.h"
 #include "loader.h"
 #include "observe.h"
 #include "planner.h"
@@ -311,4 +314,107 @@ TEST_CASE("issue 11: GroupDrivers switches every address that is not on the stac
   for (const auto& c : world.calls) switches += c.rfind("traffic.switch", 0) == 0;
   CHECK(switches == 1);
   CHECK(drivers.observe_traffic().target == std::optional<std::string>("primary"));
+}
+
+TEST_CASE("issue 11: a command's traffic answer with two targets is mixed; an unknown one is refused") {
+  GroupSpec g = make_group("primary");
+  g.traffic[0].provider = "cmd";
+  ProviderConfig p;
+  p.name = "cmd";
+  p.type = "command";
+  auto observe = [&](const std::string& answer) {
+    p.lists["observe_traffic"] = {"sh", "-c", "printf '%s' '" + answer + "'"};
+    return make_command_traffic_driver(p, g, g.traffic[0])->observe();
+  };
+  TrafficObs both = observe(R"({"targets": ["primary", "standby"], "ttl": 60})");
+  INFO(both.error);
+  REQUIRE(both.reachable);
+  CHECK_FALSE(both.target);
+  CHECK(traffic_stacks(both) == std::vector<std::string>{"primary", "standby"});
+  TrafficObs one = observe(R"({"targets": ["standby"]})");
+  CHECK(one.target == std::optional<std::string>("standby"));
+  TrafficObs plain = observe(R"({"target": "primary"})");
+  CHECK(plain.target == std::optional<std::string>("primary"));
+  CHECK(plain.records.size() == 1);
+  TrafficObs bad = observe(R"({"targets": ["primary", "elsewhere"]})");
+  CHECK_FALSE(bad.reachable);
+  CHECK(has(bad.error, "expected stack names of group shop"));
+  TrafficObs disagree = observe(R"({"target": "primary", "targets": ["standby"]})");
+  CHECK_FALSE(disagree.reachable);
+}
+
+// ------------------------------------------------------------ PowerDNS
+
+namespace {
+
+ProviderConfig pdns_provider(const std::string& url) {
+  setenv("STACKFLIP_TEST_PDNS_KEY", "k", 1);
+  ProviderConfig p;
+  p.name = "dns";
+  p.type = "powerdns";
+  p.settings = {{"url", url}, {"api_key", "${env:STACKFLIP_TEST_PDNS_KEY}"}};
+  return p;
+}
+
+GroupSpec dual_stack() {
+  GroupSpec g = make_group("primary");
+  g.stacks["primary"].addresses = {"192.0.2.10", "2001:db8::10"};
+  g.stacks["standby"].addresses = {"198.51.100.7", "2001:DB8:0::20"};
+  return g;
+}
+
+std::string zone_with(const std::string& rrsets) { return R"({"name": "example.test.", "rrsets": [)" + rrsets + "]}"; }
+
+}  // namespace
+
+TEST_CASE("issue 11: PowerDNS: an rrset with both stacks' addresses is observed whole, as mixed") {
+  stackflip::testing::Answering pdns(zone_with(
+      R"({"name": "shop.example.test.", "type": "A", "ttl": 60, "records": [)"
+      R"({"content": "192.0.2.10", "disabled": false}, {"content": "198.51.100.7", "disabled": false}]})"));
+  GroupSpec g = dual_stack();
+  TrafficObs t = make_powerdns_traffic_driver(pdns_provider(pdns.url()), g, g.traffic[0])->observe();
+  INFO(t.error);
+  REQUIRE(t.reachable);
+  CHECK_FALSE(t.target);  // the old driver said "primary": the first record
+  REQUIRE(t.records.size() == 2);
+  CHECK(t.records[0].stack == std::optional<std::string>("primary"));
+  CHECK(t.records[1].stack == std::optional<std::string>("standby"));
+  CHECK(t.content == "192.0.2.10, 198.51.100.7");
+
+  // The standby's value disabled: only the primary's is traffic.
+  pdns.answer(zone_with(R"({"name": "shop.example.test.", "type": "A", "ttl": 60, "records": [)"
+                        R"({"content": "192.0.2.10", "disabled": false}, {"content": "198.51.100.7", "disabled": true}]})"));
+  t = make_powerdns_traffic_driver(pdns_provider(pdns.url()), g, g.traffic[0])->observe();
+  CHECK(t.target == std::optional<std::string>("primary"));
+}
+
+TEST_CASE("issue 11: PowerDNS: AAAA values compare canonically, and a switch writes every address of the type") {
+  stackflip::testing::Answering pdns(zone_with(
+      R"({"name": "shop.example.test.", "type": "AAAA", "ttl": 60, "records": [{"content": "2001:db8::20", "disabled": false}]})"));
+  GroupSpec g = dual_stack();
+  g.traffic[0].settings["record_type"] = "AAAA";
+  g.stacks["standby"].addresses.push_back("2001:db8::21");
+  auto d = make_powerdns_traffic_driver(pdns_provider(pdns.url()), g, g.traffic[0]);
+  TrafficObs t = d->observe();
+  // One of the standby's two IPv6 addresses: not exactly the standby's.
+  CHECK_FALSE(t.target);
+  CHECK(t.records.at(0).stack == std::optional<std::string>("standby"));
+  pdns.answer(zone_with(R"({"name": "shop.example.test.", "type": "AAAA", "ttl": 60, "records": [)"
+                        R"({"content": "2001:db8::21"}, {"content": "2001:db8::20"}]})"));
+  CHECK(d->observe().target == std::optional<std::string>("standby"));
+
+  CHECK_FALSE(d->switch_to("primary").ok());  // the fake still answers the standby's
+  REQUIRE_FALSE(pdns.bodies.empty());
+  CHECK(has(pdns.bodies.back(), R"("type":"AAAA")"));
+  CHECK(has(pdns.bodies.back(), R"("records":[{"content":"2001:db8::10","disabled":false}])"));
+}
+
+TEST_CASE("issue 11: PowerDNS: a CNAME at the record's name is a blocker, seen before any switch") {
+  stackflip::testing::Answering pdns(zone_with(
+      R"({"name": "shop.example.test.", "type": "CNAME", "ttl": 60, "records": [{"content": "elsewhere.example.net."}]})"));
+  GroupSpec g = dual_stack();
+  TrafficObs t = make_powerdns_traffic_driver(pdns_provider(pdns.url()), g, g.traffic[0])->observe();
+  REQUIRE(t.reachable);
+  CHECK(has(t.blocker, "holds a CNAME record, and PowerDNS keeps no A record beside a CNAME"));
+  CHECK(pdns.methods == std::vector<std::string>{"GET"});
 }
