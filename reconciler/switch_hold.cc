@@ -41,8 +41,10 @@ SwitchHolds holds_from_json(const std::string& text) {
     bool ok = true;
     for (int i = 0; i < 4; ++i) {
       auto it = m.value.FindMember(kFields[i]);
-      if (it == m.value.MemberEnd() || !it->value.IsString()) ok = false;
-      else *field(h, i) = it->value.GetString();
+      if (it == m.value.MemberEnd() || !it->value.IsString())
+        ok = false;
+      else
+        *field(h, i) = it->value.GetString();
     }
     if (ok) out[m.name.GetString()] = h;
   }

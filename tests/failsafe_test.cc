@@ -98,7 +98,9 @@ bool has(const std::string& text, const std::string& part) {
 
 }  // namespace
 
-TEST_CASE("issue 11: a promotion refused for good re-opens the old primary, is not retried and leaves traffic") {
+TEST_CASE(
+    "issue 11: a promotion refused for good re-opens the old primary, is not retried and leaves "
+    "traffic") {
   // Only the first promote is refused: a retry would promote.
   Switch s(2, /*permanent=*/true, /*timeout=*/false, /*sticky=*/false);
   ApplyResult r = s.apply();
@@ -131,7 +133,8 @@ TEST_CASE("issue 11: a promotion refused for good re-opens the old primary, is n
   CHECK(g.steps.back().detail == g.failed_safe);
   // Journaled like any action, with the reason.
   auto reopen = std::find_if(s.journal.begin(), s.journal.end(), [](const std::string& l) {
-    return has(l, "begin maintenance.off primary: the switch to standby failed at database.promote");
+    return has(l,
+               "begin maintenance.off primary: the switch to standby failed at database.promote");
   });
   REQUIRE(reopen != s.journal.end());
   CHECK(has(*reopen, "re-opening primary, the only primary"));
@@ -155,7 +158,9 @@ TEST_CASE("issue 11: a transient promotion failure is still retried and the swit
   CHECK_FALSE(s.writable("primary"));
 }
 
-TEST_CASE("issue 11: a promotion failing without a refusal leaves the old primary fenced (it may still happen)") {
+TEST_CASE(
+    "issue 11: a promotion failing without a refusal leaves the old primary fenced (it may still "
+    "happen)") {
   Switch s(2, /*permanent=*/false, /*timeout=*/true);
   ApplyResult r = s.apply();
   CHECK(r.exit_code() == 1);
@@ -214,7 +219,7 @@ TEST_CASE("issue 11: a hold applies only on its commit, to the state the fail sa
   o.stacks["standby"] = replica(true, std::nullopt);
   o.traffic.target = "primary";
   CHECK(has(hold_reason(h, g, o, "c0ffee"), "held: the switch to standby failed at x"));
-  CHECK(hold_reason(h, g, o, "newer").empty());                    // a new commit
+  CHECK(hold_reason(h, g, o, "newer").empty());                       // a new commit
   CHECK(hold_reason(h, make_group("primary"), o, "c0ffee").empty());  // active flipped back
   GroupObs promoted = o;
   promoted.stacks["standby"] = primary(false);
@@ -259,7 +264,8 @@ std::string git(std::vector<std::string> args, const std::string& cwd) {
 }  // namespace
 
 TEST_CASE("issue 11: after a switch failed safe the loop holds the group until a new commit") {
-  std::string tmpl = (std::filesystem::temp_directory_path() / "stackflip-failsafe-XXXXXX").string();
+  std::string tmpl =
+      (std::filesystem::temp_directory_path() / "stackflip-failsafe-XXXXXX").string();
   std::filesystem::path dir = mkdtemp(tmpl.data());
   struct Cleanup {
     std::filesystem::path d;
