@@ -235,12 +235,17 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
       case ActionKind::maintenance_on:
         if (!fenced && a.stack != g.active && serving(fresh, a.stack)) fenced = a.stack;
         break;
-      case ActionKind::database_promote: promoted = true; break;
-      case ActionKind::replication_stop: stopped_into_active |= a.stack == g.active; break;
+      case ActionKind::database_promote:
+        promoted = true;
+        break;
+      case ActionKind::replication_stop:
+        stopped_into_active |= a.stack == g.active;
+        break;
       case ActionKind::replication_start:
         if (a.stack == g.active) stopped_into_active = false;
         break;
-      default: break;
+      default:
+        break;
     }
   }
   return out;
@@ -281,9 +286,10 @@ Status Applier::compensate(const GroupSpec& g, GroupDrivers& d, const Action& a,
     pause *= 2;
     st = execute(g, d, a, o, detail);
   }
-  StepOutcome outcome = st.ok() ? StepOutcome::ok
-                                : (st.error().timeout ? StepOutcome::timeout : StepOutcome::failed);
-  int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - started).count();
+  StepOutcome outcome =
+      st.ok() ? StepOutcome::ok : (st.error().timeout ? StepOutcome::timeout : StepOutcome::failed);
+  int64_t ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - started).count();
   if (log_) (void)log_->finish(entry, to_string(outcome), st.ok() ? "" : st.message(), ms);
   report(outcome, st.ok() ? std::move(success_detail) : st.message());
   return st;
@@ -350,8 +356,8 @@ void Applier::fail_safe(const GroupSpec& g, GroupDrivers& d, const Action& faile
     back.kind = ActionKind::replication_start;
     back.stack = cand;
     back.source = old;
-    back.reason = failure + ": resuming replication into " + cand + " from " + old +
-                  ", as before the switch";
+    back.reason =
+        failure + ": resuming replication into " + cand + " from " + old + ", as before the switch";
     back.guard = cand + " is a replica with replication stopped; " + old + " is primary";
     Status rs = compensate(g, d, back, o, t0, index, count, out, "");
     if (!rs.ok()) {

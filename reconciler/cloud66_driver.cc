@@ -141,12 +141,12 @@ class Client {
     if (!reply.ok()) return redact(reply.error(), *token);
     const long st = reply->status;
     if (st == 401)
-      return redact(Refused("Cloud 66 rejected the token from " + token_ref_ + " (HTTP 401): " +
-                        describe(reply->body)),
+      return redact(Refused("Cloud 66 rejected the token from " + token_ref_ +
+                            " (HTTP 401): " + describe(reply->body)),
                     *token);
     if (st == 404)
       return redact(Refused("Cloud 66 has no " + what + " (HTTP 404 for " + method + " " + path +
-                        "): " + describe(reply->body)),
+                            "): " + describe(reply->body)),
                     *token);
     if (st < 200 || st >= 300) {
       Error e = Err("Cloud 66 answered HTTP " + std::to_string(st) + " to " + method + " " + path +

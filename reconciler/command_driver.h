@@ -20,9 +20,9 @@
 // Answer: exit 0 is success; any other exit status is a failure whose message
 // carries the trimmed stderr. Exit status 100 (kCommandRefusedExit) says the
 // operation was refused for good (e.g. "no replica to promote"): apply does
-// not try it again (Error::permanent, issue 11); any other failure is retried. `observe` prints one stack object of the
-// observed schema ({"reachable": true, "maintenance": false, "database":
-// {...}}); `observe_traffic` prints {"target": "stack"|null, "ttl": N,
+// not try it again (Error::permanent, issue 11); any other failure is
+// retried. `observe` prints one stack object of the observed schema
+// ({"reachable": true, "maintenance": false, "database": {...}}); `observe_traffic` prints {"target": "stack"|null, "ttl": N,
 // "content": "..."}. A run past `timeout_ms` has its whole process group
 // killed and returns Error{timeout=true}. An answer is at most
 // kMaxCommandAnswerBytes and kMaxJsonDepth (json_input.h) deep; a longer one
@@ -41,7 +41,7 @@
 namespace stackflip {
 
 constexpr size_t kMaxCommandAnswerBytes = size_t{1} << 20;  // 1 MiB
-constexpr int kCommandRefusedExit = 100;  // "refused for good": not retried
+constexpr int kCommandRefusedExit = 100;                    // "refused for good": not retried
 
 std::unique_ptr<StackDriver> make_command_stack_driver(const ProviderConfig& provider,
                                                        const GroupSpec& group,

@@ -217,8 +217,10 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   ObservedState obs = observe();
   // Groups whose switch failed safe on this commit are held (switch_hold.h).
   SwitchHolds holds;
-  if (auto held = journal_.get(kHeldKey); !held.ok()) store_failed(held.status());
-  else if (*held) holds = holds_from_json(**held);
+  if (auto held = journal_.get(kHeldKey); !held.ok())
+    store_failed(held.status());
+  else if (*held)
+    holds = holds_from_json(**held);
   bool holds_changed = false;
   auto plan_with_holds = [&](const ObservedState& o) {
     Plan p = make_plan(d, o);
@@ -246,7 +248,8 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
       code = ar.exit_code();
       for (const auto& g : ar.groups)
         if (!g.failed_safe.empty() && d.groups.count(g.group)) {
-          holds[g.group] = SwitchHold{commit_, d.groups.at(g.group).active, g.reopened, g.failed_safe};
+          holds[g.group] =
+              SwitchHold{commit_, d.groups.at(g.group).active, g.reopened, g.failed_safe};
           holds_changed = true;
         }
       obs = observe();

@@ -118,7 +118,8 @@ class FakeCloud66 {
   int per_page_ = 30;
   std::chrono::milliseconds action_delay_{20}, toggle_delay_{20};
   std::string fail_next_message_;
-  std::map<std::pair<std::string, std::string>, std::string> refusals_;  // (uid, command) -> message
+  std::map<std::pair<std::string, std::string>, std::string>
+      refusals_;  // (uid, command) -> message
   bool fail_next_ = false;
   int throttle_n_ = 0, throttle_retry_after_ = -1, error_n_ = 0, error_status_ = 500;
   std::vector<RecordedRequest> requests_;
