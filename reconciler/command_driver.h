@@ -22,8 +22,9 @@
 // operation was refused for good (e.g. "no replica to promote"): apply does
 // not try it again (Error::permanent, issue 11); any other failure is
 // retried. `observe` prints one stack object of the observed schema
-// ({"reachable": true, "maintenance": false, "database": {...}}); `observe_traffic` prints {"target": "stack"|null, "ttl": N,
-// "content": "..."}. A run past `timeout_ms` has its whole process group
+// ({"reachable": true, "maintenance": false, "database": {...}});
+// `observe_traffic` prints {"target": "stack"|null, "ttl": N, "content":
+// "..."}. A run past `timeout_ms` has its whole process group
 // killed and returns Error{timeout=true}. An answer is at most
 // kMaxCommandAnswerBytes and kMaxJsonDepth (json_input.h) deep; a longer one
 // is an error (never a prefix parsed), a deeper one a parse error.
