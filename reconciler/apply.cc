@@ -13,6 +13,14 @@ const StackObs* find_stack(const GroupObs& o, const std::string& s) {
   auto it = o.stacks.find(s);
   return it == o.stacks.end() ? nullptr : &it->second;
 }
+
+// May accept writes as observed: reachable, maintenance off, not a replica
+// (a primary, or a stack whose database is not observed, e.g. Cloud 66).
+bool serving(const GroupObs& o, const std::string& s) {
+  const StackObs* st = find_stack(o, s);
+  return st && st->reachable && st->maintenance != true &&
+         (!st->database || st->database->role != Role::replica);
+}
 }  // namespace
 
 const char* to_string(StepOutcome o) {
@@ -113,6 +121,11 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
   out.group = g.name;
   GroupDrivers& drivers = *fleet_.at(g.name);
   std::vector<Action> done_unobservable;  // see still_next
+  // For the fail safe (apply.h): the serving stack this apply fenced, whether
+  // anything was promoted since, whether replication into the candidate is
+  // stopped by this apply.
+  std::optional<std::string> fenced;
+  bool promoted = false, stopped_into_active = false;
   for (size_t i = 0; i < actions.size(); ++i) {
     const Action& a = actions[i];
     StepReport r;
@@ -168,7 +181,7 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
     std::string detail;
     Status st = execute(g, drivers, a, o, detail);
     std::chrono::milliseconds pause(100);
-    for (int attempt = 1; !st.ok() && attempt <= o.retries; ++attempt) {
+    for (int attempt = 1; !st.ok() && !st.error().permanent && attempt <= o.retries; ++attempt) {
       if (o.stop_requested && o.stop_requested->load()) break;
       clock_.sleep_for(pause);
       pause *= 2;
@@ -183,11 +196,18 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
       spdlog::warn("{}: attempt {} failed ({}); trying again", std::string(to_string(a.kind)) + " " + a.stack,
                    attempt, st.message());
       Status next = execute(g, drivers, a, o, detail);
-      if (!next.ok())
-        next = Error{next.message() + " (attempt " + std::to_string(attempt + 1) + " of " +
-                         std::to_string(o.retries + 1) + ")",
-                     next.error().timeout};
+      if (!next.ok()) {
+        Error e = next.error();
+        e.message += " (attempt " + std::to_string(attempt + 1) + " of " +
+                     std::to_string(o.retries + 1) + ")";
+        next = e;
+      }
       st = next;
+    }
+    if (!st.ok() && st.error().permanent) {
+      Error e = st.error();
+      e.message += " (permanent: not retried)";
+      st = e;
     }
     StepOutcome outcome = st.ok() ? StepOutcome::ok
                                   : (st.error().timeout ? StepOutcome::timeout : StepOutcome::failed);
@@ -206,9 +226,146 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
       detail = "effect not observable (no database observation); the provider reported success";
     }
     finish(outcome, st.ok() ? detail : st.message(), started);
-    if (!st.ok()) return out;
+    if (!st.ok()) {
+      if (fenced && !promoted && a.kind != ActionKind::traffic_switch)
+        fail_safe(g, drivers, a, st, *fenced, stopped_into_active, o, t0, out);
+      return out;
+    }
+    switch (a.kind) {
+      case ActionKind::maintenance_on:
+        if (!fenced && a.stack != g.active && serving(fresh, a.stack)) fenced = a.stack;
+        break;
+      case ActionKind::database_promote:
+        promoted = true;
+        break;
+      case ActionKind::replication_stop:
+        stopped_into_active |= a.stack == g.active;
+        break;
+      case ActionKind::replication_start:
+        if (a.stack == g.active) stopped_into_active = false;
+        break;
+      default:
+        break;
+    }
   }
   return out;
+}
+
+Status Applier::compensate(const GroupSpec& g, GroupDrivers& d, const Action& a,
+                           const ApplyOptions& o, Clock::Duration t0, size_t index, size_t count,
+                           GroupApply& out, std::string success_detail) {
+  StepReport r;
+  r.action = a;
+  r.index = index;
+  r.count = count;
+  Clock::Duration started = clock_.now();
+  auto report = [&](StepOutcome outcome, std::string detail) {
+    r.outcome = outcome;
+    r.detail = std::move(detail);
+    r.seconds = seconds(clock_.now() - started);
+    r.since_apply = seconds(clock_.now() - t0);
+    if (o.progress) o.progress(r);
+    if (outcome != StepOutcome::started) out.steps.push_back(r);
+  };
+  int64_t entry = 0;
+  if (log_) {
+    auto id = log_->begin(a, o.origin);
+    if (!id.ok()) {
+      Status st = Err("journal: " + id.error().message + " (action not started)");
+      report(StepOutcome::failed, st.message());
+      return st;
+    }
+    entry = *id;
+  }
+  report(StepOutcome::started, "");
+  std::string detail;
+  Status st = execute(g, d, a, o, detail);
+  std::chrono::milliseconds pause(100);
+  for (int attempt = 1; !st.ok() && !st.error().permanent && attempt <= o.retries; ++attempt) {
+    clock_.sleep_for(pause);
+    pause *= 2;
+    st = execute(g, d, a, o, detail);
+  }
+  StepOutcome outcome =
+      st.ok() ? StepOutcome::ok : (st.error().timeout ? StepOutcome::timeout : StepOutcome::failed);
+  int64_t ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - started).count();
+  if (log_) (void)log_->finish(entry, to_string(outcome), st.ok() ? "" : st.message(), ms);
+  report(outcome, st.ok() ? std::move(success_detail) : st.message());
+  return st;
+}
+
+void Applier::fail_safe(const GroupSpec& g, GroupDrivers& d, const Action& failed,
+                        const Status& why, const std::string& old, bool resume,
+                        const ApplyOptions& o, Clock::Duration t0, GroupApply& out) {
+  const std::string& cand = g.active;
+  const std::string failure = "the switch to " + cand + " failed at " + why.message();
+  // Nothing may have been promoted: a promotion that was not refused may
+  // still complete after the error (pg_promote signalled, a Cloud 66 action
+  // still running), and re-opening the old primary then makes two.
+  std::string unsafe;
+  GroupObs now;
+  if (failed.kind == ActionKind::database_promote && !why.error().permanent) {
+    unsafe = "the promotion of " + cand + " may still be under way (it was not refused)";
+  } else {
+    now = d.observe();
+    const StackObs* p = find_stack(now, old);
+    if (!p || !p->reachable)
+      unsafe = old + " is unreachable" + (p && !p->error.empty() ? " (" + p->error + ")" : "");
+    else if (p->database && p->database->role != Role::primary)
+      unsafe = old + " is no longer observed as primary";
+    for (const auto& [name, s] : now.stacks) {
+      if (!unsafe.empty() || name == old) continue;
+      if (s.reachable && s.database && s.database->role == Role::primary)
+        unsafe = name + " is a primary too";
+      else if (name == cand && !s.reachable)
+        unsafe = cand + " is unreachable, so whether it was promoted cannot be seen";
+    }
+  }
+  if (!unsafe.empty()) {
+    const std::string note = "; " + old + " stays fenced, not re-opened: " + unsafe;
+    out.steps.back().detail += note;
+    spdlog::warn("group {}: {}{}", g.name, failure, note);
+    return;
+  }
+  const size_t index = out.steps.back().index, count = out.steps.back().count;
+  const std::string traffic =
+      now.traffic.target ? "traffic left on " + *now.traffic.target : "traffic left where it is";
+  Action reopen;
+  reopen.group = g.name;
+  reopen.kind = ActionKind::maintenance_off;
+  reopen.stack = old;
+  reopen.reason = failure + ": re-opening " + old + ", the only primary";
+  reopen.guard = old + " is the only primary and reachable; " + cand + " was not promoted";
+  spdlog::warn("group {}: {}", g.name, reopen.reason);
+  const std::string summary = failure + ": re-opened " + old + ", the only primary; " + traffic;
+  Status st = compensate(g, d, reopen, o, t0, index, count, out, summary);
+  if (!st.ok()) {
+    out.steps.back().detail = failure + "; re-opening " + old + " failed too: " + st.message();
+    return;
+  }
+  out.reopened = old;
+  out.failed_safe = summary;
+  // The candidate lost its replication for the switch: give it back, so it
+  // keeps following the primary that serves again.
+  const StackObs* c = find_stack(now, cand);
+  if (resume && c && c->reachable && c->database && c->database->role == Role::replica &&
+      !c->database->upstream) {
+    Action back;
+    back.group = g.name;
+    back.kind = ActionKind::replication_start;
+    back.stack = cand;
+    back.source = old;
+    back.reason =
+        failure + ": resuming replication into " + cand + " from " + old + ", as before the switch";
+    back.guard = cand + " is a replica with replication stopped; " + old + " is primary";
+    Status rs = compensate(g, d, back, o, t0, index, count, out, "");
+    if (!rs.ok()) {
+      out.failed_safe += "; resuming replication into " + cand + " failed: " + rs.message();
+    }
+  }
+  // The group's last step carries the whole story (reports quote it).
+  out.steps.back().detail = out.failed_safe;
 }
 
 Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a,
@@ -255,7 +412,11 @@ Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a,
       default: break;
     }
   }
-  if (!st.ok()) return Error{label + ": " + st.message(), st.error().timeout};
+  if (!st.ok()) {
+    Error e = st.error();
+    e.message = label + ": " + e.message;
+    return e;
+  }
 
   // Verify: re-observe until the effect is seen.
   Clock::Duration deadline = clock_.now() + o.action_timeout;

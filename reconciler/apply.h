@@ -15,9 +15,31 @@
 //   5. re-observe with short, growing intervals until the expected effect is
 //      seen or the action's timeout passes;
 //   6. journal the end. A failed call is retried (ApplyOptions::retries,
-//      guard re-checked first); the first failure that remains stops that
+//      guard re-checked first), unless the provider refused it for good
+//      (Error::permanent: an HTTP 4xx, a failed Cloud 66 action, a
+//      PostgreSQL privilege error, a command's exit 100), which is reported
+//      "permanent: not retried"; the first failure that remains stops that
 //      group.
 // Re-running is always safe: the next plan is derived from what is observed.
+//
+// Fail safe (issue 11): a switch that cannot finish goes back to serving.
+// When, after this apply fenced a serving stack (maintenance.on of the old
+// primary), a later step fails for good (refused, or retries exhausted)
+// before anything was promoted, the group is observed afresh, and if the
+// fenced stack is still the only primary, reachable, and the desired active
+// stack is reachable and not primary, apply re-opens the old primary
+// (maintenance.off, journaled like any action, reason "the switch to X
+// failed at ...: re-opening Y, the only primary") and, when this apply had
+// stopped replication into the candidate, resumes it from the old primary.
+// Traffic is left where it is (it was never switched: that comes after the
+// promotion). The group is still reported failed, with the reason
+// (GroupApply::failed_safe). Not re-opened: after any promotion in this
+// apply; after a promotion that failed without a refusal (a timeout or a lost
+// connection: it may still be under way); when the old primary cannot be
+// seen or another stack is primary. Then the old primary stays fenced, and
+// the step's detail says why.
+// What the loop does next (no fence → fail → re-open every interval) is the
+// caller's: reconcile.h holds the group (switch_hold.h).
 #pragma once
 
 #include <atomic>
@@ -65,6 +87,10 @@ struct GroupApply {
   std::string group;
   std::vector<StepReport> steps;  // finished steps (and the stopping one)
   StepOutcome stopped = StepOutcome::ok;  // ok = all done; else why it stopped
+  // Set when the fail safe re-opened the old primary (see above): the stack
+  // re-opened and why the switch failed. `stopped` is still failed/timeout.
+  std::string reopened;
+  std::string failed_safe;
 };
 
 struct ApplyResult {
@@ -84,6 +110,15 @@ class Applier {
                          const ApplyOptions& o, Clock::Duration t0);
   Status execute(const GroupSpec& g, GroupDrivers& d, const Action& a, const ApplyOptions& o,
                  std::string& detail);
+  // The fail safe: `failed` failed for good with `why` after this apply
+  // fenced `old`; re-opens `old` when nothing was promoted (see above).
+  void fail_safe(const GroupSpec& g, GroupDrivers& d, const Action& failed, const Status& why,
+                 const std::string& old, bool resume, const ApplyOptions& o, Clock::Duration t0,
+                 GroupApply& out);
+  // Runs one compensating action (journaled, verified, retried) outside the plan.
+  Status compensate(const GroupSpec& g, GroupDrivers& d, const Action& a, const ApplyOptions& o,
+                    Clock::Duration t0, size_t index, size_t count, GroupApply& out,
+                    std::string success_detail);
 
   const DesiredState& desired_;
   Fleet& fleet_;

@@ -141,17 +141,19 @@ class Client {
     if (!reply.ok()) return redact(reply.error(), *token);
     const long st = reply->status;
     if (st == 401)
-      return redact(Err("Cloud 66 rejected the token from " + token_ref_ + " (HTTP 401): " +
-                        describe(reply->body)),
+      return redact(Refused("Cloud 66 rejected the token from " + token_ref_ +
+                            " (HTTP 401): " + describe(reply->body)),
                     *token);
     if (st == 404)
-      return redact(Err("Cloud 66 has no " + what + " (HTTP 404 for " + method + " " + path +
-                        "): " + describe(reply->body)),
+      return redact(Refused("Cloud 66 has no " + what + " (HTTP 404 for " + method + " " + path +
+                            "): " + describe(reply->body)),
                     *token);
-    if (st < 200 || st >= 300)
-      return redact(Err("Cloud 66 answered HTTP " + std::to_string(st) + " to " + method + " " +
-                        path + ": " + describe(reply->body)),
-                    *token);
+    if (st < 200 || st >= 300) {
+      Error e = Err("Cloud 66 answered HTTP " + std::to_string(st) + " to " + method + " " + path +
+                    ": " + describe(reply->body));
+      e.permanent = http_refusal(st);
+      return redact(e, *token);
+    }
     rapidjson::Document d;
     if (!parse_reply(reply->body, d) || !d.IsObject() || !d.HasMember("response"))
       return redact(Err("Cloud 66 answered " + method + " " + path +
@@ -358,7 +360,10 @@ class Cloud66StackDriver : public StackDriver {
         std::string msg = act->HasMember("finished_message") && (*act)["finished_message"].IsString()
                               ? (*act)["finished_message"].GetString()
                               : "(no message)";
-        return Err("Cloud 66 action " + command + " on stack " + uid_ + " failed: " + msg);
+        // Cloud 66 ran the action and it failed (e.g. promote_slave_db: "no
+        // slave database server to promote"): the same request gets the same
+        // answer, so it is a refusal, not retried (issue 11).
+        return Refused("Cloud 66 action " + command + " on stack " + uid_ + " failed: " + msg);
       }
       auto wait = backoff.next();
       if (Clock::now() + wait >= deadline)

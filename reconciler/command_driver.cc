@@ -98,7 +98,11 @@ class Runner {
       std::string why = r->exit_code >= 0 ? "exited with status " + std::to_string(r->exit_code)
                                           : "was killed by signal " + std::to_string(r->term_signal);
       std::string err = trim_output(r->err);
-      return Err(what + " " + why + (err.empty() ? "" : ": " + err));
+      Error e = Err(what + " " + why + (err.empty() ? "" : ": " + err));
+      // Exit status 100 is the documented refusal (command_driver.h): not retried.
+      e.permanent = r->exit_code == kCommandRefusedExit;
+      if (e.permanent) e.message += " (refused)";
+      return e;
     }
     if (answer && r->out.size() > kMaxCommandAnswerBytes)
       return Err(what + " printed more than " + format_byte_size(kMaxCommandAnswerBytes) +

@@ -18,13 +18,17 @@
 // script can map what it finds back to a stack name.
 //
 // Answer: exit 0 is success; any other exit status is a failure whose message
-// carries the trimmed stderr. `observe` prints one stack object of the
-// observed schema ({"reachable": true, "maintenance": false, "database":
-// {...}}); `observe_traffic` prints {"target": "stack"|null, "ttl": N,
-// "content": "...", "targets": ["stack", ...]}, where the optional `targets`
-// lists every stack the address reaches now (two or more: mixed traffic,
-// which the traffic step replaces). A group with several traffic addresses
-// runs the traffic commands once per address, each with its own settings. A run past `timeout_ms` has its whole process group
+// carries the trimmed stderr. Exit status 100 (kCommandRefusedExit) says the
+// operation was refused for good (e.g. "no replica to promote"): apply does
+// not try it again (Error::permanent, issue 11); any other failure is
+// retried. `observe` prints one stack object of the observed schema
+// ({"reachable": true, "maintenance": false, "database": {...}});
+// `observe_traffic` prints {"target": "stack"|null, "ttl": N, "content":
+// "...", "targets": ["stack", ...]}, where the optional `targets` lists every
+// stack the address reaches now (two or more: mixed traffic, which the
+// traffic step replaces). A group with several traffic addresses runs the
+// traffic commands once per address, each with its own settings. A run past
+// `timeout_ms` has its whole process group
 // killed and returns Error{timeout=true}. An answer is at most
 // kMaxCommandAnswerBytes and kMaxJsonDepth (json_input.h) deep; a longer one
 // is an error (never a prefix parsed), a deeper one a parse error.
@@ -42,6 +46,7 @@
 namespace stackflip {
 
 constexpr size_t kMaxCommandAnswerBytes = size_t{1} << 20;  // 1 MiB
+constexpr int kCommandRefusedExit = 100;                    // "refused for good": not retried
 
 std::unique_ptr<StackDriver> make_command_stack_driver(const ProviderConfig& provider,
                                                        const GroupSpec& group,

@@ -90,4 +90,14 @@ std::string percent_encode_path_segment(const std::string& s);
 // diagnostics.h), for quoting response bodies in error messages.
 std::string trim_for_message(const std::string& s, size_t max = 200);
 
+// True for an HTTP status that refuses the request for good (issue 11): a
+// 4xx other than 408 (request timeout), 409 (conflict with a state that may
+// pass, e.g. a switch in progress), 423 (locked), 425 (too early) and 429
+// (throttled). Drivers return such answers as Refused (result.h), which
+// apply does not retry.
+inline bool http_refusal(long status) {
+  return status >= 400 && status < 500 && status != 408 && status != 409 && status != 423 &&
+         status != 425 && status != 429;
+}
+
 }  // namespace stackflip

@@ -691,6 +691,11 @@ class PostgresStackDriver : public StackDriver {
       Error e = Err(where() + ": " + msg);
       // 57014 = query_canceled (statement_timeout).
       if (code && std::strcmp(code, "57014") == 0) e.timeout = true;
+      // Errors that asking again cannot change (issue 11), not retried by
+      // apply: class 42 (insufficient privilege, e.g. pg_promote not granted;
+      // undefined function) and 0A000 (feature not supported).
+      if (code && (std::strncmp(code, "42", 2) == 0 || std::strcmp(code, "0A000") == 0))
+        e.permanent = true;
       return e;
     }
     Rows rows;

@@ -234,9 +234,12 @@ class PowerDnsTrafficDriver : public TrafficDriver {
       e.message = "PowerDNS " + e.message;
       return e;
     }
-    if (response->status < 200 || response->status > 299)
-      return Err("PowerDNS " + req.url + ": HTTP " + std::to_string(response->status) + ": " +
-                 trim_for_message(response->body));
+    if (response->status < 200 || response->status > 299) {
+      Error e = Err("PowerDNS " + req.url + ": HTTP " + std::to_string(response->status) + ": " +
+                    trim_for_message(response->body));
+      e.permanent = http_refusal(response->status);  // e.g. 422: asking again cannot help
+      return e;
+    }
     return response;
   }
 

@@ -9,6 +9,7 @@
 #include "plan_json.h"
 #include "planner.h"
 #include "snapshot.h"
+#include "switch_hold.h"
 
 namespace stackflip {
 
@@ -21,6 +22,7 @@ const char* kVerifiedKey = "gitops.verified";  // "1": the commit in force passe
 const char* kConvergedKey = "gitops.converged";
 const char* kObservedKey = "gitops.observed";
 const char* kNoticeKey = "gitops.last_notice";
+const char* kHeldKey = "gitops.held";  // switch_hold.h
 
 std::string short_sha(const std::string& sha) { return sha.substr(0, 12); }
 
@@ -213,7 +215,19 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
     return o;
   };
   ObservedState obs = observe();
-  Plan plan = make_plan(d, obs);
+  // Groups whose switch failed safe on this commit are held (switch_hold.h).
+  SwitchHolds holds;
+  if (auto held = journal_.get(kHeldKey); !held.ok())
+    store_failed(held.status());
+  else if (*held)
+    holds = holds_from_json(**held);
+  bool holds_changed = false;
+  auto plan_with_holds = [&](const ObservedState& o) {
+    Plan p = make_plan(d, o);
+    holds_changed |= apply_holds(p, d, o, commit_, holds);
+    return p;
+  };
+  Plan plan = plan_with_holds(obs);
   rep.run.plan_digest = sha256_hex(plan_to_json(plan, false));
   rep.run.actions = static_cast<int>(plan.actions.size());
   Plan after = plan;
@@ -232,8 +246,14 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
     for (int round = 0;; ++round) {
       ApplyResult ar = Applier(d, fleet_, &journal_, clock_).apply(current, ao);
       code = ar.exit_code();
+      for (const auto& g : ar.groups)
+        if (!g.failed_safe.empty() && d.groups.count(g.group)) {
+          holds[g.group] =
+              SwitchHold{commit_, d.groups.at(g.group).active, g.reopened, g.failed_safe};
+          holds_changed = true;
+        }
       obs = observe();
-      after = make_plan(d, obs);
+      after = plan_with_holds(obs);
       bool stale = false;
       for (const auto& g : ar.groups) stale |= g.stopped == StepOutcome::stale;
       if (stale && round < 2 && !after.empty() && !(stop && stop->load())) {
@@ -252,6 +272,8 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
     }
     result = code == 0 ? "applied" : code == 3 ? "blocked" : "failed";
   }
+  if (holds_changed)
+    if (Status s = journal_.put(kHeldKey, holds_to_json(holds)); !s.ok()) store_failed(s);
   fill_groups(rep, d, plan, after, obs);
   rep.observed = obs;
   if (Status s = journal_.put(kConvergedKey, rep.converged() ? "1" : "0"); !s.ok()) store_failed(s);

@@ -19,6 +19,11 @@ namespace stackflip {
 struct Error {
   std::string message;
   bool timeout = false;  // the operation did not finish in time (may be retried)
+  // The provider refused for good: asking again cannot change the answer
+  // (an HTTP 4xx other than 408/409/423/425/429, a Cloud 66 action that
+  // finished unsuccessfully, a PostgreSQL privilege or feature error, a
+  // command's documented refusal). apply does not retry it (apply.h).
+  bool permanent = false;
 };
 
 class Status {
@@ -56,6 +61,7 @@ class Result {
 
 inline Error Err(std::string message) { return Error{std::move(message), false}; }
 inline Error Timeout(std::string message) { return Error{std::move(message), true}; }
+inline Error Refused(std::string message) { return Error{std::move(message), false, true}; }
 
 // Thrown only to reach main(); carries the message and exit code.
 struct Fatal : std::runtime_error {

@@ -143,7 +143,9 @@ TEST_CASE("a replica that never catches up times the wait out before anything is
   CHECK(r.exit_code() == 1);
   CHECK(r.groups[0].stopped == StepOutcome::timeout);
   CHECK(r.groups[0].steps.back().detail.find("50 bytes behind") != std::string::npos);
-  CHECK(h.world.calls == Calls{"maintenance.on shop/primary"});
+  // Nothing was promoted: the fenced primary serves again (issue 11, fail safe).
+  CHECK(h.world.calls == Calls{"maintenance.on shop/primary", "maintenance.off shop/primary"});
+  CHECK(r.groups[0].reopened == "primary");
 }
 
 TEST_CASE("a blocked plan applies its pending prefix and exits 3") {

@@ -210,3 +210,22 @@ TEST_CASE("cloud66 refuses to switch to a stack outside the failover group, and 
   REQUIRE(f.traffic()->switch_to("a").ok());
   CHECK(f.fake.changes().empty());
 }
+
+TEST_CASE("issue 11: cloud66 marks a refused action and a 4xx permanent, a 5xx not") {
+  Fixture f;
+  f.fake.refuse_action("uid-b", "promote_slave_db", "no slave database server to promote");
+  Status s = f.stack("b")->promote();
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().permanent);
+  CHECK(s.message().find("no slave database server to promote") != std::string::npos);
+  REQUIRE(f.stack("a")->set_maintenance(true).ok());  // other actions still work
+  CHECK(f.fake.stack("uid-a").maintenance_mode);
+  f.group.stacks["a"].settings["stack_uid"] = "uid-gone";
+  Status gone = f.stack("a")->set_maintenance(true);
+  REQUIRE_FALSE(gone.ok());
+  CHECK(gone.error().permanent);  // 404
+  f.fake.error_next(1, 500);
+  Status busy = f.stack("b")->set_maintenance(true);  // POST + 500: not retried by the driver
+  REQUIRE_FALSE(busy.ok());
+  CHECK_FALSE(busy.error().permanent);
+}

@@ -22,6 +22,7 @@
 
 #include "builders.h"
 #include "fake_provider.h"
+#include "apply.h"
 #include "planner.h"
 
 using namespace stackflip;
@@ -189,4 +190,116 @@ TEST_CASE("exhaustive: every two-stack state plans safely, step by step") {
   CHECK(out.states == 2 * 2 * 2 * 2 * 4 * 4 * 2 * 2 * 4 * 2);
   CHECK(out.healthy_plans > 0);
   CHECK(out.violations == 0);
+}
+
+// Issue 11: "promotion refused". Every state of the check above, for both
+// desired actives, with and without allow_data_loss, is applied through apply (not step by step) with the
+// desired active stack's provider refusing its promotion for good. After
+// every step the invariants hold (no step introduces a violation), the
+// refusal is asked once, and when the apply fenced a serving old primary,
+// that stack serves again (writable) and traffic is where it was.
+namespace {
+
+class RefusingPromote : public StackDriver {
+ public:
+  RefusingPromote(std::unique_ptr<StackDriver> in, int& asked) : in_(std::move(in)), asked_(asked) {}
+  StackObs observe() override { return in_->observe(); }
+  Status set_maintenance(bool on) override { return in_->set_maintenance(on); }
+  Status stop_replication() override { return in_->stop_replication(); }
+  Status promote() override {
+    ++asked_;
+    return Refused("no slave database server to promote");
+  }
+  Status start_replication(const StackSpec& s) override { return in_->start_replication(s); }
+
+ private:
+  std::unique_ptr<StackDriver> in_;
+  int& asked_;
+};
+
+class NoWaitClock : public Clock {
+ public:
+  Duration now() override { return t_; }
+  void sleep_for(Duration d) override { t_ += d; }
+  std::string rfc3339_now() override { return "2026-11-26T18:00:00Z"; }
+
+ private:
+  Duration t_{0};
+};
+
+}  // namespace
+
+TEST_CASE("exhaustive: a refused promotion leaves every state safe and the old primary serving") {
+  long states = 0, refused = 0, reopened = 0, failures = 0;
+  std::vector<std::string> report;
+  auto fail = [&](const std::string& what, const FakeWorld& initial, const std::string& active) {
+    ++failures;
+    if (report.size() < 20)
+      report.push_back(what + "\n    state: " + describe(initial) + "\n    active: " + active);
+  };
+  for (bool up_a : {true, false}) for (bool up_b : {true, false})
+  for (bool m_a : {true, false}) for (bool m_b : {true, false})
+  for (const RoleChoice& r_a : kRoles) for (const RoleChoice& r_b : kRoles)
+  for (uint64_t l_a : {90u, 100u}) for (uint64_t l_b : {90u, 100u})
+  for (const char* target : {"primary", "standby", ""}) for (bool t_up : {true, false}) {
+    FakeWorld initial;
+    initial.stacks["shop"]["primary"] = FakeStack{up_a, m_a, r_a.role, r_a.streaming ? "standby" : "", l_a, 1};
+    initial.stacks["shop"]["standby"] = FakeStack{up_b, m_b, r_b.role, r_b.streaming ? "primary" : "", l_b, 1};
+    initial.traffic["shop"] = FakeTraffic{t_up, target, 60};
+    ++states;
+    for (const std::string active : {"primary", "standby"})
+    for (bool adl : {false, true}) {
+      FakeWorld w = initial;
+      GroupSpec g = make_group(active, adl);
+      DesiredState desired = make_desired({g});
+      FakeDriverFactory factory(w);
+      int asked = 0;
+      factory.wrap_stack = [&](std::unique_ptr<StackDriver> d,
+                               const std::string& stack) -> std::unique_ptr<StackDriver> {
+        if (stack != active) return d;
+        return std::make_unique<RefusingPromote>(std::move(d), asked);
+      };
+      Fleet fleet = make_fleet(desired, factory);
+      NoWaitClock clock;
+      ApplyOptions o;
+      o.parallelism = 1;
+      o.action_timeout = std::chrono::milliseconds(50);
+      o.wait_timeout = std::chrono::milliseconds(50);
+      std::set<std::string> before = violations(w);
+      o.progress = [&](const StepReport& r) {
+        if (r.outcome == StepOutcome::started) return;
+        std::set<std::string> now = violations(w);
+        for (const auto& v : now)
+          if (!before.count(v))
+            fail(v + " introduced by " + to_string(r.action.kind) + " " + r.action.stack, initial, active);
+        before = now;
+      };
+      const std::string other = active == "primary" ? "standby" : "primary";
+      const FakeStack& old0 = initial.stacks.at("shop").at(other);
+      const bool old_serving = old0.up && old0.role == Role::primary && !old0.maintenance;
+      ApplyResult r = Applier(desired, fleet, nullptr, clock).apply(make_plan(desired, w.observe_all()), o);
+      if (asked == 0) continue;
+      ++refused;
+      if (asked != 1) fail("a refused promotion was asked " + std::to_string(asked) + " times", initial, active);
+      if (r.exit_code() != 1) fail("a refused promotion did not fail the apply", initial, active);
+      const FakeStack& old = w.stacks.at("shop").at(other);
+      const FakeStack& cand = w.stacks.at("shop").at(active);
+      if (cand.role == Role::primary) fail("the candidate is primary after a refusal", initial, active);
+      if (w.traffic.at("shop").target != initial.traffic.at("shop").target)
+        fail("traffic moved although nothing was promoted", initial, active);
+      if (old_serving) {
+        if (r.groups[0].reopened != other) fail("the fenced old primary was not re-opened", initial, active);
+        if (old.maintenance || old.role != Role::primary)
+          fail("the old primary does not serve again", initial, active);
+        else ++reopened;
+      }
+    }
+  }
+  std::cout << "exhaustive promotion refused: " << states << " observed states, " << refused
+            << " applies reached a refused promotion, " << reopened
+            << " re-opened the fenced old primary, " << failures << " violations\n";
+  for (const auto& f : report) std::cout << "  " << f << "\n";
+  CHECK(refused > 0);
+  CHECK(reopened > 0);
+  CHECK(failures == 0);
 }

@@ -94,6 +94,11 @@ void FakeCloud66::fail_next_action(const std::string& message) {
   fail_next_ = true;
   fail_next_message_ = message;
 }
+void FakeCloud66::refuse_action(const std::string& stack_uid, const std::string& command,
+                                const std::string& message) {
+  std::lock_guard<std::mutex> l(mu_);
+  refusals_[{stack_uid, command}] = message;
+}
 void FakeCloud66::throttle_next(int n, int retry_after_seconds) {
   std::lock_guard<std::mutex> l(mu_);
   throttle_n_ = n;
@@ -264,7 +269,10 @@ void FakeCloud66::install_routes() {
       return error_body(res, 400, "bad_request", "unknown command " + a.command);
     }
     a.finish_at = Clock::now() + action_delay_;
-    if (fail_next_) {
+    if (auto r = refusals_.find({uid, a.command}); r != refusals_.end()) {
+      a.success = false;
+      a.message = r->second;
+    } else if (fail_next_) {
       fail_next_ = false;
       a.success = false;
       a.message = fail_next_message_;

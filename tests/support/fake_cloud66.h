@@ -65,6 +65,11 @@ class FakeCloud66 {
   void set_toggle_delay(std::chrono::milliseconds d);
   // The next action started finishes with finished_success=false and `message`.
   void fail_next_action(const std::string& message);
+  // Every `command` action on stack `stack_uid` finishes with
+  // finished_success=false and `message`, and changes nothing (e.g.
+  // promote_slave_db: "no slave database server to promote").
+  void refuse_action(const std::string& stack_uid, const std::string& command,
+                     const std::string& message);
   // The next n requests are answered 503 with Retry-After (seconds; <0: no header).
   void throttle_next(int n, int retry_after_seconds);
   // The next n requests are answered with `status` (a 5xx) and an error body.
@@ -113,6 +118,8 @@ class FakeCloud66 {
   int per_page_ = 30;
   std::chrono::milliseconds action_delay_{20}, toggle_delay_{20};
   std::string fail_next_message_;
+  std::map<std::pair<std::string, std::string>, std::string>
+      refusals_;  // (uid, command) -> message
   bool fail_next_ = false;
   int throttle_n_ = 0, throttle_retry_after_ = -1, error_n_ = 0, error_status_ = 500;
   std::vector<RecordedRequest> requests_;

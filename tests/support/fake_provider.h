@@ -66,12 +66,18 @@ class FakeDriverFactory : public DriverFactory {
 };
 
 // Fails (or times out) the Nth call (1-based, counting every method but
-// observe) and every call after it when `sticky`.
+// observe) and every call after it when `sticky`. With `permanent`, the
+// failure is a refusal for good (Refused, result.h: "injected refusal").
 class FaultyStackDriver : public StackDriver {
  public:
   FaultyStackDriver(std::unique_ptr<StackDriver> inner, int fail_call, bool timeout = false,
-                    bool sticky = false)
-      : inner_(std::move(inner)), fail_call_(fail_call), timeout_(timeout), sticky_(sticky) {}
+                    bool sticky = false, bool permanent = false)
+      : inner_(std::move(inner)),
+        fail_call_(fail_call),
+        timeout_(timeout),
+        sticky_(sticky),
+        permanent_(permanent) {}
+  int calls() const { return calls_; }
   StackObs observe() override { return inner_->observe(); }
   Status set_maintenance(bool on) override {
     return fault() ? injected() : inner_->set_maintenance(on);
@@ -88,11 +94,12 @@ class FaultyStackDriver : public StackDriver {
     return calls_ == fail_call_ || (sticky_ && calls_ > fail_call_);
   }
   Status injected() const {
+    if (permanent_) return Status(Refused("injected refusal"));
     return timeout_ ? Status(Timeout("injected timeout")) : Status(Err("injected failure"));
   }
   std::unique_ptr<StackDriver> inner_;
   int fail_call_, calls_ = 0;
-  bool timeout_, sticky_;
+  bool timeout_, sticky_, permanent_;
 };
 
 }  // namespace stackflip::testing

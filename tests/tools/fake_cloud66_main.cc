@@ -10,7 +10,10 @@
 //    "stacks": [{"uid": "...", "name": "eu", "maintenance_mode": false}],
 //    "groups": [{"uid": "fg-1", "address": "203.0.113.10",
 //                "primary_stack_uid": "...", "secondary_stack_uid": "...",
-//                "current_stack": 1}]}
+//                "current_stack": 1}],
+//    "refuse": [{"stack_uid": "...", "command": "promote_slave_db",   (optional:
+//                "message": "no slave database server to promote"}]}  every such
+//                                                 action finishes failed)
 // The base URL (http://127.0.0.1:PORT/api/3) is printed on stdout and, with
 // --port-file, the port is written to that file once the server listens.
 // With --requests-file, every request that changes something is written
@@ -115,6 +118,10 @@ int main(int argc, char** argv) {
           fg.current_stack = g["current_stack"].GetInt();
         fake.add_group(fg);
       }
+
+    if (d.HasMember("refuse") && d["refuse"].IsArray())
+      for (const auto& r : d["refuse"].GetArray())
+        fake.refuse_action(str(r, "stack_uid"), str(r, "command"), str(r, "message", "refused"));
 
     std::cout << fake.base_url() << std::endl;
     if (!port_file.empty()) write_file(port_file, std::to_string(fake.port()) + "\n");
