@@ -53,13 +53,13 @@ struct GroupRun {
   std::string name;
   const GroupSpec* spec = nullptr;
   bool observed = false;
-  GroupObs first, last;  // the observation planned on; the latest one
-  std::string block;     // one server named by two groups (shared_server_blocks)
+  GroupObs first, last;                // the observation planned on; the latest one
+  std::string block;                   // one server named by two groups (shared_server_blocks)
   std::vector<Action> actions, after;  // the first plan; the plan of `last`
   std::vector<Skipped> skipped, after_skipped;
-  bool ran = false;     // handed to apply (actions, or blocked as a whole)
-  GroupApply result;    // of the last round
-  size_t steps_ok = 0;  // over all rounds
+  bool ran = false;       // handed to apply (actions, or blocked as a whole)
+  GroupApply result;      // of the last round
+  size_t steps_ok = 0;    // over all rounds
   bool switched = false;  // a promotion or traffic switch succeeded
   double seconds = 0;
 };
@@ -84,11 +84,17 @@ void fill_outcome(GroupStatus& gs, const GroupRun& g) {
     case StepOutcome::started:
       gs.outcome = g.switched ? GroupOutcome::switched : GroupOutcome::applied;
       return;
-    case StepOutcome::blocked: gs.outcome = GroupOutcome::blocked; break;
-    case StepOutcome::interrupted: gs.outcome = GroupOutcome::interrupted; break;
+    case StepOutcome::blocked:
+      gs.outcome = GroupOutcome::blocked;
+      break;
+    case StepOutcome::interrupted:
+      gs.outcome = GroupOutcome::interrupted;
+      break;
     case StepOutcome::failed:
     case StepOutcome::timeout:
-    case StepOutcome::stale: gs.outcome = GroupOutcome::failed; break;
+    case StepOutcome::stale:
+      gs.outcome = GroupOutcome::failed;
+      break;
   }
   gs.reason = detail;
   if (!g.result.steps.empty()) {
@@ -142,13 +148,20 @@ class TaskPool {
 
 const char* to_string(GroupOutcome o) {
   switch (o) {
-    case GroupOutcome::converged: return "converged";
-    case GroupOutcome::switched: return "switched";
-    case GroupOutcome::applied: return "applied";
-    case GroupOutcome::failed: return "failed";
-    case GroupOutcome::blocked: return "blocked";
-    case GroupOutcome::interrupted: return "interrupted";
-    case GroupOutcome::pending: return "pending";
+    case GroupOutcome::converged:
+      return "converged";
+    case GroupOutcome::switched:
+      return "switched";
+    case GroupOutcome::applied:
+      return "applied";
+    case GroupOutcome::failed:
+      return "failed";
+    case GroupOutcome::blocked:
+      return "blocked";
+    case GroupOutcome::interrupted:
+      return "interrupted";
+    case GroupOutcome::pending:
+      return "pending";
   }
   return "?";
 }
@@ -171,13 +184,13 @@ std::string format_group_outcomes(const PassReport& rep, bool all) {
     if (!g.reason.empty()) out += ": " + g.reason.substr(0, g.reason.find('\n'));
     out += "\n";
   }
-  if (hidden && !out.empty()) out += "  (" + std::to_string(hidden) + " other group" + (hidden == 1 ? "" : "s") +
-                     " converged)\n";
+  if (hidden && !out.empty())
+    out += "  (" + std::to_string(hidden) + " other group" + (hidden == 1 ? "" : "s") +
+           " converged)\n";
   return out;
 }
 
-std::vector<GroupRun> Reconciler::run_groups(const DesiredState& d,
-                                             const ObservedState* last_known,
+std::vector<GroupRun> Reconciler::run_groups(const DesiredState& d, const ObservedState* last_known,
                                              const std::atomic<bool>* stop) {
   std::vector<GroupRun> runs;
   for (const auto& [name, g] : d.groups) {
@@ -502,7 +515,10 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   rep.run.plan_digest = sha256_hex(plan_to_json(plan, false));
   rep.run.actions = static_cast<int>(plan.actions.size());
   int code = applied.exit_code();
-  std::string result = !any_work ? "no-changes" : code == 0 ? "applied" : code == 3 ? "blocked" : "failed";
+  std::string result = !any_work   ? "no-changes"
+                       : code == 0 ? "applied"
+                       : code == 3 ? "blocked"
+                                   : "failed";
   fill_groups(rep, d, plan, after, obs);
   for (const GroupRun& g : runs) fill_outcome(rep.groups[g.name], g);
   rep.observed = obs;

@@ -411,13 +411,15 @@ TEST_CASE("metrics and status describe the last pass") {
   CHECK(text.find("stackflip_group_drift_actions{group=\"shop\"} 6") != std::string::npos);
   CHECK(text.find("stackflip_last_success_timestamp_seconds 1.7e+09") != std::string::npos);
   std::string js = status_json(&p, "repo@main");
+  CHECK(js.find(
+            R"("shop":{"active":"standby","converged":true,"drift_actions":6,"traffic":"standby",)"
+            R"("outcome":"switched","steps":6,"seconds":0.412,"reason":null}})") !=
+        std::string::npos);
+  // issue 11: the pass summary names each group's outcome.
   CHECK(
       js.find(
-          R"("shop":{"active":"standby","converged":true,"drift_actions":6,"traffic":"standby",)"
-          R"("outcome":"switched","steps":6,"seconds":0.412,"reason":null}})") != std::string::npos);
-  // issue 11: the pass summary names each group's outcome.
-  CHECK(js.find(R"("outcome":"failed","steps":0,"seconds":0.0,"reason":"database.promote ams: refused"})") !=
-        std::string::npos);
+          R"("outcome":"failed","steps":0,"seconds":0.0,"reason":"database.promote ams: refused"})") !=
+      std::string::npos);
   CHECK(format_group_outcomes(p, true) ==
         "  blog: failed: database.promote ams: refused\n  shop: switched, 6 steps in 0.412 s\n");
   p.groups["wiki"].active = "a";
