@@ -196,8 +196,8 @@ std::unique_ptr<Journal> journal_for(const Options& o, bool create) {
   return open_journal(path);
 }
 
-ObservedState observe_live(const Options& o, const DesiredState& d, Fleet& fleet,
-                           Journal* journal, bool remember) {
+ObservedState observe_live(const Options& o, const DesiredState& d, Fleet& fleet, Journal* journal,
+                           bool remember) {
   return observe_with_last_known(d, fleet, real_clock(), o.parallel, journal, remember);
 }
 
@@ -605,7 +605,8 @@ int run_cli(int argc, char** argv) {
          add_parallel_option(c);
        }},
       {"reconcile", "One GitOps pass: fetch, verify, load, observe, plan, apply, record",
-       cmd_reconcile, [&](CLI::App& c) {
+       cmd_reconcile,
+       [&](CLI::App& c) {
          add_gitops_options(c);
          c.add_option("-o,--output", o.output, "Pass summary: text or json (the /status JSON)")
              ->check(CLI::IsMember({"text", "json"}));
