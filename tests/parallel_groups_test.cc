@@ -115,8 +115,8 @@ struct Site {
       world.stacks[g]["ams"] = FakeStack{true, true, Role::replica, "fra", 100, 1};
       world.traffic[g] = FakeTraffic{true, "fra", 60};
     }
-    factory.wrap_group_traffic = [this](std::unique_ptr<TrafficDriver> d, const std::string& g)
-        -> std::unique_ptr<TrafficDriver> {
+    factory.wrap_group_traffic = [this](std::unique_ptr<TrafficDriver> d,
+                                        const std::string& g) -> std::unique_ptr<TrafficDriver> {
       return std::make_unique<TimedTraffic>(std::move(d), g, *this);
     };
     factory.wrap_group_stack = [this](std::unique_ptr<StackDriver> d, const std::string& g,
@@ -219,7 +219,8 @@ class WritesAfterStop : public StackDriver {
 };
 }  // namespace
 
-TEST_CASE("issue 11: a promotion that takes long holds neither the other groups nor their re-plan") {
+TEST_CASE(
+    "issue 11: a promotion that takes long holds neither the other groups nor their re-plan") {
   Site site(3);
   site.source.set(fleet_config(3, "fra"));
   Reconciler rec(site.source, *site.journal, site.factory, real_clock(),
@@ -304,7 +305,8 @@ TEST_CASE("issue 11: the pass summary names each group's outcome and why") {
                                       const std::string& stack) -> std::unique_ptr<StackDriver> {
     d = slow_wrap(std::move(d), g, stack);
     // ams's calls: 1 replication.stop, 2 database.promote (and every retry).
-    if (g == "g1" && stack == "ams") return std::make_unique<FaultyStackDriver>(std::move(d), 2, false, true);
+    if (g == "g1" && stack == "ams")
+      return std::make_unique<FaultyStackDriver>(std::move(d), 2, false, true);
     return d;
   };
   ReconcileSettings s = settings(8, milliseconds(2000));

@@ -15,11 +15,11 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
-#include <mutex>
-#include <thread>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "provider.h"
@@ -129,8 +129,7 @@ class SlowStackDriver : public StackDriver {
     std::atomic<int>* promotes_running = nullptr;
     std::atomic<int>* max_promotes = nullptr;
   };
-  SlowStackDriver(std::unique_ptr<StackDriver> inner, Delays d)
-      : inner_(std::move(inner)), d_(d) {}
+  SlowStackDriver(std::unique_ptr<StackDriver> inner, Delays d) : inner_(std::move(inner)), d_(d) {}
   StackObs observe() override {
     if (observes_++ < d_.slow_observes) std::this_thread::sleep_for(d_.observe_delay);
     return inner_->observe();
