@@ -163,7 +163,13 @@ struct Options {
   std::string interval = "30s", listen, webhook_secret;
   std::string webhook_listen, gitlab_webhook_token, api_token;
   double jitter = 0.1;
+  // Groups observed and applied at a time (issue 11: site-wide failover).
+  // Host-side: how hard this host may drive its providers is the operator's
+  // call, not the config's (README "Parallel groups").
+  int parallel = 8;
 };
+
+constexpr int kMaxParallel = 256;
 
 int cmd_validate(const Options& o) {
   install_policy(o.host_config, o.allow_commands, false);
@@ -190,8 +196,9 @@ std::unique_ptr<Journal> journal_for(const Options& o, bool create) {
   return open_journal(path);
 }
 
-ObservedState observe_live(const DesiredState& d, Fleet& fleet, Journal* journal, bool remember) {
-  return observe_with_last_known(d, fleet, real_clock(), 8, journal, remember);
+ObservedState observe_live(const Options& o, const DesiredState& d, Fleet& fleet, Journal* journal,
+                           bool remember) {
+  return observe_with_last_known(d, fleet, real_clock(), o.parallel, journal, remember);
 }
 
 std::string render_observed_text(const ObservedState& obs) {
@@ -226,7 +233,7 @@ int cmd_observe(const Options& o) {
   RealDriverFactory factory;
   Fleet fleet = make_fleet(d, factory);
   auto journal = journal_for(o, true);
-  ObservedState obs = observe_live(d, fleet, journal.get(), true);
+  ObservedState obs = observe_live(o, d, fleet, journal.get(), true);
   if (o.output == "json") std::cout << snapshot_to_json(obs, true);
   else std::cout << render_observed_text(obs);
   return 0;
@@ -243,7 +250,7 @@ int cmd_plan(const Options& o) {
   } else {
     RealDriverFactory factory;
     Fleet fleet = make_fleet(d, factory);
-    obs = observe_live(d, fleet, journal_for(o, false).get(), false);
+    obs = observe_live(o, d, fleet, journal_for(o, false).get(), false);
   }
   Plan plan = make_plan(d, obs);
   if (!o.out_plan.empty() && !write_file(o.out_plan, redact(plan_to_json(plan))))
@@ -297,7 +304,7 @@ int cmd_apply(const Options& o) {
   // One process applies to a state store at a time: not beside `run`.
   auto lock = StateLock::acquire(journal->path());
   if (!lock.ok()) throw Fatal(lock.error().message);
-  ObservedState obs = observe_live(d, fleet, journal.get(), true);
+  ObservedState obs = observe_live(o, d, fleet, journal.get(), true);
   Plan plan;
   if (!o.plan_file.empty()) {
     auto text = read_regular_file(o.plan_file, kMaxPlanBytes);
@@ -336,6 +343,7 @@ int cmd_apply(const Options& o) {
   ao.origin = "config:" + d.digest.substr(0, 12);
   ao.stop_requested = &g_stop;
   ao.progress = print_step;
+  ao.parallelism = o.parallel;
   std::cout << "\nApplying:\n";
   ApplyResult r = Applier(d, fleet, journal.get(), real_clock()).apply(plan, ao);
   int code = r.exit_code();
@@ -410,6 +418,7 @@ void setup_gitops(const Options& o, GitopsSetup& g) {
   rs.trust.allowed_signers = o.allowed_signers;
   rs.trust.gpg_keyring = o.gpg_keyring;
   rs.apply.progress = print_step;
+  rs.apply.parallelism = o.parallel;
   g.reconciler = std::make_unique<Reconciler>(*g.source, *g.journal, g.factory, real_clock(),
                                               rs, g.notifier.get());
 }
@@ -420,10 +429,16 @@ int cmd_reconcile(const Options& o) {
   std::signal(SIGTERM, on_stop_signal);
   std::signal(SIGINT, on_stop_signal);
   PassReport rep = g.reconciler->pass(&g_stop);
+  if (o.output == "json") {
+    std::cout << status_json(&rep, g.source->describe());
+    if (!rep.run.error.empty()) std::cerr << rep.run.error << "\n";
+    return rep.exit_code;
+  }
   std::cout << "reconcile " << g.source->describe() << " at " << rep.run.commit.substr(0, 12)
             << ": " << rep.run.result << (rep.idle ? " (head unchanged)" : "") << ", "
             << rep.run.actions << " action" << (rep.run.actions == 1 ? "" : "s") << " in "
-            << rep.run.duration_ms << " ms\n";
+            << rep.run.duration_ms << " ms\n"
+            << format_group_outcomes(rep, true);
   if (!rep.run.error.empty()) std::cerr << rep.run.error << "\n";
   return rep.exit_code;
 }
@@ -527,6 +542,11 @@ int run_cli(int argc, char** argv) {
   app.add_option("--allow-command", o.allow_commands,
                  "Also allow configs to run programs matching this absolute glob (repeatable)");
 
+  auto add_parallel_option = [&](CLI::App& c) {
+    c.add_option("--parallel", o.parallel,
+                 "Groups observed and applied at a time, 1 to 256 (default 8; host-side, never "
+                 "from the config)");
+  };
   auto add_gitops_options = [&](CLI::App& c) {
     c.add_option("--repo", o.repo, "Git repository: path, file://, https:// or ssh URL")->required();
     c.add_option("--ref", o.ref, "Branch (default main)");
@@ -543,6 +563,7 @@ int run_cli(int argc, char** argv) {
     c.add_option("--ssh-key", o.ssh_key, "SSH private key file (default: the SSH agent)");
     c.add_option("--notify-url", o.notify_url,
                  "Slack-compatible webhook URL (or ${env:NAME}) for applied/failed/blocked");
+    add_parallel_option(c);
   };
   struct Command {
     const char* name;
@@ -557,6 +578,7 @@ int run_cli(int argc, char** argv) {
        [&](CLI::App& c) {
          c.add_option("-c,--config", o.config, "Config file")->required();
          c.add_option("-o,--output", o.output, "text or json")->check(CLI::IsMember({"text", "json"}));
+         add_parallel_option(c);
        }},
       {"plan", "Show what apply would do (against live providers or a snapshot)", cmd_plan,
        [&](CLI::App& c) {
@@ -567,6 +589,7 @@ int run_cli(int argc, char** argv) {
          c.add_flag("--detailed-exitcode", o.detailed_exitcode,
                     "Exit 0 no changes, 2 changes, 3 a step is blocked");
          c.add_option("--out", o.out_plan, "Also save the plan as JSON for `apply PLAN`");
+         add_parallel_option(c);
        }},
       {"apply", "Plan and apply, one checked step at a time", cmd_apply,
        [&](CLI::App& c) {
@@ -574,9 +597,15 @@ int run_cli(int argc, char** argv) {
          c.add_option("PLAN", o.plan_file, "A plan saved with `plan --out`");
          c.add_flag("--auto-approve", o.auto_approve, "Do not ask for confirmation");
          c.add_option("--state", o.state, "State store (default $STACKFLIP_STATE_DIR/state.db or .stackflip/state.db)");
+         add_parallel_option(c);
        }},
       {"reconcile", "One GitOps pass: fetch, verify, load, observe, plan, apply, record",
-       cmd_reconcile, [&](CLI::App& c) { add_gitops_options(c); }},
+       cmd_reconcile,
+       [&](CLI::App& c) {
+         add_gitops_options(c);
+         c.add_option("-o,--output", o.output, "Pass summary: text or json (the /status JSON)")
+             ->check(CLI::IsMember({"text", "json"}));
+       }},
       {"run", "The periodic reconcile job with webhook, SIGHUP and an HTTP endpoint", cmd_run,
        [&](CLI::App& c) {
          add_gitops_options(c);
@@ -617,6 +646,11 @@ int run_cli(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : 1;
+  }
+  if (o.parallel < 1 || o.parallel > kMaxParallel) {
+    std::cerr << "--parallel " << o.parallel << ": expected 1 to " << kMaxParallel
+              << " groups at a time\n";
+    return 1;
   }
   if (o.verbose == 1) spdlog::set_level(spdlog::level::info);
   if (o.verbose >= 2) spdlog::set_level(spdlog::level::debug);

@@ -40,16 +40,34 @@
 // process reads it from the state store once); only observe + plan run, and
 // nothing is applied when the plan is empty.
 //
+// Groups run as independent pipelines (issue 11, site-wide failover): each
+// group is observed, planned, applied, re-observed and, when a step went
+// stale, re-planned on its own, up to `apply.parallelism` groups at a time
+// (`--parallel`, default 8). One barrier remains, and it is bounded: the
+// cross-group check for one database server named twice (planner.h
+// shared_server_blocks) needs every group's observation, so an observed group
+// waits until all groups are observed or `observe_gate` (2 s) has passed since
+// the pass started, whichever comes first. A group observed after that goes
+// ahead as soon as it is observed, checked against every group observed by
+// then (the group seen later is the one blocked, so two groups never act on
+// one server in a pass). Nothing else waits for another group: a slow
+// observation, a long promotion or a stale re-plan holds one worker only. The
+// pass itself ends, records and notifies when its slowest group ends.
+//
 // Thread safety: a Reconciler is used by one thread at a time; `stop` may be
 // set from any thread (the running action finishes, the next does not start).
+// The DriverFactory's drivers of different groups are used from different
+// threads at once; those of one group from one thread at a time.
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "apply.h"
 #include "clock.h"
@@ -60,6 +78,7 @@
 #include "plan.h"
 #include "provider.h"
 #include "signature.h"
+#include "switch_hold.h"
 
 namespace stackflip {
 
@@ -69,14 +88,32 @@ struct ReconcileSettings {
   bool require_signed = false;
   bool allow_rewind = false;  // adopt once a head that does not descend from the commit in force
   TrustConfig trust;
-  ApplyOptions apply;  // origin is set per pass to the commit in force
+  ApplyOptions apply;  // origin is set per pass; parallelism = groups at a time (--parallel)
+  // The bounded wait for every group's first observation (see above).
+  std::chrono::milliseconds observe_gate{2000};
 };
+
+// What a pass did to one group, in the words of the pass summary.
+enum class GroupOutcome {
+  converged,    // nothing to do and nothing done
+  switched,     // steps ran, all ok, and one of them promoted or moved traffic
+  applied,      // steps ran, all ok (drift corrected without a switch)
+  failed,       // a step failed, timed out or stayed stale after re-planning
+  blocked,      // a guard stopped the group (reason says which)
+  interrupted,  // a stop was requested before the group's next step
+  pending,      // nothing could run now (a step skipped: its stack is down)
+};
+const char* to_string(GroupOutcome o);
 
 struct GroupStatus {
   std::string active;                  // desired active stack
   bool converged = false;              // nothing left to do after this pass
   size_t drift = 0;                    // actions the pass found necessary
   std::optional<std::string> traffic;  // observed traffic target
+  GroupOutcome outcome = GroupOutcome::converged;
+  size_t steps = 0;    // steps that succeeded this pass (all rounds)
+  double seconds = 0;  // from the group's first step to its end; 0 when nothing ran
+  std::string reason;  // failed, blocked, interrupted, pending: why ("" otherwise)
 };
 
 struct PassReport {
@@ -94,7 +131,14 @@ struct PassReport {
   }
 };
 
+// One line per group: "shop: switched, 6 steps in 0.412 s", "blog: failed:
+// database.promote ams: ...". With `all` false, converged groups are counted
+// in a last line instead of listed (the run loop's log, thousands of groups),
+// and nothing is written when every group converged.
+std::string format_group_outcomes(const PassReport& report, bool all);
+
 class Notifier;
+struct GroupRun;  // one group's pipeline in a pass (reconcile.cc)
 
 class Reconciler {
  public:
@@ -118,6 +162,10 @@ class Reconciler {
   // says it may only because --allow-rewind is not used up yet.
   std::string rewind_error(const std::string& head, bool& rewinds);
   void store_failed(const Status& s);
+  // observe → plan → apply → re-plan of every group, as independent
+  // pipelines behind the bounded observation gate (see above).
+  std::vector<GroupRun> run_groups(const DesiredState& d, const ObservedState* last_known,
+                                   const std::atomic<bool>* stop);
 
   ConfigSource& source_;
   Journal& journal_;
@@ -133,6 +181,8 @@ class Reconciler {
   std::string commit_;  // commit in force
   std::unique_ptr<DesiredState> desired_;
   Fleet fleet_;  // drivers of desired_, kept across passes (open connections)
+  SwitchHolds holds_;          // this pass's holds (switch_hold.h), under the pass's pool lock
+  bool holds_changed_ = false;
 };
 
 // Observes every group and fills unreachable stacks with their last known

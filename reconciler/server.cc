@@ -8,6 +8,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <condition_variable>
 #include <csignal>
 #include <ctime>
@@ -144,6 +145,16 @@ std::string status_json(const PassReport* last, const std::string& repo) {
         w.String(g.traffic->c_str());
       else
         w.Null();
+      str("outcome", to_string(g.outcome));
+      w.Key("steps");
+      w.Uint64(g.steps);
+      w.Key("seconds");
+      w.Double(std::round(g.seconds * 1000) / 1000);
+      w.Key("reason");
+      if (g.reason.empty())
+        w.Null();
+      else
+        w.String(redact_secrets(g.reason).c_str());
       w.EndObject();
     }
     w.EndObject();
@@ -272,7 +283,8 @@ int run_loop(Reconciler& reconciler, const RunSettings& rs,
     std::cout << "pass: " << rep.run.result << " at " << rep.run.commit.substr(0, 12) << " in "
               << rep.run.duration_ms << " ms" << (rep.idle ? " (idle)" : "")
               << (rep.run.actions ? ", " + std::to_string(rep.run.actions) + " actions" : "")
-              << (rep.run.error.empty() ? "" : ": " + rep.run.error) << std::endl;
+              << (rep.run.error.empty() ? "" : ": " + rep.run.error) << "\n"
+              << format_group_outcomes(rep, false) << std::flush;
     std::shared_ptr<const std::string> observed;
     if (rep.observed)
       observed = std::make_shared<const std::string>(redact(snapshot_to_json(*rep.observed, true)));

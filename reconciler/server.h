@@ -18,7 +18,10 @@
 //                   (scrapers), so it names groups and stacks but no hosts.
 //   GET  /status    JSON: repository URL (without credentials), last commit,
 //                   commit in force, last result and error (redacted), per
-//                   group the active stack, converged, drift, traffic
+//                   group the active stack, converged, drift, traffic, and
+//                   what the last pass did to it: outcome (converged,
+//                   switched, applied, failed, blocked, interrupted, pending),
+//                   steps, seconds, reason (redacted; null when none)
 //   GET  /observed  the latest observed snapshot (snapshot.h JSON): hosts,
 //                   ports, WAL positions, provider answers — for pull-request
 //                   jobs to plan without production credentials

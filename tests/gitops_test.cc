@@ -386,7 +386,18 @@ TEST_CASE("metrics and status describe the last pass") {
   p.run.result = "applied";
   p.run.commit = "abc";
   p.run.duration_ms = 30;
-  p.groups["shop"] = GroupStatus{"standby", true, 6, std::string("standby")};
+  GroupStatus& shop = p.groups["shop"];
+  shop.active = "standby";
+  shop.converged = true;
+  shop.drift = 6;
+  shop.traffic = "standby";
+  shop.outcome = GroupOutcome::switched;
+  shop.steps = 6;
+  shop.seconds = 0.4123;
+  GroupStatus& blog = p.groups["blog"];
+  blog.active = "ams";
+  blog.outcome = GroupOutcome::failed;
+  blog.reason = "database.promote ams: refused";
   Metrics m;
   m.record(p, 1700000000);
   std::string text = m.prometheus();
@@ -400,10 +411,21 @@ TEST_CASE("metrics and status describe the last pass") {
   CHECK(text.find("stackflip_group_drift_actions{group=\"shop\"} 6") != std::string::npos);
   CHECK(text.find("stackflip_last_success_timestamp_seconds 1.7e+09") != std::string::npos);
   std::string js = status_json(&p, "repo@main");
+  CHECK(js.find(
+            R"("shop":{"active":"standby","converged":true,"drift_actions":6,"traffic":"standby",)"
+            R"("outcome":"switched","steps":6,"seconds":0.412,"reason":null}})") !=
+        std::string::npos);
+  // issue 11: the pass summary names each group's outcome.
   CHECK(
       js.find(
-          R"("groups":{"shop":{"active":"standby","converged":true,"drift_actions":6,"traffic":"standby"}})") !=
+          R"("outcome":"failed","steps":0,"seconds":0.0,"reason":"database.promote ams: refused"})") !=
       std::string::npos);
+  CHECK(format_group_outcomes(p, true) ==
+        "  blog: failed: database.promote ams: refused\n  shop: switched, 6 steps in 0.412 s\n");
+  p.groups["wiki"].active = "a";
+  CHECK(format_group_outcomes(p, false) ==
+        "  blog: failed: database.promote ams: refused\n  shop: switched, 6 steps in 0.412 s\n"
+        "  (1 other group converged)\n");
 }
 
 TEST_CASE("notifications post Slack-compatible JSON without secrets") {

@@ -9,21 +9,27 @@ class FakeStackDriver : public StackDriver {
   FakeStackDriver(FakeWorld& w, std::string group, std::string stack)
       : w_(w), group_(std::move(group)), stack_(std::move(stack)) {}
 
-  StackObs observe() override { return w_.observe(group_).stacks.at(stack_); }
+  StackObs observe() override {
+    std::lock_guard lock(w_.mu.m);
+    return w_.observe(group_).stacks.at(stack_);
+  }
 
   Status set_maintenance(bool on) override {
+    std::lock_guard lock(w_.mu.m);
     record(on ? "maintenance.on" : "maintenance.off");
     if (!me().up) return down();
     me().maintenance = on;
     return {};
   }
   Status stop_replication() override {
+    std::lock_guard lock(w_.mu.m);
     record("replication.stop");
     if (!me().up) return down();
     me().upstream.clear();
     return {};
   }
   Status promote() override {
+    std::lock_guard lock(w_.mu.m);
     record("database.promote");
     if (!me().up) return down();
     if (me().role == Role::unknown) return Err(stack_ + ": database role unknown");
@@ -33,6 +39,7 @@ class FakeStackDriver : public StackDriver {
     return {};
   }
   Status start_replication(const StackSpec& source) override {
+    std::lock_guard lock(w_.mu.m);
     record("replication.start", source.name);
     if (!me().up) return down();
     FakeStack& src = w_.stacks.at(group_).at(source.name);
@@ -57,8 +64,12 @@ class FakeStackDriver : public StackDriver {
 class FakeTrafficDriver : public TrafficDriver {
  public:
   FakeTrafficDriver(FakeWorld& w, std::string group) : w_(w), group_(std::move(group)) {}
-  TrafficObs observe() override { return w_.observe(group_).traffic; }
+  TrafficObs observe() override {
+    std::lock_guard lock(w_.mu.m);
+    return w_.observe(group_).traffic;
+  }
   Status switch_to(const std::string& stack) override {
+    std::lock_guard lock(w_.mu.m);
     w_.calls.push_back("traffic.switch " + group_ + " to " + stack);
     FakeTraffic& t = w_.traffic.at(group_);
     if (!t.up) return Err("traffic provider: connection refused");
@@ -75,6 +86,7 @@ class FakeTrafficDriver : public TrafficDriver {
 }  // namespace
 
 GroupObs FakeWorld::observe(const std::string& group) {
+  std::lock_guard lock(mu.m);
   GroupObs g;
   auto& stacks_of = stacks.at(group);
   if (instant_replay) {
@@ -118,6 +130,7 @@ GroupObs FakeWorld::observe(const std::string& group) {
 }
 
 ObservedState FakeWorld::observe_all() {
+  std::lock_guard lock(mu.m);
   ObservedState o;
   o.observed_at = "2026-11-26T18:00:00Z";
   for (const auto& [name, unused] : stacks) o.groups[name] = observe(name);
@@ -129,6 +142,7 @@ Result<std::unique_ptr<StackDriver>> FakeDriverFactory::stack_driver(const Desir
                                                                      const std::string& stack) {
   std::unique_ptr<StackDriver> d = std::make_unique<FakeStackDriver>(world_, g.name, stack);
   if (wrap_stack) d = wrap_stack(std::move(d), stack);
+  if (wrap_group_stack) d = wrap_group_stack(std::move(d), g.name, stack);
   return d;
 }
 
@@ -137,6 +151,7 @@ Result<std::unique_ptr<TrafficDriver>> FakeDriverFactory::traffic_driver(const D
                                                                          const TrafficSpec&) {
   std::unique_ptr<TrafficDriver> d = std::make_unique<FakeTrafficDriver>(world_, g.name);
   if (wrap_traffic) d = wrap_traffic(std::move(d));
+  if (wrap_group_traffic) d = wrap_group_traffic(std::move(d), g.name);
   return d;
 }
 

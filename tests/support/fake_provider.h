@@ -5,13 +5,21 @@
 // drivers made by FakeDriverFactory act on it like real providers would and
 // record every call ("maintenance.on shop/primary"), so tests assert on what
 // was done. FaultyStackDriver / FaultyTrafficDriver wrap a driver and fail or
-// time out chosen calls. Not thread-safe: tests drive it from one thread.
+// time out chosen calls. The drivers lock the world (FakeWorld::mu), so
+// groups may be observed and applied from several threads at once, as the
+// Reconciler does; a test touches the world directly only while nothing runs.
+// SlowStackDriver delays calls (real time, outside the lock) so tests can
+// show that one slow group does not hold the others.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "provider.h"
@@ -36,7 +44,16 @@ struct FakeTraffic {
   std::vector<std::string> also = {};
 };
 
+// A recursive mutex that a copy of its owner does not share (copies get their own).
+struct WorldMutex {
+  std::recursive_mutex m;
+  WorldMutex() = default;
+  WorldMutex(const WorldMutex&) {}
+  WorldMutex& operator=(const WorldMutex&) { return *this; }
+};
+
 struct FakeWorld {
+  WorldMutex mu;  // held by every driver call and by observe()
   std::map<std::string, std::map<std::string, FakeStack>> stacks;  // group -> stack -> state
   std::map<std::string, FakeTraffic> traffic;                        // group -> traffic
   std::vector<std::string> calls;                                    // "kind group/stack[ from x]"
@@ -60,6 +77,13 @@ class FakeDriverFactory : public DriverFactory {
   std::function<std::unique_ptr<StackDriver>(std::unique_ptr<StackDriver>, const std::string&)>
       wrap_stack;
   std::function<std::unique_ptr<TrafficDriver>(std::unique_ptr<TrafficDriver>)> wrap_traffic;
+  // The same, told the group too (applied after the hooks above).
+  std::function<std::unique_ptr<StackDriver>(std::unique_ptr<StackDriver>, const std::string& group,
+                                             const std::string& stack)>
+      wrap_group_stack;
+  std::function<std::unique_ptr<TrafficDriver>(std::unique_ptr<TrafficDriver>,
+                                               const std::string& group)>
+      wrap_group_traffic;
 
  private:
   FakeWorld& world_;
@@ -100,6 +124,47 @@ class FaultyStackDriver : public StackDriver {
   std::unique_ptr<StackDriver> inner_;
   int fail_call_, calls_ = 0;
   bool timeout_, sticky_, permanent_;
+};
+
+// Sleeps before chosen calls of `inner` (never holding the world's lock):
+// the first `slow_observes` observe() calls wait `observe_delay`, every
+// promote() waits `promote_delay`. `promotes_running` (may be null) counts
+// promotions in progress and `max_promotes` the most seen at once, across
+// every driver that shares them.
+class SlowStackDriver : public StackDriver {
+ public:
+  struct Delays {
+    std::chrono::milliseconds observe_delay{0};
+    int slow_observes = 0;
+    std::chrono::milliseconds promote_delay{0};
+    std::atomic<int>* promotes_running = nullptr;
+    std::atomic<int>* max_promotes = nullptr;
+  };
+  SlowStackDriver(std::unique_ptr<StackDriver> inner, Delays d) : inner_(std::move(inner)), d_(d) {}
+  StackObs observe() override {
+    if (observes_++ < d_.slow_observes) std::this_thread::sleep_for(d_.observe_delay);
+    return inner_->observe();
+  }
+  Status set_maintenance(bool on) override { return inner_->set_maintenance(on); }
+  Status stop_replication() override { return inner_->stop_replication(); }
+  Status promote() override {
+    int now = d_.promotes_running ? ++*d_.promotes_running : 0;
+    if (d_.max_promotes) {
+      int seen = d_.max_promotes->load();
+      while (now > seen && !d_.max_promotes->compare_exchange_weak(seen, now)) {
+      }
+    }
+    std::this_thread::sleep_for(d_.promote_delay);
+    Status s = inner_->promote();
+    if (d_.promotes_running) --*d_.promotes_running;
+    return s;
+  }
+  Status start_replication(const StackSpec& s) override { return inner_->start_replication(s); }
+
+ private:
+  std::unique_ptr<StackDriver> inner_;
+  Delays d_;
+  int observes_ = 0;
 };
 
 }  // namespace stackflip::testing
