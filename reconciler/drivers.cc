@@ -100,14 +100,14 @@ Result<std::unique_ptr<TrafficDriver>> RealDriverFactory::traffic_driver(const D
                                                                          const TrafficSpec& traffic) {
   const ProviderConfig* p = provider_of(desired, traffic.provider);
   if (!p) return Err("traffic: unknown provider " + traffic.provider);
-  if (p->type == "powerdns")
-    return make_powerdns_traffic_driver(*p, group, traffic, shared_reader(mu_, zones_, *p, [&] {
-                                          return std::make_shared<PowerDnsZones>(*p);
-                                        }));
-  if (p->type == "cloud66")
-    return make_cloud66_traffic_driver(*p, group, traffic, shared_reader(mu_, lists_, *p, [&] {
-                                         return make_cloud66_lists(*p);
-                                       }));
+  if (p->type == "powerdns") {
+    auto zones = shared_reader(mu_, zones_, *p, [&] { return std::make_shared<PowerDnsZones>(*p); });
+    return make_powerdns_traffic_driver(*p, group, traffic, std::move(zones));
+  }
+  if (p->type == "cloud66") {
+    auto lists = shared_reader(mu_, lists_, *p, [&] { return make_cloud66_lists(*p); });
+    return make_cloud66_traffic_driver(*p, group, traffic, std::move(lists));
+  }
   if (p->type == "command") return make_command_traffic_driver(*p, group, traffic);
   return Err("traffic: provider " + p->name + " of type " + p->type + " cannot serve traffic");
 }

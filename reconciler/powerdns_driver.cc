@@ -165,7 +165,8 @@ class PowerDnsTrafficDriver : public TrafficDriver {
 
   std::shared_ptr<PowerDnsZones> zones_;
   GroupSpec group_;
-  std::string zone_, record_, key_, type_, name_;  // key_: record_ as the zone's keys
+  std::string zone_, record_, type_, name_;
+  std::string key_;  // record_ as PowerDnsZoneData keys it (lower case)
   std::map<std::string, std::vector<std::string>> values_;  // stack -> its values for type_
   int ttl_ = 60;
 };

@@ -130,7 +130,8 @@ Result<std::shared_ptr<const PowerDnsZoneData>> PowerDnsZones::fetch(const std::
         if (set.records.size() >= kMaxRecords) break;
         TrafficRecord r;
         r.content = rec["content"].GetString();
-        r.disabled = rec.HasMember("disabled") && rec["disabled"].IsBool() && rec["disabled"].GetBool();
+        r.disabled =
+            rec.HasMember("disabled") && rec["disabled"].IsBool() && rec["disabled"].GetBool();
         set.records.push_back(std::move(r));
       }
     }

@@ -46,8 +46,7 @@ struct ProviderStats {
   std::vector<uint64_t> observe_buckets;  // counts per kObserveBuckets bound (cumulative)
 };
 
-inline constexpr double kObserveBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1,
-                                             0.25,  0.5,  1,     2.5,  10};
+inline constexpr double kObserveBuckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
 
 ProviderStats provider_stats();
 // Requests sent to providers of `kind` so far (all providers, all methods).

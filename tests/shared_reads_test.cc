@@ -73,8 +73,12 @@ std::string ip(int group, int stack) {
 DesiredState dns_fleet(FakePowerDns& pdns, int groups, int records) {
   setenv("STACKFLIP_TEST_PDNS_KEY", "k", 1);
   DesiredState d;
-  d.providers["dns"] = ProviderConfig{
-      "dns", "powerdns", {{"url", pdns.url()}, {"api_key", "${env:STACKFLIP_TEST_PDNS_KEY}"}}, {}, {}};
+  d.providers["dns"] =
+      ProviderConfig{"dns",
+                     "powerdns",
+                     {{"url", pdns.url()}, {"api_key", "${env:STACKFLIP_TEST_PDNS_KEY}"}},
+                     {},
+                     {}};
   d.providers["db"] = ProviderConfig{"db", "fake", {}, {}, {}};
   for (int i = 0; i < groups; ++i) {
     GroupSpec g;
@@ -123,7 +127,8 @@ TEST_CASE("issue 11: 60 records of one zone in 20 groups cost one zone GET per o
   CHECK(pdns.gets(kZone) == 2);  // a new pass reads again
 }
 
-TEST_CASE("issue 11: a zone that cannot be read costs one GET per pass, every record of it unreachable") {
+TEST_CASE(
+    "issue 11: a zone that cannot be read costs one GET per pass, every record of it unreachable") {
   FakePowerDns pdns;
   DesiredState d = dns_fleet(pdns, 10, 2);
   pdns.fail_gets(500);
@@ -138,13 +143,18 @@ TEST_CASE("issue 11: a zone that cannot be read costs one GET per pass, every re
   }
 }
 
-TEST_CASE("issue 11: readers of one pass that arrive while the zone is being fetched wait for that GET") {
+TEST_CASE(
+    "issue 11: readers of one pass that arrive while the zone is being fetched wait for that GET") {
   FakePowerDns pdns;
   pdns.set_rrset(kZone, "shop.example.test.", "A", {"10.0.0.1"});
   pdns.set_get_delay(std::chrono::milliseconds(150));
   setenv("STACKFLIP_TEST_PDNS_KEY", "k", 1);
-  PowerDnsZones zones(ProviderConfig{
-      "dns", "powerdns", {{"url", pdns.url()}, {"api_key", "${env:STACKFLIP_TEST_PDNS_KEY}"}}, {}, {}});
+  PowerDnsZones zones(
+      ProviderConfig{"dns",
+                     "powerdns",
+                     {{"url", pdns.url()}, {"api_key", "${env:STACKFLIP_TEST_PDNS_KEY}"}},
+                     {},
+                     {}});
   const ObservePass pass = ObservePass::begin();
   std::vector<std::thread> readers;
   std::atomic<int> ok{0};
@@ -159,7 +169,9 @@ TEST_CASE("issue 11: readers of one pass that arrive while the zone is being fet
   CHECK(zones.requests() == 1);
 }
 
-TEST_CASE("issue 11: a switch drops the zone's shared copy, and apply's reads and verification are fresh") {
+TEST_CASE(
+    "issue 11: a switch drops the zone's shared copy, and apply's reads and verification are "
+    "fresh") {
   FakePowerDns pdns;
   DesiredState d = dns_fleet(pdns, 3, 2);
   RealTrafficFactory factory;
@@ -277,7 +289,7 @@ TEST_CASE("issue 11: /metrics shows observation time, provider requests and Post
   CHECK(text.find("# TYPE stackflip_observe_duration_seconds histogram") != std::string::npos);
   CHECK(text.find("stackflip_observe_duration_seconds_count ") != std::string::npos);
   CHECK(text.find("stackflip_observe_last_duration_seconds ") != std::string::npos);
-  CHECK(text.find("stackflip_provider_requests_total{provider=\"dns\",kind=\"powerdns\",method=\"GET\"} ") !=
-        std::string::npos);
+  CHECK(text.find("stackflip_provider_requests_total{provider=\"dns\",kind=\"powerdns\",method="
+                  "\"GET\"} ") != std::string::npos);
   CHECK(text.find("stackflip_postgres_sessions{server=\"db.test:5432\"} 1") != std::string::npos);
 }

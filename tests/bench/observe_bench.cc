@@ -151,11 +151,12 @@ Figures measure(HttpClient& http, int reps, Pass pass) {
 }
 
 void print(const char* mode, int records, int groups, int reps, const Figures& f) {
-  std::printf("%-10s records=%d groups=%d reps=%d  median %.1f ms (min %.1f, max %.1f)  "
-              "requests/pass: driver %.1f, PowerDNS %s  wrong=%d\n",
-              mode, records, groups, reps, f.median_ms, f.min_ms, f.max_ms, f.requests_per_pass,
-              f.pdns_requests_per_pass < 0 ? "n/a" : std::to_string(f.pdns_requests_per_pass).c_str(),
-              f.wrong);
+  std::printf(
+      "%-10s records=%d groups=%d reps=%d  median %.1f ms (min %.1f, max %.1f)  "
+      "requests/pass: driver %.1f, PowerDNS %s  wrong=%d\n",
+      mode, records, groups, reps, f.median_ms, f.min_ms, f.max_ms, f.requests_per_pass,
+      f.pdns_requests_per_pass < 0 ? "n/a" : std::to_string(f.pdns_requests_per_pass).c_str(),
+      f.wrong);
 }
 
 }  // namespace
@@ -166,8 +167,9 @@ int main(int argc, char** argv) {
   const int reps = argc > 3 ? std::atoi(argv[3]) : 7;
   std::string zone = env("ZONE");
   if (env("PDNS_API_URL").empty() || env("PDNS_API_KEY").empty() || zone.empty()) {
-    std::fprintf(stderr, "observe_bench: skipped: source the harness env (PDNS_API_URL, "
-                         "PDNS_API_KEY, ZONE) first\n");
+    std::fprintf(stderr,
+                 "observe_bench: skipped: source the harness env (PDNS_API_URL, "
+                 "PDNS_API_KEY, ZONE) first\n");
     return 77;
   }
   if (zone.back() != '.') zone += '.';
@@ -181,8 +183,12 @@ int main(int argc, char** argv) {
   if (!change_records(http, zone, records, groups, false)) return 1;
 
   DesiredState d;
-  d.providers["dns"] = ProviderConfig{
-      "dns", "powerdns", {{"url", env("PDNS_API_URL")}, {"api_key", "${env:PDNS_API_KEY}"}}, {}, {}};
+  d.providers["dns"] =
+      ProviderConfig{"dns",
+                     "powerdns",
+                     {{"url", env("PDNS_API_URL")}, {"api_key", "${env:PDNS_API_KEY}"}},
+                     {},
+                     {}};
   d.providers["db"] = ProviderConfig{"db", "fake", {}, {}, {}};
   FakeWorld world;
   world.instant_replay = false;  // observation only reads the world
@@ -222,9 +228,8 @@ int main(int argc, char** argv) {
   // Warm up: connections, secret resolution.
   observe_all(d, fleet, real_clock(), 8);
 
-  Figures shared = measure(http, reps, [&] {
-    return wrong(observe_all(d, fleet, real_clock(), 8).groups);
-  });
+  Figures shared =
+      measure(http, reps, [&] { return wrong(observe_all(d, fleet, real_clock(), 8).groups); });
   std::vector<std::string> names;
   for (const auto& [name, g] : d.groups) names.push_back(name);
   Figures per_record = measure(http, reps, [&] {

@@ -73,7 +73,8 @@ FakePowerDns::FakePowerDns() : server_(std::make_unique<httplib::Server>()) {
       }
       Rrset set;
       set.ttl = rr.HasMember("ttl") ? rr["ttl"].GetInt() : 60;
-      for (const auto& rec : rr["records"].GetArray()) set.contents.push_back(rec["content"].GetString());
+      for (const auto& rec : rr["records"].GetArray())
+        set.contents.push_back(rec["content"].GetString());
       z->second[key] = set;
     }
     res.status = 204;
