@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -18,6 +20,7 @@
 #include "host_policy.h"
 #include "http_client.h"
 #include "json_input.h"
+#include "provider_stats.h"
 #include "secret.h"
 
 namespace stackflip {
@@ -227,6 +230,7 @@ class Client {
   Result<Reply> once(const std::string& method, const std::string& path, const std::string& body,
                      const std::string& token, milliseconds budget) {
     if (!curl_) return Err("provider " + provider_ + ": cannot initialise libcurl");
+    count_provider_request(provider_, "cloud66", method);
     Reply reply;
     curl_easy_reset(curl_);  // keeps the connection cache
     const std::string url = base_url_ + path;
@@ -407,16 +411,143 @@ std::string str_field(const Value& o, const char* k) {
   return o.HasMember(k) && o[k].IsString() ? o[k].GetString() : "";
 }
 
+bool is_elastic(const ProviderConfig& p) {
+  return p.get("address_api", "failover_groups") == "elastic_addresses";
+}
+
+// The Go client lists /failover_groups.json and updates /failover_groups/{uid};
+// the elastic address docs use /elastic_addresses without a suffix.
+std::string list_path(bool elastic) {
+  return elastic ? "/elastic_addresses" : "/failover_groups.json";
+}
+
+GroupInfo group_info(const Value& g) {
+  GroupInfo info;
+  info.address = str_field(g, "address");
+  info.primary_uid = str_field(g, "primary_stack_uid");
+  info.secondary_uid = str_field(g, "secondary_stack_uid");
+  if (g.HasMember("current_stack")) info.current = parse_current(g["current_stack"]);
+  info.busy = g.HasMember("busy_toggling") && g["busy_toggling"].IsBool() &&
+              g["busy_toggling"].GetBool();
+  return info;
+}
+
+// Pages through the failover group (elastic address) list, calling
+// `each(item)` for every object until it returns false. Returns the pages
+// read.
+template <class Each>
+Result<int> for_each_page(Client& client, bool elastic, Each each) {
+  const std::string path = list_path(elastic);
+  const std::string noun = elastic ? "elastic address list" : "failover group list";
+  int page = 1, pages_seen = 0;
+  while (pages_seen < 1000) {
+    auto d = client.call("GET", path + "?page=" + std::to_string(page), "", noun);
+    if (!d.ok()) return d.error();
+    ++pages_seen;
+    const Value& items = (*d)["response"];
+    if (!items.IsArray()) return Err("Cloud 66 answered " + path + " without a list");
+    for (const auto& g : items.GetArray())
+      if (g.IsObject() && !each(g)) return pages_seen;
+    // Follow pagination as the Go client does: while current < next.
+    if (!d->HasMember("pagination") || !(*d)["pagination"].IsObject()) break;
+    const Value& pg = (*d)["pagination"];
+    int cur = pg.HasMember("current") && pg["current"].IsInt() ? pg["current"].GetInt() : page;
+    int next = pg.HasMember("next") && pg["next"].IsInt() ? pg["next"].GetInt() : 0;
+    if (next <= cur) break;
+    page = next;
+  }
+  return pages_seen;
+}
+
+struct Cloud66List {
+  std::map<std::string, GroupInfo> by_uid;
+  int pages = 0;
+};
+
+}  // namespace
+
+// Read once per pass like PowerDnsZones (powerdns_zone.h): the first
+// reader of a pass fetches every page, concurrent readers of that pass wait
+// for it, later ones reuse it; a switch drops the copy.
+class Cloud66Lists {
+ public:
+  explicit Cloud66Lists(const ProviderConfig& p) : client_(p), elastic_(is_elastic(p)) {}
+
+  Result<std::shared_ptr<const Cloud66List>> read(ObservePass pass) {
+    std::shared_ptr<Flight> flight;
+    bool mine = false;
+    {
+      std::lock_guard lock(mu_);
+      if (!flight_ || pass_ != pass.id || pass.id == 0) {
+        pass_ = pass.id;
+        flight_ = std::make_shared<Flight>();
+        mine = true;
+      }
+      flight = flight_;
+    }
+    if (mine) {
+      auto r = fetch();
+      {
+        std::lock_guard lock(mu_);
+        flight->result = r;
+        flight->done = true;
+      }
+      done_.notify_all();
+      return r;
+    }
+    std::unique_lock lock(mu_);
+    done_.wait(lock, [&] { return flight->done; });
+    return flight->result;
+  }
+
+  void invalidate() {
+    std::lock_guard lock(mu_);
+    flight_.reset();
+  }
+
+ private:
+  struct Flight {
+    bool done = false;
+    Result<std::shared_ptr<const Cloud66List>> result{Err("not read yet")};
+  };
+
+  Result<std::shared_ptr<const Cloud66List>> fetch() {
+    std::lock_guard lock(client_mu_);  // one curl handle
+    auto list = std::make_shared<Cloud66List>();
+    auto pages = for_each_page(client_, elastic_, [&](const Value& g) {
+      std::string uid = str_field(g, "uid");
+      if (!uid.empty()) list->by_uid.emplace(uid, group_info(g));
+      return true;
+    });
+    if (!pages.ok()) return pages.error();
+    list->pages = *pages;
+    return std::shared_ptr<const Cloud66List>(std::move(list));
+  }
+
+  std::mutex client_mu_;
+  Client client_;
+  bool elastic_;
+  std::mutex mu_;
+  std::condition_variable done_;
+  uint64_t pass_ = 0;
+  std::shared_ptr<Flight> flight_;
+};
+
+namespace {
+
 class Cloud66TrafficDriver : public TrafficDriver {
  public:
-  Cloud66TrafficDriver(const ProviderConfig& p, const GroupSpec& g, const TrafficSpec& t)
-      : client_(p), group_(g), uid_(t.get("failover_group")), name_(t.name),
-        elastic_(p.get("address_api", "failover_groups") == "elastic_addresses") {}
+  Cloud66TrafficDriver(const ProviderConfig& p, const GroupSpec& g, const TrafficSpec& t,
+                       std::shared_ptr<Cloud66Lists> lists)
+      : client_(p), lists_(std::move(lists)), group_(g), uid_(t.get("failover_group")),
+        name_(t.name), elastic_(is_elastic(p)) {}
 
-  TrafficObs observe() override {
+  TrafficObs observe() override { return observe_in(ObservePass{}); }
+
+  TrafficObs observe_in(ObservePass pass) override {
     TrafficObs t;
     t.name = name_;
-    auto info = find();
+    auto info = pass.id ? find_in(pass) : find();
     if (!info.ok()) {
       t.reachable = false;
       t.error = info.error().message;
@@ -473,8 +604,10 @@ class Cloud66TrafficDriver : public TrafficDriver {
     auto& a = body.GetAllocator();
     if (elastic_) body.AddMember("current_stack", Value(want == 1 ? "primary" : "secondary", a), a);
     else body.AddMember("current_stack", want, a);
+    lists_->invalidate();
     auto put = client_.call("PUT", list_base() + "/" + percent_encode_path_segment(uid_),
                             json_text(body), noun() + " " + uid_);
+    lists_->invalidate();
     if (!put.ok()) return put.error();
 
     backoff = Backoff(kFirstPoll, kMaxPoll);
@@ -491,45 +624,39 @@ class Cloud66TrafficDriver : public TrafficDriver {
 
  private:
   std::string noun() const { return elastic_ ? "elastic address" : "failover group"; }
-  // The Go client lists /failover_groups.json and updates /failover_groups/{uid};
-  // the elastic address docs use /elastic_addresses without a suffix.
   std::string list_base() const { return elastic_ ? "/elastic_addresses" : "/failover_groups"; }
-  std::string list_path() const { return elastic_ ? "/elastic_addresses" : "/failover_groups.json"; }
 
-  // Pages through the list until the group is found.
+  // Pages through the list until the group is found (a fresh read).
   Result<GroupInfo> find() {
     if (uid_.empty()) return Err("group " + group_.name + ": traffic `failover_group` is not set");
-    int page = 1, pages_seen = 0;
-    for (; pages_seen < 1000; ++pages_seen) {
-      auto d = client_.call("GET", list_path() + "?page=" + std::to_string(page), "",
-                            noun() + " list");
-      if (!d.ok()) return d.error();
-      const Value& items = (*d)["response"];
-      if (!items.IsArray()) return Err("Cloud 66 answered " + list_path() + " without a list");
-      for (const auto& g : items.GetArray()) {
-        if (!g.IsObject() || str_field(g, "uid") != uid_) continue;
-        GroupInfo info;
-        info.address = str_field(g, "address");
-        info.primary_uid = str_field(g, "primary_stack_uid");
-        info.secondary_uid = str_field(g, "secondary_stack_uid");
-        if (g.HasMember("current_stack")) info.current = parse_current(g["current_stack"]);
-        info.busy = g.HasMember("busy_toggling") && g["busy_toggling"].IsBool() &&
-                    g["busy_toggling"].GetBool();
-        return info;
-      }
-      // Follow pagination as the Go client does: while current < next.
-      if (!d->HasMember("pagination") || !(*d)["pagination"].IsObject()) break;
-      const Value& pg = (*d)["pagination"];
-      int cur = pg.HasMember("current") && pg["current"].IsInt() ? pg["current"].GetInt() : page;
-      int next = pg.HasMember("next") && pg["next"].IsInt() ? pg["next"].GetInt() : 0;
-      if (next <= cur) break;
-      page = next;
-    }
-    return Err("Cloud 66 has no " + noun() + " " + uid_ + " (searched " +
-               std::to_string(pages_seen + 1) + " page(s) of " + list_path() + ")");
+    std::optional<GroupInfo> found;
+    auto pages = for_each_page(client_, elastic_, [&](const Value& g) {
+      if (str_field(g, "uid") != uid_) return true;
+      found = group_info(g);
+      return false;
+    });
+    if (!pages.ok()) return pages.error();
+    if (found) return *found;
+    return not_found(*pages);
+  }
+
+  // The group from the provider's list as read once in `pass`.
+  Result<GroupInfo> find_in(ObservePass pass) {
+    if (uid_.empty()) return Err("group " + group_.name + ": traffic `failover_group` is not set");
+    auto list = lists_->read(pass);
+    if (!list.ok()) return list.error();
+    auto it = (*list)->by_uid.find(uid_);
+    if (it == (*list)->by_uid.end()) return not_found((*list)->pages);
+    return it->second;
+  }
+
+  Error not_found(int pages) const {
+    return Err("Cloud 66 has no " + noun() + " " + uid_ + " (searched " + std::to_string(pages) +
+               " page(s) of " + list_path(elastic_) + ")");
   }
 
   Client client_;
+  std::shared_ptr<Cloud66Lists> lists_;
   GroupSpec group_;
   std::string uid_, name_;
   bool elastic_;
@@ -543,10 +670,16 @@ std::unique_ptr<StackDriver> make_cloud66_stack_driver(const ProviderConfig& pro
   return std::make_unique<Cloud66StackDriver>(provider, group, stack);
 }
 
+std::shared_ptr<Cloud66Lists> make_cloud66_lists(const ProviderConfig& provider) {
+  return std::make_shared<Cloud66Lists>(provider);
+}
+
 std::unique_ptr<TrafficDriver> make_cloud66_traffic_driver(const ProviderConfig& provider,
                                                            const GroupSpec& group,
-                                                           const TrafficSpec& traffic) {
-  return std::make_unique<Cloud66TrafficDriver>(provider, group, traffic);
+                                                           const TrafficSpec& traffic,
+                                                           std::shared_ptr<Cloud66Lists> lists) {
+  if (!lists) lists = make_cloud66_lists(provider);
+  return std::make_unique<Cloud66TrafficDriver>(provider, group, traffic, std::move(lists));
 }
 
 }  // namespace stackflip

@@ -46,8 +46,17 @@ namespace stackflip {
 std::unique_ptr<StackDriver> make_cloud66_stack_driver(const ProviderConfig& provider,
                                                        const GroupSpec& group,
                                                        const std::string& stack);
+// The failover group (elastic address) list of one provider, shared by its
+// traffic drivers: observe_in(pass) reads it once per pass (every page) for
+// all of them; observe() and switch_to() read fresh, and a switch drops the
+// shared copy. Thread-safe.
+class Cloud66Lists;
+std::shared_ptr<Cloud66Lists> make_cloud66_lists(const ProviderConfig& provider);
+
+// `lists` null makes one for this driver alone.
 std::unique_ptr<TrafficDriver> make_cloud66_traffic_driver(const ProviderConfig& provider,
                                                            const GroupSpec& group,
-                                                           const TrafficSpec& traffic);
+                                                           const TrafficSpec& traffic,
+                                                           std::shared_ptr<Cloud66Lists> lists = nullptr);
 
 }  // namespace stackflip

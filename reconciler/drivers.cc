@@ -4,6 +4,7 @@
 #include "command_driver.h"
 #include "postgres_driver.h"
 #include "powerdns_driver.h"
+#include "powerdns_zone.h"
 
 namespace stackflip {
 
@@ -45,6 +46,28 @@ GroupSpec database_view(const GroupSpec& g) {
   return v;
 }
 
+// Everything that makes two providers read the same data the same way.
+std::string sharing_key(const ProviderConfig& p) {
+  std::string key = p.type + '\n' + p.name;
+  for (const auto& [k, v] : p.settings) key += '\n' + k + '=' + v;
+  return key;
+}
+
+template <class T, class Make>
+std::shared_ptr<T> shared_reader(std::mutex& mu, std::map<std::string, std::weak_ptr<T>>& readers,
+                                 const ProviderConfig& p, Make make) {
+  std::lock_guard lock(mu);
+  for (auto it = readers.begin(); it != readers.end();)
+    it = it->second.expired() ? readers.erase(it) : std::next(it);
+  std::weak_ptr<T>& slot = readers[sharing_key(p)];
+  std::shared_ptr<T> reader = slot.lock();
+  if (!reader) {
+    reader = make();
+    slot = reader;
+  }
+  return reader;
+}
+
 const ProviderConfig* provider_of(const DesiredState& d, const std::string& name) {
   auto it = d.providers.find(name);
   return it == d.providers.end() ? nullptr : &it->second;
@@ -77,8 +100,14 @@ Result<std::unique_ptr<TrafficDriver>> RealDriverFactory::traffic_driver(const D
                                                                          const TrafficSpec& traffic) {
   const ProviderConfig* p = provider_of(desired, traffic.provider);
   if (!p) return Err("traffic: unknown provider " + traffic.provider);
-  if (p->type == "powerdns") return make_powerdns_traffic_driver(*p, group, traffic);
-  if (p->type == "cloud66") return make_cloud66_traffic_driver(*p, group, traffic);
+  if (p->type == "powerdns") {
+    auto zones = shared_reader(mu_, zones_, *p, [&] { return std::make_shared<PowerDnsZones>(*p); });
+    return make_powerdns_traffic_driver(*p, group, traffic, std::move(zones));
+  }
+  if (p->type == "cloud66") {
+    auto lists = shared_reader(mu_, lists_, *p, [&] { return make_cloud66_lists(*p); });
+    return make_cloud66_traffic_driver(*p, group, traffic, std::move(lists));
+  }
   if (p->type == "command") return make_command_traffic_driver(*p, group, traffic);
   return Err("traffic: provider " + p->name + " of type " + p->type + " cannot serve traffic");
 }

@@ -4,11 +4,27 @@
 //            through Cloud 66, database positions read directly from
 //            PostgreSQL so the no-data-loss guard can be checked), command
 //   traffic: powerdns, cloud66, command
+//
+// Traffic drivers of one provider share what they read: one PowerDnsZones
+// (powerdns_zone.h) per PowerDNS server, one Cloud66Lists per Cloud 66
+// account, so an observation pass reads each zone or list once however many
+// addresses the groups own. Sharing is keyed on every setting of the
+// provider (a reload that changes its url or key gets a new reader); the
+// factory holds readers weakly, so they live as long as the drivers using
+// them. Thread-safe.
 #pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
 
 #include "provider.h"
 
 namespace stackflip {
+
+class PowerDnsZones;
+class Cloud66Lists;
 
 class RealDriverFactory : public DriverFactory {
  public:
@@ -18,6 +34,11 @@ class RealDriverFactory : public DriverFactory {
   Result<std::unique_ptr<TrafficDriver>> traffic_driver(const DesiredState& desired,
                                                         const GroupSpec& group,
                                                         const TrafficSpec& traffic) override;
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::weak_ptr<PowerDnsZones>> zones_;
+  std::map<std::string, std::weak_ptr<Cloud66Lists>> lists_;
 };
 
 }  // namespace stackflip

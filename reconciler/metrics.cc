@@ -1,7 +1,10 @@
 #include "metrics.h"
 
 #include <cstdio>
+#include <iterator>
 #include <sstream>
+
+#include "provider_stats.h"
 
 namespace stackflip {
 
@@ -81,6 +84,29 @@ std::string Metrics::prometheus() const {
        "# TYPE stackflip_group_drift_actions gauge\n";
   for (const auto& [g, s] : groups_)
     o << "stackflip_group_drift_actions{group=\"" << label(g) << "\"} " << s.drift << '\n';
+
+  const ProviderStats ps = provider_stats();
+  o << "# HELP stackflip_observe_duration_seconds Wall time of observation passes.\n"
+       "# TYPE stackflip_observe_duration_seconds histogram\n";
+  for (size_t i = 0; i < std::size(kObserveBuckets); ++i)
+    o << "stackflip_observe_duration_seconds_bucket{le=\"" << num(kObserveBuckets[i]) << "\"} "
+      << ps.observe_buckets[i] << '\n';
+  o << "stackflip_observe_duration_seconds_bucket{le=\"+Inf\"} " << ps.observe_passes << '\n'
+    << "stackflip_observe_duration_seconds_sum " << num(ps.observe_seconds_sum) << '\n'
+    << "stackflip_observe_duration_seconds_count " << ps.observe_passes << '\n';
+  o << "# HELP stackflip_observe_last_duration_seconds Wall time of the last observation pass.\n"
+       "# TYPE stackflip_observe_last_duration_seconds gauge\n"
+       "stackflip_observe_last_duration_seconds "
+    << num(ps.last_observe_seconds) << '\n';
+  o << "# HELP stackflip_provider_requests_total HTTP requests sent to providers.\n"
+       "# TYPE stackflip_provider_requests_total counter\n";
+  for (const auto& [k, n] : ps.requests)
+    o << "stackflip_provider_requests_total{provider=\"" << label(k.provider) << "\",kind=\""
+      << label(k.kind) << "\",method=\"" << label(k.method) << "\"} " << n << '\n';
+  o << "# HELP stackflip_postgres_sessions PostgreSQL sessions open, by server.\n"
+       "# TYPE stackflip_postgres_sessions gauge\n";
+  for (const auto& [server, n] : ps.postgres_sessions)
+    o << "stackflip_postgres_sessions{server=\"" << label(server) << "\"} " << n << '\n';
   return o.str();
 }
 

@@ -13,6 +13,17 @@
 //   stackflip_group_active_stack{group,stack}      1 for the desired active stack
 //   stackflip_group_converged{group}               1 when nothing is left to do
 //   stackflip_group_drift_actions{group}           actions the last pass found necessary
+//   stackflip_observe_duration_seconds             histogram of observation passes' wall time
+//                                                  (each pass observes before planning and,
+//                                                  when it applied, again after)
+//   stackflip_observe_last_duration_seconds        the last observation pass's wall time
+//   stackflip_provider_requests_total{provider,kind,method}
+//                                                  HTTP requests sent to traffic/stack providers
+//                                                  (PowerDNS, Cloud 66), retries included
+//   stackflip_postgres_sessions{server}            PostgreSQL sessions open now, by host:port
+//
+// The last four are process-wide (provider_stats.h): a scrape shows them as
+// they are, not as of the last pass.
 //
 // Thread safety: every method may be called from any thread (one mutex).
 #pragma once

@@ -1,9 +1,12 @@
 #include "observe.h"
 
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <thread>
 #include <vector>
+
+#include "provider_stats.h"
 
 namespace stackflip {
 
@@ -40,10 +43,10 @@ StackObs GroupDrivers::observe_stack(const std::string& name) {
   return s;
 }
 
-TrafficObs GroupDrivers::observe_one(Traffic& t) {
+TrafficObs GroupDrivers::observe_one(Traffic& t, ObservePass pass) {
   TrafficObs o;
   if (t.driver) {
-    o = t.driver->observe();
+    o = t.driver->observe_in(pass);
   } else {
     o.reachable = false;
     o.error = t.error;
@@ -52,10 +55,10 @@ TrafficObs GroupDrivers::observe_one(Traffic& t) {
   return o;
 }
 
-TrafficObs GroupDrivers::observe_traffic() {
+TrafficObs GroupDrivers::observe_traffic(ObservePass pass) {
   std::vector<TrafficObs> parts;
   parts.reserve(traffic_.size());
-  for (Traffic& t : traffic_) parts.push_back(observe_one(t));
+  for (Traffic& t : traffic_) parts.push_back(observe_one(t, pass));
   return combine_traffic(std::move(parts));
 }
 
@@ -63,7 +66,7 @@ Status GroupDrivers::switch_traffic(const std::string& stack) {
   for (Traffic& t : traffic_) {
     const std::string& name = t.spec->name;
     if (!t.driver) return Err(name + ": " + t.error);
-    TrafficObs now = observe_one(t);
+    TrafficObs now = observe_one(t, ObservePass{});  // fresh: a switch acts on it
     if (now.reachable && now.target == stack && now.ttl.value_or(t.spec->ttl) == t.spec->ttl) continue;
     Status st = t.driver->switch_to(stack);
     if (!st.ok()) {
@@ -75,14 +78,14 @@ Status GroupDrivers::switch_traffic(const std::string& stack) {
   return Status::Ok();
 }
 
-GroupObs GroupDrivers::observe() {
+GroupObs GroupDrivers::observe(ObservePass pass) {
   GroupObs g;
   std::vector<std::pair<std::string, std::future<StackObs>>> pending;
   for (const auto& [name, spec] : group_.stacks)
     pending.emplace_back(name, std::async(std::launch::async, [this, n = name] {
                            return observe_stack(n);
                          }));
-  g.traffic = observe_traffic();
+  g.traffic = observe_traffic(pass);
   for (auto& [name, f] : pending) g.stacks[name] = f.get();
   return g;
 }
@@ -135,13 +138,17 @@ void parallel_for(size_t n, int parallelism, const std::function<void(size_t)>& 
 
 ObservedState observe_all(const DesiredState& desired, Fleet& fleet, Clock& clock,
                           int parallelism) {
+  const auto started = std::chrono::steady_clock::now();
+  const ObservePass pass = ObservePass::begin();
   ObservedState obs;
   obs.observed_at = clock.rfc3339_now();
   std::vector<std::string> names;
   for (const auto& [name, g] : desired.groups) names.push_back(name);
   std::vector<GroupObs> results(names.size());
-  parallel_for(names.size(), parallelism, [&](size_t i) { results[i] = fleet.at(names[i])->observe(); });
+  parallel_for(names.size(), parallelism, [&](size_t i) { results[i] = fleet.at(names[i])->observe(pass); });
   for (size_t i = 0; i < names.size(); ++i) obs.groups[names[i]] = std::move(results[i]);
+  record_observe_duration(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
   return obs;
 }
 

@@ -30,9 +30,11 @@ class GroupDrivers {
   const std::string& stack_error(const std::string& name) const;
 
   StackObs observe_stack(const std::string& name);
-  // Every traffic address of the group, combined (combine_traffic).
-  TrafficObs observe_traffic();
-  GroupObs observe();  // everything, concurrently
+  // Every traffic address of the group, combined (combine_traffic). Within
+  // `pass` (observe_all), lists shared with other addresses are read once
+  // per pass (provider.h ObservePass); without one, everything is fresh.
+  TrafficObs observe_traffic(ObservePass pass = {});
+  GroupObs observe(ObservePass pass = {});  // everything, concurrently
 
   // Points every traffic address that does not hold exactly `stack`'s
   // values (or has another TTL) at it, in the order written; the first
@@ -46,7 +48,7 @@ class GroupDrivers {
     std::unique_ptr<TrafficDriver> driver;  // null when it could not be made
     std::string error;                      // why not
   };
-  TrafficObs observe_one(Traffic& t);
+  TrafficObs observe_one(Traffic& t, ObservePass pass);
 
   const GroupSpec& group_;
   std::map<std::string, std::unique_ptr<StackDriver>> stacks_;
@@ -59,7 +61,9 @@ using Fleet = std::map<std::string, std::unique_ptr<GroupDrivers>>;
 // Makes the drivers of every group of `desired`.
 Fleet make_fleet(const DesiredState& desired, DriverFactory& factory);
 
-// Observes every group of `desired` through `fleet`, `parallelism` groups at a time.
+// Observes every group of `desired` through `fleet`, `parallelism` groups at
+// a time, as one pass (ObservePass): each PowerDNS zone and Cloud 66 list is
+// read once. Its wall time goes to provider_stats.h.
 ObservedState observe_all(const DesiredState& desired, Fleet& fleet, Clock& clock,
                           int parallelism = 8);
 

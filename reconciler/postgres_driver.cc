@@ -23,6 +23,7 @@
 
 #include "conninfo.h"
 #include "host_policy.h"
+#include "provider_stats.h"
 #include "safe_file.h"
 #include "subprocess.h"
 #include "secret.h"
@@ -39,8 +40,14 @@ using std::chrono::milliseconds;
 constexpr uint64_t kShortPageHeader = 24;
 constexpr uint64_t kLongPageHeader = 40;
 
+// Closes the session; one that was counted open (provider_stats.h) by its
+// server is counted closed.
 struct ConnDeleter {
-  void operator()(PGconn* c) const { PQfinish(c); }
+  std::string server;  // "host:port" once the session is up; "" = not counted
+  void operator()(PGconn* c) const {
+    PQfinish(c);
+    if (!server.empty()) postgres_session_closed(server);
+  }
 };
 struct ResDeleter {
   void operator()(PGresult* r) const { PQclear(r); }
@@ -678,6 +685,11 @@ class PostgresStackDriver : public StackDriver {
     if (!c) return Err(where() + ": out of memory");
     if (PQstatus(c.get()) != CONNECTION_OK)
       return Err(where() + ": " + trim(PQerrorMessage(c.get())));
+    const char* host = PQhost(c.get());
+    const char* port = PQport(c.get());
+    std::string server = std::string(host ? host : "") + ":" + (port ? port : "");
+    postgres_session_opened(server);
+    c.get_deleter().server = std::move(server);
     return c;
   }
 

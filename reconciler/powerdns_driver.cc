@@ -7,16 +7,12 @@
 
 #include <algorithm>
 #include <cctype>
-#include <chrono>
 #include <map>
 #include <optional>
 #include <set>
 
 #include "address.h"
-#include "http_client.h"
-#include "host_policy.h"
-#include "json_input.h"
-#include "secret.h"
+#include "powerdns_zone.h"
 
 namespace stackflip {
 
@@ -27,11 +23,9 @@ std::string absolute(std::string name) {
   return name;
 }
 
-bool iequals(const std::string& a, const std::string& b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
 }
 
 std::string upper(std::string s) {
@@ -39,27 +33,14 @@ std::string upper(std::string s) {
   return s;
 }
 
-int parse_int(const std::string& text, int fallback) {
-  try {
-    return text.empty() ? fallback : std::stoi(text);
-  } catch (const std::exception&) {
-    return fallback;
-  }
-}
-
 class PowerDnsTrafficDriver : public TrafficDriver {
  public:
-  PowerDnsTrafficDriver(const ProviderConfig& provider, const GroupSpec& group,
+  PowerDnsTrafficDriver(std::shared_ptr<PowerDnsZones> zones, const GroupSpec& group,
                         const TrafficSpec& traffic)
-      : group_(group),
-        client_(HttpClientOptions{provider.get("insecure") == "true", provider.get("ca_file")}) {
-    base_url_ = provider.get("url");
-    while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
-    api_key_ref_ = provider.get("api_key");
-    server_id_ = provider.get("server_id", "localhost");
-    timeout_ = std::chrono::milliseconds(parse_int(provider.get("timeout_ms"), 5000));
+      : zones_(std::move(zones)), group_(group) {
     zone_ = absolute(traffic.get("zone"));
     record_ = absolute(traffic.get("record"));
+    key_ = lower(record_);
     type_ = upper(traffic.get("record_type", "A"));
     ttl_ = traffic.ttl;
     name_ = traffic.name.empty() ? record_ + " " + type_ : traffic.name;
@@ -70,51 +51,35 @@ class PowerDnsTrafficDriver : public TrafficDriver {
         if (address_kind(a) == kind) values_[sname].push_back(a);
   }
 
-  TrafficObs observe() override {
+  TrafficObs observe() override { return observe_in(ObservePass{}); }
+
+  TrafficObs observe_in(ObservePass pass) override {
     TrafficObs obs;
     obs.name = name_;
-    auto response = call("GET", "");
-    if (!response.ok()) {
+    auto zone = zones_->read(zone_, pass);
+    if (!zone.ok()) {
       obs.reachable = false;
-      obs.error = response.error().message;
+      obs.error = zone.error().message;
       return obs;
     }
-    rapidjson::Document doc;
-    if (auto e = parse_json_input(response->body, doc)) {
-      obs.reachable = false;
-      obs.error = "PowerDNS " + zone_url() + ": the answer is not JSON we can read (" +
-                  e->message() + "): " + trim_for_message(response->body);
-      return obs;
-    }
-    if (!doc.IsObject() || !doc.HasMember("rrsets") || !doc["rrsets"].IsArray()) {
-      obs.reachable = false;
-      obs.error = "PowerDNS " + zone_url() +
-                  ": unexpected response (no rrsets array): " + trim_for_message(response->body);
-      return obs;
-    }
-    for (const auto& rr : doc["rrsets"].GetArray()) {
-      if (!rr.IsObject() || !rr.HasMember("name") || !rr.HasMember("type")) continue;
-      if (!rr["name"].IsString() || !rr["type"].IsString()) continue;
-      if (!iequals(rr["name"].GetString(), record_)) continue;
-      const std::string type = upper(rr["type"].GetString());
-      if (type != type_) {
-        // A CNAME owns its name alone: PowerDNS refuses any other type
-        // beside it, so such a switch would fail in the middle.
-        if ((type == "CNAME" || type_ == "CNAME") && obs.blocker.empty() && type != "RRSIG" && type != "NSEC")
-          obs.blocker = record_ + " holds a " + type + " record, and PowerDNS keeps no " + type_ +
-                        " record beside " + (type == "CNAME" ? "a CNAME" : "other types of a CNAME's name") +
-                        " (remove it by hand, or change record_type)";
-        continue;
-      }
-      if (rr.HasMember("ttl") && rr["ttl"].IsInt()) obs.ttl = rr["ttl"].GetInt();
-      if (rr.HasMember("records") && rr["records"].IsArray()) {
-        for (const auto& rec : rr["records"].GetArray()) {
-          if (!rec.IsObject() || !rec.HasMember("content") || !rec["content"].IsString()) continue;
-          TrafficRecord r;
-          r.content = rec["content"].GetString();
-          r.disabled = rec.HasMember("disabled") && rec["disabled"].IsBool() && rec["disabled"].GetBool();
+    auto rrsets = (*zone)->by_name.find(key_);
+    if (rrsets != (*zone)->by_name.end()) {
+      for (const PowerDnsRrset& rr : rrsets->second) {
+        if (rr.type != type_) {
+          // A CNAME owns its name alone: PowerDNS refuses any other type
+          // beside it, so such a switch would fail in the middle.
+          if ((rr.type == "CNAME" || type_ == "CNAME") && obs.blocker.empty() &&
+              rr.type != "RRSIG" && rr.type != "NSEC")
+            obs.blocker = record_ + " holds a " + rr.type + " record, and PowerDNS keeps no " +
+                          type_ + " record beside " +
+                          (rr.type == "CNAME" ? "a CNAME" : "other types of a CNAME's name") +
+                          " (remove it by hand, or change record_type)";
+          continue;
+        }
+        if (rr.ttl) obs.ttl = rr.ttl;
+        for (const TrafficRecord& rec : rr.records) {
+          TrafficRecord r = rec;
           r.stack = owner_of(r.content);
-          if (obs.records.size() >= kMaxRecords) break;
           obs.records.push_back(std::move(r));
         }
       }
@@ -157,10 +122,9 @@ class PowerDnsTrafficDriver : public TrafficDriver {
     w.EndArray();
     w.EndObject();
 
-    auto response = call("PATCH", buf.GetString());
-    if (!response.ok()) return response.error();
+    if (Status st = zones_->patch(zone_, buf.GetString()); !st.ok()) return st;
 
-    TrafficObs after = observe();
+    TrafficObs after = observe();  // fresh: the change must be seen on the server
     if (!after.reachable) return Err("traffic.switch: verifying the change: " + after.error);
     if (after.target != stack)
       return Err("traffic.switch: " + name_ + " holds \"" + after.content +
@@ -169,10 +133,6 @@ class PowerDnsTrafficDriver : public TrafficDriver {
   }
 
  private:
-  // A zone's rrset is bounded by what the HTTP client reads; this bounds
-  // what one record keeps of it.
-  static constexpr size_t kMaxRecords = 1000;
-
   static std::string join(const std::vector<std::string>& v) {
     std::string out;
     for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
@@ -204,51 +164,11 @@ class PowerDnsTrafficDriver : public TrafficDriver {
   }
 
  private:
-  // Both ids are encoded, so neither can reach another path ("../x").
-  std::string zone_url() const {
-    return base_url_ + "/api/v1/servers/" + percent_encode_path_segment(server_id_) + "/zones/" +
-           powerdns_zone_id(zone_);
-  }
-
-  // Performs a request against the zone; non-2xx statuses become errors
-  // carrying the status and the (trimmed) body.
-  Result<HttpResponse> call(const std::string& method, std::string body) {
-    if (base_url_.empty()) return Err("PowerDNS provider: `url` is not set");
-    if (!api_key_) {
-      auto origin = url_origin(base_url_);
-      if (!origin.ok()) return Err("PowerDNS provider url: " + origin.error().message);
-      auto key = resolve_secret_for(api_key_ref_, {*origin});
-      if (!key.ok()) return Err("PowerDNS provider api_key: " + key.error().message);
-      api_key_ = *key;
-    }
-    HttpRequest req;
-    req.method = method;
-    req.url = zone_url();
-    req.timeout = timeout_;
-    req.body = std::move(body);
-    req.headers = {{"X-API-Key", *api_key_}, {"Accept", "application/json"}};
-    if (!req.body.empty()) req.headers.emplace_back("Content-Type", "application/json");
-    auto response = client_.perform(req);
-    if (!response.ok()) {
-      Error e = response.error();
-      e.message = "PowerDNS " + e.message;
-      return e;
-    }
-    if (response->status < 200 || response->status > 299) {
-      Error e = Err("PowerDNS " + req.url + ": HTTP " + std::to_string(response->status) + ": " +
-                    trim_for_message(response->body));
-      e.permanent = http_refusal(response->status);  // e.g. 422: asking again cannot help
-      return e;
-    }
-    return response;
-  }
-
+  std::shared_ptr<PowerDnsZones> zones_;
   GroupSpec group_;
-  HttpClient client_;
-  std::string base_url_, api_key_ref_, server_id_, zone_, record_, type_, name_;
+  std::string zone_, record_, type_, name_;
+  std::string key_;  // record_ as PowerDnsZoneData keys it (lower case)
   std::map<std::string, std::vector<std::string>> values_;  // stack -> its values for type_
-  std::optional<std::string> api_key_;
-  std::chrono::milliseconds timeout_{5000};
   int ttl_ = 60;
 };
 
@@ -279,8 +199,10 @@ std::string powerdns_zone_id(const std::string& zone) {
 
 std::unique_ptr<TrafficDriver> make_powerdns_traffic_driver(const ProviderConfig& provider,
                                                             const GroupSpec& group,
-                                                            const TrafficSpec& traffic) {
-  return std::make_unique<PowerDnsTrafficDriver>(provider, group, traffic);
+                                                            const TrafficSpec& traffic,
+                                                            std::shared_ptr<PowerDnsZones> zones) {
+  if (!zones) zones = std::make_shared<PowerDnsZones>(provider);
+  return std::make_unique<PowerDnsTrafficDriver>(std::move(zones), group, traffic);
 }
 
 }  // namespace stackflip

@@ -8,11 +8,14 @@
 // `record_type` (default A); the TTL comes from TrafficSpec::ttl. Zone and
 // record names are made absolute (trailing dot) as the API requires.
 //
-// observe() reads the zone and maps the record's first enabled content to
-// the stack whose `address` equals it (target null when the rrset is missing
-// or holds an address of no stack). switch_to() replaces the whole rrset
-// with the stack's address (changetype REPLACE, one record) and then
-// re-observes to verify. DNS resolvers keep the old answer for up to the old
+// observe() reads the zone and reports every record of the rrset, each with
+// the stack whose address it is; the target is the stack whose addresses
+// the enabled records are, exactly. Reads go through the provider's shared
+// PowerDnsZones (powerdns_zone.h): observe_in(pass) shares one GET of the
+// zone with every record of it observed in that pass; observe() reads
+// fresh. switch_to() replaces the whole rrset with the stack's addresses
+// (changetype REPLACE), which drops the zone's shared copy, and then
+// re-observes fresh to verify. DNS resolvers keep the old answer for up to the old
 // TTL: the driver only changes the authoritative data.
 //
 // `server_id` and `zone` go into the URL path: the server id
@@ -22,8 +25,9 @@
 // levels deep, else the record is unreachable with the reason.
 //
 // The API key is resolved from its secret reference on first use and never
-// appears in messages or logs. One HTTP connection is kept across calls.
-// Used from one thread at a time (provider.h).
+// appears in messages or logs. HTTP connections are pooled per provider and
+// kept across calls. Used from one thread at a time (provider.h); drivers
+// sharing a PowerDnsZones may run concurrently.
 #pragma once
 
 #include <memory>
@@ -34,13 +38,17 @@
 
 namespace stackflip {
 
+class PowerDnsZones;
+
 // The zone id PowerDNS uses in URLs (its apiZoneNameToId): the name with a
 // trailing dot, every byte but letters, digits, '.' and '-' as "=XX"; the
 // root zone "." is "=2E".
 std::string powerdns_zone_id(const std::string& zone);
 
-std::unique_ptr<TrafficDriver> make_powerdns_traffic_driver(const ProviderConfig& provider,
-                                                            const GroupSpec& group,
-                                                            const TrafficSpec& traffic);
+// `zones` is the provider's shared zone reader (powerdns_zone.h); null
+// makes one for this driver alone.
+std::unique_ptr<TrafficDriver> make_powerdns_traffic_driver(
+    const ProviderConfig& provider, const GroupSpec& group, const TrafficSpec& traffic,
+    std::shared_ptr<PowerDnsZones> zones = nullptr);
 
 }  // namespace stackflip

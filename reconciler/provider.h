@@ -18,6 +18,8 @@
 //   concurrently. Drivers may keep connections open across calls.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -38,12 +40,33 @@ class StackDriver {
   virtual Status start_replication(const StackSpec& source) = 0;
 };
 
+// One observation pass (observe.h: observe_all). Drivers whose addresses
+// share one provider list (the rrsets of a PowerDNS zone, a Cloud 66
+// failover group list) read that list once per pass: the first reader
+// fetches it, the others reuse the copy. No pass (id 0) always reads fresh:
+// apply's re-observation before a step and its verification after a switch
+// must see the provider as it is now.
+struct ObservePass {
+  uint64_t id = 0;
+  static ObservePass begin() {
+    static std::atomic<uint64_t> last{0};
+    return ObservePass{++last};
+  }
+};
+
 class TrafficDriver {
  public:
   virtual ~TrafficDriver() = default;
   // Every value the address holds (`records`, each with the stack it
   // belongs to), and `target` only when it holds exactly one stack's.
+  // Always read fresh.
   virtual TrafficObs observe() = 0;
+  // The same, within `pass`: a list shared with other addresses may come
+  // from this pass's copy. Drivers without shared lists read fresh.
+  virtual TrafficObs observe_in(ObservePass pass) {
+    (void)pass;
+    return observe();
+  }
   // Point the address at `stack` (a stack of the group), replacing every
   // other value it holds.
   virtual Status switch_to(const std::string& stack) = 0;

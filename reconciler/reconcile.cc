@@ -13,6 +13,7 @@
 #include "notify.h"
 #include "plan_json.h"
 #include "planner.h"
+#include "provider_stats.h"
 #include "snapshot.h"
 #include "switch_hold.h"
 
@@ -295,14 +296,22 @@ std::vector<GroupRun> Reconciler::run_groups(const DesiredState& d, const Observ
       if (runs[i].observed) waiting.push_back(i);
     check_and_queue(waiting);
   };
+  // The first observations are one pass (provider.h): a zone or list that
+  // many groups share is read once. Re-observation after apply reads fresh.
+  const ObservePass pass = ObservePass::begin();
+  const auto observe_started = std::chrono::steady_clock::now();
+  size_t observed_all = 0;
   {
     std::lock_guard lock(pool.mu());
     for (size_t i = 0; i < runs.size(); ++i)
       pool.push([&, i] {
-        GroupObs o = with_last_known(runs[i].name, fleet_.at(runs[i].name)->observe());
+        GroupObs o = with_last_known(runs[i].name, fleet_.at(runs[i].name)->observe(pass));
         std::lock_guard lock(pool.mu());
         runs[i].first = std::move(o);
         runs[i].observed = true;
+        if (++observed_all == runs.size())
+          record_observe_duration(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - observe_started).count());
         if (gate_open) {
           check_and_queue({i});  // late: goes ahead at once
         } else if (++observed == runs.size()) {

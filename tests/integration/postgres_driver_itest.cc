@@ -8,6 +8,7 @@
 
 #include "itest_env.h"
 #include "postgres_driver.h"
+#include "provider_stats.h"
 
 using namespace stackflip;
 using itest::ms_since;
@@ -212,4 +213,20 @@ TEST_CASE("planned switchover promotes the replica and re-attaches the old prima
   REQUIRE(p.standby->set_maintenance(false).ok());
   AppConn app(host1);
   CHECK(app.run("INSERT INTO itest_switch VALUES ('back on primary')") == "");
+}
+
+TEST_CASE("issue 11: a postgres stack driver keeps one session to its server across passes") {
+  if (!itest::have_harness()) return;
+  const std::string server = "127.0.0.1:" + itest::env("PG_PORT");
+  auto open = [&] {
+    auto s = provider_stats().postgres_sessions;
+    return s.count(server) ? s.at(server) : 0;
+  };
+  const int64_t before = open();
+  {
+    Pair p;
+    for (int pass = 0; pass < 5; ++pass) REQUIRE(p.primary->observe().reachable);
+    CHECK(open() == before + 1);
+  }
+  CHECK(open() == before);  // closed with the driver
 }
