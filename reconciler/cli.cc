@@ -180,7 +180,7 @@ int cmd_validate(const Options& o) {
       std::cout << f << ": ok (" << r.desired->groups.size() << " group"
                 << (r.desired->groups.size() == 1 ? "" : "s") << ")\n";
     } else {
-      std::cerr << format_diagnostics(r.errors);
+      std::cerr << format_diagnostics(r.errors) << "\n";
       ++bad;
     }
   }

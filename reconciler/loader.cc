@@ -24,6 +24,11 @@ namespace stackflip {
 
 namespace {
 
+// "file:line:col", as a diagnostic names another place.
+std::string place(const Mark& m) {
+  return m.file + ":" + std::to_string(m.line) + ":" + std::to_string(m.column);
+}
+
 using Value = rapidjson::Value;
 
 // Keys each provider type uses: on providers, on the stacks and traffic it
@@ -359,13 +364,15 @@ class Checker {
       what = "record '" + str(member(t, "record")) + "'";
       // In one group, each type of a name once, and a CNAME alone.
       auto& types = group_types_[gname][owner_key];
+      auto& listed = listed_at_[gname][owner_key];
       for (const std::string& rt : record_types(t)) {
         if (std::find(types.begin(), types.end(), rt) != types.end()) {
           error(doc_.mark_of(owned_ptr), what + " (type " + rt + ") is listed twice in the traffic of group '" +
-                                             gname + "'");
+                                             gname + "' (first at " + place(doc_.mark_of(listed[rt])) + ")");
           continue;
         }
         types.push_back(rt);
+        listed[rt] = owned_ptr;
         uses.records.push_back({tp, str(member(t, "record")), rt, pname});
       }
       if (types.size() > 1 && std::find(types.begin(), types.end(), "CNAME") != types.end())
@@ -379,11 +386,11 @@ class Checker {
         error(doc_.mark_of(owned_ptr), what + " is listed twice in the traffic of group '" + gname + "'");
     }
     if (!owner_key.empty()) {
-      auto [it, inserted] = owners_.emplace(owner_key, std::pair{gname, tp});
+      auto [it, inserted] = owners_.emplace(owner_key, std::pair{gname, owned_ptr});
       if (!inserted && it->second.first != gname) {
-        const Mark first = doc_.key_mark_of(it->second.second);
+        const Mark first = doc_.mark_of(it->second.second);
         error(doc_.mark_of(owned_ptr), what + " of provider '" + pname + "' is already owned by group '" +
-                                           it->second.first + "' (line " + std::to_string(first.line) + ")");
+                                           it->second.first + "' (" + place(first) + ")");
       }
     }
   }
@@ -487,6 +494,8 @@ class Checker {
   std::map<std::string, std::pair<std::string, std::string>> owners_;  // traffic identity -> group, pointer
   // group -> traffic identity -> record types listed (powerdns)
   std::map<std::string, std::map<std::string, std::vector<std::string>>> group_types_;
+  // group -> traffic identity -> record type -> where it is first listed
+  std::map<std::string, std::map<std::string, std::map<std::string, std::string>>> listed_at_;
 };
 
 // ------------------------------------------------------------------ build

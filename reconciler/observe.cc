@@ -63,19 +63,33 @@ TrafficObs GroupDrivers::observe_traffic(ObservePass pass) {
 }
 
 Status GroupDrivers::switch_traffic(const std::string& stack) {
+  // Every address that can be switched is, even when one before it fails:
+  // each one left behind sends its users to where the switch came from.
+  std::vector<Error> failed;
   for (Traffic& t : traffic_) {
     const std::string& name = t.spec->name;
-    if (!t.driver) return Err(name + ": " + t.error);
+    if (!t.driver) {
+      failed.push_back(Err(name + ": " + t.error));
+      continue;
+    }
     TrafficObs now = observe_one(t, ObservePass{});  // fresh: a switch acts on it
     if (now.reachable && now.target == stack && now.ttl.value_or(t.spec->ttl) == t.spec->ttl) continue;
     Status st = t.driver->switch_to(stack);
     if (!st.ok()) {
       Error e = st.error();
       if (traffic_.size() > 1) e.message = name + ": " + e.message;
-      return e;
+      failed.push_back(std::move(e));
     }
   }
-  return Status::Ok();
+  if (failed.empty()) return Status::Ok();
+  // Retried only if some failure may pass; permanent only if all are.
+  Error e = failed.front();
+  for (size_t i = 1; i < failed.size(); ++i) {
+    e.message += "; " + failed[i].message;
+    e.timeout = e.timeout || failed[i].timeout;
+    e.permanent = e.permanent && failed[i].permanent;
+  }
+  return e;
 }
 
 GroupObs GroupDrivers::observe(ObservePass pass) {

@@ -37,9 +37,10 @@ class GroupDrivers {
   GroupObs observe(ObservePass pass = {});  // everything, concurrently
 
   // Points every traffic address that does not hold exactly `stack`'s
-  // values (or has another TTL) at it, in the order written; the first
-  // failure stops and names the address. Addresses already switched stay
-  // switched: a re-run switches the rest.
+  // values (or has another TTL) at it, in the order written. One that
+  // fails does not stop the others; the error names every address that
+  // failed (permanent only when every failure is). A re-run switches the
+  // rest.
   Status switch_traffic(const std::string& stack);
 
  private:

@@ -426,10 +426,21 @@ class GroupPlanner {
     std::string what;
     for (const auto& w : wrong) what += (what.empty() ? "" : "; ") + w;
     std::string reason = target_wrong ? "step 6 of the switch: " + what + ", `active: " + d + "`" : what;
+    if (!t.reachable || !traffic_blocker().empty())
+      reason += "; not switchable now: " +
+                (t.error.empty() ? traffic_blocker() : t.error + (traffic_blocker().empty() ? "" : "; " + traffic_blocker()));
+    // With several addresses, those that can be switched are, even while
+    // another cannot (its zone unreachable, a CNAME in the way): after a
+    // fence, each name left behind is an outage of its own. The step then
+    // fails on the rest, and a later pass finishes it.
+    bool some_switchable = false;
+    for (size_t i = 0; i < t.parts.size(); ++i)
+      some_switchable |= t.parts.size() > 1 && t.parts[i].reachable && t.parts[i].blocker.empty() &&
+                         !traffic_drift(t.parts[i], desired_ttl(i), true).empty();
     std::string why;
-    if (!t.reachable)
+    if (!t.reachable && !some_switchable)
       why = "the traffic provider is unreachable" + (t.error.empty() ? "" : " (" + t.error + ")");
-    else if (!traffic_blocker().empty())
+    else if (!traffic_blocker().empty() && !some_switchable)
       why = traffic_blocker();
     else if (!reachable(d))
       why = unreachable_why(d) + "; traffic is never sent to a stack that cannot be seen";

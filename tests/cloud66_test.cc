@@ -136,7 +136,7 @@ TEST_CASE("cloud66 waits out throttling (503) honouring Retry-After") {
   CHECK(f.fake.requests().size() == 2);
 }
 
-TEST_CASE("cloud66 retries a 500 twice, then succeeds; a persistent 500 is an error with the body") {
+TEST_CASE("cloud66 retries a 500 twice, then succeeds, a persistent 500 is an error with the body") {
   Fixture f;
   f.fake.error_next(2, 500);
   REQUIRE(f.stack("a")->observe().reachable);

@@ -641,7 +641,7 @@ TEST_CASE("issue 10: a state store that cannot be written is counted and shown")
   CHECK(status_json(&p, "repo@main").find("\"state_store_error\":null") != std::string::npos);
 }
 
-TEST_CASE("issue 10: the Git cache keeps no credentials; they reach the server by callback") {
+TEST_CASE("issue 10: the Git cache keeps no credentials, they reach the server by callback") {
   Repo r;
   CHECK(split_url_credentials("https://x-access-token:s%40cret@git.example/o/r.git").url ==
         "https://git.example/o/r.git");

@@ -144,7 +144,7 @@ std::vector<BadCase> bad_cases() {
        "invalid 'zone' 'example.com': write a fully qualified name ending with '.'"},
       {"bad record_type", b + "      record_type: MX\n", 21, 20, "invalid 'record_type' 'MX': expected A, AAAA or CNAME"},
       {"two groups owning the same record", b + kSecondGroup, 29, 15,
-       "record 'shop.example.com.' of provider 'dns' is already owned by group 'shop' (line 17)"},
+       "record 'shop.example.com.' of provider 'dns' is already owned by group 'shop' (bad.yaml:20:15)"},
       {"key of another provider type on a stack", edit(b, "        address: 10.0.0.6\n", "        address: 10.0.0.6\n        stack_uid: abc\n"),
        17, 9, "key 'stack_uid' is not used by postgres stacks"},
       {"key of another provider type on a provider", edit(b, "{type: postgres,", "{type: postgres, url: \"http://x\","), 3, 24,
@@ -406,7 +406,7 @@ TEST_CASE("a group missing required keys still reports its other problems") {
                    "8:22 expected a boolean (true or false) for 'allow_data_loss', got a string"});
 }
 
-TEST_CASE("YAML scalars follow the core schema; quoted scalars stay strings") {
+TEST_CASE("YAML scalars follow the core schema, quoted scalars stay strings") {
   auto doc = parse_yaml_document("s.yaml", "a: 60\nb: \"60\"\nc: true\nd: 'true'\ne: ~\nf: off\ng: 1.5\nh: -3\n");
   REQUIRE(doc.ok());
   const auto& j = doc->json;

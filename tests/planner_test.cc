@@ -223,7 +223,7 @@ TEST_CASE("groups are planned independently and in name order") {
   CHECK_FALSE(p.actions.back().blocked);  // alpha's block does not spill into beta
 }
 
-TEST_CASE("the same input gives the same plan; the digest ignores observed_at and positions") {
+TEST_CASE("the same input gives the same plan, the digest ignores observed_at and positions") {
   DesiredState d = make_desired({make_group("standby")});
   ObservedState o;
   o.groups["shop"] = steady();

@@ -157,7 +157,7 @@ TEST_CASE("an empty plan says there is nothing to do") {
   CHECK(m.find("<details>") == std::string::npos);
 }
 
-TEST_CASE("without colour there is no escape byte; with colour BLOCKED is red") {
+TEST_CASE("without colour there is no escape byte, with colour BLOCKED is red") {
   Plan p = blocked_failover();
   p.actions[0].reason = "a reason with an embedded \x1b[2J escape";
   CHECK(render_text(p, {.color = false}).find('\x1b') == std::string::npos);

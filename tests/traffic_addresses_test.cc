@@ -111,7 +111,7 @@ TEST_CASE("issue 11: dual-stack: record_type A and AAAA needs both families on e
                "(expected an IPv6 address)"));
 }
 
-TEST_CASE("issue 11: a list of traffic addresses; a record listed twice or owned by two groups is refused") {
+TEST_CASE("issue 11: a list of traffic addresses, a record listed twice or owned by two groups is refused") {
   std::string two =
       "      - {provider: dns, zone: example.com., record: shop.example.com.}\n"   // 18
       "      - {provider: dns, zone: example.net., record: shop.example.net.}\n";  // 19
@@ -123,7 +123,7 @@ TEST_CASE("issue 11: a list of traffic addresses; a record listed twice or owned
 
   std::string twice = two + "      - {provider: dns, zone: example.com., record: Shop.example.com.}\n";  // 20
   CHECK(has(errors_of(config("192.0.2.10", "198.51.100.7", twice)),
-            "t.yaml:20:53: error: record 'Shop.example.com.' (type A) is listed twice in the traffic of group 'shop'"));
+            "t.yaml:20:53: error: record 'Shop.example.com.' (type A) is listed twice in the traffic of group 'shop' (first at t.yaml:18:53)"));
 
   std::string other_group = config("192.0.2.10", "198.51.100.7", two) +
                             "  blog:\n"                                                              // 20
@@ -135,7 +135,7 @@ TEST_CASE("issue 11: a list of traffic addresses; a record listed twice or owned
                             "      - {provider: dns, zone: example.com., record: blog.example.com.}\n"  // 26
                             "      - {provider: dns, zone: example.net., record: shop.example.net.}\n";  // 27
   CHECK(has(errors_of(other_group), "t.yaml:27:53: error: record 'shop.example.net.' of provider 'dns' is already "
-                                    "owned by group 'shop' (line 19)"));
+                                    "owned by group 'shop' (t.yaml:19:53)"));
 
   std::string cname_and_a = two + "      - {provider: dns, zone: example.com., record: shop.example.com., record_type: CNAME}\n";
   CHECK(has(errors_of(config("192.0.2.10", "198.51.100.7", cname_and_a)),
@@ -316,7 +316,7 @@ TEST_CASE("issue 11: GroupDrivers switches every address that is not on the stac
   CHECK(drivers.observe_traffic().target == std::optional<std::string>("primary"));
 }
 
-TEST_CASE("issue 11: a command's traffic answer with two targets is mixed; an unknown one is refused") {
+TEST_CASE("issue 11: a command's traffic answer with two targets is mixed, an unknown one is refused") {
   GroupSpec g = make_group("primary");
   g.traffic[0].provider = "cmd";
   ProviderConfig p;
@@ -417,4 +417,69 @@ TEST_CASE("issue 11: PowerDNS: a CNAME at the record's name is a blocker, seen b
   REQUIRE(t.reachable);
   CHECK(has(t.blocker, "holds a CNAME record, and PowerDNS keeps no A record beside a CNAME"));
   CHECK(pdns.methods == std::vector<std::string>{"GET"});
+}
+
+TEST_CASE("issue 11: after the fence, the addresses that can be switched are, while another's zone is unreachable") {
+  GroupSpec g = three_records();
+  auto on = [](const char* r, const char* stack, const char* ip) {
+    return part(std::string(r) + " A", {{ip, std::string(stack), false}}, std::string(stack));
+  };
+  TrafficObs gone;
+  gone.name = "c.example.test. A";
+  gone.reachable = false;
+  gone.error = "HTTP 404: Not Found";
+  // The switch is under way: the primary is promoted and open, the old one
+  // fenced; one zone disappeared in between.
+  GroupObs o{{{"primary", primary(false)}, {"standby", primary(true)}},
+             combine_traffic({on("a.example.test.", "standby", "127.0.0.2"), on("b.example.test.", "standby", "127.0.0.2"),
+                              gone})};
+  std::vector<Action> actions;
+  std::vector<Skipped> skipped;
+  plan_group(g, o, actions, skipped);
+  REQUIRE_FALSE(actions.empty());
+  CHECK(actions[0].kind == ActionKind::traffic_switch);
+  CHECK_FALSE(actions[0].blocked);
+  CHECK(has(actions[0].reason, "not switchable now: c.example.test. A: HTTP 404"));
+
+  // Only the unreachable one is wrong: nothing can be switched, so blocked.
+  o.traffic = combine_traffic({on("a.example.test.", "primary", "127.0.0.1"), on("b.example.test.", "primary", "127.0.0.1"), gone});
+  actions.clear();
+  plan_group(g, o, actions, skipped);
+  REQUIRE_FALSE(actions.empty());
+  CHECK(actions[0].kind == ActionKind::traffic_switch);
+  CHECK(actions[0].blocked);
+}
+
+TEST_CASE("issue 11: GroupDrivers switches the other addresses when one fails, and names the failed one") {
+  GroupSpec g = three_records();
+  DesiredState d = make_desired({g});
+  FakeWorld world;
+  world.stacks["shop"]["primary"] = FakeStack{};
+  world.stacks["shop"]["standby"] = FakeStack{};
+  world.traffic["shop"] = FakeTraffic{true, "standby", 60};
+  FakeDriverFactory factory(world);
+  int made = 0;
+  factory.wrap_traffic = [&](std::unique_ptr<TrafficDriver> inner) -> std::unique_ptr<TrafficDriver> {
+    if (made++ != 0) return inner;
+    struct Refusing : TrafficDriver {
+      std::unique_ptr<TrafficDriver> inner;
+      TrafficObs observe() override {
+        TrafficObs t = inner->observe();
+        t.target = "standby";  // this address never moves
+        return t;
+      }
+      Status switch_to(const std::string&) override { return Err("HTTP 500: database is locked"); }
+    };
+    auto r = std::make_unique<Refusing>();
+    r->inner = std::move(inner);
+    return r;
+  };
+  GroupDrivers drivers(d, d.groups.at("shop"), factory);
+  Status st = drivers.switch_traffic("primary");
+  CHECK_FALSE(st.ok());
+  CHECK(has(st.message(), "a.example.test. A: HTTP 500"));
+  CHECK_FALSE(st.error().permanent);
+  // The first address failed; the second was switched (the third then
+  // already held the primary in the fake world, which has one value).
+  CHECK(world.traffic["shop"].target == "primary");
 }
