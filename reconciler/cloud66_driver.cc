@@ -10,7 +10,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -20,6 +19,7 @@
 #include "host_policy.h"
 #include "http_client.h"
 #include "json_input.h"
+#include "pass_cache.h"
 #include "provider_stats.h"
 #include "secret.h"
 
@@ -474,43 +474,12 @@ class Cloud66Lists {
   explicit Cloud66Lists(const ProviderConfig& p) : client_(p), elastic_(is_elastic(p)) {}
 
   Result<std::shared_ptr<const Cloud66List>> read(ObservePass pass) {
-    std::shared_ptr<Flight> flight;
-    bool mine = false;
-    {
-      std::lock_guard lock(mu_);
-      if (!flight_ || pass_ != pass.id || pass.id == 0) {
-        pass_ = pass.id;
-        flight_ = std::make_shared<Flight>();
-        mine = true;
-      }
-      flight = flight_;
-    }
-    if (mine) {
-      auto r = fetch();
-      {
-        std::lock_guard lock(mu_);
-        flight->result = r;
-        flight->done = true;
-      }
-      done_.notify_all();
-      return r;
-    }
-    std::unique_lock lock(mu_);
-    done_.wait(lock, [&] { return flight->done; });
-    return flight->result;
+    return reads_.read(pass, [this] { return fetch(); });
   }
 
-  void invalidate() {
-    std::lock_guard lock(mu_);
-    flight_.reset();
-  }
+  void invalidate() { reads_.drop(); }
 
  private:
-  struct Flight {
-    bool done = false;
-    Result<std::shared_ptr<const Cloud66List>> result{Err("not read yet")};
-  };
-
   Result<std::shared_ptr<const Cloud66List>> fetch() {
     std::lock_guard lock(client_mu_);  // one curl handle
     auto list = std::make_shared<Cloud66List>();
@@ -527,10 +496,7 @@ class Cloud66Lists {
   std::mutex client_mu_;
   Client client_;
   bool elastic_;
-  std::mutex mu_;
-  std::condition_variable done_;
-  uint64_t pass_ = 0;
-  std::shared_ptr<Flight> flight_;
+  PassCache<std::shared_ptr<const Cloud66List>> reads_;
 };
 
 namespace {

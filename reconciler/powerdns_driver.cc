@@ -23,16 +23,6 @@ std::string absolute(std::string name) {
   return name;
 }
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string upper(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
-
 class PowerDnsTrafficDriver : public TrafficDriver {
  public:
   PowerDnsTrafficDriver(std::shared_ptr<PowerDnsZones> zones, const GroupSpec& group,
@@ -40,8 +30,8 @@ class PowerDnsTrafficDriver : public TrafficDriver {
       : zones_(std::move(zones)), group_(group) {
     zone_ = absolute(traffic.get("zone"));
     record_ = absolute(traffic.get("record"));
-    key_ = lower(record_);
-    type_ = upper(traffic.get("record_type", "A"));
+    key_ = dns_lower(record_);
+    type_ = dns_upper(traffic.get("record_type", "A"));
     ttl_ = traffic.ttl;
     name_ = traffic.name.empty() ? record_ + " " + type_ : traffic.name;
     // Each stack's values for this record type, canonical, in written order.

@@ -19,16 +19,6 @@ namespace {
 // one rrset keeps of it.
 constexpr size_t kMaxRecords = 1000;
 
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-std::string upper(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return s;
-}
-
 int parse_int(const std::string& text, int fallback) {
   try {
     return text.empty() ? fallback : std::stoi(text);
@@ -38,6 +28,16 @@ int parse_int(const std::string& text, int fallback) {
 }
 
 }  // namespace
+
+std::string dns_lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string dns_upper(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return s;
+}
 
 PowerDnsZones::PowerDnsZones(const ProviderConfig& provider)
     : provider_(provider.name),
@@ -62,61 +62,31 @@ uint64_t PowerDnsZones::requests() const {
   return requests_;
 }
 
-Result<std::shared_ptr<const PowerDnsZoneData>> PowerDnsZones::read(const std::string& zone,
-                                                                    ObservePass pass) {
-  if (pass.id == 0) return fetch(zone);
-  std::shared_ptr<Flight> flight;
-  bool mine = false;
-  {
-    std::lock_guard lock(mu_);
-    Entry& e = zones_[zone];
-    if (!e.flight || e.pass != pass.id) {
-      e.pass = pass.id;
-      e.flight = std::make_shared<Flight>();
-      mine = true;
-    }
-    flight = e.flight;
-  }
-  if (mine) {
-    auto r = fetch(zone);
-    {
-      std::lock_guard lock(mu_);
-      flight->result = r;
-      flight->done = true;
-    }
-    done_.notify_all();
-    return r;
-  }
-  std::unique_lock lock(mu_);
-  done_.wait(lock, [&] { return flight->done; });
-  return flight->result;
+PowerDnsZones::Zone& PowerDnsZones::zone(const std::string& name) {
+  std::lock_guard lock(mu_);
+  auto& z = zones_[name];
+  if (!z) z = std::make_unique<Zone>();
+  return *z;
 }
 
-Status PowerDnsZones::patch(const std::string& zone, std::string body) {
+Result<std::shared_ptr<const PowerDnsZoneData>> PowerDnsZones::read(const std::string& name,
+                                                                    ObservePass pass) {
+  return zone(name).reads.read(pass, [&] { return fetch(name); });
+}
+
+Status PowerDnsZones::patch(const std::string& name, std::string body) {
   // One change to a zone at a time: PowerDNS's SQLite backend has one
   // writer, and concurrent PATCHes to one zone (a site-wide failover of
   // groups sharing it) fail with HTTP 500 "database is locked"; seen in
   // scripts/bench-groups.sh. A PATCH takes milliseconds, so queueing the
   // groups' changes costs little.
-  std::shared_ptr<std::mutex> writer;
-  {
-    std::lock_guard lock(mu_);
-    auto& w = writers_[zone];
-    if (!w) w = std::make_shared<std::mutex>();
-    writer = w;
-  }
-  std::lock_guard one_writer(*writer);
+  Zone& z = zone(name);
+  std::lock_guard one_writer(z.writer);
   // Dropped before, so no reader of this pass starts from the old copy, and
   // after, so none keeps a copy fetched while the change was under way.
-  {
-    std::lock_guard lock(mu_);
-    zones_.erase(zone);
-  }
-  auto r = call("PATCH", zone, std::move(body));
-  {
-    std::lock_guard lock(mu_);
-    zones_.erase(zone);
-  }
+  z.reads.drop();
+  auto r = call("PATCH", name, std::move(body));
+  z.reads.drop();
   return r.ok() ? Status::Ok() : Status(r.error());
 }
 
@@ -135,7 +105,7 @@ Result<std::shared_ptr<const PowerDnsZoneData>> PowerDnsZones::fetch(const std::
     if (!rr.IsObject() || !rr.HasMember("name") || !rr.HasMember("type")) continue;
     if (!rr["name"].IsString() || !rr["type"].IsString()) continue;
     PowerDnsRrset set;
-    set.type = upper(rr["type"].GetString());
+    set.type = dns_upper(rr["type"].GetString());
     if (rr.HasMember("ttl") && rr["ttl"].IsInt()) set.ttl = rr["ttl"].GetInt();
     if (rr.HasMember("records") && rr["records"].IsArray()) {
       for (const auto& rec : rr["records"].GetArray()) {
@@ -148,7 +118,7 @@ Result<std::shared_ptr<const PowerDnsZoneData>> PowerDnsZones::fetch(const std::
         set.records.push_back(std::move(r));
       }
     }
-    data->by_name[lower(rr["name"].GetString())].push_back(std::move(set));
+    data->by_name[dns_lower(rr["name"].GetString())].push_back(std::move(set));
   }
   return std::shared_ptr<const PowerDnsZoneData>(std::move(data));
 }

@@ -22,7 +22,6 @@
 // per concurrent caller, kept for reuse).
 #pragma once
 
-#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -33,9 +32,14 @@
 
 #include "http_client.h"
 #include "model.h"
+#include "pass_cache.h"
 #include "provider.h"
 
 namespace stackflip {
+
+// ascii case folding of DNS names and types.
+std::string dns_lower(std::string s);
+std::string dns_upper(std::string s);
 
 struct PowerDnsRrset {
   std::string type;  // upper case
@@ -70,14 +74,11 @@ class PowerDnsZones {
   uint64_t requests() const;
 
  private:
-  struct Flight {
-    bool done = false;
-    Result<std::shared_ptr<const PowerDnsZoneData>> result{Err("not read yet")};
+  struct Zone {
+    PassCache<std::shared_ptr<const PowerDnsZoneData>> reads;
+    std::mutex writer;  // one PATCH to the zone at a time
   };
-  struct Entry {
-    uint64_t pass = 0;
-    std::shared_ptr<Flight> flight;
-  };
+  Zone& zone(const std::string& name);  // made on first use, never removed
 
   Result<std::shared_ptr<const PowerDnsZoneData>> fetch(const std::string& zone);
   Result<HttpResponse> call(const std::string& method, const std::string& zone, std::string body);
@@ -88,9 +89,7 @@ class PowerDnsZones {
   std::chrono::milliseconds timeout_{5000};
 
   mutable std::mutex mu_;  // guards everything below
-  std::condition_variable done_;
-  std::map<std::string, Entry> zones_;
-  std::map<std::string, std::shared_ptr<std::mutex>> writers_;  // one PATCH per zone at a time
+  std::map<std::string, std::unique_ptr<Zone>> zones_;
   std::vector<std::unique_ptr<HttpClient>> idle_clients_;
   std::optional<std::string> api_key_;
   uint64_t requests_ = 0;
