@@ -66,7 +66,7 @@ struct ApplyOptions {
   int retries = 2;
   std::string origin;                               // commit sha or "config:<digest>"
   const std::atomic<bool>* stop_requested = nullptr;
-  int parallelism = 8;  // groups at a time
+  int parallelism = 32;  // groups at a time (`--parallel`)
   // Called as each step starts and ends (from the group's thread).
   std::function<void(const struct StepReport&)> progress;
 };

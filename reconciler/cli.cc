@@ -166,7 +166,7 @@ struct Options {
   // Groups observed and applied at a time (issue 11: site-wide failover).
   // Host-side: how hard this host may drive its providers is the operator's
   // call, not the config's (README "Parallel groups").
-  int parallel = 8;
+  int parallel = 32;
 };
 
 constexpr int kMaxParallel = 256;
@@ -544,7 +544,7 @@ int run_cli(int argc, char** argv) {
 
   auto add_parallel_option = [&](CLI::App& c) {
     c.add_option("--parallel", o.parallel,
-                 "Groups observed and applied at a time, 1 to 256 (default 8; host-side, never "
+                 "Groups observed and applied at a time, 1 to 256 (default 32; host-side, never "
                  "from the config)");
   };
   auto add_gitops_options = [&](CLI::App& c) {

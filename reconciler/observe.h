@@ -66,7 +66,7 @@ Fleet make_fleet(const DesiredState& desired, DriverFactory& factory);
 // a time, as one pass (ObservePass): each PowerDNS zone and Cloud 66 list is
 // read once. Its wall time goes to provider_stats.h.
 ObservedState observe_all(const DesiredState& desired, Fleet& fleet, Clock& clock,
-                          int parallelism = 8);
+                          int parallelism = 32);
 
 // DESIGN.md: an unreachable stack has its other fields "as last known".
 // Fills the maintenance flag and database of every unreachable stack of

@@ -43,7 +43,7 @@
 // Groups run as independent pipelines (issue 11, site-wide failover): each
 // group is observed, planned, applied, re-observed and, when a step went
 // stale, re-planned on its own, up to `apply.parallelism` groups at a time
-// (`--parallel`, default 8). One barrier remains, and it is bounded: the
+// (`--parallel`, default 32). One barrier remains, and it is bounded: the
 // cross-group check for one database server named twice (planner.h
 // shared_server_blocks) needs every group's observation, so an observed group
 // waits until all groups are observed or `observe_gate` (2 s) has passed since
