@@ -103,11 +103,12 @@ int certificate_cb(git_cert* cert, int valid, const char* host, void* payload) {
                       : std::getenv("HOME") ? std::string(std::getenv("HOME")) + "/.ssh/known_hosts"
                                             : "";
   SubprocessOptions so;
-  so.argv = {"ssh-keygen", "-F", host, "-f", known};
+  const std::string name = known_hosts_name(st->url->url, host);
+  so.argv = {"ssh-keygen", "-F", name, "-f", known};
   so.timeout = std::chrono::milliseconds(5000);
   auto r = run_subprocess(so);
   if (r.ok() && r->out.find(" " + key) != std::string::npos) return 0;
-  st->error = "SSH host key of " + std::string(host) + " is not in " + known +
+  st->error = "SSH host key of " + name + " is not in " + known +
               " (add it with ssh-keyscan after checking its fingerprint)";
   return GIT_EUSER;
 }
@@ -141,6 +142,15 @@ std::string percent_decode(const std::string& s) {
   return out;
 }
 }  // namespace
+
+std::string known_hosts_name(const std::string& url, const std::string& host) {
+  // ssh://[user@]host[:port]/path (also git+ssh://, ssh+git://); the host
+  // may be a bracketed IPv6 literal.
+  static const std::regex with_port(R"(^[a-zA-Z+]*ssh[a-zA-Z+]*://(?:[^/@]*@)?(\[[^\]]*\]|[^/:]*):([0-9]+)(/.*)?$)");
+  std::smatch m;
+  if (!std::regex_match(url, m, with_port) || m[2] == "22") return host;
+  return "[" + host + "]:" + m[2].str();
+}
 
 UrlCredentials split_url_credentials(const std::string& url) {
   static const std::regex with_userinfo(R"(^([a-zA-Z][a-zA-Z0-9+.-]*)://([^/@]*)@(.*)$)");

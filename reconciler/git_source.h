@@ -101,4 +101,10 @@ struct UrlCredentials {
 };
 UrlCredentials split_url_credentials(const std::string& url);
 
+// The name OpenSSH files `host`'s key under in known_hosts for `url`:
+// "host" on port 22 (and for scp-like "user@host:path", which has no port),
+// "[host]:port" on any other port of an ssh:// URL (issue 12: a lookup by
+// the bare host never found a key on another port).
+std::string known_hosts_name(const std::string& url, const std::string& host);
+
 }  // namespace stackflip

@@ -689,3 +689,35 @@ TEST_CASE("issue 10: the Git cache keeps no credentials, they reach the server b
   REQUIRE(::stat((r.cache + "/config").c_str(), &sb) == 0);
   CHECK((sb.st_mode & 0777) == 0600);
 }
+
+TEST_CASE("issue 12: an SSH host key on another port is looked up as [host]:port, as OpenSSH files it") {
+  CHECK(known_hosts_name("ssh://git@git.example:2222/o/r.git", "git.example") == "[git.example]:2222");
+  CHECK(known_hosts_name("ssh://git.example:2222/r.git", "git.example") == "[git.example]:2222");
+  CHECK(known_hosts_name("git+ssh://git@127.0.0.1:10022/r.git", "127.0.0.1") == "[127.0.0.1]:10022");
+  CHECK(known_hosts_name("ssh://git@[::1]:2222/r.git", "::1") == "[::1]:2222");
+  CHECK(known_hosts_name("ssh://git@git.example:22/r.git", "git.example") == "git.example");
+  CHECK(known_hosts_name("ssh://git@git.example/r.git", "git.example") == "git.example");
+  CHECK(known_hosts_name("git@git.example:o/r.git", "git.example") == "git.example");  // scp-like: no port
+  CHECK(known_hosts_name("https://git.example:8443/r.git", "git.example") == "git.example");
+}
+
+TEST_CASE("issue 12: ssh-keygen finds a key filed under [host]:port, hashed or not, by that name only") {
+  if (std::system("command -v ssh-keygen >/dev/null 2>&1") != 0) return;
+  char dir_template[] = "/tmp/stackflip-kh-XXXXXX";
+  REQUIRE(mkdtemp(dir_template));
+  const std::string dir = dir_template, kh = dir + "/known_hosts";
+  const std::string key = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+  {
+    std::ofstream f(kh);
+    f << "[127.0.0.1]:10022 ssh-ed25519 " << key << "\n";
+  }
+  auto find = [&](const std::string& name) {
+    std::string cmd = "ssh-keygen -F '" + name + "' -f " + kh + " 2>/dev/null | grep -q '" + key + "'";
+    return std::system(cmd.c_str()) == 0;
+  };
+  CHECK(find(known_hosts_name("ssh://git@127.0.0.1:10022/r.git", "127.0.0.1")));
+  CHECK_FALSE(find("127.0.0.1"));  // the bare host, as the lookup was before
+  REQUIRE(std::system(("ssh-keygen -H -f " + kh + " >/dev/null 2>&1").c_str()) == 0);  // hash it
+  CHECK(find(known_hosts_name("ssh://git@127.0.0.1:10022/r.git", "127.0.0.1")));
+  std::filesystem::remove_all(dir);
+}
