@@ -690,7 +690,7 @@ TEST_CASE("issue 10: the Git cache keeps no credentials, they reach the server b
   CHECK((sb.st_mode & 0777) == 0600);
 }
 
-TEST_CASE("issue 12: an SSH host key on another port is looked up as [host]:port, as OpenSSH files it") {
+TEST_CASE("issue 12: an SSH host key on another port is looked up as bracketed host:port, as OpenSSH files it") {
   CHECK(known_hosts_name("ssh://git@git.example:2222/o/r.git", "git.example") == "[git.example]:2222");
   CHECK(known_hosts_name("ssh://git.example:2222/r.git", "git.example") == "[git.example]:2222");
   CHECK(known_hosts_name("git+ssh://git@127.0.0.1:10022/r.git", "127.0.0.1") == "[127.0.0.1]:10022");
@@ -701,7 +701,7 @@ TEST_CASE("issue 12: an SSH host key on another port is looked up as [host]:port
   CHECK(known_hosts_name("https://git.example:8443/r.git", "git.example") == "git.example");
 }
 
-TEST_CASE("issue 12: ssh-keygen finds a key filed under [host]:port, hashed or not, by that name only") {
+TEST_CASE("issue 12: ssh-keygen finds a key filed under bracketed host:port, hashed or not, by that name only") {
   if (std::system("command -v ssh-keygen >/dev/null 2>&1") != 0) return;
   char dir_template[] = "/tmp/stackflip-kh-XXXXXX";
   REQUIRE(mkdtemp(dir_template));
