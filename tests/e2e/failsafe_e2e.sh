@@ -102,7 +102,13 @@ check_eq "(a) the fake holds the state after the failover (dublin serving)" "fal
 c66 apply -c "$C66/london.yaml" --auto-approve >"$C66/apply2.out" 2>&1
 rc=$?
 sed 's/^/  | /' "$C66/apply2.out"
-sleep 0.1  # the fake rewrites its request log every 20 ms
+# The fake rewrites its request log every 20 ms and adds a body after its
+# line: wait (at most 3 s) until no POST or PUT line lacks its body.
+sleep 0.1
+for _ in $(seq 30); do
+  grep -qE '^(POST|PUT) [^ ]+$' "$C66/requests" || break
+  sleep 0.1
+done
 echo "  requests: $(paste -sd'|' "$C66/requests")"
 check_eq "(a) the switch back exits 1 (failed)" 1 "$rc"
 check "(a) the reason names the refusal" grep -q "no slave database server to promote" "$C66/apply2.out"
