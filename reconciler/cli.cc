@@ -15,23 +15,24 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
-#include "apply.h"
-#include "drivers.h"
-#include "journal.h"
-#include "loader.h"
-#include "observe.h"
-#include "plan_json.h"
-#include "planner.h"
-#include "digest.h"
-#include "git_source.h"
-#include "notify.h"
-#include "reconcile.h"
-#include "render.h"
-#include "host_policy.h"
-#include "redact.h"
-#include "secret.h"
-#include "server.h"
-#include "snapshot.h"
+#include "core/apply.h"
+#include "drivers/drivers.h"
+#include "gitops/journal.h"
+#include "config/loader.h"
+#include "core/observe.h"
+#include "core/plan_json.h"
+#include "core/planner.h"
+#include "util/digest.h"
+#include "gitops/git_source.h"
+#include "gitops/notify.h"
+#include "gitops/reconcile.h"
+#include "core/render.h"
+#include "config/host_policy.h"
+#include "util/redact.h"
+#include "config/secret.h"
+#include "gitops/server.h"
+#include "config/snapshot.h"
+#include "sys/safe_file.h"
 
 namespace stackflip {
 
@@ -121,11 +122,6 @@ class RedactingSink : public spdlog::sinks::base_sink<std::mutex> {
   void flush_() override { std::fflush(stderr); }
 };
 
-bool write_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out << text;
-  return static_cast<bool>(out);
-}
 
 std::string default_state_path() {
   if (const char* dir = std::getenv("STACKFLIP_STATE_DIR")) return std::string(dir) + "/state.db";
@@ -252,9 +248,10 @@ int cmd_plan(const Options& o) {
     Fleet fleet = make_fleet(d, factory);
     obs = observe_live(o, d, fleet, journal_for(o, false).get(), false);
   }
-  Plan plan = make_plan(d, obs);
-  if (!o.out_plan.empty() && !write_file(o.out_plan, redact(plan_to_json(plan))))
-    throw Fatal("cannot write " + o.out_plan);
+  Plan plan = make_plan_with_digest(d, obs);
+  if (!o.out_plan.empty())
+    if (Status s = write_file(o.out_plan, redact(plan_to_json(plan))); !s.ok())
+      throw Fatal(s.message());
   RenderOptions ro;
   ro.color = use_color(stdout);
   if (o.output == "json") std::cout << plan_to_json(plan);
@@ -325,7 +322,7 @@ int cmd_apply(const Options& o) {
     for (auto& [g, why] : shared_server_blocks(obs))
       if (d.groups.count(g)) plan.blocked_groups.emplace(g, why);
   } else {
-    plan = make_plan(d, obs);
+    plan = make_plan_with_digest(d, obs);
   }
   RenderOptions ro;
   ro.color = use_color(stdout);

@@ -411,7 +411,7 @@ EOF
   mv "$DIR/env.tmp" "$DIR/env"
 }
 
-# The operator's side of the trust boundary (reconciler/host_policy.h): the
+# The operator's side of the trust boundary (reconciler/config/host_policy.h): the
 # one program the config may run and where the API key may be sent.
 write_host_policy() {
   cat >"$DIR/host.yaml" <<EOF

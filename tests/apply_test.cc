@@ -4,10 +4,10 @@
 
 #include <algorithm>
 
-#include "apply.h"
+#include "core/apply.h"
 #include "builders.h"
 #include "fake_provider.h"
-#include "planner.h"
+#include "core/planner.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;

@@ -4,7 +4,7 @@
 
 #include <chrono>
 
-#include "cloud66_driver.h"
+#include "drivers/cloud66_driver.h"
 #include "fake_cloud66.h"
 
 using namespace stackflip;

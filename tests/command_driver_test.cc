@@ -11,8 +11,8 @@
 #include <sstream>
 #include <thread>
 
-#include "command_driver.h"
-#include "host_policy.h"
+#include "drivers/command_driver.h"
+#include "config/host_policy.h"
 
 using namespace stackflip;
 namespace fs = std::filesystem;

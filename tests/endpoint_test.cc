@@ -3,7 +3,7 @@
 // items 4 (unbounded bodies), 5 (slow and idle connections), 9 (form-encoded
 // GitHub pushes, GitLab) and 10 (bearer token). A real endpoint on a free
 // loopback port; the client is a plain socket so the test decides every byte.
-#include "endpoint.h"
+#include "gitops/endpoint.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -16,9 +16,9 @@
 #include <memory>
 #include <vector>
 
-#include "digest.h"
-#include "endpoint_request.h"
-#include "server.h"
+#include "util/digest.h"
+#include "gitops/endpoint_request.h"
+#include "gitops/server.h"
 
 using namespace stackflip;
 using SteadyClock = std::chrono::steady_clock;

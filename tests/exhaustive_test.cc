@@ -22,8 +22,8 @@
 
 #include "builders.h"
 #include "fake_provider.h"
-#include "apply.h"
-#include "planner.h"
+#include "core/apply.h"
+#include "core/planner.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;

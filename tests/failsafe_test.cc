@@ -8,13 +8,13 @@
 #include <filesystem>
 #include <fstream>
 
-#include "apply.h"
+#include "core/apply.h"
 #include "builders.h"
 #include "fake_provider.h"
-#include "planner.h"
-#include "reconcile.h"
-#include "subprocess.h"
-#include "switch_hold.h"
+#include "core/planner.h"
+#include "gitops/reconcile.h"
+#include "sys/subprocess.h"
+#include "gitops/switch_hold.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;

@@ -11,7 +11,7 @@
 #include <vector>
 
 #include "fuzz/fuzz_bodies.h"
-#include "yaml_doc.h"
+#include "config/yaml_doc.h"
 
 namespace fs = std::filesystem;
 

@@ -12,14 +12,14 @@
 #include <sstream>
 #include <thread>
 
-#include "digest.h"
+#include "util/digest.h"
 #include "fake_provider.h"
-#include "git_source.h"
-#include "metrics.h"
-#include "notify.h"
-#include "reconcile.h"
-#include "server.h"
-#include "subprocess.h"
+#include "gitops/git_source.h"
+#include "gitops/metrics.h"
+#include "gitops/notify.h"
+#include "gitops/reconcile.h"
+#include "gitops/server.h"
+#include "sys/subprocess.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;

@@ -11,10 +11,10 @@
 #include <fstream>
 #include <string>
 
-#include "host_policy.h"
-#include "loader.h"
-#include "secret.h"
-#include "subprocess.h"
+#include "config/host_policy.h"
+#include "config/loader.h"
+#include "config/secret.h"
+#include "sys/subprocess.h"
 
 using namespace stackflip;
 

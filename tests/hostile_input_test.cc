@@ -12,15 +12,15 @@
 #include <thread>
 #include <vector>
 
-#include "cloud66_driver.h"
-#include "command_driver.h"
-#include "diagnostics.h"
-#include "loader.h"
-#include "plan_json.h"
-#include "powerdns_driver.h"
+#include "drivers/cloud66_driver.h"
+#include "drivers/command_driver.h"
+#include "config/diagnostics.h"
+#include "config/loader.h"
+#include "core/plan_json.h"
+#include "drivers/powerdns_driver.h"
 #include "support/answering_server.h"
-#include "snapshot.h"
-#include "yaml_doc.h"
+#include "config/snapshot.h"
+#include "config/yaml_doc.h"
 
 using namespace stackflip;
 using stackflip::testing::Answering;

@@ -1,6 +1,6 @@
 // http_client_test — the HTTP client against a peer that answers too much,
 // and requests that would carry injected headers (issue 10, items 2 and 3).
-#include "http_client.h"
+#include "sys/http_client.h"
 
 #include <httplib.h>
 

@@ -1,4 +1,4 @@
-#include "journal.h"
+#include "gitops/journal.h"
 
 #include <sys/stat.h>
 #include <unistd.h>

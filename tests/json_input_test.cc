@@ -1,6 +1,6 @@
 // json_input_test — hostile JSON is refused with a message, never a crash
 // (issue 10, item 3).
-#include "json_input.h"
+#include "util/json_input.h"
 
 #include <rapidjson/document.h>
 

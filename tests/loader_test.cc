@@ -10,10 +10,10 @@
 #include <rapidjson/document.h>
 #include <rapidjson/pointer.h>
 
-#include "embedded_schema.h"
-#include "loader.h"
-#include "schema_check.h"
-#include "yaml_doc.h"
+#include "config/embedded_schema.h"
+#include "config/loader.h"
+#include "config/schema_check.h"
+#include "config/yaml_doc.h"
 
 using namespace stackflip;
 

@@ -1,8 +1,8 @@
 #include <catch2/catch.hpp>
 
-#include "model.h"
-#include "plan.h"
-#include "secret.h"
+#include "core/model.h"
+#include "core/plan.h"
+#include "config/secret.h"
 
 using namespace stackflip;
 

@@ -12,7 +12,7 @@
 #include <mutex>
 
 #include "fake_provider.h"
-#include "reconcile.h"
+#include "gitops/reconcile.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;

@@ -4,7 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include "builders.h"
-#include "planner.h"
+#include "config/snapshot.h"
+#include "core/planner.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;
@@ -228,15 +229,15 @@ TEST_CASE("the same input gives the same plan, the digest ignores observed_at an
   ObservedState o;
   o.groups["shop"] = steady();
   o.observed_at = "2026-11-26T18:00:00Z";
-  Plan p1 = make_plan(d, o);
+  Plan p1 = make_plan_with_digest(d, o);
   o.observed_at = "2026-11-26T19:00:00Z";
-  Plan p2 = make_plan(d, o);
+  Plan p2 = make_plan_with_digest(d, o);
   CHECK(p1.observed_digest == p2.observed_digest);
   CHECK(steps(p1.actions) == steps(p2.actions));
   o.groups["shop"].stacks["standby"].database->lsn = 99;
-  CHECK(make_plan(d, o).observed_digest == p1.observed_digest);
+  CHECK(make_plan_with_digest(d, o).observed_digest == p1.observed_digest);
   o.groups["shop"].stacks["standby"].maintenance = false;
-  CHECK(make_plan(d, o).observed_digest != p1.observed_digest);
+  CHECK(make_plan_with_digest(d, o).observed_digest != p1.observed_digest);
 }
 
 TEST_CASE("three stacks: both others are re-pointed at the new primary") {

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "redact.h"
+#include "util/redact.h"
 
 using namespace stackflip;
 

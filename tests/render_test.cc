@@ -1,9 +1,9 @@
-#include "render.h"
+#include "core/render.h"
 
 #include <catch2/catch.hpp>
 
-#include "plan.h"
-#include "plan_json.h"
+#include "core/plan.h"
+#include "core/plan_json.h"
 
 using namespace stackflip;
 

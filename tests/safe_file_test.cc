@@ -1,7 +1,7 @@
 // Issue 10, item 11: root file operations in a directory another user
 // controls (a PostgreSQL data directory) must not follow what that user
 // planted there.
-#include "safe_file.h"
+#include "sys/safe_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>

@@ -3,12 +3,12 @@
 // replica (same system identifier, separate postmasters) do not.
 #include <catch2/catch.hpp>
 
-#include "apply.h"
+#include "core/apply.h"
 #include "builders.h"
 #include "fake_provider.h"
-#include "plan_json.h"
-#include "planner.h"
-#include "snapshot.h"
+#include "core/plan_json.h"
+#include "core/planner.h"
+#include "config/snapshot.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;

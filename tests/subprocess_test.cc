@@ -6,7 +6,7 @@
 #include <fstream>
 #include <thread>
 
-#include "subprocess.h"
+#include "sys/subprocess.h"
 
 using namespace stackflip;
 using namespace std::chrono_literals;

@@ -6,14 +6,14 @@
 #include <string>
 #include <vector>
 
-#include "address.h"
-#include "command_driver.h"
-#include "powerdns_driver.h"
+#include "util/address.h"
+#include "drivers/command_driver.h"
+#include "drivers/powerdns_driver.h"
 #include "support/answering_server.h"
-#include "loader.h"
-#include "observe.h"
-#include "planner.h"
-#include "snapshot.h"
+#include "config/loader.h"
+#include "core/observe.h"
+#include "core/planner.h"
+#include "config/snapshot.h"
 #include "support/builders.h"
 #include "support/fake_provider.h"
 

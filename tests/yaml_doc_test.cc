@@ -18,11 +18,11 @@
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 
-#include "digest.h"
-#include "embedded_schema.h"
-#include "schema_check.h"
-#include "snapshot.h"
-#include "yaml_doc.h"
+#include "util/digest.h"
+#include "config/embedded_schema.h"
+#include "config/schema_check.h"
+#include "config/snapshot.h"
+#include "config/yaml_doc.h"
 
 using namespace stackflip;
 

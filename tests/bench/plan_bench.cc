@@ -17,9 +17,9 @@
 #include <string>
 #include <vector>
 
-#include "loader.h"
-#include "planner.h"
-#include "snapshot.h"
+#include "config/loader.h"
+#include "core/planner.h"
+#include "config/snapshot.h"
 
 using namespace stackflip;
 using Clock = std::chrono::steady_clock;

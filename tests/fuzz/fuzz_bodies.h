@@ -11,9 +11,9 @@
 #include <cstdint>
 #include <string>
 
-#include "diagnostics.h"
-#include "loader.h"
-#include "snapshot.h"
+#include "config/diagnostics.h"
+#include "config/loader.h"
+#include "config/snapshot.h"
 
 namespace stackflip::fuzz {
 

@@ -15,7 +15,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "model.h"
+#include "core/model.h"
 
 namespace itest {
 

@@ -7,8 +7,8 @@
 #include <thread>
 
 #include "itest_env.h"
-#include "postgres_driver.h"
-#include "provider_stats.h"
+#include "drivers/postgres_driver.h"
+#include "core/provider_stats.h"
 
 using namespace stackflip;
 using itest::ms_since;

@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "itest_env.h"
-#include "powerdns_driver.h"
+#include "drivers/powerdns_driver.h"
 
 using namespace stackflip;
 using itest::ms_since;

@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "model.h"
-#include "plan.h"
+#include "core/model.h"
+#include "core/plan.h"
 
 namespace stackflip::testing {
 

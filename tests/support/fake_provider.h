@@ -22,7 +22,7 @@
 #include <thread>
 #include <vector>
 
-#include "provider.h"
+#include "core/provider.h"
 
 namespace stackflip::testing {
 

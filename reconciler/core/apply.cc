@@ -1,0 +1,437 @@
+#include "core/apply.h"
+
+#include <spdlog/spdlog.h>
+
+#include "core/planner.h"
+#include "util/backoff.h"
+
+namespace stackflip {
+
+namespace {
+double seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
+
+const StackObs* find_stack(const GroupObs& o, const std::string& s) {
+  auto it = o.stacks.find(s);
+  return it == o.stacks.end() ? nullptr : &it->second;
+}
+
+// May accept writes as observed: reachable, maintenance off, not a replica
+// (a primary, or a stack whose database is not observed, e.g. Cloud 66).
+bool serving(const GroupObs& o, const std::string& s) {
+  const StackObs* st = find_stack(o, s);
+  return st && st->reachable && st->maintenance != true &&
+         (!st->database || st->database->role != Role::replica);
+}
+}  // namespace
+
+const char* to_string(StepOutcome o) {
+  switch (o) {
+    case StepOutcome::started: return "started";
+    case StepOutcome::ok: return "ok";
+    case StepOutcome::failed: return "failed";
+    case StepOutcome::timeout: return "timeout";
+    case StepOutcome::blocked: return "blocked";
+    case StepOutcome::stale: return "stale";
+    case StepOutcome::interrupted: return "interrupted";
+  }
+  return "?";
+}
+
+int ApplyResult::exit_code() const {
+  bool blocked = false;
+  for (const auto& g : groups) {
+    if (g.stopped == StepOutcome::failed || g.stopped == StepOutcome::timeout ||
+        g.stopped == StepOutcome::stale || g.stopped == StepOutcome::interrupted)
+      return 1;
+    blocked |= g.stopped == StepOutcome::blocked;
+  }
+  return blocked ? 3 : 0;
+}
+
+bool effect_holds(const Action& a, const GroupObs& o) {
+  if (a.kind == ActionKind::traffic_switch) return o.traffic.reachable && o.traffic.target == a.stack;
+  const StackObs* s = find_stack(o, a.stack);
+  if (!s || !s->reachable) return false;
+  const auto& db = s->database;
+  switch (a.kind) {
+    case ActionKind::maintenance_on: return s->maintenance == true;
+    case ActionKind::maintenance_off: return s->maintenance == false;
+    // No database observation (e.g. Cloud 66 without database_dsn): the
+    // driver's success is all there is to go on.
+    case ActionKind::replication_stop: return !db || !db->upstream;
+    case ActionKind::database_promote: return !db || db->role == Role::primary;
+    case ActionKind::replication_start:
+      return !db || (db->role == Role::replica && db->upstream == a.source);
+    case ActionKind::replication_wait:
+    case ActionKind::traffic_switch: break;
+  }
+  return false;
+}
+
+ApplyResult Applier::apply(const Plan& plan, const ApplyOptions& options) {
+  Clock::Duration t0 = clock_.now();
+  std::vector<std::string> groups;
+  std::map<std::string, std::vector<Action>> by_group;
+  for (const Action& a : plan.actions) {
+    if (!by_group.count(a.group)) groups.push_back(a.group);
+    by_group[a.group].push_back(a);
+  }
+  // A group blocked as a whole (one database server named by two stacks)
+  // stops before its first step, converged or not: nothing is observed,
+  // re-planned or run for it.
+  for (const auto& [g, why] : plan.blocked_groups)
+    if (!by_group.count(g)) groups.push_back(g), by_group[g];
+  ApplyResult result;
+  result.groups.resize(groups.size());
+  parallel_for(groups.size(), options.parallelism, [&](size_t i) {
+    auto g = desired_.groups.find(groups[i]);
+    if (g == desired_.groups.end()) {
+      result.groups[i].group = groups[i];
+      result.groups[i].stopped = StepOutcome::stale;
+      StepReport r;
+      r.outcome = StepOutcome::stale;
+      r.detail = "the plan names group " + groups[i] + ", which the config does not declare";
+      result.groups[i].steps.push_back(r);
+      return;
+    }
+    if (auto b = plan.blocked_groups.find(groups[i]); b != plan.blocked_groups.end()) {
+      GroupApply& out = result.groups[i];
+      out.group = groups[i];
+      out.stopped = StepOutcome::blocked;
+      StepReport r;
+      const auto& actions = by_group[groups[i]];
+      if (!actions.empty()) r.action = actions.front();
+      r.action.group = groups[i];
+      r.index = actions.empty() ? 0 : 1;
+      r.count = actions.size();
+      r.outcome = StepOutcome::blocked;
+      r.detail = b->second;
+      r.since_apply = seconds(clock_.now() - t0);
+      if (options.progress && !actions.empty()) options.progress(r);
+      out.steps.push_back(r);
+      return;
+    }
+    result.groups[i] = apply_group(g->second, by_group[groups[i]], options, t0);
+  });
+  return result;
+}
+
+GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& actions,
+                                const ApplyOptions& o, Clock::Duration t0) {
+  GroupApply out;
+  out.group = g.name;
+  GroupDrivers& drivers = *fleet_.at(g.name);
+  std::vector<Action> done_unobservable;  // see still_next
+  // For the fail safe (apply.h): the serving stack this apply fenced, whether
+  // anything was promoted since, whether replication into the candidate is
+  // stopped by this apply.
+  std::optional<std::string> fenced;
+  bool promoted = false, stopped_into_active = false;
+  for (size_t i = 0; i < actions.size(); ++i) {
+    const Action& a = actions[i];
+    StepReport r;
+    r.action = a;
+    r.index = i + 1;
+    r.count = actions.size();
+    auto finish = [&](StepOutcome outcome, std::string detail, Clock::Duration started) {
+      r.outcome = outcome;
+      r.detail = std::move(detail);
+      r.seconds = seconds(clock_.now() - started);
+      r.since_apply = seconds(clock_.now() - t0);
+      if (o.progress) o.progress(r);
+      out.steps.push_back(r);
+      if (outcome != StepOutcome::ok) out.stopped = outcome;
+    };
+    Clock::Duration started = clock_.now();
+    if (a.blocked) {
+      finish(StepOutcome::blocked, a.why_blocked, started);
+      return out;
+    }
+    if (o.stop_requested && o.stop_requested->load()) {
+      finish(StepOutcome::interrupted, "stop requested before this step started", started);
+      return out;
+    }
+    // Guard: on fresh observation, this must still be the next step.
+    GroupObs fresh = drivers.observe();
+    std::vector<Action> fresh_plan;
+    std::vector<Skipped> unused;
+    plan_group(g, fresh, fresh_plan, unused);
+    if (!still_next(a, fresh_plan, g, fresh, done_unobservable)) {
+      std::string now = "nothing";
+      for (const Action& f : fresh_plan) {
+        now = std::string(to_string(f.kind)) + " " + f.stack + (f.blocked ? " (blocked: " + f.why_blocked + ")" : "");
+        break;
+      }
+      finish(StepOutcome::stale,
+             "state changed since the plan was made: a fresh plan's next step is " + now +
+                 "; run plan again",
+             started);
+      return out;
+    }
+    int64_t entry = 0;
+    if (log_) {
+      auto id = log_->begin(a, o.origin);
+      if (!id.ok()) {
+        finish(StepOutcome::failed, "journal: " + id.error().message + " (action not started)", started);
+        return out;
+      }
+      entry = *id;
+    }
+    r.outcome = StepOutcome::started;
+    if (o.progress) o.progress(r);
+    std::string detail;
+    Status st = execute(g, drivers, a, o, detail);
+    std::chrono::milliseconds pause(100);
+    for (int attempt = 1; !st.ok() && !st.error().permanent && attempt <= o.retries; ++attempt) {
+      if (o.stop_requested && o.stop_requested->load()) break;
+      clock_.sleep_for(pause);
+      pause *= 2;
+      GroupObs again = drivers.observe();
+      std::vector<Action> again_plan;
+      plan_group(g, again, again_plan, unused);
+      if (!still_next(a, again_plan, g, again, done_unobservable)) {
+        // The failed call may have taken effect after all.
+        if (effect_holds(a, again)) st = Status::Ok();
+        break;
+      }
+      spdlog::warn("{}: attempt {} failed ({}); trying again", std::string(to_string(a.kind)) + " " + a.stack,
+                   attempt, st.message());
+      Status next = execute(g, drivers, a, o, detail);
+      if (!next.ok()) {
+        Error e = next.error();
+        e.message += " (attempt " + std::to_string(attempt + 1) + " of " +
+                     std::to_string(o.retries + 1) + ")";
+        next = e;
+      }
+      st = next;
+    }
+    if (!st.ok() && st.error().permanent) {
+      Error e = st.error();
+      e.message += " (permanent: not retried)";
+      st = e;
+    }
+    StepOutcome outcome = st.ok() ? StepOutcome::ok
+                                  : (st.error().timeout ? StepOutcome::timeout : StepOutcome::failed);
+    int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - started).count();
+    if (log_) {
+      Status logged = log_->finish(entry, to_string(outcome), st.ok() ? "" : st.message(), ms);
+      if (!logged.ok() && st.ok()) {
+        finish(StepOutcome::failed, "journal: " + logged.message(), started);
+        return out;
+      }
+    }
+    if (st.ok() && a.kind != ActionKind::traffic_switch && fresh.stacks.count(a.stack) &&
+        !fresh.stacks.at(a.stack).database && a.kind != ActionKind::maintenance_on &&
+        a.kind != ActionKind::maintenance_off) {
+      done_unobservable.push_back(a);
+      detail = "effect not observable (no database observation); the provider reported success";
+    }
+    finish(outcome, st.ok() ? detail : st.message(), started);
+    if (!st.ok()) {
+      if (fenced && !promoted && a.kind != ActionKind::traffic_switch)
+        fail_safe(g, drivers, a, st, *fenced, stopped_into_active, o, t0, out);
+      return out;
+    }
+    switch (a.kind) {
+      case ActionKind::maintenance_on:
+        if (!fenced && a.stack != g.active && serving(fresh, a.stack)) fenced = a.stack;
+        break;
+      case ActionKind::database_promote:
+        promoted = true;
+        break;
+      case ActionKind::replication_stop:
+        stopped_into_active |= a.stack == g.active;
+        break;
+      case ActionKind::replication_start:
+        if (a.stack == g.active) stopped_into_active = false;
+        break;
+      default:
+        break;
+    }
+  }
+  return out;
+}
+
+Status Applier::compensate(const GroupSpec& g, GroupDrivers& d, const Action& a,
+                           const ApplyOptions& o, Clock::Duration t0, size_t index, size_t count,
+                           GroupApply& out, std::string success_detail) {
+  StepReport r;
+  r.action = a;
+  r.index = index;
+  r.count = count;
+  Clock::Duration started = clock_.now();
+  auto report = [&](StepOutcome outcome, std::string detail) {
+    r.outcome = outcome;
+    r.detail = std::move(detail);
+    r.seconds = seconds(clock_.now() - started);
+    r.since_apply = seconds(clock_.now() - t0);
+    if (o.progress) o.progress(r);
+    if (outcome != StepOutcome::started) out.steps.push_back(r);
+  };
+  int64_t entry = 0;
+  if (log_) {
+    auto id = log_->begin(a, o.origin);
+    if (!id.ok()) {
+      Status st = Err("journal: " + id.error().message + " (action not started)");
+      report(StepOutcome::failed, st.message());
+      return st;
+    }
+    entry = *id;
+  }
+  report(StepOutcome::started, "");
+  std::string detail;
+  Status st = execute(g, d, a, o, detail);
+  std::chrono::milliseconds pause(100);
+  for (int attempt = 1; !st.ok() && !st.error().permanent && attempt <= o.retries; ++attempt) {
+    clock_.sleep_for(pause);
+    pause *= 2;
+    st = execute(g, d, a, o, detail);
+  }
+  StepOutcome outcome =
+      st.ok() ? StepOutcome::ok : (st.error().timeout ? StepOutcome::timeout : StepOutcome::failed);
+  int64_t ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - started).count();
+  if (log_) (void)log_->finish(entry, to_string(outcome), st.ok() ? "" : st.message(), ms);
+  report(outcome, st.ok() ? std::move(success_detail) : st.message());
+  return st;
+}
+
+void Applier::fail_safe(const GroupSpec& g, GroupDrivers& d, const Action& failed,
+                        const Status& why, const std::string& old, bool resume,
+                        const ApplyOptions& o, Clock::Duration t0, GroupApply& out) {
+  const std::string& cand = g.active;
+  const std::string failure = "the switch to " + cand + " failed at " + why.message();
+  // Nothing may have been promoted: a promotion that was not refused may
+  // still complete after the error (pg_promote signalled, a Cloud 66 action
+  // still running), and re-opening the old primary then makes two.
+  std::string unsafe;
+  GroupObs now;
+  if (failed.kind == ActionKind::database_promote && !why.error().permanent) {
+    unsafe = "the promotion of " + cand + " may still be under way (it was not refused)";
+  } else {
+    now = d.observe();
+    const StackObs* p = find_stack(now, old);
+    if (!p || !p->reachable)
+      unsafe = old + " is unreachable" + (p && !p->error.empty() ? " (" + p->error + ")" : "");
+    else if (p->database && p->database->role != Role::primary)
+      unsafe = old + " is no longer observed as primary";
+    for (const auto& [name, s] : now.stacks) {
+      if (!unsafe.empty() || name == old) continue;
+      if (s.reachable && s.database && s.database->role == Role::primary)
+        unsafe = name + " is a primary too";
+      else if (name == cand && !s.reachable)
+        unsafe = cand + " is unreachable, so whether it was promoted cannot be seen";
+    }
+  }
+  if (!unsafe.empty()) {
+    const std::string note = "; " + old + " stays fenced, not re-opened: " + unsafe;
+    out.steps.back().detail += note;
+    spdlog::warn("group {}: {}{}", g.name, failure, note);
+    return;
+  }
+  const size_t index = out.steps.back().index, count = out.steps.back().count;
+  const std::string traffic =
+      now.traffic.target ? "traffic left on " + *now.traffic.target : "traffic left where it is";
+  Action reopen;
+  reopen.group = g.name;
+  reopen.kind = ActionKind::maintenance_off;
+  reopen.stack = old;
+  reopen.reason = failure + ": re-opening " + old + ", the only primary";
+  reopen.guard = old + " is the only primary and reachable; " + cand + " was not promoted";
+  spdlog::warn("group {}: {}", g.name, reopen.reason);
+  const std::string summary = failure + ": re-opened " + old + ", the only primary; " + traffic;
+  Status st = compensate(g, d, reopen, o, t0, index, count, out, summary);
+  if (!st.ok()) {
+    out.steps.back().detail = failure + "; re-opening " + old + " failed too: " + st.message();
+    return;
+  }
+  out.reopened = old;
+  out.failed_safe = summary;
+  // The candidate lost its replication for the switch: give it back, so it
+  // keeps following the primary that serves again.
+  const StackObs* c = find_stack(now, cand);
+  if (resume && c && c->reachable && c->database && c->database->role == Role::replica &&
+      !c->database->upstream) {
+    Action back;
+    back.group = g.name;
+    back.kind = ActionKind::replication_start;
+    back.stack = cand;
+    back.source = old;
+    back.reason =
+        failure + ": resuming replication into " + cand + " from " + old + ", as before the switch";
+    back.guard = cand + " is a replica with replication stopped; " + old + " is primary";
+    Status rs = compensate(g, d, back, o, t0, index, count, out, "");
+    if (!rs.ok()) {
+      out.failed_safe += "; resuming replication into " + cand + " failed: " + rs.message();
+    }
+  }
+  // The group's last step carries the whole story (reports quote it).
+  out.steps.back().detail = out.failed_safe;
+}
+
+Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a,
+                        const ApplyOptions& o, std::string& detail) {
+  const std::string label = std::string(to_string(a.kind)) + " " + a.stack;
+  if (a.kind == ActionKind::replication_wait) {
+    // The source is fenced: its write position, read now, is final.
+    StackObs src = d.observe_stack(a.source);
+    if (!src.reachable || !src.database || !src.database->lsn)
+      return Err(label + ": cannot read " + a.source + "'s write position" +
+                 (src.error.empty() ? "" : " (" + src.error + ")"));
+    const uint64_t target = *src.database->lsn;
+    const uint64_t max_lag = g.replication.max_lag_bytes;
+    Clock::Duration deadline = clock_.now() + o.wait_timeout;
+    Backoff backoff;
+    for (;;) {
+      StackObs s = d.observe_stack(a.stack);
+      uint64_t replayed = s.database && s.database->lsn ? *s.database->lsn : 0;
+      if (s.reachable && replayed + max_lag >= target) {
+        detail = a.stack + " replayed " + format_lsn(replayed) + ", " + a.source + " wrote " +
+                 format_lsn(target);
+        return {};
+      }
+      if (clock_.now() >= deadline)
+        return Timeout(label + ": still " + std::to_string(target > replayed ? target - replayed : 0) +
+                       " bytes behind " + a.source + " after " +
+                       std::to_string(o.wait_timeout.count()) + " ms");
+      clock_.sleep_for(backoff.next());
+    }
+  }
+
+  Status st;
+  if (a.kind == ActionKind::traffic_switch) {
+    st = d.switch_traffic(a.stack);
+  } else {
+    StackDriver* s = d.stack(a.stack);
+    if (!s) return Err(label + ": " + d.stack_error(a.stack));
+    switch (a.kind) {
+      case ActionKind::maintenance_on: st = s->set_maintenance(true); break;
+      case ActionKind::maintenance_off: st = s->set_maintenance(false); break;
+      case ActionKind::replication_stop: st = s->stop_replication(); break;
+      case ActionKind::database_promote: st = s->promote(); break;
+      case ActionKind::replication_start: st = s->start_replication(g.stacks.at(a.source)); break;
+      default: break;
+    }
+  }
+  if (!st.ok()) {
+    Error e = st.error();
+    e.message = label + ": " + e.message;
+    return e;
+  }
+
+  // Verify: re-observe until the effect is seen.
+  Clock::Duration deadline = clock_.now() + o.action_timeout;
+  Backoff backoff;
+  for (;;) {
+    GroupObs now;
+    if (a.kind == ActionKind::traffic_switch) now.traffic = d.observe_traffic();
+    else now.stacks[a.stack] = d.observe_stack(a.stack);
+    if (effect_holds(a, now)) return {};
+    if (clock_.now() >= deadline)
+      return Timeout(label + ": the effect was not observed within " +
+                     std::to_string(o.action_timeout.count()) + " ms");
+    clock_.sleep_for(backoff.next());
+  }
+}
+
+}  // namespace stackflip

@@ -1,0 +1,80 @@
+// observe.h — drivers of a desired state, and observation through them.
+//
+// GroupDrivers owns the drivers of one group, made once through a
+// DriverFactory and kept for the whole run so connections stay open across
+// observation and apply. A group's stacks and traffic are observed
+// concurrently; groups are observed concurrently by a small worker pool.
+// Observation never fails: what cannot be reached is observed as
+// unreachable. A driver that cannot even be made (bad secret reference, ...)
+// is observed as unreachable with that error.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "util/clock.h"
+#include "core/model.h"
+#include "core/provider.h"
+
+namespace stackflip {
+
+class GroupDrivers {
+ public:
+  GroupDrivers(const DesiredState& desired, const GroupSpec& group, DriverFactory& factory);
+
+  // Null when the driver could not be made; `error()` says why.
+  StackDriver* stack(const std::string& name);
+  const std::string& stack_error(const std::string& name) const;
+
+  StackObs observe_stack(const std::string& name);
+  // Every traffic address of the group, combined (combine_traffic). Within
+  // `pass` (observe_all), lists shared with other addresses are read once
+  // per pass (provider.h ObservePass); without one, everything is fresh.
+  TrafficObs observe_traffic(ObservePass pass = {});
+  GroupObs observe(ObservePass pass = {});  // everything, concurrently
+
+  // Points every traffic address that does not hold exactly `stack`'s
+  // values (or has another TTL) at it, in the order written. One that
+  // fails does not stop the others; the error names every address that
+  // failed (permanent only when every failure is). A re-run switches the
+  // rest.
+  Status switch_traffic(const std::string& stack);
+
+ private:
+  struct Traffic {
+    const TrafficSpec* spec;
+    std::unique_ptr<TrafficDriver> driver;  // null when it could not be made
+    std::string error;                      // why not
+  };
+  TrafficObs observe_one(Traffic& t, ObservePass pass);
+
+  const GroupSpec& group_;
+  std::map<std::string, std::unique_ptr<StackDriver>> stacks_;
+  std::map<std::string, std::string> stack_errors_;
+  std::vector<Traffic> traffic_;
+};
+
+using Fleet = std::map<std::string, std::unique_ptr<GroupDrivers>>;
+
+// Makes the drivers of every group of `desired`.
+Fleet make_fleet(const DesiredState& desired, DriverFactory& factory);
+
+// Observes every group of `desired` through `fleet`, `parallelism` groups at
+// a time, as one pass (ObservePass): each PowerDNS zone and Cloud 66 list is
+// read once. Its wall time goes to provider_stats.h.
+ObservedState observe_all(const DesiredState& desired, Fleet& fleet, Clock& clock,
+                          int parallelism = 32);
+
+// DESIGN.md: an unreachable stack has its other fields "as last known".
+// Fills the maintenance flag and database of every unreachable stack of
+// `now` (and the target/TTL of unreachable traffic) from `last`, where `last`
+// knows them. Reachable facts are never touched.
+void fill_last_known(ObservedState& now, const ObservedState& last);
+
+// Runs fn(i) for i in [0, n) on up to `parallelism` threads.
+void parallel_for(size_t n, int parallelism, const std::function<void(size_t)>& fn);
+
+}  // namespace stackflip

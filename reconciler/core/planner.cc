@@ -1,0 +1,649 @@
+#include "core/planner.h"
+
+#include <algorithm>
+
+
+namespace stackflip {
+
+namespace {
+
+std::string bytes(uint64_t n) { return std::to_string(n) + (n == 1 ? " byte" : " bytes"); }
+
+// Plans one group over a simulated copy of its observation.
+class GroupPlanner {
+ public:
+  GroupPlanner(const GroupSpec& g, const GroupObs& o, std::vector<Action>& actions,
+               std::vector<Skipped>& skipped)
+      : g_(g), sim_(o), actions_(actions), skipped_(skipped), first_(actions.size()) {
+    // Every declared stack has an entry; what was not observed is unreachable.
+    for (const auto& [name, spec] : g_.stacks) {
+      auto it = sim_.stacks.find(name);
+      if (it == sim_.stacks.end()) sim_.stacks[name] = StackObs{false, {}, {}, "not observed"};
+    }
+  }
+
+  void run() {
+    fence();
+    promote();
+    active_maintenance();
+    traffic();
+    replication();
+  }
+
+ private:
+  const StackObs& st(const std::string& s) const { return sim_.stacks.at(s); }
+  StackObs& st(const std::string& s) { return sim_.stacks.at(s); }
+  bool reachable(const std::string& s) const { return st(s).reachable; }
+  Role role(const std::string& s) const {
+    const auto& d = st(s).database;
+    return d ? d->role : Role::unknown;
+  }
+  std::optional<std::string> upstream(const std::string& s) const {
+    const auto& d = st(s).database;
+    return d ? d->upstream : std::nullopt;
+  }
+  bool not_streaming(const std::string& s) const {
+    const auto& d = st(s).database;
+    return d && d->streaming == false;
+  }
+  std::optional<uint64_t> lsn(const std::string& s) const {
+    const auto& d = st(s).database;
+    return d ? d->lsn : std::nullopt;
+  }
+  // A reachable stack whose maintenance flag is unknown is treated as not in
+  // maintenance: fencing it again is harmless, assuming it fenced is not.
+  bool in_maintenance(const std::string& s) const { return st(s).maintenance.value_or(false); }
+  bool writable(const std::string& s) const {
+    return reachable(s) && role(s) == Role::primary && !in_maintenance(s);
+  }
+  // The provider reports no database at all (e.g. Cloud 66 without
+  // `database_dsn`): roles and positions are unknown, and the traffic target
+  // is the only record of which stack's database was promoted.
+  bool db_unobserved(const std::string& s) const { return reachable(s) && !st(s).database; }
+  // May accept writes now: not known to be a replica, maintenance off.
+  bool serving(const std::string& s) const {
+    return reachable(s) && role(s) != Role::replica && !in_maintenance(s);
+  }
+  std::string unreachable_why(const std::string& s) const {
+    const auto& e = st(s).error;
+    return s + " is unreachable" + (e.empty() ? "" : " (" + e + ")");
+  }
+
+  // Appends an action and applies its expected effect to the simulation.
+  void emit(ActionKind kind, const std::string& stack, const std::string& source,
+            std::string reason, std::string guard, std::string why_blocked = "") {
+    Action a;
+    a.group = g_.name;
+    a.kind = kind;
+    a.stack = stack;
+    a.source = source;
+    a.reason = std::move(reason);
+    a.guard = std::move(guard);
+    if (!why_blocked.empty()) {
+      a.blocked = true;
+      a.why_blocked = std::move(why_blocked);
+    } else if (blocked_at_) {
+      a.blocked = true;
+      a.why_blocked = "waits on step " + std::to_string(*blocked_at_ + 1) + ", which is blocked";
+    }
+    if (a.blocked && !blocked_at_) blocked_at_ = actions_.size() - first_;
+    actions_.push_back(std::move(a));
+    simulate(kind, stack, source);
+  }
+
+  void skip(ActionKind kind, const std::string& stack, std::string reason) {
+    skipped_.push_back(Skipped{g_.name, kind, stack, std::move(reason)});
+  }
+
+  void simulate(ActionKind kind, const std::string& stack, const std::string& source) {
+    if (kind == ActionKind::traffic_switch) {
+      TrafficObs& t = sim_.traffic;
+      t.target = stack;
+      t.ttl = g_.traffic.empty() ? 60 : g_.traffic.front().ttl;
+      t.records.clear();
+      t.content.clear();
+      for (size_t i = 0; i < t.parts.size(); ++i) {
+        t.parts[i].target = stack;
+        t.parts[i].ttl = desired_ttl(i);
+        t.parts[i].records.clear();
+        t.parts[i].content.clear();
+      }
+      return;
+    }
+    StackObs& s = st(stack);
+    if (kind == ActionKind::maintenance_on || kind == ActionKind::maintenance_off) {
+      s.maintenance = kind == ActionKind::maintenance_on;
+      return;
+    }
+    DatabaseObs& db = s.database ? *s.database : s.database.emplace();
+    switch (kind) {
+      case ActionKind::maintenance_on:
+      case ActionKind::maintenance_off: break;
+      case ActionKind::replication_wait:
+        if (auto src = lsn(source)) db.lsn = *src;
+        break;
+      case ActionKind::replication_stop: db.upstream.reset(); break;
+      case ActionKind::database_promote:
+        db.role = Role::primary;
+        db.upstream.reset();
+        if (db.timeline) ++*db.timeline;
+        break;
+      case ActionKind::replication_start:
+        db.role = Role::replica;
+        db.upstream = source;
+        db.lsn = lsn(source);
+        db.streaming = true;
+        break;
+      case ActionKind::traffic_switch: break;
+    }
+  }
+
+  // Whether and how the desired active stack can be promoted, judged on the
+  // simulation as it stands.
+  struct Promotion {
+    std::optional<std::string> old_primary;  // the stack to catch up with
+    bool resume = false;                     // restart replication from it first
+    bool wait = false;                       // a replication.wait applies
+    std::string block;                       // why promotion must not happen
+    std::string loss;                        // what allow_data_loss would accept
+    bool forced() const { return !block.empty(); }
+  };
+
+  Promotion judge_promotion() const {
+    const std::string& d = g_.active;
+    Promotion pr;
+    if (!reachable(d)) {
+      pr.block = unreachable_why(d);
+      return pr;
+    }
+    if (db_unobserved(d)) {
+      pr.block = "the no-data-loss guard cannot be verified: " + d +
+                 "'s database role and replication position are not observed (Cloud 66 exposes "
+                 "no replication lag; set `database_dsn` on the stack to check it)";
+      pr.loss = "an unknown amount of data";
+      return pr;
+    }
+    if (role(d) == Role::unknown) {
+      pr.block = "the role of " + d + "'s database could not be read";
+      return pr;
+    }
+    const uint64_t max_lag = g_.replication.max_lag_bytes;
+    auto p = old_primary();
+    pr.old_primary = p;
+    if (p && reachable(*p)) {
+      auto lag = lag_bytes(sim_, d, *p);
+      if (upstream(d) == *p || (lag && *lag <= max_lag)) {
+        pr.wait = true;
+      } else if (role(d) == Role::replica && !upstream(d) && role(*p) == Role::primary) {
+        // Replication into it was stopped (an interrupted switch) while the
+        // old primary kept writing, if only background WAL: a replica never
+        // diverges, so resuming replication lets it catch up.
+        pr.resume = pr.wait = true;
+      } else {
+        pr.block = d + " " + (lag ? "is " + bytes(*lag) + " behind " + *p : "has an unknown position") +
+                   " and is not replicating from it (max_lag_bytes: " + std::to_string(max_lag) + ")";
+        pr.loss = lag ? bytes(*lag) : std::string("an unknown amount of data");
+      }
+    } else if (p) {
+      auto lag = lag_bytes(sim_, d, *p);
+      pr.block = "the old primary " + unreachable_why(*p) + ", so " + d +
+                 "'s data loss cannot be ruled out (" +
+                 (lag ? "last known lag " + bytes(*lag) : std::string("last known lag unknown")) + ")";
+      // The replica's position is its replay position: WAL it received but
+      // had not replayed is replayed at promotion, and writes after the last
+      // observation are not counted. So the last known lag is stated as
+      // such, not as a bound.
+      pr.loss = "the writes " + d + " has not replayed (" +
+                (lag ? "last known lag " + bytes(*lag) : std::string("last known lag unknown")) +
+                "; writes after that observation are not counted)";
+    } else {
+      // No primary anywhere: the newest writes may be on a stack that cannot
+      // be seen, or on another replica that is further ahead.
+      pr.block = "no stack is observed as primary, so the newest writes may be elsewhere";
+      for (const auto& [name, spec] : g_.stacks)
+        if (name != d && !reachable(name)) pr.block += "; " + unreachable_why(name);
+      for (const auto& [name, spec] : g_.stacks)
+        if (name != d && lsn(name) && lsn(d) && *lsn(name) > *lsn(d))
+          pr.block += "; " + name + " is " + bytes(*lsn(name) - *lsn(d)) + " ahead";
+      pr.loss = "an unknown amount of data";
+    }
+    return pr;
+  }
+
+  // Unreachable or unknown-role stacks cannot be promoted even when data loss
+  // is allowed.
+  bool promotion_impossible() const {
+    return !reachable(g_.active) || (role(g_.active) == Role::unknown && !db_unobserved(g_.active));
+  }
+
+  // Whether the active stack still has to be promoted. Without database
+  // observation, traffic already on it means the promotion happened.
+  bool needs_promotion() const {
+    const std::string& d = g_.active;
+    if (db_unobserved(d)) return sim_.traffic.target != d;
+    return role(d) != Role::primary;
+  }
+
+  // Phase 1: no second writable database, ever; then maintenance drift.
+  void fence() {
+    const std::string& active = g_.active;
+    int writables = 0;
+    for (const auto& [name, spec] : g_.stacks) writables += writable(name);
+    // Fencing the only serving primary for a promotion that cannot happen
+    // would only take the application down: that fence waits, blocked.
+    std::string hold;
+    if (needs_promotion() && writables <= 1) {
+      Promotion pr = judge_promotion();
+      if (pr.forced() && (promotion_impossible() || !g_.allow_data_loss))
+        hold = "the promotion of " + active + " is blocked (" + pr.block +
+               "), so the serving primary is not fenced";
+      else if (!sim_.traffic.reachable && sim_.traffic.target != active)
+        hold = "the traffic provider is unreachable" +
+               (sim_.traffic.error.empty() ? "" : " (" + sim_.traffic.error + ")") +
+               ", so traffic could not follow the switch; the serving primary is not fenced";
+      else if (!traffic_blocker().empty() && sim_.traffic.target != active)
+        hold = traffic_blocker() + ", so traffic could not follow the switch; the serving primary is not fenced";
+    }
+    for (const auto& [name, spec] : g_.stacks) {
+      if (name == active) continue;
+      if (!reachable(name)) {
+        bool maybe_writable = role(name) != Role::replica && !in_maintenance(name);
+        if (maybe_writable && role(active) != Role::primary)
+          skip(ActionKind::maintenance_on, name,
+               unreachable_why(name) + "; it cannot be fenced now and will be fenced first "
+                                       "when it returns");
+        continue;
+      }
+      if (writable(name) || (serving(name) && !hold.empty())) {
+        auto reached = traffic_stacks(sim_.traffic);
+        bool was_active = std::find(reached.begin(), reached.end(), name) != reached.end();
+        std::string reason =
+            was_active ? "step 1 of the switch: `active: " + active + "`, so stop new writes on " +
+                             name + ", the current primary"
+                       : name + " is a writable primary but `active: " + active +
+                             "`: fence it before anything else";
+        emit(ActionKind::maintenance_on, name, "", reason,
+             "none needed: refusing writes never endangers data", hold);
+      }
+    }
+    for (const auto& [name, spec] : g_.stacks) {
+      if (name == active || !reachable(name)) continue;
+      if (g_.desired_maintenance(name) && !in_maintenance(name))
+        emit(ActionKind::maintenance_on, name, "",
+             "maintenance of non-active stack " + name + " is desired on, observed off",
+             "none needed: refusing writes never endangers data", serving(name) ? hold : "");
+    }
+  }
+
+  // The stack `active` should catch up with: its upstream when that is a
+  // primary, else the first other stack that is (or was last seen) primary.
+  std::optional<std::string> old_primary() const {
+    auto up = upstream(g_.active);
+    if (up && g_.stacks.count(*up) && role(*up) == Role::primary) return up;
+    for (const auto& [name, spec] : g_.stacks)
+      if (name != g_.active && role(name) == Role::primary) return name;
+    return std::nullopt;
+  }
+
+  // Phase 2: make the desired active stack the primary, guarded.
+  void promote() {
+    const std::string& d = g_.active;
+    if (!needs_promotion()) return;
+    promoted_ = true;
+    const std::string not_primary = "`active: " + d + "` but " + d + " is not primary";
+    Promotion pr = judge_promotion();
+    if (promotion_impossible()) {
+      emit(ActionKind::database_promote, d, "", not_primary,
+           "the stack is reachable and its role is known", pr.block);
+      return;
+    }
+    const std::string& p = pr.old_primary.value_or("");
+    if (pr.old_primary && !reachable(p)) {
+      auto lag = lag_bytes(sim_, d, p);
+      skip(ActionKind::replication_wait, d,
+           "the old primary " + unreachable_why(p) + ": its write position is unknown (" +
+               (lag ? "last known lag " + bytes(*lag) : std::string("last known lag unknown")) + ")");
+    }
+    std::string why_blocked;
+    std::string reason = "`active: " + d + "` but " + d + " is a replica";
+    if (pr.forced()) {
+      if (g_.allow_data_loss)
+        reason += "; `allow_data_loss: true` accepts losing " + pr.loss + " (" + pr.block + ")";
+      else
+        why_blocked = pr.block + "; a commit with `allow_data_loss: true` forces the failover";
+    }
+    const uint64_t max_lag = g_.replication.max_lag_bytes;
+    if (pr.resume) {
+      auto lag = lag_bytes(sim_, d, p);
+      emit(ActionKind::replication_start, d, p,
+           "no-data-loss guard: " + d + " is " +
+               (lag ? bytes(*lag) + " behind " : "behind ") + p +
+               " and replication into it is stopped: resume it to catch up before the promotion",
+           d + " is a replica and " + p + " is primary");
+    }
+    if (pr.wait)
+      emit(ActionKind::replication_wait, d, p,
+           "no-data-loss guard: " + d + " must replay everything " + p + " wrote before the fence",
+           d + "'s replayed position reaches " + p + "'s write position read after the fence " +
+               "(max_lag_bytes: " + std::to_string(max_lag) + ")");
+    if (upstream(d) || db_unobserved(d))
+      emit(ActionKind::replication_stop, d, "",
+           db_unobserved(d) ? "step 2 of the seed runbook: stop replication into " + d +
+                                  " (on Cloud 66 promote_slave_db detaches the slave itself)"
+                            : "step 3 of the switch: stop replication into " + d + " before promoting it",
+           pr.wait ? d + " has caught up (previous step)" : "promotion of " + d + " is allowed",
+           why_blocked);
+    emit(ActionKind::database_promote, d, "", reason,
+         pr.wait ? d + " lags " + p + " by at most " + bytes(max_lag) + "; " + p +
+                       " is fenced; no other writable database"
+                 : "no other reachable writable database",
+         why_blocked);
+  }
+
+  // Phase 3: the active stack's maintenance as desired.
+  void active_maintenance() {
+    const std::string& d = g_.active;
+    bool want = g_.desired_maintenance(d);
+    if (st(d).maintenance == want) return;
+    if (want) {
+      emit(ActionKind::maintenance_on, d, "", "maintenance of " + d + " is desired on (explicit)",
+           "none needed: refusing writes never endangers data",
+           reachable(d) ? "" : unreachable_why(d));
+      return;
+    }
+    emit(ActionKind::maintenance_off, d, "",
+         "step 5 of the switch: active stack " + d + " must accept writes",
+         d + " is primary and no other reachable stack is a writable primary",
+         reachable(d) ? "" : unreachable_why(d));
+  }
+
+  // Phase 4: every traffic address to the active stack, exactly.
+  int desired_ttl(size_t part) const {
+    if (g_.traffic.empty()) return 60;
+    return g_.traffic[std::min(part, g_.traffic.size() - 1)].ttl;
+  }
+
+  // Why a switch of the traffic addresses cannot succeed, seen before it
+  // starts (a record type the name cannot hold, ...); "" when none is known.
+  std::string traffic_blocker() const {
+    std::string why;
+    for (const TrafficObs& p : sim_.traffic.parts)
+      if (!p.blocker.empty()) why += (why.empty() ? "" : "; ") + p.name + ": " + p.blocker;
+    if (why.empty() && !sim_.traffic.blocker.empty()) why = sim_.traffic.blocker;
+    return why;
+  }
+
+  // What is wrong with one address (or with a snapshot's whole traffic when
+  // it has no per-address detail), "" when it holds exactly the active
+  // stack's values with the desired TTL.
+  std::string traffic_drift(const TrafficObs& p, int want_ttl, bool named) const {
+    const std::string& d = g_.active;
+    const std::string who = named && !p.name.empty() ? p.name : "traffic";
+    if (p.target == d) {
+      if (p.ttl && *p.ttl != want_ttl)
+        return who + " TTL is " + std::to_string(*p.ttl) + ", desired " + std::to_string(want_ttl);
+      return "";
+    }
+    std::vector<const TrafficRecord*> enabled;
+    for (const TrafficRecord& r : p.records)
+      if (!r.disabled) enabled.push_back(&r);
+    bool others = false, own = false;
+    for (const TrafficRecord* r : enabled) (r->stack == d ? own : others) = true;
+    auto show = [](const TrafficRecord& r) {
+      return r.content + " (" + (r.stack ? *r.stack : std::string("no stack of the group")) + ")";
+    };
+    if (!own || !others) {
+      if (!enabled.empty() && !p.target && !others)
+        return who + " holds only some of " + d + "'s addresses";
+      if (!p.target && !enabled.empty()) {
+        std::string held;
+        for (const TrafficRecord* r : enabled) held += (held.empty() ? "" : ", ") + show(*r);
+        return who + " holds " + held;
+      }
+      return who + " points at " + p.target.value_or("no stack");
+    }
+    // Mixed: some of it goes to the active stack, the rest elsewhere.
+    std::string extra;
+    for (const TrafficRecord* r : enabled)
+      if (r->stack != d) extra += (extra.empty() ? "" : ", ") + show(*r);
+    return who + " is mixed: besides " + d + "'s address it holds " + extra;
+  }
+
+  void traffic() {
+    const std::string& d = g_.active;
+    const TrafficObs& t = sim_.traffic;
+    std::vector<std::string> wrong;
+    bool target_wrong = t.target != d;
+    if (t.parts.empty()) {
+      if (auto w = traffic_drift(t, desired_ttl(0), false); !w.empty()) wrong.push_back(w);
+    } else {
+      for (size_t i = 0; i < t.parts.size(); ++i)
+        if (auto w = traffic_drift(t.parts[i], desired_ttl(i), t.parts.size() > 1); !w.empty())
+          wrong.push_back(w);
+    }
+    if (wrong.empty()) return;
+    std::string what;
+    for (const auto& w : wrong) what += (what.empty() ? "" : "; ") + w;
+    std::string reason = target_wrong ? "step 6 of the switch: " + what + ", `active: " + d + "`" : what;
+    if (!t.reachable || !traffic_blocker().empty())
+      reason += "; not switchable now: " +
+                (t.error.empty() ? traffic_blocker() : t.error + (traffic_blocker().empty() ? "" : "; " + traffic_blocker()));
+    // With several addresses, those that can be switched are, even while
+    // another cannot (its zone unreachable, a CNAME in the way): after a
+    // fence, each name left behind is an outage of its own. The step then
+    // fails on the rest, and a later pass finishes it.
+    bool some_switchable = false;
+    for (size_t i = 0; i < t.parts.size(); ++i)
+      some_switchable |= t.parts.size() > 1 && t.parts[i].reachable && t.parts[i].blocker.empty() &&
+                         !traffic_drift(t.parts[i], desired_ttl(i), true).empty();
+    std::string why;
+    if (!t.reachable && !some_switchable)
+      why = "the traffic provider is unreachable" + (t.error.empty() ? "" : " (" + t.error + ")");
+    else if (!traffic_blocker().empty() && !some_switchable)
+      why = traffic_blocker();
+    else if (!reachable(d))
+      why = unreachable_why(d) + "; traffic is never sent to a stack that cannot be seen";
+    emit(ActionKind::traffic_switch, d, "", reason,
+         d + " is primary (traffic never points at a writable replica)", why);
+  }
+
+  // Phase 5: replication into the other stacks as desired.
+  void replication() {
+    const std::string& d = g_.active;
+    for (const auto& [name, spec] : g_.stacks) {
+      if (name == d) continue;
+      if (g_.wants_replica(name)) {
+        if (role(name) == Role::replica && upstream(name) == d && !not_streaming(name)) continue;
+        if (db_unobserved(name) || db_unobserved(d)) {
+          if (promoted_)
+            skip(ActionKind::replication_start, name,
+                 "replication into " + name + " cannot be observed (its database or " + d +
+                     "'s is not observed); re-attach it by hand (Cloud 66: resync_slave_db once "
+                     "replication is set up again)");
+          continue;
+        }
+        if (!reachable(name)) {
+          skip(ActionKind::replication_start, name,
+               unreachable_why(name) + "; it will be re-attached when it returns");
+          continue;
+        }
+        if (role(name) == Role::unknown) {
+          skip(ActionKind::replication_start, name,
+               "the role of " + name + "'s database could not be read");
+          continue;
+        }
+        std::string reason =
+            role(name) == Role::primary
+                ? "replication from " + d + " into " + name + " is desired; " + name +
+                      " is a fenced former primary: re-attach it by the non-destructive path "
+                      "(clean shutdown, standby.signal, primary_conninfo)"
+                : "replication from " + d + " into " + name + " is desired; " + name +
+                      (upstream(name) == d ? " is configured for " + d + " but not streaming"
+                       : upstream(name)    ? " streams from " + *upstream(name)
+                                           : " has replication stopped");
+        std::string why;
+        if (!reachable(d)) why = "the source " + unreachable_why(d);
+        else if (!in_maintenance(name)) why = name + " is not in maintenance";
+        emit(ActionKind::replication_start, name, d, reason,
+             name + " is in maintenance and " + d + " is primary", why);
+      } else if (role(name) == Role::replica && upstream(name)) {
+        emit(ActionKind::replication_stop, name, "",
+             "replication into " + name + " is not desired, observed streaming from " +
+                 *upstream(name),
+             "none needed: " + name + " stays a replica", reachable(name) ? "" : unreachable_why(name));
+      }
+    }
+    // Explicit `maintenance: false` on a non-active stack: only a replica may
+    // leave maintenance (it cannot accept writes anyway).
+    for (const auto& [name, spec] : g_.stacks) {
+      if (name == d || g_.desired_maintenance(name) || !in_maintenance(name)) continue;
+      if (!reachable(name)) continue;
+      if (role(name) == Role::replica)
+        emit(ActionKind::maintenance_off, name, "",
+             "maintenance of " + name + " is desired off (explicit)", name + " is a replica");
+      else
+        skip(ActionKind::maintenance_off, name,
+             name + " is a primary that is not active: leaving maintenance would make a second "
+                    "writable database");
+    }
+  }
+
+  const GroupSpec& g_;
+  GroupObs sim_;
+  std::vector<Action>& actions_;
+  std::vector<Skipped>& skipped_;
+  size_t first_;
+  std::optional<size_t> blocked_at_;
+  bool promoted_ = false;  // this plan promotes the active stack
+};
+
+// A reachable stack's server identity, as shared_server_blocks compares it.
+struct ServerSeen {
+  std::string identity, group, stack, shown;
+};
+
+void servers_of(const std::string& gname, const GroupObs& g, std::vector<ServerSeen>& out) {
+  for (const auto& [sname, s] : g.stacks) {
+    if (!s.reachable || !s.database || !s.database->system_id || !s.database->started_at) continue;
+    const DatabaseObs& db = *s.database;
+    out.push_back({*db.system_id + "@" + *db.started_at, gname, sname,
+                   "system identifier " + *db.system_id + ", started at " + *db.started_at});
+  }
+}
+
+std::map<std::string, std::string> blocks_of(std::vector<ServerSeen> seen) {
+  std::map<std::string, std::vector<std::string>> found;  // group -> servers named twice
+  std::stable_sort(seen.begin(), seen.end(), [](const ServerSeen& a, const ServerSeen& b) {
+    return a.identity < b.identity;
+  });
+  for (size_t i = 0; i < seen.size();) {
+    size_t j = i + 1;
+    while (j < seen.size() && seen[j].identity == seen[i].identity) ++j;
+    if (j - i > 1) {
+      std::string names;
+      for (size_t k = i; k < j; ++k)
+        names += (k == i       ? ""
+                  : k + 1 == j ? " and "
+                               : ", ") +
+                 ("stack " + seen[k].stack + " of group " + seen[k].group);
+      const std::string what = names + " are one PostgreSQL server (" + seen[i].shown + ")";
+      for (size_t k = i; k < j; ++k) {
+        auto& w = found[seen[k].group];
+        if (std::find(w.begin(), w.end(), what) == w.end()) w.push_back(what);
+      }
+    }
+    i = j;
+  }
+  std::map<std::string, std::string> out;
+  for (const auto& [group, whats] : found) {
+    std::string why;
+    for (const auto& w : whats) why += (why.empty() ? "" : "; ") + w;
+    out[group] =
+        why +
+        ": a promotion is per server, so two plans would fence and promote it against each other; "
+        "nothing is applied until the config names each server once (applications that share a "
+        "database pair belong in one group)";
+  }
+  return out;
+}
+
+bool same_step(const Action& a, const Action& b) {
+  return a.group == b.group && a.kind == b.kind && a.stack == b.stack && a.source == b.source;
+}
+
+}  // namespace
+
+std::optional<uint64_t> lag_bytes(const GroupObs& observed, const std::string& stack,
+                                  const std::string& source) {
+  auto s = observed.stacks.find(stack), p = observed.stacks.find(source);
+  if (s == observed.stacks.end() || p == observed.stacks.end()) return std::nullopt;
+  if (!s->second.database || !p->second.database) return std::nullopt;
+  auto a = s->second.database->lsn, b = p->second.database->lsn;
+  if (!a || !b) return std::nullopt;
+  return *b > *a ? *b - *a : 0;
+}
+
+void plan_group(const GroupSpec& group, const GroupObs& observed, std::vector<Action>& actions,
+                std::vector<Skipped>& skipped, const std::string& block) {
+  const size_t first = actions.size();
+  GroupPlanner(group, observed, actions, skipped).run();
+  std::string why = block;
+  if (why.empty()) {
+    // Two stacks of this group on one server: seen here too, so that apply's
+    // re-plan of one group (which sees no other group) keeps the block.
+    std::vector<ServerSeen> seen;
+    servers_of(group.name, observed, seen);
+    auto b = blocks_of(std::move(seen));
+    if (auto it = b.find(group.name); it != b.end()) why = it->second;
+  }
+  if (why.empty()) return;
+  for (size_t i = first; i < actions.size(); ++i) {
+    actions[i].blocked = true;
+    actions[i].why_blocked = why;
+  }
+}
+
+std::map<std::string, std::string> shared_server_blocks(const ObservedState& observed) {
+  std::vector<ServerSeen> seen;
+  for (const auto& [gname, g] : observed.groups) servers_of(gname, g, seen);
+  return blocks_of(std::move(seen));
+}
+
+Plan make_plan(const DesiredState& desired, const ObservedState& observed) {
+  Plan plan;
+  plan.desired_digest = desired.digest;
+  static const GroupObs kNothingObserved = [] {
+    GroupObs g;
+    g.traffic.reachable = false;
+    g.traffic.error = "not observed";
+    return g;
+  }();
+  const auto blocks = shared_server_blocks(observed);
+  for (const auto& [name, group] : desired.groups) {
+    auto it = observed.groups.find(name);
+    auto b = blocks.find(name);
+    const std::string& block = b == blocks.end() ? std::string() : b->second;
+    plan_group(group, it == observed.groups.end() ? kNothingObserved : it->second, plan.actions,
+               plan.skipped, block);
+    if (!block.empty()) plan.blocked_groups[name] = block;
+  }
+  return plan;
+}
+
+bool still_next(const Action& action, const std::vector<Action>& fresh, const GroupSpec& group,
+                const GroupObs& observed, const std::vector<Action>& done_unobservable) {
+  for (const Action& a : fresh) {
+    if (a.group != action.group) continue;
+    if (same_step(a, action)) return !a.blocked;
+    bool done = false;
+    for (const Action& d : done_unobservable) done |= same_step(a, d);
+    if (done) continue;
+    bool satisfied_wait = a.kind == ActionKind::replication_wait && !a.blocked &&
+                          lag_bytes(observed, a.stack, a.source).value_or(UINT64_MAX) <=
+                              group.replication.max_lag_bytes;
+    if (!satisfied_wait) return false;
+  }
+  return false;
+}
+
+}  // namespace stackflip

@@ -1,0 +1,89 @@
+// provider.h — the narrow interfaces between apply/observe and the outside.
+//
+// A StackDriver serves one stack's maintenance flag and database; a
+// TrafficDriver serves one traffic address of a group (a group may have
+// several; GroupDrivers, observe.h, combines them). Each method maps to one
+// planner action (plan.h) or to observation. Implementations: postgres,
+// powerdns, cloud66, command (real), FakeProvider and FaultyProvider (tests).
+//
+// Contract for every implementation:
+// - observe() never fails: an unreachable provider is a state
+//   (reachable=false, error set, no secrets in the message).
+// - Actions return a Status whose message says what failed (SQL error, HTTP
+//   status and body); `Error::timeout` is set when the call ran out of time.
+// - Every call is bounded in time (connect and statement/request timeouts).
+// - Actions are idempotent where the provider allows it: applying
+//   maintenance.on to a stack already in maintenance succeeds.
+// - A driver is used from one thread at a time; different drivers may be used
+//   concurrently. Drivers may keep connections open across calls.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/model.h"
+#include "util/result.h"
+
+namespace stackflip {
+
+class StackDriver {
+ public:
+  virtual ~StackDriver() = default;
+  virtual StackObs observe() = 0;
+  virtual Status set_maintenance(bool on) = 0;
+  virtual Status stop_replication() = 0;
+  virtual Status promote() = 0;
+  // Re-attach this stack as a replica streaming from `source` (a stack of the
+  // same group, already primary), by the non-destructive path first.
+  virtual Status start_replication(const StackSpec& source) = 0;
+};
+
+// One observation pass (observe.h: observe_all). Drivers whose addresses
+// share one provider list (the rrsets of a PowerDNS zone, a Cloud 66
+// failover group list) read that list once per pass: the first reader
+// fetches it, the others reuse the copy. No pass (id 0) always reads fresh:
+// apply's re-observation before a step and its verification after a switch
+// must see the provider as it is now.
+struct ObservePass {
+  uint64_t id = 0;
+  static ObservePass begin() {
+    static std::atomic<uint64_t> last{0};
+    return ObservePass{++last};
+  }
+};
+
+class TrafficDriver {
+ public:
+  virtual ~TrafficDriver() = default;
+  // Every value the address holds (`records`, each with the stack it
+  // belongs to), and `target` only when it holds exactly one stack's.
+  // Always read fresh.
+  virtual TrafficObs observe() = 0;
+  // The same, within `pass`: a list shared with other addresses may come
+  // from this pass's copy. Drivers without shared lists read fresh.
+  virtual TrafficObs observe_in(ObservePass pass) {
+    (void)pass;
+    return observe();
+  }
+  // Point the address at `stack` (a stack of the group), replacing every
+  // other value it holds.
+  virtual Status switch_to(const std::string& stack) = 0;
+};
+
+// Makes drivers for a desired state. The real factory (drivers.h) dispatches
+// on the provider's `type`; tests pass a factory of fakes.
+class DriverFactory {
+ public:
+  virtual ~DriverFactory() = default;
+  virtual Result<std::unique_ptr<StackDriver>> stack_driver(const DesiredState& desired,
+                                                            const GroupSpec& group,
+                                                            const std::string& stack) = 0;
+  // The driver of one of `group.traffic`'s addresses.
+  virtual Result<std::unique_ptr<TrafficDriver>> traffic_driver(const DesiredState& desired,
+                                                                const GroupSpec& group,
+                                                                const TrafficSpec& traffic) = 0;
+};
+
+}  // namespace stackflip

@@ -1,0 +1,198 @@
+#include "drivers/powerdns_driver.h"
+
+#include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+#include <optional>
+#include <set>
+
+#include "util/address.h"
+#include "drivers/powerdns_zone.h"
+
+namespace stackflip {
+
+namespace {
+
+std::string absolute(std::string name) {
+  if (!name.empty() && name.back() != '.') name += '.';
+  return name;
+}
+
+class PowerDnsTrafficDriver : public TrafficDriver {
+ public:
+  PowerDnsTrafficDriver(std::shared_ptr<PowerDnsZones> zones, const GroupSpec& group,
+                        const TrafficSpec& traffic)
+      : zones_(std::move(zones)), group_(group) {
+    zone_ = absolute(traffic.get("zone"));
+    record_ = absolute(traffic.get("record"));
+    key_ = dns_lower(record_);
+    type_ = dns_upper(traffic.get("record_type", "A"));
+    ttl_ = traffic.ttl;
+    name_ = traffic.name.empty() ? record_ + " " + type_ : traffic.name;
+    // Each stack's values for this record type, canonical, in written order.
+    const AddressKind kind = kind_for_record_type(type_);
+    for (const auto& [sname, stack] : group.stacks)
+      for (const auto& a : stack.addresses)
+        if (address_kind(a) == kind) values_[sname].push_back(a);
+  }
+
+  TrafficObs observe() override { return observe_in(ObservePass{}); }
+
+  TrafficObs observe_in(ObservePass pass) override {
+    TrafficObs obs;
+    obs.name = name_;
+    auto zone = zones_->read(zone_, pass);
+    if (!zone.ok()) {
+      obs.reachable = false;
+      obs.error = zone.error().message;
+      return obs;
+    }
+    auto rrsets = (*zone)->by_name.find(key_);
+    if (rrsets != (*zone)->by_name.end()) {
+      for (const PowerDnsRrset& rr : rrsets->second) {
+        if (rr.type != type_) {
+          // A CNAME owns its name alone: PowerDNS refuses any other type
+          // beside it, so such a switch would fail in the middle.
+          if ((rr.type == "CNAME" || type_ == "CNAME") && obs.blocker.empty() &&
+              rr.type != "RRSIG" && rr.type != "NSEC")
+            obs.blocker = record_ + " holds a " + rr.type + " record, and PowerDNS keeps no " +
+                          type_ + " record beside " +
+                          (rr.type == "CNAME" ? "a CNAME" : "other types of a CNAME's name") +
+                          " (remove it by hand, or change record_type)";
+          continue;
+        }
+        if (rr.ttl) obs.ttl = rr.ttl;
+        for (const TrafficRecord& rec : rr.records) {
+          TrafficRecord r = rec;
+          r.stack = owner_of(r.content);
+          obs.records.push_back(std::move(r));
+        }
+      }
+    }
+    for (const auto& r : obs.records)
+      if (!r.disabled) obs.content += (obs.content.empty() ? "" : ", ") + r.content;
+    obs.target = exact_target(obs.records);
+    return obs;
+  }
+
+  Status switch_to(const std::string& stack) override {
+    auto it = group_.stacks.find(stack);
+    if (it == group_.stacks.end())
+      return Err("traffic.switch: stack \"" + stack + "\" is not in group " + group_.name);
+    auto v = values_.find(stack);
+    if (v == values_.end() || v->second.empty())
+      return Err("traffic.switch: stack \"" + stack + "\" has no address for " + name_ + " (" +
+                 to_string(kind_for_record_type(type_)) + ")");
+
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    w.StartObject();
+    w.Key("rrsets");
+    w.StartArray();
+    w.StartObject();
+    w.Key("name"), w.String(record_.c_str());
+    w.Key("type"), w.String(type_.c_str());
+    w.Key("ttl"), w.Int(ttl_);
+    w.Key("changetype"), w.String("REPLACE");
+    w.Key("records");
+    w.StartArray();
+    for (const auto& address : v->second) {
+      w.StartObject();
+      w.Key("content"), w.String(address.c_str());
+      w.Key("disabled"), w.Bool(false);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    w.EndArray();
+    w.EndObject();
+
+    if (Status st = zones_->patch(zone_, buf.GetString()); !st.ok()) return st;
+
+    TrafficObs after = observe();  // fresh: the change must be seen on the server
+    if (!after.reachable) return Err("traffic.switch: verifying the change: " + after.error);
+    if (after.target != stack)
+      return Err("traffic.switch: " + name_ + " holds \"" + after.content +
+                 "\" after the change, expected " + join(v->second));
+    return Status::Ok();
+  }
+
+ private:
+  static std::string join(const std::vector<std::string>& v) {
+    std::string out;
+    for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
+    return out;
+  }
+
+  std::optional<std::string> owner_of(const std::string& content) const {
+    const std::string c = canonical_address(content);
+    for (const auto& [sname, vals] : values_)
+      for (const auto& a : vals)
+        if (canonical_address(a) == c) return sname;
+    return std::nullopt;
+  }
+
+  // The stack whose values the enabled records are, exactly.
+  std::optional<std::string> exact_target(const std::vector<TrafficRecord>& records) const {
+    std::optional<std::string> only;
+    std::set<std::string> held;
+    for (const auto& r : records) {
+      if (r.disabled) continue;
+      if (!r.stack || (only && *only != *r.stack)) return std::nullopt;
+      only = r.stack;
+      held.insert(canonical_address(r.content));
+    }
+    if (!only) return std::nullopt;
+    for (const auto& a : values_.at(*only))
+      if (!held.count(canonical_address(a))) return std::nullopt;  // one of its addresses is missing
+    return only;
+  }
+
+ private:
+  std::shared_ptr<PowerDnsZones> zones_;
+  GroupSpec group_;
+  std::string zone_, record_, type_, name_;
+  std::string key_;  // record_ as PowerDnsZoneData keys it (lower case)
+  std::map<std::string, std::vector<std::string>> values_;  // stack -> its values for type_
+  int ttl_ = 60;
+};
+
+}  // namespace
+
+std::string powerdns_zone_id(const std::string& zone) {
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string id;
+  for (unsigned char c : zone) {
+    if (std::isalnum(c) || c == '.' || c == '-') {
+      id += static_cast<char>(c);
+    } else {
+      id += '=';
+      id += kHex[c >> 4];
+      id += kHex[c & 15];
+    }
+  }
+  if (id.empty() || id.back() != '.') id += '.';
+  // The root zone is "=2E" in the API; any all-dots id would be a "." or
+  // ".." path segment.
+  if (id.find_first_not_of('.') == std::string::npos) {
+    std::string dots;
+    for (size_t i = 0; i < id.size(); ++i) dots += "=2E";
+    id = dots;
+  }
+  return id;
+}
+
+std::unique_ptr<TrafficDriver> make_powerdns_traffic_driver(const ProviderConfig& provider,
+                                                            const GroupSpec& group,
+                                                            const TrafficSpec& traffic,
+                                                            std::shared_ptr<PowerDnsZones> zones) {
+  if (!zones) zones = std::make_shared<PowerDnsZones>(provider);
+  return std::make_unique<PowerDnsTrafficDriver>(std::move(zones), group, traffic);
+}
+
+}  // namespace stackflip

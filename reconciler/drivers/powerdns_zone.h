@@ -1,0 +1,98 @@
+// powerdns_zone.h — the zones of one PowerDNS server as every traffic driver
+// of that server sees them: observation reads each zone once per pass
+// however many records of it the groups own, and one connection pool serves
+// them all instead of one connection per record.
+//
+// A PowerDnsZones is made per provider (url, server_id, api_key, TLS and
+// timeout settings: RealDriverFactory keys it on all of them) and shared by
+// that provider's traffic drivers. read() with a pass (provider.h
+// ObservePass) fetches the zone on its first call in that pass; callers of
+// the same pass that come while the fetch is in flight wait for it instead
+// of fetching again; later ones reuse the parsed rrsets, or the error (one
+// timeout per zone per pass, not one per record). read() without a pass
+// always fetches. patch() drops the zone's copy before and after it sends,
+// so nothing read after a change is served from before it, and sends one
+// change per zone at a time (PowerDNS's SQLite backend refuses concurrent
+// writers with HTTP 500).
+//
+// Requests are counted in provider_stats.h (kind "powerdns") and in
+// requests(). The API key is resolved from its secret reference on first use
+// and never appears in messages. Thread safety: every method may be called
+// from any thread; requests run concurrently on pooled HTTP connections (one
+// per concurrent caller, kept for reuse).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "sys/http_client.h"
+#include "core/model.h"
+#include "core/pass_cache.h"
+#include "core/provider.h"
+
+namespace stackflip {
+
+// ascii case folding of DNS names and types.
+std::string dns_lower(std::string s);
+std::string dns_upper(std::string s);
+
+struct PowerDnsRrset {
+  std::string type;  // upper case
+  std::optional<int> ttl;
+  std::vector<TrafficRecord> records;  // content and disabled; `stack` unset
+};
+
+// A zone's rrsets by owner name (absolute, lower case).
+struct PowerDnsZoneData {
+  std::map<std::string, std::vector<PowerDnsRrset>> by_name;
+};
+
+class PowerDnsZones {
+ public:
+  explicit PowerDnsZones(const ProviderConfig& provider);
+  ~PowerDnsZones();
+  PowerDnsZones(const PowerDnsZones&) = delete;
+  PowerDnsZones& operator=(const PowerDnsZones&) = delete;
+
+  // The rrsets of `zone` (absolute name), or why they cannot be read (HTTP
+  // status and body, transport error, unreadable answer).
+  Result<std::shared_ptr<const PowerDnsZoneData>> read(const std::string& zone, ObservePass pass);
+
+  // PATCHes `body` (an rrsets change) to `zone`; any non-2xx is an error
+  // with the status and body.
+  Status patch(const std::string& zone, std::string body);
+
+  // The zone's API URL; messages name it.
+  std::string zone_url(const std::string& zone) const;
+
+  // Requests this object has sent (GET and PATCH).
+  uint64_t requests() const;
+
+ private:
+  struct Zone {
+    PassCache<std::shared_ptr<const PowerDnsZoneData>> reads;
+    std::mutex writer;  // one PATCH to the zone at a time
+  };
+  Zone& zone(const std::string& name);  // made on first use, never removed
+
+  Result<std::shared_ptr<const PowerDnsZoneData>> fetch(const std::string& zone);
+  Result<HttpResponse> call(const std::string& method, const std::string& zone, std::string body);
+  Result<std::string> api_key();
+
+  std::string provider_, base_url_, api_key_ref_, server_id_;
+  HttpClientOptions client_options_;
+  std::chrono::milliseconds timeout_{5000};
+
+  mutable std::mutex mu_;  // guards everything below
+  std::map<std::string, std::unique_ptr<Zone>> zones_;
+  std::vector<std::unique_ptr<HttpClient>> idle_clients_;
+  std::optional<std::string> api_key_;
+  uint64_t requests_ = 0;
+};
+
+}  // namespace stackflip

@@ -1,0 +1,110 @@
+// git_source.h — where the desired state comes from: a Git repository,
+// mirrored into a local cache folder and read at the head of one branch.
+//
+// ConfigSource is the narrow interface the reconcile pass uses (reconcile.h);
+// GitSource implements it on libgit2 (the only file including git2.h).
+//
+// GitSource keeps a bare repository in `cache_dir`: the first fetch() creates
+// it ("clone once"), later ones fetch into it. Branches are fetched with a
+// forced refspec (+refs/heads/*:refs/remotes/origin/*), so a force-push simply
+// moves the branch. URLs: local paths, file://, https:// (token from a secret
+// reference, sent as the password of user "x-access-token"; never logged),
+// ssh:// and scp-like user@host:path (a key file, else the SSH agent).
+//
+// Credentials never reach the disk: the cache's config holds the URL without
+// its userinfo (https://user:token@host/x is stored as https://host/x; an
+// ssh:// URL keeps its user name, not a password), and whatever the URL
+// carried is handed to libgit2 through the credential callback only. A cache
+// written by an older stackflip with the credential URL is rewritten on open.
+// The cache folder is created 0700 (tightened to 0700 when it exists), its
+// config file 0600.
+//
+// Errors say what the operator can fix: the repository cannot be reached (with
+// libgit2's reason), the branch does not exist, the file does not exist at the
+// commit. Secrets never appear in them.
+//
+// Thread safety: one GitSource per thread; different objects may be used at once.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "util/result.h"
+
+namespace stackflip {
+
+// A commit's signature as git stores it (gpgsig header) and the bytes signed.
+struct CommitSignature {
+  std::string signature;    // armored: "-----BEGIN SSH SIGNATURE-----" or PGP
+  std::string signed_data;  // the commit object without the gpgsig header
+};
+
+class ConfigSource {
+ public:
+  virtual ~ConfigSource() = default;
+  // Brings the cache up to date; returns the full sha of the branch head.
+  virtual Result<std::string> fetch() = 0;
+  // The file's bytes at `commit`; `path` is relative to the repository root.
+  virtual Result<std::string> read_file(const std::string& commit, const std::string& path) = 0;
+  // The commit's signature, or nullopt when the commit is not signed.
+  virtual Result<std::optional<CommitSignature>> signature(const std::string& commit) = 0;
+  // Whether `commit` has `ancestor` in its history (false for the same
+  // commit, and when `ancestor` is not in the repository at all: a branch
+  // rewritten by a force-push no longer holds it).
+  virtual Result<bool> descends_from(const std::string& commit, const std::string& ancestor) = 0;
+  // "owner/repo@main" style description for messages (no credentials).
+  virtual std::string describe() const = 0;
+};
+
+struct GitSourceOptions {
+  std::string url;
+  std::string ref = "main";  // branch name (or refs/heads/NAME)
+  std::string cache_dir;     // bare mirror; created when missing
+  std::string token;         // HTTPS: a secret reference (${env:NAME} / ${file:PATH})
+  std::string ssh_key;       // SSH: private key file; empty = the SSH agent
+  std::string ssh_user;      // SSH: user when the URL names none ("git")
+};
+
+class GitSource : public ConfigSource {
+ public:
+  explicit GitSource(GitSourceOptions options);
+  ~GitSource() override;
+  GitSource(const GitSource&) = delete;
+  GitSource& operator=(const GitSource&) = delete;
+
+  Result<std::string> fetch() override;
+  Result<std::string> read_file(const std::string& commit, const std::string& path) override;
+  Result<std::optional<CommitSignature>> signature(const std::string& commit) override;
+  Result<bool> descends_from(const std::string& commit, const std::string& ancestor) override;
+  std::string describe() const override;
+
+  // The branch head in the cache without fetching (nullopt before the first fetch).
+  std::optional<std::string> cached_head();
+
+ private:
+  Status open_cache();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  GitSourceOptions o_;
+};
+
+// Removes "user:password@" from a URL, for messages.
+std::string redact_url(const std::string& url);
+
+// A URL split into what may be stored (the cache's config) and the
+// credentials it carried (percent-decoded), given to libgit2 only through the
+// credential callback. scp-like "user@host:path" keeps its user (not a secret).
+struct UrlCredentials {
+  std::string url;  // without userinfo; ssh:// keeps the user name
+  std::string user, password;
+};
+UrlCredentials split_url_credentials(const std::string& url);
+
+// The name OpenSSH files `host`'s key under in known_hosts for `url`:
+// "host" on port 22 (and for scp-like "user@host:path", which has no port),
+// "[host]:port" on any other port of an ssh:// URL (issue 12: a lookup by
+// the bare host never found a key on another port).
+std::string known_hosts_name(const std::string& url, const std::string& host);
+
+}  // namespace stackflip

@@ -1,0 +1,586 @@
+#include "gitops/reconcile.h"
+
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "config/diagnostics.h"
+#include "util/digest.h"
+#include "config/loader.h"
+#include "gitops/notify.h"
+#include "core/plan_json.h"
+#include "core/planner.h"
+#include "core/provider_stats.h"
+#include "config/snapshot.h"
+#include "gitops/switch_hold.h"
+#include "util/strings.h"
+
+namespace stackflip {
+
+namespace {
+
+const char* kCommitKey = "gitops.commit";
+const char* kConfigKey = "gitops.config";
+const char* kFileKey = "gitops.file";
+const char* kVerifiedKey = "gitops.verified";  // "1": the commit in force passed a signature check
+const char* kConvergedKey = "gitops.converged";
+const char* kObservedKey = "gitops.observed";
+const char* kNoticeKey = "gitops.last_notice";
+const char* kHeldKey = "gitops.held";  // switch_hold.h
+
+
+void fill_groups(PassReport& rep, const DesiredState& d, const Plan& first, const Plan& last,
+                 const ObservedState& obs) {
+  for (const auto& [name, g] : d.groups) {
+    GroupStatus gs;
+    gs.active = g.active;
+    gs.converged = true;
+    for (const auto& a : first.actions) gs.drift += a.group == name;
+    for (const auto& a : last.actions) gs.converged &= a.group != name;
+    // A skipped step (its stack is unreachable) is work left to do, as in
+    // `plan --detailed-exitcode`: a stopped database is not "converged".
+    for (const auto& sk : last.skipped) gs.converged &= sk.group != name;
+    auto it = obs.groups.find(name);
+    if (it != obs.groups.end()) gs.traffic = it->second.traffic.target;
+    rep.groups[name] = gs;
+  }
+}
+
+}  // namespace
+
+// One group's pipeline in a pass.
+struct GroupRun {
+  std::string name;
+  const GroupSpec* spec = nullptr;
+  bool observed = false;
+  GroupObs first, last;                // the observation planned on; the latest one
+  std::string block;                   // one server named by two groups (shared_server_blocks)
+  std::vector<Action> actions, after;  // the first plan; the plan of `last`
+  std::vector<Skipped> skipped, after_skipped;
+  bool ran = false;       // handed to apply (actions, or blocked as a whole)
+  GroupApply result;      // of the last round
+  size_t steps_ok = 0;    // over all rounds
+  bool switched = false;  // a promotion or traffic switch succeeded
+  double seconds = 0;
+};
+
+namespace {
+
+void fill_outcome(GroupStatus& gs, const GroupRun& g) {
+  gs.steps = g.steps_ok;
+  gs.seconds = g.seconds;
+  if (!g.ran) {
+    gs.outcome = GroupOutcome::converged;
+    if (!g.after_skipped.empty()) {
+      gs.outcome = GroupOutcome::pending;
+      gs.reason = std::string(to_string(g.after_skipped.front().kind)) + " " +
+                  g.after_skipped.front().stack + " skipped: " + g.after_skipped.front().reason;
+    }
+    return;
+  }
+  const std::string detail = g.result.steps.empty() ? "" : g.result.steps.back().detail;
+  switch (g.result.stopped) {
+    case StepOutcome::ok:
+    case StepOutcome::started:
+      gs.outcome = g.switched ? GroupOutcome::switched : GroupOutcome::applied;
+      return;
+    case StepOutcome::blocked:
+      gs.outcome = GroupOutcome::blocked;
+      break;
+    case StepOutcome::interrupted:
+      gs.outcome = GroupOutcome::interrupted;
+      break;
+    case StepOutcome::failed:
+    case StepOutcome::timeout:
+    case StepOutcome::stale:
+      gs.outcome = GroupOutcome::failed;
+      break;
+  }
+  gs.reason = detail;
+  if (!g.result.steps.empty()) {
+    const Action& a = g.result.steps.back().action;
+    std::string step = std::string(to_string(a.kind)) + " " + a.stack;
+    if (g.result.stopped == StepOutcome::timeout) step += " timed out";
+    if (g.result.stopped == StepOutcome::stale) step += " went stale";
+    // Driver errors already start with the step's name.
+    if (gs.reason.rfind(step, 0) != 0) gs.reason = step + ": " + gs.reason;
+  }
+}
+
+// A fixed pool of workers taking tasks in the order they were queued; a task
+// may queue more. Runs until nothing is queued or running.
+class TaskPool {
+ public:
+  void push(std::function<void()> task) {  // called with mu() held
+    queue_.push_back(std::move(task));
+    ++pending_;
+    cv_.notify_one();
+  }
+  std::mutex& mu() { return mu_; }
+  std::condition_variable& cv() { return cv_; }
+  void run(size_t workers) {
+    std::vector<std::thread> threads;
+    for (size_t w = 0; w < workers; ++w)
+      threads.emplace_back([this] {
+        std::unique_lock lock(mu_);
+        for (;;) {
+          cv_.wait(lock, [&] { return !queue_.empty() || pending_ == 0; });
+          if (queue_.empty()) return;
+          auto task = std::move(queue_.front());
+          queue_.pop_front();
+          lock.unlock();
+          task();
+          lock.lock();
+          if (--pending_ == 0) cv_.notify_all();
+        }
+      });
+    for (auto& t : threads) t.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  size_t pending_ = 0;  // queued or running
+};
+
+}  // namespace
+
+const char* to_string(GroupOutcome o) {
+  switch (o) {
+    case GroupOutcome::converged:
+      return "converged";
+    case GroupOutcome::switched:
+      return "switched";
+    case GroupOutcome::applied:
+      return "applied";
+    case GroupOutcome::failed:
+      return "failed";
+    case GroupOutcome::blocked:
+      return "blocked";
+    case GroupOutcome::interrupted:
+      return "interrupted";
+    case GroupOutcome::pending:
+      return "pending";
+  }
+  return "?";
+}
+
+std::string format_group_outcomes(const PassReport& rep, bool all) {
+  std::string out;
+  size_t hidden = 0;
+  char secs[32];
+  for (const auto& [name, g] : rep.groups) {
+    if (!all && g.outcome == GroupOutcome::converged) {
+      ++hidden;
+      continue;
+    }
+    out += "  " + name + ": " + to_string(g.outcome);
+    if (g.steps) {
+      std::snprintf(secs, sizeof secs, "%.3f", g.seconds);
+      out += ", " + std::to_string(g.steps) + (g.steps == 1 ? " step" : " steps") + " in " + secs +
+             " s";
+    }
+    if (!g.reason.empty()) out += ": " + g.reason.substr(0, g.reason.find('\n'));
+    out += "\n";
+  }
+  if (hidden && !out.empty())
+    out += "  (" + std::to_string(hidden) + " other group" + (hidden == 1 ? "" : "s") +
+           " converged)\n";
+  return out;
+}
+
+std::vector<GroupRun> Reconciler::run_groups(const DesiredState& d, const ObservedState* last_known,
+                                             const std::atomic<bool>* stop) {
+  std::vector<GroupRun> runs;
+  for (const auto& [name, g] : d.groups) {
+    runs.emplace_back();
+    runs.back().name = name;
+    runs.back().spec = &g;
+  }
+  if (runs.empty()) return runs;
+  auto with_last_known = [&](const std::string& name, GroupObs o) {
+    if (!last_known) return o;
+    ObservedState one;
+    one.groups.emplace(name, std::move(o));
+    fill_last_known(one, *last_known);
+    return std::move(one.groups.begin()->second);
+  };
+  ApplyOptions ao = s_.apply;
+  ao.origin = commit_;
+  ao.stop_requested = stop;
+  ao.parallelism = 1;  // one group per Applier call; the pool runs groups in parallel
+  TaskPool pool;
+  size_t observed = 0;
+  bool gate_open = false;
+  bool marked = false;  // gitops.converged set to 0 for this pass
+
+  // Plan, apply and re-plan group i: the whole switch of one group, on one worker.
+  auto apply_group = [&](size_t i) {
+    GroupRun& g = runs[i];
+    {
+      std::lock_guard lock(pool.mu());
+      if (auto h = holds_.find(g.name); h != holds_.end()) {
+        std::string why = hold_reason(h->second, *g.spec, g.first, commit_);
+        if (why.empty()) holds_.erase(h), holds_changed_ = true;
+        else g.block = g.block.empty() ? why : g.block + "; " + why;
+      }
+    }
+    plan_group(*g.spec, g.first, g.actions, g.skipped, g.block);
+    g.last = g.first;
+    g.after = g.actions;
+    g.after_skipped = g.skipped;
+    if (g.actions.empty() && g.block.empty()) return;
+    g.ran = true;
+    {
+      std::lock_guard lock(pool.mu());
+      if (!marked)
+        if (Status s = journal_.put(kConvergedKey, "0"); !s.ok()) store_failed(s);
+      marked = true;
+    }
+    auto t0 = clock_.now();
+    Plan current;
+    current.actions = g.actions;
+    if (!g.block.empty()) current.blocked_groups[g.name] = g.block;
+    // A step found stale (the state moved after the plan was made, e.g. the
+    // fenced old primary wrote WAL after replication into the standby
+    // stopped) is re-planned at once, up to twice, rather than at the next
+    // pass: here the commit is the approval, not one particular plan.
+    for (int round = 0;; ++round) {
+      ApplyResult ar = Applier(d, fleet_, &journal_, clock_).apply(current, ao);
+      g.result = ar.groups.empty() ? GroupApply{g.name, {}, StepOutcome::ok, "", ""} : ar.groups.front();
+      if (!g.result.failed_safe.empty()) {
+        std::lock_guard lock(pool.mu());
+        holds_[g.name] = SwitchHold{commit_, g.spec->active, g.result.reopened, g.result.failed_safe};
+        holds_changed_ = true;
+      }
+      for (const auto& st : g.result.steps) {
+        if (st.outcome != StepOutcome::ok) continue;
+        ++g.steps_ok;
+        g.switched |= st.action.kind == ActionKind::database_promote ||
+                      st.action.kind == ActionKind::traffic_switch;
+      }
+      g.last = with_last_known(g.name, fleet_.at(g.name)->observe());
+      g.after.clear();
+      g.after_skipped.clear();
+      plan_group(*g.spec, g.last, g.after, g.after_skipped, g.block);
+      if (g.result.stopped == StepOutcome::stale && round < 2 && !g.after.empty() &&
+          !(stop && stop->load())) {
+        spdlog::warn("group {}: the state changed during the pass; planning again ({} actions)",
+                     g.name, g.after.size());
+        current.actions = g.after;
+        continue;
+      }
+      break;
+    }
+    g.seconds = std::chrono::duration<double>(clock_.now() - t0).count();
+  };
+  // Under pool.mu(): the cross-group check over every group observed so far.
+  auto check_and_queue = [&](const std::vector<size_t>& which) {
+    ObservedState seen;
+    for (const GroupRun& g : runs)
+      if (g.observed) seen.groups.emplace(g.name, g.first);
+    auto blocks = shared_server_blocks(seen);
+    for (size_t i : which) {
+      if (auto b = blocks.find(runs[i].name); b != blocks.end()) runs[i].block = b->second;
+      pool.push([&apply_group, i] { apply_group(i); });
+    }
+  };
+  auto open_gate = [&] {  // under pool.mu()
+    gate_open = true;
+    std::vector<size_t> waiting;
+    for (size_t i = 0; i < runs.size(); ++i)
+      if (runs[i].observed) waiting.push_back(i);
+    check_and_queue(waiting);
+  };
+  // The first observations are one pass (provider.h): a zone or list that
+  // many groups share is read once. Re-observation after apply reads fresh.
+  const ObservePass pass = ObservePass::begin();
+  const auto observe_started = std::chrono::steady_clock::now();
+  size_t observed_all = 0;
+  {
+    std::lock_guard lock(pool.mu());
+    for (size_t i = 0; i < runs.size(); ++i)
+      pool.push([&, i] {
+        GroupObs o = with_last_known(runs[i].name, fleet_.at(runs[i].name)->observe(pass));
+        std::lock_guard lock(pool.mu());
+        runs[i].first = std::move(o);
+        runs[i].observed = true;
+        if (++observed_all == runs.size())
+          record_observe_duration(
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - observe_started).count());
+        if (gate_open) {
+          check_and_queue({i});  // late: goes ahead at once
+        } else if (++observed == runs.size()) {
+          open_gate();
+          pool.cv().notify_all();
+        }
+      });
+  }
+  // The gate's timer: opens it when the bound passes before every group is observed.
+  std::thread timer([&] {
+    std::unique_lock lock(pool.mu());
+    auto deadline = std::chrono::steady_clock::now() + s_.observe_gate;
+    if (!pool.cv().wait_until(lock, deadline, [&] { return gate_open; })) {
+      spdlog::warn("{} of {} groups observed after {} ms; the others go ahead", observed,
+                   runs.size(), s_.observe_gate.count());
+      open_gate();
+    }
+  });
+  pool.run(std::min<size_t>(runs.size(), static_cast<size_t>(std::max(1, s_.apply.parallelism))));
+  timer.join();
+  return runs;
+}
+
+namespace {
+const std::string kOne = "1", kZero = "0";
+}  // namespace
+
+void Reconciler::adopt(std::string commit, std::string text, DesiredState d) {
+  fleet_.clear();  // drivers refer to the old desired state
+  desired_ = std::make_unique<DesiredState>(std::move(d));
+  commit_ = std::move(commit);
+  // Stored before anything is applied: a restart resumes toward this commit.
+  for (auto [k, v] : {std::pair<const char*, const std::string*>{kCommitKey, &commit_},
+                      {kConfigKey, &text},
+                      {kFileKey, &desired_->source},
+                      {kVerifiedKey, s_.require_signed ? &kOne : &kZero}})
+    if (Status s = journal_.put(k, *v); !s.ok()) {
+      store_failed(Err("cannot store the commit in force: " + s.message()));
+      break;
+    }
+}
+
+void Reconciler::store_failed(const Status& s) {
+  spdlog::error("state store: {}", s.message());
+  store_error_ = s.message();
+}
+
+std::string Reconciler::rewind_error(const std::string& head, bool& rewinds) {
+  rewinds = false;
+  if (commit_.empty() || head == commit_) return "";
+  auto d = source_.descends_from(head, commit_);
+  if (!d.ok()) return d.error().message;
+  if (*d) return "";
+  std::string what = "commit " + short_sha(head) + " does not descend from the commit in force " +
+                     short_sha(commit_) + ": the branch was rewound or rewritten (force-push)";
+  if (!rewind_allowed_)
+    return what +
+           "; refusing it. To adopt it on purpose, reconcile once with --allow-rewind on the "
+           "reconciler host";
+  spdlog::warn("{}; adopting it (--allow-rewind)", what);
+  rewinds = true;
+  return "";
+}
+
+Status Reconciler::restore_from_store() {
+  restored_ = true;
+  auto commit = journal_.get(kCommitKey);
+  auto text = journal_.get(kConfigKey);
+  auto file = journal_.get(kFileKey);
+  if (!commit.ok()) return commit.status();
+  if (!text.ok()) return text.status();
+  if (!commit->has_value() || !text->has_value()) return Status::Ok();
+  // Signatures required now but the commit in force was adopted without a
+  // check: do not trust it; the head is verified like a new commit.
+  auto verified = journal_.get(kVerifiedKey);
+  if (s_.require_signed && !(verified.ok() && *verified && **verified == "1")) return Status::Ok();
+  std::string name = file.ok() && file->has_value() ? **file : s_.file;
+  LoadResult lr = load_desired_text(name, **text);
+  if (!lr.desired)
+    return Err("the stored config of commit " + short_sha(**commit) + " no longer loads:\n" +
+               format_diagnostics(lr.errors));
+  fleet_.clear();
+  desired_ = std::make_unique<DesiredState>(std::move(*lr.desired));
+  commit_ = **commit;
+  return Status::Ok();
+}
+
+PassReport Reconciler::pass(const std::atomic<bool>* stop) {
+  PassReport rep;
+  auto t0 = clock_.now();
+  rep.run.started_at = clock_.rfc3339_now();
+  rep.run.ref = s_.ref;
+  store_error_.clear();
+  if (!restored_) {
+    if (Status s = restore_from_store(); !s.ok()) store_failed(s);
+  }
+
+  // fetch → verify → load. `error` set means the head is not usable.
+  std::string error, bad_result = "invalid";
+  auto head = source_.fetch();
+  if (!head.ok()) {
+    error = head.error().message;
+    bad_result = "failed";
+    rep.run.commit = commit_;
+  } else {
+    rep.run.commit = *head;
+    if (*head == commit_ && desired_) {
+      rep.idle = true;
+    } else {
+      Status verified;
+      bool rewinds = false;
+      if (std::string why = rewind_error(*head, rewinds); !why.empty()) verified = Err(why);
+      if (verified.ok() && s_.require_signed) {
+        auto sig = source_.signature(*head);
+        verified = sig.ok() ? verify_commit_signature(*head, *sig, s_.trust) : sig.status();
+      }
+      if (!verified.ok()) {
+        error = verified.message();
+      } else if (auto text = source_.read_file(*head, s_.file); !text.ok()) {
+        error = text.error().message;
+      } else {
+        LoadResult lr = load_desired_text(s_.file, *text);
+        if (!lr.desired) {
+          error = "commit " + short_sha(*head) + " is invalid:\n" + format_diagnostics(lr.errors);
+          while (!error.empty() && error.back() == '\n') error.pop_back();
+        } else {
+          if (rewinds) rewind_allowed_ = false;  // --allow-rewind is good for one rewind
+          adopt(*head, std::move(*text), std::move(*lr.desired));
+        }
+      }
+    }
+  }
+
+  auto finish = [&](const std::string& result, int code) {
+    rep.run.result = result;
+    rep.exit_code = code;
+    rep.run.finished_at = clock_.rfc3339_now();
+    rep.run.duration_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - t0).count();
+    auto add_error = [&](const std::string& e) {
+      if (!rep.run.error.empty()) rep.run.error += "\n";
+      rep.run.error += e;
+    };
+    if (!store_error_.empty()) add_error("state store: " + store_error_);
+    if (Status s = journal_.record_run(rep.run); !s.ok()) {
+      store_failed(Err("cannot record the run: " + s.message()));
+      add_error("state store: " + store_error_);
+    }
+    // A pass that cannot keep its record is not a success, whatever it did.
+    rep.state_store_error = store_error_;
+    if (!store_error_.empty() && rep.exit_code == 0) rep.exit_code = 1;
+    // Notify on applied, failed/invalid and blocked, and on state store
+    // failures; the same outcome for the same commit (an invalid head seen
+    // every pass) is told once.
+    std::string notice = result + " " + rep.run.commit + " " + rep.run.error;
+    auto repeated = [&] {
+      if (result == "applied") return false;
+      if (notice == last_notice_) return true;
+      auto last = journal_.get(kNoticeKey);
+      return last.ok() && *last && **last == notice;
+    };
+    if (notifier_ && (result != "no-changes" || !store_error_.empty()) && !repeated()) {
+      last_notice_ = notice;
+      (void)journal_.put(kNoticeKey, notice);
+      std::string text =
+          "stackflip " + source_.describe() + " @ " + short_sha(rep.run.commit) + ": " + result;
+      if (rep.run.actions) text += " (" + std::to_string(rep.run.actions) + " actions)";
+      if (!rep.run.error.empty()) text += "\n" + rep.run.error;
+      notifier_->notify(result == "invalid" || result == "no-changes" ? "failed" : result, text);
+    }
+    return rep;
+  };
+
+  if (!error.empty()) {
+    rep.run.error = error;
+    if (!desired_) return finish(bad_result, 1);
+    rep.run.error +=
+        "\n(drift is corrected against the last valid commit " + short_sha(commit_) + ")";
+  }
+
+  // observe → plan → apply against the commit in force.
+  const DesiredState& d = *desired_;
+  rep.commit_in_force = commit_;
+  rep.run.desired_digest = d.digest;
+  if (fleet_.empty()) fleet_ = make_fleet(d, factory_);
+  // DESIGN.md: unreachable stacks "as last known", from the last snapshot.
+  std::optional<ObservedState> last_known;
+  if (auto last = journal_.get(kObservedKey); !last.ok()) {
+    store_failed(last.status());
+  } else if (*last) {
+    auto parsed = parse_snapshot("state store snapshot", **last);
+    if (parsed.ok()) last_known = std::move(*parsed);
+  }
+  // Groups whose switch failed safe on this commit are held (switch_hold.h).
+  holds_.clear();
+  holds_changed_ = false;
+  if (auto held = journal_.get(kHeldKey); !held.ok())
+    store_failed(held.status());
+  else if (*held)
+    holds_ = holds_from_json(**held);
+  for (auto it = holds_.begin(); it != holds_.end();)  // groups gone from the config
+    if (!d.groups.count(it->first)) it = holds_.erase(it), holds_changed_ = true;
+    else ++it;
+  std::string observed_at = clock_.rfc3339_now();
+  std::vector<GroupRun> runs = run_groups(d, last_known ? &*last_known : nullptr, stop);
+  if (holds_changed_)
+    if (Status s = journal_.put(kHeldKey, holds_to_json(holds_)); !s.ok()) store_failed(s);
+
+  // The pass as a whole, assembled in group name order as make_plan orders it.
+  ObservedState first_obs, obs;
+  first_obs.observed_at = observed_at;
+  obs.observed_at = clock_.rfc3339_now();
+  Plan plan, after;
+  plan.desired_digest = after.desired_digest = d.digest;
+  ApplyResult applied;
+  bool any_work = false;
+  for (GroupRun& g : runs) {
+    first_obs.groups[g.name] = g.first;
+    obs.groups[g.name] = g.last;
+    plan.actions.insert(plan.actions.end(), g.actions.begin(), g.actions.end());
+    plan.skipped.insert(plan.skipped.end(), g.skipped.begin(), g.skipped.end());
+    after.actions.insert(after.actions.end(), g.after.begin(), g.after.end());
+    after.skipped.insert(after.skipped.end(), g.after_skipped.begin(), g.after_skipped.end());
+    if (!g.block.empty()) plan.blocked_groups[g.name] = after.blocked_groups[g.name] = g.block;
+    if (!g.ran) continue;
+    any_work = true;
+    applied.groups.push_back(g.result);
+    if (g.result.stopped != StepOutcome::ok && !g.result.steps.empty()) {
+      if (!rep.run.error.empty()) rep.run.error += "\n";
+      rep.run.error += "group " + g.name + " stopped (" + to_string(g.result.stopped) +
+                       "): " + g.result.steps.back().detail;
+    }
+  }
+  plan.observed_digest = observed_digest(first_obs);
+  after.observed_digest = observed_digest(obs);
+  if (Status s = journal_.put(kObservedKey, snapshot_to_json(obs)); !s.ok()) store_failed(s);
+  rep.run.plan_digest = sha256_hex(plan_to_json(plan, false));
+  rep.run.actions = static_cast<int>(plan.actions.size());
+  int code = applied.exit_code();
+  std::string result = !any_work   ? "no-changes"
+                       : code == 0 ? "applied"
+                       : code == 3 ? "blocked"
+                                   : "failed";
+  fill_groups(rep, d, plan, after, obs);
+  for (const GroupRun& g : runs) fill_outcome(rep.groups[g.name], g);
+  rep.observed = obs;
+  if (Status s = journal_.put(kConvergedKey, rep.converged() ? "1" : "0"); !s.ok()) store_failed(s);
+  if (!error.empty()) return finish(bad_result, 1);
+  return finish(result, code);
+}
+
+ObservedState observe_with_last_known(const DesiredState& desired, Fleet& fleet, Clock& clock,
+                                      int parallelism, Journal* journal, bool remember,
+                                      std::string* store_error) {
+  ObservedState obs = observe_all(desired, fleet, clock, parallelism);
+  if (!journal) return obs;
+  auto failed = [&](const Status& s) {
+    spdlog::error("state store: {}", s.message());
+    if (store_error) *store_error = s.message();
+  };
+  if (auto last = journal->get(kObservedKey); !last.ok()) {
+    failed(last.status());
+  } else if (*last) {
+    auto parsed = parse_snapshot("state store snapshot", **last);
+    if (parsed.ok()) fill_last_known(obs, *parsed);
+  }
+  if (remember)
+    if (Status s = journal->put(kObservedKey, snapshot_to_json(obs)); !s.ok()) failed(s);
+  return obs;
+}
+
+}  // namespace stackflip

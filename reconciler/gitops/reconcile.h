@@ -1,0 +1,196 @@
+// reconcile.h — one GitOps pass: fetch → verify → load → observe → plan →
+// apply → record. Used by `stackflip reconcile` (one pass) and `stackflip run`
+// (a pass per tick, webhook or SIGHUP), tested with a local repository and
+// the fake drivers.
+//
+// The desired state in force is the *last valid commit*: the newest commit
+// that verified (when signatures are required) and loaded without error. It
+// is kept in the state store (kv "gitops.commit", "gitops.config",
+// "gitops.file") as soon as it validates — before anything is applied — so a
+// pass killed mid-switch resumes toward that commit after a restart.
+//
+// An invalid head (bad signature, missing file, YAML or schema error) applies
+// nothing of its own: the pass records result "invalid" with the error, exits
+// 1, and still corrects drift against the last valid commit (journal origin =
+// that commit), because the loop exists to keep reality at the last
+// known-good desired state. An unreachable repository is handled the same way
+// (result "failed"). With no valid commit ever seen, nothing is observed.
+// With signatures required, a stored commit that was adopted without a
+// signature check (kv "gitops.verified" != "1") is not trusted after a
+// restart: the head is verified as if new.
+//
+// Rollback: a new head must descend from the commit in force (issue 10). A
+// head that does not — the branch was reset to an older commit, or rewritten
+// with unrelated history, and force-pushed — is refused like an invalid head
+// (result "invalid", exit 1, notified, drift still corrected against the
+// commit in force), signed or not: an older signed commit is still a
+// rollback nobody approved now. The operator, on the host and never from
+// Git, may pass `allow_rewind` (`--allow-rewind`): it lets *one* such head be
+// adopted by this Reconciler (the first that verifies and loads), after which
+// rewinds are refused again, so a flag left in a service unit cannot disable
+// the check for good. A head equal to the commit in force (idle pass) and
+// the first commit ever (nothing in force) need no ancestry.
+//
+// State store failures (disk full, read-only file, ...) do not stop the pass:
+// it reconciles all the same, but reports the store's last error in
+// PassReport::state_store_error, adds it to the run's error, and exits 1.
+//
+// Idle pass: when the head equals the commit in force, the config is neither
+// read from Git nor loaded again (a Reconciler keeps it in memory; a fresh
+// process reads it from the state store once); only observe + plan run, and
+// nothing is applied when the plan is empty.
+//
+// Groups run as independent pipelines (issue 11, site-wide failover): each
+// group is observed, planned, applied, re-observed and, when a step went
+// stale, re-planned on its own, up to `apply.parallelism` groups at a time
+// (`--parallel`, default 32). One barrier remains, and it is bounded: the
+// cross-group check for one database server named twice (planner.h
+// shared_server_blocks) needs every group's observation, so an observed group
+// waits until all groups are observed or `observe_gate` (2 s) has passed since
+// the pass started, whichever comes first. A group observed after that goes
+// ahead as soon as it is observed, checked against every group observed by
+// then (the group seen later is the one blocked, so two groups never act on
+// one server in a pass). Nothing else waits for another group: a slow
+// observation, a long promotion or a stale re-plan holds one worker only. The
+// pass itself ends, records and notifies when its slowest group ends.
+//
+// Thread safety: a Reconciler is used by one thread at a time; `stop` may be
+// set from any thread (the running action finishes, the next does not start).
+// The DriverFactory's drivers of different groups are used from different
+// threads at once; those of one group from one thread at a time.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/apply.h"
+#include "util/clock.h"
+#include "gitops/git_source.h"
+#include "gitops/journal.h"
+#include "core/model.h"
+#include "core/observe.h"
+#include "core/plan.h"
+#include "core/provider.h"
+#include "gitops/signature.h"
+#include "gitops/switch_hold.h"
+
+namespace stackflip {
+
+struct ReconcileSettings {
+  std::string file = "stackflip.yaml";  // repository-relative path of the config
+  std::string ref = "main";             // recorded with each run
+  bool require_signed = false;
+  bool allow_rewind = false;  // adopt once a head that does not descend from the commit in force
+  TrustConfig trust;
+  ApplyOptions apply;  // origin is set per pass; parallelism = groups at a time (--parallel)
+  // The bounded wait for every group's first observation (see above).
+  std::chrono::milliseconds observe_gate{2000};
+};
+
+// What a pass did to one group, in the words of the pass summary.
+enum class GroupOutcome {
+  converged,    // nothing to do and nothing done
+  switched,     // steps ran, all ok, and one of them promoted or moved traffic
+  applied,      // steps ran, all ok (drift corrected without a switch)
+  failed,       // a step failed, timed out or stayed stale after re-planning
+  blocked,      // a guard stopped the group (reason says which)
+  interrupted,  // a stop was requested before the group's next step
+  pending,      // nothing could run now (a step skipped: its stack is down)
+};
+const char* to_string(GroupOutcome o);
+
+struct GroupStatus {
+  std::string active;                  // desired active stack
+  bool converged = false;              // nothing left to do after this pass
+  size_t drift = 0;                    // actions the pass found necessary
+  std::optional<std::string> traffic;  // observed traffic target
+  GroupOutcome outcome = GroupOutcome::converged;
+  size_t steps = 0;    // steps that succeeded this pass (all rounds)
+  double seconds = 0;  // from the group's first step to its end; 0 when nothing ran
+  std::string reason;  // failed, blocked, interrupted, pending: why ("" otherwise)
+};
+
+struct PassReport {
+  RunRecord run;
+  int exit_code = 0;                      // 0 ok, 1 error / invalid, 3 blocked (DESIGN.md)
+  bool idle = false;                      // head unchanged: config not re-read
+  std::string commit_in_force;            // whose desired state was planned against ("" = none)
+  std::optional<ObservedState> observed;  // the latest observation (after apply, if any)
+  std::string state_store_error;          // the pass's last state store failure ("" = none)
+  std::map<std::string, GroupStatus> groups;
+  bool converged() const {
+    for (const auto& [n, g] : groups)
+      if (!g.converged) return false;
+    return !groups.empty();
+  }
+};
+
+// One line per group: "shop: switched, 6 steps in 0.412 s", "blog: failed:
+// database.promote ams: ...". With `all` false, converged groups are counted
+// in a last line instead of listed (the run loop's log, thousands of groups),
+// and nothing is written when every group converged.
+std::string format_group_outcomes(const PassReport& report, bool all);
+
+class Notifier;
+struct GroupRun;  // one group's pipeline in a pass (reconcile.cc)
+
+class Reconciler {
+ public:
+  Reconciler(ConfigSource& source, Journal& journal, DriverFactory& factory, Clock& clock,
+             ReconcileSettings settings, Notifier* notifier = nullptr)
+      : source_(source),
+        journal_(journal),
+        factory_(factory),
+        clock_(clock),
+        s_(std::move(settings)),
+        notifier_(notifier),
+        rewind_allowed_(s_.allow_rewind) {}
+
+  // One pass; never throws for expected failures (they are in the report).
+  PassReport pass(const std::atomic<bool>* stop = nullptr);
+
+ private:
+  Status restore_from_store();
+  void adopt(std::string commit, std::string text, DesiredState d);
+  // Why `head` may not replace the commit in force ("" = it may); `rewinds`
+  // says it may only because --allow-rewind is not used up yet.
+  std::string rewind_error(const std::string& head, bool& rewinds);
+  void store_failed(const Status& s);
+  // observe → plan → apply → re-plan of every group, as independent
+  // pipelines behind the bounded observation gate (see above).
+  std::vector<GroupRun> run_groups(const DesiredState& d, const ObservedState* last_known,
+                                   const std::atomic<bool>* stop);
+
+  ConfigSource& source_;
+  Journal& journal_;
+  DriverFactory& factory_;
+  Clock& clock_;
+  ReconcileSettings s_;
+  Notifier* notifier_;
+  bool rewind_allowed_;      // --allow-rewind not used up yet
+  std::string store_error_;  // this pass's last state store failure
+  std::string last_notice_;  // the last notification sent (also when the store fails)
+
+  bool restored_ = false;
+  std::string commit_;  // commit in force
+  std::unique_ptr<DesiredState> desired_;
+  Fleet fleet_;  // drivers of desired_, kept across passes (open connections)
+  SwitchHolds holds_;          // this pass's holds (switch_hold.h), under the pass's pool lock
+  bool holds_changed_ = false;
+};
+
+// Observes every group and fills unreachable stacks with their last known
+// facts from the snapshot the state store keeps (DESIGN.md: "as last known");
+// with `remember`, stores the new snapshot for the next pass. A state store
+// failure is logged and, when `store_error` is given, written there.
+ObservedState observe_with_last_known(const DesiredState& desired, Fleet& fleet, Clock& clock,
+                                      int parallelism, Journal* journal, bool remember,
+                                      std::string* store_error = nullptr);
+
+}  // namespace stackflip

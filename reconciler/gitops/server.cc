@@ -1,0 +1,310 @@
+#include "gitops/server.h"
+
+#include <fcntl.h>
+#include <pthread.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <condition_variable>
+#include <csignal>
+#include <ctime>
+#include <iostream>
+#include <mutex>
+#include <random>
+#include <regex>
+#include <thread>
+
+#include "util/digest.h"
+#include "core/render.h"
+#include "config/snapshot.h"
+
+namespace stackflip {
+
+// ------------------------------------------------------------------ lock
+
+Result<std::unique_ptr<StateLock>> StateLock::acquire(const std::string& state_db) {
+  std::string path = state_db + ".lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return Err("cannot open the lock file " + path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    char buf[32] = {0};
+    ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    std::string pid = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "?";
+    while (!pid.empty() && (pid.back() == '\n' || pid.back() == ' ')) pid.pop_back();
+    ::close(fd);
+    return Err("another stackflip process (pid " + pid + ") is reconciling with " + state_db +
+               " (lock " + path + "); refusing to start a second one");
+  }
+  std::string me = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) == 0) (void)!::pwrite(fd, me.data(), me.size(), 0);
+  return std::unique_ptr<StateLock>(new StateLock(fd));
+}
+
+StateLock::~StateLock() { ::close(fd_); }
+
+// ------------------------------------------------------------------ helpers
+
+bool webhook_signature_ok(const std::string& secret, const std::string& body,
+                          const std::string& header) {
+  const std::string prefix = "sha256=";
+  if (secret.empty() || header.rfind(prefix, 0) != 0) return false;
+  return constant_time_equal(header.substr(prefix.size()), hmac_sha256_hex(secret, body));
+}
+
+bool gitlab_token_ok(const std::string& token, const std::string& header) {
+  // Hashing both first keeps the comparison's time independent of the length.
+  return !token.empty() && constant_time_equal(sha256_hex(header), sha256_hex(token));
+}
+
+bool bearer_token_ok(const std::string& token, const std::string& authorization) {
+  if (token.empty()) return true;
+  const std::string scheme = "bearer ";
+  if (authorization.size() < scheme.size()) return false;
+  for (size_t i = 0; i < scheme.size(); ++i)
+    if (std::tolower(static_cast<unsigned char>(authorization[i])) != scheme[i]) return false;
+  size_t start = authorization.find_first_not_of(' ', scheme.size());
+  if (start == std::string::npos) return false;
+  return constant_time_equal(sha256_hex(authorization.substr(start)), sha256_hex(token));
+}
+
+EndpointResponse answer_webhook(const RunSettings& rs, const EndpointRequest& req, bool* trigger) {
+  *trigger = false;
+  if (rs.webhook_secret.empty() && rs.gitlab_token.empty())
+    return EndpointResponse::text(
+        404, "webhook not configured (--webhook-secret, --gitlab-webhook-token)\n");
+  std::string gitlab = req.header("X-Gitlab-Token");
+  std::string github = req.header("X-Hub-Signature-256");
+  bool ok = !gitlab.empty() ? gitlab_token_ok(rs.gitlab_token, gitlab)
+                            : webhook_signature_ok(rs.webhook_secret, req.body, github);
+  if (!ok) {
+    spdlog::warn("webhook from {} refused: {}", req.remote,
+                 !gitlab.empty()   ? "wrong X-Gitlab-Token"
+                 : !github.empty() ? "bad X-Hub-Signature-256"
+                                   : "no X-Hub-Signature-256 or X-Gitlab-Token");
+    return EndpointResponse::text(401, "bad signature or token\n");
+  }
+  *trigger = true;
+  return EndpointResponse::text(202, "reconcile triggered\n");
+}
+
+Result<std::chrono::milliseconds> parse_duration(const std::string& text) {
+  static const std::regex re(R"(^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$)");
+  std::smatch m;
+  if (!std::regex_match(text, m, re))
+    return Err("invalid duration \"" + text + "\" (expected e.g. 250ms, 30s, 5m, 1h)");
+  double v = std::stod(m[1]);
+  std::string unit = m[2];
+  double ms = unit == "ms" ? v : unit == "m" ? v * 60000 : unit == "h" ? v * 3600000 : v * 1000;
+  if (ms < 1) return Err("duration \"" + text + "\" is too short");
+  return std::chrono::milliseconds(static_cast<int64_t>(ms));
+}
+
+std::string status_json(const PassReport* last, const std::string& repo) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  auto str = [&](const char* k, const std::string& v) {
+    w.Key(k);
+    w.String(v.c_str(), static_cast<rapidjson::SizeType>(v.size()));
+  };
+  w.StartObject();
+  str("repository", repo);
+  if (!last) {
+    w.Key("last_run");
+    w.Null();
+  } else {
+    str("last_commit", last->run.commit);
+    str("commit_in_force", last->commit_in_force);
+    str("last_result", last->run.result);
+    str("last_error", redact_secrets(last->run.error));
+    w.Key("state_store_error");
+    if (last->state_store_error.empty())
+      w.Null();
+    else
+      w.String(redact_secrets(last->state_store_error).c_str());
+    str("last_started_at", last->run.started_at);
+    w.Key("last_duration_ms");
+    w.Int64(last->run.duration_ms);
+    w.Key("converged");
+    w.Bool(last->converged());
+    w.Key("groups");
+    w.StartObject();
+    for (const auto& [name, g] : last->groups) {
+      w.Key(name.c_str());
+      w.StartObject();
+      str("active", g.active);
+      w.Key("converged");
+      w.Bool(g.converged);
+      w.Key("drift_actions");
+      w.Uint64(g.drift);
+      w.Key("traffic");
+      if (g.traffic)
+        w.String(g.traffic->c_str());
+      else
+        w.Null();
+      str("outcome", to_string(g.outcome));
+      w.Key("steps");
+      w.Uint64(g.steps);
+      w.Key("seconds");
+      w.Double(std::round(g.seconds * 1000) / 1000);
+      w.Key("reason");
+      if (g.reason.empty())
+        w.Null();
+      else
+        w.String(redact_secrets(g.reason).c_str());
+      w.EndObject();
+    }
+    w.EndObject();
+  }
+  w.EndObject();
+  return std::string(buf.GetString()) + "\n";
+}
+
+// ------------------------------------------------------------------ loop
+
+namespace {
+
+struct Shared {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool triggered = false;
+  std::atomic<bool> stop{false};
+  std::unique_ptr<PassReport> last;
+  std::shared_ptr<const std::string> observed_json;  // shared with responses being written
+  bool running = false;
+
+  void trigger() {
+    std::lock_guard lock(mu);
+    triggered = true;
+    cv.notify_all();
+  }
+  void request_stop() {
+    std::lock_guard lock(mu);
+    stop = true;
+    cv.notify_all();
+  }
+};
+
+double unix_now() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+}  // namespace
+
+int run_loop(Reconciler& reconciler, const RunSettings& rs,
+             const std::function<void(const PassReport&)>& on_pass) {
+  // Signals go to one thread that sigwait()s; block them here before any
+  // thread (HTTP, observe workers) is created so all of them inherit the mask.
+  sigset_t set, old;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR2}) sigaddset(&set, s);
+  pthread_sigmask(SIG_BLOCK, &set, &old);
+
+  Shared sh;
+  Metrics metrics;
+  std::thread signals([&] {
+    for (;;) {
+      int sig = 0;
+      if (sigwait(&set, &sig) != 0) continue;
+      if (sig == SIGUSR2) return;  // shutdown of this thread
+      if (sig == SIGHUP) {
+        spdlog::info("SIGHUP: reconciling now");
+        sh.trigger();
+      } else {
+        std::cout << "stopping: " << (sig == SIGTERM ? "SIGTERM" : "SIGINT")
+                  << " received; the running action finishes first" << std::endl;
+        sh.request_stop();
+      }
+    }
+  });
+
+  // Two listeners at most: the main one, and /webhook's own when asked for.
+  HttpEndpoint main_http(rs.limits), hook_http(rs.limits);
+  HttpEndpoint& hook_on = rs.webhook_listen.empty() ? main_http : hook_http;
+  auto guarded = [&](std::function<EndpointResponse(const EndpointRequest&)> f) {
+    return [&rs, f = std::move(f)](const EndpointRequest& req) {
+      if (!bearer_token_ok(rs.api_token, req.header("Authorization"))) {
+        EndpointResponse r = EndpointResponse::text(401, "missing or wrong bearer token\n");
+        r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"stackflip\"");
+        return r;
+      }
+      return f(req);
+    };
+  };
+  main_http.handle("GET", "/healthz",
+                   [](const EndpointRequest&) { return EndpointResponse::text(200, "ok\n"); });
+  main_http.handle("GET", "/metrics", [&](const EndpointRequest&) {
+    return EndpointResponse::shared(std::make_shared<const std::string>(redact(metrics.prometheus())),
+                                    "text/plain; version=0.0.4");
+  });
+  auto status = [&](const EndpointRequest&) {
+    std::lock_guard lock(sh.mu);
+    return EndpointResponse::shared(
+        std::make_shared<const std::string>(redact(status_json(sh.last.get(), rs.repo_description))),
+        "application/json");
+  };
+  auto observed = [&](const EndpointRequest&) {
+    std::lock_guard lock(sh.mu);
+    if (!sh.observed_json) return EndpointResponse::text(503, "nothing observed yet\n");
+    return EndpointResponse::shared(sh.observed_json, "application/json");
+  };
+  main_http.handle("GET", "/status", guarded(status));
+  main_http.handle("GET", "/observed", guarded(observed));
+  hook_on.handle("POST", "/webhook", [&](const EndpointRequest& req) {
+    bool trigger = false;
+    EndpointResponse r = answer_webhook(rs, req, &trigger);
+    if (trigger) sh.trigger();
+    return r;
+  });
+  int rc = 0;
+  for (auto [endpoint, address] :
+       {std::pair{&main_http, rs.listen}, {&hook_http, rs.webhook_listen}}) {
+    if (address.empty() || rc) continue;
+    Status st = endpoint->listen(address);
+    if (!st.ok()) {
+      std::cerr << st.error().message << "\n";
+      rc = 1;
+      sh.stop = true;
+      continue;
+    }
+    endpoint->start();
+    std::cout << "listening on " << address << (endpoint == &hook_http ? " (webhook)" : "")
+              << std::endl;
+  }
+
+  std::mt19937_64 rng{std::random_device{}()};
+  while (!sh.stop) {
+    PassReport rep = reconciler.pass(&sh.stop);
+    metrics.record(rep, unix_now());
+    if (on_pass) on_pass(rep);
+    std::cout << "pass: " << rep.run.result << " at " << rep.run.commit.substr(0, 12) << " in "
+              << rep.run.duration_ms << " ms" << (rep.idle ? " (idle)" : "")
+              << (rep.run.actions ? ", " + std::to_string(rep.run.actions) + " actions" : "")
+              << (rep.run.error.empty() ? "" : ": " + rep.run.error) << "\n"
+              << format_group_outcomes(rep, false) << std::flush;
+    std::shared_ptr<const std::string> observed;
+    if (rep.observed)
+      observed = std::make_shared<const std::string>(redact(snapshot_to_json(*rep.observed, true)));
+    std::unique_lock lock(sh.mu);
+    if (observed) sh.observed_json = std::move(observed);
+    sh.last = std::make_unique<PassReport>(std::move(rep));
+    auto extra = std::chrono::milliseconds(static_cast<int64_t>(
+        std::uniform_real_distribution<double>(0, rs.jitter)(rng) * rs.interval.count()));
+    auto deadline = std::chrono::steady_clock::now() + rs.interval + extra;
+    sh.cv.wait_until(lock, deadline, [&] { return sh.triggered || sh.stop.load(); });
+    sh.triggered = false;
+  }
+
+  main_http.stop();
+  hook_http.stop();
+  pthread_kill(signals.native_handle(), SIGUSR2);
+  signals.join();
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (rc == 0) std::cout << "stopped" << std::endl;
+  return rc;
+}
+
+}  // namespace stackflip
