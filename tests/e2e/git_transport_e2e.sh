@@ -13,8 +13,12 @@
 #       entries both work.
 #   (c) no secret (token, private key) in stdout, stderr, the state store or
 #       the Git cache.
-# The config is examples/command.yaml (command providers, no servers), so a
-# pass costs little. Usage (CTest): bash tests/e2e/git_transport_e2e.sh STACKFLIP [E2E_TOOL]
+# The config is examples/command.yaml (command providers, no database), and
+# each reconcile starts from a fresh state store. Runs as root (sshd needs it
+# for a login); about 40 s. stackflip has no CA option and libgit2 (mbedTLS)
+# trusts only the system bundle, hence the mount namespace; without one only
+# the refusal of the untrusted certificate is checked.
+# Usage (CTest): bash tests/e2e/git_transport_e2e.sh STACKFLIP [E2E_TOOL]
 source "$(dirname "$0")/lib.sh"
 
 SF=$(realpath "${1:?stackflip binary}")
@@ -54,8 +58,10 @@ reset_example_state() { # blue primary and serving, green its replica
 }
 traffic() { jq -r .content "$STACKFLIP_EXAMPLE_STATE/traffic.json"; }
 
-# The served repository: the example as committed (blue active), then a
-# commit switching to green. Bare, under $DIR/srv.
+# The served repository: branch `steady` holds the example as committed (blue
+# active: converged, a cheap pass), `main` adds a commit switching to green
+# (a full switch, about 7 s on a loaded machine, so only twice). Bare, under
+# $DIR/srv.
 WORK=$DIR/work
 git init -q -b main "$WORK"
 git -C "$WORK" config user.email ops@example.test
@@ -63,6 +69,8 @@ git -C "$WORK" config user.name Ops
 git -C "$WORK" config commit.gpgsign false
 cp examples/command.yaml "$WORK/stackflip.yaml"
 git -C "$WORK" add stackflip.yaml && git -C "$WORK" commit -q -m "blue active"
+git -C "$WORK" branch steady
+STEADY_SHA=$(git -C "$WORK" rev-parse steady)
 sed -i 's|^    active: blue$|    active: green|' "$WORK/stackflip.yaml"
 git -C "$WORK" commit -q -am "switch to green"
 HEAD_SHA=$(git -C "$WORK" rev-parse HEAD)
@@ -83,8 +91,11 @@ reconcile() { # URL [options...]  → stackflip's exit code
   return "$rc"
 }
 in_force() { "$SF" status | sed -n 's/^Commit in force: \([0-9a-f]*\).*/\1/p'; }
-applied() { # the switch ran: traffic moved, commit in force is the head
+applied() { # the switch ran: traffic moved, commit in force is main's head
   [[ $(traffic) == 10.0.2.10 && $(in_force) == "$HEAD_SHA" ]]
+}
+steady_in_force() { # the `steady` head is in force, nothing needed doing
+  [[ $(in_force) == "$STEADY_SHA" && $(traffic) == 10.0.1.10 ]] && grep -q "no-changes" "$DIR/out"
 }
 err_has() { grep -qiE "$1" "$DIR/err" || { echo "  stderr lacks /$1/"; return 1; }; }
 
@@ -177,6 +188,9 @@ reconcile "$HURL"
 check_eq "http, no token: reconcile exits 1" 1 $?
 check "http, no token: error says which credentials to give" err_has "no credentials for $HURL.*--git-token"
 check_eq "http, no token: nothing applied" 10.0.1.10 "$(traffic)"
+reconcile "http://x-access-token:$TOKEN@127.0.0.1:$HPORT/config.git" --ref steady
+check_eq "http, token in the URL: reconcile exits 0" 0 $?
+check "http, token in the URL: the branch head is in force" steady_in_force
 reconcile "$HURL" --git-token "$TOKEN"
 check_eq "http, token given literally: refused with exit 1" 1 $?
 check "http, token given literally: says to use a secret reference" err_has "must be a secret reference"
@@ -208,9 +222,9 @@ if [[ -f $BUNDLE ]] && unshare -m --propagation private true 2>/dev/null; then
     cat "$DIR/out" "$DIR/err" >>"$DIR/all-output"; sed 's/^/  | /' "$DIR/err"
     return "$rc"
   }
-  reconcile_ca "$SURL" --git-token "\${file:$DIR/token}"
+  reconcile_ca "$SURL" --git-token "\${file:$DIR/token}" --ref steady
   check_eq "https, right token: reconcile exits 0" 0 $?
-  check "https, right token: the switch applied, head in force" applied
+  check "https, right token: the branch head is in force" steady_in_force
   reconcile_ca "$SURL" --git-token "\${file:$DIR/wrong-token}"
   check_eq "https, wrong token: reconcile exits 1" 1 $?
   check "https, wrong token: error names authentication" err_has "authentication failed for $SURL"
@@ -282,9 +296,9 @@ check_eq "ssh, unknown client key: nothing applied" 10.0.1.10 "$(traffic)"
 cp "$DIR/known_hosts" "$DIR/known_hosts.hashed"
 ssh-keygen -q -H -f "$DIR/known_hosts.hashed" >/dev/null 2>&1
 check "ssh, hashed known_hosts: the entry is hashed" bash -c "grep -q '^|1|' '$DIR/known_hosts.hashed' && ! grep -q 127.0.0.1 '$DIR/known_hosts.hashed'"
-SSH_KNOWN_HOSTS=$DIR/known_hosts.hashed reconcile "$RURL" --ssh-key "$DIR/client_key"
+SSH_KNOWN_HOSTS=$DIR/known_hosts.hashed reconcile "$RURL" --ssh-key "$DIR/client_key" --ref steady
 check_eq "ssh, hashed known_hosts: reconcile exits 0" 0 $?
-check "ssh, hashed known_hosts: the switch applied" applied
+check "ssh, hashed known_hosts: the branch head is in force" steady_in_force
 
 echo "[127.0.0.1]:$SPORT $(cut -d' ' -f1,2 "$S/other_host_key.pub")" >"$DIR/known_hosts.changed"
 LOG_MARK=$(wc -l <"$S/sshd.log")
