@@ -23,6 +23,8 @@ PACKAGES=(
   procps util-linux openssh-client gpg curl python3 bc
   # jq: the example command-driver scripts parse their JSON request with it
   jq
+  # openssh-server: git_transport_e2e.sh fetches over SSH from its own sshd
+  openssh-server
 )
 
 SUDO=()

@@ -47,6 +47,15 @@ std::string base64(const unsigned char* p, size_t n) {
   return out;
 }
 
+// The key type ("ssh-ed25519", ...) an SSH public key blob starts with.
+std::string ssh_key_type(const char* blob, size_t n) {
+  const auto* p = reinterpret_cast<const unsigned char*>(blob);
+  if (n < 4) return "";
+  size_t len = size_t{p[0]} << 24 | size_t{p[1]} << 16 | size_t{p[2]} << 8 | p[3];
+  if (len == 0 || len > 64 || len > n - 4) return "";
+  return std::string(blob + 4, len);
+}
+
 struct CallbackState {
   const GitSourceOptions* o;
   const UrlCredentials* url;  // userinfo the configured URL carried
@@ -107,9 +116,29 @@ int certificate_cb(git_cert* cert, int valid, const char* host, void* payload) {
   so.argv = {"ssh-keygen", "-F", name, "-f", known};
   so.timeout = std::chrono::milliseconds(5000);
   auto r = run_subprocess(so);
-  if (r.ok() && r->out.find(" " + key) != std::string::npos) return 0;
-  st->error = "SSH host key of " + name + " is not in " + known +
-              " (add it with ssh-keyscan after checking its fingerprint)";
+  if (!r.ok()) {
+    st->error = "SSH host key of " + name + " cannot be checked: " + r.error().message;
+    return GIT_EUSER;
+  }
+  if (r->out.find(" " + key) != std::string::npos) return 0;
+  // An entry of the same key type with another key: the server's key
+  // changed, or another server answers for it (issue 12: say so, not "not in").
+  const std::string type = ssh_key_type(hk->hostkey, hk->hostkey_len);
+  bool changed = false;
+  size_t at = 0;
+  while (!changed && at < r->out.size()) {
+    size_t end = r->out.find('\n', at);
+    if (end == std::string::npos) end = r->out.size();
+    std::string line = r->out.substr(at, end - at);
+    changed = !line.empty() && line[0] != '#' && !type.empty() &&
+              line.find(" " + type + " ") != std::string::npos;
+    at = end + 1;
+  }
+  st->error = changed ? "SSH host key of " + name + " does not match the key " + known +
+                            " holds for it: the server's key changed, or another server "
+                            "answers (check its fingerprint before replacing the entry)"
+                      : "SSH host key of " + name + " is not in " + known +
+                            " (add it with ssh-keyscan after checking its fingerprint)";
   return GIT_EUSER;
 }
 
