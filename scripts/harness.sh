@@ -5,9 +5,12 @@
 #   harness.sh start DIR        start everything under DIR (caller made DIR)
 #   harness.sh stop DIR         stop everything; always succeeds, idempotent
 #   harness.sh status DIR       short human status
-#   harness.sh kill-pg N DIR    SIGKILL cluster N (1|2): postmaster and children
+#   harness.sh kill-pg N DIR    SIGKILL cluster N (1|2|3): postmaster and children
 #   harness.sh start-pg N DIR   start cluster N again (as configured on disk)
 #   harness.sh stop-pdns DIR / start-pdns DIR
+#
+# HARNESS_STACKS=3 adds a third cluster (pg3 on 127.0.0.3, a second streaming
+# replica of pg1, in maintenance like pg2; stack `third` in the config).
 #
 # HARNESS ONLY: pg_hba trusts every connection from 127.0.0.0/8 and the
 # PowerDNS API key is random per run. Never copy these settings anywhere else.
@@ -31,6 +34,9 @@ ZONE=example.test.
 RECORD=shop.example.test.
 PG1_HOST=127.0.0.1
 PG2_HOST=127.0.0.2
+PG3_HOST=127.0.0.3
+STACKS=${HARNESS_STACKS:-2}
+[[ $STACKS == 2 || $STACKS == 3 ]] || { echo "harness: HARNESS_STACKS must be 2 or 3" >&2; exit 2; }
 
 die() { echo "harness: $*" >&2; exit 1; }
 
@@ -97,7 +103,7 @@ wait_for() { # TIMEOUT CMD...
 }
 
 pg_data() { echo "$DIR/pg$1/data"; }
-pg_host() { if [[ $1 == 1 ]]; then echo $PG1_HOST; else echo $PG2_HOST; fi; }
+pg_host() { case $1 in 1) echo $PG1_HOST;; 2) echo $PG2_HOST;; *) echo $PG3_HOST;; esac; }
 pg_logfile() { echo "$DIR/pg$1/log/postgresql.log"; }
 
 psql_n() { # N SQL [USER DB]  (tuples only, unaligned, over TCP)
@@ -213,16 +219,17 @@ clear_stale_pidfile() { # N
 }
 
 streaming() {
-  [[ $(psql_n 1 "select count(*) from pg_stat_replication where application_name = 'standby' and state = 'streaming'") -ge 1 ]]
+  [[ $(psql_n 1 "select count(*) from pg_stat_replication where application_name in ('standby', 'third') and state = 'streaming'") -ge $((STACKS - 1)) ]]
 }
 
 # Create pg1 (initdb) once; the port is chosen afterwards so it can be retried.
 pg_init_primary() {
   local d1; d1=$(pg_data 1)
-  mkdir -p "$DIR/pg1/sock" "$DIR/pg1/log" "$DIR/pg2/sock" "$DIR/pg2/log"
+  local n
+  for n in $(seq 1 "$STACKS"); do mkdir -p "$DIR/pg$n/sock" "$DIR/pg$n/log"; done
   if [[ $EUID -eq 0 ]]; then
     chmod o+x "$DIR"   # postgres must be able to traverse into DIR
-    chown -R postgres: "$DIR/pg1" "$DIR/pg2"
+    for n in $(seq 1 "$STACKS"); do chown -R postgres: "$DIR/pg$n"; done
   fi
   as_pg "$PG_BIN/initdb" -D "$d1" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 --no-sync \
     >"$DIR/pg1/log/initdb.log" 2>&1 || { tail_log "$DIR/pg1/log/initdb.log"; return 1; }
@@ -256,6 +263,15 @@ pg_bring_up() {
   write_pg_conf 2
   pg_start 2 || return 1
   trace "pg2 started"
+  ((STACKS == 3)) || return 0
+  local d3; d3=$(pg_data 3)
+  as_pg rm -rf "$d3"
+  as_pg "$PG_BIN/pg_basebackup" -D "$d3" -R -X stream -c fast --no-sync \
+    -d "host=$PG1_HOST port=$PG_PORT user=$PG_USER application_name=third" \
+    >"$DIR/pg3/log/basebackup.log" 2>&1 || { tail_log "$DIR/pg3/log/basebackup.log"; return 1; }
+  write_pg_conf 3
+  pg_start 3 || return 1
+  trace "pg3 started"
 }
 
 start_postgres() {
@@ -264,14 +280,14 @@ start_postgres() {
   for attempt in 1 2 3 4 5; do
     # HARNESS_PG_PORT: try this port first, unchecked (tests the retry path).
     if ((attempt == 1)) && [[ -n ${HARNESS_PG_PORT:-} ]]; then PG_PORT=$HARNESS_PG_PORT
-    else PG_PORT=$(pick_port tcp $PG1_HOST $PG2_HOST) || { echo "harness: no free port" >&2; return 1; }; fi
+    else PG_PORT=$(pick_port tcp $PG1_HOST $PG2_HOST $PG3_HOST) || { echo "harness: no free port" >&2; return 1; }; fi
     if pg_bring_up; then return 0; fi
     # Most likely someone bound the port between our check and the start:
     # a bind error in the log means retry on another port.
-    if grep -qs 'could not bind\|could not create any TCP/IP sockets' "$(pg_logfile 1)" "$(pg_logfile 2)"; then
+    if grep -qs 'could not bind\|could not create any TCP/IP sockets' "$(pg_logfile 1)" "$(pg_logfile 2)" "$(pg_logfile 3)"; then
       log "port $PG_PORT collided, retrying (attempt $attempt)"
-      pg_stop 2; pg_stop 1
-      for f in "$(pg_logfile 1)" "$(pg_logfile 2)"; do [[ -e $f ]] && as_pg truncate -s0 "$f"; done
+      pg_stop 3; pg_stop 2; pg_stop 1
+      for f in "$(pg_logfile 1)" "$(pg_logfile 2)" "$(pg_logfile 3)"; do [[ -e $f ]] && as_pg truncate -s0 "$f"; done
       continue
     fi
     tail_log "$(pg_logfile 1)"; tail_log "$(pg_logfile 2)"
@@ -397,6 +413,9 @@ export PG1_HOST=$PG1_HOST
 export PG2_HOST=$PG2_HOST
 export PG1_DATA='$(pg_data 1)'
 export PG2_DATA='$(pg_data 2)'
+export PG3_HOST=$PG3_HOST
+export PG3_DATA='$(pg_data 3)'
+export HARNESS_STACKS=$STACKS
 export PG_USER=$PG_USER
 export PG_DB=$PG_DB
 export PDNS_PORT=$PDNS_PORT
@@ -444,6 +463,15 @@ groups:
         dsn: "host=$PG2_HOST port=$PG_PORT user=$PG_USER dbname=$PG_DB"
         address: $PG2_HOST
         control_command: ["$SCRIPT_DIR/pg-control.sh"]
+EOF
+  ((STACKS == 2)) || cat >>"$DIR/stackflip.yaml" <<EOF
+      third:
+        provider: db
+        dsn: "host=$PG3_HOST port=$PG_PORT user=$PG_USER dbname=$PG_DB"
+        address: $PG3_HOST
+        control_command: ["$SCRIPT_DIR/pg-control.sh"]
+EOF
+  cat >>"$DIR/stackflip.yaml" <<EOF
     replication: {max_lag_bytes: 0}
     traffic: {provider: dns, zone: $ZONE, record: $RECORD, ttl: 60}
 EOF
@@ -475,9 +503,12 @@ cmd_start() {
   trace "streaming"
   # The runbook's standby is kept in maintenance (refuses new writes once it
   # is promoted, until stackflip opens it), so the harness starts converged.
-  psql_n 2 "ALTER SYSTEM SET default_transaction_read_only = on" >/dev/null &&
-    psql_n 2 "SELECT pg_reload_conf()" >/dev/null ||
-    { echo "harness: cannot put pg2 in maintenance" >&2; return 1; }
+  local n
+  for n in $(seq 2 "$STACKS"); do
+    psql_n "$n" "ALTER SYSTEM SET default_transaction_read_only = on" >/dev/null &&
+      psql_n "$n" "SELECT pg_reload_conf()" >/dev/null ||
+      { echo "harness: cannot put pg$n in maintenance" >&2; return 1; }
+  done
   write_config
   trap - EXIT
   log "up: PG_PORT=$PG_PORT PDNS_PORT=$PDNS_PORT PDNS_API_PORT=$PDNS_API_PORT (source $DIR/env)"
@@ -488,14 +519,14 @@ cmd_stop() {
   pdns_stop
   # pg_ctl stop needs no port; stop the replica first so it does not log
   # reconnect attempts while the primary goes away.
-  pg_stop 2; pg_stop 1
+  pg_stop 3; pg_stop 2; pg_stop 1
   return 0
 }
 
 cmd_status() {
   load_env || die "status: no $DIR/env (not started?)"
   local n role
-  for n in 1 2; do
+  for n in $(seq 1 "${HARNESS_STACKS:-2}"); do
     if ! postmaster_pid "$n" >/dev/null; then role="down"
     else
       case $(psql_n "$n" "select pg_is_in_recovery()" 2>/dev/null) in
@@ -518,7 +549,7 @@ usage() { sed -n '2,12p' "$0" >&2; exit 2; }
 cmd=${1:-}; shift || true
 case $cmd in
   start|stop|status|stop-pdns|start-pdns) [[ $# -eq 1 ]] || usage; DIR=$(cd "$1" 2>/dev/null && pwd || echo "$1");;
-  kill-pg|start-pg) [[ $# -eq 2 && $1 =~ ^[12]$ ]] || usage; N=$1; DIR=$(cd "$2" 2>/dev/null && pwd || echo "$2");;
+  kill-pg|start-pg) [[ $# -eq 2 && $1 =~ ^[123]$ ]] || usage; N=$1; DIR=$(cd "$2" 2>/dev/null && pwd || echo "$2");;
   *) usage;;
 esac
 

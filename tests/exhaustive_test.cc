@@ -1,23 +1,37 @@
-// The exhaustive safety check of the planner.
+// The exhaustive safety check of the planner and apply.
 //
-// Every observed state of a two-stack group — per stack: reachable ×
-// maintenance × (primary | replica streaming from the other | replica with
-// replication stopped | unknown role) × (caught up | behind), and traffic
-// (primary | standby | none) × (reachable | not) — is planned for both desired
-// actives, with and without allow_data_loss. Each plan is executed step by
-// step through the fake drivers (fake_provider.h), and after every step the
-// safety invariants of DESIGN.md are checked on the true state:
+// Every observed state of a group — per stack: reachable × maintenance ×
+// (primary | replica with its upstream set to each other stack | replica
+// with replication stopped | unknown role) × (caught up | behind), and
+// traffic (on each stack | none | mixed: the record holds the addresses of
+// two or more stacks) × (reachable | not) — is planned for the desired
+// actives, with and without allow_data_loss. Each plan is run through the
+// real Applier (apply.h: its guards, its dispatch to the drivers, its effect
+// checks, retries and fail safe) on the fake drivers (fake_provider.h), with
+// a clock that does not sleep, and after every step the safety invariants
+// of DESIGN.md are checked on the true state:
 //   1. never two writable databases (reachable primary, maintenance off);
 //   2. traffic never points at a reachable replica with maintenance off;
 //   3. no promotion that could lose data (another stack ahead by more than
 //      max_lag_bytes, or an old primary that cannot be seen) unless
 //      allow_data_loss;
 // and a step never introduces a violation that was not there before it.
-// At the end the group has converged (a fresh plan is empty) or the plan
-// stopped at a blocked step that says why.
+// Every apply either stops at a blocked step that says why, or ends with the
+// group converged (liveness: observed afresh, a new plan is empty; checked
+// over up to kMaxPasses plan+apply passes, and every one so far converges
+// in the first). From a healthy state (all reachable, one primary, every
+// other stack streaming from it, traffic reachable) no plan may block.
+//
+// Two stacks: every state. Three stacks (issue 12): every state of an
+// active and two replicas, for the desired active on each of the three.
 #include <catch2/catch.hpp>
 
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdlib>
 #include <iostream>
+#include <map>
 #include <set>
 
 #include "builders.h"
@@ -38,6 +52,23 @@ constexpr RoleChoice kRoles[] = {{Role::primary, false},
                                  {Role::replica, true},
                                  {Role::replica, false},
                                  {Role::unknown, false}};
+
+class NoWaitClock : public Clock {
+ public:
+  Duration now() override { return t_; }
+  void sleep_for(Duration d) override { t_ += d; }
+  std::string rfc3339_now() override { return "2026-11-26T18:00:00Z"; }
+
+ private:
+  Duration t_{0};
+};
+
+// Apply's own warnings (retries, the fail safe) would flood the output.
+struct QuietLog {
+  spdlog::level::level_enum was = spdlog::get_level();
+  QuietLog() { spdlog::set_level(spdlog::level::err); }
+  ~QuietLog() { spdlog::set_level(was); }
+};
 
 std::set<std::string> violations(const FakeWorld& w) {
   std::set<std::string> v;
@@ -63,132 +94,258 @@ std::string describe(const FakeWorld& w) {
            to_string(s.role) + (s.upstream.empty() ? "" : "<-" + s.upstream) + "," +
            std::to_string(s.lsn) + "} ";
   const auto& t = w.traffic.at("shop");
+  std::string also;
+  for (const auto& a : t.also) also += "+" + a;
   return out + "traffic{" + (t.up ? "up" : "down") + "," + (t.target.empty() ? "-" : t.target) +
-         (t.also.empty() ? "" : "+" + t.also[0]) + "}";
+         also + "}";
+}
+
+// Every state one stack can be in, given the names of the others.
+std::vector<FakeStack> stack_states(const std::vector<std::string>& others) {
+  std::vector<FakeStack> out;
+  for (bool up : {true, false})
+    for (bool maint : {true, false}) {
+      std::vector<std::pair<Role, std::string>> roles = {{Role::primary, ""}};
+      for (const auto& o : others) roles.push_back({Role::replica, o});  // its upstream is o
+      roles.push_back({Role::replica, ""});                              // replication stopped
+      roles.push_back({Role::unknown, ""});
+      for (const auto& [role, upstream] : roles)
+        for (uint64_t lsn : {90u, 100u}) out.push_back(FakeStack{up, maint, role, upstream, lsn, 1});
+    }
+  return out;
+}
+
+// Traffic on each stack, on none, mixed over every set of two or more
+// stacks (the first named is the record's first address), each reachable
+// or not.
+std::vector<FakeTraffic> traffic_states(const std::vector<std::string>& names) {
+  std::vector<std::vector<std::string>> targets;
+  for (const auto& n : names) targets.push_back({n});
+  targets.push_back({});
+  for (unsigned mask = 0; mask < (1u << names.size()); ++mask) {
+    std::vector<std::string> set;
+    for (size_t i = 0; i < names.size(); ++i)
+      if (mask & (1u << i)) set.push_back(names[i]);
+    if (set.size() >= 2) targets.push_back(set);
+  }
+  std::vector<FakeTraffic> out;
+  for (const auto& t : targets)
+    for (bool up : {true, false}) {
+      FakeTraffic f{up, t.empty() ? "" : t[0], 60};
+      for (size_t i = 1; i < t.size(); ++i) f.also.push_back(t[i]);
+      out.push_back(f);
+    }
+  return out;
+}
+
+// All reachable, traffic reachable, one primary, every other stack a
+// replica whose upstream is that primary: from here every desired state
+// must be reached without a blocked step.
+bool healthy(const FakeWorld& w) {
+  if (!w.traffic.at("shop").up) return false;
+  const auto& stacks = w.stacks.at("shop");
+  std::string primary;
+  for (const auto& [n, s] : stacks) {
+    if (!s.up) return false;
+    if (s.role == Role::primary) {
+      if (!primary.empty()) return false;
+      primary = n;
+    }
+  }
+  if (primary.empty()) return false;
+  for (const auto& [n, s] : stacks)
+    if (n != primary && (s.role != Role::replica || s.upstream != primary)) return false;
+  return true;
 }
 
 struct Outcome {
   long healthy_plans = 0;
   long states = 0, plans = 0, steps = 0, converged = 0, blocked = 0, violations = 0;
+  long later_passes = 0;  // plan+apply passes after the first one that were needed
   std::vector<std::string> failures;  // the first few, for the report
+  std::map<std::string, long> kinds;  // violations by kind
 };
 
-// All up, one primary, the other streaming from it, traffic reachable: from
-// here every desired state must be reached without a blocked step.
-bool healthy(const FakeWorld& w) {
-  const auto& s = w.stacks.at("shop");
-  const FakeStack &a = s.at("primary"), &b = s.at("standby");
-  if (!a.up || !b.up || !w.traffic.at("shop").up) return false;
-  return (a.role == Role::primary && b.role == Role::replica && b.upstream == "primary") ||
-         (b.role == Role::primary && a.role == Role::replica && a.upstream == "standby");
+constexpr int kMaxPasses = 3;
+
+Plan plan_of(FakeWorld& w, const GroupSpec& g) {
+  Plan p;
+  plan_group(g, w.observe("shop"), p.actions, p.skipped);
+  return p;
 }
 
-void check_one(const FakeWorld& initial, const GroupSpec& g, Outcome& out) {
-  FakeWorld w = initial;
-  w.instant_replay = false;  // replicas catch up only when a wait runs
-  DesiredState desired = make_desired({g});
-  FakeDriverFactory factory(w);
-  auto fail = [&](const std::string& what) {
-    ++out.violations;
-    if (out.failures.size() < 20)
-      out.failures.push_back(what + "\n    state: " + describe(initial) + "\n    active: " +
-                             g.active + (g.allow_data_loss ? " allow_data_loss" : ""));
-  };
-  std::vector<Action> actions;
-  std::vector<Skipped> skipped;
-  plan_group(g, w.observe("shop"), actions, skipped);
-  ++out.plans;
-  std::set<std::string> before = violations(w);
-  for (const Action& a : actions) {
-    if (a.blocked) {
-      if (a.why_blocked.empty()) fail("blocked step without a reason");
-      if (healthy(initial)) fail("blocked in a healthy state: " + a.why_blocked);
-      ++out.blocked;
-      return;
-    }
-    ++out.steps;
-    FakeStack* s = a.kind == ActionKind::traffic_switch ? nullptr : &w.stacks["shop"][a.stack];
-    Status st;
-    switch (a.kind) {
-      case ActionKind::maintenance_on:
-      case ActionKind::maintenance_off:
-        st = (*factory.stack_driver(desired, g, a.stack))->set_maintenance(a.kind == ActionKind::maintenance_on);
-        break;
-      case ActionKind::replication_wait: {
-        const FakeStack& p = w.stacks["shop"][a.source];
-        if (!s->up || !p.up || p.role != Role::primary) { fail("wait on a stack that cannot catch up"); return; }
-        if (s->upstream == a.source) s->lsn = p.lsn;
-        if (p.lsn > s->lsn + g.replication.max_lag_bytes) { fail("wait that never completes"); return; }
-        break;
-      }
-      case ActionKind::replication_stop:
-        st = (*factory.stack_driver(desired, g, a.stack))->stop_replication();
-        break;
-      case ActionKind::database_promote: {
-        bool loss_possible = false;
-        for (const auto& [n, o] : w.stacks["shop"]) {
-          if (n == a.stack) continue;
-          if ((!o.up && o.role != Role::replica) || o.lsn > s->lsn + g.replication.max_lag_bytes)
-            loss_possible = true;
-        }
-        if (loss_possible && !g.allow_data_loss) fail("invariant 3: promotion that may lose data");
-        st = (*factory.stack_driver(desired, g, a.stack))->promote();
-        break;
-      }
-      case ActionKind::traffic_switch:
-        st = (*factory.traffic_driver(desired, g, g.traffic[0]))->switch_to(a.stack);
-        break;
-      case ActionKind::replication_start:
-        st = (*factory.stack_driver(desired, g, a.stack))->start_replication(g.stacks.at(a.source));
-        break;
-    }
-    if (!st.ok()) { fail(std::string(to_string(a.kind)) + " " + a.stack + " failed: " + st.message()); return; }
-    std::set<std::string> after = violations(w);
-    for (const auto& v : after)
-      if (!before.count(v)) fail(v + " introduced by " + to_string(a.kind) + " " + a.stack);
-    before = after;
+// One desired state (active, allow_data_loss) and its drivers, reused for
+// every observed state: the drivers act on `world`, which each check
+// overwrites with the state under test.
+class Checker {
+ public:
+  Checker(FakeWorld& world, const GroupSpec& g)
+      : world_(world), g_(g), desired_(make_desired({g})), factory_(world) {
+    fleet_ = make_fleet(desired_, factory_);
   }
-  std::vector<Action> again;
-  std::vector<Skipped> unused;
-  plan_group(g, w.observe("shop"), again, unused);
-  if (!again.empty())
-    fail("not converged: next plan starts with " + std::string(to_string(again[0].kind)) + " " +
-         again[0].stack + "\n    after: " + describe(w));
-  else
-    ++out.converged;
-  if (!violations(w).empty()) fail("converged with " + *violations(w).begin());
+
+  void check(const FakeWorld& initial, Outcome& out) {
+    FakeWorld& w = world_;
+    w = initial;
+    w.instant_replay = false;  // replicas catch up only when a wait runs
+    const bool from_healthy = healthy(initial);
+    out.healthy_plans += from_healthy;
+    auto fail = [&](const std::string& what) {
+      ++out.violations;
+      if (out.kinds[what.substr(0, what.find(':', 12))]++ == 0)
+        out.failures.push_back(what + "\n    state: " + describe(initial) + "\n    active: " +
+                               g_.active + (g_.allow_data_loss ? " allow_data_loss" : ""));
+    };
+    std::set<std::string> before = violations(w);
+    ApplyOptions o;
+    o.parallelism = 1;
+    o.action_timeout = std::chrono::milliseconds(50);
+    o.wait_timeout = std::chrono::milliseconds(50);
+    o.progress = [&](const StepReport& r) {
+      const Action& a = r.action;
+      if (r.outcome == StepOutcome::blocked) {
+        if (r.detail.empty()) fail("blocked step without a reason");
+        return;
+      }
+      if (r.outcome == StepOutcome::started) {
+        ++out.steps;
+        FakeStack& s = w.stacks["shop"][a.stack];
+        if (a.kind == ActionKind::replication_wait) {
+          // The replica replays what its upstream wrote while the wait runs.
+          const FakeStack& p = w.stacks["shop"][a.source];
+          if (s.up && p.up && p.role == Role::primary && s.upstream == a.source) s.lsn = p.lsn;
+        }
+        if (a.kind == ActionKind::database_promote) {
+          bool loss_possible = false;
+          for (const auto& [n, other] : w.stacks["shop"]) {
+            if (n == a.stack) continue;
+            if ((!other.up && other.role != Role::replica) ||
+                other.lsn > s.lsn + g_.replication.max_lag_bytes)
+              loss_possible = true;
+          }
+          if (loss_possible && !g_.allow_data_loss) fail("invariant 3: promotion that may lose data");
+        }
+        return;
+      }
+      if (r.outcome != StepOutcome::ok)
+        fail(std::string(to_string(a.kind)) + " " + a.stack + " " + to_string(r.outcome) + ": " +
+             r.detail);
+      std::set<std::string> after = violations(w);
+      for (const auto& v : after)
+        if (!before.count(v)) fail(v + " introduced by " + to_string(a.kind) + " " + a.stack);
+      before = after;
+    };
+    Plan plan = plan_of(w, g_);
+    ++out.plans;
+    for (int pass = 1;; ++pass) {
+      if (pass > 1) ++out.later_passes;
+      ApplyResult r = Applier(desired_, fleet_, nullptr, clock_).apply(plan, o);
+      const GroupApply* ga = r.groups.empty() ? nullptr : &r.groups[0];
+      if (ga && ga->stopped == StepOutcome::blocked) {
+        if (from_healthy) fail("blocked in a healthy state: " + ga->steps.back().detail);
+        ++out.blocked;
+        break;
+      }
+      if (ga && ga->stopped != StepOutcome::ok) break;  // reported by progress
+      plan = plan_of(w, g_);
+      if (plan.actions.empty()) {
+        ++out.converged;
+        break;
+      }
+      if (pass == kMaxPasses) {
+        fail("not converged after " + std::to_string(pass) + " passes: the next plan starts with " +
+             to_string(plan.actions[0].kind) + " " + plan.actions[0].stack +
+             "\n    after: " + describe(w));
+        break;
+      }
+    }
+    if (!violations(w).empty() && before.empty()) fail("ended with " + *violations(w).begin());
+  }
+
+ private:
+  FakeWorld& world_;
+  GroupSpec g_;
+  DesiredState desired_;
+  FakeDriverFactory factory_;
+  Fleet fleet_;
+  NoWaitClock clock_;
+};
+
+// Checks every combination of the stacks' states and traffic for every
+// desired active in `actives`, with and without allow_data_loss. With
+// `cover_last`, the last stack does not multiply the space: every
+// combination of the other stacks and traffic is checked once, with the last
+// stack's states taken in turn (each of them equally often).
+Outcome check_all(const std::vector<std::string>& names, const std::vector<std::string>& actives,
+                  bool cover_last = false) {
+  QuietLog quiet;
+  Outcome out;
+  FakeWorld world;
+  std::vector<std::unique_ptr<Checker>> checkers;
+  for (const auto& active : actives)
+    for (bool adl : {false, true})
+      checkers.push_back(std::make_unique<Checker>(world, make_group(active, adl, names)));
+  std::vector<std::vector<FakeStack>> per_stack;
+  for (const auto& n : names) {
+    std::vector<std::string> others;
+    for (const auto& o : names)
+      if (o != n) others.push_back(o);
+    per_stack.push_back(stack_states(others));
+  }
+  const std::vector<FakeTraffic> traffic = traffic_states(names);
+  const size_t odometer = cover_last ? names.size() - 1 : names.size();
+  std::vector<size_t> at(names.size(), 0);  // an odometer over per_stack
+  size_t turn = 0;
+  for (;;) {
+    for (const FakeTraffic& t : traffic) {
+      if (cover_last) at.back() = turn++ % per_stack.back().size();
+      FakeWorld initial;
+      for (size_t i = 0; i < names.size(); ++i) initial.stacks["shop"][names[i]] = per_stack[i][at[i]];
+      initial.traffic["shop"] = t;
+      ++out.states;
+      for (auto& c : checkers) c->check(initial, out);
+    }
+    size_t i = 0;
+    while (i < odometer && ++at[i] == per_stack[i].size()) at[i++] = 0;
+    if (i == odometer) break;
+  }
+  return out;
+}
+
+void report(const char* what, const Outcome& out) {
+  std::cout << what << ": " << out.states << " observed states, " << out.plans << " plans, "
+            << out.steps << " steps executed, " << out.converged << " converged, " << out.blocked
+            << " stopped at a blocked step (" << out.healthy_plans
+            << " plans from healthy states, none may block), " << out.violations << " violations\n";
+  for (const auto& f : out.failures) std::cout << "  " << f << "\n";
+  for (const auto& [k, n] : out.kinds) std::cout << "  " << n << " x " << k << "\n";
 }
 
 }  // namespace
 
 TEST_CASE("exhaustive: every two-stack state plans safely, step by step") {
-  Outcome out;
-  const std::vector<std::string> names = {"primary", "standby"};
-  for (bool up_a : {true, false}) for (bool up_b : {true, false})
-  for (bool m_a : {true, false}) for (bool m_b : {true, false})
-  for (const RoleChoice& r_a : kRoles) for (const RoleChoice& r_b : kRoles)
-  for (uint64_t l_a : {90u, 100u}) for (uint64_t l_b : {90u, 100u})
-  // "mixed": the record holds both stacks' addresses (issue 11).
-  for (const char* target : {"primary", "standby", "", "mixed"}) for (bool t_up : {true, false}) {
-    FakeWorld w;
-    w.stacks["shop"]["primary"] = FakeStack{up_a, m_a, r_a.role, r_a.streaming ? "standby" : "", l_a, 1};
-    w.stacks["shop"]["standby"] = FakeStack{up_b, m_b, r_b.role, r_b.streaming ? "primary" : "", l_b, 1};
-    w.traffic["shop"] = std::string(target) == "mixed" ? FakeTraffic{t_up, "primary", 60, {"standby"}}
-                                                       : FakeTraffic{t_up, target, 60};
-    ++out.states;
-    for (const auto& active : names)
-      for (bool adl : {false, true}) {
-        out.healthy_plans += healthy(w);
-        check_one(w, make_group(active, adl), out);
-      }
-  }
-  std::cout << "exhaustive check: " << out.states << " observed states, " << out.plans
-            << " plans, " << out.steps << " steps executed, " << out.converged << " converged, "
-            << out.blocked << " stopped at a blocked step (" << out.healthy_plans
-            << " plans from healthy states, none may block), " << out.violations << " violations\n";
-  for (const auto& f : out.failures) std::cout << "  " << f << "\n";
+  auto t0 = std::chrono::steady_clock::now();
+  Outcome out = check_all({"primary", "standby"}, {"primary", "standby"});
+  report("exhaustive check", out);
+  std::cout << "  (through apply in "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+            << " s)\n";
   CHECK(out.states == 2 * 2 * 2 * 2 * 4 * 4 * 2 * 2 * 4 * 2);
   CHECK(out.healthy_plans > 0);
+  CHECK(out.later_passes == 0);
+  CHECK(out.violations == 0);
+}
+
+TEST_CASE("exhaustive: every three-stack state plans safely through apply (issue 12)", "[.]") {
+  auto t0 = std::chrono::steady_clock::now();
+  const bool full = std::getenv("STACKFLIP_EXHAUSTIVE_FULL") != nullptr;
+  Outcome out = check_all({"a", "b", "c"}, {"a", "b", "c"}, !full);
+  report("exhaustive three-stack check", out);
+  std::cout << "  (through apply in "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+            << " s)\n";
+  CHECK(out.healthy_plans > 0);
+  CHECK(out.later_passes == 0);
   CHECK(out.violations == 0);
 }
 
@@ -215,16 +372,6 @@ class RefusingPromote : public StackDriver {
  private:
   std::unique_ptr<StackDriver> in_;
   int& asked_;
-};
-
-class NoWaitClock : public Clock {
- public:
-  Duration now() override { return t_; }
-  void sleep_for(Duration d) override { t_ += d; }
-  std::string rfc3339_now() override { return "2026-11-26T18:00:00Z"; }
-
- private:
-  Duration t_{0};
 };
 
 }  // namespace
@@ -302,4 +449,31 @@ TEST_CASE("exhaustive: a refused promotion leaves every state safe and the old p
   CHECK(refused > 0);
   CHECK(reopened > 0);
   CHECK(failures == 0);
+}
+
+// Found by running the exhaustive check through apply (issue 12): a replica
+// configured to follow the stack being promoted streams from it once it is
+// primary. The planner's simulation did not know, so the plan ended with a
+// replication.start that apply's guard then found gone from a fresh plan:
+// "state changed since the plan was made", exit 1, on a group that had
+// converged.
+TEST_CASE("apply: a replica that follows the promoted stack is not re-attached, apply ends ok (issue 12)") {
+  FakeWorld w;
+  w.stacks["shop"]["primary"] = FakeStack{true, true, Role::replica, "standby", 90, 1};
+  w.stacks["shop"]["standby"] = FakeStack{true, true, Role::replica, "primary", 90, 1};
+  w.traffic["shop"] = FakeTraffic{true, "primary", 60};
+  GroupSpec g = make_group("primary", /*allow_data_loss=*/true);
+  DesiredState desired = make_desired({g});
+  FakeDriverFactory factory(w);
+  Fleet fleet = make_fleet(desired, factory);
+  NoWaitClock clock;
+  ApplyOptions o;
+  o.parallelism = 1;
+  Plan plan = make_plan(desired, w.observe_all());
+  for (const auto& s : steps(plan.actions)) CHECK(s != "replication.start standby from primary");
+  QuietLog quiet;
+  ApplyResult r = Applier(desired, fleet, nullptr, clock).apply(plan, o);
+  CHECK(r.exit_code() == 0);
+  CHECK(make_plan(desired, w.observe_all()).empty());
+  CHECK(w.stacks["shop"]["standby"].upstream == "primary");
 }

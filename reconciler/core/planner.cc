@@ -127,6 +127,11 @@ class GroupPlanner {
         db.role = Role::primary;
         db.upstream.reset();
         if (db.timeline) ++*db.timeline;
+        // A reachable replica configured for it streams from it now.
+        for (auto& [name, other] : sim_.stacks)
+          if (name != stack && other.reachable && other.database &&
+              other.database->role == Role::replica && other.database->upstream == stack)
+            other.database->streaming = true;
         break;
       case ActionKind::replication_start:
         db.role = Role::replica;
