@@ -24,6 +24,12 @@ struct Error {
   // finished unsuccessfully, a PostgreSQL privilege or feature error, a
   // command's documented refusal). apply does not retry it (apply.h).
   bool permanent = false;
+  // The provider rejected our credentials or our configuration (HTTP 401 or
+  // 403, a PostgreSQL authentication failure): only the operator can fix it,
+  // on the host or in the config. It is an error (exit 1), named as such,
+  // never "unreachable": exit 3 keeps its one meaning, blocked by a safety
+  // guard. Implies `permanent`.
+  bool config = false;
 };
 
 class Status {
@@ -62,6 +68,7 @@ class Result {
 inline Error Err(std::string message) { return Error{std::move(message), false}; }
 inline Error Timeout(std::string message) { return Error{std::move(message), true}; }
 inline Error Refused(std::string message) { return Error{std::move(message), false, true}; }
+inline Error ConfigError(std::string message) { return Error{std::move(message), false, true, true}; }
 
 // Thrown only to reach main(); carries the message and exit code.
 struct Fatal : std::runtime_error {
