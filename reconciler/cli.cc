@@ -18,6 +18,7 @@
 #include "core/apply.h"
 #include "drivers/drivers.h"
 #include "gitops/journal.h"
+#include "gitops/last_known.h"
 #include "config/loader.h"
 #include "core/observe.h"
 #include "core/plan_json.h"
@@ -194,7 +195,9 @@ std::unique_ptr<Journal> journal_for(const Options& o, bool create) {
 
 ObservedState observe_live(const Options& o, const DesiredState& d, Fleet& fleet, Journal* journal,
                            bool remember) {
-  return observe_with_last_known(d, fleet, real_clock(), o.parallel, journal, remember);
+  if (!journal) return observe_all(d, fleet, real_clock(), o.parallel);
+  StoredLastKnown memory(*journal);
+  return observe_with_last_known(d, fleet, real_clock(), o.parallel, &memory, remember);
 }
 
 std::string render_observed_text(const ObservedState& obs) {

@@ -6,6 +6,8 @@
 #include <thread>
 #include <vector>
 
+#include <spdlog/spdlog.h>
+
 #include "core/provider_stats.h"
 
 namespace stackflip {
@@ -163,6 +165,24 @@ ObservedState observe_all(const DesiredState& desired, Fleet& fleet, Clock& cloc
   for (size_t i = 0; i < names.size(); ++i) obs.groups[names[i]] = std::move(results[i]);
   record_observe_duration(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+  return obs;
+}
+
+ObservedState observe_with_last_known(const DesiredState& desired, Fleet& fleet, Clock& clock,
+                                      int parallelism, LastKnown* memory, bool remember,
+                                      std::string* memory_error) {
+  ObservedState obs = observe_all(desired, fleet, clock, parallelism);
+  if (!memory) return obs;
+  auto failed = [&](const Status& s) {
+    spdlog::error("state store: {}", s.message());
+    if (memory_error) *memory_error = s.message();
+  };
+  if (auto last = memory->load(); !last.ok())
+    failed(last.status());
+  else if (*last)
+    fill_last_known(obs, **last);
+  if (remember)
+    if (Status s = memory->remember(obs); !s.ok()) failed(s);
   return obs;
 }
 

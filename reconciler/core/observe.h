@@ -12,12 +12,14 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "util/clock.h"
 #include "core/model.h"
 #include "core/provider.h"
+#include "util/result.h"
 
 namespace stackflip {
 
@@ -73,6 +75,27 @@ ObservedState observe_all(const DesiredState& desired, Fleet& fleet, Clock& cloc
 // `now` (and the target/TTL of unreachable traffic) from `last`, where `last`
 // knows them. Reachable facts are never touched.
 void fill_last_known(ObservedState& now, const ObservedState& last);
+
+// Where observation keeps what it saw between runs, so that a stack
+// unreachable now is planned with the facts it had when last reached (the
+// unplanned-failover guard reads its last known position). The state store
+// implements it (gitops/last_known.h); tests use an in-memory one.
+class LastKnown {
+ public:
+  virtual ~LastKnown() = default;
+  // The observation last remembered; nullopt when there is none (or it no
+  // longer parses: a stale memory is forgotten, not an error).
+  virtual Result<std::optional<ObservedState>> load() = 0;
+  virtual Status remember(const ObservedState& obs) = 0;
+};
+
+// observe_all, then fill_last_known from `memory` (when given) and, with
+// `remember`, store the new observation there for the next run. Observation
+// still never fails: a memory that cannot be read or written is logged and,
+// when `memory_error` is given, its message is written there.
+ObservedState observe_with_last_known(const DesiredState& desired, Fleet& fleet, Clock& clock,
+                                      int parallelism, LastKnown* memory, bool remember,
+                                      std::string* memory_error = nullptr);
 
 // Runs fn(i) for i in [0, n) on up to `parallelism` threads.
 void parallel_for(size_t n, int parallelism, const std::function<void(size_t)>& fn);

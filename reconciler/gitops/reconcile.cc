@@ -15,6 +15,7 @@
 #include "core/planner.h"
 #include "core/provider_stats.h"
 #include "config/snapshot.h"
+#include "gitops/last_known.h"
 #include "gitops/switch_hold.h"
 #include "util/strings.h"
 
@@ -27,7 +28,6 @@ const char* kConfigKey = "gitops.config";
 const char* kFileKey = "gitops.file";
 const char* kVerifiedKey = "gitops.verified";  // "1": the commit in force passed a signature check
 const char* kConvergedKey = "gitops.converged";
-const char* kObservedKey = "gitops.observed";
 const char* kNoticeKey = "gitops.last_notice";
 const char* kHeldKey = "gitops.held";  // switch_hold.h
 
@@ -401,111 +401,59 @@ Status Reconciler::restore_from_store() {
 
 PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   PassReport rep;
-  auto t0 = clock_.now();
+  const auto t0 = clock_.now();
   rep.run.started_at = clock_.rfc3339_now();
   rep.run.ref = s_.ref;
   store_error_.clear();
   if (!restored_) {
     if (Status s = restore_from_store(); !s.ok()) store_failed(s);
   }
-
-  // fetch → verify → load. `error` set means the head is not usable.
-  std::string error, bad_result = "invalid";
-  auto head = source_.fetch();
-  if (!head.ok()) {
-    error = head.error().message;
-    bad_result = "failed";
-    rep.run.commit = commit_;
-  } else {
-    rep.run.commit = *head;
-    if (*head == commit_ && desired_) {
-      rep.idle = true;
-    } else {
-      Status verified;
-      bool rewinds = false;
-      if (std::string why = rewind_error(*head, rewinds); !why.empty()) verified = Err(why);
-      if (verified.ok() && s_.require_signed) {
-        auto sig = source_.signature(*head);
-        verified = sig.ok() ? verify_commit_signature(*head, *sig, s_.trust) : sig.status();
-      }
-      if (!verified.ok()) {
-        error = verified.message();
-      } else if (auto text = source_.read_file(*head, s_.file); !text.ok()) {
-        error = text.error().message;
-      } else {
-        LoadResult lr = load_desired_text(s_.file, *text);
-        if (!lr.desired) {
-          error = "commit " + short_sha(*head) + " is invalid:\n" + format_diagnostics(lr.errors);
-          while (!error.empty() && error.back() == '\n') error.pop_back();
-        } else {
-          if (rewinds) rewind_allowed_ = false;  // --allow-rewind is good for one rewind
-          adopt(*head, std::move(*text), std::move(*lr.desired));
-        }
-      }
-    }
-  }
-
-  auto finish = [&](const std::string& result, int code) {
-    rep.run.result = result;
-    rep.exit_code = code;
-    rep.run.finished_at = clock_.rfc3339_now();
-    rep.run.duration_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - t0).count();
-    auto add_error = [&](const std::string& e) {
-      if (!rep.run.error.empty()) rep.run.error += "\n";
-      rep.run.error += e;
-    };
-    if (!store_error_.empty()) add_error("state store: " + store_error_);
-    if (Status s = journal_.record_run(rep.run); !s.ok()) {
-      store_failed(Err("cannot record the run: " + s.message()));
-      add_error("state store: " + store_error_);
-    }
-    // A pass that cannot keep its record is not a success, whatever it did.
-    rep.state_store_error = store_error_;
-    if (!store_error_.empty() && rep.exit_code == 0) rep.exit_code = 1;
-    // Notify on applied, failed/invalid and blocked, and on state store
-    // failures; the same outcome for the same commit (an invalid head seen
-    // every pass) is told once.
-    std::string notice = result + " " + rep.run.commit + " " + rep.run.error;
-    auto repeated = [&] {
-      if (result == "applied") return false;
-      if (notice == last_notice_) return true;
-      auto last = journal_.get(kNoticeKey);
-      return last.ok() && *last && **last == notice;
-    };
-    if (notifier_ && (result != "no-changes" || !store_error_.empty()) && !repeated()) {
-      last_notice_ = notice;
-      (void)journal_.put(kNoticeKey, notice);
-      std::string text =
-          "stackflip " + source_.describe() + " @ " + short_sha(rep.run.commit) + ": " + result;
-      if (rep.run.actions) text += " (" + std::to_string(rep.run.actions) + " actions)";
-      if (!rep.run.error.empty()) text += "\n" + rep.run.error;
-      notifier_->notify(result == "invalid" || result == "no-changes" ? "failed" : result, text);
-    }
-    return rep;
-  };
-
+  std::string bad_result = "invalid";
+  std::string error = follow_head(rep, bad_result);
   if (!error.empty()) {
     rep.run.error = error;
-    if (!desired_) return finish(bad_result, 1);
+    if (!desired_) return finish(rep, t0, bad_result, 1);
     rep.run.error +=
         "\n(drift is corrected against the last valid commit " + short_sha(commit_) + ")";
   }
+  auto [result, code] = apply_commit_in_force(rep, stop);
+  if (!error.empty()) return finish(rep, t0, bad_result, 1);
+  return finish(rep, t0, result, code);
+}
 
-  // observe → plan → apply against the commit in force.
-  const DesiredState& d = *desired_;
-  rep.commit_in_force = commit_;
-  rep.run.desired_digest = d.digest;
-  if (fleet_.empty()) fleet_ = make_fleet(d, factory_);
-  // DESIGN.md: unreachable stacks "as last known", from the last snapshot.
-  std::optional<ObservedState> last_known;
-  if (auto last = journal_.get(kObservedKey); !last.ok()) {
-    store_failed(last.status());
-  } else if (*last) {
-    auto parsed = parse_snapshot("state store snapshot", **last);
-    if (parsed.ok()) last_known = std::move(*parsed);
+std::string Reconciler::follow_head(PassReport& rep, std::string& bad_result) {
+  auto head = source_.fetch();
+  if (!head.ok()) {
+    bad_result = "failed";
+    rep.run.commit = commit_;
+    return head.error().message;
   }
-  // Groups whose switch failed safe on this commit are held (switch_hold.h).
+  rep.run.commit = *head;
+  if (*head == commit_ && desired_) {
+    rep.idle = true;
+    return "";
+  }
+  bool rewinds = false;
+  if (std::string why = rewind_error(*head, rewinds); !why.empty()) return why;
+  if (s_.require_signed) {
+    auto sig = source_.signature(*head);
+    Status verified = sig.ok() ? verify_commit_signature(*head, *sig, s_.trust) : sig.status();
+    if (!verified.ok()) return verified.message();
+  }
+  auto text = source_.read_file(*head, s_.file);
+  if (!text.ok()) return text.error().message;
+  LoadResult lr = load_desired_text(s_.file, *text);
+  if (!lr.desired) {
+    std::string error = "commit " + short_sha(*head) + " is invalid:\n" + format_diagnostics(lr.errors);
+    while (!error.empty() && error.back() == '\n') error.pop_back();
+    return error;
+  }
+  if (rewinds) rewind_allowed_ = false;  // --allow-rewind is good for one rewind
+  adopt(*head, std::move(*text), std::move(*lr.desired));
+  return "";
+}
+
+void Reconciler::load_holds(const DesiredState& d) {
   holds_.clear();
   holds_changed_ = false;
   if (auto held = journal_.get(kHeldKey); !held.ok())
@@ -515,6 +463,21 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   for (auto it = holds_.begin(); it != holds_.end();)  // groups gone from the config
     if (!d.groups.count(it->first)) it = holds_.erase(it), holds_changed_ = true;
     else ++it;
+}
+
+std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
+                                                              const std::atomic<bool>* stop) {
+  const DesiredState& d = *desired_;
+  rep.commit_in_force = commit_;
+  rep.run.desired_digest = d.digest;
+  if (fleet_.empty()) fleet_ = make_fleet(d, factory_);
+  // DESIGN.md: unreachable stacks "as last known", from the last observation.
+  StoredLastKnown memory(journal_);
+  std::optional<ObservedState> last_known;
+  if (auto last = memory.load(); !last.ok()) store_failed(last.status());
+  else last_known = std::move(*last);
+  // Groups whose switch failed safe on this commit are held (switch_hold.h).
+  load_holds(d);
   std::string observed_at = clock_.rfc3339_now();
   std::vector<GroupRun> runs = run_groups(d, last_known ? &*last_known : nullptr, stop);
   if (holds_changed_)
@@ -547,7 +510,7 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   }
   plan.observed_digest = observed_digest(first_obs);
   after.observed_digest = observed_digest(obs);
-  if (Status s = journal_.put(kObservedKey, snapshot_to_json(obs)); !s.ok()) store_failed(s);
+  if (Status s = memory.remember(obs); !s.ok()) store_failed(s);
   rep.run.plan_digest = sha256_hex(plan_to_json(plan, false));
   rep.run.actions = static_cast<int>(plan.actions.size());
   int code = applied.exit_code();
@@ -559,28 +522,51 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   for (const GroupRun& g : runs) fill_outcome(rep.groups[g.name], g);
   rep.observed = obs;
   if (Status s = journal_.put(kConvergedKey, rep.converged() ? "1" : "0"); !s.ok()) store_failed(s);
-  if (!error.empty()) return finish(bad_result, 1);
-  return finish(result, code);
+  return {result, code};
 }
 
-ObservedState observe_with_last_known(const DesiredState& desired, Fleet& fleet, Clock& clock,
-                                      int parallelism, Journal* journal, bool remember,
-                                      std::string* store_error) {
-  ObservedState obs = observe_all(desired, fleet, clock, parallelism);
-  if (!journal) return obs;
-  auto failed = [&](const Status& s) {
-    spdlog::error("state store: {}", s.message());
-    if (store_error) *store_error = s.message();
+PassReport Reconciler::finish(PassReport& rep, Clock::Duration t0, const std::string& result,
+                              int code) {
+  rep.run.result = result;
+  rep.exit_code = code;
+  rep.run.finished_at = clock_.rfc3339_now();
+  rep.run.duration_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - t0).count();
+  auto add_error = [&](const std::string& e) {
+    if (!rep.run.error.empty()) rep.run.error += "\n";
+    rep.run.error += e;
   };
-  if (auto last = journal->get(kObservedKey); !last.ok()) {
-    failed(last.status());
-  } else if (*last) {
-    auto parsed = parse_snapshot("state store snapshot", **last);
-    if (parsed.ok()) fill_last_known(obs, *parsed);
+  if (!store_error_.empty()) add_error("state store: " + store_error_);
+  if (Status s = journal_.record_run(rep.run); !s.ok()) {
+    store_failed(Err("cannot record the run: " + s.message()));
+    add_error("state store: " + store_error_);
   }
-  if (remember)
-    if (Status s = journal->put(kObservedKey, snapshot_to_json(obs)); !s.ok()) failed(s);
-  return obs;
+  // A pass that cannot keep its record is not a success, whatever it did.
+  rep.state_store_error = store_error_;
+  if (!store_error_.empty() && rep.exit_code == 0) rep.exit_code = 1;
+  notify(rep, result);
+  return rep;
+}
+
+// Notifies on applied, failed/invalid and blocked, and on state store
+// failures; the same outcome for the same commit (an invalid head seen every
+// pass) is told once.
+void Reconciler::notify(const PassReport& rep, const std::string& result) {
+  std::string notice = result + " " + rep.run.commit + " " + rep.run.error;
+  auto repeated = [&] {
+    if (result == "applied") return false;
+    if (notice == last_notice_) return true;
+    auto last = journal_.get(kNoticeKey);
+    return last.ok() && *last && **last == notice;
+  };
+  if (!notifier_ || (result == "no-changes" && store_error_.empty()) || repeated()) return;
+  last_notice_ = notice;
+  (void)journal_.put(kNoticeKey, notice);
+  std::string text =
+      "stackflip " + source_.describe() + " @ " + short_sha(rep.run.commit) + ": " + result;
+  if (rep.run.actions) text += " (" + std::to_string(rep.run.actions) + " actions)";
+  if (!rep.run.error.empty()) text += "\n" + rep.run.error;
+  notifier_->notify(result == "invalid" || result == "no-changes" ? "failed" : result, text);
 }
 
 }  // namespace stackflip

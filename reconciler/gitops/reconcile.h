@@ -162,6 +162,15 @@ class Reconciler {
   // says it may only because --allow-rewind is not used up yet.
   std::string rewind_error(const std::string& head, bool& rewinds);
   void store_failed(const Status& s);
+  // The stages of pass(): fetch, verify and load the branch head, adopting
+  // it when it is valid (the error says why it is not; `bad_result` is the
+  // run result for that error); observe → plan → apply against the commit in
+  // force (the result and exit code); record the run and notify.
+  std::string follow_head(PassReport& rep, std::string& bad_result);
+  std::pair<std::string, int> apply_commit_in_force(PassReport& rep, const std::atomic<bool>* stop);
+  PassReport finish(PassReport& rep, Clock::Duration t0, const std::string& result, int code);
+  void notify(const PassReport& rep, const std::string& result);
+  void load_holds(const DesiredState& d);
   // observe → plan → apply → re-plan of every group, as independent
   // pipelines behind the bounded observation gate (see above).
   std::vector<GroupRun> run_groups(const DesiredState& d, const ObservedState* last_known,
@@ -184,13 +193,5 @@ class Reconciler {
   SwitchHolds holds_;          // this pass's holds (switch_hold.h), under the pass's pool lock
   bool holds_changed_ = false;
 };
-
-// Observes every group and fills unreachable stacks with their last known
-// facts from the snapshot the state store keeps (DESIGN.md: "as last known");
-// with `remember`, stores the new snapshot for the next pass. A state store
-// failure is logged and, when `store_error` is given, written there.
-ObservedState observe_with_last_known(const DesiredState& desired, Fleet& fleet, Clock& clock,
-                                      int parallelism, Journal* journal, bool remember,
-                                      std::string* store_error = nullptr);
 
 }  // namespace stackflip
