@@ -505,3 +505,44 @@ TEST_CASE("stackflip validate exits 1 and prints file:line:col for each bad inpu
   std::remove(out.c_str());
   rmdir(dir.c_str());
 }
+
+TEST_CASE("stackflip validate checks several files in one call, each error on its own line (issue 12)") {
+  auto cases = bad_cases();
+  for (auto& c : more_bad_cases()) cases.push_back(std::move(c));
+  REQUIRE(cases.size() > 5);
+  char dir_template[] = "/tmp/stackflip-validate-many.XXXXXX";
+  REQUIRE(mkdtemp(dir_template));
+  const std::string dir = dir_template, out = dir + "/out.txt";
+  std::vector<std::string> files;
+  std::string cmd = std::string(STACKFLIP_BINARY) + " validate";
+  for (size_t i = 0; i < cases.size(); ++i) {
+    files.push_back(dir + "/bad-" + std::to_string(i) + ".yaml");
+    std::FILE* f = std::fopen(files.back().c_str(), "wb");
+    REQUIRE(f);
+    std::fputs(cases[i].text.c_str(), f);
+    std::fclose(f);
+    cmd += " " + files.back();
+  }
+  int status = std::system((cmd + " >" + out + " 2>&1").c_str());
+  CHECK(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 1);
+  std::string text;
+  if (std::FILE* f = std::fopen(out.c_str(), "rb")) {
+    char buf[4096];
+    for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
+    std::fclose(f);
+  }
+  for (size_t i = 0; i < cases.size(); ++i) {
+    INFO(cases[i].scenario);
+    const std::string where = files[i] + ":" + std::to_string(cases[i].line) + ":" +
+                              std::to_string(cases[i].column) + ": error: ";
+    size_t at = text.find(where);
+    REQUIRE(at != std::string::npos);
+    // At the start of a line: not glued to the end of the previous file's errors.
+    CHECK((at == 0 || text[at - 1] == '\n'));
+  }
+  CHECK((!text.empty() && text.back() == '\n'));
+  for (const auto& f : files) std::remove(f.c_str());
+  std::remove(out.c_str());
+  rmdir(dir.c_str());
+}

@@ -240,14 +240,27 @@ class UnitChecker {
     return nullptr;
   }
 
+  // Reports the schema error `keyword` at `rel` as the operator should read
+  // it, then repairs the working copy (fills a required key from the
+  // schema's example, drops what is wrong) so validation can go on and find
+  // the next error. False when it cannot repair: validation stops there.
   bool report_and_repair(const std::string& keyword, const std::string& rel,
                          const rapidjson::Value& schema, const std::string& schema_ptr) {
     rapidjson::Value* bad = at(work_, rel);
     if (!bad) return false;
+    if (keyword == "required") return add_required(rel, schema, bad);
+    if (keyword == "additionalProperties") return drop_unknown_keys(rel, schema);
+    if (keyword == "uniqueItems") return report_repeated_item(rel, bad);
+    if (keyword == "minProperties")
+      report_too_few_entries(rel, schema, *bad);
+    else
+      report_bad_value(keyword, rel, schema, schema_ptr, bad);
+    return remove(rel);
+  }
+
+  bool add_required(const std::string& rel, const rapidjson::Value& schema, rapidjson::Value* bad) {
     const std::string where = describe_pointer(full(rel));
     auto& alloc = work_.GetAllocator();
-
-    if (keyword == "required") {
       const rapidjson::Value* req = member(&schema, "required");
       if (!req || !req->IsArray() || !bad->IsObject()) return false;
       for (const auto& r : req->GetArray()) {
@@ -262,9 +275,9 @@ class UnitChecker {
         bad->AddMember(k, v, alloc);
       }
       return true;
-    }
+  }
 
-    if (keyword == "additionalProperties") {
+  bool drop_unknown_keys(const std::string& rel, const rapidjson::Value& schema) {
       // RapidJSON points at the first unknown member; report all of them.
       std::string obj_rel = rel.substr(0, rel.rfind('/'));
       rapidjson::Value* obj = at(work_, obj_rel);
@@ -287,8 +300,45 @@ class UnitChecker {
         obj->RemoveMember(key.c_str());
       }
       return true;
-    }
+  }
 
+  bool report_repeated_item(const std::string& rel, const rapidjson::Value* bad) {
+    const Mark mark = doc_.mark_of(full(rel));
+      // RapidJSON points at the array or (1.1.0) at the repeated item.
+      std::string arr_rel = bad->IsArray() ? rel : rel.substr(0, rel.rfind('/'));
+      rapidjson::Value* arr_v = at(work_, arr_rel);
+      if (!arr_v || !arr_v->IsArray()) return remove(rel);
+      const std::string arr_name = field_name(full(arr_rel), parent_is_list(arr_rel));
+      auto arr = arr_v->GetArray();
+      for (rapidjson::SizeType j = 1; j < arr.Size(); ++j)
+        for (rapidjson::SizeType i = 0; i < j; ++i)
+          if (arr[i] == arr[j]) {
+            std::string item = arr[j].IsString() ? arr[j].GetString() : to_json(arr[j]);
+            error(doc_.mark_of(full(arr_rel + "/" + std::to_string(j))),
+                  "'" + item + "' is listed twice in " + arr_name);
+            return remove(arr_rel);
+          }
+      error(mark, arr_name + " lists an item twice");
+      return remove(arr_rel);
+  }
+
+  void report_too_few_entries(const std::string& rel, const rapidjson::Value& schema,
+                              const rapidjson::Value& bad) {
+    const std::string name = field_name(full(rel), parent_is_list(rel));
+      const rapidjson::Value* lim = member(&schema, "minProperties");
+      std::string n = bad.IsObject() ? std::to_string(bad.MemberCount()) : "0";
+      std::string parent = full(rel).substr(0, full(rel).rfind('/'));
+      std::string last = pointer_tokens(rel).empty() ? "" : pointer_tokens(rel).back();
+      std::string entries = last == "stacks" ? "stacks" : "entries in " + name;
+      error(doc_.key_mark_of(full(rel)), describe_pointer(parent) + " needs at least " +
+                                             (lim ? to_json(*lim) : "?") + " " + entries + ", has " + n);
+  }
+
+  // type, enum, pattern, bounds and the rest: one message at the value.
+  void report_bad_value(const std::string& keyword, const std::string& rel,
+                        const rapidjson::Value& schema, const std::string& schema_ptr,
+                        const rapidjson::Value* bad) {
+    const std::string where = describe_pointer(full(rel));
     const Mark mark = doc_.mark_of(full(rel));
     const std::string name = field_name(full(rel), parent_is_list(rel));
     if (keyword == "type") {
@@ -337,37 +387,11 @@ class UnitChecker {
                                           : kind_of(*bad);
       error(mark, name + " may have at most " + (lim ? to_json(*lim) : "?") +
                       (keyword == "maxItems" ? " items" : " characters") + ", has " + got);
-    } else if (keyword == "uniqueItems") {
-      // RapidJSON points at the array or (1.1.0) at the repeated item.
-      std::string arr_rel = bad->IsArray() ? rel : rel.substr(0, rel.rfind('/'));
-      rapidjson::Value* arr_v = at(work_, arr_rel);
-      if (!arr_v || !arr_v->IsArray()) return remove(rel);
-      const std::string arr_name = field_name(full(arr_rel), parent_is_list(arr_rel));
-      auto arr = arr_v->GetArray();
-      for (rapidjson::SizeType j = 1; j < arr.Size(); ++j)
-        for (rapidjson::SizeType i = 0; i < j; ++i)
-          if (arr[i] == arr[j]) {
-            std::string item = arr[j].IsString() ? arr[j].GetString() : to_json(arr[j]);
-            error(doc_.mark_of(full(arr_rel + "/" + std::to_string(j))),
-                  "'" + item + "' is listed twice in " + arr_name);
-            return remove(arr_rel);
-          }
-      error(mark, arr_name + " lists an item twice");
-      return remove(arr_rel);
-    } else if (keyword == "minProperties") {
-      const rapidjson::Value* lim = member(&schema, "minProperties");
-      std::string n = bad->IsObject() ? std::to_string(bad->MemberCount()) : "0";
-      std::string parent = full(rel).substr(0, full(rel).rfind('/'));
-      std::string last = pointer_tokens(rel).empty() ? "" : pointer_tokens(rel).back();
-      std::string entries = last == "stacks" ? "stacks" : "entries in " + name;
-      error(doc_.key_mark_of(full(rel)), describe_pointer(parent) + " needs at least " +
-                                             (lim ? to_json(*lim) : "?") + " " + entries + ", has " + n);
     } else {
       const rapidjson::Value* d = member(&schema, "description");
       error(mark, "invalid value for " + name +
                       (d && d->IsString() ? std::string(" (") + d->GetString() + ")" : std::string()));
     }
-    return remove(rel);
   }
 
   const YamlDocument& doc_;

@@ -27,7 +27,7 @@ class GroupDrivers {
  public:
   GroupDrivers(const DesiredState& desired, const GroupSpec& group, DriverFactory& factory);
 
-  // Null when the driver could not be made; `error()` says why.
+  // Null when the driver could not be made; `stack_error()` says why.
   StackDriver* stack(const std::string& name);
   const std::string& stack_error(const std::string& name) const;
 

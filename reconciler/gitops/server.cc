@@ -194,18 +194,12 @@ double unix_now() {
 
 }  // namespace
 
-int run_loop(Reconciler& reconciler, const RunSettings& rs,
-             const std::function<void(const PassReport&)>& on_pass) {
-  // Signals go to one thread that sigwait()s; block them here before any
-  // thread (HTTP, observe workers) is created so all of them inherit the mask.
-  sigset_t set, old;
-  sigemptyset(&set);
-  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR2}) sigaddset(&set, s);
-  pthread_sigmask(SIG_BLOCK, &set, &old);
+namespace {
 
-  Shared sh;
-  Metrics metrics;
-  std::thread signals([&] {
+// Signals go to one thread that sigwait()s on `set` (blocked in every
+// thread before any is created, so all inherit the mask). SIGUSR2 ends it.
+std::thread start_signal_thread(const sigset_t& set, Shared& sh) {
+  return std::thread([&set, &sh] {
     for (;;) {
       int sig = 0;
       if (sigwait(&set, &sig) != 0) continue;
@@ -220,11 +214,13 @@ int run_loop(Reconciler& reconciler, const RunSettings& rs,
       }
     }
   });
+}
 
-  // Two listeners at most: the main one, and /webhook's own when asked for.
-  HttpEndpoint main_http(rs.limits), hook_http(rs.limits);
-  HttpEndpoint& hook_on = rs.webhook_listen.empty() ? main_http : hook_http;
-  auto guarded = [&](std::function<EndpointResponse(const EndpointRequest&)> f) {
+// /healthz and /metrics open; /status and /observed behind the bearer token
+// when one is set; /webhook on its own listener when one is configured.
+void add_routes(HttpEndpoint& main_http, HttpEndpoint& hook_on, const RunSettings& rs, Shared& sh,
+                Metrics& metrics) {
+  auto guarded = [&rs](std::function<EndpointResponse(const EndpointRequest&)> f) {
     return [&rs, f = std::move(f)](const EndpointRequest& req) {
       if (!bearer_token_ok(rs.api_token, req.header("Authorization"))) {
         EndpointResponse r = EndpointResponse::text(401, "missing or wrong bearer token\n");
@@ -236,64 +232,90 @@ int run_loop(Reconciler& reconciler, const RunSettings& rs,
   };
   main_http.handle("GET", "/healthz",
                    [](const EndpointRequest&) { return EndpointResponse::text(200, "ok\n"); });
-  main_http.handle("GET", "/metrics", [&](const EndpointRequest&) {
+  main_http.handle("GET", "/metrics", [&metrics](const EndpointRequest&) {
     return EndpointResponse::shared(std::make_shared<const std::string>(redact(metrics.prometheus())),
                                     "text/plain; version=0.0.4");
   });
-  auto status = [&](const EndpointRequest&) {
+  auto status = [&sh, &rs](const EndpointRequest&) {
     std::lock_guard lock(sh.mu);
     return EndpointResponse::shared(
         std::make_shared<const std::string>(redact(status_json(sh.last.get(), rs.repo_description))),
         "application/json");
   };
-  auto observed = [&](const EndpointRequest&) {
+  auto observed = [&sh](const EndpointRequest&) {
     std::lock_guard lock(sh.mu);
     if (!sh.observed_json) return EndpointResponse::text(503, "nothing observed yet\n");
     return EndpointResponse::shared(sh.observed_json, "application/json");
   };
   main_http.handle("GET", "/status", guarded(status));
   main_http.handle("GET", "/observed", guarded(observed));
-  hook_on.handle("POST", "/webhook", [&](const EndpointRequest& req) {
+  hook_on.handle("POST", "/webhook", [&rs, &sh](const EndpointRequest& req) {
     bool trigger = false;
     EndpointResponse r = answer_webhook(rs, req, &trigger);
     if (trigger) sh.trigger();
     return r;
   });
-  int rc = 0;
+}
+
+// Listens on each configured address; 1 (and a message) when one fails.
+int start_listeners(HttpEndpoint& main_http, HttpEndpoint& hook_http, const RunSettings& rs) {
   for (auto [endpoint, address] :
        {std::pair{&main_http, rs.listen}, {&hook_http, rs.webhook_listen}}) {
-    if (address.empty() || rc) continue;
-    Status st = endpoint->listen(address);
-    if (!st.ok()) {
+    if (address.empty()) continue;
+    if (Status st = endpoint->listen(address); !st.ok()) {
       std::cerr << st.error().message << "\n";
-      rc = 1;
-      sh.stop = true;
-      continue;
+      return 1;
     }
     endpoint->start();
     std::cout << "listening on " << address << (endpoint == &hook_http ? " (webhook)" : "")
               << std::endl;
   }
+  return 0;
+}
+
+// Logs a pass and makes it what /status and /observed serve.
+void publish(PassReport rep, Shared& sh, Metrics& metrics,
+             const std::function<void(const PassReport&)>& on_pass) {
+  metrics.record(rep, unix_now());
+  if (on_pass) on_pass(rep);
+  std::cout << "pass: " << rep.run.result << " at " << rep.run.commit.substr(0, 12) << " in "
+            << rep.run.duration_ms << " ms" << (rep.idle ? " (idle)" : "")
+            << (rep.run.actions ? ", " + std::to_string(rep.run.actions) + " actions" : "")
+            << (rep.run.error.empty() ? "" : ": " + rep.run.error) << "\n"
+            << format_group_outcomes(rep, false) << std::flush;
+  std::shared_ptr<const std::string> observed;
+  if (rep.observed)
+    observed = std::make_shared<const std::string>(redact(snapshot_to_json(*rep.observed, true)));
+  std::lock_guard lock(sh.mu);
+  if (observed) sh.observed_json = std::move(observed);
+  sh.last = std::make_unique<PassReport>(std::move(rep));
+}
+
+}  // namespace
+
+int run_loop(Reconciler& reconciler, const RunSettings& rs,
+             const std::function<void(const PassReport&)>& on_pass) {
+  sigset_t set, old;
+  sigemptyset(&set);
+  for (int s : {SIGTERM, SIGINT, SIGHUP, SIGUSR2}) sigaddset(&set, s);
+  pthread_sigmask(SIG_BLOCK, &set, &old);
+
+  Shared sh;
+  Metrics metrics;
+  std::thread signals = start_signal_thread(set, sh);
+  // Two listeners at most: the main one, and /webhook's own when asked for.
+  HttpEndpoint main_http(rs.limits), hook_http(rs.limits);
+  add_routes(main_http, rs.webhook_listen.empty() ? main_http : hook_http, rs, sh, metrics);
+  int rc = start_listeners(main_http, hook_http, rs);
+  if (rc) sh.stop = true;
 
   std::mt19937_64 rng{std::random_device{}()};
   while (!sh.stop) {
-    PassReport rep = reconciler.pass(&sh.stop);
-    metrics.record(rep, unix_now());
-    if (on_pass) on_pass(rep);
-    std::cout << "pass: " << rep.run.result << " at " << rep.run.commit.substr(0, 12) << " in "
-              << rep.run.duration_ms << " ms" << (rep.idle ? " (idle)" : "")
-              << (rep.run.actions ? ", " + std::to_string(rep.run.actions) + " actions" : "")
-              << (rep.run.error.empty() ? "" : ": " + rep.run.error) << "\n"
-              << format_group_outcomes(rep, false) << std::flush;
-    std::shared_ptr<const std::string> observed;
-    if (rep.observed)
-      observed = std::make_shared<const std::string>(redact(snapshot_to_json(*rep.observed, true)));
-    std::unique_lock lock(sh.mu);
-    if (observed) sh.observed_json = std::move(observed);
-    sh.last = std::make_unique<PassReport>(std::move(rep));
+    publish(reconciler.pass(&sh.stop), sh, metrics, on_pass);
     auto extra = std::chrono::milliseconds(static_cast<int64_t>(
         std::uniform_real_distribution<double>(0, rs.jitter)(rng) * rs.interval.count()));
     auto deadline = std::chrono::steady_clock::now() + rs.interval + extra;
+    std::unique_lock lock(sh.mu);
     sh.cv.wait_until(lock, deadline, [&] { return sh.triggered || sh.stop.load(); });
     sh.triggered = false;
   }

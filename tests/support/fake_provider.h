@@ -126,6 +126,33 @@ class FaultyStackDriver : public StackDriver {
   bool timeout_, sticky_, permanent_;
 };
 
+// The traffic twin of FaultyStackDriver: fails (or times out, or refuses
+// for good) the Nth switch_to() and, when `sticky`, every one after it.
+class FaultyTrafficDriver : public TrafficDriver {
+ public:
+  FaultyTrafficDriver(std::unique_ptr<TrafficDriver> inner, int fail_call, bool timeout = false,
+                      bool sticky = false, bool permanent = false)
+      : inner_(std::move(inner)),
+        fail_call_(fail_call),
+        timeout_(timeout),
+        sticky_(sticky),
+        permanent_(permanent) {}
+  int calls() const { return calls_; }
+  TrafficObs observe() override { return inner_->observe(); }
+  TrafficObs observe_in(ObservePass pass) override { return inner_->observe_in(pass); }
+  Status switch_to(const std::string& stack) override {
+    ++calls_;
+    if (calls_ != fail_call_ && !(sticky_ && calls_ > fail_call_)) return inner_->switch_to(stack);
+    if (permanent_) return Status(Refused("injected refusal"));
+    return timeout_ ? Status(Timeout("injected timeout")) : Status(Err("injected failure"));
+  }
+
+ private:
+  std::unique_ptr<TrafficDriver> inner_;
+  int fail_call_, calls_ = 0;
+  bool timeout_, sticky_, permanent_;
+};
+
 // Sleeps before chosen calls of `inner` (never holding the world's lock):
 // the first `slow_observes` observe() calls wait `observe_delay`, every
 // promote() waits `promote_delay`. `promotes_running` (may be null) counts
