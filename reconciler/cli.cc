@@ -208,7 +208,9 @@ std::string render_observed_text(const ObservedState& obs) {
     out << "Group " << gname << "\n";
     for (const auto& [sname, s] : g.stacks) {
       out << "  " << sname << ": ";
-      if (!s.reachable) out << "UNREACHABLE" << (s.error.empty() ? "" : " (" + s.error + ")") << "; last known ";
+      if (!s.reachable)
+        out << (s.config_error ? "CONFIGURATION ERROR" : "UNREACHABLE")
+            << (s.error.empty() ? "" : " (" + s.error + ")") << "; last known ";
       if (s.database) {
         out << to_string(s.database->role);
         if (s.database->upstream) out << " of " << *s.database->upstream;
@@ -260,6 +262,8 @@ int cmd_plan(const Options& o) {
   if (o.output == "json") std::cout << plan_to_json(plan);
   else if (o.output == "markdown") std::cout << render_markdown(plan, RenderOptions{false, 65000});
   else std::cout << render_text(plan, ro);
+  // A rejected credential is an error, not a guard (issue 12): exit 1.
+  if (!plan.config_errors.empty()) return 1;
   if (!o.detailed_exitcode) return 0;
   // Skipped steps (e.g. re-attaching a stack that is down) mean nothing can
   // be done now, but the group has not converged: like a blocked step.
@@ -330,7 +334,7 @@ int cmd_apply(const Options& o) {
   RenderOptions ro;
   ro.color = use_color(stdout);
   std::cout << render_text(plan, ro);
-  if (plan.empty() && plan.blocked_groups.empty()) return 0;
+  if (plan.empty() && plan.blocked_groups.empty()) return plan.config_errors.empty() ? 0 : 1;
   bool runnable = false;
   for (const auto& a : plan.actions) runnable |= !a.blocked;
   if (runnable && !approved(o, plan.actions.size())) {
@@ -347,6 +351,8 @@ int cmd_apply(const Options& o) {
   std::cout << "\nApplying:\n";
   ApplyResult r = Applier(d, fleet, journal.get(), real_clock()).apply(plan, ao);
   int code = r.exit_code();
+  // A rejected credential is an error, not a guard (issue 12): exit 1, not 3.
+  if (!plan.config_errors.empty()) code = 1;
   size_t done = 0;
   for (const auto& g : r.groups)
     for (const auto& s : g.steps) done += s.outcome == StepOutcome::ok;
@@ -356,6 +362,8 @@ int cmd_apply(const Options& o) {
     if (g.stopped != StepOutcome::ok && !g.steps.empty())
       std::cout << "  group " << g.group << " stopped (" << to_string(g.stopped)
                 << "): " << g.steps.back().detail << "\n";
+  for (const auto& [g, why] : plan.config_errors)
+    std::cout << "  group " << g << ": configuration error: " << why << "\n";
   return code;
 }
 

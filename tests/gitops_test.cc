@@ -413,12 +413,13 @@ TEST_CASE("metrics and status describe the last pass") {
   std::string js = status_json(&p, "repo@main");
   CHECK(js.find(
             R"("shop":{"active":"standby","converged":true,"drift_actions":6,"traffic":"standby",)"
-            R"("outcome":"switched","steps":6,"seconds":0.412,"reason":null}})") !=
+            R"("outcome":"switched","steps":6,"seconds":0.412,"reason":null,"config_error":false}})") !=
         std::string::npos);
   // issue 11: the pass summary names each group's outcome.
   CHECK(
       js.find(
-          R"("outcome":"failed","steps":0,"seconds":0.0,"reason":"database.promote ams: refused"})") !=
+          R"("outcome":"failed","steps":0,"seconds":0.0,"reason":"database.promote ams: refused",)"
+          R"("config_error":false})") !=
       std::string::npos);
   CHECK(format_group_outcomes(p, true) ==
         "  blog: failed: database.promote ams: refused\n  shop: switched, 6 steps in 0.412 s\n");
@@ -720,4 +721,54 @@ TEST_CASE("issue 12: ssh-keygen finds a key filed under bracketed host:port, has
   REQUIRE(std::system(("ssh-keygen -H -f " + kh + " >/dev/null 2>&1").c_str()) == 0);  // hash it
   CHECK(find(known_hosts_name("ssh://git@127.0.0.1:10022/r.git", "127.0.0.1")));
   std::filesystem::remove_all(dir);
+}
+
+namespace {
+// A stack whose provider rejects our credentials (Error::config).
+class RejectsCredentials : public StackDriver {
+ public:
+  StackObs observe() override {
+    StackObs s;
+    s.error = "Cloud 66 rejected the token from ${env:T} (HTTP 401): invalid token";
+    s.config_error = true;
+    return s;
+  }
+  Status set_maintenance(bool) override { return ConfigError("rejected"); }
+  Status stop_replication() override { return ConfigError("rejected"); }
+  Status promote() override { return ConfigError("rejected"); }
+  Status start_replication(const StackSpec&) override { return ConfigError("rejected"); }
+};
+}  // namespace
+
+TEST_CASE("issue 12: a pass meeting rejected credentials fails with exit 1, named in /status and metrics") {
+  Repo r;
+  r.commit(config("standby"));  // a switch is wanted; the standby's credentials are rejected
+  r.factory.wrap_stack = [](std::unique_ptr<StackDriver> d,
+                            const std::string& stack) -> std::unique_ptr<StackDriver> {
+    if (stack == "standby") return std::make_unique<RejectsCredentials>();
+    return d;
+  };
+  GitSource src(r.source_options());
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), fast_settings());
+  PassReport p = rec.pass();
+  CHECK(p.exit_code == 1);  // not 3: exit 3 is a safety guard's alone
+  CHECK(p.run.result == "failed");
+  CHECK(p.run.error.find("group shop: configuration error: stack standby: Cloud 66 rejected") !=
+        std::string::npos);
+  const GroupStatus& shop = p.groups.at("shop");
+  CHECK(shop.config_error);
+  CHECK(shop.outcome == GroupOutcome::failed);
+  CHECK(shop.reason.rfind("configuration error: ", 0) == 0);
+  CHECK(format_group_outcomes(p, false).find("shop: failed: configuration error: stack standby") !=
+        std::string::npos);
+  std::string js = status_json(&p, "repo@main");
+  CHECK(js.find(R"("config_error":true)") != std::string::npos);
+  CHECK(js.find("unreachable") == std::string::npos);
+  Metrics m;
+  m.record(p, 1700000000);
+  std::string text = m.prometheus();
+  CHECK(text.find("stackflip_group_config_error{group=\"shop\"} 1\n") != std::string::npos);
+  CHECK(text.find("stackflip_reconcile_errors_total 1\n") != std::string::npos);
+  CHECK(text.find("stackflip_reconcile_blocked_total 0\n") != std::string::npos);
+  CHECK(r.world.calls.empty());  // nothing was done to the primary either
 }

@@ -41,8 +41,7 @@ only_in() {  # header-pattern allowed-file...
     if ((ok == 0)); then echo "FAIL: $rel includes <$pat> (only $* may)"; failures=$((failures + 1)); fi
   done < <(grep -rlE "^#include <$pat" "$root")
 }
-# drivers/cloud66_driver.cc still has its own libcurl code (issue 12 item 4 moves it onto sys/http_client).
-only_in 'curl/' sys/http_client.cc drivers/cloud66_driver.cc
+only_in 'curl/' sys/http_client.cc
 only_in 'git2' gitops/git_source.cc
 only_in 'sqlite3' gitops/state_store.cc gitops/journal.cc
 only_in 'libpq' config/conninfo.cc drivers/postgres_session.cc drivers/postgres_driver.cc

@@ -13,6 +13,7 @@
 
 #include "config/secret.h"
 #include "config/yaml_doc.h"
+#include "util/strings.h"
 
 namespace stackflip {
 
@@ -32,7 +33,8 @@ bool all_digits(const std::string& s) {
   if (s.empty() || s.size() > 5) return false;
   for (char c : s)
     if (c < '0' || c > '9') return false;
-  return std::stoi(s) > 0 && std::stoi(s) <= 65535;
+  const int port = parse_int(s, 0);
+  return port > 0 && port <= 65535;
 }
 
 // Splits "host:port" / "[v6]:port" / "host"; host lower-cased, brackets kept.
@@ -57,7 +59,7 @@ Result<std::pair<std::string, std::string>> split_host_port(const std::string& h
   if (host.empty()) return Err(what + ": no host");
   if (port.empty()) port = default_port;
   if (!all_digits(port)) return Err(what + ": bad port '" + port + "'");
-  return std::pair{lower(host), std::to_string(std::stoi(port))};
+  return std::pair{lower(host), std::to_string(parse_int(port, 0))};
 }
 
 }  // namespace

@@ -613,6 +613,13 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
 
 }  // namespace
 
+std::string provider_default(const std::string& type, const std::string& key) {
+  if (const TypeKeys* t = keys_for(type))
+    for (const auto& [k, v] : t->provider_defaults)
+      if (k == key) return v;
+  return "";
+}
+
 namespace {
 LoadResult too_large(const std::string& file, size_t size) {
   LoadResult out;

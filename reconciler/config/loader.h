@@ -33,4 +33,10 @@ LoadResult load_desired_text(const std::string& file, const std::string& text);
 // file is one diagnostic at path:0:0.
 LoadResult load_desired_file(const std::string& path);
 
+// The default of a provider setting of `type` ("cloud66", "timeout_ms" →
+// "10000"), or "" when it has none. Written once, in loader.cc's table: the
+// loader fills them into every ProviderConfig, and drivers fall back on them
+// for a ProviderConfig built by hand (tests).
+std::string provider_default(const std::string& type, const std::string& key);
+
 }  // namespace stackflip

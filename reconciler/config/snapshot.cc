@@ -98,6 +98,7 @@ TrafficObs traffic_from_json(const rj::Value& v, bool part = false) {
   if (const rj::Value* x = member(v, "ttl"); x && x->IsInt()) t.ttl = x->GetInt();
   if (const rj::Value* x = member(v, "content"); x && x->IsString()) t.content = x->GetString();
   if (const rj::Value* x = member(v, "error"); x && x->IsString()) t.error = x->GetString();
+  if (const rj::Value* x = member(v, "config_error"); x && x->IsBool()) t.config_error = x->GetBool();
   if (const rj::Value* x = member(v, "name"); x && x->IsString()) t.name = x->GetString();
   if (const rj::Value* x = member(v, "blocker"); x && x->IsString()) t.blocker = x->GetString();
   if (const rj::Value* rs = member(v, "records"); rs && rs->IsArray())
@@ -123,7 +124,8 @@ TrafficObs traffic_from_json(const rj::Value& v, bool part = false) {
 
 Result<StackObs> stack_obs_from_json(const rj::Value& v, const std::string& where) {
   if (!v.IsObject()) return at(where, "expected an object");
-  if (auto e = unknown_key(v, where, {"reachable", "maintenance", "error", "database"})) return *e;
+  if (auto e = unknown_key(v, where, {"reachable", "maintenance", "error", "config_error", "database"}))
+    return *e;
   StackObs s;
   const rj::Value* r = member(v, "reachable");
   if (!r || !r->IsBool()) return at(where + "/reachable", "expected true or false");
@@ -135,6 +137,10 @@ Result<StackObs> stack_obs_from_json(const rj::Value& v, const std::string& wher
   if (const rj::Value* e = member(v, "error")) {
     if (!e->IsString()) return at(where + "/error", "expected a string");
     s.error = e->GetString();
+  }
+  if (const rj::Value* c = member(v, "config_error")) {
+    if (!c->IsBool()) return at(where + "/config_error", "expected true or false");
+    s.config_error = c->GetBool();
   }
   if (const rj::Value* d = member(v, "database")) {
     auto db = database_from_json(*d, where + "/database");
@@ -149,6 +155,7 @@ void stack_obs_to_json(const StackObs& s, rj::Value& out, rj::Document::Allocato
   out.AddMember("reachable", s.reachable, a);
   if (s.maintenance) out.AddMember("maintenance", *s.maintenance, a);
   if (!s.error.empty()) out.AddMember("error", str(s.error, a), a);
+  if (s.config_error) out.AddMember("config_error", true, a);
   if (s.database) {
     rj::Value db(rj::kObjectType);
     db.AddMember("role", rj::StringRef(to_string(s.database->role)), a);
@@ -221,6 +228,10 @@ void write_traffic(W& w, const TrafficObs& t) {
     w.Key("error");
     write_str(w, t.error);
   }
+  if (t.config_error) {
+    w.Key("config_error");
+    w.Bool(true);
+  }
   if (!t.blocker.empty()) {
     w.Key("blocker");
     write_str(w, t.blocker);
@@ -266,6 +277,10 @@ void write_stack(W& w, const StackObs& s, bool lsn) {
   if (!s.error.empty()) {
     w.Key("error");
     write_str(w, s.error);
+  }
+  if (s.config_error) {
+    w.Key("config_error");
+    w.Bool(true);
   }
   if (s.database) {
     w.Key("database");

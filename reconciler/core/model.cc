@@ -65,6 +65,7 @@ TrafficObs combine_traffic(std::vector<TrafficObs> parts) {
       t.reachable = false;
       t.error += (t.error.empty() ? "" : "; ") + (p.name.empty() ? "" : p.name + ": ") + p.error;
     }
+    t.config_error = t.config_error || p.config_error;
     if (!p.blocker.empty())
       t.blocker += (t.blocker.empty() ? "" : "; ") + (p.name.empty() ? "" : p.name + ": ") + p.blocker;
     if (!p.content.empty()) t.content += (t.content.empty() ? "" : ", ") + p.content;
@@ -110,6 +111,22 @@ std::optional<ActionKind> parse_action_kind(const std::string& s) {
   for (const auto& kn : kKindNames)
     if (s == kn.name) return kn.kind;
   return std::nullopt;
+}
+
+std::string config_error_of(const GroupObs& g) {
+  std::string out;
+  auto add = [&](const std::string& what, const std::string& error) {
+    out += (out.empty() ? "" : "; ") + what + ": " + error;
+  };
+  for (const auto& [name, s] : g.stacks)
+    if (s.config_error) add("stack " + name, s.error);
+  if (g.traffic.parts.empty()) {
+    if (g.traffic.config_error) add("traffic", g.traffic.error);
+  } else {
+    for (const TrafficObs& p : g.traffic.parts)
+      if (p.config_error) add(p.name.empty() ? "traffic" : "traffic " + p.name, p.error);
+  }
+  return out;
 }
 
 }  // namespace stackflip

@@ -154,6 +154,11 @@ struct StackObs {
   std::optional<bool> maintenance;      // as last known when unreachable
   std::optional<DatabaseObs> database;  // as last known when unreachable
   std::string error;                    // why unreachable (never contains secrets)
+  // The provider rejected our credentials or our configuration
+  // (Error::config: HTTP 401/403, a PostgreSQL authentication failure):
+  // `error` says how. The stack is not "unreachable" but misconfigured; the
+  // plan names it so and the run exits 1, not 3 (issue 12).
+  bool config_error = false;
 };
 
 // One value a traffic address holds, and whose it is.
@@ -177,6 +182,7 @@ struct TrafficObs {
   std::optional<int> ttl;
   std::string content;  // the enabled values, comma-separated, for messages
   std::string error;
+  bool config_error = false;  // as StackObs::config_error; on the combination: any part's
   // Why pointing this address at a stack cannot succeed, seen by observing
   // it (the name holds a CNAME, so an A record cannot be added, ...): the
   // plan blocks the switch before its first step instead of failing in it.
@@ -202,5 +208,10 @@ struct ObservedState {
   std::string observed_at;  // RFC 3339 UTC
   std::map<std::string, GroupObs> groups;
 };
+
+// The configuration errors observed in a group (StackObs/TrafficObs::
+// config_error), one message: "stack london: Cloud 66 rejected the token
+// ...; traffic: ...", or "" when there are none.
+std::string config_error_of(const GroupObs& g);
 
 }  // namespace stackflip

@@ -53,6 +53,11 @@ struct Plan {
   // database server: planner.h shared_server_blocks). Their actions are all
   // blocked too; a converged group is listed all the same.
   std::map<std::string, std::string> blocked_groups;
+  // Groups whose observation holds a configuration error (model.h
+  // config_error_of: credentials rejected, ...), with what. Not a guard: an
+  // error the operator must fix. plan, apply and run exit 1 for it, never 3
+  // (issue 12).
+  std::map<std::string, std::string> config_errors;
 
   bool empty() const { return actions.empty(); }
   bool any_blocked() const {

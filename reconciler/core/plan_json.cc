@@ -82,6 +82,15 @@ void write_plan(W& w, const Plan& plan) {
     }
     w.EndObject();
   }
+  if (!plan.config_errors.empty()) {  // written only when present, as blocked_groups
+    w.Key("config_errors");
+    w.StartObject();
+    for (const auto& [g, why] : plan.config_errors) {
+      w.Key(g.data(), static_cast<rapidjson::SizeType>(g.size()));
+      w.String(why.data(), static_cast<rapidjson::SizeType>(why.size()));
+    }
+    w.EndObject();
+  }
   w.EndObject();
 }
 
@@ -178,7 +187,7 @@ Result<Plan> plan_from_json(const std::string& text, const std::string& file) {
   Plan plan;
   if (auto e = r.check_object(doc, "",
                               {"apiVersion", "desired_digest", "observed_digest", "summary",
-                               "actions", "skipped", "blocked_groups"}))
+                               "actions", "skipped", "blocked_groups", "config_errors"}))
     return *e;
   std::string api;
   if (auto e = r.string(doc, "", "apiVersion", api)) return *e;
@@ -245,6 +254,14 @@ Result<Plan> plan_from_json(const std::string& text, const std::string& file) {
       if (!m->value.IsString()) return r.fail("/blocked_groups/" + g, "expected a string");
       plan.blocked_groups[g].assign(m->value.GetString(), m->value.GetStringLength());
       groups.insert(g);
+    }
+  }
+  if (auto ce = doc.FindMember("config_errors"); ce != doc.MemberEnd()) {
+    if (!ce->value.IsObject()) return r.fail("/config_errors", "expected an object");
+    for (auto m = ce->value.MemberBegin(); m != ce->value.MemberEnd(); ++m) {
+      std::string g(m->name.GetString(), m->name.GetStringLength());
+      if (!m->value.IsString()) return r.fail("/config_errors/" + g, "expected a string");
+      plan.config_errors[g].assign(m->value.GetString(), m->value.GetStringLength());
     }
   }
 

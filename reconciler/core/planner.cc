@@ -66,7 +66,13 @@ class GroupPlanner {
   }
   std::string unreachable_why(const std::string& s) const {
     const auto& e = st(s).error;
+    if (st(s).config_error) return s + " cannot be observed: configuration error (" + e + ")";
     return s + " is unreachable" + (e.empty() ? "" : " (" + e + ")");
+  }
+  static std::string traffic_unreachable_why(const TrafficObs& t) {
+    if (t.config_error)
+      return "the traffic provider cannot be observed: configuration error (" + t.error + ")";
+    return "the traffic provider is unreachable" + (t.error.empty() ? "" : " (" + t.error + ")");
   }
 
   // Appends an action and applies its expected effect to the simulation.
@@ -243,9 +249,7 @@ class GroupPlanner {
         hold = "the promotion of " + active + " is blocked (" + pr.block +
                "), so the serving primary is not fenced";
       else if (!sim_.traffic.reachable && sim_.traffic.target != active)
-        hold = "the traffic provider is unreachable" +
-               (sim_.traffic.error.empty() ? "" : " (" + sim_.traffic.error + ")") +
-               ", so traffic could not follow the switch; the serving primary is not fenced";
+        hold = traffic_unreachable_why(sim_.traffic) + ", so traffic could not follow the switch; the serving primary is not fenced";
       else if (!traffic_blocker().empty() && sim_.traffic.target != active)
         hold = traffic_blocker() + ", so traffic could not follow the switch; the serving primary is not fenced";
     }
@@ -443,7 +447,7 @@ class GroupPlanner {
                          !traffic_drift(t.parts[i], desired_ttl(i), true).empty();
     std::string why;
     if (!t.reachable && !some_switchable)
-      why = "the traffic provider is unreachable" + (t.error.empty() ? "" : " (" + t.error + ")");
+      why = traffic_unreachable_why(t);
     else if (!traffic_blocker().empty() && !some_switchable)
       why = traffic_blocker();
     else if (!reachable(d))
@@ -631,6 +635,8 @@ Plan make_plan(const DesiredState& desired, const ObservedState& observed) {
     plan_group(group, it == observed.groups.end() ? kNothingObserved : it->second, plan.actions,
                plan.skipped, block);
     if (!block.empty()) plan.blocked_groups[name] = block;
+    if (it != observed.groups.end())
+      if (std::string e = config_error_of(it->second); !e.empty()) plan.config_errors[name] = e;
   }
   return plan;
 }

@@ -17,6 +17,7 @@ struct GroupView {
   std::vector<const Skipped*> skipped;
   size_t blocked = 0;
   const std::string* group_blocked = nullptr;  // Plan::blocked_groups
+  const std::string* config_error = nullptr;   // Plan::config_errors
 };
 
 std::map<std::string, GroupView> by_group(const Plan& plan) {
@@ -28,6 +29,7 @@ std::map<std::string, GroupView> by_group(const Plan& plan) {
   }
   for (const auto& s : plan.skipped) groups[s.group].skipped.push_back(&s);
   for (const auto& [name, why] : plan.blocked_groups) groups[name].group_blocked = &why;
+  for (const auto& [name, why] : plan.config_errors) groups[name].config_error = &why;
   return groups;
 }
 
@@ -190,6 +192,7 @@ std::string md_section_head(const std::string& name, const GroupView& g) {
   if (g.blocked) s += ", " + std::to_string(g.blocked) + " blocked";
   s += "</summary>\n\n";
   if (g.group_blocked) s += "**GROUP BLOCKED: " + md(*g.group_blocked) + "**\n\n";
+  if (g.config_error) s += "**CONFIGURATION ERROR: " + md(*g.config_error) + "**\n\n";
   return s;
 }
 
@@ -208,6 +211,7 @@ std::string render_text(const Plan& plan, const RenderOptions& o) {
     out += "\n" + c.bold("Group " + one_line(name)) + " (" +
            plural(g.actions.size(), "action", "actions") + ")\n";
     if (g.group_blocked) out += "  " + c.red("GROUP BLOCKED: " + one_line(*g.group_blocked)) + "\n";
+    if (g.config_error) out += "  " + c.red("CONFIGURATION ERROR: " + one_line(*g.config_error)) + "\n";
     size_t blocked_step = 0;
     for (size_t i = 0; i < g.actions.size(); ++i) {
       const Action& a = *g.actions[i];
@@ -228,6 +232,10 @@ std::string render_text(const Plan& plan, const RenderOptions& o) {
              " — " + one_line(s->reason) + "\n";
   }
   out += "\n" + c.bold(summary_line(plan, groups.size())) + "\n";
+  if (!plan.config_errors.empty())
+    out += c.red("Error: " + plural(plan.config_errors.size(), "group has", "groups have") +
+                 " a configuration error (credentials rejected or settings wrong; see above): "
+                 "fix it on the host or in the config.") + "\n";
   return out;
 }
 
@@ -315,7 +323,8 @@ namespace {
 
 void traffic_line(std::ostringstream& out, const TrafficObs& t, const std::string& label) {
   out << label;
-  if (!t.reachable) out << "UNREACHABLE (" << t.error << "); last known ";
+  if (!t.reachable)
+    out << (t.config_error ? "CONFIGURATION ERROR (" : "UNREACHABLE (") << t.error << "); last known ";
   std::vector<const TrafficRecord*> enabled;
   for (const auto& r : t.records)
     if (!r.disabled) enabled.push_back(&r);

@@ -1,48 +1,46 @@
 #include "drivers/cloud66_driver.h"
 
-#include <curl/curl.h>
 #include <rapidjson/document.h>
 #include <rapidjson/error/en.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
-#include <strings.h>
 
 #include <algorithm>
 #include <chrono>
 #include <map>
 #include <mutex>
 #include <optional>
-#include <thread>
 
 #include "config/diagnostics.h"
 #include "config/host_policy.h"
-#include "sys/http_client.h"
-#include "util/json_input.h"
+#include "config/loader.h"
+#include "config/secret.h"
 #include "core/pass_cache.h"
 #include "core/provider_stats.h"
-#include "config/secret.h"
+#include "sys/http_client.h"
+#include "util/backoff.h"
+#include "util/json_input.h"
+#include "util/strings.h"
 
 namespace stackflip {
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 using rapidjson::Value;
 
-constexpr const char* kDefaultBaseUrl = "https://app.cloud66.com/api/3";
 constexpr int kMax5xxRetries = 3;
 constexpr milliseconds kFirstBackoff{100}, kMaxBackoff{2000};
 constexpr milliseconds kFirstPoll{25}, kMaxPoll{2000};
 
-long long setting_ms(const ProviderConfig& p, const std::string& key, long long fallback) {
-  try {
-    auto v = p.get(key);
-    return v.empty() ? fallback : std::stoll(v);
-  } catch (...) {
-    return fallback;
-  }
+// A provider setting, else its default (config/loader.h: written once).
+std::string setting(const ProviderConfig& p, const std::string& key) {
+  return p.get(key, provider_default("cloud66", key));
+}
+
+int setting_ms(const ProviderConfig& p, const std::string& key) {
+  return parse_int(setting(p, key), parse_int(provider_default("cloud66", key), 0));
 }
 
 std::string json_text(const rapidjson::Document& d) {
@@ -52,100 +50,57 @@ std::string json_text(const rapidjson::Document& d) {
   return buf.GetString();
 }
 
-// Polling with short, growing intervals (the apply path must stay fast).
-class Backoff {
- public:
-  Backoff(milliseconds first, milliseconds max) : next_(first), max_(max) {}
-  milliseconds next() {
-    auto n = next_;
-    next_ = std::min(max_, milliseconds(next_.count() * 3 / 2 + 1));
-    return n;
-  }
-
- private:
-  milliseconds next_, max_;
-};
-
-struct Reply {
-  long status = 0;
-  std::string body;
-  std::optional<long> retry_after_s;
-  bool too_big = false;  // the body passed kDefaultMaxHttpBody; the transfer stopped
-};
-
-// Returning less than given makes libcurl stop with CURLE_WRITE_ERROR.
-size_t on_body(char* data, size_t size, size_t n, void* user) {
-  auto* reply = static_cast<Reply*>(user);
-  if (size * n > kDefaultMaxHttpBody - reply->body.size()) {
-    reply->too_big = true;
-    return 0;
-  }
-  reply->body.append(data, size * n);
-  return size * n;
-}
-
 // A Cloud 66 response is small; a deeper or bigger one is refused unparsed.
 bool parse_reply(const std::string& body, rapidjson::Document& d) {
   return !parse_json_input(body, d);
 }
 
-size_t on_header(char* data, size_t size, size_t n, void* user) {
-  std::string line(data, size * n);
-  static const std::string name = "retry-after:";
-  if (line.size() > name.size() && strncasecmp(line.c_str(), name.c_str(), name.size()) == 0) {
-    try {
-      // Only the delay-seconds form; an HTTP-date falls back to our own backoff.
-      static_cast<Reply*>(user)->retry_after_s = std::stol(line.substr(name.size()));
-    } catch (...) {
-    }
-  }
-  return size * n;
+// Only the delay-seconds form of Retry-After; an HTTP-date (or none) falls
+// back to our own backoff.
+std::optional<long> retry_after_s(const HttpResponse& r) {
+  int s = parse_int(trim(r.header("Retry-After")), -1);
+  return s >= 0 ? std::optional<long>(s) : std::nullopt;
 }
 
-// The few Cloud 66 API v3 calls this driver needs. Kept deliberately small
-// and private to this file (http_client.h may absorb it later).
+// The few Cloud 66 API v3 calls this driver needs, over one HttpClient
+// (http_client.h: one connection reused, the body capped).
 class Client {
  public:
-  explicit Client(const ProviderConfig& p)
+  Client(const ProviderConfig& p, Clock& clock)
       : provider_(p.name),
         token_ref_(p.get("token")),
-        base_url_(p.get("base_url", kDefaultBaseUrl)),
-        timeout_ms_(setting_ms(p, "timeout_ms", 10000)),
-        action_timeout_ms_(setting_ms(p, "action_timeout_ms", 600000)),
-        insecure_(p.get("insecure") == "true") {
+        base_url_(setting(p, "base_url")),
+        timeout_ms_(setting_ms(p, "timeout_ms")),
+        action_timeout_ms_(setting_ms(p, "action_timeout_ms")),
+        clock_(clock),
+        http_(HttpClientOptions{p.get("insecure") == "true", ""}) {
     while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
-    static std::once_flag once;
-    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-    curl_ = curl_easy_init();
-    if (insecure_)
+    if (p.get("insecure") == "true")
       spdlog::warn("provider {}: TLS certificate verification is DISABLED for {} (insecure: true); "
                    "anyone on the path can read the Cloud 66 token and forge answers",
                    provider_, base_url_);
   }
-  ~Client() {
-    if (curl_) curl_easy_cleanup(curl_);
-  }
-  Client(const Client&) = delete;
-  Client& operator=(const Client&) = delete;
 
   long long action_timeout_ms() const { return action_timeout_ms_; }
+  Clock& clock() { return clock_; }
 
   // Sends one API call and unwraps the envelope. `what` names the resource
   // for a 404 ("stack abc123"). Returns the whole document ("response",
-  // "pagination").
+  // "pagination"). A rejected token (401, 403) is a ConfigError.
   Result<rapidjson::Document> call(const std::string& method, const std::string& path,
                                    const std::string& body, const std::string& what) {
-    if (token_ref_.empty()) return Err("provider " + provider_ + ": `token` is not set");
+    if (token_ref_.empty()) return ConfigError("provider " + provider_ + ": `token` is not set");
     auto origin = url_origin(base_url_);
-    if (!origin.ok()) return Err("provider " + provider_ + " base_url: " + origin.error().message);
+    if (!origin.ok())
+      return ConfigError("provider " + provider_ + " base_url: " + origin.error().message);
     auto token = resolve_secret_for(token_ref_, {*origin});
     if (!token.ok()) return Err("provider " + provider_ + ": " + token.error().message);
     auto reply = with_retries(method, path, body, *token);
     if (!reply.ok()) return redact(reply.error(), *token);
     const long st = reply->status;
-    if (st == 401)
-      return redact(Refused("Cloud 66 rejected the token from " + token_ref_ +
-                            " (HTTP 401): " + describe(reply->body)),
+    if (st == 401 || st == 403)
+      return redact(ConfigError("Cloud 66 rejected the token from " + token_ref_ + " (HTTP " +
+                                std::to_string(st) + "): " + describe(reply->body)),
                     *token);
     if (st == 404)
       return redact(Refused("Cloud 66 has no " + what + " (HTTP 404 for " + method + " " + path +
@@ -190,13 +145,13 @@ class Client {
   // 503 is throttling: the request was not served, so every method is
   // retried, after Retry-After when given. Other 5xx are retried only for GET
   // and PUT (idempotent): a POST may have started an action already.
-  Result<Reply> with_retries(const std::string& method, const std::string& path,
-                             const std::string& body, const std::string& token) {
-    const auto deadline = Clock::now() + milliseconds(timeout_ms_);
+  Result<HttpResponse> with_retries(const std::string& method, const std::string& path,
+                                    const std::string& body, const std::string& token) {
+    const auto deadline = clock_.now() + milliseconds(timeout_ms_);
     Backoff backoff(kFirstBackoff, kMaxBackoff);
     int retries_5xx = 0;
     for (;;) {
-      auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      auto left = std::chrono::duration_cast<milliseconds>(deadline - clock_.now());
       if (left.count() <= 0)
         return Timeout("Cloud 66 did not answer " + method + " " + path + " within " +
                        std::to_string(timeout_ms_) + " ms");
@@ -207,10 +162,10 @@ class Client {
       milliseconds wait = backoff.next();
       std::string why;
       if (st == 503) {
-        if (r->retry_after_s) wait = milliseconds(*r->retry_after_s * 1000);
+        auto after = retry_after_s(*r);
+        if (after) wait = milliseconds(*after * 1000);
         why = "Cloud 66 is throttling requests (HTTP 503" +
-              (r->retry_after_s ? ", Retry-After " + std::to_string(*r->retry_after_s) + " s" : "") +
-              ")";
+              (after ? ", Retry-After " + std::to_string(*after) + " s" : "") + ")";
       } else {
         if (method == "POST" || ++retries_5xx > kMax5xxRetries)
           return Err("Cloud 66 answered HTTP " + std::to_string(st) + " to " + method + " " + path +
@@ -218,76 +173,52 @@ class Client {
                      ": " + describe(r->body));
         why = "Cloud 66 answered HTTP " + std::to_string(st);
       }
-      if (Clock::now() + wait >= deadline)
+      if (clock_.now() + wait >= deadline)
         return Err(why + " to " + method + " " + path + "; giving up within the " +
                    std::to_string(timeout_ms_) + " ms timeout: " + describe(r->body));
       spdlog::debug("provider {}: {} to {} {}; retrying in {} ms", provider_, why, method, path,
                     wait.count());
-      std::this_thread::sleep_for(wait);
+      clock_.sleep_for(wait);
     }
   }
 
-  Result<Reply> once(const std::string& method, const std::string& path, const std::string& body,
-                     const std::string& token, milliseconds budget) {
-    if (!curl_) return Err("provider " + provider_ + ": cannot initialise libcurl");
-    count_provider_request(provider_, "cloud66", method);
-    Reply reply;
-    curl_easy_reset(curl_);  // keeps the connection cache
-    const std::string url = base_url_ + path;
-    curl_easy_setopt(curl_, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl_, CURLOPT_TIMEOUT_MS, long(budget.count()));
-    curl_easy_setopt(curl_, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(curl_, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(curl_, CURLOPT_WRITEDATA, &reply);
-    curl_easy_setopt(curl_, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(curl_, CURLOPT_HEADERDATA, &reply);
-    if (insecure_) {
-      curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYPEER, 0L);
-      curl_easy_setopt(curl_, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
+  Result<HttpResponse> once(const std::string& method, const std::string& path,
+                            const std::string& body, const std::string& token,
+                            milliseconds budget) {
     if (!first_bad_header({{"Authorization", token}}).empty())
-      return Err("provider " + provider_ + ": refused to send header \"Authorization\": " +
-                 "the token from " + token_ref_ + " holds a control character (CR, LF, ...)");
-    const std::string auth = "Authorization: Bearer " + token;
-    curl_slist* headers = nullptr;
-    headers = curl_slist_append(headers, auth.c_str());
-    headers = curl_slist_append(headers, "Accept: application/json");
+      return ConfigError("provider " + provider_ + ": refused to send header \"Authorization\": " +
+                         "the token from " + token_ref_ + " holds a control character (CR, LF, ...)");
+    count_provider_request(provider_, "cloud66", method);
+    HttpRequest req;
+    req.method = method;
+    req.url = base_url_ + path;
+    req.timeout = budget;
+    req.headers = {{"Authorization", "Bearer " + token}, {"Accept", "application/json"}};
     if (method != "GET") {
-      headers = curl_slist_append(headers, "Content-Type: application/json");
-      curl_easy_setopt(curl_, CURLOPT_CUSTOMREQUEST, method.c_str());
-      curl_easy_setopt(curl_, CURLOPT_POSTFIELDS, body.c_str());
-      curl_easy_setopt(curl_, CURLOPT_POSTFIELDSIZE, long(body.size()));
+      req.headers.emplace_back("Content-Type", "application/json");
+      req.body = body;
     }
-    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers);
-    CURLcode rc = curl_easy_perform(curl_);
-    curl_easy_getinfo(curl_, CURLINFO_RESPONSE_CODE, &reply.status);
-    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, nullptr);
-    curl_slist_free_all(headers);
-    if (reply.too_big)
-      return Err("Cloud 66 answered " + method + " " + path + " with a body larger than the " +
-                 format_byte_size(kDefaultMaxHttpBody) + " limit; not read");
-    if (rc == CURLE_OPERATION_TIMEDOUT)
+    auto r = http_.perform(req);
+    if (r.ok()) return r;
+    if (r.error().timeout)
       return Timeout("Cloud 66 did not answer " + method + " " + path + " within " +
                      std::to_string(budget.count()) + " ms");
-    if (rc != CURLE_OK)
-      return Err("cannot reach Cloud 66 at " + base_url_ + " (" + method + " " + path +
-                 "): " + curl_easy_strerror(rc));
-    return reply;
+    return Err("cannot reach Cloud 66 at " + base_url_ + ": " + r.error().message);
   }
 
   std::string provider_, token_ref_, base_url_;
   long long timeout_ms_, action_timeout_ms_;
-  bool insecure_;
-  CURL* curl_ = nullptr;
+  Clock& clock_;
+  HttpClient http_;
 };
 
 // ---------------------------------------------------------------- stacks
 
 class Cloud66StackDriver : public StackDriver {
  public:
-  Cloud66StackDriver(const ProviderConfig& p, const GroupSpec& g, const std::string& stack)
-      : client_(p), name_(stack) {
+  Cloud66StackDriver(const ProviderConfig& p, const GroupSpec& g, const std::string& stack,
+                     Clock& clock)
+      : client_(p, clock), name_(stack) {
     const StackSpec& s = g.stacks.at(stack);
     uid_ = s.get("stack_uid");
     server_ = s.get("server");
@@ -302,6 +233,7 @@ class Cloud66StackDriver : public StackDriver {
     auto d = client_.call("GET", "/stacks/" + path_uid() + ".json", "", "stack " + uid_);
     if (!d.ok()) {
       s.error = d.error().message;
+      s.config_error = d.error().config;
       return s;
     }
     const Value& r = (*d)["response"];
@@ -353,7 +285,7 @@ class Cloud66StackDriver : public StackDriver {
     const int64_t id = (*act)["id"].GetInt64();
     const std::string poll_path =
         "/stacks/" + path_uid() + "/actions/" + std::to_string(id) + ".json";
-    const auto deadline = Clock::now() + milliseconds(client_.action_timeout_ms());
+    const auto deadline = client_.clock().now() + milliseconds(client_.action_timeout_ms());
     Backoff backoff(kFirstPoll, kMaxPoll);
     rapidjson::Document latest;
     for (;;) {
@@ -370,11 +302,11 @@ class Cloud66StackDriver : public StackDriver {
         return Refused("Cloud 66 action " + command + " on stack " + uid_ + " failed: " + msg);
       }
       auto wait = backoff.next();
-      if (Clock::now() + wait >= deadline)
+      if (client_.clock().now() + wait >= deadline)
         return Timeout("Cloud 66 action " + command + " on stack " + uid_ + " (action " +
                        std::to_string(id) + ") did not finish within " +
                        std::to_string(client_.action_timeout_ms()) + " ms");
-      std::this_thread::sleep_for(wait);
+      client_.clock().sleep_for(wait);
       auto polled = client_.call("GET", poll_path, "", "action " + std::to_string(id) + " of " + what);
       if (!polled.ok()) return polled.error();
       latest = std::move(*polled);
@@ -401,8 +333,8 @@ int parse_current(const Value& v) {
   if (v.IsInt()) return v.GetInt() == 1 || v.GetInt() == 2 ? v.GetInt() : 0;
   if (v.IsString()) {
     std::string s = v.GetString();
-    if (strcasecmp(s.c_str(), "primary") == 0 || s == "1") return 1;
-    if (strcasecmp(s.c_str(), "secondary") == 0 || s == "2") return 2;
+    if (iequals(s, "primary") || s == "1") return 1;
+    if (iequals(s, "secondary") || s == "2") return 2;
   }
   return 0;
 }
@@ -412,7 +344,7 @@ std::string str_field(const Value& o, const char* k) {
 }
 
 bool is_elastic(const ProviderConfig& p) {
-  return p.get("address_api", "failover_groups") == "elastic_addresses";
+  return setting(p, "address_api") == "elastic_addresses";
 }
 
 // The Go client lists /failover_groups.json and updates /failover_groups/{uid};
@@ -471,7 +403,7 @@ struct Cloud66List {
 // for it, later ones reuse it; a switch drops the copy.
 class Cloud66Lists {
  public:
-  explicit Cloud66Lists(const ProviderConfig& p) : client_(p), elastic_(is_elastic(p)) {}
+  Cloud66Lists(const ProviderConfig& p, Clock& clock) : client_(p, clock), elastic_(is_elastic(p)) {}
 
   Result<std::shared_ptr<const Cloud66List>> read(ObservePass pass) {
     return reads_.read(pass, [this] { return fetch(); });
@@ -504,8 +436,8 @@ namespace {
 class Cloud66TrafficDriver : public TrafficDriver {
  public:
   Cloud66TrafficDriver(const ProviderConfig& p, const GroupSpec& g, const TrafficSpec& t,
-                       std::shared_ptr<Cloud66Lists> lists)
-      : client_(p), lists_(std::move(lists)), group_(g), uid_(t.get("failover_group")),
+                       std::shared_ptr<Cloud66Lists> lists, Clock& clock)
+      : client_(p, clock), lists_(std::move(lists)), group_(g), uid_(t.get("failover_group")),
         name_(t.name), elastic_(is_elastic(p)) {}
 
   TrafficObs observe() override { return observe_in(ObservePass{}); }
@@ -517,6 +449,7 @@ class Cloud66TrafficDriver : public TrafficDriver {
     if (!info.ok()) {
       t.reachable = false;
       t.error = info.error().message;
+      t.config_error = info.error().config;
       return t;
     }
     t.content = info->address;
@@ -541,7 +474,7 @@ class Cloud66TrafficDriver : public TrafficDriver {
     const std::string stack_uid = it->second.get("stack_uid");
     if (stack_uid.empty()) return Err("stack " + stack + ": `stack_uid` is not set");
 
-    const auto deadline = Clock::now() + milliseconds(client_.action_timeout_ms());
+    const auto deadline = client_.clock().now() + milliseconds(client_.action_timeout_ms());
     Backoff backoff(kFirstPoll, kMaxPoll);
     auto info = find();
     if (!info.ok()) return info.error();
@@ -554,10 +487,10 @@ class Cloud66TrafficDriver : public TrafficDriver {
     auto wait_idle = [&](const char* phase) -> Status {
       while (info->busy) {
         auto w = backoff.next();
-        if (Clock::now() + w >= deadline)
+        if (client_.clock().now() + w >= deadline)
           return Timeout(noun() + " " + uid_ + " was still busy toggling " + phase + " after " +
                          std::to_string(client_.action_timeout_ms()) + " ms");
-        std::this_thread::sleep_for(w);
+        client_.clock().sleep_for(w);
         info = find();
         if (!info.ok()) return info.error();
       }
@@ -632,20 +565,22 @@ class Cloud66TrafficDriver : public TrafficDriver {
 
 std::unique_ptr<StackDriver> make_cloud66_stack_driver(const ProviderConfig& provider,
                                                        const GroupSpec& group,
-                                                       const std::string& stack) {
-  return std::make_unique<Cloud66StackDriver>(provider, group, stack);
+                                                       const std::string& stack,
+                                                       Clock& clock) {
+  return std::make_unique<Cloud66StackDriver>(provider, group, stack, clock);
 }
 
-std::shared_ptr<Cloud66Lists> make_cloud66_lists(const ProviderConfig& provider) {
-  return std::make_shared<Cloud66Lists>(provider);
+std::shared_ptr<Cloud66Lists> make_cloud66_lists(const ProviderConfig& provider, Clock& clock) {
+  return std::make_shared<Cloud66Lists>(provider, clock);
 }
 
 std::unique_ptr<TrafficDriver> make_cloud66_traffic_driver(const ProviderConfig& provider,
                                                            const GroupSpec& group,
                                                            const TrafficSpec& traffic,
-                                                           std::shared_ptr<Cloud66Lists> lists) {
-  if (!lists) lists = make_cloud66_lists(provider);
-  return std::make_unique<Cloud66TrafficDriver>(provider, group, traffic, std::move(lists));
+                                                           std::shared_ptr<Cloud66Lists> lists,
+                                                           Clock& clock) {
+  if (!lists) lists = make_cloud66_lists(provider, clock);
+  return std::make_unique<Cloud66TrafficDriver>(provider, group, traffic, std::move(lists), clock);
 }
 
 }  // namespace stackflip

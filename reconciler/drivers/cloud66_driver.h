@@ -1,5 +1,5 @@
 // cloud66_driver.h — the `cloud66` provider: stacks and failover groups
-// through the Cloud 66 API v3 (libcurl, bearer token).
+// through the Cloud 66 API v3 (sys/http_client.h, bearer token).
 //
 // Provider settings: `token` (a ${env:..}/${file:..} reference, resolved at
 // each call, never logged or put into messages: errors name the reference),
@@ -31,8 +31,13 @@
 // token with a control character is never sent.
 //
 // HTTP 503 (throttling) is retried honouring Retry-After and other 5xx a few
-// times with backoff, within `timeout_ms`. Thread safety: as provider.h; a
-// driver keeps one curl handle (connection reuse) and must not be shared.
+// times with backoff, within `timeout_ms`. HTTP 401 and 403 (the token is
+// rejected) are ConfigError (result.h): the observation says so
+// (StackObs/TrafficObs::config_error) and the run exits 1, not 3 (issue 12).
+// All waits (retries, action polls, a busy failover group) go through
+// `clock` (clock.h), so tests can run them without waiting. Thread safety:
+// as provider.h; a driver keeps one HttpClient (connection reuse) and must
+// not be shared.
 #pragma once
 
 #include <memory>
@@ -40,23 +45,27 @@
 
 #include "core/model.h"
 #include "core/provider.h"
+#include "util/clock.h"
 
 namespace stackflip {
 
 std::unique_ptr<StackDriver> make_cloud66_stack_driver(const ProviderConfig& provider,
                                                        const GroupSpec& group,
-                                                       const std::string& stack);
+                                                       const std::string& stack,
+                                                       Clock& clock = real_clock());
 // The failover group (elastic address) list of one provider, shared by its
 // traffic drivers: observe_in(pass) reads it once per pass (every page) for
 // all of them; observe() and switch_to() read fresh, and a switch drops the
 // shared copy. Thread-safe.
 class Cloud66Lists;
-std::shared_ptr<Cloud66Lists> make_cloud66_lists(const ProviderConfig& provider);
+std::shared_ptr<Cloud66Lists> make_cloud66_lists(const ProviderConfig& provider,
+                                                 Clock& clock = real_clock());
 
 // `lists` null makes one for this driver alone.
 std::unique_ptr<TrafficDriver> make_cloud66_traffic_driver(const ProviderConfig& provider,
                                                            const GroupSpec& group,
                                                            const TrafficSpec& traffic,
-                                                           std::shared_ptr<Cloud66Lists> lists = nullptr);
+                                                           std::shared_ptr<Cloud66Lists> lists = nullptr,
+                                                           Clock& clock = real_clock());
 
 }  // namespace stackflip

@@ -11,8 +11,10 @@
 
 #include "config/diagnostics.h"
 #include "config/host_policy.h"
+#include "config/loader.h"
 #include "util/json_input.h"
 #include "sys/subprocess.h"
+#include "util/strings.h"
 
 namespace stackflip {
 
@@ -20,15 +22,9 @@ namespace {
 
 using rapidjson::Value;
 
-constexpr long long kDefaultTimeoutMs = 30000;
-
-long long setting_ms(const ProviderConfig& p, const std::string& key, long long fallback) {
-  try {
-    auto v = p.get(key);
-    return v.empty() ? fallback : std::stoll(v);
-  } catch (...) {
-    return fallback;
-  }
+// A millisecond setting, else its default (config/loader.h: written once).
+long long setting_ms(const ProviderConfig& p, const std::string& key) {
+  return parse_int(p.get(key), parse_int(provider_default("command", key), 0));
 }
 
 std::optional<JsonInputError> parse_answer(const std::string& out, rapidjson::Document& d) {
@@ -69,7 +65,7 @@ struct Request {
 // Runs the configured argv for `req.operation`; stdout on success.
 class Runner {
  public:
-  Runner(const ProviderConfig& p) : provider_(p), timeout_ms_(setting_ms(p, "timeout_ms", kDefaultTimeoutMs)) {}
+  Runner(const ProviderConfig& p) : provider_(p), timeout_ms_(setting_ms(p, "timeout_ms")) {}
 
   // `answer`: the operation answers on stdout (observe, observe_traffic), so
   // an answer cut at the output cap is an error, never a prefix to parse.

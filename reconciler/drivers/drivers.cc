@@ -20,7 +20,10 @@ class Cloud66WithDatabase : public StackDriver {
     StackObs s = c66_->observe();
     StackObs db = pg_->observe();
     if (db.reachable) s.database = db.database;
-    else if (s.reachable) s.error = "database: " + db.error;
+    else if (s.reachable) {
+      s.error = "database: " + db.error;
+      s.config_error = db.config_error;  // e.g. the database password rejected (issue 12)
+    }
     return s;
   }
   Status set_maintenance(bool on) override { return c66_->set_maintenance(on); }

@@ -50,6 +50,7 @@ class PowerDnsTrafficDriver : public TrafficDriver {
     if (!zone.ok()) {
       obs.reachable = false;
       obs.error = zone.error().message;
+      obs.config_error = zone.error().config;
       return obs;
     }
     auto rrsets = (*zone)->by_name.find(key_);

@@ -25,7 +25,9 @@
 // levels deep, else the record is unreachable with the reason.
 //
 // The API key is resolved from its secret reference on first use and never
-// appears in messages or logs. HTTP connections are pooled per provider and
+// appears in messages or logs. HTTP 401 or 403 (the key is rejected) is a
+// ConfigError (result.h): the observation carries TrafficObs::config_error
+// and the run exits 1, not 3 (issue 12). HTTP connections are pooled per provider and
 // kept across calls. Used from one thread at a time (provider.h); drivers
 // sharing a PowerDnsZones may run concurrently.
 #pragma once

@@ -6,6 +6,7 @@
 #include <cctype>
 
 #include "config/host_policy.h"
+#include "config/loader.h"
 #include "util/json_input.h"
 #include "drivers/powerdns_driver.h"
 #include "core/provider_stats.h"
@@ -39,8 +40,9 @@ PowerDnsZones::PowerDnsZones(const ProviderConfig& provider)
   base_url_ = provider.get("url");
   while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
   api_key_ref_ = provider.get("api_key");
-  server_id_ = provider.get("server_id", "localhost");
-  timeout_ = std::chrono::milliseconds(parse_int(provider.get("timeout_ms"), 5000));
+  server_id_ = provider.get("server_id", provider_default("powerdns", "server_id"));
+  const int fallback_ms = parse_int(provider_default("powerdns", "timeout_ms"), 0);
+  timeout_ = std::chrono::milliseconds(parse_int(provider.get("timeout_ms"), fallback_ms));
 }
 
 PowerDnsZones::~PowerDnsZones() = default;
@@ -165,6 +167,10 @@ Result<HttpResponse> PowerDnsZones::call(const std::string& method, const std::s
     e.message = "PowerDNS " + e.message;
     return e;
   }
+  if (response->status == 401 || response->status == 403)
+    return ConfigError("PowerDNS " + req.url + ": HTTP " + std::to_string(response->status) +
+                       ", the api_key from " + api_key_ref_ + " was rejected: " +
+                       trim_for_message(response->body));
   if (response->status < 200 || response->status > 299) {
     Error e = Err("PowerDNS " + req.url + ": HTTP " + std::to_string(response->status) + ": " +
                   trim_for_message(response->body));

@@ -80,6 +80,12 @@ std::string Metrics::prometheus() const {
   for (const auto& [g, s] : groups_)
     o << "stackflip_group_converged{group=\"" << label(g) << "\"} " << (s.converged ? 1 : 0)
       << '\n';
+  o << "# HELP stackflip_group_config_error 1 when a provider rejected the group's credentials or "
+       "configuration (exit 1, not blocked).\n"
+       "# TYPE stackflip_group_config_error gauge\n";
+  for (const auto& [g, s] : groups_)
+    o << "stackflip_group_config_error{group=\"" << label(g) << "\"} " << (s.config_error ? 1 : 0)
+      << '\n';
   o << "# HELP stackflip_group_drift_actions Actions the last pass found necessary.\n"
        "# TYPE stackflip_group_drift_actions gauge\n";
   for (const auto& [g, s] : groups_)

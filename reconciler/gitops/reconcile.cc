@@ -499,6 +499,11 @@ std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
     after.actions.insert(after.actions.end(), g.after.begin(), g.after.end());
     after.skipped.insert(after.skipped.end(), g.after_skipped.begin(), g.after_skipped.end());
     if (!g.block.empty()) plan.blocked_groups[g.name] = after.blocked_groups[g.name] = g.block;
+    if (std::string e = config_error_of(g.first); !e.empty()) {
+      plan.config_errors[g.name] = e;
+      if (!rep.run.error.empty()) rep.run.error += "\n";
+      rep.run.error += "group " + g.name + ": configuration error: " + e;
+    }
     if (!g.ran) continue;
     any_work = true;
     applied.groups.push_back(g.result);
@@ -513,13 +518,20 @@ std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
   if (Status s = memory.remember(obs); !s.ok()) store_failed(s);
   rep.run.plan_digest = sha256_hex(plan_to_json(plan, false));
   rep.run.actions = static_cast<int>(plan.actions.size());
-  int code = applied.exit_code();
-  std::string result = !any_work   ? "no-changes"
-                       : code == 0 ? "applied"
-                       : code == 3 ? "blocked"
-                                   : "failed";
+  // A rejected credential is an error, not a guard (issue 12): exit 1, "failed".
+  int code = plan.config_errors.empty() ? applied.exit_code() : 1;
+  std::string result = !any_work && code == 0 ? "no-changes"
+                       : code == 0            ? "applied"
+                       : code == 3            ? "blocked"
+                                              : "failed";
   fill_groups(rep, d, plan, after, obs);
   for (const GroupRun& g : runs) fill_outcome(rep.groups[g.name], g);
+  for (const auto& [name, e] : plan.config_errors) {
+    GroupStatus& gs = rep.groups[name];
+    gs.config_error = true;
+    gs.outcome = GroupOutcome::failed;
+    gs.reason = "configuration error: " + e;
+  }
   rep.observed = obs;
   if (Status s = journal_.put(kConvergedKey, rep.converged() ? "1" : "0"); !s.ok()) store_failed(s);
   return {result, code};

@@ -114,11 +114,15 @@ struct GroupStatus {
   size_t steps = 0;    // steps that succeeded this pass (all rounds)
   double seconds = 0;  // from the group's first step to its end; 0 when nothing ran
   std::string reason;  // failed, blocked, interrupted, pending: why ("" otherwise)
+  // A provider rejected our credentials or configuration for this group
+  // (model.h config_error_of): the outcome is "failed", the reason starts
+  // "configuration error: ", and the pass exits 1, never 3 (issue 12).
+  bool config_error = false;
 };
 
 struct PassReport {
   RunRecord run;
-  int exit_code = 0;                      // 0 ok, 1 error / invalid, 3 blocked (DESIGN.md)
+  int exit_code = 0;                      // 0 ok, 1 error / invalid / config error, 3 blocked (DESIGN.md)
   bool idle = false;                      // head unchanged: config not re-read
   std::string commit_in_force;            // whose desired state was planned against ("" = none)
   std::optional<ObservedState> observed;  // the latest observation (after apply, if any)

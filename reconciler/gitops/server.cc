@@ -155,6 +155,8 @@ std::string status_json(const PassReport* last, const std::string& repo) {
         w.Null();
       else
         w.String(redact_secrets(g.reason).c_str());
+      w.Key("config_error");  // credentials or configuration rejected (issue 12)
+      w.Bool(g.config_error);
       w.EndObject();
     }
     w.EndObject();

@@ -146,4 +146,27 @@ after_rc=$?
 check "plan after apply is converged (exit 0, no actions)" \
   test "$after_rc" = 0
 
+# -- a rejected token is a configuration error, not "unreachable" (issue 12) --
+# The fake answers 401 to any other token. Exit 3 means a safety guard
+# stopped the run; a credential the provider refuses is an error: exit 1.
+wrong=c66-wrong-token-$RANDOM
+cp "$DIR/requests" "$DIR/requests.before-401"
+CLOUD66_TOKEN=$wrong "$SF" plan -c "$DIR/c66.yaml" --detailed-exitcode >"$DIR/plan-401.txt" 2>&1
+check_eq "plan with a rejected token exits 1, not 3 (issue 12)" 1 $?
+CLOUD66_TOKEN=$wrong "$SF" plan -c "$DIR/c66.yaml" -o json >"$DIR/plan-401.json" 2>/dev/null
+check "the JSON plan lists the group's configuration error (issue 12)" \
+  jqe '.config_errors.storefront | contains("Cloud 66 rejected the token from ${env:CLOUD66_TOKEN} (HTTP 401)")' "$DIR/plan-401.json"
+check "no blocked step of that plan calls a stack unreachable (issue 12)" \
+  jqe '[.actions[] | select(.why_blocked // "" | contains("is unreachable"))] | length == 0' "$DIR/plan-401.json"
+CLOUD66_TOKEN=$wrong "$SF" apply -c "$DIR/c66-forced.yaml" --auto-approve >"$DIR/apply-401.out" 2>&1
+apply401_rc=$?
+sed 's/^/  | /' "$DIR/apply-401.out" | tail -4
+check_eq "apply with a rejected token exits 1, not 3 (issue 12)" 1 $apply401_rc
+check "apply names the cause: configuration error, the token's source (issue 12)" \
+  bash -c 'grep -q "configuration error" "$1" && grep -qF "rejected the token from \${env:CLOUD66_TOKEN} (HTTP 401)" "$1"' _ "$DIR/apply-401.out"
+check "apply with a rejected token prints no token (issue 12)" \
+  bash -c '! grep -qF -- "$1" "$3" && ! grep -qF -- "$2" "$3"' _ "$wrong" "$CLOUD66_TOKEN" "$DIR/apply-401.out"
+check "apply with a rejected token changes nothing (issue 12)" \
+  bash -c '! grep -qE "^(POST|PUT) " <(diff "$1" "$2" | sed -n "s/^> //p")' _ "$DIR/requests.before-401" "$DIR/requests"
+
 e2e_finish
