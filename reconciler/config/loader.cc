@@ -657,4 +657,11 @@ LoadResult load_desired_file(const std::string& path) {
   return load_desired_text(path, *text);
 }
 
+std::string provider_default(const std::string& type, const std::string& key) {
+  if (const TypeKeys* keys = keys_for(type))
+    for (const auto& [k, v] : keys->provider_defaults)
+      if (k == key) return v;
+  return "";
+}
+
 }  // namespace stackflip

@@ -33,4 +33,10 @@ LoadResult load_desired_text(const std::string& file, const std::string& text);
 // file is one diagnostic at path:0:0.
 LoadResult load_desired_file(const std::string& path);
 
+// The default of provider setting `key` for providers of `type` ("" when it
+// has none). Written once, in the loader's table: the loader fills them into
+// every loaded provider, and a driver made from a ProviderConfig that was not
+// loaded (a Cloud 66 stack's database view, tests) asks here.
+std::string provider_default(const std::string& type, const std::string& key);
+
 }  // namespace stackflip

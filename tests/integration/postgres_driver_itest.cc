@@ -12,7 +12,7 @@
 
 using namespace stackflip;
 using itest::ms_since;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
@@ -55,12 +55,12 @@ void wait_caught_up(StackDriver& source, StackDriver& replica) {
   auto src = source.observe();
   REQUIRE(src.reachable);
   REQUIRE(src.database->lsn);
-  auto deadline = Clock::now() + std::chrono::seconds(10);
+  auto deadline = SteadyClock::now() + std::chrono::seconds(10);
   for (auto step = std::chrono::milliseconds(1);; step = std::min(step * 2, decltype(step)(50))) {
     auto r = replica.observe();
     REQUIRE(r.reachable);
     if (r.database->lsn && *r.database->lsn >= *src.database->lsn) return;
-    REQUIRE(Clock::now() < deadline);
+    REQUIRE(SteadyClock::now() < deadline);
     std::this_thread::sleep_for(step);
   }
 }
@@ -69,21 +69,21 @@ void wait_caught_up(StackDriver& source, StackDriver& replica) {
 // with the step timings printed.
 void switchover(StackDriver& from, StackDriver& to, const StackSpec& to_spec,
                 const std::string& label) {
-  auto t = Clock::now();
+  auto t = SteadyClock::now();
   REQUIRE(from.set_maintenance(true).message() == "");
   itest::timing((label + " maintenance.on").c_str(), ms_since(t));
-  auto t_total = Clock::now();
+  auto t_total = SteadyClock::now();
   wait_caught_up(from, to);
   REQUIRE(to.stop_replication().message() == "");
   auto stopped = to.observe();
   CHECK(stopped.database->role == Role::replica);
   CHECK_FALSE(stopped.database->upstream);  // replication stopped
-  t = Clock::now();
+  t = SteadyClock::now();
   REQUIRE(to.promote().message() == "");
   itest::timing((label + " database.promote (until writable)").c_str(), ms_since(t));
   REQUIRE(to.set_maintenance(false).message() == "");
   itest::timing((label + " wait+stop+promote+maintenance.off").c_str(), ms_since(t_total));
-  t = Clock::now();
+  t = SteadyClock::now();
   REQUIRE(from.start_replication(to_spec).message() == "");
   itest::timing((label + " replication.start (restart-as-standby)").c_str(), ms_since(t));
 }
@@ -118,7 +118,7 @@ TEST_CASE("postgres observe of a server that is not there is unreachable, not a 
   GroupSpec g = itest::group();
   g.stacks["primary"].settings["dsn"] = "host=127.0.0.1 port=1 user=nobody dbname=x";
   auto d = make_postgres_stack_driver(itest::pg_provider(), g, "primary");
-  auto t = Clock::now();
+  auto t = SteadyClock::now();
   auto o = d->observe();
   CHECK_FALSE(o.reachable);
   CHECK(o.error.find("127.0.0.1") != std::string::npos);
@@ -139,7 +139,7 @@ TEST_CASE("maintenance on refuses writes on the primary until it is turned off")
   AppConn before(host);  // a session that was writing before the fence
   REQUIRE(before.run("INSERT INTO itest_writes (v) VALUES ('before')") == "");
 
-  auto t = Clock::now();
+  auto t = SteadyClock::now();
   REQUIRE(p.primary->set_maintenance(true).message() == "");
   itest::timing("maintenance.on (primary, incl. verify + terminate)", ms_since(t));
   REQUIRE(p.primary->set_maintenance(true).ok());  // idempotent
