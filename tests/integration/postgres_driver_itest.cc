@@ -126,6 +126,32 @@ TEST_CASE("postgres observe of a server that is not there is unreachable, not a 
   CHECK_FALSE(d->set_maintenance(true).ok());
 }
 
+TEST_CASE("issue 12: a login the server rejects is a configuration error, not unreachable") {
+  if (!itest::have_harness()) return;
+  GroupSpec g = itest::group();
+  // The harness trusts loopback, so an unknown role is the rejection it can
+  // show (SQLSTATE 28000, as a wrong password is 28P01).
+  g.stacks["primary"].settings["dsn"] = "host=" + itest::env("PG1_HOST") + " port=" +
+                                        itest::env("PG_PORT") + " user=stackflip_no_such_role" +
+                                        " dbname=" + itest::env("PG_DB");
+  auto d = make_postgres_stack_driver(itest::pg_provider(), g, "primary");
+  auto o = d->observe();
+  CHECK_FALSE(o.reachable);
+  CHECK(o.error.find("authentication failed") != std::string::npos);
+  Status s = d->set_maintenance(true);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().config);
+  CHECK(s.error().permanent);
+  CHECK_FALSE(s.error().timeout);
+  CHECK(s.message().find("stackflip_no_such_role") != std::string::npos);
+  // A server that is not there stays a plain (retryable) error.
+  g.stacks["primary"].settings["dsn"] = "host=127.0.0.1 port=1 user=nobody dbname=x";
+  auto gone = make_postgres_stack_driver(itest::pg_provider(), g, "primary");
+  Status u = gone->set_maintenance(true);
+  REQUIRE_FALSE(u.ok());
+  CHECK_FALSE(u.error().config);
+}
+
 TEST_CASE("maintenance on refuses writes on the primary until it is turned off") {
   if (!itest::have_harness()) return;
   Pair p;
