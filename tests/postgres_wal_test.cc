@@ -1,9 +1,10 @@
 // The timeline and WAL-position arithmetic of re-attaching a former primary
 // (drivers/postgres_wal.h), issue 12: pure, so tested here by tables.
+#include "drivers/postgres_wal.h"
+
 #include <catch2/catch.hpp>
 
 #include "core/model.h"
-#include "drivers/postgres_wal.h"
 
 using namespace stackflip;
 
@@ -13,7 +14,8 @@ constexpr uint64_t kSegment = 16u << 20;
 uint64_t lsn(const char* text) { return parse_lsn(text).value(); }
 }  // namespace
 
-TEST_CASE("issue 12: an insert position just past a segment's long page header means the boundary") {
+TEST_CASE(
+    "issue 12: an insert position just past a segment's long page header means the boundary") {
   CHECK(last_record_end(kSegment + 40, kBlock, kSegment) == kSegment);
   CHECK(last_record_end(3 * kSegment + 40, kBlock, kSegment) == 3 * kSegment);
   CHECK(last_record_end(40, kBlock, kSegment) == 0);  // the very first segment
@@ -31,8 +33,9 @@ TEST_CASE("issue 12: an insert position just past a page's short header means th
 }
 
 TEST_CASE("issue 12: positions not just past a page header are the end of the last record") {
-  for (uint64_t p : {uint64_t{0}, kSegment, kSegment + kBlock, kSegment + 41, kSegment + kBlock + 23,
-                     kSegment + kBlock + 25, lsn("0/3000060"), lsn("FFFFFFFF/FFFFFFFF")})
+  for (uint64_t p :
+       {uint64_t{0}, kSegment, kSegment + kBlock, kSegment + 41, kSegment + kBlock + 23,
+        kSegment + kBlock + 25, lsn("0/3000060"), lsn("FFFFFFFF/FFFFFFFF")})
     CHECK(last_record_end(p, kBlock, kSegment) == p);
 }
 
@@ -46,12 +49,13 @@ TEST_CASE("issue 12: page-header arithmetic follows the server's block and segme
   CHECK(last_record_end(kSegment + 40, kBlock, 0) == kSegment + 40);
 }
 
-TEST_CASE("issue 12: a timeline id is a decimal number from 1 to 2^32-1, anything else is refused") {
+TEST_CASE(
+    "issue 12: a timeline id is a decimal number from 1 to 2^32-1, anything else is refused") {
   CHECK(parse_timeline("1") == 1);
   CHECK(parse_timeline("42") == 42);
   CHECK(parse_timeline("4294967295") == 4294967295);
-  for (const char* bad : {"", "0", "-1", "4294967296", "99999999999999999999999", "12a", " 1", "1 ",
-                          "0x10", "one"})
+  for (const char* bad :
+       {"", "0", "-1", "4294967296", "99999999999999999999999", "12a", " 1", "1 ", "0x10", "one"})
     CHECK_FALSE(parse_timeline(bad));
 }
 
@@ -87,8 +91,10 @@ TEST_CASE("issue 12: a malformed history file is an error naming the line, never
            Case{"1\n", "timeline history line 1: no switchpoint (X/Y)"},
            Case{"1\t0-10\tr\n", "timeline history line 1: no switchpoint (X/Y)"},
            Case{"1\t123456789/0\tr\n", "timeline history line 1: no switchpoint (X/Y)"},
-           Case{"1\t0/10\tr\n\n1\t0/20\tr\n", "timeline history line 3: timeline ids must increase (1 after 1)"},
-           Case{"3\t0/10\tr\n2\t0/20\tr\n", "timeline history line 2: timeline ids must increase (2 after 3)"},
+           Case{"1\t0/10\tr\n\n1\t0/20\tr\n",
+                "timeline history line 3: timeline ids must increase (1 after 1)"},
+           Case{"3\t0/10\tr\n2\t0/20\tr\n",
+                "timeline history line 2: timeline ids must increase (2 after 3)"},
            Case{"99999999999\t0/10\n", "timeline history line 1: no timeline id"},
        }) {
     INFO(text);
@@ -111,7 +117,8 @@ TEST_CASE("issue 12: a former primary at or before the fork point can follow the
   CHECK(divergence({"london", std::nullopt, 2}, source, "").value() == "");
 }
 
-TEST_CASE("issue 12: a former primary that wrote past the fork point has diverged, and says where") {
+TEST_CASE(
+    "issue 12: a former primary that wrote past the fork point has diverged, and says where") {
   const char* history = "1\t0/3000060\tno recovery target specified\n";
   auto d = divergence({"london", lsn("0/3000061"), 1}, {"berlin", std::nullopt, 2}, history);
   REQUIRE(d.ok());
@@ -120,7 +127,9 @@ TEST_CASE("issue 12: a former primary that wrote past the fork point has diverge
         "forked from it");
 }
 
-TEST_CASE("issue 12: with several timelines the fork point is the one where the former primary's line ended") {
+TEST_CASE(
+    "issue 12: with several timelines the fork point is the one where the former primary's line "
+    "ended") {
   // berlin is on timeline 3: 1 ended at 0/3000060, 2 at 0/5000000.
   const char* history = "1\t0/3000060\tr\n2\t0/5000000\tr\n";
   const TimelinePoint source{"berlin", std::nullopt, 3};
@@ -136,8 +145,9 @@ TEST_CASE("issue 12: with several timelines the fork point is the one where the 
 }
 
 TEST_CASE("issue 12: a timeline that is not in the source's history has diverged") {
-  CHECK(divergence({"london", lsn("0/10"), 4}, {"berlin", std::nullopt, 3}, "1\t0/3\tr\n2\t0/5\tr\n")
-            .value() == "london's timeline 4 is not in the history of berlin's timeline 3");
+  CHECK(
+      divergence({"london", lsn("0/10"), 4}, {"berlin", std::nullopt, 3}, "1\t0/3\tr\n2\t0/5\tr\n")
+          .value() == "london's timeline 4 is not in the history of berlin's timeline 3");
   // The source is on timeline 1: it has no history file.
   CHECK(divergence({"london", lsn("0/10"), 2}, {"berlin", std::nullopt, 1}, "").value() ==
         "london's timeline 2 is not in the history of berlin's timeline 1");

@@ -131,7 +131,8 @@ class AsOwner {
 
 // The data directory's *.conf files that are regular files of its owner:
 // name → contents. Others are skipped with a warning.
-Result<std::map<std::string, std::string>> read_confs(const OwnedDir& dir, const std::string& what) {
+Result<std::map<std::string, std::string>> read_confs(const OwnedDir& dir,
+                                                      const std::string& what) {
   auto names = list_dir(dir.fd());
   if (!names.ok()) return Err(what + ": " + dir.path() + ": " + names.error().message);
   std::map<std::string, std::string> confs;

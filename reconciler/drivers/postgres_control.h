@@ -48,7 +48,8 @@ class PostgresControl {
   // `stack` names the restart log; `where` prefixes messages
   // ("postgres stack NAME (host:port)"); `control_command` may be empty.
   PostgresControl(std::string stack, std::string where, std::vector<std::string> control_command)
-      : stack_(std::move(stack)), where_(std::move(where)),
+      : stack_(std::move(stack)),
+        where_(std::move(where)),
         control_command_(std::move(control_command)) {}
 
   // Restarts the server of `data_dir` as a standby (immediate stop).

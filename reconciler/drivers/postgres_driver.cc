@@ -106,10 +106,15 @@ class PostgresStackDriver : public StackDriver {
  public:
   PostgresStackDriver(const ProviderConfig& provider, const GroupSpec& group,
                       const std::string& stack, Clock& clock)
-      : provider_(provider), group_(group), name_(stack), spec_(spec_of(group, stack)),
-        where_(describe(stack, spec_.get("dsn"))), clock_(clock),
+      : provider_(provider),
+        group_(group),
+        name_(stack),
+        spec_(spec_of(group, stack)),
+        where_(describe(stack, spec_.get("dsn"))),
+        clock_(clock),
         session_({spec_.get("dsn"), own_password_ref()},
-                 {setting_ms(provider, "connect_timeout_ms"), setting_ms(provider, "statement_timeout_ms")},
+                 {setting_ms(provider, "connect_timeout_ms"),
+                  setting_ms(provider, "statement_timeout_ms")},
                  stack, where_),
         control_(stack, where_, list_of(spec_, "control_command")) {}
 
@@ -196,7 +201,9 @@ StackObs PostgresStackDriver::observe() {
       " CASE WHEN r THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END::text,"
       " CASE WHEN r THEN COALESCE((SELECT received_tli FROM pg_stat_wal_receiver),"
       "                           (SELECT timeline_id FROM pg_control_checkpoint()))::bigint"
-      "  ELSE " + kPrimaryTimeline + " END,"
+      "  ELSE " +
+      kPrimaryTimeline +
+      " END,"
       " current_setting('default_transaction_read_only'),"
       " current_setting('primary_conninfo'),"
       " (SELECT status FROM pg_stat_wal_receiver),"
@@ -336,7 +343,8 @@ Status PostgresStackDriver::terminate_sessions() {
 // on meanwhile; best effort, bounded by the statement timeout.
 void PostgresStackDriver::checkpoint_before_fence() {
   auto r = session_.exec(
-      "SELECT NOT pg_is_in_recovery() AND current_setting('default_transaction_read_only') = 'off'");
+      "SELECT NOT pg_is_in_recovery() AND current_setting('default_transaction_read_only') = "
+      "'off'");
   if (!r.ok() || !is_true(r->front()[0])) return;
   const auto t0 = clock_.now();
   if (auto c = session_.exec("CHECKPOINT", /*retry=*/false); !c.ok())
@@ -413,8 +421,8 @@ Status PostgresStackDriver::start_replication(const StackSpec& source) {
 // password when one is configured.
 Result<std::string> PostgresStackDriver::replication_conninfo(const StackSpec& source,
                                                               const ConnKv& src_kv) {
-  std::string conninfo = conninfo_subset(
-      src_kv, {"host", "hostaddr", "port", "user", "sslmode", "sslrootcert"});
+  std::string conninfo =
+      conninfo_subset(src_kv, {"host", "hostaddr", "port", "user", "sslmode", "sslrootcert"});
   conninfo += "application_name=" + conninfo_quote(name_);
   const std::string pw_ref = source_password_ref(source);
   if (pw_ref.empty()) return conninfo;
@@ -607,7 +615,9 @@ Result<std::string> PostgresStackDriver::divergence_from(const StackSpec& source
   auto mine = session_.exec(
       "SELECT CASE WHEN r THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END::text,"
       " CASE WHEN r THEN (SELECT received_tli FROM pg_stat_wal_receiver)::bigint"
-      "  ELSE " + kPrimaryTimeline + " END,"
+      "  ELSE " +
+      kPrimaryTimeline +
+      " END,"
       " r,"
       " (SELECT setting FROM pg_settings WHERE name = 'wal_block_size'),"
       " (SELECT setting FROM pg_settings WHERE name = 'wal_segment_size')"
@@ -627,7 +637,8 @@ Result<std::string> PostgresStackDriver::divergence_from(const StackSpec& source
   auto hist = session->exec(
       "SELECT tli, CASE WHEN tli > 1 THEN pg_read_file('pg_wal/' ||"
       " lpad(upper(to_hex(tli)), 8, '0') || '.history') END FROM"
-      " (SELECT " + kPrimaryTimeline + " AS tli) t",
+      " (SELECT " +
+          kPrimaryTimeline + " AS tli) t",
       where_);
   if (!hist.ok()) return Err("replication source " + source.name + ": " + hist.error().message);
   auto src_tli = parse_timeline(hist->front()[0].value_or(""));

@@ -78,7 +78,9 @@ Result<PgConnection> pg_connect(const PgLogin& login, const PgTimeouts& timeouts
 class PostgresSession {
  public:
   PostgresSession(PgLogin login, PgTimeouts timeouts, std::string stack, std::string where)
-      : login_(std::move(login)), timeouts_(timeouts), stack_(std::move(stack)),
+      : login_(std::move(login)),
+        timeouts_(timeouts),
+        stack_(std::move(stack)),
         where_(std::move(where)) {}
 
   // Runs `sql` on the kept session, (re)connecting first when it is closed or

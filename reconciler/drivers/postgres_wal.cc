@@ -78,8 +78,9 @@ Result<std::string> divergence(const TimelinePoint& mine, const TimelinePoint& s
            std::to_string(mine.timeline) + ", past " + format_lsn(s.switchpoint) + " where " +
            source.stack + "'s timeline " + std::to_string(source.timeline) + " forked from it";
   }
-  return mine.stack + "'s timeline " + std::to_string(mine.timeline) + " is not in the history of " +
-         source.stack + "'s timeline " + std::to_string(source.timeline);
+  return mine.stack + "'s timeline " + std::to_string(mine.timeline) +
+         " is not in the history of " + source.stack + "'s timeline " +
+         std::to_string(source.timeline);
 }
 
 }  // namespace stackflip

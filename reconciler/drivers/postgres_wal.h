@@ -46,7 +46,7 @@ uint64_t last_record_end(uint64_t insert_lsn, uint64_t block_size, uint64_t segm
 std::optional<int64_t> parse_timeline(std::string_view text);
 
 struct TimelineSwitch {
-  int64_t parent = 0;       // the ancestor timeline that ended
+  int64_t parent = 0;        // the ancestor timeline that ended
   uint64_t switchpoint = 0;  // where it ended: the child's first position
 };
 
