@@ -485,7 +485,7 @@ class GroupPlanner {
             role(name) == Role::primary
                 ? "replication from " + d + " into " + name + " is desired; " + name +
                       " is a fenced former primary: re-attach it by the non-destructive path "
-                      "(clean shutdown, standby.signal, primary_conninfo)"
+                      "(immediate stop, standby.signal, primary_conninfo)"
                 : "replication from " + d + " into " + name + " is desired; " + name +
                       (upstream(name) == d ? " is configured for " + d + " but not streaming"
                        : upstream(name)    ? " streams from " + *upstream(name)

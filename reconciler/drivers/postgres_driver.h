@@ -1,7 +1,9 @@
 // postgres_driver.h — StackDriver for one PostgreSQL server (libpq).
 //
 // Provider settings: `password` (secret reference, optional),
-// `connect_timeout_ms` (default 2000), `statement_timeout_ms` (default 5000).
+// `connect_timeout_ms`, `statement_timeout_ms`, `pg_rewind`; their defaults
+// (2000, 5000, false) are written once, in the loader's table: a setting the
+// ProviderConfig lacks is read from provider_default() (loader.h).
 // Stack settings: `dsn` (libpq conninfo without password, kept as the
 // operator wrote it: passed with expand_dbname), `password` (secret ref,
 // overrides the provider's), list `control_command` (argv, optional).
@@ -14,6 +16,9 @@
 // messages or logs. All waits are short growing polls (1 ms doubling to a
 // 50 ms cap) bounded by a deadline; no fixed sleeps.
 //
+// observe() never fails: an unreachable server, or one that refuses our
+// login, is reachable=false with the message in StackObs::error (which has
+// no field for Error::config; the actions return the classified Error).
 // observe(): role from pg_is_in_recovery(); lsn = pg_current_wal_lsn() on a
 // primary, pg_last_wal_replay_lsn() on a replica; timeline from the current
 // WAL file name on a primary (pg_control_checkpoint() lags right after a
@@ -45,42 +50,38 @@
 // 100 ms, which alone would eat a third of the switchover budget.
 //
 // start_replication(source): sets primary_conninfo from the source stack's
-// dsn (host, hostaddr, port, user, sslmode, plus application_name = this
-// stack's name and, if a password secret is configured, password — it is
-// then stored in this server's postgresql.auto.conf; prefer a .pgpass /
-// passfile or trust/cert auth for replication). A replica reloads and waits
-// for status 'streaming' from the source. A primary (a fenced former
-// primary) is restarted as a standby by `control_command... restart-as-standby
-// DATA_DIR` (fork/exec, no shell, 60 s limit, stderr captured) or, without
-// a control command, locally with pg_ctl (immediate stop, standby.signal,
-// start; as the data directory's owner when run as root: see "Files in the
-// data directory" below). Then it waits up
-// to 10 s for streaming; a server that comes up but does not stream (e.g.
-// its timeline diverged from the source: it wrote WAL after the source was
-// promoted) is reported as an error — pg_rewind is a later hardening.
-// "Streaming" means: status streaming, from the source's host:port, on the
-// source's current timeline (a diverged server streams the old timeline up
-// to the fork point and then stalls, still showing "streaming" for a while).
+// dsn (host, hostaddr, port, user, sslmode, sslrootcert, plus
+// application_name = this stack's name and, if a password secret is
+// configured, password — it is then stored in this server's
+// postgresql.auto.conf; prefer a .pgpass / passfile or trust/cert auth for
+// replication). A replica reloads and waits for status 'streaming' from the
+// source. A primary (a fenced former primary) that has not diverged is
+// restarted as a standby (postgres_control.h: the stack's control_command
+// or local pg_ctl, with an immediate stop). Then it waits up to 10 s for
+// streaming and for replay up to the source's position. A server whose
+// timeline diverged from the source's (it wrote WAL after the source was
+// promoted: postgres_wal.h) is rewound with pg_rewind when `pg_rewind: true`
+// is set on the stack or its provider (postgres_control.h), else refused
+// with an error naming the positions; it stays fenced either way until it
+// follows. "Streaming" means: status streaming, from the source's
+// host:port, on the source's current timeline (a diverged server streams
+// the old timeline up to the fork point and then stalls, still showing
+// "streaming" for a while).
 //
 // Why an immediate stop: the re-attached server must not have WAL past the
-// point where the new primary's timeline forked. A clean (fast) shutdown
-// writes a shutdown checkpoint record after that point, and the server then
-// logs "new timeline N forked off current database system timeline N-1
-// before current recovery point" forever. A control command must therefore
-// stop with -m immediate too (the server is fenced; crash recovery replays
+// point where the new primary's timeline forked. A fast shutdown writes a
+// shutdown checkpoint record after that point, and the server then logs
+// "new timeline N forked off current database system timeline N-1 before
+// current recovery point" forever. A control command must therefore stop
+// with -m immediate too (the server is fenced; crash recovery replays
 // everything committed). Crash recovery first fsyncs the data directory:
 // recovery_init_sync_method = syncfs keeps that short on busy disks.
 //
-// Files in the data directory (issue 10): its owner (the postgres user) can
-// plant a symbolic link at any name there. The data directory is opened
-// once without following a link and must be owned by a user other than root
-// (as root; by ourselves otherwise) and hold that user's PG_VERSION; the
-// files stackflip itself touches (standby.signal, the *.conf files kept
-// across pg_rewind) are reached through that descriptor with O_NOFOLLOW,
-// created for the owner with fchown() on the open file (safe_file.h). A
-// planted link at standby.signal is refused before the server is stopped; a
-// *.conf that is not a regular file of the owner is not kept across
-// pg_rewind (warning). pg_ctl and pg_rewind run as the owner.
+// Parts: postgres_session.h (libpq sessions, retry, authentication failures
+// as Error::config), postgres_wal.h (the timeline arithmetic, pure),
+// postgres_control.h (pg_ctl, pg_rewind, control_command; the data
+// directory's files, issue 10). Waits poll with Backoff (backoff.h) on the
+// Clock given to make_postgres_stack_driver.
 //
 // Thread safety: one thread at a time per driver (provider.h).
 #pragma once
@@ -90,11 +91,13 @@
 
 #include "core/model.h"
 #include "core/provider.h"
+#include "util/clock.h"
 
 namespace stackflip {
 
 std::unique_ptr<StackDriver> make_postgres_stack_driver(const ProviderConfig& provider,
                                                         const GroupSpec& group,
-                                                        const std::string& stack);
+                                                        const std::string& stack,
+                                                        Clock& clock = real_clock());
 
 }  // namespace stackflip

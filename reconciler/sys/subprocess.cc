@@ -124,6 +124,11 @@ Result<SubprocessResult> run_subprocess(const SubprocessOptions& options) {
     ::dup2(in_r.fd, 0);
     ::dup2(out_w.fd, 1);
     ::dup2(err_w.fd, 2);
+    // Nothing else of ours reaches the command, whatever a library opened
+    // without O_CLOEXEC: a server it starts may outlive us (pg_ctl start).
+    // exec_w stays open (it is close-on-exec) to report a failed exec.
+    if (exec_w.fd > 3) ::close_range(3, unsigned(exec_w.fd) - 1, 0);
+    ::close_range(unsigned(exec_w.fd) + 1, ~0U, 0);
     ::execvpe(argv[0], argv.data(), envp.data());
     int e = errno;
     ssize_t ignored = ::write(exec_w.fd, &e, sizeof e);

@@ -12,7 +12,7 @@
 
 using namespace stackflip;
 using itest::ms_since;
-using Clock = std::chrono::steady_clock;
+using SteadyClock = std::chrono::steady_clock;
 
 namespace {
 
@@ -55,12 +55,12 @@ void wait_caught_up(StackDriver& source, StackDriver& replica) {
   auto src = source.observe();
   REQUIRE(src.reachable);
   REQUIRE(src.database->lsn);
-  auto deadline = Clock::now() + std::chrono::seconds(10);
+  auto deadline = SteadyClock::now() + std::chrono::seconds(10);
   for (auto step = std::chrono::milliseconds(1);; step = std::min(step * 2, decltype(step)(50))) {
     auto r = replica.observe();
     REQUIRE(r.reachable);
     if (r.database->lsn && *r.database->lsn >= *src.database->lsn) return;
-    REQUIRE(Clock::now() < deadline);
+    REQUIRE(SteadyClock::now() < deadline);
     std::this_thread::sleep_for(step);
   }
 }
@@ -69,21 +69,21 @@ void wait_caught_up(StackDriver& source, StackDriver& replica) {
 // with the step timings printed.
 void switchover(StackDriver& from, StackDriver& to, const StackSpec& to_spec,
                 const std::string& label) {
-  auto t = Clock::now();
+  auto t = SteadyClock::now();
   REQUIRE(from.set_maintenance(true).message() == "");
   itest::timing((label + " maintenance.on").c_str(), ms_since(t));
-  auto t_total = Clock::now();
+  auto t_total = SteadyClock::now();
   wait_caught_up(from, to);
   REQUIRE(to.stop_replication().message() == "");
   auto stopped = to.observe();
   CHECK(stopped.database->role == Role::replica);
   CHECK_FALSE(stopped.database->upstream);  // replication stopped
-  t = Clock::now();
+  t = SteadyClock::now();
   REQUIRE(to.promote().message() == "");
   itest::timing((label + " database.promote (until writable)").c_str(), ms_since(t));
   REQUIRE(to.set_maintenance(false).message() == "");
   itest::timing((label + " wait+stop+promote+maintenance.off").c_str(), ms_since(t_total));
-  t = Clock::now();
+  t = SteadyClock::now();
   REQUIRE(from.start_replication(to_spec).message() == "");
   itest::timing((label + " replication.start (restart-as-standby)").c_str(), ms_since(t));
 }
@@ -118,12 +118,38 @@ TEST_CASE("postgres observe of a server that is not there is unreachable, not a 
   GroupSpec g = itest::group();
   g.stacks["primary"].settings["dsn"] = "host=127.0.0.1 port=1 user=nobody dbname=x";
   auto d = make_postgres_stack_driver(itest::pg_provider(), g, "primary");
-  auto t = Clock::now();
+  auto t = SteadyClock::now();
   auto o = d->observe();
   CHECK_FALSE(o.reachable);
   CHECK(o.error.find("127.0.0.1") != std::string::npos);
   CHECK(ms_since(t) < 3000);
   CHECK_FALSE(d->set_maintenance(true).ok());
+}
+
+TEST_CASE("issue 12: a login the server rejects is a configuration error, not unreachable") {
+  if (!itest::have_harness()) return;
+  GroupSpec g = itest::group();
+  // The harness trusts loopback, so an unknown role is the rejection it can
+  // show (SQLSTATE 28000, as a wrong password is 28P01).
+  g.stacks["primary"].settings["dsn"] = "host=" + itest::env("PG1_HOST") + " port=" +
+                                        itest::env("PG_PORT") + " user=stackflip_no_such_role" +
+                                        " dbname=" + itest::env("PG_DB");
+  auto d = make_postgres_stack_driver(itest::pg_provider(), g, "primary");
+  auto o = d->observe();
+  CHECK_FALSE(o.reachable);
+  CHECK(o.error.find("authentication failed") != std::string::npos);
+  Status s = d->set_maintenance(true);
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().config);
+  CHECK(s.error().permanent);
+  CHECK_FALSE(s.error().timeout);
+  CHECK(s.message().find("stackflip_no_such_role") != std::string::npos);
+  // A server that is not there stays a plain (retryable) error.
+  g.stacks["primary"].settings["dsn"] = "host=127.0.0.1 port=1 user=nobody dbname=x";
+  auto gone = make_postgres_stack_driver(itest::pg_provider(), g, "primary");
+  Status u = gone->set_maintenance(true);
+  REQUIRE_FALSE(u.ok());
+  CHECK_FALSE(u.error().config);
 }
 
 TEST_CASE("maintenance on refuses writes on the primary until it is turned off") {
@@ -139,7 +165,7 @@ TEST_CASE("maintenance on refuses writes on the primary until it is turned off")
   AppConn before(host);  // a session that was writing before the fence
   REQUIRE(before.run("INSERT INTO itest_writes (v) VALUES ('before')") == "");
 
-  auto t = Clock::now();
+  auto t = SteadyClock::now();
   REQUIRE(p.primary->set_maintenance(true).message() == "");
   itest::timing("maintenance.on (primary, incl. verify + terminate)", ms_since(t));
   REQUIRE(p.primary->set_maintenance(true).ok());  // idempotent

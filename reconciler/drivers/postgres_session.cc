@@ -1,0 +1,185 @@
+#include "drivers/postgres_session.h"
+
+#include <libpq-fe.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <utility>
+
+#include "config/conninfo.h"
+#include "config/secret.h"
+#include "core/provider_stats.h"
+#include "util/strings.h"
+
+namespace stackflip {
+
+namespace {
+
+// libpq's messages end in a newline and may span lines: one line for the
+// operator's message.
+std::string one_line(const char* text) {
+  std::string s = trim(text ? text : "");
+  std::replace(s.begin(), s.end(), '\n', ' ');
+  return s;
+}
+
+struct ResultDeleter {
+  void operator()(PGresult* r) const { PQclear(r); }
+};
+using ResultPtr = std::unique_ptr<PGresult, ResultDeleter>;
+
+// Whether a failed connection failed at authentication (SQLSTATE class 28;
+// libpq gives no SQLSTATE for a failed connection, so its message tells).
+bool authentication_failed(PGconn* c, const std::string& message) {
+  if (PQconnectionNeedsPassword(c)) return true;  // "fe_sendauth: no password supplied"
+  static const char* const kSigns[] = {
+      "password authentication failed",  // 28P01
+      "authentication failed for user",  // peer, ident, ldap, cert, ... (28000)
+      "no pg_hba.conf entry",            // 28000
+      "pg_hba.conf rejects connection",  // 28000
+  };
+  for (const char* s : kSigns)
+    if (message.find(s) != std::string::npos) return true;
+  // 28000: role "x" does not exist.
+  const size_t role = message.find("role \"");
+  return role != std::string::npos && message.find("\" does not exist", role) != std::string::npos;
+}
+
+}  // namespace
+
+PgConnection::PgConnection(PgConnection&& other) noexcept
+    : conn_(std::exchange(other.conn_, nullptr)), server_(std::move(other.server_)) {}
+
+PgConnection& PgConnection::operator=(PgConnection&& other) noexcept {
+  if (this != &other) {
+    reset();
+    conn_ = std::exchange(other.conn_, nullptr);
+    server_ = std::move(other.server_);
+  }
+  return *this;
+}
+
+PgConnection::~PgConnection() { reset(); }
+
+bool PgConnection::alive() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
+
+void PgConnection::reset() {
+  if (!conn_) return;
+  PQfinish(conn_);
+  conn_ = nullptr;
+  if (!server_.empty()) postgres_session_closed(server_);
+  server_.clear();
+}
+
+Result<PgRows> PgConnection::exec(const std::string& sql, const std::string& where) {
+  if (!conn_) return Err(where + ": not connected");
+  ResultPtr res(PQexec(conn_, sql.c_str()));
+  if (!res) return Err(where + ": " + one_line(PQerrorMessage(conn_)));
+  auto st = PQresultStatus(res.get());
+  if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+    const char* code = PQresultErrorField(res.get(), PG_DIAG_SQLSTATE);
+    const std::string message = where + ": " + one_line(PQresultErrorMessage(res.get()));
+    // Class 28: invalid authorization (a role that lost its login, say).
+    if (code && std::strncmp(code, "28", 2) == 0) return ConfigError(message);
+    Error e = Err(message);
+    // 57014 = query_canceled (statement_timeout).
+    if (code && std::strcmp(code, "57014") == 0) e.timeout = true;
+    // Errors that asking again cannot change (issue 11), not retried by
+    // apply: class 42 (insufficient privilege, e.g. pg_promote not granted;
+    // undefined function) and 0A000 (feature not supported).
+    if (code && (std::strncmp(code, "42", 2) == 0 || std::strcmp(code, "0A000") == 0))
+      e.permanent = true;
+    return e;
+  }
+  PgRows rows;
+  for (int i = 0; i < PQntuples(res.get()); ++i) {
+    PgRow row;
+    for (int j = 0; j < PQnfields(res.get()); ++j)
+      row.push_back(PQgetisnull(res.get(), i, j)
+                        ? std::nullopt
+                        : std::optional<std::string>(PQgetvalue(res.get(), i, j)));
+    rows.push_back(std::move(row));
+  }
+  return rows;
+}
+
+Result<std::string> PgConnection::quote_literal(const std::string& text, const std::string& where) {
+  if (!conn_) return Err(where + ": not connected");
+  char* lit = PQescapeLiteral(conn_, text.c_str(), text.size());
+  if (!lit) return Err(where + ": cannot quote a literal: " + one_line(PQerrorMessage(conn_)));
+  std::string out = lit;
+  PQfreemem(lit);
+  return out;
+}
+
+Result<PgConnection> pg_connect(const PgLogin& login, const PgTimeouts& timeouts,
+                                const std::string& stack, const std::string& where) {
+  auto info = parse_dsn(login.dsn);
+  if (!info.ok()) return Err("postgres stack " + stack + " dsn: " + info.error().message);
+  std::optional<std::string> password;
+  if (!login.password_ref.empty()) {
+    auto pw = resolve_secret_for(login.password_ref, info->endpoints);
+    if (!pw.ok()) return Err("postgres stack " + stack + " password: " + pw.error().message);
+    password = *pw;
+  }
+  std::string options;
+  for (const auto& [k, v] : info->options)
+    if (k == "options" && !v.empty()) options = v + " ";
+  options += "-c statement_timeout=" + std::to_string(timeouts.statement_ms);
+  const std::string connect_timeout = std::to_string((timeouts.connect_ms + 999) / 1000);
+
+  // Order matters: keywords before dbname may be overridden by the dsn,
+  // keywords after it override the dsn.
+  std::vector<const char*> keys = {"connect_timeout", "application_name", "dbname", "options"};
+  std::vector<const char*> vals = {connect_timeout.c_str(), "stackflip", login.dsn.c_str(),
+                                   options.c_str()};
+  if (password) {
+    keys.push_back("password");
+    vals.push_back(password->c_str());
+  }
+  keys.push_back(nullptr);
+  vals.push_back(nullptr);
+  PgConnection c;
+  c.conn_ = PQconnectdbParams(keys.data(), vals.data(), /*expand_dbname=*/1);
+  if (!c.conn_) return Err(where + ": out of memory");
+  if (PQstatus(c.conn_) != CONNECTION_OK) {
+    const std::string message = one_line(PQerrorMessage(c.conn_));
+    if (authentication_failed(c.conn_, message))
+      return ConfigError(where + ": authentication failed: " + message);
+    return Err(where + ": " + message);
+  }
+  const char* host = PQhost(c.conn_);
+  const char* port = PQport(c.conn_);
+  c.server_ = std::string(host ? host : "") + ":" + (port ? port : "");
+  postgres_session_opened(c.server_);
+  return c;
+}
+
+Status PostgresSession::ensure_open() {
+  if (conn_.alive()) return Status::Ok();
+  conn_.reset();
+  auto c = connect();
+  if (!c.ok()) return c.error();
+  conn_ = std::move(*c);
+  return Status::Ok();
+}
+
+Result<PgRows> PostgresSession::exec(const std::string& sql, bool retry) {
+  for (int attempt = 0;; ++attempt) {
+    if (Status s = ensure_open(); !s.ok()) return s.error();
+    auto r = conn_.exec(sql, where_);
+    if (r.ok() || conn_.alive() || !retry || attempt > 0) {
+      if (!r.ok() && !conn_.alive()) conn_.reset();
+      return r;
+    }
+    conn_.reset();
+  }
+}
+
+Result<std::string> PostgresSession::quote_literal(const std::string& text) {
+  if (Status s = ensure_open(); !s.ok()) return s.error();
+  return conn_.quote_literal(text, where_);
+}
+
+}  // namespace stackflip
