@@ -360,7 +360,9 @@ TEST_CASE("three stacks: a replica ahead of the old primary blocks the promotion
   GroupSpec g = make_group("a", false, {"a", "b", "c"});
   // c's replication is stopped at 100 (it followed a primary that was lost
   // with writes b never had): promoting a would lose them for good.
-  GroupObs o{{{"a", replica(true, "b", 90)}, {"b", primary(true, 90)}, {"c", replica(true, std::nullopt, 100)}},
+  GroupObs o{{{"a", replica(true, "b", 90)},
+              {"b", primary(true, 90)},
+              {"c", replica(true, std::nullopt, 100)}},
              traffic_at("b")};
   auto p = plan_for(g, o);
   const Action* promote = promote_of(p, "a");

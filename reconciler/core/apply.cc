@@ -243,8 +243,8 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
     GroupObs fresh;
     std::string next;
     if (!guard_holds(g, drivers, a, done_unobservable, fresh, &next)) {
-      finish(StepOutcome::stale, "state changed since the plan was made: a fresh plan's next step is " +
-                                     next + "; run plan again");
+      finish(StepOutcome::stale, "state changed since the plan was made: a fresh plan's next "
+                                 "step is " + next + "; run plan again");
       return out;
     }
     int64_t entry = 0;
@@ -262,7 +262,8 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
     Status st = run_with_retries(g, drivers, a, o, done_unobservable, detail);
     const StepOutcome outcome = outcome_of(st);
     if (log_) {
-      int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - started).count();
+      int64_t ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - started).count();
       Status logged = log_->finish(entry, to_string(outcome), st.ok() ? "" : st.message(), ms);
       if (!logged.ok() && st.ok()) {
         finish(StepOutcome::failed, "journal: " + logged.message());

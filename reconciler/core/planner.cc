@@ -304,7 +304,8 @@ class GroupPlanner {
   // may show a position past it, never data it lacks).
   bool streams_from(std::string s, const std::string& p) const {
     for (size_t hops = 0; hops < g_.stacks.size(); ++hops) {
-      if (role(s) != Role::replica || !upstream(s) || not_streaming(s) || !reachable(s)) return false;
+      if (!reachable(s) || role(s) != Role::replica || !upstream(s) || not_streaming(s))
+        return false;
       s = *upstream(s);
       if (s == p) return true;
     }
@@ -327,7 +328,8 @@ class GroupPlanner {
       return upstream(d) == a && upstream(d) != b;
     };
     for (const auto& [name, spec] : g_.stacks)
-      if (name != d && reachable(name) && role(name) == Role::primary && (!best || ahead(name, *best)))
+      if (name != d && reachable(name) && role(name) == Role::primary &&
+          (!best || ahead(name, *best)))
         best = name;
     if (best) return best;
     for (const auto& [name, spec] : g_.stacks)
