@@ -211,3 +211,45 @@ TEST_CASE("a transient driver failure is retried and the switch completes") {
   // The faulty wrapper fails before reaching the world, so the world saw one promote.
   CHECK(std::count(h.world.calls.begin(), h.world.calls.end(), "database.promote shop/standby") == 1);
 }
+
+// Issue 12, found by the three-stack exhaustive check: plans that went stale
+// in the middle of their own apply. Each step's guard re-plans; a decision
+// the plan's own earlier steps change made the re-plan disagree, and apply
+// stopped with "state changed since the plan was made" (exit 1) on a plan
+// that could never finish.
+TEST_CASE("three stacks: with two writable primaries both are fenced, the second fence is not held after the first (issue 12)") {
+  FakeWorld w;
+  w.stacks["shop"]["a"] = FakeStack{true, true, Role::replica, "b", 100, 1};
+  w.stacks["shop"]["b"] = FakeStack{true, false, Role::primary, "", 100, 1};
+  w.stacks["shop"]["c"] = FakeStack{true, false, Role::primary, "", 100, 1};
+  w.traffic["shop"] = FakeTraffic{false, "b", 60};  // traffic cannot follow the switch
+  Harness h(w, make_desired({make_group("a", false, {"a", "b", "c"})}));
+  Plan plan = h.plan();
+  REQUIRE(steps(plan.actions).size() >= 2);
+  CHECK(steps(plan.actions)[0] == "maintenance.on b");
+  CHECK(steps(plan.actions)[1] == "maintenance.on c");
+  ApplyResult r = h.apply(plan);
+  // Stops where the plan said it would, at the traffic switch, not stale.
+  CHECK(r.exit_code() == 3);
+  REQUIRE_FALSE(r.groups[0].steps.empty());
+  CHECK(r.groups[0].steps.back().action.kind == ActionKind::traffic_switch);
+  CHECK(h.world.stacks["shop"]["b"].maintenance);
+  CHECK(h.world.stacks["shop"]["c"].maintenance);
+}
+
+TEST_CASE("three stacks: the old primary to catch up with does not change when replication into the candidate stops (issue 12)") {
+  FakeWorld w;
+  // a follows c; b is a primary too, further ahead. With allow_data_loss the
+  // switch goes ahead; its old primary was c until replication.stop cleared
+  // a's upstream, then b, and the re-plan at the promotion resumed
+  // replication from b instead.
+  w.stacks["shop"]["a"] = FakeStack{true, true, Role::replica, "c", 90, 1};
+  w.stacks["shop"]["b"] = FakeStack{true, true, Role::primary, "", 100, 1};
+  w.stacks["shop"]["c"] = FakeStack{true, true, Role::primary, "", 90, 1};
+  w.traffic["shop"] = FakeTraffic{true, "c", 60};
+  Harness h(w, make_desired({make_group("a", /*allow_data_loss=*/true, {"a", "b", "c"})}));
+  ApplyResult r = h.apply(h.plan());
+  CHECK(r.exit_code() == 0);
+  CHECK(h.world.stacks["shop"]["a"].role == Role::primary);
+  CHECK(h.plan().empty());
+}

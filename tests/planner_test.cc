@@ -303,3 +303,76 @@ TEST_CASE("no database observation: traffic on the active stack means converged"
   CHECK(p.actions.empty());
   CHECK(p.skipped.empty());
 }
+
+// Issue 12, found by the three-stack exhaustive check: the promotion guard
+// compared the candidate with one old primary only (its upstream, or the
+// first primary by name). Every stack that is or may have been primary, and
+// every stack further ahead, counts.
+namespace {
+const Action* promote_of(const Planned& p, const std::string& stack) {
+  for (const Action& a : p.actions)
+    if (a.kind == ActionKind::database_promote && a.stack == stack) return &a;
+  return nullptr;
+}
+}  // namespace
+
+TEST_CASE("three stacks: a second primary further ahead blocks the promotion (issue 12)") {
+  GroupSpec g = make_group("a", false, {"a", "b", "c"});
+  // a follows b; c is a fenced primary too, 10 bytes further ahead.
+  GroupObs o{{{"a", replica(true, "b", 90)}, {"b", primary(true, 90)}, {"c", primary(true, 100)}},
+             traffic_at("b")};
+  auto p = plan_for(g, o);
+  const Action* promote = promote_of(p, "a");
+  REQUIRE(promote);
+  CHECK(promote->blocked);
+  CHECK(promote->why_blocked.find("10 bytes behind c") != std::string::npos);
+  // With allow_data_loss the loss is stated and accepted.
+  g.allow_data_loss = true;
+  promote = promote_of(p = plan_for(g, o), "a");
+  REQUIRE(promote);
+  CHECK_FALSE(promote->blocked);
+  CHECK(promote->reason.find("accepts losing 10 bytes") != std::string::npos);
+}
+
+TEST_CASE("three stacks: an unreachable stack last seen primary or of unknown role blocks the promotion (issue 12)") {
+  GroupSpec g = make_group("a", false, {"a", "b", "c"});
+  for (Role last_known : {Role::primary, Role::unknown}) {
+    StackObs c = primary(false, 100);
+    c.database->role = last_known;
+    GroupObs o{{{"a", replica(true, "b", 100)}, {"b", primary(true, 100)}, {"c", unreachable(c)}},
+               traffic_at("b")};
+    auto p = plan_for(g, o);
+    const Action* promote = promote_of(p, "a");
+    REQUIRE(promote);
+    CHECK(promote->blocked);
+    CHECK(promote->why_blocked.find("c is unreachable") != std::string::npos);
+  }
+  // Last seen a replica: it holds nothing the primary b does not.
+  GroupObs o{{{"a", replica(true, "b", 100)}, {"b", primary(true, 100)},
+              {"c", unreachable(replica(true, "b", 100))}},
+             traffic_at("b")};
+  const Action* promote = promote_of(plan_for(g, o), "a");
+  REQUIRE(promote);
+  CHECK_FALSE(promote->blocked);
+}
+
+TEST_CASE("three stacks: a replica ahead of the old primary blocks the promotion, one streaming from it does not (issue 12)") {
+  GroupSpec g = make_group("a", false, {"a", "b", "c"});
+  // c's replication is stopped at 100 (it followed a primary that was lost
+  // with writes b never had): promoting a would lose them for good.
+  GroupObs o{{{"a", replica(true, "b", 90)},
+              {"b", primary(true, 90)},
+              {"c", replica(true, std::nullopt, 100)}},
+             traffic_at("b")};
+  auto p = plan_for(g, o);
+  const Action* promote = promote_of(p, "a");
+  REQUIRE(promote);
+  CHECK(promote->blocked);
+  CHECK(promote->why_blocked.find("c is 10 bytes ahead of b") != std::string::npos);
+  // Streaming from b, c holds nothing b lacks, whatever the moment its
+  // position was read at.
+  o.stacks["c"] = replica(true, "b", 100);
+  promote = promote_of(p = plan_for(g, o), "a");
+  REQUIRE(promote);
+  CHECK_FALSE(promote->blocked);
+}

@@ -116,24 +116,113 @@ ApplyResult Applier::apply(const Plan& plan, const ApplyOptions& options) {
   return result;
 }
 
+namespace {
+
+// The guard (apply.h, step 2), the one sequence used before a step and
+// before each retry: observed afresh and re-planned, `a` must still be the
+// next step. `fresh` receives the observation; `next` (when given) the
+// fresh plan's first step, for the report.
+bool guard_holds(const GroupSpec& g, GroupDrivers& drivers, const Action& a,
+                 const std::vector<Action>& done_unobservable, GroupObs& fresh,
+                 std::string* next = nullptr) {
+  fresh = drivers.observe();
+  std::vector<Action> fresh_plan;
+  std::vector<Skipped> unused;
+  plan_group(g, fresh, fresh_plan, unused);
+  if (still_next(a, fresh_plan, g, fresh, done_unobservable)) return true;
+  if (next) {
+    *next = "nothing";
+    if (!fresh_plan.empty()) {
+      const Action& f = fresh_plan.front();
+      *next = std::string(to_string(f.kind)) + " " + f.stack +
+              (f.blocked ? " (blocked: " + f.why_blocked + ")" : "");
+    }
+  }
+  return false;
+}
+
+StepOutcome outcome_of(const Status& st) {
+  if (st.ok()) return StepOutcome::ok;
+  return st.error().timeout ? StepOutcome::timeout : StepOutcome::failed;
+}
+
+// Whether `a`'s effect cannot be observed, so that only the provider's
+// success says it happened (see still_next): a database step on a stack
+// whose database is not observed.
+bool unobservable(const Action& a, const GroupObs& fresh) {
+  if (a.kind == ActionKind::traffic_switch || a.kind == ActionKind::maintenance_on ||
+      a.kind == ActionKind::maintenance_off)
+    return false;
+  auto it = fresh.stacks.find(a.stack);
+  return it != fresh.stacks.end() && !it->second.database;
+}
+
+}  // namespace
+
+void Applier::SwitchSoFar::note(const GroupSpec& g, const Action& a, const GroupObs& before) {
+  switch (a.kind) {
+    case ActionKind::maintenance_on:
+      if (!fenced && a.stack != g.active && serving(before, a.stack)) fenced = a.stack;
+      break;
+    case ActionKind::database_promote: promoted = true; break;
+    case ActionKind::replication_stop: stopped_into_active |= a.stack == g.active; break;
+    case ActionKind::replication_start:
+      if (a.stack == g.active) stopped_into_active = false;
+      break;
+    default: break;
+  }
+}
+
+Status Applier::run_with_retries(const GroupSpec& g, GroupDrivers& drivers, const Action& a,
+                                 const ApplyOptions& o,
+                                 const std::vector<Action>& done_unobservable,
+                                 std::string& detail) {
+  Status st = execute(g, drivers, a, o, detail);
+  std::chrono::milliseconds pause(100);
+  for (int attempt = 1; !st.ok() && !st.error().permanent && attempt <= o.retries; ++attempt) {
+    if (o.stop_requested && o.stop_requested->load()) break;
+    clock_.sleep_for(pause);
+    pause *= 2;
+    GroupObs again;
+    if (!guard_holds(g, drivers, a, done_unobservable, again)) {
+      // The failed call may have taken effect after all.
+      if (effect_holds(a, again)) st = Status::Ok();
+      break;
+    }
+    spdlog::warn("{}: attempt {} failed ({}); trying again",
+                 std::string(to_string(a.kind)) + " " + a.stack, attempt, st.message());
+    Status next = execute(g, drivers, a, o, detail);
+    if (!next.ok()) {
+      Error e = next.error();
+      e.message += " (attempt " + std::to_string(attempt + 1) + " of " +
+                   std::to_string(o.retries + 1) + ")";
+      next = e;
+    }
+    st = next;
+  }
+  if (!st.ok() && st.error().permanent) {
+    Error e = st.error();
+    e.message += " (permanent: not retried)";
+    st = e;
+  }
+  return st;
+}
+
 GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& actions,
                                 const ApplyOptions& o, Clock::Duration t0) {
   GroupApply out;
   out.group = g.name;
   GroupDrivers& drivers = *fleet_.at(g.name);
   std::vector<Action> done_unobservable;  // see still_next
-  // For the fail safe (apply.h): the serving stack this apply fenced, whether
-  // anything was promoted since, whether replication into the candidate is
-  // stopped by this apply.
-  std::optional<std::string> fenced;
-  bool promoted = false, stopped_into_active = false;
+  SwitchSoFar sofar;                      // for the fail safe
   for (size_t i = 0; i < actions.size(); ++i) {
     const Action& a = actions[i];
     StepReport r;
     r.action = a;
     r.index = i + 1;
     r.count = actions.size();
-    auto finish = [&](StepOutcome outcome, std::string detail, Clock::Duration started) {
+    const Clock::Duration started = clock_.now();
+    auto finish = [&](StepOutcome outcome, std::string detail) {
       r.outcome = outcome;
       r.detail = std::move(detail);
       r.seconds = seconds(clock_.now() - started);
@@ -141,38 +230,28 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
       if (o.progress) o.progress(r);
       out.steps.push_back(r);
       if (outcome != StepOutcome::ok) out.stopped = outcome;
+      return outcome == StepOutcome::ok;
     };
-    Clock::Duration started = clock_.now();
     if (a.blocked) {
-      finish(StepOutcome::blocked, a.why_blocked, started);
+      finish(StepOutcome::blocked, a.why_blocked);
       return out;
     }
     if (o.stop_requested && o.stop_requested->load()) {
-      finish(StepOutcome::interrupted, "stop requested before this step started", started);
+      finish(StepOutcome::interrupted, "stop requested before this step started");
       return out;
     }
-    // Guard: on fresh observation, this must still be the next step.
-    GroupObs fresh = drivers.observe();
-    std::vector<Action> fresh_plan;
-    std::vector<Skipped> unused;
-    plan_group(g, fresh, fresh_plan, unused);
-    if (!still_next(a, fresh_plan, g, fresh, done_unobservable)) {
-      std::string now = "nothing";
-      for (const Action& f : fresh_plan) {
-        now = std::string(to_string(f.kind)) + " " + f.stack + (f.blocked ? " (blocked: " + f.why_blocked + ")" : "");
-        break;
-      }
-      finish(StepOutcome::stale,
-             "state changed since the plan was made: a fresh plan's next step is " + now +
-                 "; run plan again",
-             started);
+    GroupObs fresh;
+    std::string next;
+    if (!guard_holds(g, drivers, a, done_unobservable, fresh, &next)) {
+      finish(StepOutcome::stale, "state changed since the plan was made: a fresh plan's next "
+                                 "step is " + next + "; run plan again");
       return out;
     }
     int64_t entry = 0;
     if (log_) {
       auto id = log_->begin(a, o.origin);
       if (!id.ok()) {
-        finish(StepOutcome::failed, "journal: " + id.error().message + " (action not started)", started);
+        finish(StepOutcome::failed, "journal: " + id.error().message + " (action not started)");
         return out;
       }
       entry = *id;
@@ -180,74 +259,27 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
     r.outcome = StepOutcome::started;
     if (o.progress) o.progress(r);
     std::string detail;
-    Status st = execute(g, drivers, a, o, detail);
-    std::chrono::milliseconds pause(100);
-    for (int attempt = 1; !st.ok() && !st.error().permanent && attempt <= o.retries; ++attempt) {
-      if (o.stop_requested && o.stop_requested->load()) break;
-      clock_.sleep_for(pause);
-      pause *= 2;
-      GroupObs again = drivers.observe();
-      std::vector<Action> again_plan;
-      plan_group(g, again, again_plan, unused);
-      if (!still_next(a, again_plan, g, again, done_unobservable)) {
-        // The failed call may have taken effect after all.
-        if (effect_holds(a, again)) st = Status::Ok();
-        break;
-      }
-      spdlog::warn("{}: attempt {} failed ({}); trying again", std::string(to_string(a.kind)) + " " + a.stack,
-                   attempt, st.message());
-      Status next = execute(g, drivers, a, o, detail);
-      if (!next.ok()) {
-        Error e = next.error();
-        e.message += " (attempt " + std::to_string(attempt + 1) + " of " +
-                     std::to_string(o.retries + 1) + ")";
-        next = e;
-      }
-      st = next;
-    }
-    if (!st.ok() && st.error().permanent) {
-      Error e = st.error();
-      e.message += " (permanent: not retried)";
-      st = e;
-    }
-    StepOutcome outcome = st.ok() ? StepOutcome::ok
-                                  : (st.error().timeout ? StepOutcome::timeout : StepOutcome::failed);
-    int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - started).count();
+    Status st = run_with_retries(g, drivers, a, o, done_unobservable, detail);
+    const StepOutcome outcome = outcome_of(st);
     if (log_) {
+      int64_t ms =
+          std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - started).count();
       Status logged = log_->finish(entry, to_string(outcome), st.ok() ? "" : st.message(), ms);
       if (!logged.ok() && st.ok()) {
-        finish(StepOutcome::failed, "journal: " + logged.message(), started);
+        finish(StepOutcome::failed, "journal: " + logged.message());
         return out;
       }
     }
-    if (st.ok() && a.kind != ActionKind::traffic_switch && fresh.stacks.count(a.stack) &&
-        !fresh.stacks.at(a.stack).database && a.kind != ActionKind::maintenance_on &&
-        a.kind != ActionKind::maintenance_off) {
+    if (st.ok() && unobservable(a, fresh)) {
       done_unobservable.push_back(a);
       detail = "effect not observable (no database observation); the provider reported success";
     }
-    finish(outcome, st.ok() ? detail : st.message(), started);
-    if (!st.ok()) {
-      if (fenced && !promoted && a.kind != ActionKind::traffic_switch)
-        fail_safe(g, drivers, a, st, *fenced, stopped_into_active, o, t0, out);
+    if (!finish(outcome, st.ok() ? detail : st.message())) {
+      if (sofar.fenced && !sofar.promoted && a.kind != ActionKind::traffic_switch)
+        fail_safe(g, drivers, a, st, *sofar.fenced, sofar.stopped_into_active, o, t0, out);
       return out;
     }
-    switch (a.kind) {
-      case ActionKind::maintenance_on:
-        if (!fenced && a.stack != g.active && serving(fresh, a.stack)) fenced = a.stack;
-        break;
-      case ActionKind::database_promote:
-        promoted = true;
-        break;
-      case ActionKind::replication_stop:
-        stopped_into_active |= a.stack == g.active;
-        break;
-      case ActionKind::replication_start:
-        if (a.stack == g.active) stopped_into_active = false;
-        break;
-      default:
-        break;
-    }
+    sofar.note(g, a, fresh);
   }
   return out;
 }

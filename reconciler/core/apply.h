@@ -45,6 +45,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -106,8 +107,25 @@ class Applier {
   ApplyResult apply(const Plan& plan, const ApplyOptions& options);
 
  private:
+  // What the fail safe needs to know of a group's apply so far: the serving
+  // stack it fenced, whether anything was promoted since, whether
+  // replication into the candidate is stopped by this apply.
+  struct SwitchSoFar {
+    std::optional<std::string> fenced;
+    bool promoted = false, stopped_into_active = false;
+    // Records a step that succeeded; `before` is the guard's observation.
+    void note(const GroupSpec& g, const Action& a, const GroupObs& before);
+  };
+
+  // Runs a group's actions in order: steps 1-6 above.
   GroupApply apply_group(const GroupSpec& g, const std::vector<Action>& actions,
                          const ApplyOptions& o, Clock::Duration t0);
+  // Step 4-5 with the retries of step 6: runs `a`, and while it fails (not
+  // for good) runs it again if the guard still holds; "(permanent: not
+  // retried)" is added to a refusal.
+  Status run_with_retries(const GroupSpec& g, GroupDrivers& d, const Action& a,
+                          const ApplyOptions& o, const std::vector<Action>& done_unobservable,
+                          std::string& detail);
   Status execute(const GroupSpec& g, GroupDrivers& d, const Action& a, const ApplyOptions& o,
                  std::string& detail);
   // The fail safe: `failed` failed for good with `why` after this apply

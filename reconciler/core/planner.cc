@@ -195,6 +195,13 @@ class GroupPlanner {
                    " and is not replicating from it (max_lag_bytes: " + std::to_string(max_lag) + ")";
         pr.loss = lag ? bytes(*lag) : std::string("an unknown amount of data");
       }
+      if (!pr.forced()) {
+        std::string loss, why = others_ahead(*p, loss);
+        if (!why.empty()) {
+          pr.block = why;
+          pr.loss = loss;
+        }
+      }
     } else if (p) {
       auto lag = lag_bytes(sim_, d, *p);
       pr.block = "the old primary " + unreachable_why(*p) + ", so " + d +
@@ -238,12 +245,17 @@ class GroupPlanner {
   // Phase 1: no second writable database, ever; then maintenance drift.
   void fence() {
     const std::string& active = g_.active;
-    int writables = 0;
-    for (const auto& [name, spec] : g_.stacks) writables += writable(name);
     // Fencing the only serving primary for a promotion that cannot happen
-    // would only take the application down: that fence waits, blocked.
+    // would only take the application down: that fence waits, blocked. With
+    // two or more primaries every one is fenced. They are counted fenced or
+    // not, so that the count is a fact the plan's own fences do not change:
+    // counting the writable ones, the re-plan after the first of two fences
+    // held the second, and the plan went stale mid-apply (issue 12).
+    int primaries = 0;
+    for (const auto& [name, spec] : g_.stacks)
+      primaries += name != active && reachable(name) && role(name) == Role::primary;
     std::string hold;
-    if (needs_promotion() && writables <= 1) {
+    if (needs_promotion() && primaries <= 1) {
       Promotion pr = judge_promotion();
       if (pr.forced() && (promotion_impossible() || !g_.allow_data_loss))
         hold = "the promotion of " + active + " is blocked (" + pr.block +
@@ -284,14 +296,78 @@ class GroupPlanner {
     }
   }
 
-  // The stack `active` should catch up with: its upstream when that is a
-  // primary, else the first other stack that is (or was last seen) primary.
+  // Whether `s` (not the active stack) may hold writes the active stack
+  // lacks because it is, or may have been, a primary: observed primary
+  // (reachable or last seen so), or unreachable with its role unknown.
+  bool may_be_primary(const std::string& s) const {
+    return role(s) == Role::primary || (!reachable(s) && role(s) == Role::unknown);
+  }
+
+  // Whether `s` streams, directly or through other replicas, from `p`: all
+  // it holds, `p` holds too (a replica observed a moment after its primary
+  // may show a position past it, never data it lacks).
+  bool streams_from(std::string s, const std::string& p) const {
+    for (size_t hops = 0; hops < g_.stacks.size(); ++hops) {
+      if (!reachable(s) || role(s) != Role::replica || !upstream(s) || not_streaming(s))
+        return false;
+      s = *upstream(s);
+      if (s == p) return true;
+    }
+    return false;
+  }
+
+  // The stack `active` should catch up with: the reachable primary furthest
+  // ahead (an unknown position counts as furthest), its upstream first among
+  // equals, then by name; with no reachable primary, the first stack last
+  // seen primary. Chosen from facts the plan's own steps do not change (a
+  // fence leaves positions as they are), so every step's re-plan picks the
+  // same one; a replication.stop clears the upstream only after the
+  // candidate caught up, when an equal primary is as good a source.
   std::optional<std::string> old_primary() const {
-    auto up = upstream(g_.active);
-    if (up && g_.stacks.count(*up) && role(*up) == Role::primary) return up;
+    const std::string& d = g_.active;
+    std::optional<std::string> best;
+    auto ahead = [&](const std::string& a, const std::string& b) {  // a before b
+      auto la = lsn(a), lb = lsn(b);
+      if (la != lb) return !la || (lb && *la > *lb);
+      return upstream(d) == a && upstream(d) != b;
+    };
     for (const auto& [name, spec] : g_.stacks)
-      if (name != g_.active && role(name) == Role::primary) return name;
+      if (name != d && reachable(name) && role(name) == Role::primary &&
+          (!best || ahead(name, *best)))
+        best = name;
+    if (best) return best;
+    for (const auto& [name, spec] : g_.stacks)
+      if (name != d && role(name) == Role::primary) return name;
     return std::nullopt;
+  }
+
+  // With a reachable old primary `p` to catch up with, what else may hold
+  // writes the active stack would lack after catching up with `p` (issue
+  // 12): an unreachable stack that is or may have been primary, another
+  // primary whose position is unknown, a stack whose position is past
+  // `p`'s and that does not stream from `p`. "" when nothing.
+  std::string others_ahead(const std::string& p, std::string& loss) const {
+    const std::string& d = g_.active;
+    std::string why;
+    auto add = [&](const std::string& w, const std::string& l) {
+      why += (why.empty() ? "" : "; ") + w;
+      loss += (loss.empty() ? "" : "; ") + l;
+    };
+    for (const auto& [q, spec] : g_.stacks) {
+      if (q == d || q == p) continue;
+      if (!reachable(q) && may_be_primary(q)) {
+        add((role(q) == Role::primary ? "the old primary " + unreachable_why(q)
+                                      : unreachable_why(q) + " and its role is unknown") +
+                ", so writes " + d + " lacks may be there",
+            "the writes only " + q + " may hold (unknown)");
+      } else if (role(q) == Role::primary && !lsn(q)) {
+        add(q + " is a primary too, at an unknown position", "the writes only " + q + " may hold");
+      } else if (lsn(q) && lsn(p) && *lsn(q) > *lsn(p) && !streams_from(q, p)) {
+        add(q + " is " + bytes(*lsn(q) - *lsn(p)) + " ahead of " + p,
+            bytes(*lsn(q) - *lsn(p)) + " only " + q + " holds");
+      }
+    }
+    return why;
   }
 
   // Phase 2: make the desired active stack the primary, guarded.
@@ -335,7 +411,13 @@ class GroupPlanner {
            "no-data-loss guard: " + d + " must replay everything " + p + " wrote before the fence",
            d + "'s replayed position reaches " + p + "'s write position read after the fence " +
                "(max_lag_bytes: " + std::to_string(max_lag) + ")");
-    if (upstream(d) || db_unobserved(d))
+    // Data loss accepted while the candidate follows a stack other than the
+    // reachable old primary: it is promoted as it is (a promotion ends its
+    // replication). Stopped first, it would be a replica with replication
+    // stopped behind a reachable primary, which the re-plan at the promotion
+    // resumes instead: the plan would go stale in its own apply (issue 12).
+    const bool promote_as_is = pr.forced() && pr.old_primary && reachable(p) && upstream(d) != p;
+    if ((upstream(d) && !promote_as_is) || db_unobserved(d))
       emit(ActionKind::replication_stop, d, "",
            db_unobserved(d) ? "step 2 of the seed runbook: stop replication into " + d +
                                   " (on Cloud 66 promote_slave_db detaches the slave itself)"
