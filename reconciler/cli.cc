@@ -17,7 +17,7 @@
 
 #include "core/apply.h"
 #include "drivers/drivers.h"
-#include "gitops/journal.h"
+#include "gitops/state_store.h"
 #include "gitops/last_known.h"
 #include "config/loader.h"
 #include "core/observe.h"
@@ -129,7 +129,7 @@ std::string default_state_path() {
   return ".stackflip/state.db";
 }
 
-std::unique_ptr<Journal> open_journal(const std::string& path) {
+std::unique_ptr<StateStore> open_state_store(const std::string& path) {
   auto slash = path.rfind('/');
   if (slash != std::string::npos) {
     std::string dir = path.substr(0, slash);
@@ -137,7 +137,7 @@ std::unique_ptr<Journal> open_journal(const std::string& path) {
     for (size_t i = 1; i <= dir.size(); ++i)
       if (i == dir.size() || dir[i] == '/') ::mkdir(dir.substr(0, i).c_str(), 0700);
   }
-  auto j = Journal::open(path);
+  auto j = StateStore::open(path);
   if (!j.ok()) throw Fatal(j.error().message);
   return std::move(*j);
 }
@@ -187,13 +187,13 @@ int cmd_validate(const Options& o) {
 // Live observation, with unreachable stacks as last known from the state
 // store. `plan` and `observe` only read an existing store (a pull-request
 // job never creates one); `apply` also records what it saw.
-std::unique_ptr<Journal> journal_for(const Options& o, bool create) {
+std::unique_ptr<StateStore> state_store_for(const Options& o, bool create) {
   const std::string path = o.state.empty() ? default_state_path() : o.state;
   if (!create && ::access(path.c_str(), F_OK) != 0) return nullptr;
-  return open_journal(path);
+  return open_state_store(path);
 }
 
-ObservedState observe_live(const Options& o, const DesiredState& d, Fleet& fleet, Journal* journal,
+ObservedState observe_live(const Options& o, const DesiredState& d, Fleet& fleet, StateStore* journal,
                            bool remember) {
   if (!journal) return observe_all(d, fleet, real_clock(), o.parallel);
   StoredLastKnown memory(*journal);
@@ -233,7 +233,7 @@ int cmd_observe(const Options& o) {
   DesiredState d = load_or_die(o.config);
   RealDriverFactory factory;
   Fleet fleet = make_fleet(d, factory);
-  auto journal = journal_for(o, true);
+  auto journal = state_store_for(o, true);
   ObservedState obs = observe_live(o, d, fleet, journal.get(), true);
   if (o.output == "json") std::cout << snapshot_to_json(obs, true);
   else std::cout << render_observed_text(obs);
@@ -251,7 +251,7 @@ int cmd_plan(const Options& o) {
   } else {
     RealDriverFactory factory;
     Fleet fleet = make_fleet(d, factory);
-    obs = observe_live(o, d, fleet, journal_for(o, false).get(), false);
+    obs = observe_live(o, d, fleet, state_store_for(o, false).get(), false);
   }
   Plan plan = make_plan_with_digest(d, obs);
   if (!o.out_plan.empty())
@@ -304,7 +304,7 @@ int cmd_apply(const Options& o) {
   DesiredState d = load_or_die(o.config);
   RealDriverFactory factory;
   Fleet fleet = make_fleet(d, factory);
-  auto journal = journal_for(o, true);
+  auto journal = state_store_for(o, true);
   // One process applies to a state store at a time: not beside `run`.
   auto lock = StateLock::acquire(journal->path());
   if (!lock.ok()) throw Fatal(lock.error().message);
@@ -368,7 +368,7 @@ int cmd_apply(const Options& o) {
 }
 
 int cmd_history(const Options& o) {
-  auto journal = open_journal(o.state.empty() ? default_state_path() : o.state);
+  auto journal = open_state_store(o.state.empty() ? default_state_path() : o.state);
   auto h = journal->history(o.limit, o.group);
   if (!h.ok()) throw Fatal(h.error().message);
   std::cout << render_history(*h);
@@ -392,7 +392,7 @@ std::string cache_dir_for(const Options& o) {
 }
 
 struct GitopsSetup {
-  std::unique_ptr<Journal> journal;
+  std::unique_ptr<StateStore> journal;
   std::unique_ptr<StateLock> lock;
   std::unique_ptr<GitSource> source;
   std::unique_ptr<Notifier> notifier;
@@ -406,7 +406,7 @@ void setup_gitops(const Options& o, GitopsSetup& g) {
     throw Fatal("--require-signed needs trusted keys: --allowed-signers FILE and/or --gpg-keyring FILE");
   if (!o.git_token.empty() && !is_secret_reference(o.git_token))
     throw Fatal("--git-token must be a secret reference (${env:NAME} or ${file:PATH}), not the token");
-  g.journal = open_journal(state_path(o));
+  g.journal = open_state_store(state_path(o));
   auto lock = StateLock::acquire(state_path(o));
   if (!lock.ok()) throw Fatal(lock.error().message);
   g.lock = std::move(*lock);
@@ -483,7 +483,7 @@ int cmd_run(const Options& o) {
 }
 
 int cmd_status(const Options& o) {
-  auto journal = open_journal(state_path(o));
+  auto journal = open_state_store(state_path(o));
   auto commit = journal->get("gitops.commit");
   auto file = journal->get("gitops.file");
   auto converged = journal->get("gitops.converged");

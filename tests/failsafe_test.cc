@@ -307,7 +307,7 @@ TEST_CASE("issue 11: after a switch failed safe the loop holds the group until a
     r->n = &promotes;
     return r;
   };
-  auto journal = std::move(*Journal::open((dir / "state.db").string()));
+  auto journal = std::move(*StateStore::open((dir / "state.db").string()));
   commit(config("primary"));
   GitSourceOptions so;
   so.url = "file://" + work;

@@ -61,7 +61,7 @@ struct Repo {
   std::string work, state, cache;
   FakeWorld world;
   FakeDriverFactory factory{world};
-  std::unique_ptr<Journal> journal;
+  std::unique_ptr<StateStore> journal;
 
   Repo() {
     std::string tmpl =
@@ -74,7 +74,7 @@ struct Repo {
     run({"git", "config", "user.email", "ops@example.test"}, work);
     run({"git", "config", "user.name", "Ops"}, work);
     run({"git", "config", "commit.gpgsign", "false"}, work);
-    journal = std::move(*Journal::open(state));
+    journal = std::move(*StateStore::open(state));
     world.stacks["shop"]["primary"] = FakeStack{true, false, Role::primary, "", 100, 1};
     world.stacks["shop"]["standby"] = FakeStack{true, true, Role::replica, "primary", 100, 1};
     world.traffic["shop"] = FakeTraffic{true, "primary", 60};

@@ -9,7 +9,7 @@
 #include "config/snapshot.h"
 #include "core/observe.h"
 #include "fake_provider.h"
-#include "gitops/journal.h"
+#include "gitops/state_store.h"
 #include "gitops/last_known.h"
 
 using namespace stackflip;
@@ -131,7 +131,7 @@ TEST_CASE("last known: a memory that fails is reported, the observation still re
 TEST_CASE("last known: the state store keeps it under its own key and reads the old one (issue 12)") {
   Setup s;
   TempFile f;
-  auto store = Journal::open(f.path);
+  auto store = StateStore::open(f.path);
   REQUIRE(store.ok());
   StoredLastKnown memory(**store);
   {

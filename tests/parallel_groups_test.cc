@@ -76,7 +76,7 @@ struct Site {
   std::filesystem::path dir;
   FakeWorld world;
   FakeDriverFactory factory{world};
-  std::unique_ptr<Journal> journal;
+  std::unique_ptr<StateStore> journal;
   MemorySource source;
   std::mutex mu;
   std::chrono::steady_clock::time_point t0;
@@ -108,7 +108,7 @@ struct Site {
     std::string tmpl =
         (std::filesystem::temp_directory_path() / "stackflip-parallel-XXXXXX").string();
     dir = mkdtemp(tmpl.data());
-    journal = std::move(*Journal::open((dir / "state.db").string()));
+    journal = std::move(*StateStore::open((dir / "state.db").string()));
     for (int i = 0; i < n; ++i) {
       std::string g = "g" + std::to_string(i);
       world.stacks[g]["fra"] = FakeStack{true, false, Role::primary, "", 100, 1};
@@ -135,7 +135,7 @@ struct Site {
     std::lock_guard lock(mu);
     return switched_at.count(g) ? switched_at[g] : -1;
   }
-  // Journal ids of each group's entries, oldest first.
+  // StateStore ids of each group's entries, oldest first.
   std::map<std::string, std::vector<int64_t>> journal_ids() {
     std::map<std::string, std::vector<int64_t>> ids;
     auto h = journal->history(1000);

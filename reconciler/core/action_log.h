@@ -1,5 +1,5 @@
 // action_log.h — where apply records each action before and after it
-// (safety invariant 5). The SQLite journal (journal.h) implements it; tests
+// (safety invariant 5). The state store (gitops/state_store.h) implements it; tests
 // use an in-memory one.
 #pragma once
 

@@ -14,7 +14,7 @@ namespace stackflip {
 
 GroupDrivers::GroupDrivers(const DesiredState& desired, const GroupSpec& group,
                            DriverFactory& factory)
-    : group_(group) {
+    : group_(group), concurrent_(factory.observe_concurrently()) {
   for (const auto& [name, spec] : group.stacks) {
     auto d = factory.stack_driver(desired, group, name);
     if (d.ok()) stacks_[name] = std::move(*d);
@@ -96,6 +96,11 @@ Status GroupDrivers::switch_traffic(const std::string& stack) {
 
 GroupObs GroupDrivers::observe(ObservePass pass) {
   GroupObs g;
+  if (!concurrent_) {
+    for (const auto& [name, spec] : group_.stacks) g.stacks[name] = observe_stack(name);
+    g.traffic = observe_traffic(pass);
+    return g;
+  }
   std::vector<std::pair<std::string, std::future<StackObs>>> pending;
   for (const auto& [name, spec] : group_.stacks)
     pending.emplace_back(name, std::async(std::launch::async, [this, n = name] {

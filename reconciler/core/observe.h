@@ -54,6 +54,7 @@ class GroupDrivers {
   TrafficObs observe_one(Traffic& t, ObservePass pass);
 
   const GroupSpec& group_;
+  bool concurrent_;  // DriverFactory::observe_concurrently
   std::map<std::string, std::unique_ptr<StackDriver>> stacks_;
   std::map<std::string, std::string> stack_errors_;
   std::vector<Traffic> traffic_;

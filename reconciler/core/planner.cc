@@ -419,7 +419,7 @@ class GroupPlanner {
     const bool promote_as_is = pr.forced() && pr.old_primary && reachable(p) && upstream(d) != p;
     if ((upstream(d) && !promote_as_is) || db_unobserved(d))
       emit(ActionKind::replication_stop, d, "",
-           db_unobserved(d) ? "step 2 of the seed runbook: stop replication into " + d +
+           db_unobserved(d) ? "step 3 of the switch: stop replication into " + d +
                                   " (on Cloud 66 promote_slave_db detaches the slave itself)"
                             : "step 3 of the switch: stop replication into " + d + " before promoting it",
            pr.wait ? d + " has caught up (previous step)" : "promotion of " + d + " is allowed",

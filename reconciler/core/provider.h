@@ -86,6 +86,10 @@ class DriverFactory {
   virtual Result<std::unique_ptr<TrafficDriver>> traffic_driver(const DesiredState& desired,
                                                                 const GroupSpec& group,
                                                                 const TrafficSpec& traffic) = 0;
+  // Whether a group's stacks are observed on threads of their own, so their
+  // round trips overlap. Drivers that answer from memory (tests) may say no:
+  // a thread per stack and observation would cost more than the answer.
+  virtual bool observe_concurrently() const { return true; }
 };
 
 }  // namespace stackflip

@@ -9,18 +9,18 @@
 #pragma once
 
 #include "core/observe.h"
-#include "gitops/journal.h"
+#include "gitops/state_store.h"
 
 namespace stackflip {
 
 class StoredLastKnown : public LastKnown {
  public:
-  explicit StoredLastKnown(Journal& store) : store_(store) {}
+  explicit StoredLastKnown(StateStore& store) : store_(store) {}
   Result<std::optional<ObservedState>> load() override;
   Status remember(const ObservedState& obs) override;
 
  private:
-  Journal& store_;
+  StateStore& store_;
 };
 
 }  // namespace stackflip

@@ -238,7 +238,7 @@ std::vector<GroupRun> Reconciler::run_groups(const DesiredState& d, const Observ
     {
       std::lock_guard lock(pool.mu());
       if (!marked)
-        if (Status s = journal_.put(kConvergedKey, "0"); !s.ok()) store_failed(s);
+        if (Status s = store_.put(kConvergedKey, "0"); !s.ok()) store_failed(s);
       marked = true;
     }
     auto t0 = clock_.now();
@@ -250,7 +250,7 @@ std::vector<GroupRun> Reconciler::run_groups(const DesiredState& d, const Observ
     // stopped) is re-planned at once, up to twice, rather than at the next
     // pass: here the commit is the approval, not one particular plan.
     for (int round = 0;; ++round) {
-      ApplyResult ar = Applier(d, fleet_, &journal_, clock_).apply(current, ao);
+      ApplyResult ar = Applier(d, fleet_, &store_, clock_).apply(current, ao);
       g.result = ar.groups.empty() ? GroupApply{g.name, {}, StepOutcome::ok, "", ""} : ar.groups.front();
       if (!g.result.failed_safe.empty()) {
         std::lock_guard lock(pool.mu());
@@ -348,7 +348,7 @@ void Reconciler::adopt(std::string commit, std::string text, DesiredState d) {
                       {kConfigKey, &text},
                       {kFileKey, &desired_->source},
                       {kVerifiedKey, s_.require_signed ? &kOne : &kZero}})
-    if (Status s = journal_.put(k, *v); !s.ok()) {
+    if (Status s = store_.put(k, *v); !s.ok()) {
       store_failed(Err("cannot store the commit in force: " + s.message()));
       break;
     }
@@ -378,15 +378,15 @@ std::string Reconciler::rewind_error(const std::string& head, bool& rewinds) {
 
 Status Reconciler::restore_from_store() {
   restored_ = true;
-  auto commit = journal_.get(kCommitKey);
-  auto text = journal_.get(kConfigKey);
-  auto file = journal_.get(kFileKey);
+  auto commit = store_.get(kCommitKey);
+  auto text = store_.get(kConfigKey);
+  auto file = store_.get(kFileKey);
   if (!commit.ok()) return commit.status();
   if (!text.ok()) return text.status();
   if (!commit->has_value() || !text->has_value()) return Status::Ok();
   // Signatures required now but the commit in force was adopted without a
   // check: do not trust it; the head is verified like a new commit.
-  auto verified = journal_.get(kVerifiedKey);
+  auto verified = store_.get(kVerifiedKey);
   if (s_.require_signed && !(verified.ok() && *verified && **verified == "1")) return Status::Ok();
   std::string name = file.ok() && file->has_value() ? **file : s_.file;
   LoadResult lr = load_desired_text(name, **text);
@@ -456,7 +456,7 @@ std::string Reconciler::follow_head(PassReport& rep, std::string& bad_result) {
 void Reconciler::load_holds(const DesiredState& d) {
   holds_.clear();
   holds_changed_ = false;
-  if (auto held = journal_.get(kHeldKey); !held.ok())
+  if (auto held = store_.get(kHeldKey); !held.ok())
     store_failed(held.status());
   else if (*held)
     holds_ = holds_from_json(**held);
@@ -472,7 +472,7 @@ std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
   rep.run.desired_digest = d.digest;
   if (fleet_.empty()) fleet_ = make_fleet(d, factory_);
   // DESIGN.md: unreachable stacks "as last known", from the last observation.
-  StoredLastKnown memory(journal_);
+  StoredLastKnown memory(store_);
   std::optional<ObservedState> last_known;
   if (auto last = memory.load(); !last.ok()) store_failed(last.status());
   else last_known = std::move(*last);
@@ -481,7 +481,7 @@ std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
   std::string observed_at = clock_.rfc3339_now();
   std::vector<GroupRun> runs = run_groups(d, last_known ? &*last_known : nullptr, stop);
   if (holds_changed_)
-    if (Status s = journal_.put(kHeldKey, holds_to_json(holds_)); !s.ok()) store_failed(s);
+    if (Status s = store_.put(kHeldKey, holds_to_json(holds_)); !s.ok()) store_failed(s);
 
   // The pass as a whole, assembled in group name order as make_plan orders it.
   ObservedState first_obs, obs;
@@ -533,7 +533,7 @@ std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
     gs.reason = "configuration error: " + e;
   }
   rep.observed = obs;
-  if (Status s = journal_.put(kConvergedKey, rep.converged() ? "1" : "0"); !s.ok()) store_failed(s);
+  if (Status s = store_.put(kConvergedKey, rep.converged() ? "1" : "0"); !s.ok()) store_failed(s);
   return {result, code};
 }
 
@@ -549,7 +549,7 @@ PassReport Reconciler::finish(PassReport& rep, Clock::Duration t0, const std::st
     rep.run.error += e;
   };
   if (!store_error_.empty()) add_error("state store: " + store_error_);
-  if (Status s = journal_.record_run(rep.run); !s.ok()) {
+  if (Status s = store_.record_run(rep.run); !s.ok()) {
     store_failed(Err("cannot record the run: " + s.message()));
     add_error("state store: " + store_error_);
   }
@@ -568,12 +568,12 @@ void Reconciler::notify(const PassReport& rep, const std::string& result) {
   auto repeated = [&] {
     if (result == "applied") return false;
     if (notice == last_notice_) return true;
-    auto last = journal_.get(kNoticeKey);
+    auto last = store_.get(kNoticeKey);
     return last.ok() && *last && **last == notice;
   };
   if (!notifier_ || (result == "no-changes" && store_error_.empty()) || repeated()) return;
   last_notice_ = notice;
-  (void)journal_.put(kNoticeKey, notice);
+  (void)store_.put(kNoticeKey, notice);
   std::string text =
       "stackflip " + source_.describe() + " @ " + short_sha(rep.run.commit) + ": " + result;
   if (rep.run.actions) text += " (" + std::to_string(rep.run.actions) + " actions)";

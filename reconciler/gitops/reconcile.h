@@ -72,7 +72,7 @@
 #include "core/apply.h"
 #include "util/clock.h"
 #include "gitops/git_source.h"
-#include "gitops/journal.h"
+#include "gitops/state_store.h"
 #include "core/model.h"
 #include "core/observe.h"
 #include "core/plan.h"
@@ -146,10 +146,10 @@ struct GroupRun;  // one group's pipeline in a pass (reconcile.cc)
 
 class Reconciler {
  public:
-  Reconciler(ConfigSource& source, Journal& journal, DriverFactory& factory, Clock& clock,
+  Reconciler(ConfigSource& source, StateStore& journal, DriverFactory& factory, Clock& clock,
              ReconcileSettings settings, Notifier* notifier = nullptr)
       : source_(source),
-        journal_(journal),
+        store_(journal),
         factory_(factory),
         clock_(clock),
         s_(std::move(settings)),
@@ -181,7 +181,7 @@ class Reconciler {
                                    const std::atomic<bool>* stop);
 
   ConfigSource& source_;
-  Journal& journal_;
+  StateStore& store_;
   DriverFactory& factory_;
   Clock& clock_;
   ReconcileSettings s_;

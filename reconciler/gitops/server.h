@@ -49,7 +49,7 @@
 #include <string>
 
 #include "gitops/endpoint.h"
-#include "gitops/journal.h"
+#include "gitops/state_store.h"
 #include "gitops/metrics.h"
 #include "gitops/reconcile.h"
 #include "util/result.h"

@@ -73,6 +73,10 @@ class FakeDriverFactory : public DriverFactory {
   Result<std::unique_ptr<TrafficDriver>> traffic_driver(const DesiredState&,
                                                         const GroupSpec& g,
                                                         const TrafficSpec&) override;
+  bool observe_concurrently() const override { return concurrent; }
+  // False: each group's stacks are observed one after another (the
+  // exhaustive check, where a thread per stack would dominate its time).
+  bool concurrent = true;
   // Wraps the next drivers made: return the driver itself or a wrapper.
   std::function<std::unique_ptr<StackDriver>(std::unique_ptr<StackDriver>, const std::string&)>
       wrap_stack;

@@ -1,4 +1,4 @@
-#include "gitops/journal.h"
+#include "gitops/state_store.h"
 
 #include <sys/stat.h>
 #include <unistd.h>
@@ -33,8 +33,8 @@ Action action(ActionKind kind, const std::string& stack, const std::string& grou
   return a;
 }
 
-std::unique_ptr<Journal> open_ok(const std::string& path) {
-  auto j = Journal::open(path);
+std::unique_ptr<StateStore> open_ok(const std::string& path) {
+  auto j = StateStore::open(path);
   INFO((j.ok() ? std::string() : j.error().message));
   REQUIRE(j.ok());
   return std::move(*j);
@@ -161,7 +161,7 @@ TEST_CASE("two journals on one file append concurrently without lock errors") {
   auto j1 = open_ok(path);
   auto j2 = open_ok(path);
   constexpr int kPerThread = 100;
-  auto work = [](Journal* j, const std::string& group, std::vector<std::string>* errors) {
+  auto work = [](StateStore* j, const std::string& group, std::vector<std::string>* errors) {
     for (int i = 0; i < kPerThread; ++i) {
       auto id = j->begin(action(ActionKind::maintenance_on, "s" + std::to_string(i), group), "c");
       if (!id.ok()) {
@@ -189,7 +189,7 @@ TEST_CASE("two journals on one file append concurrently without lock errors") {
 TEST_CASE("a journal in a missing directory is a clear error") {
   TempDir dir;
   std::string path = dir.file("no/such/dir/state.db");
-  auto j = Journal::open(path);
+  auto j = StateStore::open(path);
   REQUIRE_FALSE(j.ok());
   CHECK(j.error().message.find(path) != std::string::npos);
   CHECK(j.error().message.find("does not exist") != std::string::npos);
@@ -201,7 +201,7 @@ TEST_CASE("a file that is not a journal is refused with SQLite's message") {
   FILE* f = std::fopen(path.c_str(), "w");
   std::fputs("this is not an sqlite database, just some text that is long enough.........\n", f);
   std::fclose(f);
-  auto j = Journal::open(path);
+  auto j = StateStore::open(path);
   REQUIRE_FALSE(j.ok());
   CHECK(j.error().message.find(path) != std::string::npos);
   CHECK(j.error().message.find("not a database") != std::string::npos);
@@ -229,7 +229,7 @@ TEST_CASE("issue 10: a read-only state store is named as such, not as a non-SQLi
     WARN("cannot make a file read-only here (no chattr); skipped");
     return;
   }
-  auto j = Journal::open(path);
+  auto j = StateStore::open(path);
   undo_read_only(path);
   REQUIRE_FALSE(j.ok());
   INFO(j.error().message);

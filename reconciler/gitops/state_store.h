@@ -1,4 +1,4 @@
-// journal.h — stackflip's state store: an embedded SQLite file holding the
+// state_store.h — stackflip's state store: an embedded SQLite file holding the
 // action journal, the reconcile runs and a little key/value state.
 //
 // The journal is append-only: begin() writes a "started" row and commits it
@@ -8,8 +8,8 @@
 // recorded" (JournalEntry::open). Every action applied is thus visible with
 // the commit or config digest it came from (DESIGN.md invariant 5).
 //
-// Thread safety: one Journal per process, shared by all threads; every method
-// takes one mutex. Several processes (or several Journal objects) may use the
+// Thread safety: one StateStore per process, shared by all threads; every method
+// takes one mutex. Several processes (or several StateStore objects) may use the
 // same file: it runs in WAL mode and waits up to 5 s for a lock
 // (busy_timeout) before failing. Writes are synchronous=FULL, so a row that
 // begin() returned for survives a power loss.
@@ -61,7 +61,7 @@ struct RunRecord {
   int actions = 0;
 };
 
-class Journal : public ActionLog {
+class StateStore : public ActionLog {
  public:
   using RunRecord = stackflip::RunRecord;
 
@@ -69,10 +69,10 @@ class Journal : public ActionLog {
   // an older schema (PRAGMA user_version). A missing directory, a file that
   // is not a database, a file stackflip may not write (read-only mode or
   // file system, immutable), or a schema newer than this binary are errors.
-  static Result<std::unique_ptr<Journal>> open(const std::string& path);
-  ~Journal();
-  Journal(const Journal&) = delete;
-  Journal& operator=(const Journal&) = delete;
+  static Result<std::unique_ptr<StateStore>> open(const std::string& path);
+  ~StateStore();
+  StateStore(const StateStore&) = delete;
+  StateStore& operator=(const StateStore&) = delete;
 
   const std::string& path() const { return path_; }
 
@@ -100,7 +100,7 @@ class Journal : public ActionLog {
   Status refuse_writes_for_testing(bool on);
 
  private:
-  Journal(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
+  StateStore(std::string path, sqlite3* db) : path_(std::move(path)), db_(db) {}
   Error sql_error(const std::string& what) const;
 
   const std::string path_;

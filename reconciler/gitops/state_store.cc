@@ -1,4 +1,4 @@
-#include "gitops/journal.h"
+#include "gitops/state_store.h"
 
 #include <fcntl.h>
 #include <sqlite3.h>
@@ -209,7 +209,7 @@ constexpr const char* kRunColumns =
 
 }  // namespace
 
-Result<std::unique_ptr<Journal>> Journal::open(const std::string& path) {
+Result<std::unique_ptr<StateStore>> StateStore::open(const std::string& path) {
   namespace fs = std::filesystem;
   fs::path parent = fs::path(path).parent_path();
   std::error_code ec;
@@ -233,7 +233,7 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& path) {
     sqlite3_close(db);
     return e;
   }
-  std::unique_ptr<Journal> j(new Journal(path, db));
+  std::unique_ptr<StateStore> j(new StateStore(path, db));
   sqlite3_busy_timeout(db, 5000);
   sqlite3_extended_result_codes(db, 1);
   // SQLite silently opens a file it may not write read-only; say so now
@@ -251,11 +251,11 @@ Result<std::unique_ptr<Journal>> Journal::open(const std::string& path) {
   return j;
 }
 
-Journal::~Journal() { sqlite3_close(db_); }
+StateStore::~StateStore() { sqlite3_close(db_); }
 
-Error Journal::sql_error(const std::string& what) const { return db_error(path_, db_, what); }
+Error StateStore::sql_error(const std::string& what) const { return db_error(path_, db_, what); }
 
-Result<int64_t> Journal::begin(const Action& a, const std::string& origin) {
+Result<int64_t> StateStore::begin(const Action& a, const std::string& origin) {
   std::lock_guard lock(mu_);
   Stmt st(db_,
           "INSERT INTO actions (time, grp, kind, stack, source, origin, phase) "
@@ -268,7 +268,7 @@ Result<int64_t> Journal::begin(const Action& a, const std::string& origin) {
   return sqlite3_last_insert_rowid(db_);
 }
 
-Status Journal::finish(int64_t id, const std::string& result, const std::string& error,
+Status StateStore::finish(int64_t id, const std::string& result, const std::string& error,
                        int64_t duration_ms) {
   if (!one_of(result, {"ok", "failed", "timeout", "interrupted"}))
     return Err("journal " + path_ + ": result \"" + result +
@@ -302,7 +302,7 @@ Status Journal::finish(int64_t id, const std::string& result, const std::string&
   return Status::Ok();
 }
 
-Result<std::vector<JournalEntry>> Journal::history(size_t limit, const std::string& group) const {
+Result<std::vector<JournalEntry>> StateStore::history(size_t limit, const std::string& group) const {
   std::lock_guard lock(mu_);
   Stmt st(db_,
           "SELECT a.id, a.time, a.grp, a.kind, a.stack, a.source, a.origin, a.phase, a.result, "
@@ -334,7 +334,7 @@ Result<std::vector<JournalEntry>> Journal::history(size_t limit, const std::stri
   return out;
 }
 
-Status Journal::record_run(const RunRecord& r) {
+Status StateStore::record_run(const RunRecord& r) {
   if (!one_of(r.result, {"applied", "no-changes", "failed", "blocked", "invalid"}))
     return Err("journal " + path_ + ": run result \"" + r.result +
                "\" is not one of applied, no-changes, failed, blocked, invalid");
@@ -350,7 +350,7 @@ Status Journal::record_run(const RunRecord& r) {
   return Status::Ok();
 }
 
-Result<std::vector<RunRecord>> Journal::runs(size_t limit) const {
+Result<std::vector<RunRecord>> StateStore::runs(size_t limit) const {
   std::lock_guard lock(mu_);
   Stmt st(db_,
           (std::string("SELECT ") + kRunColumns + " FROM runs ORDER BY id DESC LIMIT ?1").c_str());
@@ -363,7 +363,7 @@ Result<std::vector<RunRecord>> Journal::runs(size_t limit) const {
   return out;
 }
 
-Result<std::optional<RunRecord>> Journal::last_good_run() const {
+Result<std::optional<RunRecord>> StateStore::last_good_run() const {
   std::lock_guard lock(mu_);
   Stmt st(db_, (std::string("SELECT ") + kRunColumns +
                 " FROM runs WHERE result IN ('applied', 'no-changes') ORDER BY id DESC LIMIT 1")
@@ -375,7 +375,7 @@ Result<std::optional<RunRecord>> Journal::last_good_run() const {
   return std::optional<RunRecord>();
 }
 
-Status Journal::put(const std::string& key, const std::string& value) {
+Status StateStore::put(const std::string& key, const std::string& value) {
   std::lock_guard lock(mu_);
   Stmt st(
       db_,
@@ -387,7 +387,7 @@ Status Journal::put(const std::string& key, const std::string& value) {
   return Status::Ok();
 }
 
-Result<std::optional<std::string>> Journal::get(const std::string& key) const {
+Result<std::optional<std::string>> StateStore::get(const std::string& key) const {
   std::lock_guard lock(mu_);
   Stmt st(db_, "SELECT value FROM kv WHERE key = ?1");
   if (!st.prepared()) return sql_error("preparing to read \"" + key + "\"");
@@ -398,7 +398,7 @@ Result<std::optional<std::string>> Journal::get(const std::string& key) const {
   return std::optional<std::string>();
 }
 
-Status Journal::refuse_writes_for_testing(bool on) {
+Status StateStore::refuse_writes_for_testing(bool on) {
   std::lock_guard lock(mu_);
   return exec(path_, db_, on ? "PRAGMA query_only = 1" : "PRAGMA query_only = 0",
               "setting query_only");
