@@ -19,8 +19,9 @@
 #     the active address disabled, a TTL, a deleted AAAA, a value of no
 #     stack: each planned with its reason and converged by apply;
 # (e) a switch whose traffic step cannot succeed (the zone deleted; a zone
-#     that does not exist; a wrong API key) is blocked before the fence:
-#     apply exits 3, both databases unchanged, the primary still writable;
+#     that does not exist) is blocked before the fence: apply exits 3, both
+#     databases unchanged, the primary still writable; a wrong API key is a
+#     configuration error: exit 1, and likewise nothing changed;
 # (f) a CNAME at a switched name blocks likewise; once removed by hand, the
 #     switch runs and converges;
 # (g) the zone deleted in the middle of a switch (after the new primary
@@ -368,7 +369,29 @@ check "(e) delete zone $OTHER through the API" api_ok DELETE "/zones/$OTHER"
 blocked_before_fence "(e) the zone deleted" "$T1" "shop\.other\.test\. A: PowerDNS .*/zones/other\.test\.: HTTP 404"
 restore_other() { make_zone "$OTHER" && rrset "$OTHER" "shop.$OTHER" A 60 127.0.0.2; }
 check "(e) zone $OTHER restored by hand" restore_other
-blocked_before_fence "(e) a wrong API key" "$T1" "HTTP 401" PDNS_API_KEY=not-the-key
+# A wrong API key is not a safety guard but a configuration error (issue
+# 12): exit 1, named as such; still nothing is applied.
+config_error_before_fence() { # LABEL CONFIG REASON_REGEX [ENV...]
+  local label=$1 config=$2 reason=$3 rc dns_before
+  shift 3
+  dns_before=$(answers)
+  env "$@" "$SF" plan -c "$config" --detailed-exitcode >"$DIR/plan.txt" 2>&1
+  rc=$?
+  check_eq "$label: plan exits 1 (an error, not blocked)" 1 "$rc"
+  check_or_show "$DIR/plan.txt" "$label: the plan names a configuration error and the cause" \
+    grep -qiE "configuration error.*$reason" "$DIR/plan.txt"
+  check "$label: the plan does not call it unreachable" not_grep "unreachable" "$DIR/plan.txt"
+  env "$@" "$SF" apply -c "$config" --auto-approve >"$DIR/apply.txt" 2>&1
+  rc=$?
+  check_eq "$label: apply exits 1" 1 "$rc"
+  check_or_show "$DIR/apply.txt" "$label: apply names the configuration error" \
+    grep -qi "configuration error" "$DIR/apply.txt"
+  check_eq "$label: both databases unchanged" "$after_a" "$(dbstate)"
+  check "$label: the primary still accepts writes" accepts_write 127.0.0.2
+  check_eq "$label: DNS unchanged" "$dns_before" "$(answers)"
+}
+not_grep() { ! grep -qi "$1" "$2"; }
+config_error_before_fence "(e) a wrong API key" "$T1" "HTTP 401" PDNS_API_KEY=not-the-key
 
 section "(f) a CNAME at a switched name blocks before the fence"
 api_ok PATCH "/zones/$ZONE" "{\"rrsets\":[
