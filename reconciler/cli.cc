@@ -1,39 +1,38 @@
 #include "cli.h"
 
-#include <unistd.h>
-
-#include <csignal>
-#include <cstdio>
-#include <fstream>
-#include <mutex>
-#include <sys/stat.h>
-#include <iostream>
-#include <sstream>
-
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-#include "core/apply.h"
-#include "drivers/drivers.h"
-#include "gitops/state_store.h"
-#include "gitops/last_known.h"
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+
+#include "config/host_policy.h"
 #include "config/loader.h"
+#include "config/secret.h"
+#include "config/snapshot.h"
+#include "core/apply.h"
 #include "core/observe.h"
 #include "core/plan_json.h"
 #include "core/planner.h"
-#include "util/digest.h"
+#include "core/render.h"
+#include "drivers/drivers.h"
 #include "gitops/git_source.h"
+#include "gitops/last_known.h"
 #include "gitops/notify.h"
 #include "gitops/reconcile.h"
-#include "core/render.h"
-#include "config/host_policy.h"
-#include "util/redact.h"
-#include "config/secret.h"
 #include "gitops/server.h"
-#include "config/snapshot.h"
+#include "gitops/state_store.h"
 #include "sys/safe_file.h"
+#include "util/digest.h"
+#include "util/redact.h"
 
 namespace stackflip {
 
@@ -59,8 +58,10 @@ DesiredState load_or_die(const std::string& path) {
 void install_policy(const std::string& flag, const std::vector<std::string>& allow_commands,
                     bool required) {
   std::string path = flag;
-  if (path.empty() && std::getenv("STACKFLIP_HOST_CONFIG")) path = std::getenv("STACKFLIP_HOST_CONFIG");
-  if (path.empty() && ::access("/etc/stackflip/host.yaml", F_OK) == 0) path = "/etc/stackflip/host.yaml";
+  if (path.empty() && std::getenv("STACKFLIP_HOST_CONFIG"))
+    path = std::getenv("STACKFLIP_HOST_CONFIG");
+  if (path.empty() && ::access("/etc/stackflip/host.yaml", F_OK) == 0)
+    path = "/etc/stackflip/host.yaml";
   HostPolicy policy;
   if (!path.empty()) {
     auto p = load_host_policy(path, nullptr);
@@ -70,7 +71,8 @@ void install_policy(const std::string& flag, const std::vector<std::string>& all
     return;
   }
   for (const auto& g : allow_commands) {
-    if (g.empty() || g[0] != '/') throw Fatal("--allow-command " + g + ": expected an absolute path or glob");
+    if (g.empty() || g[0] != '/')
+      throw Fatal("--allow-command " + g + ": expected an absolute path or glob");
     policy.commands.push_back(g);
   }
   install_host_policy(std::move(policy));
@@ -122,7 +124,6 @@ class RedactingSink : public spdlog::sinks::base_sink<std::mutex> {
   }
   void flush_() override { std::fflush(stderr); }
 };
-
 
 std::string default_state_path() {
   if (const char* dir = std::getenv("STACKFLIP_STATE_DIR")) return std::string(dir) + "/state.db";
@@ -193,8 +194,8 @@ std::unique_ptr<StateStore> state_store_for(const Options& o, bool create) {
   return open_state_store(path);
 }
 
-ObservedState observe_live(const Options& o, const DesiredState& d, Fleet& fleet, StateStore* journal,
-                           bool remember) {
+ObservedState observe_live(const Options& o, const DesiredState& d, Fleet& fleet,
+                           StateStore* journal, bool remember) {
   if (!journal) return observe_all(d, fleet, real_clock(), o.parallel);
   StoredLastKnown memory(*journal);
   return observe_with_last_known(d, fleet, real_clock(), o.parallel, &memory, remember);
@@ -235,8 +236,10 @@ int cmd_observe(const Options& o) {
   Fleet fleet = make_fleet(d, factory);
   auto journal = state_store_for(o, true);
   ObservedState obs = observe_live(o, d, fleet, journal.get(), true);
-  if (o.output == "json") std::cout << snapshot_to_json(obs, true);
-  else std::cout << render_observed_text(obs);
+  if (o.output == "json")
+    std::cout << snapshot_to_json(obs, true);
+  else
+    std::cout << render_observed_text(obs);
   return 0;
 }
 
@@ -259,9 +262,12 @@ int cmd_plan(const Options& o) {
       throw Fatal(s.message());
   RenderOptions ro;
   ro.color = use_color(stdout);
-  if (o.output == "json") std::cout << plan_to_json(plan);
-  else if (o.output == "markdown") std::cout << render_markdown(plan, RenderOptions{false, 65000});
-  else std::cout << render_text(plan, ro);
+  if (o.output == "json")
+    std::cout << plan_to_json(plan);
+  else if (o.output == "markdown")
+    std::cout << render_markdown(plan, RenderOptions{false, 65000});
+  else
+    std::cout << render_text(plan, ro);
   // A rejected credential is an error, not a guard (issue 12): exit 1.
   if (!plan.config_errors.empty()) return 1;
   if (!o.detailed_exitcode) return 0;
@@ -356,7 +362,10 @@ int cmd_apply(const Options& o) {
   size_t done = 0;
   for (const auto& g : r.groups)
     for (const auto& s : g.steps) done += s.outcome == StepOutcome::ok;
-  std::cout << "\nApply " << (code == 0 ? "complete" : code == 3 ? "stopped at a blocked step" : "FAILED")
+  std::cout << "\nApply "
+            << (code == 0   ? "complete"
+                : code == 3 ? "stopped at a blocked step"
+                            : "FAILED")
             << ": " << done << " of " << plan.actions.size() << " actions done.\n";
   for (const auto& g : r.groups)
     if (g.stopped != StepOutcome::ok && !g.steps.empty())
@@ -375,10 +384,11 @@ int cmd_history(const Options& o) {
   return 0;
 }
 
-
 // ------------------------------------------------------------------ gitops
 
-std::string state_path(const Options& o) { return o.state.empty() ? default_state_path() : o.state; }
+std::string state_path(const Options& o) {
+  return o.state.empty() ? default_state_path() : o.state;
+}
 
 // The Git cache lives next to the state store, one folder per repository URL.
 std::string cache_dir_for(const Options& o) {
@@ -403,9 +413,11 @@ struct GitopsSetup {
 void setup_gitops(const Options& o, GitopsSetup& g) {
   install_policy(o.host_config, o.allow_commands, true);
   if (o.require_signed && o.allowed_signers.empty() && o.gpg_keyring.empty())
-    throw Fatal("--require-signed needs trusted keys: --allowed-signers FILE and/or --gpg-keyring FILE");
+    throw Fatal(
+        "--require-signed needs trusted keys: --allowed-signers FILE and/or --gpg-keyring FILE");
   if (!o.git_token.empty() && !is_secret_reference(o.git_token))
-    throw Fatal("--git-token must be a secret reference (${env:NAME} or ${file:PATH}), not the token");
+    throw Fatal(
+        "--git-token must be a secret reference (${env:NAME} or ${file:PATH}), not the token");
   g.journal = open_state_store(state_path(o));
   auto lock = StateLock::acquire(state_path(o));
   if (!lock.ok()) throw Fatal(lock.error().message);
@@ -427,8 +439,8 @@ void setup_gitops(const Options& o, GitopsSetup& g) {
   rs.trust.gpg_keyring = o.gpg_keyring;
   rs.apply.progress = print_step;
   rs.apply.parallelism = o.parallel;
-  g.reconciler = std::make_unique<Reconciler>(*g.source, *g.journal, g.factory, real_clock(),
-                                              rs, g.notifier.get());
+  g.reconciler = std::make_unique<Reconciler>(*g.source, *g.journal, g.factory, real_clock(), rs,
+                                              g.notifier.get());
 }
 
 int cmd_reconcile(const Options& o) {
@@ -512,9 +524,9 @@ int cmd_status(const Options& o) {
   std::cout << line;
   for (const auto& r : *runs) {
     std::string err = r.error.substr(0, r.error.find('\n'));
-    std::snprintf(line, sizeof line, "  %-24s %-12s %-10s %7d %7lld ms  %s\n",
-                  r.started_at.c_str(), r.commit.substr(0, 12).c_str(), r.result.c_str(),
-                  r.actions, static_cast<long long>(r.duration_ms), err.c_str());
+    std::snprintf(line, sizeof line, "  %-24s %-12s %-10s %7d %7lld ms  %s\n", r.started_at.c_str(),
+                  r.commit.substr(0, 12).c_str(), r.result.c_str(), r.actions,
+                  static_cast<long long>(r.duration_ms), err.c_str());
     std::cout << line;
   }
   return 0;
@@ -534,7 +546,8 @@ int run_cli(int argc, char** argv) {
     }
   } restore{std::cout.rdbuf(&out_buf), std::cerr.rdbuf(&err_buf)};
   auto logger = spdlog::get("stackflip");
-  if (!logger) logger = std::make_shared<spdlog::logger>("stackflip", std::make_shared<RedactingSink>());
+  if (!logger)
+    logger = std::make_shared<spdlog::logger>("stackflip", std::make_shared<RedactingSink>());
   spdlog::set_default_logger(logger);
   spdlog::set_pattern("%l: %v");
   spdlog::set_level(spdlog::level::warn);
@@ -556,10 +569,13 @@ int run_cli(int argc, char** argv) {
                  "from the config)");
   };
   auto add_gitops_options = [&](CLI::App& c) {
-    c.add_option("--repo", o.repo, "Git repository: path, file://, https:// or ssh URL")->required();
+    c.add_option("--repo", o.repo, "Git repository: path, file://, https:// or ssh URL")
+        ->required();
     c.add_option("--ref", o.ref, "Branch (default main)");
-    c.add_option("--file", o.repo_file, "Config path inside the repository (default stackflip.yaml)");
-    c.add_option("--state", o.state, "State store (default $STACKFLIP_STATE_DIR/state.db or .stackflip/state.db)");
+    c.add_option("--file", o.repo_file,
+                 "Config path inside the repository (default stackflip.yaml)");
+    c.add_option("--state", o.state,
+                 "State store (default $STACKFLIP_STATE_DIR/state.db or .stackflip/state.db)");
     c.add_option("--cache-dir", o.cache_dir, "Git cache folder (default next to the state store)");
     c.add_flag("--require-signed", o.require_signed, "Apply only commits signed by a trusted key");
     c.add_flag("--allow-rewind", o.allow_rewind,
@@ -585,13 +601,15 @@ int run_cli(int argc, char** argv) {
       {"observe", "Read the providers and print the observed state", cmd_observe,
        [&](CLI::App& c) {
          c.add_option("-c,--config", o.config, "Config file")->required();
-         c.add_option("-o,--output", o.output, "text or json")->check(CLI::IsMember({"text", "json"}));
+         c.add_option("-o,--output", o.output, "text or json")
+             ->check(CLI::IsMember({"text", "json"}));
          add_parallel_option(c);
        }},
       {"plan", "Show what apply would do (against live providers or a snapshot)", cmd_plan,
        [&](CLI::App& c) {
          c.add_option("-c,--config", o.config, "Config file")->required();
-         c.add_option("--observed", o.observed, "Observed-state snapshot (JSON) instead of live providers");
+         c.add_option("--observed", o.observed,
+                      "Observed-state snapshot (JSON) instead of live providers");
          c.add_option("-o,--output", o.output, "text, json or markdown")
              ->check(CLI::IsMember({"text", "json", "markdown"}));
          c.add_flag("--detailed-exitcode", o.detailed_exitcode,
@@ -604,7 +622,8 @@ int run_cli(int argc, char** argv) {
          c.add_option("-c,--config", o.config, "Config file")->required();
          c.add_option("PLAN", o.plan_file, "A plan saved with `plan --out`");
          c.add_flag("--auto-approve", o.auto_approve, "Do not ask for confirmation");
-         c.add_option("--state", o.state, "State store (default $STACKFLIP_STATE_DIR/state.db or .stackflip/state.db)");
+         c.add_option("--state", o.state,
+                      "State store (default $STACKFLIP_STATE_DIR/state.db or .stackflip/state.db)");
          add_parallel_option(c);
        }},
       {"reconcile", "One GitOps pass: fetch, verify, load, observe, plan, apply, record",

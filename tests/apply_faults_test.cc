@@ -86,8 +86,8 @@ TEST_CASE("each action is journaled before the driver acts and ended after it (i
   Harness h("primary");
   h.world.stacks["shop"]["standby"].maintenance = false;  // drift: one action
   REQUIRE(h.apply().exit_code() == 0);
-  CHECK(h.world.calls == Calls{"journal begin maintenance.on standby", "maintenance.on shop/standby",
-                               "journal end #1 ok"});
+  CHECK(h.world.calls == Calls{"journal begin maintenance.on standby",
+                               "maintenance.on shop/standby", "journal end #1 ok"});
 }
 
 TEST_CASE("a whole switch: every driver call sits between its own journal rows (issue 12)") {
@@ -117,13 +117,15 @@ TEST_CASE("a traffic switch that fails once is tried again and the switch comple
   const Calls& c = h.world.calls;
   // Two begin rows for traffic.switch would mean the retry was journaled as
   // another action; it is one action with two attempts.
-  CHECK(std::count(c.begin(), c.end(), "traffic.switch shop to standby") == 1);  // the 1st never reached the fake
+  CHECK(std::count(c.begin(), c.end(), "traffic.switch shop to standby") ==
+        1);  // the 1st never reached the fake
   CHECK(h.world.traffic["shop"].target == "standby");
   CHECK(h.plan().empty());
 }
 
-TEST_CASE("a traffic provider that refuses for good stops the group after the promotion, "
-          "and a re-run with it fixed converges (issue 12)") {
+TEST_CASE(
+    "a traffic provider that refuses for good stops the group after the promotion, "
+    "and a re-run with it fixed converges (issue 12)") {
   Harness h("standby");
   h.faulty_traffic(1, false, true, true);
   ApplyResult r = h.apply();
@@ -135,9 +137,12 @@ TEST_CASE("a traffic provider that refuses for good stops the group after the pr
   CHECK(r.groups[0].steps.back().detail.find("attempt 2") == std::string::npos);
   const Calls& c = h.world.calls;
   CHECK(index_of(c, "database.promote shop/standby") < c.size());
-  CHECK(c.back() == "journal end #" + std::to_string(std::count_if(c.begin(), c.end(), [](const std::string& s) {
-          return s.rfind("journal begin", 0) == 0;
-        })) + " failed");
+  CHECK(c.back() == "journal end #" +
+                        std::to_string(std::count_if(c.begin(), c.end(),
+                                                     [](const std::string& s) {
+                                                       return s.rfind("journal begin", 0) == 0;
+                                                     })) +
+                        " failed");
   CHECK(h.world.traffic["shop"].target == "primary");  // the address was never changed
   // Promoted already: the fail safe does not re-open the old primary.
   CHECK(r.groups[0].reopened.empty());

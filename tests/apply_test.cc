@@ -1,13 +1,13 @@
 // apply against in-memory providers: what was called, in which order, and
 // how failures, timeouts, guards and stops end a group.
-#include <catch2/catch.hpp>
+#include "core/apply.h"
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 
-#include "core/apply.h"
 #include "builders.h"
-#include "fake_provider.h"
 #include "core/planner.h"
+#include "fake_provider.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;
@@ -20,7 +20,8 @@ class RecordingLog : public ActionLog {
  public:
   explicit RecordingLog(std::vector<std::string>& calls) : calls_(calls) {}
   Result<int64_t> begin(const Action& a, const std::string& origin) override {
-    calls_.push_back("journal begin " + std::string(to_string(a.kind)) + " " + a.stack + " @" + origin);
+    calls_.push_back("journal begin " + std::string(to_string(a.kind)) + " " + a.stack + " @" +
+                     origin);
     return ++n_;
   }
   Status finish(int64_t id, const std::string& result, const std::string&, int64_t) override {
@@ -97,9 +98,11 @@ TEST_CASE("apply performs a planned switch through the drivers in order") {
 
 TEST_CASE("a failed promote stops the group at that step, with the driver's message") {
   Harness h(steady_world(), make_desired({make_group("standby")}));
-  h.factory.wrap_stack = [](std::unique_ptr<StackDriver> d, const std::string& stack) -> std::unique_ptr<StackDriver> {
+  h.factory.wrap_stack = [](std::unique_ptr<StackDriver> d,
+                            const std::string& stack) -> std::unique_ptr<StackDriver> {
     if (stack != "standby") return d;
-    return std::make_unique<FaultyStackDriver>(std::move(d), 2, false, /*sticky=*/true);  // 1: stop, 2: promote
+    return std::make_unique<FaultyStackDriver>(std::move(d), 2, false,
+                                               /*sticky=*/true);  // 1: stop, 2: promote
   };
   ApplyResult r = h.apply(h.plan());
   CHECK(r.exit_code() == 1);
@@ -118,7 +121,8 @@ TEST_CASE("a failed promote stops the group at that step, with the driver's mess
 
 TEST_CASE("a driver call that times out is reported as a timeout") {
   Harness h(steady_world(), make_desired({make_group("standby")}));
-  h.factory.wrap_stack = [](std::unique_ptr<StackDriver> d, const std::string& stack) -> std::unique_ptr<StackDriver> {
+  h.factory.wrap_stack = [](std::unique_ptr<StackDriver> d,
+                            const std::string& stack) -> std::unique_ptr<StackDriver> {
     if (stack != "primary") return d;
     return std::make_unique<FaultyStackDriver>(std::move(d), 1, /*timeout=*/true, /*sticky=*/true);
   };
@@ -167,7 +171,8 @@ TEST_CASE("a stop request lets the running step finish and starts no other") {
   ApplyOptions o;
   o.stop_requested = &stop;
   o.progress = [&](const StepReport& r) {
-    if (r.outcome == StepOutcome::started && r.action.kind == ActionKind::database_promote) stop = true;
+    if (r.outcome == StepOutcome::started && r.action.kind == ActionKind::database_promote)
+      stop = true;
   };
   ApplyResult r = h.apply(h.plan(), o);
   CHECK(r.exit_code() == 1);
@@ -194,7 +199,8 @@ TEST_CASE("one group's failure does not stop another group") {
 
 TEST_CASE("a transient driver failure is retried and the switch completes") {
   Harness h(steady_world(), make_desired({make_group("standby")}));
-  h.factory.wrap_stack = [](std::unique_ptr<StackDriver> d, const std::string& stack) -> std::unique_ptr<StackDriver> {
+  h.factory.wrap_stack = [](std::unique_ptr<StackDriver> d,
+                            const std::string& stack) -> std::unique_ptr<StackDriver> {
     if (stack != "standby") return d;
     return std::make_unique<FaultyStackDriver>(std::move(d), 2);  // the first promote fails once
   };
@@ -202,7 +208,8 @@ TEST_CASE("a transient driver failure is retried and the switch completes") {
   CHECK(r.exit_code() == 0);
   CHECK(h.plan().empty());
   // The faulty wrapper fails before reaching the world, so the world saw one promote.
-  CHECK(std::count(h.world.calls.begin(), h.world.calls.end(), "database.promote shop/standby") == 1);
+  CHECK(std::count(h.world.calls.begin(), h.world.calls.end(), "database.promote shop/standby") ==
+        1);
 }
 
 // Issue 12, found by the three-stack exhaustive check: plans that went stale
@@ -210,7 +217,9 @@ TEST_CASE("a transient driver failure is retried and the switch completes") {
 // the plan's own earlier steps change made the re-plan disagree, and apply
 // stopped with "state changed since the plan was made" (exit 1) on a plan
 // that could never finish.
-TEST_CASE("three stacks: with two writable primaries both are fenced, the second fence is not held after the first (issue 12)") {
+TEST_CASE(
+    "three stacks: with two writable primaries both are fenced, the second fence is not held after "
+    "the first (issue 12)") {
   FakeWorld w;
   w.stacks["shop"]["a"] = FakeStack{true, true, Role::replica, "b", 100, 1};
   w.stacks["shop"]["b"] = FakeStack{true, false, Role::primary, "", 100, 1};
@@ -230,7 +239,9 @@ TEST_CASE("three stacks: with two writable primaries both are fenced, the second
   CHECK(h.world.stacks["shop"]["c"].maintenance);
 }
 
-TEST_CASE("three stacks: the old primary to catch up with does not change when replication into the candidate stops (issue 12)") {
+TEST_CASE(
+    "three stacks: the old primary to catch up with does not change when replication into the "
+    "candidate stops (issue 12)") {
   FakeWorld w;
   // a follows c; b is a primary too, further ahead. With allow_data_loss the
   // switch goes ahead; its old primary was c until replication.stop cleared

@@ -1,7 +1,6 @@
-#include <catch2/catch.hpp>
-
 #include <stdlib.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 
 #include "drivers/cloud66_driver.h"
@@ -48,7 +47,9 @@ struct Fixture {
   std::unique_ptr<StackDriver> stack(const std::string& name) {
     return make_cloud66_stack_driver(provider, group, name);
   }
-  std::unique_ptr<TrafficDriver> traffic() { return make_cloud66_traffic_driver(provider, group, group.traffic[0]); }
+  std::unique_ptr<TrafficDriver> traffic() {
+    return make_cloud66_traffic_driver(provider, group, group.traffic[0]);
+  }
 };
 
 }  // namespace
@@ -78,7 +79,8 @@ TEST_CASE("cloud66 runs a planned switch in the seed's order") {
   REQUIRE(b->set_maintenance(false).ok());
   REQUIRE(t->switch_to("b").ok());
   REQUIRE(a->start_replication(f.group.stacks.at("b")).ok());
-  CHECK(f.fake.changes() == std::vector<std::string>{
+  CHECK(f.fake.changes() ==
+        std::vector<std::string>{
             R"(POST /stacks/uid-a/actions.json {"command":"maintenance_mode","value":1})",
             R"(POST /stacks/uid-b/actions.json {"command":"promote_slave_db","server_uid":"db-b"})",
             R"(POST /stacks/uid-b/actions.json {"command":"maintenance_mode","value":0})",
@@ -107,7 +109,8 @@ TEST_CASE("cloud66 follows pagination to find a failover group on page 2") {
   CHECK(t.content == "third.example.com");
   std::vector<std::string> paths;
   for (const auto& r : f.fake.requests()) paths.push_back(r.path);
-  CHECK(paths == std::vector<std::string>{"/failover_groups.json?page=1", "/failover_groups.json?page=2",
+  CHECK(paths == std::vector<std::string>{"/failover_groups.json?page=1",
+                                          "/failover_groups.json?page=2",
                                           "/failover_groups.json?page=3"});
   f.group.traffic[0].settings["failover_group"] = "fg-missing";
   auto missing = f.traffic()->observe();
@@ -136,7 +139,8 @@ TEST_CASE("cloud66 waits out throttling (503) honouring Retry-After") {
   CHECK(f.fake.requests().size() == 2);
 }
 
-TEST_CASE("cloud66 retries a 500 twice, then succeeds, a persistent 500 is an error with the body") {
+TEST_CASE(
+    "cloud66 retries a 500 twice, then succeeds, a persistent 500 is an error with the body") {
   Fixture f;
   f.fake.error_next(2, 500);
   REQUIRE(f.stack("a")->observe().reachable);
@@ -198,10 +202,13 @@ TEST_CASE("cloud66 waits while the failover group is busy toggling before switch
   REQUIRE(f.traffic()->switch_to("b").ok());
   CHECK(std::chrono::steady_clock::now() - t0 >= milliseconds(200));
   CHECK(f.fake.group("fg-1").current_stack == 2);
-  CHECK(f.fake.changes() == std::vector<std::string>{R"(PUT /failover_groups/fg-1 {"current_stack":2})"});
+  CHECK(f.fake.changes() ==
+        std::vector<std::string>{R"(PUT /failover_groups/fg-1 {"current_stack":2})"});
 }
 
-TEST_CASE("cloud66 refuses to switch to a stack outside the failover group, and a no-op switch sends nothing") {
+TEST_CASE(
+    "cloud66 refuses to switch to a stack outside the failover group, and a no-op switch sends "
+    "nothing") {
   Fixture f;
   f.group.stacks["b"].settings["stack_uid"] = "uid-elsewhere";
   Status s = f.traffic()->switch_to("b");

@@ -1,17 +1,17 @@
-#include <catch2/catch.hpp>
+#include "drivers/command_driver.h"
 
 #include <rapidjson/document.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
-#include "drivers/command_driver.h"
 #include "config/host_policy.h"
 
 using namespace stackflip;
@@ -53,8 +53,7 @@ GroupSpec shop() {
   return g;
 }
 
-ProviderConfig provider_for(const std::string& script,
-                            std::initializer_list<const char*> ops) {
+ProviderConfig provider_for(const std::string& script, std::initializer_list<const char*> ops) {
   ProviderConfig p;
   p.name = "cmd";
   p.type = "command";
@@ -69,7 +68,8 @@ bool process_gone(pid_t pid) {
     if (::kill(pid, 0) != 0) return true;
     std::string line = read_file("/proc/" + std::to_string(pid) + "/stat");
     auto close = line.rfind(')');
-    if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z') return true;
+    if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z')
+      return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   return false;
@@ -84,10 +84,12 @@ TEST_CASE("a planned switch runs through the example command scripts") {
   }
   std::string state = temp_dir();
   setenv("STACKFLIP_EXAMPLE_STATE", state.c_str(), 1);
-  write_file(state + "/primary.json",
-             R"({"maintenance":false,"role":"primary","upstream":null,"lsn":"0/3000060","timeline":1})");
-  write_file(state + "/standby.json",
-             R"({"maintenance":true,"role":"replica","upstream":"primary","lsn":"0/3000060","timeline":1})");
+  write_file(
+      state + "/primary.json",
+      R"({"maintenance":false,"role":"primary","upstream":null,"lsn":"0/3000060","timeline":1})");
+  write_file(
+      state + "/standby.json",
+      R"({"maintenance":true,"role":"replica","upstream":"primary","lsn":"0/3000060","timeline":1})");
   write_file(state + "/traffic.json", R"({"content":"203.0.113.10"})");
 
   const std::string dir = STACKFLIP_SOURCE_DIR "/examples/command/";
@@ -100,8 +102,9 @@ TEST_CASE("a planned switch runs through the example command scripts") {
   struct Clear {
     ~Clear() { clear_host_policy(); }
   } clear;
-  auto stacks = provider_for(dir + "stack.sh", {"observe", "maintenance_on", "maintenance_off",
-                                                "replication_stop", "replication_start", "promote"});
+  auto stacks =
+      provider_for(dir + "stack.sh", {"observe", "maintenance_on", "maintenance_off",
+                                      "replication_stop", "replication_start", "promote"});
   auto traffic = provider_for(dir + "traffic.sh", {"observe_traffic", "traffic_switch"});
   GroupSpec g = shop();
   auto a = make_command_stack_driver(stacks, g, "primary");
@@ -178,7 +181,9 @@ TEST_CASE("a hanging command is killed at timeout_ms with its children and repor
   fs::remove_all(dir);
 }
 
-TEST_CASE("an observe command that prints invalid JSON leaves the stack unreachable with the parse error") {
+TEST_CASE(
+    "an observe command that prints invalid JSON leaves the stack unreachable with the parse "
+    "error") {
   ProviderConfig p;
   p.name = "cmd";
   p.lists["observe"] = {"sh", "-c", "echo '{\"reachable\": tru'"};
@@ -192,7 +197,8 @@ TEST_CASE("an observe command that prints invalid JSON leaves the stack unreacha
 TEST_CASE("an observe answer outside the observed schema is reported, not guessed") {
   ProviderConfig p;
   p.name = "cmd";
-  p.lists["observe"] = {"sh", "-c", "echo '{\"reachable\": true, \"database\": {\"role\": \"leader\"}}'"};
+  p.lists["observe"] = {"sh", "-c",
+                        "echo '{\"reachable\": true, \"database\": {\"role\": \"leader\"}}'"};
   auto a = make_command_stack_driver(p, shop(), "primary");
   StackObs o = a->observe();
   CHECK_FALSE(o.reachable);
@@ -207,7 +213,8 @@ TEST_CASE("a failing command's error carries its exit status and trimmed stderr"
   Status s = a->promote();
   REQUIRE_FALSE(s.ok());
   CHECK_FALSE(s.error().timeout);
-  CHECK(s.message().find("exited with status 4: pg_ctl: server is not running") != std::string::npos);
+  CHECK(s.message().find("exited with status 4: pg_ctl: server is not running") !=
+        std::string::npos);
 }
 
 TEST_CASE("an operation with no command configured is an error naming it") {

@@ -66,17 +66,23 @@ struct Cloud66World {
   ObservedState observe() {
     ObservedState o;
     GroupObs& g = o.groups["shop"];
-    for (const char* s : {"a", "b"}) g.stacks[s] = make_cloud66_stack_driver(provider(), group(), s)->observe();
-    g.traffic = combine_traffic({make_cloud66_traffic_driver(provider(), group(), group().traffic[0])->observe()});
+    for (const char* s : {"a", "b"})
+      g.stacks[s] = make_cloud66_stack_driver(provider(), group(), s)->observe();
+    g.traffic = combine_traffic(
+        {make_cloud66_traffic_driver(provider(), group(), group().traffic[0])->observe()});
     return o;
   }
 };
 
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 }  // namespace
 
-TEST_CASE("issue 12: Cloud 66 answering 401 is a configuration error in the observation and the plan, not unreachable") {
+TEST_CASE(
+    "issue 12: Cloud 66 answering 401 is a configuration error in the observation and the plan, "
+    "not unreachable") {
   Cloud66World w;
   setenv("CLOUD66_TOKEN", "wrong-token-value", 1);
   ObservedState o = w.observe();
@@ -112,15 +118,21 @@ TEST_CASE("issue 12: Cloud 66 answering 403 is a configuration error too") {
   CHECK_FALSE(b.config_error);
 }
 
-TEST_CASE("issue 12: PowerDNS answering 401 or 403 is a configuration error in the observation and the plan") {
+TEST_CASE(
+    "issue 12: PowerDNS answering 401 or 403 is a configuration error in the observation and the "
+    "plan") {
   for (int status : {401, 403}) {
     INFO(status);
     FakePowerDns pdns;
     pdns.set_rrset("example.test.", "shop.example.test.", "A", {"10.0.0.1"});
     setenv("STACKFLIP_TEST_PDNS_KEY", "k-secret", 1);
     DesiredState d;
-    d.providers["dns"] = ProviderConfig{
-        "dns", "powerdns", {{"url", pdns.url()}, {"api_key", "${env:STACKFLIP_TEST_PDNS_KEY}"}}, {}, {}};
+    d.providers["dns"] =
+        ProviderConfig{"dns",
+                       "powerdns",
+                       {{"url", pdns.url()}, {"api_key", "${env:STACKFLIP_TEST_PDNS_KEY}"}},
+                       {},
+                       {}};
     GroupSpec& g = d.groups["shop"];
     g.name = "shop";
     g.active = "b";

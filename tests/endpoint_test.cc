@@ -16,9 +16,9 @@
 #include <memory>
 #include <vector>
 
-#include "util/digest.h"
 #include "gitops/endpoint_request.h"
 #include "gitops/server.h"
+#include "util/digest.h"
 
 using namespace stackflip;
 using SteadyClock = std::chrono::steady_clock;

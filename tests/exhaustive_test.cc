@@ -26,11 +26,10 @@
 // (an upstream for each other stack), for the desired active on each of
 // the three, every state PostgreSQL can be in (see possible), a stride
 // sample in CI and all of them with STACKFLIP_EXHAUSTIVE_FULL=1.
-#include <catch2/catch.hpp>
-
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -38,9 +37,9 @@
 #include <set>
 
 #include "builders.h"
-#include "fake_provider.h"
 #include "core/apply.h"
 #include "core/planner.h"
+#include "fake_provider.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;
@@ -51,10 +50,8 @@ struct RoleChoice {
   Role role;
   bool streaming;
 };
-constexpr RoleChoice kRoles[] = {{Role::primary, false},
-                                 {Role::replica, true},
-                                 {Role::replica, false},
-                                 {Role::unknown, false}};
+constexpr RoleChoice kRoles[] = {
+    {Role::primary, false}, {Role::replica, true}, {Role::replica, false}, {Role::unknown, false}};
 
 class NoWaitClock : public Clock {
  public:
@@ -113,7 +110,8 @@ std::vector<FakeStack> stack_states(const std::vector<std::string>& others) {
       roles.push_back({Role::replica, ""});                              // replication stopped
       roles.push_back({Role::unknown, ""});
       for (const auto& [role, upstream] : roles)
-        for (uint64_t lsn : {90u, 100u}) out.push_back(FakeStack{up, maint, role, upstream, lsn, 1});
+        for (uint64_t lsn : {90u, 100u})
+          out.push_back(FakeStack{up, maint, role, upstream, lsn, 1});
     }
   return out;
 }
@@ -164,11 +162,11 @@ bool healthy(const FakeWorld& w) {
 struct Outcome {
   long healthy_plans = 0;
   long states = 0, plans = 0, steps = 0, converged = 0, blocked = 0, violations = 0;
-  long later_passes = 0;  // plan+apply passes after the first one that were needed
-  size_t stride = 1;      // every stride-th state of the product was taken
-  long whole = 0;         // states in the whole product
-  long product = 0;       // of them taken (every one, or every stride-th)
-  long excluded = 0;      // of those, left out as impossible (see possible)
+  long later_passes = 0;              // plan+apply passes after the first one that were needed
+  size_t stride = 1;                  // every stride-th state of the product was taken
+  long whole = 0;                     // states in the whole product
+  long product = 0;                   // of them taken (every one, or every stride-th)
+  long excluded = 0;                  // of those, left out as impossible (see possible)
   std::vector<std::string> failures;  // the first few, for the report
   std::map<std::string, long> kinds;  // violations by kind
 };
@@ -231,7 +229,8 @@ class Checker {
                 other.lsn > s.lsn + g_.replication.max_lag_bytes)
               loss_possible = true;
           }
-          if (loss_possible && !g_.allow_data_loss) fail("invariant 3: promotion that may lose data");
+          if (loss_possible && !g_.allow_data_loss)
+            fail("invariant 3: promotion that may lose data");
         }
         return;
       }
@@ -329,7 +328,8 @@ Outcome check_all(const std::vector<std::string>& names, const std::vector<std::
       if (index++ % stride != 0) continue;
       ++out.product;
       FakeWorld initial;
-      for (size_t i = 0; i < names.size(); ++i) initial.stacks["shop"][names[i]] = per_stack[i][at[i]];
+      for (size_t i = 0; i < names.size(); ++i)
+        initial.stacks["shop"][names[i]] = per_stack[i][at[i]];
       initial.traffic["shop"] = t;
       if (possible_only && !possible(initial)) {
         ++out.excluded;
@@ -353,8 +353,8 @@ void report(const char* what, const Outcome& out) {
     std::cout << "a sample of " << out.product << " of the " << out.whole << " states (every "
               << out.stride << "th), ";
   if (out.excluded) std::cout << out.excluded << " impossible states left out, ";
-  std::cout << out.states << " observed states, " << out.plans << " plans, "
-            << out.steps << " steps executed, " << out.converged << " converged, " << out.blocked
+  std::cout << out.states << " observed states, " << out.plans << " plans, " << out.steps
+            << " steps executed, " << out.converged << " converged, " << out.blocked
             << " stopped at a blocked step (" << out.healthy_plans
             << " plans from healthy states, none may block), " << out.violations << " violations\n";
   for (const auto& f : out.failures) std::cout << "  " << f << "\n";
@@ -401,16 +401,16 @@ TEST_CASE("exhaustive: three-stack states plan safely through apply (issue 12)")
 }
 
 // Issue 11: "promotion refused". Every state of the check above, for both
-// desired actives, with and without allow_data_loss, is applied through apply (not step by step) with the
-// desired active stack's provider refusing its promotion for good. After
-// every step the invariants hold (no step introduces a violation), the
-// refusal is asked once, and when the apply fenced a serving old primary,
-// that stack serves again (writable) and traffic is where it was.
+// desired actives, with and without allow_data_loss, is applied through apply (not step by step)
+// with the desired active stack's provider refusing its promotion for good. After every step the
+// invariants hold (no step introduces a violation), the refusal is asked once, and when the apply
+// fenced a serving old primary, that stack serves again (writable) and traffic is where it was.
 namespace {
 
 class RefusingPromote : public StackDriver {
  public:
-  RefusingPromote(std::unique_ptr<StackDriver> in, int& asked) : in_(std::move(in)), asked_(asked) {}
+  RefusingPromote(std::unique_ptr<StackDriver> in, int& asked)
+      : in_(std::move(in)), asked_(asked) {}
   StackObs observe() override { return in_->observe(); }
   Status set_maintenance(bool on) override { return in_->set_maintenance(on); }
   Status stop_replication() override { return in_->stop_replication(); }
@@ -435,65 +435,84 @@ TEST_CASE("exhaustive: a refused promotion leaves every state safe and the old p
     if (report.size() < 20)
       report.push_back(what + "\n    state: " + describe(initial) + "\n    active: " + active);
   };
-  for (bool up_a : {true, false}) for (bool up_b : {true, false})
-  for (bool m_a : {true, false}) for (bool m_b : {true, false})
-  for (const RoleChoice& r_a : kRoles) for (const RoleChoice& r_b : kRoles)
-  for (uint64_t l_a : {90u, 100u}) for (uint64_t l_b : {90u, 100u})
-  for (const char* target : {"primary", "standby", ""}) for (bool t_up : {true, false}) {
-    FakeWorld initial;
-    initial.stacks["shop"]["primary"] = FakeStack{up_a, m_a, r_a.role, r_a.streaming ? "standby" : "", l_a, 1};
-    initial.stacks["shop"]["standby"] = FakeStack{up_b, m_b, r_b.role, r_b.streaming ? "primary" : "", l_b, 1};
-    initial.traffic["shop"] = FakeTraffic{t_up, target, 60};
-    ++states;
-    for (const std::string active : {"primary", "standby"})
-    for (bool adl : {false, true}) {
-      FakeWorld w = initial;
-      GroupSpec g = make_group(active, adl);
-      DesiredState desired = make_desired({g});
-      FakeDriverFactory factory(w);
-      factory.concurrent = false;
-      int asked = 0;
-      factory.wrap_stack = [&](std::unique_ptr<StackDriver> d,
-                               const std::string& stack) -> std::unique_ptr<StackDriver> {
-        if (stack != active) return d;
-        return std::make_unique<RefusingPromote>(std::move(d), asked);
-      };
-      Fleet fleet = make_fleet(desired, factory);
-      NoWaitClock clock;
-      ApplyOptions o;
-      o.parallelism = 1;
-      o.action_timeout = std::chrono::milliseconds(50);
-      o.wait_timeout = std::chrono::milliseconds(50);
-      std::set<std::string> before = violations(w);
-      o.progress = [&](const StepReport& r) {
-        if (r.outcome == StepOutcome::started) return;
-        std::set<std::string> now = violations(w);
-        for (const auto& v : now)
-          if (!before.count(v))
-            fail(v + " introduced by " + to_string(r.action.kind) + " " + r.action.stack, initial, active);
-        before = now;
-      };
-      const std::string other = active == "primary" ? "standby" : "primary";
-      const FakeStack& old0 = initial.stacks.at("shop").at(other);
-      const bool old_serving = old0.up && old0.role == Role::primary && !old0.maintenance;
-      ApplyResult r = Applier(desired, fleet, nullptr, clock).apply(make_plan(desired, w.observe_all()), o);
-      if (asked == 0) continue;
-      ++refused;
-      if (asked != 1) fail("a refused promotion was asked " + std::to_string(asked) + " times", initial, active);
-      if (r.exit_code() != 1) fail("a refused promotion did not fail the apply", initial, active);
-      const FakeStack& old = w.stacks.at("shop").at(other);
-      const FakeStack& cand = w.stacks.at("shop").at(active);
-      if (cand.role == Role::primary) fail("the candidate is primary after a refusal", initial, active);
-      if (w.traffic.at("shop").target != initial.traffic.at("shop").target)
-        fail("traffic moved although nothing was promoted", initial, active);
-      if (old_serving) {
-        if (r.groups[0].reopened != other) fail("the fenced old primary was not re-opened", initial, active);
-        if (old.maintenance || old.role != Role::primary)
-          fail("the old primary does not serve again", initial, active);
-        else ++reopened;
-      }
-    }
-  }
+  for (bool up_a : {true, false})
+    for (bool up_b : {true, false})
+      for (bool m_a : {true, false})
+        for (bool m_b : {true, false})
+          for (const RoleChoice& r_a : kRoles)
+            for (const RoleChoice& r_b : kRoles)
+              for (uint64_t l_a : {90u, 100u})
+                for (uint64_t l_b : {90u, 100u})
+                  for (const char* target : {"primary", "standby", ""})
+                    for (bool t_up : {true, false}) {
+                      FakeWorld initial;
+                      initial.stacks["shop"]["primary"] =
+                          FakeStack{up_a, m_a, r_a.role, r_a.streaming ? "standby" : "", l_a, 1};
+                      initial.stacks["shop"]["standby"] =
+                          FakeStack{up_b, m_b, r_b.role, r_b.streaming ? "primary" : "", l_b, 1};
+                      initial.traffic["shop"] = FakeTraffic{t_up, target, 60};
+                      ++states;
+                      for (const std::string active : {"primary", "standby"})
+                        for (bool adl : {false, true}) {
+                          FakeWorld w = initial;
+                          GroupSpec g = make_group(active, adl);
+                          DesiredState desired = make_desired({g});
+                          FakeDriverFactory factory(w);
+                          factory.concurrent = false;
+                          int asked = 0;
+                          factory.wrap_stack =
+                              [&](std::unique_ptr<StackDriver> d,
+                                  const std::string& stack) -> std::unique_ptr<StackDriver> {
+                            if (stack != active) return d;
+                            return std::make_unique<RefusingPromote>(std::move(d), asked);
+                          };
+                          Fleet fleet = make_fleet(desired, factory);
+                          NoWaitClock clock;
+                          ApplyOptions o;
+                          o.parallelism = 1;
+                          o.action_timeout = std::chrono::milliseconds(50);
+                          o.wait_timeout = std::chrono::milliseconds(50);
+                          std::set<std::string> before = violations(w);
+                          o.progress = [&](const StepReport& r) {
+                            if (r.outcome == StepOutcome::started) return;
+                            std::set<std::string> now = violations(w);
+                            for (const auto& v : now)
+                              if (!before.count(v))
+                                fail(v + " introduced by " + to_string(r.action.kind) + " " +
+                                         r.action.stack,
+                                     initial, active);
+                            before = now;
+                          };
+                          const std::string other = active == "primary" ? "standby" : "primary";
+                          const FakeStack& old0 = initial.stacks.at("shop").at(other);
+                          const bool old_serving =
+                              old0.up && old0.role == Role::primary && !old0.maintenance;
+                          ApplyResult r = Applier(desired, fleet, nullptr, clock)
+                                              .apply(make_plan(desired, w.observe_all()), o);
+                          if (asked == 0) continue;
+                          ++refused;
+                          if (asked != 1)
+                            fail(
+                                "a refused promotion was asked " + std::to_string(asked) + " times",
+                                initial, active);
+                          if (r.exit_code() != 1)
+                            fail("a refused promotion did not fail the apply", initial, active);
+                          const FakeStack& old = w.stacks.at("shop").at(other);
+                          const FakeStack& cand = w.stacks.at("shop").at(active);
+                          if (cand.role == Role::primary)
+                            fail("the candidate is primary after a refusal", initial, active);
+                          if (w.traffic.at("shop").target != initial.traffic.at("shop").target)
+                            fail("traffic moved although nothing was promoted", initial, active);
+                          if (old_serving) {
+                            if (r.groups[0].reopened != other)
+                              fail("the fenced old primary was not re-opened", initial, active);
+                            if (old.maintenance || old.role != Role::primary)
+                              fail("the old primary does not serve again", initial, active);
+                            else
+                              ++reopened;
+                          }
+                        }
+                    }
   std::cout << "exhaustive promotion refused: " << states << " observed states, " << refused
             << " applies reached a refused promotion, " << reopened
             << " re-opened the fenced old primary, " << failures << " violations\n";
@@ -509,7 +528,9 @@ TEST_CASE("exhaustive: a refused promotion leaves every state safe and the old p
 // replication.start that apply's guard then found gone from a fresh plan:
 // "state changed since the plan was made", exit 1, on a group that had
 // converged.
-TEST_CASE("apply: a replica that follows the promoted stack is not re-attached, apply ends ok (issue 12)") {
+TEST_CASE(
+    "apply: a replica that follows the promoted stack is not re-attached, apply ends ok (issue "
+    "12)") {
   FakeWorld w;
   w.stacks["shop"]["primary"] = FakeStack{true, true, Role::replica, "standby", 90, 1};
   w.stacks["shop"]["standby"] = FakeStack{true, true, Role::replica, "primary", 90, 1};

@@ -8,13 +8,13 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/apply.h"
 #include "builders.h"
-#include "fake_provider.h"
+#include "core/apply.h"
 #include "core/planner.h"
+#include "fake_provider.h"
 #include "gitops/reconcile.h"
-#include "sys/subprocess.h"
 #include "gitops/switch_hold.h"
+#include "sys/subprocess.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;

@@ -1,19 +1,17 @@
 // Replays the fuzz corpora and the crashers found while fuzzing (issue 6,
 // item 4) through the fuzz targets' own bodies, so every normal build checks
 // that none of them crashes or breaks an invariant again.
-#include <catch2/catch.hpp>
-
-#include <map>
-
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <string>
 #include <vector>
 
-#include "fuzz/fuzz_bodies.h"
 #include "config/yaml_doc.h"
+#include "fuzz/fuzz_bodies.h"
 
 namespace fs = std::filesystem;
 

@@ -12,7 +12,6 @@
 #include <sstream>
 #include <thread>
 
-#include "util/digest.h"
 #include "fake_provider.h"
 #include "gitops/git_source.h"
 #include "gitops/metrics.h"
@@ -20,6 +19,7 @@
 #include "gitops/reconcile.h"
 #include "gitops/server.h"
 #include "sys/subprocess.h"
+#include "util/digest.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;
@@ -180,8 +180,8 @@ TEST_CASE("a pass whose plan goes stale mid-switch plans again and converges") {
   Repo r;
   r.commit(config("primary"));
   GitSource src(r.source_options());
-  r.factory.wrap_stack = [&](std::unique_ptr<StackDriver> d, const std::string& stack)
-      -> std::unique_ptr<StackDriver> {
+  r.factory.wrap_stack = [&](std::unique_ptr<StackDriver> d,
+                             const std::string& stack) -> std::unique_ptr<StackDriver> {
     if (stack != "standby") return d;
     return std::make_unique<WritesAfterStop>(std::move(d), r.world.stacks["shop"]["primary"]);
   };
@@ -411,16 +411,16 @@ TEST_CASE("metrics and status describe the last pass") {
   CHECK(text.find("stackflip_group_drift_actions{group=\"shop\"} 6") != std::string::npos);
   CHECK(text.find("stackflip_last_success_timestamp_seconds 1.7e+09") != std::string::npos);
   std::string js = status_json(&p, "repo@main");
-  CHECK(js.find(
-            R"("shop":{"active":"standby","converged":true,"drift_actions":6,"traffic":"standby",)"
-            R"("outcome":"switched","steps":6,"seconds":0.412,"reason":null,"config_error":false}})") !=
-        std::string::npos);
+  CHECK(
+      js.find(
+          R"("shop":{"active":"standby","converged":true,"drift_actions":6,"traffic":"standby",)"
+          R"("outcome":"switched","steps":6,"seconds":0.412,"reason":null,"config_error":false}})") !=
+      std::string::npos);
   // issue 11: the pass summary names each group's outcome.
   CHECK(
       js.find(
           R"("outcome":"failed","steps":0,"seconds":0.0,"reason":"database.promote ams: refused",)"
-          R"("config_error":false})") !=
-      std::string::npos);
+          R"("config_error":false})") != std::string::npos);
   CHECK(format_group_outcomes(p, true) ==
         "  blog: failed: database.promote ams: refused\n  shop: switched, 6 steps in 0.412 s\n");
   p.groups["wiki"].active = "a";
@@ -691,18 +691,25 @@ TEST_CASE("issue 10: the Git cache keeps no credentials, they reach the server b
   CHECK((sb.st_mode & 0777) == 0600);
 }
 
-TEST_CASE("issue 12: an SSH host key on another port is looked up as bracketed host:port, as OpenSSH files it") {
-  CHECK(known_hosts_name("ssh://git@git.example:2222/o/r.git", "git.example") == "[git.example]:2222");
+TEST_CASE(
+    "issue 12: an SSH host key on another port is looked up as bracketed host:port, as OpenSSH "
+    "files it") {
+  CHECK(known_hosts_name("ssh://git@git.example:2222/o/r.git", "git.example") ==
+        "[git.example]:2222");
   CHECK(known_hosts_name("ssh://git.example:2222/r.git", "git.example") == "[git.example]:2222");
-  CHECK(known_hosts_name("git+ssh://git@127.0.0.1:10022/r.git", "127.0.0.1") == "[127.0.0.1]:10022");
+  CHECK(known_hosts_name("git+ssh://git@127.0.0.1:10022/r.git", "127.0.0.1") ==
+        "[127.0.0.1]:10022");
   CHECK(known_hosts_name("ssh://git@[::1]:2222/r.git", "::1") == "[::1]:2222");
   CHECK(known_hosts_name("ssh://git@git.example:22/r.git", "git.example") == "git.example");
   CHECK(known_hosts_name("ssh://git@git.example/r.git", "git.example") == "git.example");
-  CHECK(known_hosts_name("git@git.example:o/r.git", "git.example") == "git.example");  // scp-like: no port
+  CHECK(known_hosts_name("git@git.example:o/r.git", "git.example") ==
+        "git.example");  // scp-like: no port
   CHECK(known_hosts_name("https://git.example:8443/r.git", "git.example") == "git.example");
 }
 
-TEST_CASE("issue 12: ssh-keygen finds a key filed under bracketed host:port, hashed or not, by that name only") {
+TEST_CASE(
+    "issue 12: ssh-keygen finds a key filed under bracketed host:port, hashed or not, by that name "
+    "only") {
   if (std::system("command -v ssh-keygen >/dev/null 2>&1") != 0) return;
   char dir_template[] = "/tmp/stackflip-kh-XXXXXX";
   REQUIRE(mkdtemp(dir_template));
@@ -713,7 +720,8 @@ TEST_CASE("issue 12: ssh-keygen finds a key filed under bracketed host:port, has
     f << "[127.0.0.1]:10022 ssh-ed25519 " << key << "\n";
   }
   auto find = [&](const std::string& name) {
-    std::string cmd = "ssh-keygen -F '" + name + "' -f " + kh + " 2>/dev/null | grep -q '" + key + "'";
+    std::string cmd =
+        "ssh-keygen -F '" + name + "' -f " + kh + " 2>/dev/null | grep -q '" + key + "'";
     return std::system(cmd.c_str()) == 0;
   };
   CHECK(find(known_hosts_name("ssh://git@127.0.0.1:10022/r.git", "127.0.0.1")));
@@ -740,7 +748,9 @@ class RejectsCredentials : public StackDriver {
 };
 }  // namespace
 
-TEST_CASE("issue 12: a pass meeting rejected credentials fails with exit 1, named in /status and metrics") {
+TEST_CASE(
+    "issue 12: a pass meeting rejected credentials fails with exit 1, named in /status and "
+    "metrics") {
   Repo r;
   r.commit(config("standby"));  // a switch is wanted; the standby's credentials are rejected
   r.factory.wrap_stack = [](std::unique_ptr<StackDriver> d,

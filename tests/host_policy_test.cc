@@ -1,17 +1,17 @@
 // Issue 10, items 1, 2 and 12: a commit must not own the reconciler host.
 // The attacks of the security review, as a loader-level table: each config
 // is refused at load time with file:line:col when a host policy is in force.
-#include <catch2/catch.hpp>
+#include "config/host_policy.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <cstdlib>
 #include <fstream>
 #include <string>
 
-#include "config/host_policy.h"
 #include "config/loader.h"
 #include "config/secret.h"
 #include "sys/subprocess.h"
@@ -84,8 +84,10 @@ TEST_CASE("the base config loads under a policy that grants its one secret", "[h
 
 TEST_CASE("issue 10: a command provider running /bin/sh is refused at load time", "[host_policy]") {
   std::string text = edit(kBase, "  db: {type: postgres}\n",
-                          "  db: {type: postgres}\n  cmd: {type: command, commands: {observe: [/bin/sh, -c, 'id; env > /tmp/x']}}\n");
-  text = edit(text, "      standby:\n        provider: db\n", "      standby:\n        provider: cmd\n");
+                          "  db: {type: postgres}\n  cmd: {type: command, commands: {observe: "
+                          "[/bin/sh, -c, 'id; env > /tmp/x']}}\n");
+  text = edit(text, "      standby:\n        provider: db\n",
+              "      standby:\n        provider: cmd\n");
   text = edit(text, "        dsn: \"host=10.0.0.6 user=stackflip dbname=postgres\"\n", "");
   std::string e = first_error(text, base_policy());
   CHECK(e.rfind("4:", 0) == 0);
@@ -95,8 +97,9 @@ TEST_CASE("issue 10: a command provider running /bin/sh is refused at load time"
 }
 
 TEST_CASE("issue 10: control_command must be on the host's allow-list", "[host_policy]") {
-  std::string text = edit(kBase, "        address: 10.0.0.5\n",
-                          "        address: 10.0.0.5\n        control_command: [/bin/sh, -c, id]\n");
+  std::string text =
+      edit(kBase, "        address: 10.0.0.5\n",
+           "        address: 10.0.0.5\n        control_command: [/bin/sh, -c, id]\n");
   std::string e = first_error(text, base_policy());
   CHECK(e.rfind("13:", 0) == 0);
   CHECK(e.find("/bin/sh") != std::string::npos);
@@ -141,7 +144,8 @@ TEST_CASE("issue 10: a Cloud 66 token goes only to the base_url it is bound to",
 }
 
 TEST_CASE("issue 10: a database password is bound to every server of its group", "[host_policy]") {
-  std::string text = edit(kBase, "  db: {type: postgres}", "  db: {type: postgres, password: \"${env:PGPW}\"}");
+  std::string text =
+      edit(kBase, "  db: {type: postgres}", "  db: {type: postgres, password: \"${env:PGPW}\"}");
   HostPolicy p = base_policy();
   p.secrets["${env:PGPW}"] = {"postgres://10.0.0.5:5432"};
   std::string e = first_error(text, p);
@@ -150,7 +154,8 @@ TEST_CASE("issue 10: a database password is bound to every server of its group",
   CHECK(first_error(text, p) == "");
 }
 
-TEST_CASE("issue 10: PGPASSWORD in stackflip's environment is bound like a reference", "[host_policy]") {
+TEST_CASE("issue 10: PGPASSWORD in stackflip's environment is bound like a reference",
+          "[host_policy]") {
   ::setenv("PGPASSWORD", "ambient-secret", 1);
   std::string e = first_error(kBase, base_policy());
   HostPolicy p = base_policy();
@@ -162,10 +167,12 @@ TEST_CASE("issue 10: PGPASSWORD in stackflip's environment is bound like a refer
   CHECK(ok == "");
 }
 
-TEST_CASE("issue 10: DSN keywords that name host files are refused, policy or not", "[host_policy]") {
-  for (const char* kw : {"passfile=/etc/shadow", "sslkey=/root/.ssh/id_rsa", "sslrootcert=/etc/x",
-                         "service=prod"}) {
-    std::string text = edit(kBase, "host=10.0.0.5 user", std::string("host=10.0.0.5 ") + kw + " user");
+TEST_CASE("issue 10: DSN keywords that name host files are refused, policy or not",
+          "[host_policy]") {
+  for (const char* kw :
+       {"passfile=/etc/shadow", "sslkey=/root/.ssh/id_rsa", "sslrootcert=/etc/x", "service=prod"}) {
+    std::string text =
+        edit(kBase, "host=10.0.0.5 user", std::string("host=10.0.0.5 ") + kw + " user");
     LoadResult r = load_desired_text("c.yaml", text);
     REQUIRE(!r.errors.empty());
     CHECK(r.errors[0].mark.line == 11);
@@ -182,10 +189,13 @@ TEST_CASE("issue 10: URLs with user:password@ are refused", "[host_policy]") {
 }
 
 TEST_CASE("issue 10: insecure TLS and ca_file are the host's to allow", "[host_policy]") {
-  std::string text = edit(kBase, "api_key: \"${env:PDNS_KEY}\"", "api_key: \"${env:PDNS_KEY}\", insecure: true");
+  std::string text =
+      edit(kBase, "api_key: \"${env:PDNS_KEY}\"", "api_key: \"${env:PDNS_KEY}\", insecure: true");
   CHECK(first_error(text, base_policy()).find("insecure_tls") != std::string::npos);
-  text = edit(kBase, "api_key: \"${env:PDNS_KEY}\"", "api_key: \"${env:PDNS_KEY}\", ca_file: /etc/shadow");
-  CHECK(first_error(text, base_policy()).find("file /etc/shadow is not allowed") != std::string::npos);
+  text = edit(kBase, "api_key: \"${env:PDNS_KEY}\"",
+              "api_key: \"${env:PDNS_KEY}\", ca_file: /etc/shadow");
+  CHECK(first_error(text, base_policy()).find("file /etc/shadow is not allowed") !=
+        std::string::npos);
 }
 
 TEST_CASE("without a policy, validate checks nothing host-side", "[host_policy]") {
@@ -196,15 +206,17 @@ TEST_CASE("without a policy, validate checks nothing host-side", "[host_policy]"
 
 TEST_CASE("the host policy file is read with positions", "[host_policy]") {
   Scratch s;
-  std::string good = s.write("good.yaml",
-                             "commands: [/usr/local/lib/stackflip/*]\n"
-                             "command_env: [PGPASSFILE]\n"
-                             "secrets:\n"
-                             "  \"${env:K}\": [\"HTTP://LocalHost:80/\", \"postgres://[::1]\", \"postgres:///run/pg\"]\n");
+  std::string good = s.write(
+      "good.yaml",
+      "commands: [/usr/local/lib/stackflip/*]\n"
+      "command_env: [PGPASSFILE]\n"
+      "secrets:\n"
+      "  \"${env:K}\": [\"HTTP://LocalHost:80/\", \"postgres://[::1]\", \"postgres:///run/pg\"]\n");
   auto p = load_host_policy(good, nullptr);
   REQUIRE(p.ok());
-  CHECK(p->secrets.at("${env:K}") ==
-        std::vector<std::string>{"http://localhost:80", "postgres://[::1]:5432", "postgres:///run/pg:5432"});
+  CHECK(p->secrets.at("${env:K}") == std::vector<std::string>{"http://localhost:80",
+                                                              "postgres://[::1]:5432",
+                                                              "postgres:///run/pg:5432"});
   std::string bad = s.write("bad.yaml",
                             "commands: [relative/*]\n"
                             "secrets:\n"
@@ -223,13 +235,15 @@ TEST_CASE("the host policy file is read with positions", "[host_policy]") {
 
 TEST_CASE("issue 10: ${file:} secrets are regular files of bounded size", "[secret]") {
   Scratch s;
-  CHECK(resolve_secret("${file:/dev/zero}").error().message.find("not a regular file") != std::string::npos);
+  CHECK(resolve_secret("${file:/dev/zero}").error().message.find("not a regular file") !=
+        std::string::npos);
   std::string fifo = s.dir + "/fifo";
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
   auto f = resolve_secret("${file:" + fifo + "}");  // must not hang
   CHECK(!f.ok());
   std::string big = s.write("big", std::string(kMaxSecretFileBytes + 1, 'x'));
-  CHECK(resolve_secret("${file:" + big + "}").error().message.find("at most 65536 are read") != std::string::npos);
+  CHECK(resolve_secret("${file:" + big + "}").error().message.find("at most 65536 are read") !=
+        std::string::npos);
   std::string ok = s.write("ok", "s3cret-value\n");
   CHECK(*resolve_secret("${file:" + ok + "}") == "s3cret-value");
 }

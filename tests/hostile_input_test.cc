@@ -12,15 +12,15 @@
 #include <thread>
 #include <vector>
 
-#include "drivers/cloud66_driver.h"
-#include "drivers/command_driver.h"
 #include "config/diagnostics.h"
 #include "config/loader.h"
-#include "core/plan_json.h"
-#include "drivers/powerdns_driver.h"
-#include "support/answering_server.h"
 #include "config/snapshot.h"
 #include "config/yaml_doc.h"
+#include "core/plan_json.h"
+#include "drivers/cloud66_driver.h"
+#include "drivers/command_driver.h"
+#include "drivers/powerdns_driver.h"
+#include "support/answering_server.h"
 
 using namespace stackflip;
 using stackflip::testing::Answering;
@@ -28,7 +28,6 @@ using stackflip::testing::Answering;
 namespace {
 
 std::string deep_brackets(size_t n) { return std::string(n, '[') + std::string(n, ']'); }
-
 
 std::unique_ptr<TrafficDriver> powerdns_traffic(const ProviderConfig& p, const GroupSpec& g) {
   return make_powerdns_traffic_driver(p, g, g.traffic.at(0));
@@ -70,26 +69,25 @@ ProviderConfig powerdns(const std::string& url, const std::string& server_id = "
 
 // ---------------------------------------------------------------- PowerDNS
 
-TEST_CASE("issue 10: a PowerDNS answer of 200,000 opening brackets leaves the record unreachable, no crash") {
+TEST_CASE(
+    "issue 10: a PowerDNS answer of 200,000 opening brackets leaves the record unreachable, no "
+    "crash") {
   Answering pdns(std::string(200000, '['));
-  TrafficObs t =
-      powerdns_traffic(powerdns(pdns.url()), dns_group("example.com."))->observe();
+  TrafficObs t = powerdns_traffic(powerdns(pdns.url()), dns_group("example.com."))->observe();
   CHECK_FALSE(t.reachable);
   CHECK(t.error.find("nesting deeper than 64 levels") != std::string::npos);
 }
 
 TEST_CASE("issue 10: a PowerDNS answer over 8 MiB leaves the record unreachable, naming the cap") {
   Answering pdns("{\"rrsets\": [], \"pad\": \"" + std::string(size_t{9} << 20, 'x') + "\"}");
-  TrafficObs t =
-      powerdns_traffic(powerdns(pdns.url()), dns_group("example.com."))->observe();
+  TrafficObs t = powerdns_traffic(powerdns(pdns.url()), dns_group("example.com."))->observe();
   CHECK_FALSE(t.reachable);
   CHECK(t.error.find("larger than the 8 MiB limit") != std::string::npos);
 }
 
 TEST_CASE("issue 10: server_id and zone are encoded into the PowerDNS path, never a '../'") {
   Answering pdns(R"({"rrsets": []})");
-  powerdns_traffic(powerdns(pdns.url(), "../../x"), dns_group("a/b_c.example.com."))
-      ->observe();
+  powerdns_traffic(powerdns(pdns.url(), "../../x"), dns_group("a/b_c.example.com."))->observe();
   powerdns_traffic(powerdns(pdns.url()), dns_group("."))->observe();
   auto seen = pdns.seen();
   REQUIRE(seen.size() == 2);
@@ -158,7 +156,9 @@ TEST_CASE("issue 10: a Cloud 66 token with a newline is never sent") {
 
 // ---------------------------------------------------------------- commands
 
-TEST_CASE("issue 10: a command printing 200,000 opening brackets leaves the stack unreachable, no crash") {
+TEST_CASE(
+    "issue 10: a command printing 200,000 opening brackets leaves the stack unreachable, no "
+    "crash") {
   ProviderConfig p;
   p.name = "cmd";
   p.lists["observe"] = {"sh", "-c", "head -c 200000 /dev/zero | tr '\\0' '['"};

@@ -1,8 +1,10 @@
 // Observation's memory (core/observe.h LastKnown, gitops/last_known.h): an
 // unreachable stack is planned with the facts it had when last reached.
-#include <catch2/catch.hpp>
+#include "gitops/last_known.h"
+
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <filesystem>
 
 #include "builders.h"
@@ -10,7 +12,6 @@
 #include "core/observe.h"
 #include "fake_provider.h"
 #include "gitops/state_store.h"
-#include "gitops/last_known.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;
@@ -83,11 +84,11 @@ struct TempFile {
 
 }  // namespace
 
-TEST_CASE("last known: an unreachable stack gets the position it had when last reached (issue 12)") {
+TEST_CASE(
+    "last known: an unreachable stack gets the position it had when last reached (issue 12)") {
   Setup s;
   MemoryLastKnown memory;
-  ObservedState first =
-      observe_with_last_known(s.desired, s.fleet, real_clock(), 4, &memory, true);
+  ObservedState first = observe_with_last_known(s.desired, s.fleet, real_clock(), 4, &memory, true);
   REQUIRE(memory.remembered == 1);
   REQUIRE(first.groups["shop"].stacks["standby"].database->lsn == 480);
 
@@ -97,7 +98,7 @@ TEST_CASE("last known: an unreachable stack gets the position it had when last r
   const StackObs& standby = now.groups["shop"].stacks["standby"];
   CHECK_FALSE(standby.reachable);
   REQUIRE(standby.database);
-  CHECK(standby.database->lsn == 480);        // as last known
+  CHECK(standby.database->lsn == 480);  // as last known
   CHECK(standby.database->role == Role::replica);
   CHECK(standby.maintenance);
   // Reachable facts are never replaced by remembered ones.
@@ -115,7 +116,8 @@ TEST_CASE("last known: without a memory, an unreachable stack is unknown (issue 
   CHECK_FALSE(now.groups["shop"].stacks["standby"].database);
 }
 
-TEST_CASE("last known: a memory that fails is reported, the observation still returned (issue 12)") {
+TEST_CASE(
+    "last known: a memory that fails is reported, the observation still returned (issue 12)") {
   Setup s;
   MemoryLastKnown memory;
   memory.fail = true;
@@ -128,7 +130,8 @@ TEST_CASE("last known: a memory that fails is reported, the observation still re
   CHECK(memory.remembered == 1);
 }
 
-TEST_CASE("last known: the state store keeps it under its own key and reads the old one (issue 12)") {
+TEST_CASE(
+    "last known: the state store keeps it under its own key and reads the old one (issue 12)") {
   Setup s;
   TempFile f;
   auto store = StateStore::open(f.path);

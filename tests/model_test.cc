@@ -1,8 +1,9 @@
+#include "core/model.h"
+
 #include <catch2/catch.hpp>
 
-#include "core/model.h"
-#include "core/plan.h"
 #include "config/secret.h"
+#include "core/plan.h"
 
 using namespace stackflip;
 
@@ -16,10 +17,10 @@ TEST_CASE("LSNs round-trip between PostgreSQL text and 64-bit positions") {
 }
 
 TEST_CASE("action kinds use DESIGN.md's names") {
-  for (auto k : {ActionKind::maintenance_on, ActionKind::replication_wait,
-                 ActionKind::replication_stop, ActionKind::database_promote,
-                 ActionKind::maintenance_off, ActionKind::traffic_switch,
-                 ActionKind::replication_start})
+  for (auto k :
+       {ActionKind::maintenance_on, ActionKind::replication_wait, ActionKind::replication_stop,
+        ActionKind::database_promote, ActionKind::maintenance_off, ActionKind::traffic_switch,
+        ActionKind::replication_start})
     REQUIRE(parse_action_kind(to_string(k)) == k);
   REQUIRE(std::string(to_string(ActionKind::traffic_switch)) == "traffic.switch");
   REQUIRE_FALSE(parse_action_kind("database.demote"));

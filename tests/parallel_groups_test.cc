@@ -325,7 +325,8 @@ TEST_CASE("issue 11: the pass summary names each group's outcome and why") {
   CHECK(g1.outcome == GroupOutcome::failed);
   // A failure that is not a refusal: the fail safe does not re-open (the
   // promotion may still be under way), and says so.
-  CHECK(g1.reason.find("database.promote ams: injected failure; fra stays fenced, not re-opened") == 0);
+  CHECK(g1.reason.find("database.promote ams: injected failure; fra stays fenced, not re-opened") ==
+        0);
   CHECK(g1.steps >= 2);  // the fence and the stop came before
   CHECK(g2.outcome == GroupOutcome::blocked);
   CHECK(g2.reason.find("replication.stop ams: the old primary fra is unreachable") == 0);
@@ -337,7 +338,8 @@ TEST_CASE("issue 11: the pass summary names each group's outcome and why") {
   CHECK(text.find("  g0: switched, " + std::to_string(g0.steps) + " steps in ") == 0);
   CHECK(text.find("\n  g1: failed, ") != std::string::npos);
   CHECK(text.find(" steps in ") != std::string::npos);
-  CHECK(text.find(": database.promote ams: injected failure; fra stays fenced") != std::string::npos);
+  CHECK(text.find(": database.promote ams: injected failure; fra stays fenced") !=
+        std::string::npos);
   CHECK(text.find("\n  g2: blocked: replication.stop ams") != std::string::npos);
   CHECK(text.find("\n  g3: converged\n") != std::string::npos);
 }

@@ -1,11 +1,12 @@
 // Table-driven planner scenarios: one observed situation each, the plan
 // expected in order. Names are the situations an operator would recognise.
+#include "core/planner.h"
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 
 #include "builders.h"
 #include "config/snapshot.h"
-#include "core/planner.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;
@@ -95,11 +96,13 @@ TEST_CASE("drift: a TTL changed by hand is restored") {
 }
 
 TEST_CASE("unplanned failover: the promote step is blocked while the old primary is unreachable") {
-  GroupObs o{{{"primary", unreachable(primary(false, 100))}, {"standby", replica(true, "primary", 90)}},
-             traffic_at("primary")};
+  GroupObs o{
+      {{"primary", unreachable(primary(false, 100))}, {"standby", replica(true, "primary", 90)}},
+      traffic_at("primary")};
   auto p = plan_for(make_group("standby"), o);
-  CHECK(steps(p.actions) == Steps{"replication.stop standby BLOCKED", "database.promote standby BLOCKED",
-                                  "maintenance.off standby BLOCKED", "traffic.switch standby BLOCKED"});
+  CHECK(steps(p.actions) ==
+        Steps{"replication.stop standby BLOCKED", "database.promote standby BLOCKED",
+              "maintenance.off standby BLOCKED", "traffic.switch standby BLOCKED"});
   CHECK(p.actions[1].why_blocked.find("unreachable") != std::string::npos);
   CHECK(p.actions[1].why_blocked.find("10 bytes") != std::string::npos);
   CHECK(p.actions[1].why_blocked.find("allow_data_loss") != std::string::npos);
@@ -112,8 +115,9 @@ TEST_CASE("unplanned failover: the promote step is blocked while the old primary
 }
 
 TEST_CASE("unplanned failover with allow_data_loss promotes and states the accepted loss") {
-  GroupObs o{{{"primary", unreachable(primary(false, 100))}, {"standby", replica(true, "primary", 90)}},
-             traffic_at("primary")};
+  GroupObs o{
+      {{"primary", unreachable(primary(false, 100))}, {"standby", replica(true, "primary", 90)}},
+      traffic_at("primary")};
   auto p = plan_for(make_group("standby", true), o);
   CHECK(steps(p.actions) == Steps{"replication.stop standby", "database.promote standby",
                                   "maintenance.off standby", "traffic.switch standby"});
@@ -128,10 +132,11 @@ TEST_CASE("a replica behind the old primary with replication stopped catches up 
              traffic_at("primary")};
   for (bool allow_data_loss : {false, true}) {
     auto p = plan_for(make_group("standby", allow_data_loss), o);
-    CHECK(steps(p.actions) == Steps{"maintenance.on primary", "replication.start standby from primary",
-                                    "replication.wait standby from primary", "replication.stop standby",
-                                    "database.promote standby", "maintenance.off standby",
-                                    "traffic.switch standby", "replication.start primary from standby"});
+    CHECK(steps(p.actions) ==
+          Steps{"maintenance.on primary", "replication.start standby from primary",
+                "replication.wait standby from primary", "replication.stop standby",
+                "database.promote standby", "maintenance.off standby", "traffic.switch standby",
+                "replication.start primary from standby"});
     CHECK(p.actions[1].reason.find("10 bytes behind primary") != std::string::npos);
     CHECK(p.actions[4].reason.find("allow_data_loss") == std::string::npos);
   }
@@ -146,8 +151,9 @@ TEST_CASE("a replica behind the old primary and replicating from elsewhere is no
   auto p = plan_for(g, o);
   REQUIRE(steps(p.actions)[0] == "maintenance.on primary BLOCKED");
   CHECK(p.actions[0].why_blocked.find("10 bytes behind") != std::string::npos);
-  auto promote = std::find_if(p.actions.begin(), p.actions.end(),
-                              [](const Action& a) { return a.kind == ActionKind::database_promote; });
+  auto promote = std::find_if(p.actions.begin(), p.actions.end(), [](const Action& a) {
+    return a.kind == ActionKind::database_promote;
+  });
   REQUIRE(promote != p.actions.end());
   CHECK(promote->blocked);
   CHECK(promote->why_blocked.find("not replicating from it") != std::string::npos);
@@ -159,7 +165,8 @@ TEST_CASE("a returned former primary is fenced before anything else") {
   GroupObs o{{{"primary", primary(false, 120)}, {"standby", primary(false, 200)}},
              traffic_at("standby")};
   auto p = plan_for(make_group("standby", true), o);
-  CHECK(steps(p.actions) == Steps{"maintenance.on primary", "replication.start primary from standby"});
+  CHECK(steps(p.actions) ==
+        Steps{"maintenance.on primary", "replication.start primary from standby"});
   CHECK(p.actions[0].reason.find("fence") != std::string::npos);
 }
 
@@ -212,8 +219,9 @@ TEST_CASE("groups are planned independently and in name order") {
   GroupSpec b = make_group("primary", false, {"primary", "standby"}, "beta");
   DesiredState d = make_desired({b, a});
   ObservedState o;
-  o.groups["alpha"] = GroupObs{{{"primary", unreachable(primary(false))}, {"standby", replica(true, "primary")}},
-                               traffic_at("primary")};
+  o.groups["alpha"] =
+      GroupObs{{{"primary", unreachable(primary(false))}, {"standby", replica(true, "primary")}},
+               traffic_at("primary")};
   o.groups["beta"] = steady();
   o.groups["beta"].traffic.target = "standby";
   Plan p = make_plan(d, o);
@@ -259,7 +267,8 @@ TEST_CASE("a group missing from the snapshot is blocked, not guessed") {
 
 TEST_CASE("the guard re-check accepts a satisfied wait before the next step") {
   GroupSpec g = make_group("standby");
-  GroupObs o{{{"primary", primary(true)}, {"standby", replica(true, "primary")}}, traffic_at("primary")};
+  GroupObs o{{{"primary", primary(true)}, {"standby", replica(true, "primary")}},
+             traffic_at("primary")};
   auto fresh = plan_for(g, o);
   Action stop;
   stop.group = "shop";
@@ -284,7 +293,8 @@ TEST_CASE("no database observation: the failover is blocked because the guard ca
   // The serving stack is not fenced for a promotion that will not happen.
   CHECK(steps(p.actions)[0] == "maintenance.on eu BLOCKED");
   CHECK(steps(p.actions)[2] == "database.promote us BLOCKED");
-  CHECK(p.actions[2].why_blocked.find("the no-data-loss guard cannot be verified") != std::string::npos);
+  CHECK(p.actions[2].why_blocked.find("the no-data-loss guard cannot be verified") !=
+        std::string::npos);
   CHECK(p.actions[2].why_blocked.find("database_dsn") != std::string::npos);
 }
 
@@ -334,7 +344,9 @@ TEST_CASE("three stacks: a second primary further ahead blocks the promotion (is
   CHECK(promote->reason.find("accepts losing 10 bytes") != std::string::npos);
 }
 
-TEST_CASE("three stacks: an unreachable stack last seen primary or of unknown role blocks the promotion (issue 12)") {
+TEST_CASE(
+    "three stacks: an unreachable stack last seen primary or of unknown role blocks the promotion "
+    "(issue 12)") {
   GroupSpec g = make_group("a", false, {"a", "b", "c"});
   for (Role last_known : {Role::primary, Role::unknown}) {
     StackObs c = primary(false, 100);
@@ -348,7 +360,8 @@ TEST_CASE("three stacks: an unreachable stack last seen primary or of unknown ro
     CHECK(promote->why_blocked.find("c is unreachable") != std::string::npos);
   }
   // Last seen a replica: it holds nothing the primary b does not.
-  GroupObs o{{{"a", replica(true, "b", 100)}, {"b", primary(true, 100)},
+  GroupObs o{{{"a", replica(true, "b", 100)},
+              {"b", primary(true, 100)},
               {"c", unreachable(replica(true, "b", 100))}},
              traffic_at("b")};
   const Action* promote = promote_of(plan_for(g, o), "a");
@@ -356,7 +369,9 @@ TEST_CASE("three stacks: an unreachable stack last seen primary or of unknown ro
   CHECK_FALSE(promote->blocked);
 }
 
-TEST_CASE("three stacks: a replica ahead of the old primary blocks the promotion, one streaming from it does not (issue 12)") {
+TEST_CASE(
+    "three stacks: a replica ahead of the old primary blocks the promotion, one streaming from it "
+    "does not (issue 12)") {
   GroupSpec g = make_group("a", false, {"a", "b", "c"});
   // c's replication is stopped at 100 (it followed a primary that was lost
   // with writes b never had): promoting a would lose them for good.

@@ -1,10 +1,9 @@
 // Issue 10, item 8: redaction that is hard to get around. Every variant the
 // security review used to leak a secret through /status and notifications.
-#include <catch2/catch.hpp>
-
-#include <string>
-
 #include "util/redact.h"
+
+#include <catch2/catch.hpp>
+#include <string>
 
 using namespace stackflip;
 
@@ -16,13 +15,13 @@ bool leaks(const std::string& text, const std::string& secret) {
 
 TEST_CASE("issue 10: credential-shaped text is masked in every spelling", "[redact]") {
   const std::string x = "hunter2x";
-  for (const std::string& t : {
-           "password: " + x, "\"password\":\"" + x + "\"", "PASSWORD = " + x, "password=" + x,
-           "postgres://u:" + x + "@db:5432/x", "X-API-Key: " + x, "pwd=" + x, "Bearer\t" + x,
-           "bearer " + x, "Authorization: Bearer " + x, "Authorization: Basic " + x,
-           "password%3D" + x, "access_token=" + x, "{\"api_key\": \"" + x + "\"}",
-           "secret='" + x + "'", "token:\t" + x, "https://" + x + "@git.example.com/repo",
-           "private_key = \"" + x + "\"", "{\"error\": \"\\\"token\\\":\\\"" + x + "\\\"\"}"}) {
+  for (const std::string& t :
+       {"password: " + x, "\"password\":\"" + x + "\"", "PASSWORD = " + x, "password=" + x,
+        "postgres://u:" + x + "@db:5432/x", "X-API-Key: " + x, "pwd=" + x, "Bearer\t" + x,
+        "bearer " + x, "Authorization: Bearer " + x, "Authorization: Basic " + x, "password%3D" + x,
+        "access_token=" + x, "{\"api_key\": \"" + x + "\"}", "secret='" + x + "'", "token:\t" + x,
+        "https://" + x + "@git.example.com/repo", "private_key = \"" + x + "\"",
+        "{\"error\": \"\\\"token\\\":\\\"" + x + "\\\"\"}"}) {
     INFO(t);
     CHECK(leaks(t, x) == false);
   }

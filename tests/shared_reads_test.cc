@@ -12,13 +12,13 @@
 #include <thread>
 #include <vector>
 
+#include "core/observe.h"
+#include "core/provider_stats.h"
 #include "drivers/drivers.h"
+#include "drivers/powerdns_zone.h"
 #include "fake_cloud66.h"
 #include "fake_powerdns.h"
 #include "gitops/metrics.h"
-#include "core/observe.h"
-#include "drivers/powerdns_zone.h"
-#include "core/provider_stats.h"
 
 using namespace stackflip;
 using stackflip::testing::FakeCloud66;

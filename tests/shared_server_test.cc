@@ -3,12 +3,12 @@
 // replica (same system identifier, separate postmasters) do not.
 #include <catch2/catch.hpp>
 
-#include "core/apply.h"
 #include "builders.h"
-#include "fake_provider.h"
+#include "config/snapshot.h"
+#include "core/apply.h"
 #include "core/plan_json.h"
 #include "core/planner.h"
-#include "config/snapshot.h"
+#include "fake_provider.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;

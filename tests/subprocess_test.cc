@@ -1,12 +1,11 @@
-#include <catch2/catch.hpp>
+#include "sys/subprocess.h"
 
 #include <signal.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
 #include <thread>
-
-#include "sys/subprocess.h"
 
 using namespace stackflip;
 using namespace std::chrono_literals;
@@ -20,7 +19,8 @@ bool process_gone(pid_t pid) {
     std::string line;
     std::getline(stat, line);
     auto close = line.rfind(')');
-    if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z') return true;
+    if (close != std::string::npos && close + 2 < line.size() && line[close + 2] == 'Z')
+      return true;
     std::this_thread::sleep_for(10ms);
   }
   return false;
@@ -85,7 +85,8 @@ TEST_CASE("a hanging command is killed at its timeout together with its children
   CHECK(process_gone(child));
 }
 
-TEST_CASE("a background child left behind by a finished command is killed and does not hold the caller") {
+TEST_CASE(
+    "a background child left behind by a finished command is killed and does not hold the caller") {
   SubprocessOptions o;
   o.argv = {"sh", "-c", "sleep 30 & echo started"};
   o.timeout = 5s;

@@ -2,20 +2,19 @@
 // traffic addresses per group (dual-stack included), and addresses checked
 // against their record types before a switch can start.
 #include <catch2/catch.hpp>
-
 #include <string>
 #include <vector>
 
-#include "util/address.h"
+#include "config/loader.h"
+#include "config/snapshot.h"
+#include "core/observe.h"
+#include "core/planner.h"
 #include "drivers/command_driver.h"
 #include "drivers/powerdns_driver.h"
 #include "support/answering_server.h"
-#include "config/loader.h"
-#include "core/observe.h"
-#include "core/planner.h"
-#include "config/snapshot.h"
 #include "support/builders.h"
 #include "support/fake_provider.h"
+#include "util/address.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;
@@ -23,25 +22,27 @@ using namespace stackflip::testing;
 namespace {
 
 const std::string kHead =
-    "apiVersion: stackflip/v1\n"                                                             // 1
-    "providers:\n"                                                                           // 2
-    "  db: {type: postgres}\n"                                                               // 3
+    "apiVersion: stackflip/v1\n"                                                               // 1
+    "providers:\n"                                                                             // 2
+    "  db: {type: postgres}\n"                                                                 // 3
     "  dns: {type: powerdns, url: \"http://127.0.0.1:8081\", api_key: \"${env:PDNS_KEY}\"}\n"  // 4
-    "groups:\n"                                                                              // 5
-    "  shop:\n"                                                                              // 6
-    "    active: fra\n"                                                                      // 7
-    "    stacks:\n"                                                                          // 8
-    "      fra:\n"                                                                           // 9
-    "        provider: db\n"                                                                 // 10
-    "        dsn: \"host=10.0.0.5\"\n";                                                      // 11
+    "groups:\n"                                                                                // 5
+    "  shop:\n"                                                                                // 6
+    "    active: fra\n"                                                                        // 7
+    "    stacks:\n"                                                                            // 8
+    "      fra:\n"                                                                             // 9
+    "        provider: db\n"                                                                   // 10
+    "        dsn: \"host=10.0.0.5\"\n";                                                        // 11
 
-std::string config(const std::string& fra_address, const std::string& ams_address, const std::string& traffic) {
+std::string config(const std::string& fra_address, const std::string& ams_address,
+                   const std::string& traffic) {
   return kHead + "        address: " + fra_address + "\n" +  // 12
-         "      ams:\n"                                         // 13
-         "        provider: db\n"                               // 14
-         "        dsn: \"host=10.0.0.6\"\n"                     // 15
-         "        address: " + ams_address + "\n" +             // 16
-         "    traffic:\n" + traffic;                            // 17, 18...
+         "      ams:\n"                                      // 13
+         "        provider: db\n"                            // 14
+         "        dsn: \"host=10.0.0.6\"\n"                  // 15
+         "        address: " +
+         ams_address + "\n" +         // 16
+         "    traffic:\n" + traffic;  // 17, 18...
 }
 
 const std::string kOneRecord =
@@ -56,7 +57,9 @@ std::string errors_of(const std::string& text) {
   return out;
 }
 
-bool has(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+bool has(const std::string& text, const std::string& part) {
+  return text.find(part) != std::string::npos;
+}
 
 }  // namespace
 
@@ -73,11 +76,14 @@ TEST_CASE("address kinds: IPv4, IPv6, names and typos") {
   CHECK(canonical_address("LB.Example.com") == "lb.example.com.");
 }
 
-TEST_CASE("issue 11: an IPv6 address on the default A record is refused by validate, at the address") {
+TEST_CASE(
+    "issue 11: an IPv6 address on the default A record is refused by validate, at the address") {
   std::string e = errors_of(config("192.0.2.10", "\"2001:db8::20\"", kOneRecord));
   INFO(e);
-  CHECK(has(e, "t.yaml:16:18: error: address '2001:db8::20' is an IPv6 address, but no record of group 'shop' "
-               "holds one (shop.example.com. A)"));
+  CHECK(has(e,
+            "t.yaml:16:18: error: address '2001:db8::20' is an IPv6 address, but no record of "
+            "group 'shop' "
+            "holds one (shop.example.com. A)"));
   CHECK(has(e, "record_type: AAAA, or [A, AAAA] for both families"));
 }
 
@@ -94,9 +100,10 @@ TEST_CASE("issue 11: a host name on an A record, a typo and a CNAME with two nam
 
 TEST_CASE("issue 11: dual-stack: record_type A and AAAA needs both families on every stack") {
   std::string both = kOneRecord + "      record_type: [A, AAAA]\n";
-  LoadResult ok = load_desired_text("t.yaml", config("[192.0.2.10, \"2001:db8::10\"]",
-                                                     "[198.51.100.7, \"2001:db8::20\"]", both));
-  INFO(errors_of(config("[192.0.2.10, \"2001:db8::10\"]", "[198.51.100.7, \"2001:db8::20\"]", both)));
+  LoadResult ok = load_desired_text(
+      "t.yaml", config("[192.0.2.10, \"2001:db8::10\"]", "[198.51.100.7, \"2001:db8::20\"]", both));
+  INFO(errors_of(
+      config("[192.0.2.10, \"2001:db8::10\"]", "[198.51.100.7, \"2001:db8::20\"]", both)));
   REQUIRE(ok.desired);
   const GroupSpec& g = ok.desired->groups.at("shop");
   REQUIRE(g.traffic.size() == 2);
@@ -107,11 +114,14 @@ TEST_CASE("issue 11: dual-stack: record_type A and AAAA needs both families on e
   CHECK(g.stacks.at("ams").address == "198.51.100.7");
 
   std::string e = errors_of(config("[192.0.2.10, \"2001:db8::10\"]", "198.51.100.7", both));
-  CHECK(has(e, "t.yaml:16:18: error: stack 'ams' has no address for record shop.example.com. AAAA "
-               "(expected an IPv6 address)"));
+  CHECK(has(e,
+            "t.yaml:16:18: error: stack 'ams' has no address for record shop.example.com. AAAA "
+            "(expected an IPv6 address)"));
 }
 
-TEST_CASE("issue 11: a list of traffic addresses, a record listed twice or owned by two groups is refused") {
+TEST_CASE(
+    "issue 11: a list of traffic addresses, a record listed twice or owned by two groups is "
+    "refused") {
   std::string two =
       "      - {provider: dns, zone: example.com., record: shop.example.com.}\n"   // 18
       "      - {provider: dns, zone: example.net., record: shop.example.net.}\n";  // 19
@@ -121,23 +131,29 @@ TEST_CASE("issue 11: a list of traffic addresses, a record listed twice or owned
   CHECK(ok.desired->groups.at("shop").traffic[1].get("zone") == "example.net.");
   CHECK(ok.desired->groups.at("shop").traffic[1].mark.line == 19);
 
-  std::string twice = two + "      - {provider: dns, zone: example.com., record: Shop.example.com.}\n";  // 20
+  std::string twice =
+      two + "      - {provider: dns, zone: example.com., record: Shop.example.com.}\n";  // 20
   CHECK(has(errors_of(config("192.0.2.10", "198.51.100.7", twice)),
-            "t.yaml:20:53: error: record 'Shop.example.com.' (type A) is listed twice in the traffic of group 'shop' (first at t.yaml:18:53)"));
+            "t.yaml:20:53: error: record 'Shop.example.com.' (type A) is listed twice in the "
+            "traffic of group 'shop' (first at t.yaml:18:53)"));
 
-  std::string other_group = config("192.0.2.10", "198.51.100.7", two) +
-                            "  blog:\n"                                                              // 20
-                            "    active: a\n"                                                        // 21
-                            "    stacks:\n"                                                          // 22
-                            "      a: {provider: db, dsn: \"host=10.0.1.1\", address: 10.0.1.1}\n"   // 23
-                            "      b: {provider: db, dsn: \"host=10.0.1.2\", address: 10.0.1.2}\n"   // 24
-                            "    traffic:\n"                                                         // 25
-                            "      - {provider: dns, zone: example.com., record: blog.example.com.}\n"  // 26
-                            "      - {provider: dns, zone: example.net., record: shop.example.net.}\n";  // 27
-  CHECK(has(errors_of(other_group), "t.yaml:27:53: error: record 'shop.example.net.' of provider 'dns' is already "
-                                    "owned by group 'shop' (t.yaml:19:53)"));
+  std::string other_group =
+      config("192.0.2.10", "198.51.100.7", two) +
+      "  blog:\n"                                                                  // 20
+      "    active: a\n"                                                            // 21
+      "    stacks:\n"                                                              // 22
+      "      a: {provider: db, dsn: \"host=10.0.1.1\", address: 10.0.1.1}\n"       // 23
+      "      b: {provider: db, dsn: \"host=10.0.1.2\", address: 10.0.1.2}\n"       // 24
+      "    traffic:\n"                                                             // 25
+      "      - {provider: dns, zone: example.com., record: blog.example.com.}\n"   // 26
+      "      - {provider: dns, zone: example.net., record: shop.example.net.}\n";  // 27
+  CHECK(has(errors_of(other_group),
+            "t.yaml:27:53: error: record 'shop.example.net.' of provider 'dns' is already "
+            "owned by group 'shop' (t.yaml:19:53)"));
 
-  std::string cname_and_a = two + "      - {provider: dns, zone: example.com., record: shop.example.com., record_type: CNAME}\n";
+  std::string cname_and_a = two +
+                            "      - {provider: dns, zone: example.com., record: "
+                            "shop.example.com., record_type: CNAME}\n";
   CHECK(has(errors_of(config("192.0.2.10", "198.51.100.7", cname_and_a)),
             "cannot be a CNAME and hold other types"));
 }
@@ -148,9 +164,12 @@ TEST_CASE("issue 11: an error inside a traffic list names the element") {
       "      - {provider: dns, zone: example.net., recrod: shop.example.net.}\n";  // 19
   std::string e = errors_of(config("192.0.2.10", "198.51.100.7", two));
   INFO(e);
-  CHECK(has(e, "t.yaml:19:45: error: unknown key 'recrod' in traffic #2 of group 'shop' (expected one of: "
-               "provider, record, record_type, ttl, zone)"));
-  CHECK(has(errors_of(config("192.0.2.10", "198.51.100.7", "      []\n")), "must not be an empty list"));
+  CHECK(has(
+      e,
+      "t.yaml:19:45: error: unknown key 'recrod' in traffic #2 of group 'shop' (expected one of: "
+      "provider, record, record_type, ttl, zone)"));
+  CHECK(has(errors_of(config("192.0.2.10", "198.51.100.7", "      []\n")),
+            "must not be an empty list"));
 }
 
 TEST_CASE("issue 11: two stacks with one address are refused: traffic could not tell them apart") {
@@ -162,8 +181,8 @@ TEST_CASE("issue 11: two stacks with one address are refused: traffic could not 
 
 namespace {
 
-TrafficObs part(const std::string& name, std::vector<TrafficRecord> records, std::optional<std::string> target,
-                int ttl = 60) {
+TrafficObs part(const std::string& name, std::vector<TrafficRecord> records,
+                std::optional<std::string> target, int ttl = 60) {
   TrafficObs t;
   t.name = name;
   t.records = std::move(records);
@@ -188,31 +207,36 @@ GroupSpec three_records() {
 
 }  // namespace
 
-TEST_CASE("issue 11: a record holding both stacks' addresses is mixed, not converged, and the reason names the extra") {
+TEST_CASE(
+    "issue 11: a record holding both stacks' addresses is mixed, not converged, and the reason "
+    "names the extra") {
   GroupSpec g = make_group("primary");
-  GroupObs o{{{"primary", primary(false)}, {"standby", replica(true, "primary")}},
-             combine_traffic({part("shop.example.test. A",
-                                   {{"127.0.0.1", "primary", false}, {"127.0.0.2", "standby", false}},
-                                   std::nullopt)})};
+  GroupObs o{
+      {{"primary", primary(false)}, {"standby", replica(true, "primary")}},
+      combine_traffic({part("shop.example.test. A",
+                            {{"127.0.0.1", "primary", false}, {"127.0.0.2", "standby", false}},
+                            std::nullopt)})};
   CHECK_FALSE(o.traffic.target);
   CHECK(traffic_stacks(o.traffic) == std::vector<std::string>{"primary", "standby"});
   std::vector<Action> actions;
   std::vector<Skipped> skipped;
   plan_group(g, o, actions, skipped);
   REQUIRE(steps(actions) == std::vector<std::string>{"traffic.switch primary"});
-  CHECK(has(actions[0].reason, "traffic is mixed: besides primary's address it holds 127.0.0.2 (standby)"));
+  CHECK(has(actions[0].reason,
+            "traffic is mixed: besides primary's address it holds 127.0.0.2 (standby)"));
 
   // A disabled value of the standby is not traffic: converged.
-  o.traffic = combine_traffic({part("shop.example.test. A",
-                                    {{"127.0.0.1", "primary", false}, {"127.0.0.2", "standby", true}}, "primary")});
+  o.traffic = combine_traffic(
+      {part("shop.example.test. A",
+            {{"127.0.0.1", "primary", false}, {"127.0.0.2", "standby", true}}, "primary")});
   actions.clear();
   plan_group(g, o, actions, skipped);
   CHECK(actions.empty());
 
   // A value of no stack beside the active one's.
-  o.traffic = combine_traffic({part("shop.example.test. A",
-                                    {{"127.0.0.1", "primary", false}, {"203.0.113.9", std::nullopt, false}},
-                                    std::nullopt)});
+  o.traffic = combine_traffic({part(
+      "shop.example.test. A",
+      {{"127.0.0.1", "primary", false}, {"203.0.113.9", std::nullopt, false}}, std::nullopt)});
   actions.clear();
   plan_group(g, o, actions, skipped);
   REQUIRE(actions.size() == 1);
@@ -225,7 +249,8 @@ TEST_CASE("issue 11: with three records, one left on the standby is drift that n
     return part(std::string(r) + " A", {{ip, std::string(stack), false}}, std::string(stack));
   };
   GroupObs o{{{"primary", primary(false)}, {"standby", replica(true, "primary")}},
-             combine_traffic({on("a.example.test.", "primary", "127.0.0.1"), on("b.example.test.", "standby", "127.0.0.2"),
+             combine_traffic({on("a.example.test.", "primary", "127.0.0.1"),
+                              on("b.example.test.", "standby", "127.0.0.2"),
                               on("c.example.test.", "primary", "127.0.0.1")})};
   CHECK_FALSE(o.traffic.target);
   std::vector<Action> actions;
@@ -236,19 +261,24 @@ TEST_CASE("issue 11: with three records, one left on the standby is drift that n
   CHECK_FALSE(has(actions[0].reason, "a.example.test."));
 
   // All three on the primary but one with another TTL: a TTL-only step.
-  o.traffic = combine_traffic({on("a.example.test.", "primary", "127.0.0.1"), on("b.example.test.", "primary", "127.0.0.1"),
-                               part("c.example.test. A", {{"127.0.0.1", "primary", false}}, "primary", 300)});
+  o.traffic = combine_traffic(
+      {on("a.example.test.", "primary", "127.0.0.1"), on("b.example.test.", "primary", "127.0.0.1"),
+       part("c.example.test. A", {{"127.0.0.1", "primary", false}}, "primary", 300)});
   actions.clear();
   plan_group(g, o, actions, skipped);
   REQUIRE(actions.size() == 1);
   CHECK(actions[0].reason == "c.example.test. A TTL is 300, desired 60");
 }
 
-TEST_CASE("issue 11: a traffic address that cannot be switched blocks the fence, not the middle of the switch") {
+TEST_CASE(
+    "issue 11: a traffic address that cannot be switched blocks the fence, not the middle of the "
+    "switch") {
   GroupSpec g = make_group("standby");
   TrafficObs t = part("shop.example.test. A", {{"127.0.0.1", "primary", false}}, "primary");
-  t.blocker = "shop.example.test. holds a CNAME record, and PowerDNS keeps no A record beside a CNAME";
-  GroupObs o{{{"primary", primary(false)}, {"standby", replica(true, "primary")}}, combine_traffic({t})};
+  t.blocker =
+      "shop.example.test. holds a CNAME record, and PowerDNS keeps no A record beside a CNAME";
+  GroupObs o{{{"primary", primary(false)}, {"standby", replica(true, "primary")}},
+             combine_traffic({t})};
   std::vector<Action> actions;
   std::vector<Skipped> skipped;
   plan_group(g, o, actions, skipped);
@@ -264,8 +294,11 @@ TEST_CASE("issue 11: the zone missing (traffic unreachable) blocks a switch befo
   TrafficObs t;
   t.name = "shop.example.test. A";
   t.reachable = false;
-  t.error = "PowerDNS http://127.0.0.1:8081/api/v1/servers/localhost/zones/example.test.: HTTP 404: Not Found";
-  GroupObs o{{{"primary", primary(false)}, {"standby", replica(true, "primary")}}, combine_traffic({t})};
+  t.error =
+      "PowerDNS http://127.0.0.1:8081/api/v1/servers/localhost/zones/example.test.: HTTP 404: Not "
+      "Found";
+  GroupObs o{{{"primary", primary(false)}, {"standby", replica(true, "primary")}},
+             combine_traffic({t})};
   std::vector<Action> actions;
   std::vector<Skipped> skipped;
   plan_group(g, o, actions, skipped);
@@ -278,10 +311,12 @@ TEST_CASE("issue 11: the zone missing (traffic unreachable) blocks a switch befo
 TEST_CASE("issue 11: records and per-address parts survive a snapshot round trip") {
   ObservedState obs;
   obs.observed_at = "2026-11-30T00:00:00Z";
-  GroupObs g{{{"primary", primary(false)}, {"standby", replica(true, "primary")}},
-             combine_traffic({part("a.example.test. A", {{"127.0.0.1", "primary", false}}, "primary"),
-                              part("b.example.test. A",
-                                   {{"127.0.0.1", "primary", false}, {"127.0.0.2", "standby", true}}, "primary")})};
+  GroupObs g{
+      {{"primary", primary(false)}, {"standby", replica(true, "primary")}},
+      combine_traffic(
+          {part("a.example.test. A", {{"127.0.0.1", "primary", false}}, "primary"),
+           part("b.example.test. A",
+                {{"127.0.0.1", "primary", false}, {"127.0.0.2", "standby", true}}, "primary")})};
   obs.groups["shop"] = g;
   std::string text = snapshot_to_json(obs);
   auto back = parse_snapshot("snap.json", text);
@@ -295,7 +330,8 @@ TEST_CASE("issue 11: records and per-address parts survive a snapshot round trip
   CHECK(snapshot_to_json(*back) == text);
 }
 
-TEST_CASE("issue 11: GroupDrivers switches every address that is not on the stack, and only those") {
+TEST_CASE(
+    "issue 11: GroupDrivers switches every address that is not on the stack, and only those") {
   GroupSpec g = three_records();
   DesiredState d = make_desired({g});
   FakeWorld world;
@@ -316,7 +352,8 @@ TEST_CASE("issue 11: GroupDrivers switches every address that is not on the stac
   CHECK(drivers.observe_traffic().target == std::optional<std::string>("primary"));
 }
 
-TEST_CASE("issue 11: a command's traffic answer with two targets is mixed, an unknown one is refused") {
+TEST_CASE(
+    "issue 11: a command's traffic answer with two targets is mixed, an unknown one is refused") {
   GroupSpec g = make_group("primary");
   g.traffic[0].provider = "cmd";
   ProviderConfig p;
@@ -363,7 +400,9 @@ GroupSpec dual_stack() {
   return g;
 }
 
-std::string zone_with(const std::string& rrsets) { return R"({"name": "example.test.", "rrsets": [)" + rrsets + "]}"; }
+std::string zone_with(const std::string& rrsets) {
+  return R"({"name": "example.test.", "rrsets": [)" + rrsets + "]}";
+}
 
 }  // namespace
 
@@ -372,7 +411,8 @@ TEST_CASE("issue 11: PowerDNS: an rrset with both stacks' addresses is observed 
       R"({"name": "shop.example.test.", "type": "A", "ttl": 60, "records": [)"
       R"({"content": "192.0.2.10", "disabled": false}, {"content": "198.51.100.7", "disabled": false}]})"));
   GroupSpec g = dual_stack();
-  TrafficObs t = make_powerdns_traffic_driver(pdns_provider(pdns.url()), g, g.traffic[0])->observe();
+  TrafficObs t =
+      make_powerdns_traffic_driver(pdns_provider(pdns.url()), g, g.traffic[0])->observe();
   INFO(t.error);
   REQUIRE(t.reachable);
   CHECK_FALSE(t.target);  // the old driver said "primary": the first record
@@ -382,13 +422,16 @@ TEST_CASE("issue 11: PowerDNS: an rrset with both stacks' addresses is observed 
   CHECK(t.content == "192.0.2.10, 198.51.100.7");
 
   // The standby's value disabled: only the primary's is traffic.
-  pdns.answer(zone_with(R"({"name": "shop.example.test.", "type": "A", "ttl": 60, "records": [)"
-                        R"({"content": "192.0.2.10", "disabled": false}, {"content": "198.51.100.7", "disabled": true}]})"));
+  pdns.answer(zone_with(
+      R"({"name": "shop.example.test.", "type": "A", "ttl": 60, "records": [)"
+      R"({"content": "192.0.2.10", "disabled": false}, {"content": "198.51.100.7", "disabled": true}]})"));
   t = make_powerdns_traffic_driver(pdns_provider(pdns.url()), g, g.traffic[0])->observe();
   CHECK(t.target == std::optional<std::string>("primary"));
 }
 
-TEST_CASE("issue 11: PowerDNS: AAAA values compare canonically, and a switch writes every address of the type") {
+TEST_CASE(
+    "issue 11: PowerDNS: AAAA values compare canonically, and a switch writes every address of the "
+    "type") {
   stackflip::testing::Answering pdns(zone_with(
       R"({"name": "shop.example.test.", "type": "AAAA", "ttl": 60, "records": [{"content": "2001:db8::20", "disabled": false}]})"));
   GroupSpec g = dual_stack();
@@ -413,13 +456,16 @@ TEST_CASE("issue 11: PowerDNS: a CNAME at the record's name is a blocker, seen b
   stackflip::testing::Answering pdns(zone_with(
       R"({"name": "shop.example.test.", "type": "CNAME", "ttl": 60, "records": [{"content": "elsewhere.example.net."}]})"));
   GroupSpec g = dual_stack();
-  TrafficObs t = make_powerdns_traffic_driver(pdns_provider(pdns.url()), g, g.traffic[0])->observe();
+  TrafficObs t =
+      make_powerdns_traffic_driver(pdns_provider(pdns.url()), g, g.traffic[0])->observe();
   REQUIRE(t.reachable);
   CHECK(has(t.blocker, "holds a CNAME record, and PowerDNS keeps no A record beside a CNAME"));
   CHECK(pdns.methods == std::vector<std::string>{"GET"});
 }
 
-TEST_CASE("issue 11: after the fence, the addresses that can be switched are, while another's zone is unreachable") {
+TEST_CASE(
+    "issue 11: after the fence, the addresses that can be switched are, while another's zone is "
+    "unreachable") {
   GroupSpec g = three_records();
   auto on = [](const char* r, const char* stack, const char* ip) {
     return part(std::string(r) + " A", {{ip, std::string(stack), false}}, std::string(stack));
@@ -431,8 +477,8 @@ TEST_CASE("issue 11: after the fence, the addresses that can be switched are, wh
   // The switch is under way: the primary is promoted and open, the old one
   // fenced; one zone disappeared in between.
   GroupObs o{{{"primary", primary(false)}, {"standby", primary(true)}},
-             combine_traffic({on("a.example.test.", "standby", "127.0.0.2"), on("b.example.test.", "standby", "127.0.0.2"),
-                              gone})};
+             combine_traffic({on("a.example.test.", "standby", "127.0.0.2"),
+                              on("b.example.test.", "standby", "127.0.0.2"), gone})};
   std::vector<Action> actions;
   std::vector<Skipped> skipped;
   plan_group(g, o, actions, skipped);
@@ -442,7 +488,8 @@ TEST_CASE("issue 11: after the fence, the addresses that can be switched are, wh
   CHECK(has(actions[0].reason, "not switchable now: c.example.test. A: HTTP 404"));
 
   // Only the unreachable one is wrong: nothing can be switched, so blocked.
-  o.traffic = combine_traffic({on("a.example.test.", "primary", "127.0.0.1"), on("b.example.test.", "primary", "127.0.0.1"), gone});
+  o.traffic = combine_traffic({on("a.example.test.", "primary", "127.0.0.1"),
+                               on("b.example.test.", "primary", "127.0.0.1"), gone});
   actions.clear();
   plan_group(g, o, actions, skipped);
   REQUIRE_FALSE(actions.empty());
@@ -450,7 +497,9 @@ TEST_CASE("issue 11: after the fence, the addresses that can be switched are, wh
   CHECK(actions[0].blocked);
 }
 
-TEST_CASE("issue 11: GroupDrivers switches the other addresses when one fails, and names the failed one") {
+TEST_CASE(
+    "issue 11: GroupDrivers switches the other addresses when one fails, and names the failed "
+    "one") {
   GroupSpec g = three_records();
   DesiredState d = make_desired({g});
   FakeWorld world;
@@ -459,7 +508,8 @@ TEST_CASE("issue 11: GroupDrivers switches the other addresses when one fails, a
   world.traffic["shop"] = FakeTraffic{true, "standby", 60};
   FakeDriverFactory factory(world);
   int made = 0;
-  factory.wrap_traffic = [&](std::unique_ptr<TrafficDriver> inner) -> std::unique_ptr<TrafficDriver> {
+  factory.wrap_traffic =
+      [&](std::unique_ptr<TrafficDriver> inner) -> std::unique_ptr<TrafficDriver> {
     if (made++ != 0) return inner;
     struct Refusing : TrafficDriver {
       std::unique_ptr<TrafficDriver> inner;

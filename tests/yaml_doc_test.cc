@@ -1,8 +1,14 @@
 // yaml_doc_test — parse_yaml builds its document from yaml-cpp events; these
 // tests hold it to the behaviour of the YAML::Load + node-walk converter it
 // replaced (kept below as the reference), value by value and mark by mark.
-#include <catch2/catch.hpp>
+#include "config/yaml_doc.h"
 
+#include <rapidjson/prettywriter.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+#include <yaml-cpp/yaml.h>
+
+#include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
@@ -12,17 +18,10 @@
 #include <string>
 #include <vector>
 
-#include <yaml-cpp/yaml.h>
-
-#include <rapidjson/prettywriter.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
-
-#include "util/digest.h"
 #include "config/embedded_schema.h"
 #include "config/schema_check.h"
 #include "config/snapshot.h"
-#include "config/yaml_doc.h"
+#include "util/digest.h"
 
 using namespace stackflip;
 
@@ -161,8 +160,10 @@ class Converter {
         }
         errno = 0;
         unsigned long long u = std::strtoull(s.c_str(), nullptr, 10);
-        if (errno == 0 && s[0] != '-') out.SetUint64(u);
-        else out.SetDouble(std::strtod(s.c_str(), nullptr));
+        if (errno == 0 && s[0] != '-')
+          out.SetUint64(u);
+        else
+          out.SetDouble(std::strtod(s.c_str(), nullptr));
         return;
       }
       if (is_core_float(s)) {
@@ -176,7 +177,6 @@ class Converter {
   LegacyDoc& doc_;
   std::vector<Diagnostic>& errors_;
 };
-
 
 struct LegacyParse {
   std::optional<LegacyDoc> doc;
@@ -195,7 +195,8 @@ LegacyParse legacy_parse(const std::string& file, const std::string& text) {
     return out;
   }
   if (docs.size() > 1) {
-    out.errors.push_back({to_mark(file, docs[1].Mark()), "only one YAML document per file is allowed"});
+    out.errors.push_back(
+        {to_mark(file, docs[1].Mark()), "only one YAML document per file is allowed"});
     return out;
   }
   const YAML::Node root = docs.empty() ? YAML::Node() : docs[0];
@@ -207,7 +208,8 @@ LegacyParse legacy_parse(const std::string& file, const std::string& text) {
     out.errors.push_back({to_mark(file, e.mark), e.msg});
     return out;
   }
-  if (root.Type() == YAML::NodeType::Null || root.Mark().is_null()) doc.marks[""] = Mark{file, 1, 1};
+  if (root.Type() == YAML::NodeType::Null || root.Mark().is_null())
+    doc.marks[""] = Mark{file, 1, 1};
   out.doc = std::move(doc);
   return out;
 }
@@ -219,12 +221,16 @@ std::string where(const Mark& m) { return std::to_string(m.line) + ":" + std::to
 std::string diff(const rapidjson::Value& a, const rapidjson::Value& b, const std::string& at) {
   if (a.GetType() != b.GetType()) return at + ": type";
   if (a.IsNumber()) {
-    if (a.IsInt64() != b.IsInt64() || a.IsUint64() != b.IsUint64() || a.IsDouble() != b.IsDouble()) return at + ": number kind";
-    if (a.IsDouble() ? !(a.GetDouble() == b.GetDouble() || (a.GetDouble() != a.GetDouble() && b.GetDouble() != b.GetDouble()))
-                     : (a.IsInt64() ? a.GetInt64() != b.GetInt64() : a.GetUint64() != b.GetUint64()))
+    if (a.IsInt64() != b.IsInt64() || a.IsUint64() != b.IsUint64() || a.IsDouble() != b.IsDouble())
+      return at + ": number kind";
+    if (a.IsDouble()
+            ? !(a.GetDouble() == b.GetDouble() ||
+                (a.GetDouble() != a.GetDouble() && b.GetDouble() != b.GetDouble()))
+            : (a.IsInt64() ? a.GetInt64() != b.GetInt64() : a.GetUint64() != b.GetUint64()))
       return at + ": number";
   }
-  if (a.IsString() && std::string(a.GetString(), a.GetStringLength()) != std::string(b.GetString(), b.GetStringLength()))
+  if (a.IsString() && std::string(a.GetString(), a.GetStringLength()) !=
+                          std::string(b.GetString(), b.GetStringLength()))
     return at + ": string";
   if (a.IsArray()) {
     if (a.Size() != b.Size()) return at + ": size";
@@ -286,7 +292,8 @@ const std::vector<std::string>& corpus() {
       "a:\n",
       "a:\nb: 2\n",
       "a: ~\nb: null\nc: NULL\nd: \"null\"\ne: ''\n",
-      "a: 60\nb: \"60\"\nc: true\nd: 'true'\ne: ~\nf: off\ng: 1.5\nh: -3\ni: +7\nj: .5\nk: 1e3\nl: 1.e-2\n",
+      "a: 60\nb: \"60\"\nc: true\nd: 'true'\ne: ~\nf: off\ng: 1.5\nh: -3\ni: +7\nj: .5\nk: 1e3\nl: "
+      "1.e-2\n",
       "big: 9223372036854775808\nbigger: 18446744073709551616\nneg: -9223372036854775809\n",
       "t: [True, FALSE, yes, No, 0x1A, 0o7, .inf, .nan, 1_000]\n",
       "tagged: !!int \"7\"\nstr: !!str 7\nempty_tag: !!str\nlocal: !x 1\nnull_tag: !!null ~\n",
@@ -357,22 +364,29 @@ TEST_CASE("parse_yaml matches the node-tree converter at and beyond the nesting 
   expect_same_as_reference("a: &a {x: " + deep(63, true) + "}\nb: {c: {d: *a}}\n");
 }
 
-TEST_CASE("parse_yaml matches the node-tree converter on the examples and on damaged copies of them") {
+TEST_CASE(
+    "parse_yaml matches the node-tree converter on the examples and on damaged copies of them") {
   const std::string dir = std::string(STACKFLIP_SOURCE_DIR) + "/examples/";
   std::vector<std::string> bases;
-  for (const char* name : {"selfhosted.yaml", "cloud66.yaml", "command.yaml"}) bases.push_back(read(dir + name));
+  for (const char* name : {"selfhosted.yaml", "cloud66.yaml", "command.yaml"})
+    bases.push_back(read(dir + name));
   for (const auto& b : bases) expect_same_as_reference(b);
   std::mt19937 rng(20261126);
-  const std::string pieces[] = {" ", "\n", ":", "- ", "{", "}", "[", "]", ",", "\"", "'", "#", "~", "\t",
-                                "  ", "&a ", "*a", "? ", "!!str ", "null", "---\n", "x: 1\n"};
+  const std::string pieces[] = {" ",  "\n", ":",      "- ",   "{",     "}",     "[",  "]",
+                                ",",  "\"", "'",      "#",    "~",     "\t",    "  ", "&a ",
+                                "*a", "? ", "!!str ", "null", "---\n", "x: 1\n"};
   for (int round = 0; round < 400; ++round) {
     std::string t = bases[rng() % bases.size()];
     int edits = 1 + static_cast<int>(rng() % 4);
     for (int e = 0; e < edits; ++e) {
       size_t at = rng() % (t.size() + 1);
       switch (rng() % 4) {
-        case 0: t.insert(at, pieces[rng() % std::size(pieces)]); break;
-        case 1: if (at < t.size()) t.erase(at, 1 + rng() % 8); break;
+        case 0:
+          t.insert(at, pieces[rng() % std::size(pieces)]);
+          break;
+        case 1:
+          if (at < t.size()) t.erase(at, 1 + rng() % 8);
+          break;
         case 2: {  // repeat a line (duplicate keys)
           size_t s = t.rfind('\n', at == 0 ? 0 : at - 1);
           s = s == std::string::npos ? 0 : s + 1;
@@ -380,7 +394,8 @@ TEST_CASE("parse_yaml matches the node-tree converter on the examples and on dam
           if (n != std::string::npos) t.insert(s, t.substr(s, n - s + 1));
           break;
         }
-        default: if (at < t.size()) t[at] = pieces[rng() % std::size(pieces)][0];
+        default:
+          if (at < t.size()) t[at] = pieces[rng() % std::size(pieces)][0];
       }
     }
     // The reference walks alias cycles until its depth limit, one branch at
@@ -427,16 +442,20 @@ Result<ObservedState> snapshot_the_slow_way(const std::string& name, const std::
   return obs;
 }
 
-std::string outcome(const Result<ObservedState>& r) { return r.ok() ? snapshot_to_json(*r) : r.error().message; }
+std::string outcome(const Result<ObservedState>& r) {
+  return r.ok() ? snapshot_to_json(*r) : r.error().message;
+}
 
 const std::string kSnapshot =
     "{\"apiVersion\": \"stackflip/v1\", \"observed_at\": \"2026-11-26T18:00:00Z\",\n"
     " \"groups\": {\"shop\": {\n"
     "   \"stacks\": {\n"
     "     \"primary\": {\"reachable\": true, \"maintenance\": false,\n"
-    "                 \"database\": {\"role\": \"primary\", \"upstream\": null, \"lsn\": \"0/3000060\", \"timeline\": 1}},\n"
+    "                 \"database\": {\"role\": \"primary\", \"upstream\": null, \"lsn\": "
+    "\"0/3000060\", \"timeline\": 1}},\n"
     "     \"standby\": {\"reachable\": true, \"maintenance\": true,\n"
-    "                 \"database\": {\"role\": \"replica\", \"upstream\": \"primary\", \"lsn\": \"0/3000060\", \"timeline\": 1}}},\n"
+    "                 \"database\": {\"role\": \"replica\", \"upstream\": \"primary\", \"lsn\": "
+    "\"0/3000060\", \"timeline\": 1}}},\n"
     "   \"traffic\": {\"target\": \"primary\", \"ttl\": 60}}}}\n";
 
 std::string snap_edit(const std::string& find, const std::string& replace) {
@@ -451,8 +470,8 @@ std::string snap_edit(const std::string& find, const std::string& replace) {
 TEST_CASE("snapshots read through the JSON fast path as they did through YAML") {
   const std::string dir = std::string(STACKFLIP_SOURCE_DIR) + "/examples/snapshots/";
   std::vector<std::string> texts = {kSnapshot};
-  for (const char* name : {"drift.json", "planned-switch.json", "returned-primary.json", "steady.json",
-                           "unplanned-failover.json"})
+  for (const char* name : {"drift.json", "planned-switch.json", "returned-primary.json",
+                           "steady.json", "unplanned-failover.json"})
     texts.push_back(read(dir + name));
   for (const auto& t : texts) {
     INFO(t);
@@ -465,15 +484,19 @@ TEST_CASE("snapshots read through the JSON fast path as they did through YAML") 
 TEST_CASE("a snapshot the schema or the converter rejects keeps its positioned errors") {
   for (const std::string& t : {
            snap_edit("\"role\": \"primary\"", "\"role\": \"leader\""),
-           snap_edit("\"timeline\": 1}},\n     \"standby\"", "\"timeline\": 0}},\n     \"standby\""),
+           snap_edit("\"timeline\": 1}},\n     \"standby\"",
+                     "\"timeline\": 0}},\n     \"standby\""),
            snap_edit("\"ttl\": 60", "\"ttl\": 60, \"colour\": \"blue\""),
            snap_edit("\"reachable\": true, \"maintenance\": true", "\"maintenance\": true"),
-           snap_edit("\"lsn\": \"0/3000060\", \"timeline\": 1}}}", "\"lsn\": \"nope\", \"timeline\": 1}}}"),
+           snap_edit("\"lsn\": \"0/3000060\", \"timeline\": 1}}}",
+                     "\"lsn\": \"nope\", \"timeline\": 1}}}"),
            snap_edit("\"apiVersion\": \"stackflip/v1\"", "\"apiVersion\": \"stackflip/v2\""),
            snap_edit("\"ttl\": 60", "\"ttl\": 60, \"ttl\": 30"),
            std::string("[]"),
-           std::string("{\"apiVersion\": \"stackflip/v1\", \"groups\": {\"g\": {\"stacks\": {\"a\": {\"reachable\": true, "
-                       "\"database\": {\"role\": \"replica\", \"timeline\": 1.5}}}, \"traffic\": {}}}}"),
+           std::string(
+               "{\"apiVersion\": \"stackflip/v1\", \"groups\": {\"g\": {\"stacks\": {\"a\": "
+               "{\"reachable\": true, "
+               "\"database\": {\"role\": \"replica\", \"timeline\": 1.5}}}, \"traffic\": {}}}}"),
        }) {
     INFO(t);
     auto got = parse_snapshot("bad.json", t);
@@ -483,7 +506,8 @@ TEST_CASE("a snapshot the schema or the converter rejects keeps its positioned e
   }
 }
 
-TEST_CASE("a snapshot that is not JSON is reported with RapidJSON's message at its line and column") {
+TEST_CASE(
+    "a snapshot that is not JSON is reported with RapidJSON's message at its line and column") {
   auto r = parse_snapshot("x.json", "{\"apiVersion\": \"stackflip/v1\",\n \"groups\": {\"g\" {}}}");
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().message == "x.json:2:17: error: Missing a colon after a name of object member.");
@@ -504,7 +528,8 @@ void old_write_snapshot(const ObservedState& obs, bool volatile_fields, rj::Docu
   auto& a = doc.GetAllocator();
   doc.SetObject();
   doc.AddMember("apiVersion", "stackflip/v1", a);
-  if (volatile_fields && !obs.observed_at.empty()) doc.AddMember("observed_at", str(obs.observed_at, a), a);
+  if (volatile_fields && !obs.observed_at.empty())
+    doc.AddMember("observed_at", str(obs.observed_at, a), a);
   rj::Value groups(rj::kObjectType);
   for (const auto& [gname, g] : obs.groups) {
     rj::Value stacks(rj::kObjectType);
@@ -549,8 +574,8 @@ std::string old_to_text(const rj::Document& doc, bool pretty) {
 TEST_CASE("snapshot text and observed digest are byte for byte what the DOM writer produced") {
   const std::string dir = std::string(STACKFLIP_SOURCE_DIR) + "/examples/snapshots/";
   std::vector<ObservedState> states;
-  for (const char* name : {"drift.json", "planned-switch.json", "returned-primary.json", "steady.json",
-                           "unplanned-failover.json"}) {
+  for (const char* name : {"drift.json", "planned-switch.json", "returned-primary.json",
+                           "steady.json", "unplanned-failover.json"}) {
     auto r = parse_snapshot(name, read(dir + name));
     REQUIRE(r.ok());
     states.push_back(*r);

@@ -23,13 +23,30 @@ std::vector<std::string> split_commas(const std::string& s) {
 }  // namespace
 
 bool dsn_keyword_allowed(const std::string& k) {
-  static const char* const kAllowed[] = {
-      "host", "hostaddr", "port", "dbname", "user", "connect_timeout", "client_encoding",
-      "options", "application_name", "fallback_application_name", "keepalives",
-      "keepalives_idle", "keepalives_interval", "keepalives_count", "tcp_user_timeout",
-      "sslmode", "sslcompression", "sslsni", "ssl_min_protocol_version",
-      "ssl_max_protocol_version", "gssencmode", "channel_binding", "target_session_attrs",
-      "load_balance_hosts"};
+  static const char* const kAllowed[] = {"host",
+                                         "hostaddr",
+                                         "port",
+                                         "dbname",
+                                         "user",
+                                         "connect_timeout",
+                                         "client_encoding",
+                                         "options",
+                                         "application_name",
+                                         "fallback_application_name",
+                                         "keepalives",
+                                         "keepalives_idle",
+                                         "keepalives_interval",
+                                         "keepalives_count",
+                                         "tcp_user_timeout",
+                                         "sslmode",
+                                         "sslcompression",
+                                         "sslsni",
+                                         "ssl_min_protocol_version",
+                                         "ssl_max_protocol_version",
+                                         "gssencmode",
+                                         "channel_binding",
+                                         "target_session_attrs",
+                                         "load_balance_hosts"};
   for (const char* a : kAllowed)
     if (k == a) return true;
   return false;
@@ -62,7 +79,9 @@ Result<Conninfo> parse_dsn(const std::string& dsn) {
   size_t n = std::max(hosts.size(), addrs.size());
   for (size_t i = 0; i < n; ++i) {
     // libpq connects to hostaddr when given (host is then only for TLS/auth).
-    std::string h = i < addrs.size() && !addrs[i].empty() ? addrs[i] : i < hosts.size() ? hosts[i] : "";
+    std::string h = i < addrs.size() && !addrs[i].empty() ? addrs[i]
+                    : i < hosts.size()                    ? hosts[i]
+                                                          : "";
     if (h.empty()) h = "/var/run/postgresql";
     std::string p = ports.size() == 1 ? ports[0] : i < ports.size() ? ports[i] : "5432";
     c.endpoints.push_back(postgres_origin(h, p.empty() ? "5432" : p));

@@ -86,7 +86,8 @@ std::vector<std::string> database_endpoints(const StackSpec& s) {
   return {};
 }
 
-void check_config_safety(const DesiredState& d, const YamlDocument& doc, std::vector<Diagnostic>& errors) {
+void check_config_safety(const DesiredState& d, const YamlDocument& doc,
+                         std::vector<Diagnostic>& errors) {
   for (const auto& [name, p] : d.providers)
     for (const char* key : {"url", "base_url"}) {
       if (!p.settings.count(key)) continue;
@@ -120,11 +121,14 @@ void check_config_safety(const DesiredState& d, const YamlDocument& doc, std::ve
         servers.push_back({e, "database server " + e, m, gname, sname});
       for (const auto& [k, v] : c->options)
         if (!dsn_keyword_allowed(k))
-          errors.push_back({m, "'" + k + "' is not allowed in a DSN from the config: it names a file or a "
-                               "credential on the reconciler host, which the operator sets there (e.g. "
-                               "PGPASSFILE, PGSSLROOTCERT in stackflip's environment); allowed: host, hostaddr, "
-                               "port, dbname, user, sslmode, connect_timeout, application_name, "
-                               "target_session_attrs, keepalives*, ..."});
+          errors.push_back(
+              {m, "'" + k +
+                      "' is not allowed in a DSN from the config: it names a file or a "
+                      "credential on the reconciler host, which the operator sets there (e.g. "
+                      "PGPASSFILE, PGSSLROOTCERT in stackflip's environment); allowed: host, "
+                      "hostaddr, "
+                      "port, dbname, user, sslmode, connect_timeout, application_name, "
+                      "target_session_attrs, keepalives*, ..."});
     }
   check_one_owner(std::move(servers), errors);
 }
@@ -135,13 +139,14 @@ void check_host_grants(const DesiredState& d, const YamlDocument& doc, const Hos
                     const std::vector<std::string>& origins) {
     if (!policy.secret_granted(ref)) {
       errors.push_back({m, "secret " + ref + " in '" + field + "' is not granted on this host (" +
-                               policy.describe() + "; list it under `secrets:` with the endpoints it may be sent to)"});
+                               policy.describe() +
+                               "; list it under `secrets:` with the endpoints it may be sent to)"});
       return;
     }
     for (const auto& o : origins)
       if (!policy.secret_allowed(ref, o))
-        errors.push_back({m, "secret " + ref + " in '" + field + "' may not be sent to " + o + " (" +
-                                 policy.describe() + " binds it to other endpoints)"});
+        errors.push_back({m, "secret " + ref + " in '" + field + "' may not be sent to " + o +
+                                 " (" + policy.describe() + " binds it to other endpoints)"});
   };
   auto command = [&](const Mark& m, const std::vector<std::string>& argv) {
     if (argv.empty()) return;
@@ -152,16 +157,17 @@ void check_host_grants(const DesiredState& d, const YamlDocument& doc, const Hos
   for (const auto& [name, p] : d.providers) {
     const std::string pp = provider_ptr(name);
     if (p.get("insecure") == "true" && !policy.insecure_tls)
-      errors.push_back({mark_at(doc, provider_ptr(name, "insecure"), pp),
-                        "'insecure: true' turns TLS verification off, which this host does not allow (" +
-                            policy.describe() + ": insecure_tls)"});
+      errors.push_back(
+          {mark_at(doc, provider_ptr(name, "insecure"), pp),
+           "'insecure: true' turns TLS verification off, which this host does not allow (" +
+               policy.describe() + ": insecure_tls)"});
     if (p.settings.count("ca_file")) {
       bool ok = false;
       for (const auto& f : policy.files) ok |= f == p.get("ca_file");
       if (!ok)
         errors.push_back({mark_at(doc, provider_ptr(name, "ca_file"), pp),
-                          "file " + p.get("ca_file") + " is not allowed on this host (" + policy.describe() +
-                              "; list it under `files:`)"});
+                          "file " + p.get("ca_file") + " is not allowed on this host (" +
+                              policy.describe() + "; list it under `files:`)"});
     }
     for (const auto& [key, url_key] : {std::pair{"api_key", "url"}, {"token", "base_url"}}) {
       if (!p.settings.count(key)) continue;
@@ -196,17 +202,21 @@ void check_host_grants(const DesiredState& d, const YamlDocument& doc, const Hos
             for (auto& o : database_endpoints(other)) reach.push_back(std::move(o));
       if (s.settings.count(pw)) {
         // Written on the stack, or inherited from the postgres provider.
-        Mark m = doc.marks.find(stack_ptr(g, s, pw)) ? doc.mark_of(stack_ptr(g, s, pw))
-                                                       : mark_at(doc, provider_ptr(s.provider, pw), sp);
+        Mark m = doc.marks.find(stack_ptr(g, s, pw))
+                     ? doc.mark_of(stack_ptr(g, s, pw))
+                     : mark_at(doc, provider_ptr(s.provider, pw), sp);
         secret(m, pw, s.get(pw), reach);
       } else if (ambient) {
         const std::string ref = "${env:PGPASSWORD}";
         const Mark m = mark_at(doc, stack_ptr(g, s, dsn_key(type)), sp);
         for (const auto& o : endpoints)
           if (!policy.secret_allowed(ref, o))
-            errors.push_back({m, "PGPASSWORD is set in stackflip's environment and libpq sends it to every server "
-                                 "without its own password; " + o + " is not among the endpoints " +
-                                 policy.describe() + " binds ${env:PGPASSWORD} to"});
+            errors.push_back(
+                {m,
+                 "PGPASSWORD is set in stackflip's environment and libpq sends it to every server "
+                 "without its own password; " +
+                     o + " is not among the endpoints " + policy.describe() +
+                     " binds ${env:PGPASSWORD} to"});
       }
     }
 }

@@ -23,12 +23,13 @@
 
 #include "config/diagnostics.h"
 #include "config/host_policy.h"
-#include "core/model.h"
 #include "config/yaml_doc.h"
+#include "core/model.h"
 
 namespace stackflip {
 
-void check_config_safety(const DesiredState& d, const YamlDocument& doc, std::vector<Diagnostic>& errors);
+void check_config_safety(const DesiredState& d, const YamlDocument& doc,
+                         std::vector<Diagnostic>& errors);
 void check_host_grants(const DesiredState& d, const YamlDocument& doc, const HostPolicy& policy,
                        std::vector<Diagnostic>& errors);
 

@@ -66,10 +66,12 @@ Result<std::pair<std::string, std::string>> split_host_port(const std::string& h
 
 Result<std::string> url_origin(const std::string& url) {
   size_t sep = url.find("://");
-  if (sep == std::string::npos) return Err("'" + url + "' is not a URL (expected http:// or https://)");
+  if (sep == std::string::npos)
+    return Err("'" + url + "' is not a URL (expected http:// or https://)");
   std::string scheme = lower(url.substr(0, sep));
   std::string default_port = scheme == "http" ? "80" : scheme == "https" ? "443" : "";
-  if (default_port.empty()) return Err("'" + url.substr(0, sep) + "://' is not allowed (expected http:// or https://)");
+  if (default_port.empty())
+    return Err("'" + url.substr(0, sep) + "://' is not allowed (expected http:// or https://)");
   std::string rest = url.substr(sep + 3);
   std::string authority = rest.substr(0, rest.find_first_of("/?#"));
   if (authority.find('@') != std::string::npos)
@@ -107,7 +109,8 @@ Result<std::string> normalize_endpoint(const std::string& endpoint) {
   auto o = url_origin(endpoint);
   if (!o.ok()) return Err("endpoint '" + endpoint + "': " + o.error().message);
   std::string rest = endpoint.substr(endpoint.find("://") + 3);
-  if (rest.find_first_of("/?#") != std::string::npos && rest.substr(rest.find_first_of("/?#")) != "/")
+  if (rest.find_first_of("/?#") != std::string::npos &&
+      rest.substr(rest.find_first_of("/?#")) != "/")
     return Err("endpoint '" + endpoint + "': an origin has no path (write scheme://host:port)");
   return *o;
 }
@@ -137,17 +140,17 @@ Result<std::string> HostPolicy::allow_command(const std::string& program) const 
   char real[PATH_MAX];
   if (!::realpath(path.c_str(), real))
     return Err("program `" + program + "`: " + std::strerror(errno));
-  struct stat st{};
+  struct stat st {};
   if (::stat(real, &st) != 0 || !S_ISREG(st.st_mode))
     return Err("program `" + program + "` is not a regular file");
   for (const auto& glob : commands)
     if (::fnmatch(glob.c_str(), real, 0) == 0) return std::string(real);
   std::string list;
   for (const auto& g : commands) list += (list.empty() ? "" : ", ") + g;
-  return Err("program `" + program + "` (" + real + ") is not allowed on this host: " +
-             (commands.empty() ? "the host policy allows no programs"
-                               : "the host policy allows " + list) +
-             " (" + describe() + "; add it to `commands:` there or pass --allow-command)");
+  return Err(
+      "program `" + program + "` (" + real + ") is not allowed on this host: " +
+      (commands.empty() ? "the host policy allows no programs" : "the host policy allows " + list) +
+      " (" + describe() + "; add it to `commands:` there or pass --allow-command)");
 }
 
 bool HostPolicy::secret_allowed(const std::string& reference, const std::string& origin) const {
@@ -211,30 +214,40 @@ Result<HostPolicy> load_host_policy(const std::string& path, std::vector<Diagnos
       } else if (key == "files") {
         string_list(p.files, "absolute file paths");
         for (size_t i = 0; i < p.files.size(); ++i)
-          if (p.files[i][0] != '/') error(ptr + "/" + std::to_string(i), "a file must be an absolute path");
+          if (p.files[i][0] != '/')
+            error(ptr + "/" + std::to_string(i), "a file must be an absolute path");
       } else if (key == "insecure_tls") {
-        if (!m.value.IsBool()) error(ptr, "insecure_tls is true or false");
-        else p.insecure_tls = m.value.GetBool();
+        if (!m.value.IsBool())
+          error(ptr, "insecure_tls is true or false");
+        else
+          p.insecure_tls = m.value.GetBool();
       } else if (key == "secrets") {
         if (!m.value.IsObject()) {
-          error(ptr, "secrets maps each reference (${env:NAME} or ${file:PATH}) to the endpoints it may be sent to");
+          error(ptr,
+                "secrets maps each reference (${env:NAME} or ${file:PATH}) to the endpoints it may "
+                "be sent to");
           continue;
         }
         for (const auto& s : m.value.GetObject()) {
           const std::string ref = s.name.GetString();
           const std::string sp = pointer_append(ptr, ref);
           if (!is_secret_reference(ref)) {
-            error(sp, "'" + ref + "' is not a secret reference (expected ${env:NAME} or ${file:PATH})", true);
+            error(sp,
+                  "'" + ref + "' is not a secret reference (expected ${env:NAME} or ${file:PATH})",
+                  true);
             continue;
           }
           auto& origins = p.secrets[ref];
           if (!s.value.IsArray()) {
-            error(sp, "expected a list of endpoints (http://host:port, https://host:port, postgres://host:port)");
+            error(sp,
+                  "expected a list of endpoints (http://host:port, https://host:port, "
+                  "postgres://host:port)");
             continue;
           }
           for (rapidjson::SizeType i = 0; i < s.value.Size(); ++i) {
             const auto& v = s.value[i];
-            auto o = v.IsString() ? normalize_endpoint(v.GetString()) : Result<std::string>(Err("expected an endpoint string"));
+            auto o = v.IsString() ? normalize_endpoint(v.GetString())
+                                  : Result<std::string>(Err("expected an endpoint string"));
             if (!o.ok())
               error(sp + "/" + std::to_string(i), o.error().message);
             else
@@ -242,7 +255,10 @@ Result<HostPolicy> load_host_policy(const std::string& path, std::vector<Diagnos
           }
         }
       } else {
-        error(ptr, "unknown key '" + key + "' (expected commands, command_env, secrets, files, insecure_tls)", true);
+        error(ptr,
+              "unknown key '" + key +
+                  "' (expected commands, command_env, secrets, files, insecure_tls)",
+              true);
       }
     }
   }
@@ -255,7 +271,9 @@ Result<HostPolicy> load_host_policy(const std::string& path, std::vector<Diagnos
 }
 
 const HostPolicy* host_policy() { return installed().get(); }
-void install_host_policy(HostPolicy policy) { installed() = std::make_unique<HostPolicy>(std::move(policy)); }
+void install_host_policy(HostPolicy policy) {
+  installed() = std::make_unique<HostPolicy>(std::move(policy));
+}
 void clear_host_policy() { installed().reset(); }
 
 }  // namespace stackflip

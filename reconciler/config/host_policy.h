@@ -44,11 +44,11 @@
 namespace stackflip {
 
 struct HostPolicy {
-  std::string source;                   // the file it came from ("" = flags only)
-  std::vector<std::string> commands;    // fnmatch globs on absolute program paths
-  std::vector<std::string> command_env; // names passed through to children
+  std::string source;                    // the file it came from ("" = flags only)
+  std::vector<std::string> commands;     // fnmatch globs on absolute program paths
+  std::vector<std::string> command_env;  // names passed through to children
   std::map<std::string, std::vector<std::string>> secrets;  // reference -> origins
-  std::vector<std::string> files;       // exact absolute paths
+  std::vector<std::string> files;                           // exact absolute paths
   bool insecure_tls = false;
 
   // Resolves `program` as execvp would (a bare name through PATH, a relative

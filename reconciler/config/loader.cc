@@ -1,24 +1,25 @@
 #include "config/loader.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <fstream>
 #include <set>
 #include <sstream>
 
-#include "util/address.h"
-#include "util/digest.h"
 #include "config/embedded_schema.h"
 #include "config/host_check.h"
 #include "config/host_policy.h"
 #include "config/schema_check.h"
 #include "config/secret.h"
 #include "config/yaml_doc.h"
+#include "util/address.h"
+#include "util/digest.h"
 
 namespace stackflip {
 
@@ -46,27 +47,50 @@ struct TypeKeys {
 
 const std::vector<TypeKeys>& type_table() {
   static const std::vector<TypeKeys> table = {
-      {"postgres", true, false,
-       {"password", "connect_timeout_ms", "statement_timeout_ms", "pg_rewind"}, {},
+      {"postgres",
+       true,
+       false,
+       {"password", "connect_timeout_ms", "statement_timeout_ms", "pg_rewind"},
+       {},
        {{"connect_timeout_ms", "2000"}, {"statement_timeout_ms", "5000"}, {"pg_rewind", "false"}},
-       {"dsn", "password", "control_command", "pg_rewind"}, {"dsn"},
-       {}, {}},
-      {"powerdns", false, true,
-       {"url", "api_key", "server_id", "timeout_ms", "insecure", "ca_file"}, {"url", "api_key"},
+       {"dsn", "password", "control_command", "pg_rewind"},
+       {"dsn"},
+       {},
+       {}},
+      {"powerdns",
+       false,
+       true,
+       {"url", "api_key", "server_id", "timeout_ms", "insecure", "ca_file"},
+       {"url", "api_key"},
        {{"server_id", "localhost"}, {"timeout_ms", "5000"}, {"insecure", "false"}},
-       {}, {},
-       {"zone", "record", "record_type"}, {"zone", "record"}},
-      {"cloud66", true, true,
-       {"token", "base_url", "address_api", "timeout_ms", "action_timeout_ms", "insecure"}, {"token"},
-       {{"base_url", "https://app.cloud66.com/api/3"}, {"address_api", "failover_groups"},
-        {"timeout_ms", "10000"}, {"action_timeout_ms", "600000"}, {"insecure", "false"}},
-       {"stack_uid", "database_dsn", "database_password", "server"}, {"stack_uid"},
-       {"failover_group"}, {"failover_group"}},
-      {"command", true, true,
-       {"commands", "timeout_ms"}, {"commands"},
+       {},
+       {},
+       {"zone", "record", "record_type"},
+       {"zone", "record"}},
+      {"cloud66",
+       true,
+       true,
+       {"token", "base_url", "address_api", "timeout_ms", "action_timeout_ms", "insecure"},
+       {"token"},
+       {{"base_url", "https://app.cloud66.com/api/3"},
+        {"address_api", "failover_groups"},
+        {"timeout_ms", "10000"},
+        {"action_timeout_ms", "600000"},
+        {"insecure", "false"}},
+       {"stack_uid", "database_dsn", "database_password", "server"},
+       {"stack_uid"},
+       {"failover_group"},
+       {"failover_group"}},
+      {"command",
+       true,
+       true,
+       {"commands", "timeout_ms"},
+       {"commands"},
        {{"timeout_ms", "30000"}},
-       {"settings"}, {},
-       {}, {}},
+       {"settings"},
+       {},
+       {},
+       {}},
   };
   return table;
 }
@@ -110,7 +134,8 @@ std::string lower(std::string s) {
 // A libpq conninfo with a password in it: `password=...` or a URI's user:pass@.
 bool dsn_has_password(const std::string& dsn) {
   std::string d = lower(dsn);
-  for (size_t pos = d.find("password"); pos != std::string::npos; pos = d.find("password", pos + 1)) {
+  for (size_t pos = d.find("password"); pos != std::string::npos;
+       pos = d.find("password", pos + 1)) {
     bool starts = pos == 0 || std::isspace(static_cast<unsigned char>(d[pos - 1]));
     size_t i = pos + 8;
     while (i < d.size() && d[i] == ' ') ++i;
@@ -122,7 +147,8 @@ bool dsn_has_password(const std::string& dsn) {
       size_t at = d.find('@', scheme);
       size_t colon = d.find(':', scheme + 3);
       size_t slash = d.find('/', scheme + 3);
-      if (at != std::string::npos && colon < at && (slash == std::string::npos || at < slash)) return true;
+      if (at != std::string::npos && colon < at && (slash == std::string::npos || at < slash))
+        return true;
     }
     if (d.find("password=") != std::string::npos) return true;
   }
@@ -153,7 +179,9 @@ std::vector<std::string> narrow_expected(const YamlDocument& doc, const std::str
     const Value* stacks = group_member(t[1], "stacks");
     const Value* stack = stacks ? member(*stacks, t[3].c_str()) : nullptr;
     tk = stack ? type_of(str(member(*stack, "provider"))) : nullptr;
-    if (tk) allowed = tk->stack_keys, allowed.insert(allowed.end(), {"provider", "address", "maintenance"});
+    if (tk)
+      allowed = tk->stack_keys,
+      allowed.insert(allowed.end(), {"provider", "address", "maintenance"});
   } else if ((t.size() == 3 || t.size() == 4) && t[0] == "groups" && t[2] == "traffic") {
     const Value* traffic = group_member(t[1], "traffic");
     if (traffic && t.size() == 4) {
@@ -164,7 +192,8 @@ std::vector<std::string> narrow_expected(const YamlDocument& doc, const std::str
     if (tk) allowed = tk->traffic_keys, allowed.insert(allowed.end(), {"provider", "ttl"});
   }
   if (!tk) return keys;
-  keys.erase(std::remove_if(keys.begin(), keys.end(), [&](const std::string& k) { return !contains(allowed, k); }),
+  keys.erase(std::remove_if(keys.begin(), keys.end(),
+                            [&](const std::string& k) { return !contains(allowed, k); }),
              keys.end());
   return keys;
 }
@@ -183,7 +212,8 @@ std::vector<std::string> record_types(const Value& t) {
 
 class Checker {
  public:
-  Checker(const YamlDocument& doc, const std::set<std::string>& failed, std::vector<Diagnostic>& errors)
+  Checker(const YamlDocument& doc, const std::set<std::string>& failed,
+          std::vector<Diagnostic>& errors)
       : doc_(doc), failed_(failed), errors_(errors) {}
 
   void run() {
@@ -221,7 +251,8 @@ class Checker {
   // if the schema is loosened, with the same message (never the value).
   void secrets(const Value& obj, const std::string& ptr, std::initializer_list<const char*> keys) {
     for (const char* key : keys)
-      if (const Value* v = member(obj, key); v && v->IsString() && !is_secret_reference(v->GetString()))
+      if (const Value* v = member(obj, key);
+          v && v->IsString() && !is_secret_reference(v->GetString()))
         error(doc_.mark_of(pointer_append(ptr, key)),
               std::string("a literal secret in '") + key + "'; write ${env:NAME} or ${file:PATH}");
   }
@@ -286,18 +317,20 @@ class Checker {
     if (!ok(gp)) return;
     const std::string active = str(member(g, "active"));
     std::string names;
-    for (const auto& s : stacks->GetObject()) names += (names.empty() ? "" : ", ") + std::string(s.name.GetString());
+    for (const auto& s : stacks->GetObject())
+      names += (names.empty() ? "" : ", ") + std::string(s.name.GetString());
     if (!stacks->HasMember(active.c_str()))
-      error(doc_.mark_of(gp + "/active"),
-            "active stack '" + active + "' is not a stack of group '" + gname + "' (stacks: " + names + ")");
+      error(doc_.mark_of(gp + "/active"), "active stack '" + active +
+                                              "' is not a stack of group '" + gname +
+                                              "' (stacks: " + names + ")");
 
     const Value* repl = member(g, "replication");
     if (repl && repl->IsObject() && ok(gp + "/replication")) {
       const std::string rp = gp + "/replication";
       if (const Value* from = member(*repl, "from"); from && active != from->GetString())
-        error(doc_.mark_of(rp + "/from"),
-              "replication flows from the active stack '" + active + "', not from '" + from->GetString() +
-                  "' (leave 'from' out; it follows 'active')");
+        error(doc_.mark_of(rp + "/from"), "replication flows from the active stack '" + active +
+                                              "', not from '" + from->GetString() +
+                                              "' (leave 'from' out; it follows 'active')");
       if (const Value* to = member(*repl, "to")) {
         rapidjson::SizeType i = 0;
         for (const auto& t : to->GetArray()) {
@@ -307,8 +340,8 @@ class Checker {
             error(m, "replication into the active stack '" + active +
                          "' is not possible: it holds the writable database");
           else if (!stacks->HasMember(target.c_str()))
-            error(m, "replication target '" + target + "' is not a stack of group '" + gname + "' (stacks: " +
-                         names + ")");
+            error(m, "replication target '" + target + "' is not a stack of group '" + gname +
+                         "' (stacks: " + names + ")");
         }
       }
     }
@@ -329,8 +362,9 @@ class Checker {
   void check_traffic(const std::string& gname, const Value& t, const std::string& tp, Uses& uses) {
     const std::string pname = str(member(t, "provider"));
     if (!provider_declared(pname)) {
-      error(doc_.mark_of(tp + "/provider"), "traffic of group '" + gname + "' uses unknown provider '" +
-                                                pname + "' (" + provider_list() + ")");
+      error(doc_.mark_of(tp + "/provider"), "traffic of group '" + gname +
+                                                "' uses unknown provider '" + pname + "' (" +
+                                                provider_list() + ")");
       uses.only_dns = false;
       return;
     }
@@ -339,8 +373,9 @@ class Checker {
     if (type != "powerdns") uses.only_dns = false;
     if (!tk) return;
     if (!tk->serves_traffic) {
-      error(doc_.mark_of(tp + "/provider"), "provider '" + pname + "' is a " + type +
-                                                " provider and cannot hold traffic (use powerdns, cloud66 or command)");
+      error(doc_.mark_of(tp + "/provider"),
+            "provider '" + pname + "' is a " + type +
+                " provider and cannot hold traffic (use powerdns, cloud66 or command)");
       return;
     }
     size_t before = errors_.size();
@@ -352,12 +387,14 @@ class Checker {
     if (type == "powerdns") {
       const std::string zone = lower(str(member(t, "zone")));
       const std::string record = lower(str(member(t, "record")));
-      bool inside = record == zone || (record.size() > zone.size() &&
-                                       record.compare(record.size() - zone.size(), zone.size(), zone) == 0 &&
-                                       record[record.size() - zone.size() - 1] == '.');
+      bool inside =
+          record == zone || (record.size() > zone.size() &&
+                             record.compare(record.size() - zone.size(), zone.size(), zone) == 0 &&
+                             record[record.size() - zone.size() - 1] == '.');
       if (!inside)
-        error(doc_.mark_of(tp + "/record"), "record '" + str(member(t, "record")) + "' is not inside zone '" +
-                                                str(member(t, "zone")) + "'");
+        error(doc_.mark_of(tp + "/record"), "record '" + str(member(t, "record")) +
+                                                "' is not inside zone '" + str(member(t, "zone")) +
+                                                "'");
       // The name, whatever the type: two groups steering one name conflict.
       owner_key = pname + "\n" + zone + "\n" + record;
       owned_ptr = tp + "/record";
@@ -367,8 +404,9 @@ class Checker {
       auto& listed = listed_at_[gname][owner_key];
       for (const std::string& rt : record_types(t)) {
         if (std::find(types.begin(), types.end(), rt) != types.end()) {
-          error(doc_.mark_of(owned_ptr), what + " (type " + rt + ") is listed twice in the traffic of group '" +
-                                             gname + "' (first at " + place(doc_.mark_of(listed[rt])) + ")");
+          error(doc_.mark_of(owned_ptr),
+                what + " (type " + rt + ") is listed twice in the traffic of group '" + gname +
+                    "' (first at " + place(doc_.mark_of(listed[rt])) + ")");
           continue;
         }
         types.push_back(rt);
@@ -383,14 +421,16 @@ class Checker {
       owned_ptr = tp + "/failover_group";
       what = "failover group '" + str(member(t, "failover_group")) + "'";
       if (!group_types_[gname].emplace(owner_key, std::vector<std::string>{}).second)
-        error(doc_.mark_of(owned_ptr), what + " is listed twice in the traffic of group '" + gname + "'");
+        error(doc_.mark_of(owned_ptr),
+              what + " is listed twice in the traffic of group '" + gname + "'");
     }
     if (!owner_key.empty()) {
       auto [it, inserted] = owners_.emplace(owner_key, std::pair{gname, owned_ptr});
       if (!inserted && it->second.first != gname) {
         const Mark first = doc_.mark_of(it->second.second);
-        error(doc_.mark_of(owned_ptr), what + " of provider '" + pname + "' is already owned by group '" +
-                                           it->second.first + "' (" + place(first) + ")");
+        error(doc_.mark_of(owned_ptr), what + " of provider '" + pname +
+                                           "' is already owned by group '" + it->second.first +
+                                           "' (" + place(first) + ")");
       }
     }
   }
@@ -403,15 +443,18 @@ class Checker {
                        std::map<std::string, std::string>& address_owner) {
     const Value* a = member(s, "address");
     if (!a) {
-      error(doc_.key_mark_of(sp), "stack '" + sname + "' needs 'address': traffic of group '" + gname +
-                                      "' goes through powerdns provider '" + uses.records.front().provider + "'");
+      error(doc_.key_mark_of(sp), "stack '" + sname + "' needs 'address': traffic of group '" +
+                                      gname + "' goes through powerdns provider '" +
+                                      uses.records.front().provider + "'");
       return;
     }
     std::vector<std::pair<std::string, std::string>> addresses;  // value, pointer
-    if (a->IsString()) addresses.emplace_back(a->GetString(), sp + "/address");
+    if (a->IsString())
+      addresses.emplace_back(a->GetString(), sp + "/address");
     else if (a->IsArray())
       for (rapidjson::SizeType i = 0; i < a->Size(); ++i)
-        if ((*a)[i].IsString()) addresses.emplace_back((*a)[i].GetString(), sp + "/address/" + std::to_string(i));
+        if ((*a)[i].IsString())
+          addresses.emplace_back((*a)[i].GetString(), sp + "/address/" + std::to_string(i));
     auto records_text = [&] {
       std::string out;
       for (const Use& u : uses.records) out += (out.empty() ? "" : ", ") + u.record + " " + u.type;
@@ -430,11 +473,14 @@ class Checker {
       bool held = false;
       for (const Use& u : uses.records) held |= kind_for_record_type(u.type) == kind;
       if (!held && uses.only_dns) {
-        const char* type = kind == AddressKind::ipv4 ? "A" : kind == AddressKind::ipv6 ? "AAAA" : "CNAME";
-        error(doc_.mark_of(ptr), "address '" + value + "' is " + to_string(kind) + ", but no record of group '" +
-                                     gname + "' holds one (" + records_text() + "); for " + to_string(kind) +
-                                     " the record needs record_type: " + type +
-                                     (kind == AddressKind::name ? "" : ", or [A, AAAA] for both families"));
+        const char* type = kind == AddressKind::ipv4   ? "A"
+                           : kind == AddressKind::ipv6 ? "AAAA"
+                                                       : "CNAME";
+        error(doc_.mark_of(ptr),
+              "address '" + value + "' is " + to_string(kind) + ", but no record of group '" +
+                  gname + "' holds one (" + records_text() + "); for " + to_string(kind) +
+                  " the record needs record_type: " + type +
+                  (kind == AddressKind::name ? "" : ", or [A, AAAA] for both families"));
         bad = true;
       }
       const std::string canon = canonical_address(value);
@@ -450,23 +496,25 @@ class Checker {
       const AddressKind want = kind_for_record_type(u.type);
       const int n = count[want];
       if (n == 0)
-        error(doc_.mark_of(sp + "/address"), "stack '" + sname + "' has no address for record " + u.record +
-                                                 " " + u.type + " (expected " + to_string(want) + ")");
+        error(doc_.mark_of(sp + "/address"), "stack '" + sname + "' has no address for record " +
+                                                 u.record + " " + u.type + " (expected " +
+                                                 to_string(want) + ")");
       else if (want == AddressKind::name && n > 1)
         error(doc_.mark_of(sp + "/address"), "stack '" + sname + "' has " + std::to_string(n) +
-                                                 " host names, but the CNAME " + u.record + " holds one");
+                                                 " host names, but the CNAME " + u.record +
+                                                 " holds one");
     }
   }
 
-  void check_stack(const std::string& gname, const std::string& sname, const Value& s, const Uses& uses,
-                   std::map<std::string, std::string>& address_owner) {
+  void check_stack(const std::string& gname, const std::string& sname, const Value& s,
+                   const Uses& uses, std::map<std::string, std::string>& address_owner) {
     const std::string sp = pointer_append(pointer_append("/groups", gname) + "/stacks", sname);
     if (!ok(sp) || !s.IsObject()) return;
     if (!uses.records.empty()) check_addresses(gname, sname, s, sp, uses, address_owner);
     const std::string pname = str(member(s, "provider"));
     if (!provider_declared(pname)) {
-      error(doc_.mark_of(sp + "/provider"),
-            "stack '" + sname + "' uses unknown provider '" + pname + "' (" + provider_list() + ")");
+      error(doc_.mark_of(sp + "/provider"), "stack '" + sname + "' uses unknown provider '" +
+                                                pname + "' (" + provider_list() + ")");
       return;
     }
     const std::string type = provider_type(pname);
@@ -479,19 +527,23 @@ class Checker {
       return;
     }
     secrets(s, sp, {"password", "database_password"});
-    type_keys(s, sp, {"provider", "address", "maintenance"}, tk->stack_keys, tk->stack_required, type,
-              "stack", "'" + sname + "'");
-    for (const auto& [dsn_key, pw_key] : {std::pair{"dsn", "password"}, {"database_dsn", "database_password"}})
-      if (const Value* dsn = member(s, dsn_key); dsn && dsn->IsString() && dsn_has_password(dsn->GetString()))
-        error(doc_.mark_of(sp + "/" + dsn_key), std::string("a password inside '") + dsn_key + "'; put the password in '" +
-                                                    pw_key + "' as ${env:NAME} or ${file:PATH}");
+    type_keys(s, sp, {"provider", "address", "maintenance"}, tk->stack_keys, tk->stack_required,
+              type, "stack", "'" + sname + "'");
+    for (const auto& [dsn_key, pw_key] :
+         {std::pair{"dsn", "password"}, {"database_dsn", "database_password"}})
+      if (const Value* dsn = member(s, dsn_key);
+          dsn && dsn->IsString() && dsn_has_password(dsn->GetString()))
+        error(doc_.mark_of(sp + "/" + dsn_key), std::string("a password inside '") + dsn_key +
+                                                    "'; put the password in '" + pw_key +
+                                                    "' as ${env:NAME} or ${file:PATH}");
   }
 
   const YamlDocument& doc_;
   const std::set<std::string>& failed_;
   std::vector<Diagnostic>& errors_;
-  std::map<std::string, std::string> types_;   // valid provider name -> type
-  std::map<std::string, std::pair<std::string, std::string>> owners_;  // traffic identity -> group, pointer
+  std::map<std::string, std::string> types_;  // valid provider name -> type
+  std::map<std::string, std::pair<std::string, std::string>>
+      owners_;  // traffic identity -> group, pointer
   // group -> traffic identity -> record types listed (powerdns)
   std::map<std::string, std::map<std::string, std::vector<std::string>>> group_types_;
   // group -> traffic identity -> record type -> where it is first listed
@@ -546,15 +598,18 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
       ss.mark = doc.key_mark_of(pointer_append(gp + "/stacks", ss.name));
       ss.provider = s.value["provider"].GetString();
       if (const Value* a = member(s.value, "address")) {
-        if (a->IsString()) ss.addresses.push_back(a->GetString());
+        if (a->IsString())
+          ss.addresses.push_back(a->GetString());
         else
           for (const auto& x : a->GetArray()) ss.addresses.push_back(x.GetString());
       }
       if (!ss.addresses.empty()) ss.address = ss.addresses.front();
       if (const Value* m = member(s.value, "maintenance")) ss.maintenance = m->GetBool();
-      split_settings(s.value, {"provider", "address", "maintenance", "settings"}, ss.settings, &ss.lists);
+      split_settings(s.value, {"provider", "address", "maintenance", "settings"}, ss.settings,
+                     &ss.lists);
       if (const Value* extra = member(s.value, "settings"))
-        for (const auto& e : extra->GetObject()) ss.settings[e.name.GetString()] = e.value.GetString();
+        for (const auto& e : extra->GetObject())
+          ss.settings[e.name.GetString()] = e.value.GetString();
       // A postgres provider's password is the default of its stacks.
       const ProviderConfig& served_by = d.providers.at(ss.provider);
       if (served_by.type == "postgres" && served_by.settings.count("password"))
@@ -594,8 +649,9 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
         return;
       }
       ts.name = type == "cloud66" ? "failover group " + ts.get("failover_group")
-                : tp == gp + "/traffic" ? "traffic command"
-                                        : "traffic command #" + std::to_string(gs.traffic.size() + 1);
+                : tp == gp + "/traffic"
+                    ? "traffic command"
+                    : "traffic command #" + std::to_string(gs.traffic.size() + 1);
       gs.traffic.push_back(std::move(ts));
     };
     if (traffic.IsObject()) {
@@ -623,8 +679,8 @@ std::string provider_default(const std::string& type, const std::string& key) {
 namespace {
 LoadResult too_large(const std::string& file, size_t size) {
   LoadResult out;
-  out.errors.push_back({Mark{file, 0, 0}, "the config is " + std::to_string(size) + " bytes; at most " +
-                                              std::to_string(kMaxConfigBytes) +
+  out.errors.push_back({Mark{file, 0, 0}, "the config is " + std::to_string(size) +
+                                              " bytes; at most " + std::to_string(kMaxConfigBytes) +
                                               " are read (split it, or ask why it is so large)"});
   return out;
 }
@@ -637,10 +693,11 @@ LoadResult load_desired_text(const std::string& file, const std::string& text) {
   out.errors = std::move(parsed.errors);
   if (parsed.doc) {
     const YamlDocument& doc = *parsed.doc;
-    SchemaCheck sc = check_schema_units(doc, embedded_schema("stackflip"),
-                                        [&doc](const std::string& ptr, std::vector<std::string> keys) {
-                                          return narrow_expected(doc, ptr, std::move(keys));
-                                        });
+    SchemaCheck sc =
+        check_schema_units(doc, embedded_schema("stackflip"),
+                           [&doc](const std::string& ptr, std::vector<std::string> keys) {
+                             return narrow_expected(doc, ptr, std::move(keys));
+                           });
     out.errors.insert(out.errors.end(), sc.errors.begin(), sc.errors.end());
     Checker(*parsed.doc, sc.failed_units, out.errors).run();
     if (out.errors.empty()) {

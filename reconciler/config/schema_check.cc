@@ -1,15 +1,15 @@
 #include "config/schema_check.h"
 
+#include <rapidjson/pointer.h>
+#include <rapidjson/schema.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <memory>
 #include <mutex>
-
-#include <rapidjson/pointer.h>
-#include <rapidjson/schema.h>
-#include <rapidjson/stringbuffer.h>
-#include <rapidjson/writer.h>
 
 namespace stackflip {
 
@@ -46,13 +46,19 @@ std::string field_name(const std::string& pointer, bool in_list) {
 
 const char* kind_of(const rapidjson::Value& v) {
   switch (v.GetType()) {
-    case rapidjson::kNullType: return "nothing (null)";
+    case rapidjson::kNullType:
+      return "nothing (null)";
     case rapidjson::kFalseType:
-    case rapidjson::kTrueType: return "a boolean";
-    case rapidjson::kObjectType: return "a mapping";
-    case rapidjson::kArrayType: return "a list";
-    case rapidjson::kStringType: return "a string";
-    case rapidjson::kNumberType: return v.IsInt64() || v.IsUint64() ? "an integer" : "a number";
+    case rapidjson::kTrueType:
+      return "a boolean";
+    case rapidjson::kObjectType:
+      return "a mapping";
+    case rapidjson::kArrayType:
+      return "a list";
+    case rapidjson::kStringType:
+      return "a string";
+    case rapidjson::kNumberType:
+      return v.IsInt64() || v.IsUint64() ? "an integer" : "a number";
   }
   return "a value";
 }
@@ -124,10 +130,12 @@ std::shared_ptr<const SchemaSet> compile(std::string_view text) {
              {{"providers", R"({"type":"object","examples":[{}]})"},
               {"groups", R"({"type":"object","examples":[{}]})"}});
   build_unit(set->provider, full, "provider", {});
-  build_unit(set->group, full, "group",
-             {{"stacks", R"({"type":"object","minProperties":2,"examples":[{"a":{},"b":{}}]})"},
-              {"traffic", R"({"type":["object","array"],"minItems":1,"maxItems":64,"items":{"type":"object"},"examples":[{}]})"},
-              {"replication", R"({"type":["string","object"],"examples":["off"]})"}});
+  build_unit(
+      set->group, full, "group",
+      {{"stacks", R"({"type":"object","minProperties":2,"examples":[{"a":{},"b":{}}]})"},
+       {"traffic",
+        R"({"type":["object","array"],"minItems":1,"maxItems":64,"items":{"type":"object"},"examples":[{}]})"},
+       {"replication", R"({"type":["string","object"],"examples":["off"]})"}});
   build_unit(set->stack, full, "stack", {});
   build_unit(set->traffic, full, "traffic", {});
   build_unit(set->replication, full, "replication", {});
@@ -185,7 +193,8 @@ class UnitChecker {
       size_t before = out_.errors.size();
       bool repaired = report_and_repair(keyword, rel, *schema, schema_ptr);
       if (round == 0 && out_.errors.size() == before)  // never let a failed unit pass silently
-        error(doc_.mark_of(full(rel)), "invalid " + describe_pointer(full(rel)) + " (schema keyword '" + keyword + "')");
+        error(doc_.mark_of(full(rel)),
+              "invalid " + describe_pointer(full(rel)) + " (schema keyword '" + keyword + "')");
       if (!repaired) return;
     }
   }
@@ -261,77 +270,79 @@ class UnitChecker {
   bool add_required(const std::string& rel, const rapidjson::Value& schema, rapidjson::Value* bad) {
     const std::string where = describe_pointer(full(rel));
     auto& alloc = work_.GetAllocator();
-      const rapidjson::Value* req = member(&schema, "required");
-      if (!req || !req->IsArray() || !bad->IsObject()) return false;
-      for (const auto& r : req->GetArray()) {
-        std::string key = r.GetString();
-        if (bad->HasMember(key.c_str())) continue;
-        if (!removed_.count(pointer_append(rel, key)))
-          error(doc_.key_mark_of(full(rel)), "missing required key '" + key + "' in " + where);
-        const rapidjson::Value* ex = example_of(schema, key);
-        if (!ex) return false;
-        rapidjson::Value k(key.c_str(), alloc), v;
-        v.CopyFrom(*ex, alloc);
-        bad->AddMember(k, v, alloc);
-      }
-      return true;
+    const rapidjson::Value* req = member(&schema, "required");
+    if (!req || !req->IsArray() || !bad->IsObject()) return false;
+    for (const auto& r : req->GetArray()) {
+      std::string key = r.GetString();
+      if (bad->HasMember(key.c_str())) continue;
+      if (!removed_.count(pointer_append(rel, key)))
+        error(doc_.key_mark_of(full(rel)), "missing required key '" + key + "' in " + where);
+      const rapidjson::Value* ex = example_of(schema, key);
+      if (!ex) return false;
+      rapidjson::Value k(key.c_str(), alloc), v;
+      v.CopyFrom(*ex, alloc);
+      bad->AddMember(k, v, alloc);
+    }
+    return true;
   }
 
   bool drop_unknown_keys(const std::string& rel, const rapidjson::Value& schema) {
-      // RapidJSON points at the first unknown member; report all of them.
-      std::string obj_rel = rel.substr(0, rel.rfind('/'));
-      rapidjson::Value* obj = at(work_, obj_rel);
-      const rapidjson::Value* props = member(&schema, "properties");
-      if (!obj || !obj->IsObject()) return false;
-      const std::string obj_where = describe_pointer(full(obj_rel));
-      std::vector<std::string> expected, unknown;
-      if (props && props->IsObject())
-        for (const auto& m : props->GetObject()) expected.push_back(m.name.GetString());
-      std::sort(expected.begin(), expected.end());
-      for (const auto& m : obj->GetObject()) {
-        std::string key = m.name.GetString();
-        if (!std::binary_search(expected.begin(), expected.end(), key)) unknown.push_back(key);
-      }
-      if (unknown.empty()) return false;
-      if (expected_keys_) expected = expected_keys_(full(obj_rel), expected);
-      for (const auto& key : unknown) {
-        error(doc_.key_mark_of(full(pointer_append(obj_rel, key))),
-              "unknown key '" + key + "' in " + obj_where + " (expected one of: " + join(expected, ", ") + ")");
-        obj->RemoveMember(key.c_str());
-      }
-      return true;
+    // RapidJSON points at the first unknown member; report all of them.
+    std::string obj_rel = rel.substr(0, rel.rfind('/'));
+    rapidjson::Value* obj = at(work_, obj_rel);
+    const rapidjson::Value* props = member(&schema, "properties");
+    if (!obj || !obj->IsObject()) return false;
+    const std::string obj_where = describe_pointer(full(obj_rel));
+    std::vector<std::string> expected, unknown;
+    if (props && props->IsObject())
+      for (const auto& m : props->GetObject()) expected.push_back(m.name.GetString());
+    std::sort(expected.begin(), expected.end());
+    for (const auto& m : obj->GetObject()) {
+      std::string key = m.name.GetString();
+      if (!std::binary_search(expected.begin(), expected.end(), key)) unknown.push_back(key);
+    }
+    if (unknown.empty()) return false;
+    if (expected_keys_) expected = expected_keys_(full(obj_rel), expected);
+    for (const auto& key : unknown) {
+      error(doc_.key_mark_of(full(pointer_append(obj_rel, key))),
+            "unknown key '" + key + "' in " + obj_where +
+                " (expected one of: " + join(expected, ", ") + ")");
+      obj->RemoveMember(key.c_str());
+    }
+    return true;
   }
 
   bool report_repeated_item(const std::string& rel, const rapidjson::Value* bad) {
     const Mark mark = doc_.mark_of(full(rel));
-      // RapidJSON points at the array or (1.1.0) at the repeated item.
-      std::string arr_rel = bad->IsArray() ? rel : rel.substr(0, rel.rfind('/'));
-      rapidjson::Value* arr_v = at(work_, arr_rel);
-      if (!arr_v || !arr_v->IsArray()) return remove(rel);
-      const std::string arr_name = field_name(full(arr_rel), parent_is_list(arr_rel));
-      auto arr = arr_v->GetArray();
-      for (rapidjson::SizeType j = 1; j < arr.Size(); ++j)
-        for (rapidjson::SizeType i = 0; i < j; ++i)
-          if (arr[i] == arr[j]) {
-            std::string item = arr[j].IsString() ? arr[j].GetString() : to_json(arr[j]);
-            error(doc_.mark_of(full(arr_rel + "/" + std::to_string(j))),
-                  "'" + item + "' is listed twice in " + arr_name);
-            return remove(arr_rel);
-          }
-      error(mark, arr_name + " lists an item twice");
-      return remove(arr_rel);
+    // RapidJSON points at the array or (1.1.0) at the repeated item.
+    std::string arr_rel = bad->IsArray() ? rel : rel.substr(0, rel.rfind('/'));
+    rapidjson::Value* arr_v = at(work_, arr_rel);
+    if (!arr_v || !arr_v->IsArray()) return remove(rel);
+    const std::string arr_name = field_name(full(arr_rel), parent_is_list(arr_rel));
+    auto arr = arr_v->GetArray();
+    for (rapidjson::SizeType j = 1; j < arr.Size(); ++j)
+      for (rapidjson::SizeType i = 0; i < j; ++i)
+        if (arr[i] == arr[j]) {
+          std::string item = arr[j].IsString() ? arr[j].GetString() : to_json(arr[j]);
+          error(doc_.mark_of(full(arr_rel + "/" + std::to_string(j))),
+                "'" + item + "' is listed twice in " + arr_name);
+          return remove(arr_rel);
+        }
+    error(mark, arr_name + " lists an item twice");
+    return remove(arr_rel);
   }
 
   void report_too_few_entries(const std::string& rel, const rapidjson::Value& schema,
                               const rapidjson::Value& bad) {
     const std::string name = field_name(full(rel), parent_is_list(rel));
-      const rapidjson::Value* lim = member(&schema, "minProperties");
-      std::string n = bad.IsObject() ? std::to_string(bad.MemberCount()) : "0";
-      std::string parent = full(rel).substr(0, full(rel).rfind('/'));
-      std::string last = pointer_tokens(rel).empty() ? "" : pointer_tokens(rel).back();
-      std::string entries = last == "stacks" ? "stacks" : "entries in " + name;
-      error(doc_.key_mark_of(full(rel)), describe_pointer(parent) + " needs at least " +
-                                             (lim ? to_json(*lim) : "?") + " " + entries + ", has " + n);
+    const rapidjson::Value* lim = member(&schema, "minProperties");
+    std::string n = bad.IsObject() ? std::to_string(bad.MemberCount()) : "0";
+    std::string parent = full(rel).substr(0, full(rel).rfind('/'));
+    std::string last = pointer_tokens(rel).empty() ? "" : pointer_tokens(rel).back();
+    std::string entries = last == "stacks" ? "stacks" : "entries in " + name;
+    error(doc_.key_mark_of(full(rel)), describe_pointer(parent) + " needs at least " +
+                                           (lim ? to_json(*lim) : "?") + " " + entries + ", has " +
+                                           n);
   }
 
   // type, enum, pattern, bounds and the rest: one message at the value.
@@ -358,7 +369,8 @@ class UnitChecker {
       std::vector<std::string> vals;
       const rapidjson::Value* e = member(&schema, "enum");
       if (e && e->IsArray())
-        for (const auto& x : e->GetArray()) vals.push_back(x.IsString() ? std::string(x.GetString()) : to_json(x));
+        for (const auto& x : e->GetArray())
+          vals.push_back(x.IsString() ? std::string(x.GetString()) : to_json(x));
       std::string got = bad->IsString() ? "'" + std::string(bad->GetString()) + "'" : kind_of(*bad);
       if (vals.size() == 1)
         error(mark, "expected '" + vals[0] + "' for " + name + ", got " + got);
@@ -366,8 +378,10 @@ class UnitChecker {
         error(mark, "expected one of " + join(vals, ", ") + " for " + name + ", got " + got);
     } else if (keyword == "pattern") {
       const rapidjson::Value* hint = member(&schema, "patternErrorMessage");
-      std::string h = hint && hint->IsString() ? hint->GetString() : "does not match the expected form";
-      if (schema_ptr.size() >= 19 && schema_ptr.compare(schema_ptr.size() - 19, 19, "/definitions/secret") == 0)
+      std::string h =
+          hint && hint->IsString() ? hint->GetString() : "does not match the expected form";
+      if (schema_ptr.size() >= 19 &&
+          schema_ptr.compare(schema_ptr.size() - 19, 19, "/definitions/secret") == 0)
         error(mark, "a literal secret in " + name + "; " + h);  // never echo the value
       else
         error(mark, "invalid " + name + " '" + std::string(bad->GetString()) + "': " + h);
@@ -389,8 +403,9 @@ class UnitChecker {
                       (keyword == "maxItems" ? " items" : " characters") + ", has " + got);
     } else {
       const rapidjson::Value* d = member(&schema, "description");
-      error(mark, "invalid value for " + name +
-                      (d && d->IsString() ? std::string(" (") + d->GetString() + ")" : std::string()));
+      error(mark,
+            "invalid value for " + name +
+                (d && d->IsString() ? std::string(" (") + d->GetString() + ")" : std::string()));
     }
   }
 
@@ -470,7 +485,9 @@ SchemaCheck check_schema_units(const YamlDocument& doc, std::string_view schema_
   if (providers && providers->IsObject()) {
     check_names(doc, *providers, "/providers", "provider", out);
     for (const auto& p : providers->GetObject())
-      UnitChecker(doc, set->provider, pointer_append("/providers", p.name.GetString()), out, expected_keys).run(p.value);
+      UnitChecker(doc, set->provider, pointer_append("/providers", p.name.GetString()), out,
+                  expected_keys)
+          .run(p.value);
   }
   const rapidjson::Value* groups = member(&root, "groups");
   if (!groups || !groups->IsObject()) return out;
@@ -482,9 +499,12 @@ SchemaCheck check_schema_units(const YamlDocument& doc, std::string_view schema_
     if (const rapidjson::Value* stacks = member(&g.value, "stacks"); stacks && stacks->IsObject()) {
       check_names(doc, *stacks, gp + "/stacks", "stack", out);
       for (const auto& s : stacks->GetObject())
-        UnitChecker(doc, set->stack, pointer_append(gp + "/stacks", s.name.GetString()), out, expected_keys).run(s.value);
+        UnitChecker(doc, set->stack, pointer_append(gp + "/stacks", s.name.GetString()), out,
+                    expected_keys)
+            .run(s.value);
     }
-    if (const rapidjson::Value* traffic = member(&g.value, "traffic"); traffic && traffic->IsObject()) {
+    if (const rapidjson::Value* traffic = member(&g.value, "traffic");
+        traffic && traffic->IsObject()) {
       UnitChecker(doc, set->traffic, gp + "/traffic", out, expected_keys).run(*traffic);
     } else if (traffic && traffic->IsArray() && traffic->Size() <= 64) {
       rapidjson::SizeType i = 0;
@@ -498,8 +518,9 @@ SchemaCheck check_schema_units(const YamlDocument& doc, std::string_view schema_
       if (repl->IsObject()) {
         UnitChecker(doc, set->replication, rp, out, expected_keys).run(*repl);
       } else if (repl->IsString() && std::string(repl->GetString()) != "off") {
-        out.errors.push_back({doc.mark_of(rp), "expected 'off' or a mapping for 'replication', got '" +
-                                                   std::string(repl->GetString()) + "'"});
+        out.errors.push_back(
+            {doc.mark_of(rp), "expected 'off' or a mapping for 'replication', got '" +
+                                  std::string(repl->GetString()) + "'"});
         out.failed_units.insert(rp);
       }
     }
@@ -507,7 +528,8 @@ SchemaCheck check_schema_units(const YamlDocument& doc, std::string_view schema_
   return out;
 }
 
-std::vector<Diagnostic> check_against_schema(const YamlDocument& doc, std::string_view schema_json) {
+std::vector<Diagnostic> check_against_schema(const YamlDocument& doc,
+                                             std::string_view schema_json) {
   auto errors = check_schema_units(doc, schema_json).errors;
   sort_diagnostics(errors);
   return errors;

@@ -38,8 +38,8 @@ struct SchemaCheck {
 // Narrows the keys an "unknown key" message offers for the mapping at
 // `pointer` (e.g. to those of a stack's provider type); gets the schema's
 // list, returns the list to show.
-using ExpectedKeys =
-    std::function<std::vector<std::string>(const std::string& pointer, std::vector<std::string> keys)>;
+using ExpectedKeys = std::function<std::vector<std::string>(const std::string& pointer,
+                                                            std::vector<std::string> keys)>;
 
 // check_against_schema, also naming the failed units. A schema that does not
 // parse is a programming error: reported as one diagnostic at the root.

@@ -19,7 +19,8 @@ namespace {
 bool split_reference(const std::string& value, std::string& kind, std::string& name) {
   for (const char* k : {"env", "file"}) {
     std::string open = std::string("${") + k + ":";
-    if (value.size() > open.size() + 1 && value.compare(0, open.size(), open) == 0 && value.back() == '}') {
+    if (value.size() > open.size() + 1 && value.compare(0, open.size(), open) == 0 &&
+        value.back() == '}') {
       name = value.substr(open.size(), value.size() - open.size() - 1);
       if (name.empty() || name.find('}') != std::string::npos) return false;
       kind = k;
@@ -34,14 +35,14 @@ bool split_reference(const std::string& value, std::string& kind, std::string& n
 Result<std::string> read_regular_file(const std::string& path, size_t max_bytes) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
   if (fd < 0) return Err(path + ": " + std::strerror(errno));
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
     return Err(path + " is not a regular file");
   }
   auto too_large = [&](size_t size) {
-    return Err(path + " is " + std::to_string(size) + " bytes; at most " + std::to_string(max_bytes) +
-               " are read");
+    return Err(path + " is " + std::to_string(size) + " bytes; at most " +
+               std::to_string(max_bytes) + " are read");
   };
   if (static_cast<size_t>(st.st_size) > max_bytes) {
     ::close(fd);
@@ -87,7 +88,8 @@ Result<std::string> resolve_secret(const std::string& reference) {
   return v;
 }
 
-Result<std::string> resolve_secret_for(const std::string& reference, const std::vector<std::string>& origins) {
+Result<std::string> resolve_secret_for(const std::string& reference,
+                                       const std::vector<std::string>& origins) {
   if (const HostPolicy* p = host_policy()) {
     if (!p->secret_granted(reference))
       return Err("secret " + reference + " is not granted on this host (" + p->describe() + ")");

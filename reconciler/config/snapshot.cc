@@ -11,12 +11,12 @@
 #include <mutex>
 
 #include "config/diagnostics.h"
-#include "core/planner.h"
-#include "util/digest.h"
 #include "config/embedded_schema.h"
-#include "util/json_input.h"
 #include "config/schema_check.h"
 #include "config/yaml_doc.h"
+#include "core/planner.h"
+#include "util/digest.h"
+#include "util/json_input.h"
 
 namespace stackflip {
 
@@ -58,13 +58,16 @@ Result<DatabaseObs> database_from_json(const rj::Value& v, const std::string& wh
     return *e;
   DatabaseObs db;
   const rj::Value* role = member(v, "role");
-  if (!role || !role->IsString()) return at(where + "/role", "expected primary, replica or unknown");
+  if (!role || !role->IsString())
+    return at(where + "/role", "expected primary, replica or unknown");
   auto r = parse_role(role->GetString());
   if (!r) return at(where + "/role", "expected primary, replica or unknown");
   db.role = *r;
   if (const rj::Value* up = member(v, "upstream")) {
-    if (up->IsString()) db.upstream = up->GetString();
-    else if (!up->IsNull()) return at(where + "/upstream", "expected a stack name or null");
+    if (up->IsString())
+      db.upstream = up->GetString();
+    else if (!up->IsNull())
+      return at(where + "/upstream", "expected a stack name or null");
   }
   if (const rj::Value* l = member(v, "lsn")) {
     auto lsn = l->IsString() ? parse_lsn(l->GetString()) : std::nullopt;
@@ -72,7 +75,8 @@ Result<DatabaseObs> database_from_json(const rj::Value& v, const std::string& wh
     db.lsn = lsn;
   }
   if (const rj::Value* t = member(v, "timeline")) {
-    if (!t->IsInt64() || t->GetInt64() < 1) return at(where + "/timeline", "expected an integer >= 1");
+    if (!t->IsInt64() || t->GetInt64() < 1)
+      return at(where + "/timeline", "expected an integer >= 1");
     db.timeline = t->GetInt64();
   }
   if (const rj::Value* st = member(v, "streaming")) {
@@ -98,7 +102,8 @@ TrafficObs traffic_from_json(const rj::Value& v, bool part = false) {
   if (const rj::Value* x = member(v, "ttl"); x && x->IsInt()) t.ttl = x->GetInt();
   if (const rj::Value* x = member(v, "content"); x && x->IsString()) t.content = x->GetString();
   if (const rj::Value* x = member(v, "error"); x && x->IsString()) t.error = x->GetString();
-  if (const rj::Value* x = member(v, "config_error"); x && x->IsBool()) t.config_error = x->GetBool();
+  if (const rj::Value* x = member(v, "config_error"); x && x->IsBool())
+    t.config_error = x->GetBool();
   if (const rj::Value* x = member(v, "name"); x && x->IsString()) t.name = x->GetString();
   if (const rj::Value* x = member(v, "blocker"); x && x->IsString()) t.blocker = x->GetString();
   if (const rj::Value* rs = member(v, "records"); rs && rs->IsArray())
@@ -108,7 +113,8 @@ TrafficObs traffic_from_json(const rj::Value& v, bool part = false) {
       if (!c || !c->IsString()) continue;
       TrafficRecord rec;
       rec.content = c->GetString();
-      if (const rj::Value* st = member(r, "stack"); st && st->IsString()) rec.stack = st->GetString();
+      if (const rj::Value* st = member(r, "stack"); st && st->IsString())
+        rec.stack = st->GetString();
       if (const rj::Value* d = member(r, "disabled"); d && d->IsBool()) rec.disabled = d->GetBool();
       t.records.push_back(std::move(rec));
     }
@@ -124,7 +130,8 @@ TrafficObs traffic_from_json(const rj::Value& v, bool part = false) {
 
 Result<StackObs> stack_obs_from_json(const rj::Value& v, const std::string& where) {
   if (!v.IsObject()) return at(where, "expected an object");
-  if (auto e = unknown_key(v, where, {"reachable", "maintenance", "error", "config_error", "database"}))
+  if (auto e =
+          unknown_key(v, where, {"reachable", "maintenance", "error", "config_error", "database"}))
     return *e;
   StackObs s;
   const rj::Value* r = member(v, "reachable");
@@ -163,7 +170,8 @@ void stack_obs_to_json(const StackObs& s, rj::Value& out, rj::Document::Allocato
     if (s.database->upstream) up = str(*s.database->upstream, a);
     db.AddMember("upstream", up, a);
     if (s.database->lsn) db.AddMember("lsn", str(format_lsn(*s.database->lsn), a), a);
-    if (s.database->timeline) db.AddMember("timeline", static_cast<int64_t>(*s.database->timeline), a);
+    if (s.database->timeline)
+      db.AddMember("timeline", static_cast<int64_t>(*s.database->timeline), a);
     if (s.database->streaming) db.AddMember("streaming", *s.database->streaming, a);
     if (s.database->system_id) db.AddMember("system_id", str(*s.database->system_id, a), a);
     if (s.database->started_at) db.AddMember("started_at", str(*s.database->started_at, a), a);
@@ -174,7 +182,8 @@ void stack_obs_to_json(const StackObs& s, rj::Value& out, rj::Document::Allocato
 Result<ObservedState> snapshot_from_json(const rj::Value& doc) {
   if (!doc.IsObject()) return at("", "expected an object");
   ObservedState obs;
-  if (const rj::Value* t = member(doc, "observed_at"); t && t->IsString()) obs.observed_at = t->GetString();
+  if (const rj::Value* t = member(doc, "observed_at"); t && t->IsString())
+    obs.observed_at = t->GetString();
   const rj::Value* groups = member(doc, "groups");
   if (!groups || !groups->IsObject()) return at("/groups", "expected an object of groups");
   for (auto g = groups->MemberBegin(); g != groups->MemberEnd(); ++g) {
@@ -182,13 +191,15 @@ Result<ObservedState> snapshot_from_json(const rj::Value& doc) {
     if (!g->value.IsObject()) return at(where, "expected an object");
     GroupObs go;
     const rj::Value* stacks = member(g->value, "stacks");
-    if (!stacks || !stacks->IsObject()) return at(where + "/stacks", "expected an object of stacks");
+    if (!stacks || !stacks->IsObject())
+      return at(where + "/stacks", "expected an object of stacks");
     for (auto s = stacks->MemberBegin(); s != stacks->MemberEnd(); ++s) {
       auto so = stack_obs_from_json(s->value, where + "/stacks/" + s->name.GetString());
       if (!so.ok()) return so.error();
       go.stacks[s->name.GetString()] = *so;
     }
-    if (const rj::Value* t = member(g->value, "traffic"); t && t->IsObject()) go.traffic = traffic_from_json(*t);
+    if (const rj::Value* t = member(g->value, "traffic"); t && t->IsObject())
+      go.traffic = traffic_from_json(*t);
     obs.groups[gname] = std::move(go);
   }
   return obs;
@@ -214,8 +225,10 @@ void write_traffic(W& w, const TrafficObs& t) {
     w.Bool(false);
   }
   w.Key("target");
-  if (t.target) write_str(w, *t.target);
-  else w.Null();
+  if (t.target)
+    write_str(w, *t.target);
+  else
+    w.Null();
   if (t.ttl) {
     w.Key("ttl");
     w.Int(*t.ttl);
@@ -244,8 +257,10 @@ void write_traffic(W& w, const TrafficObs& t) {
       w.Key("content");
       write_str(w, r.content);
       w.Key("stack");
-      if (r.stack) write_str(w, *r.stack);
-      else w.Null();
+      if (r.stack)
+        write_str(w, *r.stack);
+      else
+        w.Null();
       if (r.disabled) {
         w.Key("disabled");
         w.Bool(true);
@@ -288,8 +303,10 @@ void write_stack(W& w, const StackObs& s, bool lsn) {
     w.Key("role");
     w.String(to_string(s.database->role));
     w.Key("upstream");
-    if (s.database->upstream) write_str(w, *s.database->upstream);
-    else w.Null();
+    if (s.database->upstream)
+      write_str(w, *s.database->upstream);
+    else
+      w.Null();
     if (lsn && s.database->lsn) {
       w.Key("lsn");
       write_str(w, format_lsn(*s.database->lsn));
@@ -364,9 +381,13 @@ std::string to_text(const ObservedState& obs, bool volatile_fields, bool pretty)
 }
 }  // namespace
 
-std::string snapshot_to_json(const ObservedState& obs, bool pretty) { return to_text(obs, true, pretty); }
+std::string snapshot_to_json(const ObservedState& obs, bool pretty) {
+  return to_text(obs, true, pretty);
+}
 
-std::string observed_digest(const ObservedState& obs) { return sha256_hex(to_text(obs, false, false)); }
+std::string observed_digest(const ObservedState& obs) {
+  return sha256_hex(to_text(obs, false, false));
+}
 
 Plan make_plan_with_digest(const DesiredState& desired, const ObservedState& observed) {
   Plan plan = make_plan(desired, observed);
@@ -385,7 +406,8 @@ struct ObservedSchema {
   ObservedSchema() {
     std::string_view text = embedded_schema("observed");
     doc.Parse(text.data(), text.size());
-    if (!doc.HasParseError() && doc.IsObject()) compiled = std::make_unique<rj::SchemaDocument>(doc);
+    if (!doc.HasParseError() && doc.IsObject())
+      compiled = std::make_unique<rj::SchemaDocument>(doc);
   }
 };
 
@@ -420,13 +442,15 @@ bool has_duplicate_keys(const rj::Value& root) {
 }
 
 // "name:line:col: error: message" for a byte offset into `text`.
-Error syntax_error(const std::string& name, const std::string& text, size_t offset, const char* message) {
+Error syntax_error(const std::string& name, const std::string& text, size_t offset,
+                   const char* message) {
   offset = std::min(offset, text.size());
   int line = 1;
   size_t line_start = 0;
   for (size_t i = 0; i < offset; ++i)
     if (text[i] == '\n') ++line, line_start = i + 1;
-  return Err(format_diagnostic(Diagnostic{Mark{name, line, static_cast<int>(offset - line_start) + 1}, message}));
+  return Err(format_diagnostic(
+      Diagnostic{Mark{name, line, static_cast<int>(offset - line_start) + 1}, message}));
 }
 
 // The reading with marks: yaml-cpp, the unit checker of schema_check.h.
@@ -488,4 +512,3 @@ Result<ObservedState> read_snapshot(const std::string& path) {
 }
 
 }  // namespace stackflip
-

@@ -8,10 +8,10 @@
 // observed digest that plans record.
 #pragma once
 
+#include <rapidjson/document.h>
+
 #include <string>
 #include <vector>
-
-#include <rapidjson/document.h>
 
 #include "core/model.h"
 #include "core/plan.h"

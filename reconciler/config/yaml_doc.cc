@@ -1,17 +1,16 @@
 #include "config/yaml_doc.h"
 
-#include <cerrno>
-#include <cstdlib>
-
-#include <istream>
-#include <streambuf>
-#include <unordered_map>
-
 #include <yaml-cpp/depthguard.h>
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/exceptions.h>
 #include <yaml-cpp/mark.h>
 #include <yaml-cpp/parser.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <istream>
+#include <streambuf>
+#include <unordered_map>
 
 namespace stackflip {
 
@@ -209,8 +208,10 @@ class Builder {
     }
     if (e.ends()) {
       Frame& f = frames_[--depth_];
-      if (f.is_map) doc_.json.EndObject(f.count);
-      else doc_.json.EndArray(f.count);
+      if (f.is_map)
+        doc_.json.EndObject(f.count);
+      else
+        doc_.json.EndArray(f.count);
       value_done();
       return;
     }
@@ -263,8 +264,10 @@ class Builder {
         f.count = 0;
         f.ptr_len = ptr_.size();
         f.seen.clear();
-        if (f.is_map) doc_.json.StartObject();
-        else doc_.json.StartArray();
+        if (f.is_map)
+          doc_.json.StartObject();
+        else
+          doc_.json.StartArray();
         return;
       }
       default:
@@ -301,17 +304,20 @@ class Builder {
     }
     const std::string& name = *k->value;
     if (const auto* first_at = f.seen.insert(name, km)) {
-      error(km, "duplicate key '" + name + "' (first at line " + std::to_string(first_at->first) + ":" +
-                    std::to_string(first_at->second) + ")");
+      error(km, "duplicate key '" + name + "' (first at line " + std::to_string(first_at->first) +
+                    ":" + std::to_string(first_at->second) + ")");
       f.skip_value = true;
       return;
     }
     ptr_.resize(f.ptr_len);
     ptr_ += '/';
     for (char c : name) {
-      if (c == '~') ptr_ += "~0";
-      else if (c == '/') ptr_ += "~1";
-      else ptr_ += c;
+      if (c == '~')
+        ptr_ += "~0";
+      else if (c == '/')
+        ptr_ += "~1";
+      else
+        ptr_ += c;
     }
     f.slot = doc_.marks.add(ptr_);
     doc_.marks.set_key(f.slot, km.first, km.second);
@@ -366,8 +372,10 @@ class Builder {
         }
         errno = 0;
         unsigned long long u = std::strtoull(s.c_str(), nullptr, 10);
-        if (errno == 0 && s[0] != '-') json.Uint64(u);
-        else json.Double(std::strtod(s.c_str(), nullptr));
+        if (errno == 0 && s[0] != '-')
+          json.Uint64(u);
+        else
+          json.Double(std::strtod(s.c_str(), nullptr));
         return;
       }
       if (is_core_float(s)) {
@@ -402,16 +410,23 @@ class Handler : public YAML::EventHandler {
 
   void OnDocumentStart(const YAML::Mark&) override {}
   void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark& m, YAML::anchor_t a) override { on({EventRef::kNull, false, &m, a, &kEmpty}); }
-  void OnAlias(const YAML::Mark& m, YAML::anchor_t a) override { on({EventRef::kAlias, false, &m, a, &kEmpty}); }
-  void OnScalar(const YAML::Mark& m, const std::string& tag, YAML::anchor_t a, const std::string& v) override {
+  void OnNull(const YAML::Mark& m, YAML::anchor_t a) override {
+    on({EventRef::kNull, false, &m, a, &kEmpty});
+  }
+  void OnAlias(const YAML::Mark& m, YAML::anchor_t a) override {
+    on({EventRef::kAlias, false, &m, a, &kEmpty});
+  }
+  void OnScalar(const YAML::Mark& m, const std::string& tag, YAML::anchor_t a,
+                const std::string& v) override {
     on({EventRef::kScalar, tag == "?", &m, a, &v});
   }
-  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a, YAML::EmitterStyle::value) override {
+  void OnSequenceStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a,
+                       YAML::EmitterStyle::value) override {
     on({EventRef::kSeqStart, false, &m, a, &kEmpty});
   }
   void OnSequenceEnd() override { on({EventRef::kSeqEnd, false, &kNoMark, 0, &kEmpty}); }
-  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a, YAML::EmitterStyle::value) override {
+  void OnMapStart(const YAML::Mark& m, const std::string&, YAML::anchor_t a,
+                  YAML::EmitterStyle::value) override {
     on({EventRef::kMapStart, false, &m, a, &kEmpty});
   }
   void OnMapEnd() override { on({EventRef::kMapEnd, false, &kNoMark, 0, &kEmpty}); }
@@ -446,9 +461,12 @@ std::string pointer_append(const std::string& pointer, std::string_view token) {
   std::string out = pointer;
   out += '/';
   for (char c : token) {
-    if (c == '~') out += "~0";
-    else if (c == '/') out += "~1";
-    else out += c;
+    if (c == '~')
+      out += "~0";
+    else if (c == '/')
+      out += "~1";
+    else
+      out += c;
   }
   return out;
 }
@@ -458,7 +476,8 @@ std::vector<std::string> pointer_tokens(const std::string& pointer) {
   size_t i = 0;
   while (i < pointer.size()) {
     size_t next = pointer.find('/', i + 1);
-    std::string raw = pointer.substr(i + 1, next == std::string::npos ? std::string::npos : next - i - 1);
+    std::string raw =
+        pointer.substr(i + 1, next == std::string::npos ? std::string::npos : next - i - 1);
     std::string tok;
     for (size_t k = 0; k < raw.size(); ++k) {
       if (raw[k] == '~' && k + 1 < raw.size()) {
@@ -476,7 +495,8 @@ std::vector<std::string> pointer_tokens(const std::string& pointer) {
 }
 
 size_t MarkTable::add(std::string_view pointer) {
-  entries_.push_back(Entry{static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(pointer.size()), {}, {}});
+  entries_.push_back(
+      Entry{static_cast<uint32_t>(arena_.size()), static_cast<uint32_t>(pointer.size()), {}, {}});
   arena_.append(pointer);
   return entries_.size() - 1;
 }
@@ -495,7 +515,7 @@ void MarkTable::seal() {
   const size_t mask = cap - 1;
   for (size_t i = 0; i < entries_.size(); ++i) {
     const std::string_view p = pointer(entries_[i]);
-    for (size_t h = std::hash<std::string_view>{}(p) & mask;; h = (h + 1) & mask) {
+    for (size_t h = std::hash<std::string_view>{}(p)&mask;; h = (h + 1) & mask) {
       if (index_[h] == 0) {
         index_[h] = static_cast<uint32_t>(i + 1);
         break;
@@ -508,7 +528,7 @@ void MarkTable::seal() {
 const MarkTable::Entry* MarkTable::find(std::string_view p) const {
   if (index_.empty()) return nullptr;
   const size_t mask = index_.size() - 1;
-  for (size_t h = std::hash<std::string_view>{}(p) & mask;; h = (h + 1) & mask) {
+  for (size_t h = std::hash<std::string_view>{}(p)&mask;; h = (h + 1) & mask) {
     if (index_[h] == 0) return nullptr;
     const Entry& e = entries_[index_[h] - 1];
     if (pointer(e) == p) return &e;

@@ -9,14 +9,14 @@
 // Aliases are resolved (the alias's values carry the anchor's marks).
 #pragma once
 
+#include <rapidjson/document.h>
+
 #include <cstdint>
 #include <map>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <rapidjson/document.h>
 
 #include "config/diagnostics.h"
 #include "core/model.h"
@@ -51,7 +51,9 @@ class MarkTable {
   };
   const Entry* find(std::string_view pointer) const;
   size_t size() const { return entries_.size(); }
-  std::string_view pointer(const Entry& e) const { return std::string_view(arena_).substr(e.offset, e.length); }
+  std::string_view pointer(const Entry& e) const {
+    return std::string_view(arena_).substr(e.offset, e.length);
+  }
   const std::vector<Entry>& entries() const { return entries_; }
 
  private:

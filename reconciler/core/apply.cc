@@ -26,13 +26,20 @@ bool serving(const GroupObs& o, const std::string& s) {
 
 const char* to_string(StepOutcome o) {
   switch (o) {
-    case StepOutcome::started: return "started";
-    case StepOutcome::ok: return "ok";
-    case StepOutcome::failed: return "failed";
-    case StepOutcome::timeout: return "timeout";
-    case StepOutcome::blocked: return "blocked";
-    case StepOutcome::stale: return "stale";
-    case StepOutcome::interrupted: return "interrupted";
+    case StepOutcome::started:
+      return "started";
+    case StepOutcome::ok:
+      return "ok";
+    case StepOutcome::failed:
+      return "failed";
+    case StepOutcome::timeout:
+      return "timeout";
+    case StepOutcome::blocked:
+      return "blocked";
+    case StepOutcome::stale:
+      return "stale";
+    case StepOutcome::interrupted:
+      return "interrupted";
   }
   return "?";
 }
@@ -49,21 +56,27 @@ int ApplyResult::exit_code() const {
 }
 
 bool effect_holds(const Action& a, const GroupObs& o) {
-  if (a.kind == ActionKind::traffic_switch) return o.traffic.reachable && o.traffic.target == a.stack;
+  if (a.kind == ActionKind::traffic_switch)
+    return o.traffic.reachable && o.traffic.target == a.stack;
   const StackObs* s = find_stack(o, a.stack);
   if (!s || !s->reachable) return false;
   const auto& db = s->database;
   switch (a.kind) {
-    case ActionKind::maintenance_on: return s->maintenance == true;
-    case ActionKind::maintenance_off: return s->maintenance == false;
+    case ActionKind::maintenance_on:
+      return s->maintenance == true;
+    case ActionKind::maintenance_off:
+      return s->maintenance == false;
     // No database observation (e.g. Cloud 66 without database_dsn): the
     // driver's success is all there is to go on.
-    case ActionKind::replication_stop: return !db || !db->upstream;
-    case ActionKind::database_promote: return !db || db->role == Role::primary;
+    case ActionKind::replication_stop:
+      return !db || !db->upstream;
+    case ActionKind::database_promote:
+      return !db || db->role == Role::primary;
     case ActionKind::replication_start:
       return !db || (db->role == Role::replica && db->upstream == a.source);
     case ActionKind::replication_wait:
-    case ActionKind::traffic_switch: break;
+    case ActionKind::traffic_switch:
+      break;
   }
   return false;
 }
@@ -164,12 +177,17 @@ void Applier::SwitchSoFar::note(const GroupSpec& g, const Action& a, const Group
     case ActionKind::maintenance_on:
       if (!fenced && a.stack != g.active && serving(before, a.stack)) fenced = a.stack;
       break;
-    case ActionKind::database_promote: promoted = true; break;
-    case ActionKind::replication_stop: stopped_into_active |= a.stack == g.active; break;
+    case ActionKind::database_promote:
+      promoted = true;
+      break;
+    case ActionKind::replication_stop:
+      stopped_into_active |= a.stack == g.active;
+      break;
     case ActionKind::replication_start:
       if (a.stack == g.active) stopped_into_active = false;
       break;
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -194,8 +212,8 @@ Status Applier::run_with_retries(const GroupSpec& g, GroupDrivers& drivers, cons
     Status next = execute(g, drivers, a, o, detail);
     if (!next.ok()) {
       Error e = next.error();
-      e.message += " (attempt " + std::to_string(attempt + 1) + " of " +
-                   std::to_string(o.retries + 1) + ")";
+      e.message +=
+          " (attempt " + std::to_string(attempt + 1) + " of " + std::to_string(o.retries + 1) + ")";
       next = e;
     }
     st = next;
@@ -243,8 +261,10 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
     GroupObs fresh;
     std::string next;
     if (!guard_holds(g, drivers, a, done_unobservable, fresh, &next)) {
-      finish(StepOutcome::stale, "state changed since the plan was made: a fresh plan's next "
-                                 "step is " + next + "; run plan again");
+      finish(StepOutcome::stale,
+             "state changed since the plan was made: a fresh plan's next "
+             "step is " +
+                 next + "; run plan again");
       return out;
     }
     int64_t entry = 0;
@@ -401,8 +421,8 @@ void Applier::fail_safe(const GroupSpec& g, GroupDrivers& d, const Action& faile
   out.steps.back().detail = out.failed_safe;
 }
 
-Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a,
-                        const ApplyOptions& o, std::string& detail) {
+Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a, const ApplyOptions& o,
+                        std::string& detail) {
   const std::string label = std::string(to_string(a.kind)) + " " + a.stack;
   if (a.kind == ActionKind::replication_wait) {
     // The source is fenced: its write position, read now, is final.
@@ -423,7 +443,8 @@ Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a,
         return {};
       }
       if (clock_.now() >= deadline)
-        return Timeout(label + ": still " + std::to_string(target > replayed ? target - replayed : 0) +
+        return Timeout(label + ": still " +
+                       std::to_string(target > replayed ? target - replayed : 0) +
                        " bytes behind " + a.source + " after " +
                        std::to_string(o.wait_timeout.count()) + " ms");
       clock_.sleep_for(backoff.next());
@@ -437,12 +458,23 @@ Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a,
     StackDriver* s = d.stack(a.stack);
     if (!s) return Err(label + ": " + d.stack_error(a.stack));
     switch (a.kind) {
-      case ActionKind::maintenance_on: st = s->set_maintenance(true); break;
-      case ActionKind::maintenance_off: st = s->set_maintenance(false); break;
-      case ActionKind::replication_stop: st = s->stop_replication(); break;
-      case ActionKind::database_promote: st = s->promote(); break;
-      case ActionKind::replication_start: st = s->start_replication(g.stacks.at(a.source)); break;
-      default: break;
+      case ActionKind::maintenance_on:
+        st = s->set_maintenance(true);
+        break;
+      case ActionKind::maintenance_off:
+        st = s->set_maintenance(false);
+        break;
+      case ActionKind::replication_stop:
+        st = s->stop_replication();
+        break;
+      case ActionKind::database_promote:
+        st = s->promote();
+        break;
+      case ActionKind::replication_start:
+        st = s->start_replication(g.stacks.at(a.source));
+        break;
+      default:
+        break;
     }
   }
   if (!st.ok()) {
@@ -456,8 +488,10 @@ Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a,
   Backoff backoff;
   for (;;) {
     GroupObs now;
-    if (a.kind == ActionKind::traffic_switch) now.traffic = d.observe_traffic();
-    else now.stacks[a.stack] = d.observe_stack(a.stack);
+    if (a.kind == ActionKind::traffic_switch)
+      now.traffic = d.observe_traffic();
+    else
+      now.stacks[a.stack] = d.observe_stack(a.stack);
     if (effect_holds(a, now)) return {};
     if (clock_.now() >= deadline)
       return Timeout(label + ": the effect was not observed within " +

@@ -50,10 +50,10 @@
 #include <vector>
 
 #include "core/action_log.h"
-#include "util/clock.h"
 #include "core/model.h"
 #include "core/observe.h"
 #include "core/plan.h"
+#include "util/clock.h"
 #include "util/result.h"
 
 namespace stackflip {
@@ -65,7 +65,7 @@ struct ApplyOptions {
   // doubling), each time only if its guard still holds on fresh observation.
   // Actions are idempotent by the driver contract (provider.h).
   int retries = 2;
-  std::string origin;                               // commit sha or "config:<digest>"
+  std::string origin;  // commit sha or "config:<digest>"
   const std::atomic<bool>* stop_requested = nullptr;
   int parallelism = 32;  // groups at a time (`--parallel`)
   // Called as each step starts and ends (from the group's thread).
@@ -79,14 +79,14 @@ struct StepReport {
   Action action;
   size_t index = 0, count = 0;  // 1-based position within the group's actions
   StepOutcome outcome = StepOutcome::started;
-  std::string detail;           // error, blocked reason, or what was observed
-  double seconds = 0;           // since the action started
-  double since_apply = 0;       // since apply started
+  std::string detail;      // error, blocked reason, or what was observed
+  double seconds = 0;      // since the action started
+  double since_apply = 0;  // since apply started
 };
 
 struct GroupApply {
   std::string group;
-  std::vector<StepReport> steps;  // finished steps (and the stopping one)
+  std::vector<StepReport> steps;          // finished steps (and the stopping one)
   StepOutcome stopped = StepOutcome::ok;  // ok = all done; else why it stopped
   // Set when the fail safe re-opened the old primary (see above): the stack
   // re-opened and why the switch failed. `stopped` is still failed/timeout.

@@ -10,9 +10,12 @@ namespace stackflip {
 
 const char* to_string(Role r) {
   switch (r) {
-    case Role::primary: return "primary";
-    case Role::replica: return "replica";
-    case Role::unknown: return "unknown";
+    case Role::primary:
+      return "primary";
+    case Role::replica:
+      return "replica";
+    case Role::unknown:
+      return "unknown";
   }
   return "unknown";
 }
@@ -40,10 +43,14 @@ std::optional<uint64_t> parse_lsn(const std::string& s) {
     if (i == slash) continue;
     char c = s[i];
     int d;
-    if (c >= '0' && c <= '9') d = c - '0';
-    else if (c >= 'A' && c <= 'F') d = c - 'A' + 10;
-    else if (c >= 'a' && c <= 'f') d = c - 'a' + 10;
-    else return std::nullopt;
+    if (c >= '0' && c <= '9')
+      d = c - '0';
+    else if (c >= 'A' && c <= 'F')
+      d = c - 'A' + 10;
+    else if (c >= 'a' && c <= 'f')
+      d = c - 'a' + 10;
+    else
+      return std::nullopt;
     uint64_t& part = i < slash ? hi : lo;
     part = part * 16 + static_cast<uint64_t>(d);
   }
@@ -67,7 +74,8 @@ TrafficObs combine_traffic(std::vector<TrafficObs> parts) {
     }
     t.config_error = t.config_error || p.config_error;
     if (!p.blocker.empty())
-      t.blocker += (t.blocker.empty() ? "" : "; ") + (p.name.empty() ? "" : p.name + ": ") + p.blocker;
+      t.blocker +=
+          (t.blocker.empty() ? "" : "; ") + (p.name.empty() ? "" : p.name + ": ") + p.blocker;
     if (!p.content.empty()) t.content += (t.content.empty() ? "" : ", ") + p.content;
     t.records.insert(t.records.end(), p.records.begin(), p.records.end());
   }

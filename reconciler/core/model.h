@@ -187,7 +187,7 @@ struct TrafficObs {
   // it (the name holds a CNAME, so an A record cannot be added, ...): the
   // plan blocks the switch before its first step instead of failing in it.
   std::string blocker;
-  std::string name;     // which address (TrafficSpec::name); "" on the combination
+  std::string name;  // which address (TrafficSpec::name); "" on the combination
   std::vector<TrafficRecord> records;
   std::vector<TrafficObs> parts;
 };

@@ -1,12 +1,12 @@
 #include "core/observe.h"
 
+#include <spdlog/spdlog.h>
+
 #include <atomic>
 #include <chrono>
 #include <future>
 #include <thread>
 #include <vector>
-
-#include <spdlog/spdlog.h>
 
 #include "core/provider_stats.h"
 
@@ -17,13 +17,17 @@ GroupDrivers::GroupDrivers(const DesiredState& desired, const GroupSpec& group,
     : group_(group), concurrent_(factory.observe_concurrently()) {
   for (const auto& [name, spec] : group.stacks) {
     auto d = factory.stack_driver(desired, group, name);
-    if (d.ok()) stacks_[name] = std::move(*d);
-    else stack_errors_[name] = d.error().message;
+    if (d.ok())
+      stacks_[name] = std::move(*d);
+    else
+      stack_errors_[name] = d.error().message;
   }
   for (const TrafficSpec& spec : group.traffic) {
     auto t = factory.traffic_driver(desired, group, spec);
-    if (t.ok()) traffic_.push_back({&spec, std::move(*t), ""});
-    else traffic_.push_back({&spec, nullptr, t.error().message});
+    if (t.ok())
+      traffic_.push_back({&spec, std::move(*t), ""});
+    else
+      traffic_.push_back({&spec, nullptr, t.error().message});
   }
 }
 
@@ -75,7 +79,8 @@ Status GroupDrivers::switch_traffic(const std::string& stack) {
       continue;
     }
     TrafficObs now = observe_one(t, ObservePass{});  // fresh: a switch acts on it
-    if (now.reachable && now.target == stack && now.ttl.value_or(t.spec->ttl) == t.spec->ttl) continue;
+    if (now.reachable && now.target == stack && now.ttl.value_or(t.spec->ttl) == t.spec->ttl)
+      continue;
     Status st = t.driver->switch_to(stack);
     if (!st.ok()) {
       Error e = st.error();
@@ -103,9 +108,8 @@ GroupObs GroupDrivers::observe(ObservePass pass) {
   }
   std::vector<std::pair<std::string, std::future<StackObs>>> pending;
   for (const auto& [name, spec] : group_.stacks)
-    pending.emplace_back(name, std::async(std::launch::async, [this, n = name] {
-                           return observe_stack(n);
-                         }));
+    pending.emplace_back(
+        name, std::async(std::launch::async, [this, n = name] { return observe_stack(n); }));
   g.traffic = observe_traffic(pass);
   for (auto& [name, f] : pending) g.stacks[name] = f.get();
   return g;
@@ -166,7 +170,8 @@ ObservedState observe_all(const DesiredState& desired, Fleet& fleet, Clock& cloc
   std::vector<std::string> names;
   for (const auto& [name, g] : desired.groups) names.push_back(name);
   std::vector<GroupObs> results(names.size());
-  parallel_for(names.size(), parallelism, [&](size_t i) { results[i] = fleet.at(names[i])->observe(pass); });
+  parallel_for(names.size(), parallelism,
+               [&](size_t i) { results[i] = fleet.at(names[i])->observe(pass); });
   for (size_t i = 0; i < names.size(); ++i) obs.groups[names[i]] = std::move(results[i]);
   record_observe_duration(
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());

@@ -16,9 +16,9 @@
 #include <string>
 #include <vector>
 
-#include "util/clock.h"
 #include "core/model.h"
 #include "core/provider.h"
+#include "util/clock.h"
 #include "util/result.h"
 
 namespace stackflip {

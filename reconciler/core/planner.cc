@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-
 namespace stackflip {
 
 namespace {
@@ -124,11 +123,14 @@ class GroupPlanner {
     DatabaseObs& db = s.database ? *s.database : s.database.emplace();
     switch (kind) {
       case ActionKind::maintenance_on:
-      case ActionKind::maintenance_off: break;
+      case ActionKind::maintenance_off:
+        break;
       case ActionKind::replication_wait:
         if (auto src = lsn(source)) db.lsn = *src;
         break;
-      case ActionKind::replication_stop: db.upstream.reset(); break;
+      case ActionKind::replication_stop:
+        db.upstream.reset();
+        break;
       case ActionKind::database_promote:
         db.role = Role::primary;
         db.upstream.reset();
@@ -145,7 +147,8 @@ class GroupPlanner {
         db.lsn = lsn(source);
         db.streaming = true;
         break;
-      case ActionKind::traffic_switch: break;
+      case ActionKind::traffic_switch:
+        break;
     }
   }
 
@@ -191,8 +194,9 @@ class GroupPlanner {
         // diverges, so resuming replication lets it catch up.
         pr.resume = pr.wait = true;
       } else {
-        pr.block = d + " " + (lag ? "is " + bytes(*lag) + " behind " + *p : "has an unknown position") +
-                   " and is not replicating from it (max_lag_bytes: " + std::to_string(max_lag) + ")";
+        pr.block =
+            d + " " + (lag ? "is " + bytes(*lag) + " behind " + *p : "has an unknown position") +
+            " and is not replicating from it (max_lag_bytes: " + std::to_string(max_lag) + ")";
         pr.loss = lag ? bytes(*lag) : std::string("an unknown amount of data");
       }
       if (!pr.forced()) {
@@ -206,7 +210,8 @@ class GroupPlanner {
       auto lag = lag_bytes(sim_, d, *p);
       pr.block = "the old primary " + unreachable_why(*p) + ", so " + d +
                  "'s data loss cannot be ruled out (" +
-                 (lag ? "last known lag " + bytes(*lag) : std::string("last known lag unknown")) + ")";
+                 (lag ? "last known lag " + bytes(*lag) : std::string("last known lag unknown")) +
+                 ")";
       // The replica's position is its replay position: WAL it received but
       // had not replayed is replayed at promotion, and writes after the last
       // observation are not counted. So the last known lag is stated as
@@ -261,9 +266,11 @@ class GroupPlanner {
         hold = "the promotion of " + active + " is blocked (" + pr.block +
                "), so the serving primary is not fenced";
       else if (!sim_.traffic.reachable && sim_.traffic.target != active)
-        hold = traffic_unreachable_why(sim_.traffic) + ", so traffic could not follow the switch; the serving primary is not fenced";
+        hold = traffic_unreachable_why(sim_.traffic) +
+               ", so traffic could not follow the switch; the serving primary is not fenced";
       else if (!traffic_blocker().empty() && sim_.traffic.target != active)
-        hold = traffic_blocker() + ", so traffic could not follow the switch; the serving primary is not fenced";
+        hold = traffic_blocker() +
+               ", so traffic could not follow the switch; the serving primary is not fenced";
     }
     for (const auto& [name, spec] : g_.stacks) {
       if (name == active) continue;
@@ -271,18 +278,19 @@ class GroupPlanner {
         bool maybe_writable = role(name) != Role::replica && !in_maintenance(name);
         if (maybe_writable && role(active) != Role::primary)
           skip(ActionKind::maintenance_on, name,
-               unreachable_why(name) + "; it cannot be fenced now and will be fenced first "
-                                       "when it returns");
+               unreachable_why(name) +
+                   "; it cannot be fenced now and will be fenced first "
+                   "when it returns");
         continue;
       }
       if (writable(name) || (serving(name) && !hold.empty())) {
         auto reached = traffic_stacks(sim_.traffic);
         bool was_active = std::find(reached.begin(), reached.end(), name) != reached.end();
-        std::string reason =
-            was_active ? "step 1 of the switch: `active: " + active + "`, so stop new writes on " +
-                             name + ", the current primary"
-                       : name + " is a writable primary but `active: " + active +
-                             "`: fence it before anything else";
+        std::string reason = was_active
+                                 ? "step 1 of the switch: `active: " + active +
+                                       "`, so stop new writes on " + name + ", the current primary"
+                                 : name + " is a writable primary but `active: " + active +
+                                       "`: fence it before anything else";
         emit(ActionKind::maintenance_on, name, "", reason,
              "none needed: refusing writes never endangers data", hold);
       }
@@ -387,7 +395,8 @@ class GroupPlanner {
       auto lag = lag_bytes(sim_, d, p);
       skip(ActionKind::replication_wait, d,
            "the old primary " + unreachable_why(p) + ": its write position is unknown (" +
-               (lag ? "last known lag " + bytes(*lag) : std::string("last known lag unknown")) + ")");
+               (lag ? "last known lag " + bytes(*lag) : std::string("last known lag unknown")) +
+               ")");
     }
     std::string why_blocked;
     std::string reason = "`active: " + d + "` but " + d + " is a replica";
@@ -401,8 +410,7 @@ class GroupPlanner {
     if (pr.resume) {
       auto lag = lag_bytes(sim_, d, p);
       emit(ActionKind::replication_start, d, p,
-           "no-data-loss guard: " + d + " is " +
-               (lag ? bytes(*lag) + " behind " : "behind ") + p +
+           "no-data-loss guard: " + d + " is " + (lag ? bytes(*lag) + " behind " : "behind ") + p +
                " and replication into it is stopped: resume it to catch up before the promotion",
            d + " is a replica and " + p + " is primary");
     }
@@ -419,9 +427,10 @@ class GroupPlanner {
     const bool promote_as_is = pr.forced() && pr.old_primary && reachable(p) && upstream(d) != p;
     if ((upstream(d) && !promote_as_is) || db_unobserved(d))
       emit(ActionKind::replication_stop, d, "",
-           db_unobserved(d) ? "step 3 of the switch: stop replication into " + d +
-                                  " (on Cloud 66 promote_slave_db detaches the slave itself)"
-                            : "step 3 of the switch: stop replication into " + d + " before promoting it",
+           db_unobserved(d)
+               ? "step 3 of the switch: stop replication into " + d +
+                     " (on Cloud 66 promote_slave_db detaches the slave itself)"
+               : "step 3 of the switch: stop replication into " + d + " before promoting it",
            pr.wait ? d + " has caught up (previous step)" : "promotion of " + d + " is allowed",
            why_blocked);
     emit(ActionKind::database_promote, d, "", reason,
@@ -515,10 +524,13 @@ class GroupPlanner {
     if (wrong.empty()) return;
     std::string what;
     for (const auto& w : wrong) what += (what.empty() ? "" : "; ") + w;
-    std::string reason = target_wrong ? "step 6 of the switch: " + what + ", `active: " + d + "`" : what;
+    std::string reason =
+        target_wrong ? "step 6 of the switch: " + what + ", `active: " + d + "`" : what;
     if (!t.reachable || !traffic_blocker().empty())
-      reason += "; not switchable now: " +
-                (t.error.empty() ? traffic_blocker() : t.error + (traffic_blocker().empty() ? "" : "; " + traffic_blocker()));
+      reason +=
+          "; not switchable now: " +
+          (t.error.empty() ? traffic_blocker()
+                           : t.error + (traffic_blocker().empty() ? "" : "; " + traffic_blocker()));
     // With several addresses, those that can be switched are, even while
     // another cannot (its zone unreachable, a CNAME in the way): after a
     // fence, each name left behind is an outage of its own. The step then
@@ -573,15 +585,18 @@ class GroupPlanner {
                        : upstream(name)    ? " streams from " + *upstream(name)
                                            : " has replication stopped");
         std::string why;
-        if (!reachable(d)) why = "the source " + unreachable_why(d);
-        else if (!in_maintenance(name)) why = name + " is not in maintenance";
+        if (!reachable(d))
+          why = "the source " + unreachable_why(d);
+        else if (!in_maintenance(name))
+          why = name + " is not in maintenance";
         emit(ActionKind::replication_start, name, d, reason,
              name + " is in maintenance and " + d + " is primary", why);
       } else if (role(name) == Role::replica && upstream(name)) {
         emit(ActionKind::replication_stop, name, "",
              "replication into " + name + " is not desired, observed streaming from " +
                  *upstream(name),
-             "none needed: " + name + " stays a replica", reachable(name) ? "" : unreachable_why(name));
+             "none needed: " + name + " stays a replica",
+             reachable(name) ? "" : unreachable_why(name));
       }
     }
     // Explicit `maintenance: false` on a non-active stack: only a replica may
@@ -594,8 +609,9 @@ class GroupPlanner {
              "maintenance of " + name + " is desired off (explicit)", name + " is a replica");
       else
         skip(ActionKind::maintenance_off, name,
-             name + " is a primary that is not active: leaving maintenance would make a second "
-                    "writable database");
+             name +
+                 " is a primary that is not active: leaving maintenance would make a second "
+                 "writable database");
     }
   }
 

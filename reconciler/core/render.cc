@@ -211,7 +211,8 @@ std::string render_text(const Plan& plan, const RenderOptions& o) {
     out += "\n" + c.bold("Group " + one_line(name)) + " (" +
            plural(g.actions.size(), "action", "actions") + ")\n";
     if (g.group_blocked) out += "  " + c.red("GROUP BLOCKED: " + one_line(*g.group_blocked)) + "\n";
-    if (g.config_error) out += "  " + c.red("CONFIGURATION ERROR: " + one_line(*g.config_error)) + "\n";
+    if (g.config_error)
+      out += "  " + c.red("CONFIGURATION ERROR: " + one_line(*g.config_error)) + "\n";
     size_t blocked_step = 0;
     for (size_t i = 0; i < g.actions.size(); ++i) {
       const Action& a = *g.actions[i];
@@ -235,7 +236,8 @@ std::string render_text(const Plan& plan, const RenderOptions& o) {
   if (!plan.config_errors.empty())
     out += c.red("Error: " + plural(plan.config_errors.size(), "group has", "groups have") +
                  " a configuration error (credentials rejected or settings wrong; see above): "
-                 "fix it on the host or in the config.") + "\n";
+                 "fix it on the host or in the config.") +
+           "\n";
   return out;
 }
 
@@ -324,7 +326,8 @@ namespace {
 void traffic_line(std::ostringstream& out, const TrafficObs& t, const std::string& label) {
   out << label;
   if (!t.reachable)
-    out << (t.config_error ? "CONFIGURATION ERROR (" : "UNREACHABLE (") << t.error << "); last known ";
+    out << (t.config_error ? "CONFIGURATION ERROR (" : "UNREACHABLE (") << t.error
+        << "); last known ";
   std::vector<const TrafficRecord*> enabled;
   for (const auto& r : t.records)
     if (!r.disabled) enabled.push_back(&r);
@@ -352,7 +355,8 @@ std::string describe_traffic(const TrafficObs& t) {
     traffic_line(out, t, "  traffic: ");
     return out.str();
   }
-  out << "  traffic: " << (t.target ? "all on " + *t.target : std::string("not all on one stack")) << "\n";
+  out << "  traffic: " << (t.target ? "all on " + *t.target : std::string("not all on one stack"))
+      << "\n";
   for (const TrafficObs& p : t.parts) traffic_line(out, p, "    " + p.name + ": ");
   return out.str();
 }

@@ -27,8 +27,8 @@ namespace stackflip {
 
 namespace {
 
-using std::chrono::milliseconds;
 using rapidjson::Value;
+using std::chrono::milliseconds;
 
 constexpr int kMax5xxRetries = 3;
 constexpr milliseconds kFirstBackoff{100}, kMaxBackoff{2000};
@@ -76,9 +76,10 @@ class Client {
         http_(HttpClientOptions{p.get("insecure") == "true", ""}) {
     while (!base_url_.empty() && base_url_.back() == '/') base_url_.pop_back();
     if (p.get("insecure") == "true")
-      spdlog::warn("provider {}: TLS certificate verification is DISABLED for {} (insecure: true); "
-                   "anyone on the path can read the Cloud 66 token and forge answers",
-                   provider_, base_url_);
+      spdlog::warn(
+          "provider {}: TLS certificate verification is DISABLED for {} (insecure: true); "
+          "anyone on the path can read the Cloud 66 token and forge answers",
+          provider_, base_url_);
   }
 
   long long action_timeout_ms() const { return action_timeout_ms_; }
@@ -168,9 +169,10 @@ class Client {
               (after ? ", Retry-After " + std::to_string(*after) + " s" : "") + ")";
       } else {
         if (method == "POST" || ++retries_5xx > kMax5xxRetries)
-          return Err("Cloud 66 answered HTTP " + std::to_string(st) + " to " + method + " " + path +
-                     (method == "POST" ? "" : " (after " + std::to_string(kMax5xxRetries) + " retries)") +
-                     ": " + describe(r->body));
+          return Err(
+              "Cloud 66 answered HTTP " + std::to_string(st) + " to " + method + " " + path +
+              (method == "POST" ? "" : " (after " + std::to_string(kMax5xxRetries) + " retries)") +
+              ": " + describe(r->body));
         why = "Cloud 66 answered HTTP " + std::to_string(st);
       }
       if (clock_.now() + wait >= deadline)
@@ -186,8 +188,9 @@ class Client {
                             const std::string& body, const std::string& token,
                             milliseconds budget) {
     if (!first_bad_header({{"Authorization", token}}).empty())
-      return ConfigError("provider " + provider_ + ": refused to send header \"Authorization\": " +
-                         "the token from " + token_ref_ + " holds a control character (CR, LF, ...)");
+      return ConfigError("provider " + provider_ +
+                         ": refused to send header \"Authorization\": " + "the token from " +
+                         token_ref_ + " holds a control character (CR, LF, ...)");
     count_provider_request(provider_, "cloud66", method);
     HttpRequest req;
     req.method = method;
@@ -281,7 +284,8 @@ class Cloud66StackDriver : public StackDriver {
     if (!started.ok()) return started.error();
     const Value* act = &(*started)["response"];
     if (!act->IsObject() || !act->HasMember("id") || !(*act)["id"].IsInt64())
-      return Err("Cloud 66 started " + command + " on stack " + uid_ + " but returned no action id");
+      return Err("Cloud 66 started " + command + " on stack " + uid_ +
+                 " but returned no action id");
     const int64_t id = (*act)["id"].GetInt64();
     const std::string poll_path =
         "/stacks/" + path_uid() + "/actions/" + std::to_string(id) + ".json";
@@ -293,9 +297,10 @@ class Cloud66StackDriver : public StackDriver {
         bool ok = act->HasMember("finished_success") && (*act)["finished_success"].IsBool() &&
                   (*act)["finished_success"].GetBool();
         if (ok) return Status::Ok();
-        std::string msg = act->HasMember("finished_message") && (*act)["finished_message"].IsString()
-                              ? (*act)["finished_message"].GetString()
-                              : "(no message)";
+        std::string msg =
+            act->HasMember("finished_message") && (*act)["finished_message"].IsString()
+                ? (*act)["finished_message"].GetString()
+                : "(no message)";
         // Cloud 66 ran the action and it failed (e.g. promote_slave_db: "no
         // slave database server to promote"): the same request gets the same
         // answer, so it is a refusal, not retried (issue 11).
@@ -307,7 +312,8 @@ class Cloud66StackDriver : public StackDriver {
                        std::to_string(id) + ") did not finish within " +
                        std::to_string(client_.action_timeout_ms()) + " ms");
       client_.clock().sleep_for(wait);
-      auto polled = client_.call("GET", poll_path, "", "action " + std::to_string(id) + " of " + what);
+      auto polled =
+          client_.call("GET", poll_path, "", "action " + std::to_string(id) + " of " + what);
       if (!polled.ok()) return polled.error();
       latest = std::move(*polled);
       act = &latest["response"];
@@ -359,8 +365,8 @@ GroupInfo group_info(const Value& g) {
   info.primary_uid = str_field(g, "primary_stack_uid");
   info.secondary_uid = str_field(g, "secondary_stack_uid");
   if (g.HasMember("current_stack")) info.current = parse_current(g["current_stack"]);
-  info.busy = g.HasMember("busy_toggling") && g["busy_toggling"].IsBool() &&
-              g["busy_toggling"].GetBool();
+  info.busy =
+      g.HasMember("busy_toggling") && g["busy_toggling"].IsBool() && g["busy_toggling"].GetBool();
   return info;
 }
 
@@ -403,7 +409,8 @@ struct Cloud66List {
 // for it, later ones reuse it; a switch drops the copy.
 class Cloud66Lists {
  public:
-  Cloud66Lists(const ProviderConfig& p, Clock& clock) : client_(p, clock), elastic_(is_elastic(p)) {}
+  Cloud66Lists(const ProviderConfig& p, Clock& clock)
+      : client_(p, clock), elastic_(is_elastic(p)) {}
 
   Result<std::shared_ptr<const Cloud66List>> read(ObservePass pass) {
     return reads_.read(pass, [this] { return fetch(); });
@@ -437,8 +444,12 @@ class Cloud66TrafficDriver : public TrafficDriver {
  public:
   Cloud66TrafficDriver(const ProviderConfig& p, const GroupSpec& g, const TrafficSpec& t,
                        std::shared_ptr<Cloud66Lists> lists, Clock& clock)
-      : client_(p, clock), lists_(std::move(lists)), group_(g), uid_(t.get("failover_group")),
-        name_(t.name), elastic_(is_elastic(p)) {}
+      : client_(p, clock),
+        lists_(std::move(lists)),
+        group_(g),
+        uid_(t.get("failover_group")),
+        name_(t.name),
+        elastic_(is_elastic(p)) {}
 
   TrafficObs observe() override { return observe_in(ObservePass{}); }
 
@@ -481,8 +492,8 @@ class Cloud66TrafficDriver : public TrafficDriver {
     int want = stack_uid == info->primary_uid ? 1 : stack_uid == info->secondary_uid ? 2 : 0;
     if (!want)
       return Err("stack " + stack + " (" + stack_uid + ") is neither the primary (" +
-                 info->primary_uid + ") nor the secondary (" + info->secondary_uid +
-                 ") stack of " + noun() + " " + uid_);
+                 info->primary_uid + ") nor the secondary (" + info->secondary_uid + ") stack of " +
+                 noun() + " " + uid_);
     // Someone (Cloud 66 itself, another operator) may be toggling: wait.
     auto wait_idle = [&](const char* phase) -> Status {
       while (info->busy) {
@@ -501,8 +512,10 @@ class Cloud66TrafficDriver : public TrafficDriver {
 
     rapidjson::Document body(rapidjson::kObjectType);
     auto& a = body.GetAllocator();
-    if (elastic_) body.AddMember("current_stack", Value(want == 1 ? "primary" : "secondary", a), a);
-    else body.AddMember("current_stack", want, a);
+    if (elastic_)
+      body.AddMember("current_stack", Value(want == 1 ? "primary" : "secondary", a), a);
+    else
+      body.AddMember("current_stack", want, a);
     lists_->invalidate();
     auto put = client_.call("PUT", list_base() + "/" + percent_encode_path_segment(uid_),
                             json_text(body), noun() + " " + uid_);
@@ -565,8 +578,7 @@ class Cloud66TrafficDriver : public TrafficDriver {
 
 std::unique_ptr<StackDriver> make_cloud66_stack_driver(const ProviderConfig& provider,
                                                        const GroupSpec& group,
-                                                       const std::string& stack,
-                                                       Clock& clock) {
+                                                       const std::string& stack, Clock& clock) {
   return std::make_unique<Cloud66StackDriver>(provider, group, stack, clock);
 }
 

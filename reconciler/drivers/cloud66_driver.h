@@ -62,10 +62,8 @@ std::shared_ptr<Cloud66Lists> make_cloud66_lists(const ProviderConfig& provider,
                                                  Clock& clock = real_clock());
 
 // `lists` null makes one for this driver alone.
-std::unique_ptr<TrafficDriver> make_cloud66_traffic_driver(const ProviderConfig& provider,
-                                                           const GroupSpec& group,
-                                                           const TrafficSpec& traffic,
-                                                           std::shared_ptr<Cloud66Lists> lists = nullptr,
-                                                           Clock& clock = real_clock());
+std::unique_ptr<TrafficDriver> make_cloud66_traffic_driver(
+    const ProviderConfig& provider, const GroupSpec& group, const TrafficSpec& traffic,
+    std::shared_ptr<Cloud66Lists> lists = nullptr, Clock& clock = real_clock());
 
 }  // namespace stackflip

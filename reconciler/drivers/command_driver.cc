@@ -1,7 +1,5 @@
 #include "drivers/command_driver.h"
 
-#include "config/snapshot.h"
-
 #include <rapidjson/document.h>
 #include <rapidjson/stringbuffer.h>
 #include <rapidjson/writer.h>
@@ -12,8 +10,9 @@
 #include "config/diagnostics.h"
 #include "config/host_policy.h"
 #include "config/loader.h"
-#include "util/json_input.h"
+#include "config/snapshot.h"
 #include "sys/subprocess.h"
+#include "util/json_input.h"
 #include "util/strings.h"
 
 namespace stackflip {
@@ -85,14 +84,16 @@ class Runner {
     o.timeout = std::chrono::milliseconds(timeout_ms_);
     o.max_output = kMaxCommandAnswerBytes + 1;  // one byte more shows the cut
     auto r = run_subprocess(o);
-    std::string what = "provider " + provider_.name + ": " + req.operation + " command `" + o.argv[0] + "`";
+    std::string what =
+        "provider " + provider_.name + ": " + req.operation + " command `" + o.argv[0] + "`";
     if (!r.ok()) return Err(what + ": " + r.error().message);
     if (r->timed_out)
       return Timeout(what + " timed out after " + std::to_string(timeout_ms_) +
                      " ms (its process group was killed)");
     if (r->exit_code != 0) {
-      std::string why = r->exit_code >= 0 ? "exited with status " + std::to_string(r->exit_code)
-                                          : "was killed by signal " + std::to_string(r->term_signal);
+      std::string why = r->exit_code >= 0
+                            ? "exited with status " + std::to_string(r->exit_code)
+                            : "was killed by signal " + std::to_string(r->term_signal);
       std::string err = trim_output(r->err);
       Error e = Err(what + " " + why + (err.empty() ? "" : ": " + err));
       // Exit status 100 is the documented refusal (command_driver.h): not retried.
@@ -214,8 +215,9 @@ class CommandTrafficDriver : public TrafficDriver {
                            std::to_string(group_.stacks.size()) + " stack names");
       for (const auto& x : v.GetArray()) {
         if (!x.IsString() || !group_.stacks.count(x.GetString()))
-          return unreachable("observe_traffic command output/targets: expected stack names of group " +
-                             group_.name);
+          return unreachable(
+              "observe_traffic command output/targets: expected stack names of group " +
+              group_.name);
         t.records.push_back(TrafficRecord{x.GetString(), std::string(x.GetString()), false});
       }
       if (t.target && (t.records.size() != 1 || t.records[0].content != *t.target))

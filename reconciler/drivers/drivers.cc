@@ -19,7 +19,8 @@ class Cloud66WithDatabase : public StackDriver {
   StackObs observe() override {
     StackObs s = c66_->observe();
     StackObs db = pg_->observe();
-    if (db.reachable) s.database = db.database;
+    if (db.reachable)
+      s.database = db.database;
     else if (s.reachable) {
       s.error = "database: " + db.error;
       s.config_error = db.config_error;  // e.g. the database password rejected (issue 12)
@@ -98,13 +99,13 @@ Result<std::unique_ptr<StackDriver>> RealDriverFactory::stack_driver(const Desir
              " cannot serve a stack");
 }
 
-Result<std::unique_ptr<TrafficDriver>> RealDriverFactory::traffic_driver(const DesiredState& desired,
-                                                                         const GroupSpec& group,
-                                                                         const TrafficSpec& traffic) {
+Result<std::unique_ptr<TrafficDriver>> RealDriverFactory::traffic_driver(
+    const DesiredState& desired, const GroupSpec& group, const TrafficSpec& traffic) {
   const ProviderConfig* p = provider_of(desired, traffic.provider);
   if (!p) return Err("traffic: unknown provider " + traffic.provider);
   if (p->type == "powerdns") {
-    auto zones = shared_reader(mu_, zones_, *p, [&] { return std::make_shared<PowerDnsZones>(*p); });
+    auto zones =
+        shared_reader(mu_, zones_, *p, [&] { return std::make_shared<PowerDnsZones>(*p); });
     return make_powerdns_traffic_driver(*p, group, traffic, std::move(zones));
   }
   if (p->type == "cloud66") {

@@ -11,8 +11,8 @@
 #include <optional>
 #include <set>
 
-#include "util/address.h"
 #include "drivers/powerdns_zone.h"
+#include "util/address.h"
 
 namespace stackflip {
 
@@ -150,7 +150,8 @@ class PowerDnsTrafficDriver : public TrafficDriver {
     }
     if (!only) return std::nullopt;
     for (const auto& a : values_.at(*only))
-      if (!held.count(canonical_address(a))) return std::nullopt;  // one of its addresses is missing
+      if (!held.count(canonical_address(a)))
+        return std::nullopt;  // one of its addresses is missing
     return only;
   }
 

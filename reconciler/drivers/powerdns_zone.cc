@@ -7,10 +7,10 @@
 
 #include "config/host_policy.h"
 #include "config/loader.h"
-#include "util/json_input.h"
-#include "drivers/powerdns_driver.h"
-#include "core/provider_stats.h"
 #include "config/secret.h"
+#include "core/provider_stats.h"
+#include "drivers/powerdns_driver.h"
+#include "util/json_input.h"
 #include "util/strings.h"
 
 namespace stackflip {
@@ -20,7 +20,6 @@ namespace {
 // A zone's rrset is bounded by what the HTTP client reads; this bounds what
 // one rrset keeps of it.
 constexpr size_t kMaxRecords = 1000;
-
 
 }  // namespace
 
@@ -169,8 +168,8 @@ Result<HttpResponse> PowerDnsZones::call(const std::string& method, const std::s
   }
   if (response->status == 401 || response->status == 403)
     return ConfigError("PowerDNS " + req.url + ": HTTP " + std::to_string(response->status) +
-                       ", the api_key from " + api_key_ref_ + " was rejected: " +
-                       trim_for_message(response->body));
+                       ", the api_key from " + api_key_ref_ +
+                       " was rejected: " + trim_for_message(response->body));
   if (response->status < 200 || response->status > 299) {
     Error e = Err("PowerDNS " + req.url + ": HTTP " + std::to_string(response->status) + ": " +
                   trim_for_message(response->body));

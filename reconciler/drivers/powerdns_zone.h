@@ -30,10 +30,10 @@
 #include <string>
 #include <vector>
 
-#include "sys/http_client.h"
 #include "core/model.h"
 #include "core/pass_cache.h"
 #include "core/provider.h"
+#include "sys/http_client.h"
 
 namespace stackflip {
 

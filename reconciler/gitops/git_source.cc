@@ -28,7 +28,6 @@ std::string last_git_error() {
   return e && e->message ? e->message : "unknown libgit2 error";
 }
 
-
 std::string branch_ref(const std::string& ref) {
   const std::string heads = "refs/heads/";
   return ref.rfind(heads, 0) == 0 ? ref.substr(heads.size()) : ref;
@@ -175,7 +174,8 @@ std::string percent_decode(const std::string& s) {
 std::string known_hosts_name(const std::string& url, const std::string& host) {
   // ssh://[user@]host[:port]/path (also git+ssh://, ssh+git://); the host
   // may be a bracketed IPv6 literal.
-  static const std::regex with_port(R"(^[a-zA-Z+]*ssh[a-zA-Z+]*://(?:[^/@]*@)?(\[[^\]]*\]|[^/:]*):([0-9]+)(/.*)?$)");
+  static const std::regex with_port(
+      R"(^[a-zA-Z+]*ssh[a-zA-Z+]*://(?:[^/@]*@)?(\[[^\]]*\]|[^/:]*):([0-9]+)(/.*)?$)");
   std::smatch m;
   if (!std::regex_match(url, m, with_port) || m[2] == "22") return host;
   return "[" + host + "]:" + m[2].str();

@@ -4,8 +4,8 @@
 #include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
 
-#include "core/render.h"
 #include "config/secret.h"
+#include "core/render.h"
 
 namespace stackflip {
 

@@ -8,15 +8,15 @@
 #include <thread>
 
 #include "config/diagnostics.h"
-#include "util/digest.h"
 #include "config/loader.h"
-#include "gitops/notify.h"
+#include "config/snapshot.h"
 #include "core/plan_json.h"
 #include "core/planner.h"
 #include "core/provider_stats.h"
-#include "config/snapshot.h"
 #include "gitops/last_known.h"
+#include "gitops/notify.h"
 #include "gitops/switch_hold.h"
+#include "util/digest.h"
 #include "util/strings.h"
 
 namespace stackflip {
@@ -30,7 +30,6 @@ const char* kVerifiedKey = "gitops.verified";  // "1": the commit in force passe
 const char* kConvergedKey = "gitops.converged";
 const char* kNoticeKey = "gitops.last_notice";
 const char* kHeldKey = "gitops.held";  // switch_hold.h
-
 
 void fill_groups(PassReport& rep, const DesiredState& d, const Plan& first, const Plan& last,
                  const ObservedState& obs) {
@@ -225,8 +224,10 @@ std::vector<GroupRun> Reconciler::run_groups(const DesiredState& d, const Observ
       std::lock_guard lock(pool.mu());
       if (auto h = holds_.find(g.name); h != holds_.end()) {
         std::string why = hold_reason(h->second, *g.spec, g.first, commit_);
-        if (why.empty()) holds_.erase(h), holds_changed_ = true;
-        else g.block = g.block.empty() ? why : g.block + "; " + why;
+        if (why.empty())
+          holds_.erase(h), holds_changed_ = true;
+        else
+          g.block = g.block.empty() ? why : g.block + "; " + why;
       }
     }
     plan_group(*g.spec, g.first, g.actions, g.skipped, g.block);
@@ -251,10 +252,12 @@ std::vector<GroupRun> Reconciler::run_groups(const DesiredState& d, const Observ
     // pass: here the commit is the approval, not one particular plan.
     for (int round = 0;; ++round) {
       ApplyResult ar = Applier(d, fleet_, &store_, clock_).apply(current, ao);
-      g.result = ar.groups.empty() ? GroupApply{g.name, {}, StepOutcome::ok, "", ""} : ar.groups.front();
+      g.result =
+          ar.groups.empty() ? GroupApply{g.name, {}, StepOutcome::ok, "", ""} : ar.groups.front();
       if (!g.result.failed_safe.empty()) {
         std::lock_guard lock(pool.mu());
-        holds_[g.name] = SwitchHold{commit_, g.spec->active, g.result.reopened, g.result.failed_safe};
+        holds_[g.name] =
+            SwitchHold{commit_, g.spec->active, g.result.reopened, g.result.failed_safe};
         holds_changed_ = true;
       }
       for (const auto& st : g.result.steps) {
@@ -311,7 +314,8 @@ std::vector<GroupRun> Reconciler::run_groups(const DesiredState& d, const Observ
         runs[i].observed = true;
         if (++observed_all == runs.size())
           record_observe_duration(
-              std::chrono::duration<double>(std::chrono::steady_clock::now() - observe_started).count());
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - observe_started)
+                  .count());
         if (gate_open) {
           check_and_queue({i});  // late: goes ahead at once
         } else if (++observed == runs.size()) {
@@ -444,7 +448,8 @@ std::string Reconciler::follow_head(PassReport& rep, std::string& bad_result) {
   if (!text.ok()) return text.error().message;
   LoadResult lr = load_desired_text(s_.file, *text);
   if (!lr.desired) {
-    std::string error = "commit " + short_sha(*head) + " is invalid:\n" + format_diagnostics(lr.errors);
+    std::string error =
+        "commit " + short_sha(*head) + " is invalid:\n" + format_diagnostics(lr.errors);
     while (!error.empty() && error.back() == '\n') error.pop_back();
     return error;
   }
@@ -461,8 +466,10 @@ void Reconciler::load_holds(const DesiredState& d) {
   else if (*held)
     holds_ = holds_from_json(**held);
   for (auto it = holds_.begin(); it != holds_.end();)  // groups gone from the config
-    if (!d.groups.count(it->first)) it = holds_.erase(it), holds_changed_ = true;
-    else ++it;
+    if (!d.groups.count(it->first))
+      it = holds_.erase(it), holds_changed_ = true;
+    else
+      ++it;
 }
 
 std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
@@ -474,8 +481,10 @@ std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
   // DESIGN.md: unreachable stacks "as last known", from the last observation.
   StoredLastKnown memory(store_);
   std::optional<ObservedState> last_known;
-  if (auto last = memory.load(); !last.ok()) store_failed(last.status());
-  else last_known = std::move(*last);
+  if (auto last = memory.load(); !last.ok())
+    store_failed(last.status());
+  else
+    last_known = std::move(*last);
   // Groups whose switch failed safe on this commit are held (switch_hold.h).
   load_holds(d);
   std::string observed_at = clock_.rfc3339_now();

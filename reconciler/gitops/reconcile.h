@@ -70,15 +70,15 @@
 #include <vector>
 
 #include "core/apply.h"
-#include "util/clock.h"
-#include "gitops/git_source.h"
-#include "gitops/state_store.h"
 #include "core/model.h"
 #include "core/observe.h"
 #include "core/plan.h"
 #include "core/provider.h"
+#include "gitops/git_source.h"
 #include "gitops/signature.h"
+#include "gitops/state_store.h"
 #include "gitops/switch_hold.h"
+#include "util/clock.h"
 
 namespace stackflip {
 
@@ -122,9 +122,9 @@ struct GroupStatus {
 
 struct PassReport {
   RunRecord run;
-  int exit_code = 0;                      // 0 ok, 1 error / invalid / config error, 3 blocked (DESIGN.md)
-  bool idle = false;                      // head unchanged: config not re-read
-  std::string commit_in_force;            // whose desired state was planned against ("" = none)
+  int exit_code = 0;            // 0 ok, 1 error / invalid / config error, 3 blocked (DESIGN.md)
+  bool idle = false;            // head unchanged: config not re-read
+  std::string commit_in_force;  // whose desired state was planned against ("" = none)
   std::optional<ObservedState> observed;  // the latest observation (after apply, if any)
   std::string state_store_error;          // the pass's last state store failure ("" = none)
   std::map<std::string, GroupStatus> groups;
@@ -193,8 +193,8 @@ class Reconciler {
   bool restored_ = false;
   std::string commit_;  // commit in force
   std::unique_ptr<DesiredState> desired_;
-  Fleet fleet_;  // drivers of desired_, kept across passes (open connections)
-  SwitchHolds holds_;          // this pass's holds (switch_hold.h), under the pass's pool lock
+  Fleet fleet_;        // drivers of desired_, kept across passes (open connections)
+  SwitchHolds holds_;  // this pass's holds (switch_hold.h), under the pass's pool lock
   bool holds_changed_ = false;
 };
 

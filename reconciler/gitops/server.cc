@@ -18,9 +18,9 @@
 #include <regex>
 #include <thread>
 
-#include "util/digest.h"
-#include "core/render.h"
 #include "config/snapshot.h"
+#include "core/render.h"
+#include "util/digest.h"
 
 namespace stackflip {
 
@@ -235,14 +235,15 @@ void add_routes(HttpEndpoint& main_http, HttpEndpoint& hook_on, const RunSetting
   main_http.handle("GET", "/healthz",
                    [](const EndpointRequest&) { return EndpointResponse::text(200, "ok\n"); });
   main_http.handle("GET", "/metrics", [&metrics](const EndpointRequest&) {
-    return EndpointResponse::shared(std::make_shared<const std::string>(redact(metrics.prometheus())),
-                                    "text/plain; version=0.0.4");
+    return EndpointResponse::shared(
+        std::make_shared<const std::string>(redact(metrics.prometheus())),
+        "text/plain; version=0.0.4");
   });
   auto status = [&sh, &rs](const EndpointRequest&) {
     std::lock_guard lock(sh.mu);
-    return EndpointResponse::shared(
-        std::make_shared<const std::string>(redact(status_json(sh.last.get(), rs.repo_description))),
-        "application/json");
+    return EndpointResponse::shared(std::make_shared<const std::string>(
+                                        redact(status_json(sh.last.get(), rs.repo_description))),
+                                    "application/json");
   };
   auto observed = [&sh](const EndpointRequest&) {
     std::lock_guard lock(sh.mu);

@@ -49,9 +49,9 @@
 #include <string>
 
 #include "gitops/endpoint.h"
-#include "gitops/state_store.h"
 #include "gitops/metrics.h"
 #include "gitops/reconcile.h"
+#include "gitops/state_store.h"
 #include "util/result.h"
 
 namespace stackflip {

@@ -32,8 +32,6 @@ class TempDir {
   std::string path_;
 };
 
-
-
 Status verify_ssh(const std::string& commit, const CommitSignature& sig, const TrustConfig& t) {
   if (t.allowed_signers.empty())
     return Err("commit " + short_sha(commit) +

@@ -269,7 +269,7 @@ Result<int64_t> StateStore::begin(const Action& a, const std::string& origin) {
 }
 
 Status StateStore::finish(int64_t id, const std::string& result, const std::string& error,
-                       int64_t duration_ms) {
+                          int64_t duration_ms) {
   if (!one_of(result, {"ok", "failed", "timeout", "interrupted"}))
     return Err("journal " + path_ + ": result \"" + result +
                "\" is not one of ok, failed, timeout, interrupted");
@@ -302,7 +302,8 @@ Status StateStore::finish(int64_t id, const std::string& result, const std::stri
   return Status::Ok();
 }
 
-Result<std::vector<JournalEntry>> StateStore::history(size_t limit, const std::string& group) const {
+Result<std::vector<JournalEntry>> StateStore::history(size_t limit,
+                                                      const std::string& group) const {
   std::lock_guard lock(mu_);
   Stmt st(db_,
           "SELECT a.id, a.time, a.grp, a.kind, a.stack, a.source, a.origin, a.phase, a.result, "

@@ -39,7 +39,6 @@ size_t on_body(char* data, size_t size, size_t n, void* user) {
 
 bool is_control(unsigned char c) { return c < 0x20 || c == 0x7f; }
 
-
 // Response headers are capped too (libcurl bounds each line, not how many).
 constexpr size_t kMaxHeaderBytes = size_t{256} << 10;
 
@@ -67,7 +66,6 @@ size_t on_header(char* data, size_t size, size_t n, void* user) {
     headers->emplace_back(trim(line.substr(0, colon)), trim(line.substr(colon + 1)));
   return size * n;
 }
-
 
 }  // namespace
 
@@ -102,7 +100,6 @@ std::string percent_encode_path_segment(const std::string& s) {
   }
   return out;
 }
-
 
 struct HttpClient::Impl {
   HttpClientOptions options;

@@ -1,7 +1,5 @@
 #include "sys/subprocess.h"
 
-#include <cstdlib>
-
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -12,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <thread>
 
 namespace stackflip {
@@ -113,7 +112,8 @@ Result<SubprocessResult> run_subprocess(const SubprocessOptions& options) {
 
   const auto start = Clock::now();
   pid_t pid = ::fork();
-  if (pid < 0) return Err(std::string("cannot run `") + options.argv[0] + "`: fork: " + strerror(errno));
+  if (pid < 0)
+    return Err(std::string("cannot run `") + options.argv[0] + "`: fork: " + strerror(errno));
   if (pid == 0) {
     // Child: only async-signal-safe calls from here to exec.
     ::setpgid(0, 0);
@@ -201,7 +201,8 @@ Result<SubprocessResult> run_subprocess(const SubprocessOptions& options) {
       // Detect the exit without reaping, so the group id stays reserved while
       // the rest of the group is killed; then reap.
       siginfo_t info{};
-      if (::waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 && info.si_pid == pid) {
+      if (::waitid(P_PID, id_t(pid), &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+          info.si_pid == pid) {
         ::kill(-pid, SIGKILL);
         ::waitpid(pid, &wstatus, 0);
         reaped = true;

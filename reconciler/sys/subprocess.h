@@ -38,8 +38,8 @@ struct SubprocessOptions {
 std::vector<std::string> child_environment(const std::vector<std::string>& pass_env);
 
 struct SubprocessResult {
-  int exit_code = -1;    // when the child exited normally, else -1
-  int term_signal = 0;   // when the child was killed by a signal
+  int exit_code = -1;   // when the child exited normally, else -1
+  int term_signal = 0;  // when the child was killed by a signal
   bool timed_out = false;
   std::string out, err;  // captured stdout / stderr (possibly truncated)
   bool ok() const { return !timed_out && exit_code == 0; }

@@ -10,7 +10,8 @@ AddressKind address_kind(const std::string& text) {
   unsigned char buf[16];
   if (inet_pton(AF_INET, text.c_str(), buf) == 1) return AddressKind::ipv4;
   if (inet_pton(AF_INET6, text.c_str(), buf) == 1) return AddressKind::ipv6;
-  if (text.empty() || text.size() > 254 || text == "." || text.front() == '.') return AddressKind::invalid;
+  if (text.empty() || text.size() > 254 || text == "." || text.front() == '.')
+    return AddressKind::invalid;
   if (text.size() == 254 && text.back() != '.') return AddressKind::invalid;
   size_t label = 0;
   for (char c : text) {
@@ -19,7 +20,8 @@ AddressKind address_kind(const std::string& text) {
       label = 0;
       continue;
     }
-    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_') return AddressKind::invalid;
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_')
+      return AddressKind::invalid;
     if (++label > 63) return AddressKind::invalid;
   }
   // All-numeric dotted text that inet_pton refused ("10.0.0.256") is a
@@ -31,10 +33,14 @@ AddressKind address_kind(const std::string& text) {
 
 const char* to_string(AddressKind k) {
   switch (k) {
-    case AddressKind::ipv4: return "an IPv4 address";
-    case AddressKind::ipv6: return "an IPv6 address";
-    case AddressKind::name: return "a host name";
-    case AddressKind::invalid: return "neither an IP address nor a host name";
+    case AddressKind::ipv4:
+      return "an IPv4 address";
+    case AddressKind::ipv6:
+      return "an IPv6 address";
+    case AddressKind::name:
+      return "a host name";
+    case AddressKind::invalid:
+      return "neither an IP address nor a host name";
   }
   return "";
 }

@@ -12,9 +12,9 @@ class Clock {
  public:
   using Duration = std::chrono::nanoseconds;
   virtual ~Clock() = default;
-  virtual Duration now() = 0;                 // monotonic
+  virtual Duration now() = 0;  // monotonic
   virtual void sleep_for(Duration d) = 0;
-  virtual std::string rfc3339_now() = 0;      // wall clock, UTC, e.g. 2026-11-26T18:00:00Z
+  virtual std::string rfc3339_now() = 0;  // wall clock, UTC, e.g. 2026-11-26T18:00:00Z
 };
 
 Clock& real_clock();

@@ -59,9 +59,9 @@ bool blank(char c) { return c == ' ' || c == '\t'; }
 
 // Credential keys, lower case. A key matches anywhere (access_token, X-API-Key)
 // but only when a separator follows.
-constexpr std::string_view kKeys[] = {"password", "passwd", "pwd",        "secret",     "api_key",
-                                      "api-key",  "apikey", "token",      "authorization", "private_key",
-                                      "credential", "credentials"};
+constexpr std::string_view kKeys[] = {"password",      "passwd",      "pwd",        "secret",
+                                      "api_key",       "api-key",     "apikey",     "token",
+                                      "authorization", "private_key", "credential", "credentials"};
 
 // Length of a separator at `i` in `lower` (`=`, `:`, `%3d`, `%3a`), else 0.
 size_t separator_at(const std::string& lower, size_t i) {
@@ -136,8 +136,13 @@ std::string mask_patterns(std::string_view text) {
       size_t at = std::string_view::npos;
       for (size_t k = start; k < text.size(); ++k) {
         char c = text[k];
-        if (c == '@') { at = k; break; }
-        if (c == '/' || c == '?' || c == '#' || std::isspace(static_cast<unsigned char>(c)) || c == '"' || c == '\'') break;
+        if (c == '@') {
+          at = k;
+          break;
+        }
+        if (c == '/' || c == '?' || c == '#' || std::isspace(static_cast<unsigned char>(c)) ||
+            c == '"' || c == '\'')
+          break;
       }
       if (at != std::string_view::npos) {
         size_t colon = text.find(':', start);

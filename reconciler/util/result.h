@@ -68,7 +68,9 @@ class Result {
 inline Error Err(std::string message) { return Error{std::move(message), false}; }
 inline Error Timeout(std::string message) { return Error{std::move(message), true}; }
 inline Error Refused(std::string message) { return Error{std::move(message), false, true}; }
-inline Error ConfigError(std::string message) { return Error{std::move(message), false, true, true}; }
+inline Error ConfigError(std::string message) {
+  return Error{std::move(message), false, true, true};
+}
 
 // Thrown only to reach main(); carries the message and exit code.
 struct Fatal : std::runtime_error {

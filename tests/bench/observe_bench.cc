@@ -21,11 +21,11 @@
 #include <string>
 #include <vector>
 
+#include "core/observe.h"
+#include "core/provider_stats.h"
 #include "drivers/drivers.h"
 #include "fake_provider.h"
 #include "sys/http_client.h"
-#include "core/observe.h"
-#include "core/provider_stats.h"
 
 using namespace stackflip;
 using stackflip::testing::FakeDriverFactory;

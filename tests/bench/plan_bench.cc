@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "config/loader.h"
-#include "core/planner.h"
 #include "config/snapshot.h"
+#include "core/planner.h"
 
 using namespace stackflip;
 using Clock = std::chrono::steady_clock;
@@ -38,9 +38,8 @@ std::string make_config(int n) {
     std::string active = i % 2 ? "standby" : "primary";
     y += "  " + g + ":\n    active: " + active + "\n    stacks:\n" +
          "      primary: {provider: db, dsn: \"host=" + g + "-a.db.test port=5432 dbname=" + g +
-         "\", address: 10.0.0.1}\n" +
-         "      standby: {provider: db, dsn: \"host=" + g + "-b.db.test port=5432 dbname=" + g +
-         "\", address: 10.0.0.2}\n" +
+         "\", address: 10.0.0.1}\n" + "      standby: {provider: db, dsn: \"host=" + g +
+         "-b.db.test port=5432 dbname=" + g + "\", address: 10.0.0.2}\n" +
          "    replication: {max_lag_bytes: 0}\n" +
          "    traffic: {provider: dns, zone: example.test., record: " + g +
          ".example.test., ttl: 60}\n";
@@ -49,7 +48,8 @@ std::string make_config(int n) {
 }
 
 std::string make_snapshot(int n) {
-  std::string s = "{\"apiVersion\":\"stackflip/v1\",\"observed_at\":\"2026-11-26T18:00:00Z\",\"groups\":{";
+  std::string s =
+      "{\"apiVersion\":\"stackflip/v1\",\"observed_at\":\"2026-11-26T18:00:00Z\",\"groups\":{";
   for (int i = 0; i < n; ++i) {
     if (i) s += ",";
     s += "\"g" + std::to_string(i) +
@@ -83,8 +83,9 @@ int run_size(int n, int reps) {
     auto o = parse_snapshot("bench.json", snapshot);
     double t_read = ms_since(t1);
     if (!d.desired || !o.ok()) {
-      std::fprintf(stderr, "bench input invalid\n%s\n", d.errors.empty() ? o.error().message.c_str()
-                                                                        : format_diagnostics(d.errors).c_str());
+      std::fprintf(
+          stderr, "bench input invalid\n%s\n",
+          d.errors.empty() ? o.error().message.c_str() : format_diagnostics(d.errors).c_str());
       return 1;
     }
     auto t2 = Clock::now();
@@ -98,10 +99,11 @@ int run_size(int n, int reps) {
   }
   rusage ru{};
   getrusage(RUSAGE_SELF, &ru);
-  std::printf("%6d groups  %6zu actions  load %8.2f ms  snapshot %8.2f ms  plan %8.2f ms  "
-              "total %8.2f ms  peak RSS %6.1f MB  (median of %d)\n",
-              n, actions, median(load), median(read), median(plan), median(total),
-              ru.ru_maxrss / 1024.0, reps);
+  std::printf(
+      "%6d groups  %6zu actions  load %8.2f ms  snapshot %8.2f ms  plan %8.2f ms  "
+      "total %8.2f ms  peak RSS %6.1f MB  (median of %d)\n",
+      n, actions, median(load), median(read), median(plan), median(total), ru.ru_maxrss / 1024.0,
+      reps);
   return 0;
 }
 

@@ -27,7 +27,8 @@ inline std::string loader_body(const uint8_t* data, size_t size) {
   for (const Diagnostic& d : r.errors) {
     if (d.mark.file != "fuzz.yaml") return "a diagnostic names file '" + d.mark.file + "'";
     if (d.message.empty()) return "a diagnostic without a message";
-    if (format_diagnostic(d).rfind("fuzz.yaml:", 0) != 0) return "a diagnostic formats without its file";
+    if (format_diagnostic(d).rfind("fuzz.yaml:", 0) != 0)
+      return "a diagnostic formats without its file";
   }
   std::string all = format_diagnostics(r.errors);
   if (r.errors.empty() != all.empty()) return "format_diagnostics lost the diagnostics";
@@ -44,9 +45,12 @@ inline std::string snapshot_body(const uint8_t* data, size_t size) {
   const std::string canonical = snapshot_to_json(*r);
   const std::string digest = observed_digest(*r);
   Result<ObservedState> back = parse_snapshot("canonical.json", canonical);
-  if (!back.ok()) return "the canonical form does not parse: " + back.error().message + "\n" + canonical;
-  if (observed_digest(*back) != digest) return "the canonical form has another digest:\n" + canonical;
-  if (snapshot_to_json(*back) != canonical) return "the canonical form is not a fixpoint:\n" + canonical;
+  if (!back.ok())
+    return "the canonical form does not parse: " + back.error().message + "\n" + canonical;
+  if (observed_digest(*back) != digest)
+    return "the canonical form has another digest:\n" + canonical;
+  if (snapshot_to_json(*back) != canonical)
+    return "the canonical form is not a fixpoint:\n" + canonical;
   Result<ObservedState> pretty = parse_snapshot("pretty.json", snapshot_to_json(*r, true));
   if (!pretty.ok()) return "the pretty form does not parse: " + pretty.error().message;
   if (observed_digest(*pretty) != digest) return "the pretty form has another digest";

@@ -6,9 +6,9 @@
 #include <memory>
 #include <thread>
 
-#include "itest_env.h"
-#include "drivers/postgres_driver.h"
 #include "core/provider_stats.h"
+#include "drivers/postgres_driver.h"
+#include "itest_env.h"
 
 using namespace stackflip;
 using itest::ms_since;
@@ -35,7 +35,8 @@ struct AppConn {
   // The first column of the first row of a query, or "" on error.
   std::string value(const std::string& sql) {
     PGresult* r = PQexec(c, sql.c_str());
-    std::string v = PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "";
+    std::string v =
+        PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "";
     PQclear(r);
     return v;
   }
@@ -131,9 +132,9 @@ TEST_CASE("issue 12: a login the server rejects is a configuration error, not un
   GroupSpec g = itest::group();
   // The harness trusts loopback, so an unknown role is the rejection it can
   // show (SQLSTATE 28000, as a wrong password is 28P01).
-  g.stacks["primary"].settings["dsn"] = "host=" + itest::env("PG1_HOST") + " port=" +
-                                        itest::env("PG_PORT") + " user=stackflip_no_such_role" +
-                                        " dbname=" + itest::env("PG_DB");
+  g.stacks["primary"].settings["dsn"] =
+      "host=" + itest::env("PG1_HOST") + " port=" + itest::env("PG_PORT") +
+      " user=stackflip_no_such_role" + " dbname=" + itest::env("PG_DB");
   auto d = make_postgres_stack_driver(itest::pg_provider(), g, "primary");
   auto o = d->observe();
   CHECK_FALSE(o.reachable);

@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <thread>
 
-#include "itest_env.h"
 #include "drivers/powerdns_driver.h"
+#include "itest_env.h"
 
 using namespace stackflip;
 using itest::ms_since;
@@ -90,8 +90,7 @@ TEST_CASE("powerdns switch points the record at the standby and DNS answers it")
 TEST_CASE("powerdns with a wrong API key is unreachable with HTTP 401 and no key in the message") {
   if (!itest::have_harness()) return;
   setenv("ITEST_WRONG_PDNS_KEY", "wrong-key-0123456789", 1);
-  auto d = pdns_traffic(itest::pdns_provider("${env:ITEST_WRONG_PDNS_KEY}"),
-                                        itest::group());
+  auto d = pdns_traffic(itest::pdns_provider("${env:ITEST_WRONG_PDNS_KEY}"), itest::group());
   auto o = d->observe();
   CHECK_FALSE(o.reachable);
   CHECK(o.error.find("401") != std::string::npos);
@@ -105,8 +104,7 @@ TEST_CASE("powerdns with a wrong API key is unreachable with HTTP 401 and no key
 TEST_CASE("powerdns on a closed port is unreachable within the timeout") {
   if (!itest::have_harness()) return;
   auto url = "http://127.0.0.1:" + std::to_string(closed_port());
-  auto d = pdns_traffic(itest::pdns_provider("${env:PDNS_API_KEY}", url),
-                                        itest::group());
+  auto d = pdns_traffic(itest::pdns_provider("${env:PDNS_API_KEY}", url), itest::group());
   auto t = Clock::now();
   auto o = d->observe();
   CHECK(ms_since(t) < 1500);

@@ -39,8 +39,10 @@ void envelope(httplib::Response& res, const std::string& raw) {
 FakeCloud66::FakeCloud66(std::string token, int port)
     : token_(std::move(token)), server_(new httplib::Server) {
   install_routes();
-  if (port > 0) port_ = server_->bind_to_port("127.0.0.1", port) ? port : -1;
-  else port_ = server_->bind_to_any_port("127.0.0.1");
+  if (port > 0)
+    port_ = server_->bind_to_port("127.0.0.1", port) ? port : -1;
+  else
+    port_ = server_->bind_to_any_port("127.0.0.1");
   if (port_ <= 0)
     throw std::runtime_error("fake Cloud 66: cannot bind 127.0.0.1" +
                              (port > 0 ? ":" + std::to_string(port) : std::string()));
@@ -126,7 +128,8 @@ std::vector<std::string> FakeCloud66::changes() {
   std::lock_guard<std::mutex> l(mu_);
   std::vector<std::string> out;
   for (const auto& r : requests_)
-    if (r.method != "GET") out.push_back(r.method + " " + r.path + (r.body.empty() ? "" : " " + r.body));
+    if (r.method != "GET")
+      out.push_back(r.method + " " + r.path + (r.body.empty() ? "" : " " + r.body));
   return out;
 }
 void FakeCloud66::clear_requests() {
@@ -139,7 +142,8 @@ void FakeCloud66::settle() {
   for (auto& [id, a] : actions_) {
     if (a.finished || now < a.finish_at) continue;
     a.finished = true;
-    if (a.success && a.command == "maintenance_mode") stacks_[a.stack_uid].maintenance_mode = a.value != 0;
+    if (a.success && a.command == "maintenance_mode")
+      stacks_[a.stack_uid].maintenance_mode = a.value != 0;
   }
   for (auto& g : groups_) {
     if (!g.g.busy_toggling || now < g.busy_until) continue;
@@ -180,8 +184,10 @@ std::string FakeCloud66::group_json(const GroupState& gs, bool elastic) {
   w.Key("primary_stack_uid"), w.String(g.primary_stack_uid.c_str());
   w.Key("secondary_stack_uid"), w.String(g.secondary_stack_uid.c_str());
   w.Key("current_stack");
-  if (elastic) w.String(g.current_stack == 1 ? "primary" : "secondary");
-  else w.Int(g.current_stack);
+  if (elastic)
+    w.String(g.current_stack == 1 ? "primary" : "secondary");
+  else
+    w.Int(g.current_stack);
   w.Key("busy_toggling"), w.Bool(g.busy_toggling);
   w.Key("readonly"), w.Bool(false);
   w.Key("created_at"), w.String(kTime);
@@ -210,7 +216,8 @@ void FakeCloud66::install_routes() {
     requests_.push_back({req.method, req.target.substr(std::string(kPrefix).size()), req.body});
     if (throttle_n_ > 0) {
       --throttle_n_;
-      if (throttle_retry_after_ >= 0) res.set_header("Retry-After", std::to_string(throttle_retry_after_));
+      if (throttle_retry_after_ >= 0)
+        res.set_header("Retry-After", std::to_string(throttle_retry_after_));
       error_body(res, 503, "rate_limited", "Too many requests: 3,000 an hour");
       return httplib::Server::HandlerResponse::Handled;
     }
@@ -300,13 +307,15 @@ void FakeCloud66::install_routes() {
       std::string items;
       for (int i = (page - 1) * per_page_; i < std::min(total, page * per_page_); ++i)
         items += (items.empty() ? "" : ",") + group_json(groups_[size_t(i)], elastic);
-      auto num_or_null = [](int v, bool ok) { return ok ? std::to_string(v) : std::string("null"); };
-      std::string body = "{\"response\":[" + items + "],\"count\":" + std::to_string(total) +
-                         ",\"pagination\":{\"previous\":" + num_or_null(page - 1, page > 1) +
-                         ",\"next\":" + num_or_null(page + 1, page < pages) +
-                         ",\"current\":" + std::to_string(page) +
-                         ",\"per_page\":" + std::to_string(per_page_) +
-                         ",\"count\":" + std::to_string(total) + ",\"pages\":" + std::to_string(pages) + "}}";
+      auto num_or_null = [](int v, bool ok) {
+        return ok ? std::to_string(v) : std::string("null");
+      };
+      std::string body =
+          "{\"response\":[" + items + "],\"count\":" + std::to_string(total) +
+          ",\"pagination\":{\"previous\":" + num_or_null(page - 1, page > 1) +
+          ",\"next\":" + num_or_null(page + 1, page < pages) +
+          ",\"current\":" + std::to_string(page) + ",\"per_page\":" + std::to_string(per_page_) +
+          ",\"count\":" + std::to_string(total) + ",\"pages\":" + std::to_string(pages) + "}}";
       res.set_content(body, "application/json");
     };
   };
@@ -328,10 +337,13 @@ void FakeCloud66::install_routes() {
       if (!d.HasParseError() && d.IsObject() && d.HasMember("current_stack")) {
         const auto& v = d["current_stack"];
         if (!elastic && v.IsInt()) want = v.GetInt();
-        if (elastic && v.IsString()) want = std::string(v.GetString()) == "primary" ? 1
-                                          : std::string(v.GetString()) == "secondary" ? 2 : 0;
+        if (elastic && v.IsString())
+          want = std::string(v.GetString()) == "primary"     ? 1
+                 : std::string(v.GetString()) == "secondary" ? 2
+                                                             : 0;
       }
-      if (want != 1 && want != 2) return error_body(res, 400, "bad_request", "invalid current_stack");
+      if (want != 1 && want != 2)
+        return error_body(res, 400, "bad_request", "invalid current_stack");
       if (gs->g.busy_toggling)
         return error_body(res, 409, "conflict", "Failover group is busy toggling");
       if (want != gs->g.current_stack) {

@@ -55,8 +55,8 @@ struct WorldMutex {
 struct FakeWorld {
   WorldMutex mu;  // held by every driver call and by observe()
   std::map<std::string, std::map<std::string, FakeStack>> stacks;  // group -> stack -> state
-  std::map<std::string, FakeTraffic> traffic;                        // group -> traffic
-  std::vector<std::string> calls;                                    // "kind group/stack[ from x]"
+  std::map<std::string, FakeTraffic> traffic;                      // group -> traffic
+  std::vector<std::string> calls;                                  // "kind group/stack[ from x]"
   // When true, a replica streaming from an up primary has replayed
   // everything each time it is observed (apply's replication.wait succeeds).
   bool instant_replay = true;
@@ -70,8 +70,7 @@ class FakeDriverFactory : public DriverFactory {
   explicit FakeDriverFactory(FakeWorld& w) : world_(w) {}
   Result<std::unique_ptr<StackDriver>> stack_driver(const DesiredState&, const GroupSpec& g,
                                                     const std::string& stack) override;
-  Result<std::unique_ptr<TrafficDriver>> traffic_driver(const DesiredState&,
-                                                        const GroupSpec& g,
+  Result<std::unique_ptr<TrafficDriver>> traffic_driver(const DesiredState&, const GroupSpec& g,
                                                         const TrafficSpec&) override;
   bool observe_concurrently() const override { return concurrent; }
   // False: each group's stacks are observed one after another (the

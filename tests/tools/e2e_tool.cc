@@ -1,11 +1,10 @@
 // e2e_tool — the application side of the end-to-end tests.
 //
 //   e2e_tool writer  RECORD DNS_PORT PG_PORT ACKED_FILE STOP_FILE [FIRST_ID]
-//     Inserts rows FIRST_ID (default 1), FIRST_ID+1, ... into app.public.writes, one transaction each,
-//     into whichever database the DNS record points at (resolved through
-//     PowerDNS at 127.0.0.1:DNS_PORT before every attempt, as an
-//     application honouring a low TTL would). A row id is appended to
-//     ACKED_FILE only after its COMMIT was acknowledged; a failed attempt
+//     Inserts rows FIRST_ID (default 1), FIRST_ID+1, ... into app.public.writes, one transaction
+//     each, into whichever database the DNS record points at (resolved through PowerDNS at
+//     127.0.0.1:DNS_PORT before every attempt, as an application honouring a low TTL would). A row
+//     id is appended to ACKED_FILE only after its COMMIT was acknowledged; a failed attempt
 //     (read-only fence, connection lost) is retried with the same id after
 //     1 ms. Stops when STOP_FILE exists; prints "acked N retries M".
 //   e2e_tool monitor PG_PORT STOP_FILE
@@ -23,6 +22,7 @@
 //     Prints "acked N missing M"; exits 1 when M > 0.
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
+#include <libpq-fe.h>
 #include <netinet/in.h>
 #include <resolv.h>
 #include <unistd.h>
@@ -34,8 +34,6 @@
 #include <set>
 #include <string>
 #include <thread>
-
-#include <libpq-fe.h>
 
 namespace {
 
@@ -58,7 +56,8 @@ std::string resolve(const std::string& record, int port) {
   if (len > 0 && ns_initparse(answer, len, &msg) == 0) {
     for (int i = 0; i < ns_msg_count(msg, ns_s_an); ++i) {
       ns_rr rr;
-      if (ns_parserr(&msg, ns_s_an, i, &rr) == 0 && ns_rr_type(rr) == ns_t_a && ns_rr_rdlen(rr) == 4) {
+      if (ns_parserr(&msg, ns_s_an, i, &rr) == 0 && ns_rr_type(rr) == ns_t_a &&
+          ns_rr_rdlen(rr) == 4) {
         char buf[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, ns_rr_rdata(rr), buf, sizeof buf);
         out = buf;
@@ -96,15 +95,24 @@ int writer(const std::string& record, int dns_port, int pg_port, const std::stri
   long id = first_id, retries = 0;
   while (!exists(stop)) {
     std::string host = resolve(record, dns_port);
-    if (host.empty()) { ++retries; std::this_thread::sleep_for(std::chrono::milliseconds(1)); continue; }
+    if (host.empty()) {
+      ++retries;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      continue;
+    }
     if (!conn || host != conn_host || PQstatus(conn) != CONNECTION_OK) {
       if (conn) PQfinish(conn);
       conn = connect(host, pg_port);
       conn_host = host;
-      if (!conn) { ++retries; std::this_thread::sleep_for(std::chrono::milliseconds(1)); continue; }
+      if (!conn) {
+        ++retries;
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        continue;
+      }
     }
     // One transaction per row; acknowledged only when COMMIT returns OK.
-    if (exec_ok(conn, "INSERT INTO writes(id, host) VALUES (" + std::to_string(id) + ", '" + host + "')")) {
+    if (exec_ok(conn, "INSERT INTO writes(id, host) VALUES (" + std::to_string(id) + ", '" + host +
+                          "')")) {
       acked << id << "\n" << std::flush;
       ++id;
     } else {
@@ -162,8 +170,9 @@ int waitswitch(const std::string& record, int dns_port, int pg_port, const std::
         if (conn) PQfinish(conn);
         conn = connect(addr, pg_port);
       }
-      if (conn && exec_ok(conn, "INSERT INTO writes(id, host) VALUES (-2, 'bench') "
-                                "ON CONFLICT (id) DO UPDATE SET at = now()")) {
+      if (conn && exec_ok(conn,
+                          "INSERT INTO writes(id, host) VALUES (-2, 'bench') "
+                          "ON CONFLICT (id) DO UPDATE SET at = now()")) {
         std::printf("dns_ms %.1f write_ms %.1f\n", dns_ms, ms());
         PQfinish(conn);
         return 0;
@@ -178,7 +187,10 @@ int waitswitch(const std::string& record, int dns_port, int pg_port, const std::
 
 int check(const std::string& host, int port, const std::string& acked_path) {
   PGconn* c = connect(host, port);
-  if (!c) { std::fprintf(stderr, "cannot connect to %s:%d\n", host.c_str(), port); return 2; }
+  if (!c) {
+    std::fprintf(stderr, "cannot connect to %s:%d\n", host.c_str(), port);
+    return 2;
+  }
   std::set<long> present;
   PGresult* r = PQexec(c, "SELECT id FROM writes");
   for (int i = 0; i < PQntuples(r); ++i) present.insert(std::atol(PQgetvalue(r, i, 0)));
@@ -186,7 +198,10 @@ int check(const std::string& host, int port, const std::string& acked_path) {
   PQfinish(c);
   std::ifstream in(acked_path);
   long acked = 0, missing = 0, id;
-  while (in >> id) { ++acked; missing += !present.count(id); }
+  while (in >> id) {
+    ++acked;
+    missing += !present.count(id);
+  }
   std::printf("acked %ld missing %ld\n", acked, missing);
   return missing > 0 ? 1 : 0;
 }
@@ -202,6 +217,8 @@ int main(int argc, char** argv) {
   if (cmd == "waitswitch" && argc == 6)
     return waitswitch(argv[2], std::atoi(argv[3]), std::atoi(argv[4]), argv[5]);
   if (cmd == "check" && argc == 5) return check(argv[2], std::atoi(argv[3]), argv[4]);
-  std::fprintf(stderr, "usage: e2e_tool writer RECORD DNS_PORT PG_PORT ACKED STOP | monitor PG_PORT STOP | check HOST PORT ACKED\n");
+  std::fprintf(stderr,
+               "usage: e2e_tool writer RECORD DNS_PORT PG_PORT ACKED STOP | monitor PG_PORT STOP | "
+               "check HOST PORT ACKED\n");
   return 2;
 }

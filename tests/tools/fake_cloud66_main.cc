@@ -33,9 +33,9 @@
 
 namespace {
 
-using stackflip::testing::FakeCloud66;
 using stackflip::testing::C66Group;
 using stackflip::testing::C66Stack;
+using stackflip::testing::FakeCloud66;
 
 int usage(const std::string& why) {
   std::cerr << "fake_cloud66: " << why
@@ -73,11 +73,16 @@ int main(int argc, char** argv) {
     std::string a = argv[i];
     if (i + 1 >= argc) return usage(a + " needs a value");
     std::string v = argv[++i];
-    if (a == "--config") config = v;
-    else if (a == "--port-file") port_file = v;
-    else if (a == "--requests-file") requests_file = v;
-    else if (a == "--port") port = std::atoi(v.c_str());
-    else return usage("unknown option " + a);
+    if (a == "--config")
+      config = v;
+    else if (a == "--port-file")
+      port_file = v;
+    else if (a == "--requests-file")
+      requests_file = v;
+    else if (a == "--port")
+      port = std::atoi(v.c_str());
+    else
+      return usage("unknown option " + a);
   }
   if (config.empty()) return usage("--config is required");
 
@@ -113,7 +118,7 @@ int main(int argc, char** argv) {
     if (d.HasMember("groups") && d["groups"].IsArray())
       for (const auto& g : d["groups"].GetArray()) {
         C66Group fg{str(g, "uid"), str(g, "address"), str(g, "primary_stack_uid"),
-                     str(g, "secondary_stack_uid")};
+                    str(g, "secondary_stack_uid")};
         if (g.HasMember("current_stack") && g["current_stack"].IsInt())
           fg.current_stack = g["current_stack"].GetInt();
         fake.add_group(fg);
