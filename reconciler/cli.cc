@@ -194,10 +194,10 @@ std::unique_ptr<StateStore> state_store_for(const Options& o, bool create) {
   return open_state_store(path);
 }
 
-ObservedState observe_live(const Options& o, const DesiredState& d, Fleet& fleet,
-                           StateStore* journal, bool remember) {
-  if (!journal) return observe_all(d, fleet, real_clock(), o.parallel);
-  StoredLastKnown memory(*journal);
+ObservedState observe_live(const Options& o, const DesiredState& d, Fleet& fleet, StateStore* store,
+                           bool remember) {
+  if (!store) return observe_all(d, fleet, real_clock(), o.parallel);
+  StoredLastKnown memory(*store);
   return observe_with_last_known(d, fleet, real_clock(), o.parallel, &memory, remember);
 }
 
@@ -229,13 +229,26 @@ std::string render_observed_text(const ObservedState& obs) {
   return out.str();
 }
 
+// What observe, plan and apply share: the config, its drivers and the state
+// store (null for a plan without one).
+struct Live {
+  DesiredState desired;
+  RealDriverFactory factory;
+  Fleet fleet;
+  std::unique_ptr<StateStore> store;
+  Live(const Options& o, bool create_store)
+      : desired(load_or_die(o.config)),
+        fleet(make_fleet(desired, factory)),
+        store(state_store_for(o, create_store)) {}
+  ObservedState observe(const Options& o, bool remember) {
+    return observe_live(o, desired, fleet, store.get(), remember);
+  }
+};
+
 int cmd_observe(const Options& o) {
   install_policy(o.host_config, o.allow_commands, true);
-  DesiredState d = load_or_die(o.config);
-  RealDriverFactory factory;
-  Fleet fleet = make_fleet(d, factory);
-  auto journal = state_store_for(o, true);
-  ObservedState obs = observe_live(o, d, fleet, journal.get(), true);
+  Live live(o, true);
+  ObservedState obs = live.observe(o, true);
   if (o.output == "json")
     std::cout << snapshot_to_json(obs, true);
   else
@@ -245,16 +258,17 @@ int cmd_observe(const Options& o) {
 
 int cmd_plan(const Options& o) {
   install_policy(o.host_config, o.allow_commands, o.observed.empty());
-  DesiredState d = load_or_die(o.config);
+  DesiredState d;
   ObservedState obs;
   if (!o.observed.empty()) {
+    d = load_or_die(o.config);
     auto s = read_snapshot(o.observed);
     if (!s.ok()) throw Fatal(s.error().message);
     obs = std::move(*s);
   } else {
-    RealDriverFactory factory;
-    Fleet fleet = make_fleet(d, factory);
-    obs = observe_live(o, d, fleet, state_store_for(o, false).get(), false);
+    Live live(o, false);
+    obs = live.observe(o, false);
+    d = std::move(live.desired);
   }
   Plan plan = make_plan_with_digest(d, obs);
   if (!o.out_plan.empty())
@@ -305,18 +319,11 @@ void print_step(const StepReport& r) {
   std::cout << line << std::flush;
 }
 
-int cmd_apply(const Options& o) {
-  install_policy(o.host_config, o.allow_commands, true);
-  DesiredState d = load_or_die(o.config);
-  RealDriverFactory factory;
-  Fleet fleet = make_fleet(d, factory);
-  auto journal = state_store_for(o, true);
-  // One process applies to a state store at a time: not beside `run`.
-  auto lock = StateLock::acquire(journal->path());
-  if (!lock.ok()) throw Fatal(lock.error().message);
-  ObservedState obs = observe_live(o, d, fleet, journal.get(), true);
+// `apply --plan FILE`: the saved plan, refused when the config or the facts
+// it was planned on have changed since.
+Plan saved_plan(const Options& o, const DesiredState& d, const ObservedState& obs) {
   Plan plan;
-  if (!o.plan_file.empty()) {
+  {
     auto text = read_regular_file(o.plan_file, kMaxPlanBytes);
     if (!text.ok()) throw Fatal("cannot read plan " + text.error().message);
     auto p = plan_from_json(*text, o.plan_file);
@@ -334,9 +341,19 @@ int cmd_apply(const Options& o) {
     // A saved plan is run on this observation: its shared servers block too.
     for (auto& [g, why] : shared_server_blocks(obs))
       if (d.groups.count(g)) plan.blocked_groups.emplace(g, why);
-  } else {
-    plan = make_plan_with_digest(d, obs);
   }
+  return plan;
+}
+
+int cmd_apply(const Options& o) {
+  install_policy(o.host_config, o.allow_commands, true);
+  Live live(o, true);
+  const DesiredState& d = live.desired;
+  // One process applies to a state store at a time: not beside `run`.
+  auto lock = StateLock::acquire(live.store->path());
+  if (!lock.ok()) throw Fatal(lock.error().message);
+  ObservedState obs = live.observe(o, true);
+  Plan plan = o.plan_file.empty() ? make_plan_with_digest(d, obs) : saved_plan(o, d, obs);
   RenderOptions ro;
   ro.color = use_color(stdout);
   std::cout << render_text(plan, ro);
@@ -355,7 +372,7 @@ int cmd_apply(const Options& o) {
   ao.progress = print_step;
   ao.parallelism = o.parallel;
   std::cout << "\nApplying:\n";
-  ApplyResult r = Applier(d, fleet, journal.get(), real_clock()).apply(plan, ao);
+  ApplyResult r = Applier(d, live.fleet, live.store.get(), real_clock()).apply(plan, ao);
   int code = r.exit_code();
   // A rejected credential is an error, not a guard (issue 12): exit 1, not 3.
   if (!plan.config_errors.empty()) code = 1;

@@ -107,6 +107,26 @@ std::string pad(const std::string& s, size_t width) {
 
 // For Markdown text (list items, table cells): backslash-escape Markdown
 // punctuation, entity-escape HTML, fold newlines.
+// Appends the HTML entity for &, <, > or " and says whether `c` was one.
+bool html_entity(char c, std::string& out) {
+  switch (c) {
+    case '&':
+      out += "&amp;";
+      return true;
+    case '<':
+      out += "&lt;";
+      return true;
+    case '>':
+      out += "&gt;";
+      return true;
+    case '"':
+      out += "&quot;";
+      return true;
+    default:
+      return false;
+  }
+}
+
 std::string md(std::string_view raw, size_t max = 2000) {
   std::string s = one_line(raw);
   bool cut = s.size() > max;
@@ -114,16 +134,8 @@ std::string md(std::string_view raw, size_t max = 2000) {
   std::string out;
   out.reserve(s.size() + 16);
   for (char c : s) {
+    if (c != '"' && html_entity(c, out)) continue;  // quotes need no escape in Markdown text
     switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
       case '|':
       case '`':
       case '\\':
@@ -149,24 +161,8 @@ std::string md(std::string_view raw, size_t max = 2000) {
 std::string html(std::string_view raw) {
   std::string s = one_line(raw);
   std::string out;
-  for (char c : s) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += c;
-    }
-  }
+  for (char c : s)
+    if (!html_entity(c, out)) out += c;
   return out;
 }
 
