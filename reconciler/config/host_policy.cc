@@ -24,11 +24,6 @@ std::unique_ptr<HostPolicy>& installed() {
   return p;
 }
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 bool all_digits(const std::string& s) {
   if (s.empty() || s.size() > 5) return false;
   for (char c : s)
@@ -59,7 +54,7 @@ Result<std::pair<std::string, std::string>> split_host_port(const std::string& h
   if (host.empty()) return Err(what + ": no host");
   if (port.empty()) port = default_port;
   if (!all_digits(port)) return Err(what + ": bad port '" + port + "'");
-  return std::pair{lower(host), std::to_string(parse_int(port, 0))};
+  return std::pair{to_lower(host), std::to_string(parse_int(port, 0))};
 }
 
 }  // namespace
@@ -68,7 +63,7 @@ Result<std::string> url_origin(const std::string& url) {
   size_t sep = url.find("://");
   if (sep == std::string::npos)
     return Err("'" + url + "' is not a URL (expected http:// or https://)");
-  std::string scheme = lower(url.substr(0, sep));
+  std::string scheme = to_lower(url.substr(0, sep));
   std::string default_port = scheme == "http" ? "80" : scheme == "https" ? "443" : "";
   if (default_port.empty())
     return Err("'" + url.substr(0, sep) + "://' is not allowed (expected http:// or https://)");
@@ -85,14 +80,14 @@ Result<std::string> url_origin(const std::string& url) {
 }
 
 std::string postgres_origin(const std::string& host, const std::string& port) {
-  std::string h = lower(host);
+  std::string h = to_lower(host);
   if (h.find(':') != std::string::npos && h[0] != '[' && h[0] != '/') h = "[" + h + "]";
   return "postgres://" + h + ":" + (port.empty() ? "5432" : port);
 }
 
 Result<std::string> normalize_endpoint(const std::string& endpoint) {
   const std::string pg = "postgres://";
-  if (lower(endpoint.substr(0, pg.size())) == pg) {
+  if (to_lower(endpoint.substr(0, pg.size())) == pg) {
     std::string rest = endpoint.substr(pg.size());
     if (!rest.empty() && rest[0] == '/') {  // a socket folder: postgres:///run/postgresql:5432
       size_t colon = rest.rfind(':');

@@ -20,6 +20,7 @@
 #include "config/yaml_doc.h"
 #include "util/address.h"
 #include "util/digest.h"
+#include "util/strings.h"
 
 namespace stackflip {
 
@@ -126,14 +127,9 @@ std::string scalar_text(const Value& v) {
   return "";
 }
 
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 // A libpq conninfo with a password in it: `password=...` or a URI's user:pass@.
 bool dsn_has_password(const std::string& dsn) {
-  std::string d = lower(dsn);
+  std::string d = to_lower(dsn);
   for (size_t pos = d.find("password"); pos != std::string::npos;
        pos = d.find("password", pos + 1)) {
     bool starts = pos == 0 || std::isspace(static_cast<unsigned char>(d[pos - 1]));
@@ -385,8 +381,8 @@ class Checker {
 
     std::string owner_key, owned_ptr, what;
     if (type == "powerdns") {
-      const std::string zone = lower(str(member(t, "zone")));
-      const std::string record = lower(str(member(t, "record")));
+      const std::string zone = to_lower(str(member(t, "zone")));
+      const std::string record = to_lower(str(member(t, "record")));
       bool inside =
           record == zone || (record.size() > zone.size() &&
                              record.compare(record.size() - zone.size(), zone.size(), zone) == 0 &&

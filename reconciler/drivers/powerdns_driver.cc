@@ -13,6 +13,7 @@
 
 #include "drivers/powerdns_zone.h"
 #include "util/address.h"
+#include "util/strings.h"
 
 namespace stackflip {
 
@@ -30,7 +31,7 @@ class PowerDnsTrafficDriver : public TrafficDriver {
       : zones_(std::move(zones)), group_(group) {
     zone_ = absolute(traffic.get("zone"));
     record_ = absolute(traffic.get("record"));
-    key_ = dns_lower(record_);
+    key_ = to_lower(record_);
     type_ = dns_upper(traffic.get("record_type", "A"));
     ttl_ = traffic.ttl;
     name_ = traffic.name.empty() ? record_ + " " + type_ : traffic.name;

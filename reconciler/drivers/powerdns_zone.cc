@@ -23,11 +23,6 @@ constexpr size_t kMaxRecords = 1000;
 
 }  // namespace
 
-std::string dns_lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 std::string dns_upper(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;
@@ -113,7 +108,7 @@ Result<std::shared_ptr<const PowerDnsZoneData>> PowerDnsZones::fetch(const std::
         set.records.push_back(std::move(r));
       }
     }
-    data->by_name[dns_lower(rr["name"].GetString())].push_back(std::move(set));
+    data->by_name[to_lower(rr["name"].GetString())].push_back(std::move(set));
   }
   return std::shared_ptr<const PowerDnsZoneData>(std::move(data));
 }

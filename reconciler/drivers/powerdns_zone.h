@@ -37,8 +37,7 @@
 
 namespace stackflip {
 
-// ascii case folding of DNS names and types.
-std::string dns_lower(std::string s);
+// ASCII upper case, for DNS record types ("aaaa" -> "AAAA").
 std::string dns_upper(std::string s);
 
 struct PowerDnsRrset {

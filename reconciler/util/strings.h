@@ -14,6 +14,9 @@ namespace stackflip {
 // `s` without leading and trailing whitespace (isspace).
 std::string trim(std::string_view s);
 
+// `s` with ASCII letters in lower case (host names, DNS names, URL schemes).
+std::string to_lower(std::string s);
+
 // ASCII case-insensitive equality (host names, HTTP header names).
 bool iequals(std::string_view a, std::string_view b);
 
