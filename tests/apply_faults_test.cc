@@ -6,6 +6,7 @@
 #include "builders.h"
 #include "core/apply.h"
 #include "core/planner.h"
+#include "fake_clock.h"
 #include "fake_provider.h"
 
 using namespace stackflip;
@@ -35,21 +36,11 @@ class SharedLog : public ActionLog {
   int64_t n_ = 0;
 };
 
-class NoSleepClock : public Clock {
- public:
-  Duration now() override { return t_; }
-  void sleep_for(Duration d) override { t_ += d; }
-  std::string rfc3339_now() override { return "2026-11-30T08:00:00Z"; }
-
- private:
-  Duration t_{0};
-};
-
 struct Harness {
   FakeWorld world;
   DesiredState desired;
   FakeDriverFactory factory{world};
-  NoSleepClock clock;
+  FakeClock clock;
   Fleet fleet;
 
   explicit Harness(std::string active) : desired(make_desired({make_group(active)})) {

@@ -7,6 +7,7 @@
 
 #include "builders.h"
 #include "core/planner.h"
+#include "fake_clock.h"
 #include "fake_provider.h"
 
 using namespace stackflip;
@@ -44,22 +45,11 @@ FakeWorld steady_world(const std::vector<std::string>& groups = {"shop"}) {
   return w;
 }
 
-// Counts how often real time was asked to pass; never sleeps.
-class FastClock : public Clock {
- public:
-  Duration now() override { return t_; }
-  void sleep_for(Duration d) override { t_ += d; }
-  std::string rfc3339_now() override { return "2026-11-26T18:00:00Z"; }
-
- private:
-  Duration t_{0};
-};
-
 struct Harness {
   FakeWorld world;
   DesiredState desired;
   FakeDriverFactory factory{world};
-  FastClock clock;
+  FakeClock clock;
   Fleet fleet;
   std::vector<std::string> journal;
 

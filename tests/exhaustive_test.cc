@@ -39,6 +39,7 @@
 #include "builders.h"
 #include "core/apply.h"
 #include "core/planner.h"
+#include "fake_clock.h"
 #include "fake_provider.h"
 
 using namespace stackflip;
@@ -52,16 +53,6 @@ struct RoleChoice {
 };
 constexpr RoleChoice kRoles[] = {
     {Role::primary, false}, {Role::replica, true}, {Role::replica, false}, {Role::unknown, false}};
-
-class NoWaitClock : public Clock {
- public:
-  Duration now() override { return t_; }
-  void sleep_for(Duration d) override { t_ += d; }
-  std::string rfc3339_now() override { return "2026-11-26T18:00:00Z"; }
-
- private:
-  Duration t_{0};
-};
 
 // Apply's own warnings (retries, the fail safe) would flood the output.
 struct QuietLog {
@@ -275,7 +266,7 @@ class Checker {
   DesiredState desired_;
   FakeDriverFactory factory_;
   Fleet fleet_;
-  NoWaitClock clock_;
+  FakeClock clock_;
 };
 
 // Whether PostgreSQL can be in the state at all. Only one kind is left
@@ -467,7 +458,7 @@ TEST_CASE("exhaustive: a refused promotion leaves every state safe and the old p
                             return std::make_unique<RefusingPromote>(std::move(d), asked);
                           };
                           Fleet fleet = make_fleet(desired, factory);
-                          NoWaitClock clock;
+                          FakeClock clock;
                           ApplyOptions o;
                           o.parallelism = 1;
                           o.action_timeout = std::chrono::milliseconds(50);
@@ -539,7 +530,7 @@ TEST_CASE(
   DesiredState desired = make_desired({g});
   FakeDriverFactory factory(w);
   Fleet fleet = make_fleet(desired, factory);
-  NoWaitClock clock;
+  FakeClock clock;
   ApplyOptions o;
   o.parallelism = 1;
   Plan plan = make_plan(desired, w.observe_all());

@@ -11,6 +11,7 @@
 #include "builders.h"
 #include "core/apply.h"
 #include "core/planner.h"
+#include "fake_clock.h"
 #include "fake_provider.h"
 #include "gitops/reconcile.h"
 #include "gitops/switch_hold.h"
@@ -39,16 +40,6 @@ class ListLog : public ActionLog {
   int64_t n_ = 0;
 };
 
-class FastClock : public Clock {
- public:
-  Duration now() override { return t_; }
-  void sleep_for(Duration d) override { t_ += d; }
-  std::string rfc3339_now() override { return "2026-11-26T18:00:00Z"; }
-
- private:
-  Duration t_{0};
-};
-
 FakeWorld steady_world() {
   FakeWorld w;
   w.stacks["shop"]["primary"] = FakeStack{true, false, Role::primary, "", 100, 1};
@@ -63,7 +54,7 @@ struct Switch {
   FakeWorld world = steady_world();
   DesiredState desired = make_desired({make_group("standby")});
   FakeDriverFactory factory{world};
-  FastClock clock;
+  FakeClock clock;
   Fleet fleet;
   Calls journal;
   FaultyStackDriver* faulty = nullptr;

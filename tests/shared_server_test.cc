@@ -8,22 +8,13 @@
 #include "core/apply.h"
 #include "core/plan_json.h"
 #include "core/planner.h"
+#include "fake_clock.h"
 #include "fake_provider.h"
 
 using namespace stackflip;
 using namespace stackflip::testing;
 
 namespace {
-
-class FastClock : public Clock {
- public:
-  Duration now() override { return t_; }
-  void sleep_for(Duration d) override { t_ += d; }
-  std::string rfc3339_now() override { return "2026-11-26T18:00:00Z"; }
-
- private:
-  Duration t_{0};
-};
 
 // A stack observed on server `sysid` whose postmaster started at `started`.
 StackObs on_server(StackObs s, const std::string& sysid, const std::string& started) {
@@ -144,7 +135,7 @@ TEST_CASE("issue 11: a plan's blocked groups survive its JSON and stop apply bef
 
   FakeDriverFactory factory(world);
   Fleet fleet = make_fleet(d, factory);
-  FastClock clock;
+  FakeClock clock;
   ApplyOptions ao;
   ao.action_timeout = ao.wait_timeout = std::chrono::milliseconds(200);
   ApplyResult r = Applier(d, fleet, nullptr, clock).apply(*back, ao);
