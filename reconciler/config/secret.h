@@ -4,7 +4,7 @@
 // a secret field, and drivers resolve references only when they connect, so
 // validate and plan need no secrets. Which references a config may use, and
 // where each may be sent, is the host's decision (host_policy.h). Every value
-// resolved is remembered for redaction (redact.h), and never put into an
+// resolved is remembered for redaction (util/redact.h, redact()), and never put into an
 // error message.
 #pragma once
 
