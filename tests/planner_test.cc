@@ -364,7 +364,8 @@ TEST_CASE(
               {"b", primary(true, 100)},
               {"c", unreachable(replica(true, "b", 100))}},
              traffic_at("b")};
-  const Action* promote = promote_of(plan_for(g, o), "a");
+  auto p = plan_for(g, o);  // kept alive: promote_of points into it
+  const Action* promote = promote_of(p, "a");
   REQUIRE(promote);
   CHECK_FALSE(promote->blocked);
 }

@@ -84,7 +84,14 @@ reconcile() { # URL [options...]  → stackflip's exit code
   N=$((N + 1))
   reset_example_state
   export STACKFLIP_STATE_DIR=$DIR/state.$N
-  "$SF" reconcile --repo "$@" >"$DIR/out" 2>"$DIR/err"
+  # Under the sanitizers (scripts/test-all.sh), an SSH fetch ends with
+  # LeakSanitizer reports inside Debian 12's libgit2 1.5 and libssh2 (56
+  # bytes: libssh2_knownhost_init, and a realloc in libgit2's ssh transport;
+  # no stackflip frame). Leak checking is off for SSH fetches only; the
+  # HTTP(S) cases above run the same stackflip code with it on.
+  local asan=${ASAN_OPTIONS:-}
+  [[ $1 == ssh://* && -n $asan ]] && asan=$asan:detect_leaks=0
+  ASAN_OPTIONS=$asan "$SF" reconcile --repo "$@" >"$DIR/out" 2>"$DIR/err"
   local rc=$?
   cat "$DIR/out" "$DIR/err" >>"$DIR/all-output"
   sed 's/^/  | /' "$DIR/err"
