@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -92,68 +93,74 @@ class FakeDriverFactory : public DriverFactory {
   FakeWorld& world_;
 };
 
-// Fails (or times out) the Nth call (1-based, counting every method but
-// observe) and every call after it when `sticky`. With `permanent`, the
-// failure is a refusal for good (Refused, result.h: "injected refusal").
-class FaultyStackDriver : public StackDriver {
+// Which calls of a wrapped driver fail, and how: the Nth call (1-based) and,
+// when `sticky`, every call after it; a refusal for good with `permanent`
+// (Refused, result.h: "injected refusal"), else a timeout or a failure.
+class InjectedFaults {
  public:
-  FaultyStackDriver(std::unique_ptr<StackDriver> inner, int fail_call, bool timeout = false,
-                    bool sticky = false, bool permanent = false)
-      : inner_(std::move(inner)),
-        fail_call_(fail_call),
-        timeout_(timeout),
-        sticky_(sticky),
-        permanent_(permanent) {}
+  InjectedFaults(int fail_call, bool timeout, bool sticky, bool permanent)
+      : fail_call_(fail_call), timeout_(timeout), sticky_(sticky), permanent_(permanent) {}
   int calls() const { return calls_; }
-  StackObs observe() override { return inner_->observe(); }
-  Status set_maintenance(bool on) override {
-    return fault() ? injected() : inner_->set_maintenance(on);
-  }
-  Status stop_replication() override { return fault() ? injected() : inner_->stop_replication(); }
-  Status promote() override { return fault() ? injected() : inner_->promote(); }
-  Status start_replication(const StackSpec& s) override {
-    return fault() ? injected() : inner_->start_replication(s);
-  }
-
- private:
-  bool fault() {
+  // Counts a call; the injected error when it is to fail, nullopt otherwise.
+  std::optional<Status> next() {
     ++calls_;
-    return calls_ == fail_call_ || (sticky_ && calls_ > fail_call_);
-  }
-  Status injected() const {
+    if (calls_ != fail_call_ && !(sticky_ && calls_ > fail_call_)) return std::nullopt;
     if (permanent_) return Status(Refused("injected refusal"));
     return timeout_ ? Status(Timeout("injected timeout")) : Status(Err("injected failure"));
   }
-  std::unique_ptr<StackDriver> inner_;
+
+ private:
   int fail_call_, calls_ = 0;
   bool timeout_, sticky_, permanent_;
 };
 
-// The traffic twin of FaultyStackDriver: fails (or times out, or refuses
-// for good) the Nth switch_to() and, when `sticky`, every one after it.
+// Fails chosen calls (InjectedFaults; every method but observe counts).
+class FaultyStackDriver : public StackDriver {
+ public:
+  FaultyStackDriver(std::unique_ptr<StackDriver> inner, int fail_call, bool timeout = false,
+                    bool sticky = false, bool permanent = false)
+      : inner_(std::move(inner)), faults_(fail_call, timeout, sticky, permanent) {}
+  int calls() const { return faults_.calls(); }
+  StackObs observe() override { return inner_->observe(); }
+  Status set_maintenance(bool on) override {
+    if (auto e = faults_.next()) return *e;
+    return inner_->set_maintenance(on);
+  }
+  Status stop_replication() override {
+    if (auto e = faults_.next()) return *e;
+    return inner_->stop_replication();
+  }
+  Status promote() override {
+    if (auto e = faults_.next()) return *e;
+    return inner_->promote();
+  }
+  Status start_replication(const StackSpec& s) override {
+    if (auto e = faults_.next()) return *e;
+    return inner_->start_replication(s);
+  }
+
+ private:
+  std::unique_ptr<StackDriver> inner_;
+  InjectedFaults faults_;
+};
+
+// The traffic twin of FaultyStackDriver: switch_to() calls count.
 class FaultyTrafficDriver : public TrafficDriver {
  public:
   FaultyTrafficDriver(std::unique_ptr<TrafficDriver> inner, int fail_call, bool timeout = false,
                       bool sticky = false, bool permanent = false)
-      : inner_(std::move(inner)),
-        fail_call_(fail_call),
-        timeout_(timeout),
-        sticky_(sticky),
-        permanent_(permanent) {}
-  int calls() const { return calls_; }
+      : inner_(std::move(inner)), faults_(fail_call, timeout, sticky, permanent) {}
+  int calls() const { return faults_.calls(); }
   TrafficObs observe() override { return inner_->observe(); }
   TrafficObs observe_in(ObservePass pass) override { return inner_->observe_in(pass); }
   Status switch_to(const std::string& stack) override {
-    ++calls_;
-    if (calls_ != fail_call_ && !(sticky_ && calls_ > fail_call_)) return inner_->switch_to(stack);
-    if (permanent_) return Status(Refused("injected refusal"));
-    return timeout_ ? Status(Timeout("injected timeout")) : Status(Err("injected failure"));
+    if (auto e = faults_.next()) return *e;
+    return inner_->switch_to(stack);
   }
 
  private:
   std::unique_ptr<TrafficDriver> inner_;
-  int fail_call_, calls_ = 0;
-  bool timeout_, sticky_, permanent_;
+  InjectedFaults faults_;
 };
 
 // Sleeps before chosen calls of `inner` (never holding the world's lock):
