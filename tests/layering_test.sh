@@ -14,6 +14,7 @@ rules=(
   "config|util core config|curl/|git2|sqlite3"
   "drivers|util sys core config drivers|git2|sqlite3"
   "gitops|util sys core config gitops|libpq|curl/"
+  "coord|util sys core config gitops coord|libpq|curl/|git2|sqlite3"
 )
 for rule in "${rules[@]}"; do
   IFS='|' read -r folder allowed forbidden <<<"$rule"
