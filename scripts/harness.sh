@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Local test harness: two PostgreSQL 15 clusters (primary + streaming replica)
-# and a PowerDNS Authoritative server, all on loopback, all under one folder.
+# Local test harness: two PostgreSQL 15 clusters (primary + streaming replica),
+# a PowerDNS Authoritative server and a 3-member etcd cluster, all on
+# loopback, all under one folder.
 #
 #   harness.sh start DIR        start everything under DIR (caller made DIR)
 #   harness.sh stop DIR         stop everything; always succeeds, idempotent
@@ -8,6 +9,9 @@
 #   harness.sh kill-pg N DIR    SIGKILL cluster N (1|2|3): postmaster and children
 #   harness.sh start-pg N DIR   start cluster N again (as configured on disk)
 #   harness.sh stop-pdns DIR / start-pdns DIR
+#   harness.sh kill-etcd N DIR  SIGKILL etcd member N (1|2|3)
+#   harness.sh start-etcd N DIR start member N again on its existing data dir
+#   harness.sh freeze-etcd N DIR / thaw-etcd N DIR   SIGSTOP / SIGCONT member N
 #
 # HARNESS_STACKS=3 adds a third cluster (pg3 on 127.0.0.3, a second streaming
 # replica of pg1, in maintenance like pg2; stack `third` in the config).
@@ -21,13 +25,16 @@
 #   host.yaml           its host policy (STACKFLIP_HOST_CONFIG in env)
 #   pg1/data pg1/sock pg1/log/postgresql.log   (same for pg2)
 #   pdns/pdns.conf pdns/pdns.sqlite3 pdns/pdns.log pdns/pdns.pid
+#   etcd1/data etcd1/etcd.log etcd1/etcd.pid   (same for etcd2, etcd3;
+#     client URLs in env: ETCD_ENDPOINTS, ETCD1_URL .. ETCD3_URL)
 #
-# Exit 77 when PostgreSQL 15 or PowerDNS are not installed (CTest: skipped).
+# Exit 77 when PostgreSQL 15, PowerDNS or etcd are not installed (CTest: skipped).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$SCRIPT_DIR/.." && pwd)
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+ETCD_BIN=${ETCD_BIN:-/usr/bin/etcd}
 PG_USER=stackflip
 PG_DB=app
 ZONE=example.test.
@@ -91,6 +98,31 @@ pick_port() { # PROTO ADDR...
   return 1
 }
 
+# pick_port for COUNT distinct ports at once (TCP on 127.0.0.1): one Python
+# start instead of COUNT, which matters on a loaded machine.
+pick_ports() { # COUNT
+  python3 - "$1" <<'EOF' 2>/dev/null
+import random, socket, sys
+want, picked = int(sys.argv[1]), []
+for _ in range(50 * want):
+    p = random.randrange(15000, 32000)
+    if p in picked:
+        continue
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", p))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    picked.append(p)
+    if len(picked) == want:
+        print(" ".join(map(str, picked)))
+        sys.exit(0)
+sys.exit(1)
+EOF
+}
+
 # Poll CMD... with short growing sleeps until it succeeds or TIMEOUT seconds.
 wait_for() { # TIMEOUT CMD...
   local timeout=$1; shift
@@ -133,6 +165,7 @@ check_tools() {
     command -v "$t" >/dev/null || { echo "harness: skipped: $t not found (run scripts/install-deps.sh)" >&2; exit 77; }
   done
   [[ -r $PDNS_SCHEMA ]] || { echo "harness: skipped: $PDNS_SCHEMA not found (install pdns-backend-sqlite3)" >&2; exit 77; }
+  [[ -x $ETCD_BIN ]] || { echo "harness: skipped: $ETCD_BIN not found (install etcd-server)" >&2; exit 77; }
   if [[ $EUID -eq 0 ]] && ! id -u postgres >/dev/null 2>&1; then
     echo "harness: skipped: running as root but there is no 'postgres' OS user" >&2; exit 77
   fi
@@ -401,6 +434,155 @@ start_pdns() {
   return 1
 }
 
+# ---------------------------------------------------------------- etcd
+
+# Three members etcd1..3 on 127.0.0.1, each with its own client and peer port
+# (ETCDn_PORT, ETCDn_PEER_PORT), bootstrapped statically.
+ETCD_MEMBERS="1 2 3"
+etcd_dir() { echo "$DIR/etcd$1"; }
+etcd_port() { local v="ETCD$1_PORT"; echo "${!v}"; }
+etcd_peer_port() { local v="ETCD$1_PEER_PORT"; echo "${!v}"; }
+etcd_url() { echo "http://127.0.0.1:$(etcd_port "$1")"; }
+
+etcd_pid() { # N -> pid of the live member N, or fail
+  local n=$1 pid; pid=$(cat "$(etcd_dir "$n")/etcd.pid" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] && alive_any "$pid" || return 1
+  # Never signal a stranger that reused the pid of a dead member.
+  [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"--data-dir $(etcd_dir "$n")/data "* ]] || return 1
+  echo "$pid"
+}
+
+etcd_launch() { # N -> 0 once member N's process runs (not waiting for the cluster)
+  local n=$1 d m cluster= unset=() v
+  d=$(etcd_dir "$n")
+  for m in $ETCD_MEMBERS; do cluster+="${cluster:+,}etcd$m=http://127.0.0.1:$(etcd_peer_port "$m")"; done
+  # etcd takes ETCD_* environment variables for flags (ETCD_ENDPOINTS from
+  # our own env file among them): hide them all from the server.
+  for v in $(compgen -e); do [[ $v != ETCD_* ]] || unset+=(-u "$v"); done
+  mkdir -p "$d"
+  # Test timing, fast but sane: heartbeat 100 ms, election timeout 1 s (the
+  # defaults for a LAN), so a lost leader is replaced in about a second.
+  # Pre-vote (the default from etcd 3.5 on): a member that was frozen or cut
+  # off does not depose a healthy leader when it comes back.
+  # The --initial-* flags only matter on the first start: with an existing
+  # data dir etcd ignores them and rejoins as the member it was, so
+  # start-etcd uses the very same command line.
+  # Fully detached: no inherited stdout, so `$(harness.sh start ...)` returns.
+  env "${unset[@]}" "$ETCD_BIN" --name "etcd$n" --data-dir "$d/data" \
+    --listen-client-urls "$(etcd_url "$n")" --advertise-client-urls "$(etcd_url "$n")" \
+    --listen-peer-urls "http://127.0.0.1:$(etcd_peer_port "$n")" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$(etcd_peer_port "$n")" \
+    --initial-cluster "$cluster" --initial-cluster-state new \
+    --initial-cluster-token "$HARNESS_ETCD_TOKEN" \
+    --heartbeat-interval 100 --election-timeout 1000 --pre-vote=true \
+    --logger zap --log-outputs stderr --log-level warn \
+    </dev/null >>"$d/etcd.log" 2>&1 &
+  echo $! >"$d/etcd.pid"
+  # Until the forked shell has exec'd etcd, the pid does not look like it.
+  wait_for 5 etcd_pid "$n"
+}
+
+# A linearizable read through member N: it answers only while the cluster
+# has a leader and N is connected to a quorum.
+etcd_serves() { # N
+  curl -fsS -o /dev/null -m 2 -X POST "$(etcd_url "$1")/v3/kv/range" -d '{"key":"aGFybmVzcw=="}'
+}
+
+etcd_wait_healthy() { # TIMEOUT -> 0 when every member serves; 1 at once if one died
+  local deadline=$((SECONDS + $1)) n ok
+  while ((SECONDS < deadline)); do
+    ok=1
+    for n in $ETCD_MEMBERS; do
+      etcd_pid "$n" >/dev/null || { log "etcd$n exited"; return 1; }
+      etcd_serves "$n" 2>/dev/null || { ok=0; break; }
+    done
+    ((ok)) && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+etcd_stop_all() { # -> always 0: thaw, TERM, bounded wait, KILL
+  local n pid pids=()
+  for n in $ETCD_MEMBERS; do
+    pid=$(etcd_pid "$n") && pids+=("$pid")
+    rm -f "$(etcd_dir "$n")/etcd.pid"
+  done
+  ((${#pids[@]})) || return 0
+  kill -CONT "${pids[@]}" 2>/dev/null || true
+  kill -TERM "${pids[@]}" 2>/dev/null || true
+  wait_for 10 not_alive "${pids[@]}" && return 0
+  kill -9 "${pids[@]}" 2>/dev/null || true
+  wait_for 5 not_alive "${pids[@]}" || true
+  return 0
+}
+
+etcd_kill() { # N: simulate a crash
+  local pid; pid=$(etcd_pid "$1") || { log "etcd$1 is not running"; return 0; }
+  kill -9 "$pid" 2>/dev/null || true
+  wait_for 10 not_alive "$pid" || true
+}
+
+etcd_signal() { # N SIGNAL (STOP|CONT)
+  local pid; pid=$(etcd_pid "$1") || die "etcd$1 is not running"
+  kill -"$2" "$pid"
+}
+
+# Start member N again on its data dir; 0 once its client port answers
+# (/version needs no quorum, so members can come back in any order).
+etcd_restart() { # N
+  local n=$1 d; d=$(etcd_dir "$n")
+  etcd_pid "$n" >/dev/null && { log "etcd$n already running"; return 0; }
+  [[ -d $d/data/member ]] || die "etcd$n has no data dir to start from"
+  etcd_launch "$n"
+  local deadline=$((SECONDS + 20))
+  while ((SECONDS < deadline)); do
+    etcd_pid "$n" >/dev/null || break
+    curl -fsS -o /dev/null -m 1 "$(etcd_url "$n")/version" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  tail_log "$d/etcd.log"
+  return 1
+}
+
+start_etcd() {
+  local attempt n ports
+  for attempt in 1 2 3 4 5; do
+    read -ra ports <<<"$(pick_ports 6)"
+    ((${#ports[@]} == 6)) || { echo "harness: no free ports for etcd" >&2; return 1; }
+    ETCD1_PORT=${ports[0]} ETCD2_PORT=${ports[1]} ETCD3_PORT=${ports[2]}
+    ETCD1_PEER_PORT=${ports[3]} ETCD2_PEER_PORT=${ports[4]} ETCD3_PEER_PORT=${ports[5]}
+    # A fresh token per attempt: members of a failed attempt cannot join.
+    HARNESS_ETCD_TOKEN=stackflip-harness-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    for n in $ETCD_MEMBERS; do
+      rm -rf "$(etcd_dir "$n")/data"; mkdir -p "$(etcd_dir "$n")"; : >"$(etcd_dir "$n")/etcd.log"
+    done
+    trace "etcd ports picked"
+    for n in $ETCD_MEMBERS; do etcd_launch "$n" || true; done
+    trace "etcd launched"
+    if etcd_wait_healthy 30; then trace "etcd healthy"; return 0; fi
+    etcd_stop_all
+    if grep -qs 'address already in use' "$DIR"/etcd[123]/etcd.log; then
+      log "etcd port collided, retrying (attempt $attempt)"; continue
+    fi
+    for n in $ETCD_MEMBERS; do tail_log "$(etcd_dir "$n")/etcd.log"; done
+    return 1
+  done
+  echo "harness: could not find free etcd ports after 5 attempts" >&2
+  return 1
+}
+
+etcd_status_line() { # N
+  local n=$1 pid st out id leader
+  if ! pid=$(etcd_pid "$n"); then echo "etcd$n $(etcd_url "$n")  down"; return; fi
+  st=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)
+  if [[ $st == T ]]; then echo "etcd$n $(etcd_url "$n")  frozen (pid $pid)"; return; fi
+  out=$(curl -fsS -m 1 -X POST "$(etcd_url "$n")/v3/maintenance/status" -d '{}' 2>/dev/null) ||
+    { echo "etcd$n $(etcd_url "$n")  running (pid $pid), not answering"; return; }
+  read -r id leader < <(python3 -c 'import json,sys; j=json.load(sys.stdin); print(j["header"]["member_id"], j.get("leader", "?"))' <<<"$out" 2>/dev/null)
+  echo "etcd$n $(etcd_url "$n")  $([[ -n $id && $id == "$leader" ]] && echo leader || echo follower) (pid $pid, id $id)"
+}
+
 # ---------------------------------------------------------------- outputs
 
 write_env() {
@@ -425,6 +607,17 @@ export PDNS_API_KEY=$PDNS_API_KEY
 export ZONE=$ZONE
 export RECORD=$RECORD
 export PG_CONTROL='$SCRIPT_DIR/pg-control.sh'
+export ETCD_ENDPOINTS=$(etcd_url 1),$(etcd_url 2),$(etcd_url 3)
+export ETCD1_URL=$(etcd_url 1)
+export ETCD2_URL=$(etcd_url 2)
+export ETCD3_URL=$(etcd_url 3)
+export ETCD1_PORT=$ETCD1_PORT
+export ETCD2_PORT=$ETCD2_PORT
+export ETCD3_PORT=$ETCD3_PORT
+export ETCD1_PEER_PORT=$ETCD1_PEER_PORT
+export ETCD2_PEER_PORT=$ETCD2_PEER_PORT
+export ETCD3_PEER_PORT=$ETCD3_PEER_PORT
+export HARNESS_ETCD_TOKEN=$HARNESS_ETCD_TOKEN
 export STACKFLIP_HOST_CONFIG='$DIR/host.yaml'
 EOF
   mv "$DIR/env.tmp" "$DIR/env"
@@ -486,17 +679,22 @@ cmd_start() {
   # Everything started from here on is stopped again if we fail half way.
   trap 'rc=$?; if ((rc != 0)); then echo "harness: start failed, stopping what was started" >&2; HARNESS_QUIET=1 cmd_stop; fi' EXIT
   PDNS_API_KEY=$(head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n')
-  # PostgreSQL and PowerDNS start independently; run the slower one (pg)
-  # in the foreground and PowerDNS in the background to save wall time.
+  # PostgreSQL, PowerDNS and etcd start independently; run the slowest one
+  # (pg) in the foreground and the others in the background to save wall time.
   ( pdns_create_db && trace "pdns db created" && start_pdns && echo "PDNS_PORT=$PDNS_PORT PDNS_API_PORT=$PDNS_API_PORT PDNS_API_URL=$PDNS_API_URL" >"$DIR/pdns/ports" ) &
   local pdns_job=$!
-  local pg_ok=0 pdns_ok=0
+  ( start_etcd && echo "ETCD1_PORT=$ETCD1_PORT ETCD2_PORT=$ETCD2_PORT ETCD3_PORT=$ETCD3_PORT ETCD1_PEER_PORT=$ETCD1_PEER_PORT ETCD2_PEER_PORT=$ETCD2_PEER_PORT ETCD3_PEER_PORT=$ETCD3_PEER_PORT HARNESS_ETCD_TOKEN=$HARNESS_ETCD_TOKEN" >"$DIR/etcd1/ports" ) &
+  local etcd_job=$!
+  local pg_ok=0 pdns_ok=0 etcd_ok=0
   start_postgres || pg_ok=1
   trace "postgres up"
   wait "$pdns_job" || pdns_ok=1
   trace "pdns up"
-  ((pg_ok == 0 && pdns_ok == 0)) || return 1
+  wait "$etcd_job" || etcd_ok=1
+  trace "etcd up"
+  ((pg_ok == 0 && pdns_ok == 0 && etcd_ok == 0)) || return 1
   eval "$(cat "$DIR/pdns/ports")"
+  eval "$(cat "$DIR/etcd1/ports")"
   # The PG port is needed by stop/status even if the rest fails: env first.
   write_env
   wait_for 30 streaming || { echo "harness: pg2 is not streaming from pg1" >&2; tail_log "$(pg_logfile 2)"; return 1; }
@@ -511,12 +709,14 @@ cmd_start() {
   done
   write_config
   trap - EXIT
-  log "up: PG_PORT=$PG_PORT PDNS_PORT=$PDNS_PORT PDNS_API_PORT=$PDNS_API_PORT (source $DIR/env)"
+  log "up: PG_PORT=$PG_PORT PDNS_PORT=$PDNS_PORT PDNS_API_PORT=$PDNS_API_PORT ETCD_PORTS=$ETCD1_PORT,$ETCD2_PORT,$ETCD3_PORT (source $DIR/env)"
 }
 
 cmd_stop() {
   [[ -d $DIR ]] || return 0
   pdns_stop
+  # By pid file: needs no port, so it also works before env is written.
+  etcd_stop_all
   # pg_ctl stop needs no port; stop the replica first so it does not log
   # reconnect attempts while the primary goes away.
   pg_stop 3; pg_stop 2; pg_stop 1
@@ -542,14 +742,16 @@ cmd_status() {
   else
     echo "pdns down"
   fi
+  for n in $ETCD_MEMBERS; do etcd_status_line "$n"; done
 }
 
-usage() { sed -n '2,12p' "$0" >&2; exit 2; }
+usage() { sed -n '2,17p' "$0" >&2; exit 2; }
 
 cmd=${1:-}; shift || true
 case $cmd in
   start|stop|status|stop-pdns|start-pdns) [[ $# -eq 1 ]] || usage; DIR=$(cd "$1" 2>/dev/null && pwd || echo "$1");;
-  kill-pg|start-pg) [[ $# -eq 2 && $1 =~ ^[123]$ ]] || usage; N=$1; DIR=$(cd "$2" 2>/dev/null && pwd || echo "$2");;
+  kill-pg|start-pg|kill-etcd|start-etcd|freeze-etcd|thaw-etcd)
+    [[ $# -eq 2 && $1 =~ ^[123]$ ]] || usage; N=$1; DIR=$(cd "$2" 2>/dev/null && pwd || echo "$2");;
   *) usage;;
 esac
 
@@ -566,4 +768,8 @@ case $cmd in
   start-pdns) load_env || die "no $DIR/env"
               pdns_pid >/dev/null && { log "pdns already running"; exit 0; }
               pdns_launch || { tail_log "$DIR/pdns/pdns.log"; pdns_stop; exit 1; };;
+  kill-etcd) load_env || die "no $DIR/env"; etcd_kill "$N";;
+  start-etcd) load_env || die "no $DIR/env"; etcd_restart "$N";;
+  freeze-etcd) load_env || die "no $DIR/env"; etcd_signal "$N" STOP;;
+  thaw-etcd) load_env || die "no $DIR/env"; etcd_signal "$N" CONT;;
 esac
