@@ -4,8 +4,8 @@
 # log file, one summary line is printed, the log tail only on failure.
 #
 # The servers are only used by scripts/harness.sh, which starts its own
-# instances on loopback. No system PowerDNS or PostgreSQL instance is left
-# running or set to start at boot, so nothing holds ports 53/5432/8081.
+# instances on loopback. No system PowerDNS, PostgreSQL or etcd instance is
+# left running or set to start at boot, so nothing holds ports 53/5432/8081/2379.
 set -euo pipefail
 
 LOG=${INSTALL_DEPS_LOG:-${TMPDIR:-/tmp}/stackflip-install-deps.log}
@@ -25,6 +25,9 @@ PACKAGES=(
   jq
   # openssh-server: git_transport_e2e.sh fetches over SSH from its own sshd
   openssh-server
+  # etcd-server: the harness's 3-member etcd cluster (issue 13); it is driven
+  # through the v3 JSON gateway with curl, so etcd-client is not needed
+  etcd-server
 )
 
 SUDO=()
@@ -69,7 +72,7 @@ APT_OPTS=(-o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg:
 # Make sure no system instance runs or starts at boot. Without systemd these
 # commands may fail harmlessly; that is fine.
 {
-  for svc in pdns postgresql; do
+  for svc in pdns postgresql etcd; do
     "${SUDO[@]}" invoke-rc.d "$svc" stop || true
     "${SUDO[@]}" update-rc.d "$svc" disable || true
     if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
@@ -84,7 +87,7 @@ APT_OPTS=(-o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg:
 } >>"$LOG" 2>&1
 
 missing=()
-for t in /usr/lib/postgresql/15/bin/postgres pdns_server pdnsutil dig sqlite3 cmake ninja curl python3; do
+for t in /usr/lib/postgresql/15/bin/postgres pdns_server pdnsutil dig sqlite3 /usr/bin/etcd cmake ninja curl python3; do
   command -v "$t" >/dev/null || missing+=("$t")
 done
 ((${#missing[@]} == 0)) || fail "still missing after install: ${missing[*]}"
