@@ -452,7 +452,7 @@ etcd_pid() { # N -> pid of the live member N, or fail
   echo "$pid"
 }
 
-etcd_launch() { # N -> 0 once member N's process runs (not waiting for the cluster)
+etcd_launch() { # N: start member N in the background, its pid in etcd.pid
   local n=$1 d m cluster= unset=() v
   d=$(etcd_dir "$n")
   for m in $ETCD_MEMBERS; do cluster+="${cluster:+,}etcd$m=http://127.0.0.1:$(etcd_peer_port "$m")"; done
@@ -478,9 +478,10 @@ etcd_launch() { # N -> 0 once member N's process runs (not waiting for the clust
     --logger zap --log-outputs stderr --log-level warn \
     </dev/null >>"$d/etcd.log" 2>&1 &
   echo $! >"$d/etcd.pid"
-  # Until the forked shell has exec'd etcd, the pid does not look like it.
-  wait_for 5 etcd_pid "$n"
 }
+
+# Until the forked shell has exec'd etcd, its pid does not look like member N.
+etcd_started() { wait_for 5 etcd_pid "$1"; } # N
 
 # A linearizable read through member N: it answers only while the cluster
 # has a leader and N is connected to a quorum.
@@ -502,7 +503,7 @@ etcd_wait_healthy() { # TIMEOUT -> 0 when every member serves; 1 at once if one 
   return 1
 }
 
-etcd_stop_all() { # -> always 0: thaw, TERM, bounded wait, KILL
+etcd_stop_all() { # -> always 0: thaw all, then one by one TERM, bounded wait, KILL
   local n pid pids=()
   for n in $ETCD_MEMBERS; do
     pid=$(etcd_pid "$n") && pids+=("$pid")
@@ -510,10 +511,15 @@ etcd_stop_all() { # -> always 0: thaw, TERM, bounded wait, KILL
   done
   ((${#pids[@]})) || return 0
   kill -CONT "${pids[@]}" 2>/dev/null || true
-  kill -TERM "${pids[@]}" 2>/dev/null || true
-  wait_for 10 not_alive "${pids[@]}" && return 0
-  kill -9 "${pids[@]}" 2>/dev/null || true
-  wait_for 5 not_alive "${pids[@]}" || true
+  # One at a time: a leader that gets TERM hands its leadership to a live
+  # peer first, and waits up to 7 s for it if every peer is stopping too.
+  # Stopped in turn, it finds a live peer at once, or none (then it exits).
+  for pid in "${pids[@]}"; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait_for 10 not_alive "$pid" && continue
+    kill -9 "$pid" 2>/dev/null || true
+    wait_for 5 not_alive "$pid" || true
+  done
   return 0
 }
 
@@ -535,6 +541,7 @@ etcd_restart() { # N
   etcd_pid "$n" >/dev/null && { log "etcd$n already running"; return 0; }
   [[ -d $d/data/member ]] || die "etcd$n has no data dir to start from"
   etcd_launch "$n"
+  etcd_started "$n" || true
   local deadline=$((SECONDS + 20))
   while ((SECONDS < deadline)); do
     etcd_pid "$n" >/dev/null || break
@@ -558,7 +565,8 @@ start_etcd() {
       rm -rf "$(etcd_dir "$n")/data"; mkdir -p "$(etcd_dir "$n")"; : >"$(etcd_dir "$n")/etcd.log"
     done
     trace "etcd ports picked"
-    for n in $ETCD_MEMBERS; do etcd_launch "$n" || true; done
+    for n in $ETCD_MEMBERS; do etcd_launch "$n"; done
+    for n in $ETCD_MEMBERS; do etcd_started "$n" || true; done
     trace "etcd launched"
     if etcd_wait_healthy 30; then trace "etcd healthy"; return 0; fi
     etcd_stop_all
