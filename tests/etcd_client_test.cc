@@ -372,12 +372,13 @@ struct WatchGateway {
 }  // namespace
 
 TEST_CASE("watch reads messages cut anywhere, sees PUT and DELETE, and returns soon after stop") {
-  std::string created = R"({"result":{"header":{"revision":"4"},"created":true}})";
+  // Braces and an escaped quote inside a string must not end a message.
+  std::string created = R"({"result":{"header":{"revision":"4"},"created":true,"x":"}\"{]"}})";
   std::string put =
-      R"({"result":{"header":{"revision":"5"},"events":[{"kv":{"key":"Zm9v","value":"e30=",)"
+      R"({"result":{"header":{"revision":"7"},"events":[{"kv":{"key":"Zm9v","value":"e30=",)"
       R"("create_revision":"5","mod_revision":"5","version":"1","lease":"12"}}]}})";
   std::string del =
-      R"({"result":{"header":{"revision":"6"},"events":[{"type":"DELETE","kv":{"key":"Zm9v",)"
+      R"({"result":{"header":{"revision":"8"},"events":[{"type":"DELETE","kv":{"key":"Zm9v",)"
       R"("mod_revision":"6"}}]}})";
   // Split inside a string, right after a brace and between messages.
   std::string all = created + "\n" + put + "\n" + del + "\n";
@@ -414,6 +415,7 @@ TEST_CASE("watch reads messages cut anywhere, sees PUT and DELETE, and returns s
   CHECK(events[0].kv.lease == 12);
   CHECK(events[1].removed);
   CHECK(events[1].kv.mod_revision == 6);
+  // The events' revisions, not the headers' (see etcd_client.h).
   CHECK(revisions == std::vector<int64_t>{5, 6});
   CHECK(w.request_body ==
         R"({"create_request":{"key":"Zm9v","range_end":"Zm9w","start_revision":"5"}})");
@@ -432,6 +434,8 @@ TEST_CASE("watch ends with an Error on a compacted revision, a malformed or over
       {"]", "between messages"},
       {"{\"result\":{\"header\":{\"x\":\"" + std::string(5000, 'y') + "\"}}}", "limit"},
       {R"({"result":{"created":true}})", "ended the stream"},
+      // Never closed: the message cap stops it, not the end of the stream.
+      {"{\"result\":{\"x\":\"" + std::string(5000, 'y'), "a message is larger than"},
   };
   for (const auto& [body, expect] : cases) {
     INFO(body.substr(0, 80));
