@@ -24,6 +24,37 @@
 // util/json_input.h limits; a malformed answer is an Error, never a crash.
 //
 // Thread safety: every method may be called from any thread at once.
+//
+// Decisions where the gateway or the contract above left room:
+// - Deadline: a call's attempts share `request_timeout`; each attempt may
+//   take what is left, but connecting to one endpoint gets only its share
+//   (left / endpoints not tried yet), so a black-holed first member still
+//   leaves time for the others. Running out is an Error with `timeout` set.
+// - `requests()` counts every HTTP request sent: each endpoint attempt
+//   (also one refused at once), each authenticate, one per watch stream.
+// - Error flags: `config` (and `permanent`) for gRPC PermissionDenied (7),
+//   Unauthenticated (16) other than an expired token, and a failed
+//   authenticate; any other gRPC error is a plain Error.
+// - keep_alive: etcd 3.4 answers the keep-alive of an unknown or expired
+//   lease with HTTP 200 and {"result":{"header":..,"ID":".."}}, no TTL; that
+//   (TTL absent or <= 0) is the "expired" Error. The answer is wrapped in
+//   "result" (it is a stream's message), unlike every other call's.
+// - time_to_live: etcd answers TTL "-1" for an unknown lease (HTTP 200).
+// - revoke of a lease etcd no longer has ("requested lease not found",
+//   HTTP 404 gRPC 5) is Ok: the lease is gone, which is what was asked.
+// - grant: TTLs below etcd's minimum are raised by etcd (TTL 1 → 2 here).
+// - watch: failover happens only until a member answers; after that a broken
+//   or ended stream is an Error. Connecting (and authenticating) gets
+//   request_timeout, the stream max_time; a member that accepts and then
+//   never sends holds the watch until max_time (then Ok). Batches without
+//   events ("created", progress notices) are not reported. The revision
+//   given to `on_events` is the batch's largest event mod_revision, not the
+//   message header's (which etcd may set past a batch it split): re-watching
+//   from it + 1 misses nothing. `max_body` also caps one watch message. An
+//   "invalid auth token" on the stream is an Error (the token is dropped, so
+//   the next call authenticates again). The stream is read by
+//   HttpClient::stream, which polls every kStreamTickMs (50 ms) so `stop` is
+//   seen within that, not only when data arrives.
 #pragma once
 
 #include <atomic>

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 #include <mutex>
+#include <optional>
 
 #include "util/json_input.h"
 #include "util/strings.h"
@@ -118,44 +119,46 @@ HttpClient::~HttpClient() {
   if (impl_->easy) curl_easy_cleanup(impl_->easy);
 }
 
-Result<HttpResponse> HttpClient::perform(const HttpRequest& request) {
-  const std::string where = request.method + " " + request.url;
-  CURL* c = impl_->easy;
-  if (!c) return Err(where + ": cannot initialise libcurl");
-  std::string bad = first_bad_header(request.headers);
-  if (!bad.empty())
-    return Err(where + ": refused to send header \"" + trim_for_message(bad, 64) +
-               "\": its name or value holds a control character (CR, LF, ...)");
-  // reset() clears options but keeps the connection cache: connections are
-  // reused across requests of this client.
-  curl_easy_reset(c);
+namespace {
 
-  HttpResponse response;
+// What one transfer needs alive while libcurl runs it.
+struct Transfer {
   Body body;
-  body.max = request.max_body;
+  Headers received{nullptr};
+  curl_slist* headers = nullptr;
   char errbuf[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+  ~Transfer() { curl_slist_free_all(headers); }
+};
+
+// Sets `c` up for `request` (after a reset, which keeps the connection cache:
+// connections are reused across requests of this client). The caller sets
+// the write function.
+void prepare(CURL* c, const HttpClientOptions& options, const HttpRequest& request,
+             HttpResponse& response, Transfer& t) {
+  curl_easy_reset(c);
+  t.body.max = request.max_body;
+  t.received.list = &response.headers;
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, t.errbuf);
   curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for timeouts
   curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(request.timeout.count()));
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+  auto connect = request.connect_timeout.count() > 0 ? request.connect_timeout : request.timeout;
+  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect.count()));
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-  Headers received{&response.headers};
-  curl_easy_setopt(c, CURLOPT_HEADERDATA, &received);
+  curl_easy_setopt(c, CURLOPT_HEADERDATA, &t.received);
   curl_easy_setopt(c, CURLOPT_USERAGENT, "stackflip/" STACKFLIP_VERSION);
 
-  if (impl_->options.insecure) {
+  if (options.insecure) {
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
   } else {
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-    if (!impl_->options.ca_file.empty())
-      curl_easy_setopt(c, CURLOPT_CAINFO, impl_->options.ca_file.c_str());
+    if (!options.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, options.ca_file.c_str());
   }
+  if (!options.cert_file.empty()) curl_easy_setopt(c, CURLOPT_SSLCERT, options.cert_file.c_str());
+  if (!options.key_file.empty()) curl_easy_setopt(c, CURLOPT_SSLKEY, options.key_file.c_str());
 
   if (request.method == "GET") {
     curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
@@ -170,31 +173,135 @@ Result<HttpResponse> HttpClient::perform(const HttpRequest& request) {
     curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(request.body.size()));
   }
 
-  curl_slist* headers = nullptr;
   for (const auto& [k, v] : request.headers)
-    headers = curl_slist_append(headers, (k + ": " + v).c_str());
+    t.headers = curl_slist_append(t.headers, (k + ": " + v).c_str());
   // No "Expect: 100-continue" round trip for small bodies.
-  headers = curl_slist_append(headers, "Expect:");
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, headers);
+  t.headers = curl_slist_append(t.headers, "Expect:");
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, t.headers);
+}
 
-  CURLcode rc = curl_easy_perform(c);
-  curl_slist_free_all(headers);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);
-
-  if (received.over)
+// The error of a finished transfer, if any.
+std::optional<Error> transfer_error(const std::string& where, const HttpRequest& request,
+                                    const Transfer& t, CURLcode rc) {
+  if (t.received.over)
     return Err(where + ": the response headers are larger than " +
                format_byte_size(kMaxHeaderBytes) + "; not read");
-  if (body.over)
+  if (t.body.over)
     return Err(where + ": the response body is larger than the " +
                format_byte_size(request.max_body) + " limit; not read");
   if (rc != CURLE_OK) {
-    std::string reason = errbuf[0] ? trim(errbuf) : curl_easy_strerror(rc);
+    std::string reason = t.errbuf[0] ? trim(t.errbuf) : curl_easy_strerror(rc);
     if (rc == CURLE_OPERATION_TIMEDOUT) return Timeout(where + ": timed out (" + reason + ")");
     return Err(where + ": " + reason);
   }
+  return std::nullopt;
+}
+
+// Streams a 2xx body to the caller, collects any other body under its cap.
+struct Sink {
+  CURL* easy = nullptr;
+  const std::function<bool(std::string_view)>* on_data = nullptr;
+  Body* body = nullptr;
+  bool stopped = false;  // on_data returned false
+};
+
+size_t on_stream(char* data, size_t size, size_t n, void* user) {
+  auto* sink = static_cast<Sink*>(user);
+  long status = 0;
+  curl_easy_getinfo(sink->easy, CURLINFO_RESPONSE_CODE, &status);
+  if (status < 200 || status > 299) return on_body(data, size, n, sink->body);
+  if (!(*sink->on_data)(std::string_view(data, size * n))) {
+    sink->stopped = true;
+    return 0;
+  }
+  return size * n;
+}
+
+}  // namespace
+
+Result<HttpResponse> HttpClient::perform(const HttpRequest& request) {
+  const std::string where = request.method + " " + request.url;
+  CURL* c = impl_->easy;
+  if (!c) return Err(where + ": cannot initialise libcurl");
+  std::string bad = first_bad_header(request.headers);
+  if (!bad.empty())
+    return Err(where + ": refused to send header \"" + trim_for_message(bad, 64) +
+               "\": its name or value holds a control character (CR, LF, ...)");
+
+  HttpResponse response;
+  Transfer t;
+  prepare(c, impl_->options, request, response, t);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &t.body);
+
+  CURLcode rc = curl_easy_perform(c);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);
+
+  if (auto e = transfer_error(where, request, t, rc)) return *e;
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
-  response.body = std::move(body.text);
+  response.body = std::move(t.body.text);
+  return response;
+}
+
+Result<HttpResponse> HttpClient::stream(const HttpRequest& request,
+                                        const std::function<bool(std::string_view)>& on_data) {
+  const std::string where = request.method + " " + request.url;
+  CURL* c = impl_->easy;
+  if (!c) return Err(where + ": cannot initialise libcurl");
+  std::string bad = first_bad_header(request.headers);
+  if (!bad.empty())
+    return Err(where + ": refused to send header \"" + trim_for_message(bad, 64) +
+               "\": its name or value holds a control character (CR, LF, ...)");
+  CURLM* multi = curl_multi_init();
+  if (!multi) return Err(where + ": cannot initialise libcurl");
+
+  HttpResponse response;
+  Transfer t;
+  prepare(c, impl_->options, request, response, t);
+  Sink sink{c, &on_data, &t.body};
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_stream);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &sink);
+  curl_multi_add_handle(multi, c);
+
+  CURLcode rc = CURLE_OK;
+  bool finished = false;
+  std::string multi_error;
+  for (;;) {
+    int running = 0;
+    CURLMcode mc = curl_multi_perform(multi, &running);
+    if (mc != CURLM_OK) {
+      multi_error = curl_multi_strerror(mc);
+      break;
+    }
+    int left = 0;
+    while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
+      if (msg->msg == CURLMSG_DONE) {
+        rc = msg->data.result;
+        finished = true;
+      }
+    }
+    if (finished || sink.stopped) break;
+    if (!on_data(std::string_view())) {
+      sink.stopped = true;
+      break;
+    }
+    mc = curl_multi_poll(multi, nullptr, 0, kStreamTickMs, nullptr);
+    if (mc != CURLM_OK) {
+      multi_error = curl_multi_strerror(mc);
+      break;
+    }
+  }
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
+  curl_multi_remove_handle(multi, c);
+  curl_multi_cleanup(multi);
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, nullptr);
+  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, nullptr);
+
+  if (sink.stopped) return response;
+  if (!multi_error.empty()) return Err(where + ": " + multi_error);
+  if (auto e = transfer_error(where, request, t, rc)) return *e;
+  response.body = std::move(t.body.text);
   return response;
 }
 

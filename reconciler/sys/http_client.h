@@ -23,11 +23,24 @@
 // newline in it would otherwise inject headers) is refused before anything
 // is sent; the error names the header, never its value. Values put into URL
 // paths go through percent_encode_path_segment().
+//
+// Streaming (stream()): for long-lived answers (etcd's watch), the body of a
+// 2xx answer is handed to a callback chunk by chunk as it arrives instead of
+// being collected. The callback is also called with an empty chunk at least
+// every kStreamTickMs while the answer is idle (and while connecting), so a
+// caller can stop a quiet stream promptly; returning false ends the transfer
+// at once, which is not an error. The streamed bytes are the callback's to
+// bound (no max_body on them); the body of a non-2xx answer is collected
+// under max_body as perform() does and returned instead. The stream runs on
+// curl's multi interface polled every tick (a progress callback alone is
+// called only about once a second on an idle connection).
 #pragma once
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <string_view>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,6 +51,7 @@
 namespace stackflip {
 
 constexpr size_t kDefaultMaxHttpBody = size_t{8} << 20;  // 8 MiB
+constexpr int kStreamTickMs = 50;                        // see stream()
 
 struct HttpRequest {
   std::string method = "GET";  // GET, POST, PUT, PATCH, DELETE, HEAD
@@ -46,6 +60,9 @@ struct HttpRequest {
   std::string body;                                          // sent when non-empty
   std::chrono::milliseconds timeout{5000};                   // whole request
   size_t max_body = kDefaultMaxHttpBody;                     // response body cap, bytes
+  // Cap on establishing the connection (TCP + TLS); 0 = `timeout`. Lets a
+  // caller with several servers give up on a black-holed one early.
+  std::chrono::milliseconds connect_timeout{0};
 };
 
 struct HttpResponse {
@@ -58,8 +75,20 @@ struct HttpResponse {
 };
 
 struct HttpClientOptions {
+  // Constructors rather than aggregate initialisation, so the drivers' brace
+  // lists of the first two fields stay warning-free.
+  HttpClientOptions() = default;
+  HttpClientOptions(bool insecure_, std::string ca_file_, std::string cert_file_ = "",
+                    std::string key_file_ = "")
+      : insecure(insecure_),
+        ca_file(std::move(ca_file_)),
+        cert_file(std::move(cert_file_)),
+        key_file(std::move(key_file_)) {}
+
   bool insecure = false;  // disable TLS verification (logs a warning)
   std::string ca_file;    // extra CA bundle (PEM); empty = system default
+  // Client identity for mutual TLS (PEM files); empty = none.
+  std::string cert_file, key_file;
 };
 
 class HttpClient {
@@ -71,6 +100,15 @@ class HttpClient {
 
   // Performs one request; see the header comment for the error contract.
   Result<HttpResponse> perform(const HttpRequest& request);
+
+  // Performs one request whose 2xx body is streamed to `on_data` (see the
+  // header comment): the returned response has the status and headers, and
+  // the body only of a non-2xx answer. `request.timeout` caps the whole
+  // transfer (an Error with `timeout` set when it runs out). When `on_data`
+  // returned false the call returns what it had (status 0 if the headers had
+  // not arrived yet).
+  Result<HttpResponse> stream(const HttpRequest& request,
+                              const std::function<bool(std::string_view)>& on_data);
 
  private:
   struct Impl;
