@@ -84,8 +84,8 @@ TEST_CASE("base64 round trips every byte value at every length modulo 3") {
   CHECK(base64_encode("foob") == "Zm9vYg==");
   std::string all;
   for (int i = 0; i < 256; ++i) all += char(i);
-  for (size_t len : {size_t{0}, size_t{1}, size_t{2}, size_t{3}, size_t{254}, size_t{255},
-                     size_t{256}}) {
+  for (size_t len :
+       {size_t{0}, size_t{1}, size_t{2}, size_t{3}, size_t{254}, size_t{255}, size_t{256}}) {
     std::string bytes = all.substr(0, len);
     auto back = base64_decode(base64_encode(bytes));
     REQUIRE(back.ok());
@@ -94,8 +94,8 @@ TEST_CASE("base64 round trips every byte value at every length modulo 3") {
 }
 
 TEST_CASE("base64 decoding refuses characters outside the alphabet and bad padding") {
-  for (const char* bad : {"Zm9", "Zm9v!", "Zg=a", "Z===", "=Zm9", "Zm9v\n", "Zg==Zg==", "-_8=",
-                          "Zm 9", "Zm9v===="}) {
+  for (const char* bad :
+       {"Zm9", "Zm9v!", "Zg=a", "Z===", "=Zm9", "Zm9v\n", "Zg==Zg==", "-_8=", "Zm 9", "Zm9v===="}) {
     INFO(bad);
     CHECK_FALSE(base64_decode(bad).ok());
   }
@@ -349,7 +349,8 @@ struct WatchGateway {
     g.server.Post("/v3/watch", [this, pieces](const httplib::Request& req, httplib::Response& res) {
       request_body = req.body;
       res.set_chunked_content_provider(
-          "application/json", [this, pieces, i = size_t{0}](size_t, httplib::DataSink& sink) mutable {
+          "application/json",
+          [this, pieces, i = size_t{0}](size_t, httplib::DataSink& sink) mutable {
             if (i < pieces.size()) {
               sink.write(pieces[i].data(), pieces[i].size());
               ++i;
@@ -391,13 +392,14 @@ TEST_CASE("watch reads messages cut anywhere, sees PUT and DELETE, and returns s
   Clock::time_point stopped_at;
   Status result;
   std::thread watcher([&] {
-    result = c->watch("foo", true, 5,
-                      [&](const std::vector<EtcdWatchEvent>& batch, int64_t revision) {
-                        events.insert(events.end(), batch.begin(), batch.end());
-                        revisions.push_back(revision);
-                        return true;
-                      },
-                      stop, std::chrono::seconds(10));
+    result = c->watch(
+        "foo", true, 5,
+        [&](const std::vector<EtcdWatchEvent>& batch, int64_t revision) {
+          events.insert(events.end(), batch.begin(), batch.end());
+          revisions.push_back(revision);
+          return true;
+        },
+        stop, std::chrono::seconds(10));
   });
   auto start = Clock::now();
   while (events.size() < 2 && ms_since(start) < 3000) std::this_thread::sleep_for(milliseconds(5));
@@ -444,12 +446,13 @@ TEST_CASE("watch ends with an Error on a compacted revision, a malformed or over
     auto c = client_for({w.g.url()}, milliseconds(1500), 4096);
     std::atomic<bool> stop{false};
     int batches = 0;
-    Status s = c->watch("foo", false, 3,
-                        [&](const std::vector<EtcdWatchEvent>&, int64_t) {
-                          ++batches;
-                          return true;
-                        },
-                        stop, std::chrono::seconds(5));
+    Status s = c->watch(
+        "foo", false, 3,
+        [&](const std::vector<EtcdWatchEvent>&, int64_t) {
+          ++batches;
+          return true;
+        },
+        stop, std::chrono::seconds(5));
     REQUIRE_FALSE(s.ok());
     CHECK(s.message().find(expect) != std::string::npos);
     CHECK(batches == 0);
@@ -457,15 +460,15 @@ TEST_CASE("watch ends with an Error on a compacted revision, a malformed or over
 }
 
 TEST_CASE("watch returns when max_time passes or on_events says stop") {
-  std::string put =
-      R"({"result":{"events":[{"kv":{"key":"Zm9v","mod_revision":"8"}}]}})";
+  std::string put = R"({"result":{"events":[{"kv":{"key":"Zm9v","mod_revision":"8"}}]}})";
   {
     WatchGateway w({put});
     auto c = client_for({w.g.url()});
     std::atomic<bool> stop{false};
     auto start = Clock::now();
-    Status s = c->watch("foo", false, 0, [](const std::vector<EtcdWatchEvent>&, int64_t) { return false; },
-                        stop, std::chrono::seconds(5));
+    Status s = c->watch(
+        "foo", false, 0, [](const std::vector<EtcdWatchEvent>&, int64_t) { return false; }, stop,
+        std::chrono::seconds(5));
     CHECK(s.ok());
     CHECK(ms_since(start) < 1000);
   }
@@ -474,8 +477,9 @@ TEST_CASE("watch returns when max_time passes or on_events says stop") {
     auto c = client_for({w.g.url()});
     std::atomic<bool> stop{false};
     auto start = Clock::now();
-    Status s = c->watch("foo", false, 0, [](const std::vector<EtcdWatchEvent>&, int64_t) { return true; },
-                        stop, milliseconds(300));
+    Status s = c->watch(
+        "foo", false, 0, [](const std::vector<EtcdWatchEvent>&, int64_t) { return true; }, stop,
+        milliseconds(300));
     double took = ms_since(start);
     CHECK(s.ok());
     CHECK(took >= 290);

@@ -50,7 +50,8 @@ std::string base64_encode(const std::string& bytes) {
 }
 
 Result<std::string> base64_decode(const std::string& text) {
-  if (text.size() % 4 != 0) return Err("base64: length " + std::to_string(text.size()) + " is not a multiple of 4");
+  if (text.size() % 4 != 0)
+    return Err("base64: length " + std::to_string(text.size()) + " is not a multiple of 4");
   std::string out;
   out.reserve(text.size() / 4 * 3);
   for (size_t i = 0; i < text.size(); i += 4) {
@@ -65,7 +66,8 @@ Result<std::string> base64_decode(const std::string& text) {
         continue;
       }
       int s = sextet(c);
-      if (s < 0 || pad > 0) return Err("base64: invalid character at offset " + std::to_string(i + j));
+      if (s < 0 || pad > 0)
+        return Err("base64: invalid character at offset " + std::to_string(i + j));
       v = v << 6 | uint32_t(s);
     }
     out += char((v >> 16) & 0xff);
@@ -462,7 +464,8 @@ struct EtcdClient::Impl {
                    trim_for_message(response.body, 200));
       Error e = Err(where + ": " + message + " (HTTP " + std::to_string(response.status) +
                     ", gRPC code " + std::to_string(code) + ")");
-      if (code == kGrpcPermissionDenied || (code == kGrpcUnauthenticated && !invalid_token(message)))
+      if (code == kGrpcPermissionDenied ||
+          (code == kGrpcUnauthenticated && !invalid_token(message)))
         e.config = e.permanent = true;
       return e;
     }
@@ -484,8 +487,8 @@ struct EtcdClient::Impl {
       put_string(w, "password", options.password);
     });
     ++requests;
-    auto r = client.perform(request(endpoint, "/v3/auth/authenticate", body, deadline,
-                                    endpoints_left));
+    auto r =
+        client.perform(request(endpoint, "/v3/auth/authenticate", body, deadline, endpoints_left));
     if (!r.ok()) {
       transport = r.error();
       return Status::Ok();
@@ -542,11 +545,10 @@ struct EtcdClient::Impl {
       failures += (failures.empty() ? "" : "; ") + transport->message;
     }
     if (Clock::now() >= deadline) timed_out = true;
-    std::string message = "etcd " + op + ": no endpoint answered" +
-                          (timed_out ? " within " + std::to_string(options.request_timeout.count()) +
-                                           " ms"
-                                     : "") +
-                          (failures.empty() ? "" : " (" + failures + ")");
+    std::string message =
+        "etcd " + op + ": no endpoint answered" +
+        (timed_out ? " within " + std::to_string(options.request_timeout.count()) + " ms" : "") +
+        (failures.empty() ? "" : " (" + failures + ")");
     return timed_out ? Timeout(message) : Err(message);
   }
 
@@ -642,36 +644,36 @@ Result<EtcdTxnResult> EtcdClient::txn(const std::vector<EtcdCompare>& compares,
   });
   std::string op = "txn";
   if (!compares.empty()) op += " on " + trim_for_message(escape_control(compares[0].key), 100);
-  return read_answer<EtcdTxnResult>(
-      op, impl_->call(op, "/v3/kv/txn", body), [](Reader& r, const rapidjson::Value& d) {
-        EtcdTxnResult t;
-        t.succeeded = r.flag(d, "succeeded");
-        t.revision = r.revision(d);
-        if (const auto* responses = r.array(d, "responses"))
-          for (const auto& item : responses->GetArray()) {
-            if (!item.IsObject()) {
-              r.fail("a response is not an object");
-              continue;
-            }
-            if (const auto* range = r.object(item, "response_range"))
-              t.ranges.push_back(r.range(*range));
-          }
-        return t;
-      });
+  return read_answer<EtcdTxnResult>(op, impl_->call(op, "/v3/kv/txn", body),
+                                    [](Reader& r, const rapidjson::Value& d) {
+                                      EtcdTxnResult t;
+                                      t.succeeded = r.flag(d, "succeeded");
+                                      t.revision = r.revision(d);
+                                      if (const auto* responses = r.array(d, "responses"))
+                                        for (const auto& item : responses->GetArray()) {
+                                          if (!item.IsObject()) {
+                                            r.fail("a response is not an object");
+                                            continue;
+                                          }
+                                          if (const auto* range = r.object(item, "response_range"))
+                                            t.ranges.push_back(r.range(*range));
+                                        }
+                                      return t;
+                                    });
 }
 
 Result<int64_t> EtcdClient::grant(std::chrono::seconds ttl) {
   std::string body = json_body([&](Writer& w) { put_int(w, "TTL", ttl.count()); });
-  auto id = read_answer<int64_t>(
-      "lease grant", impl_->call("lease grant", "/v3/lease/grant", body),
-      [](Reader& r, const rapidjson::Value& d) {
-        // LeaseGrantResponse carries its own "error" string.
-        std::string error = r.text(d, "error");
-        if (!error.empty()) r.fail("the member refused: " + trim_for_message(error, 200));
-        int64_t id = r.number(d, "ID");
-        if (id == 0) r.fail("no lease ID");
-        return id;
-      });
+  auto id = read_answer<int64_t>("lease grant", impl_->call("lease grant", "/v3/lease/grant", body),
+                                 [](Reader& r, const rapidjson::Value& d) {
+                                   // LeaseGrantResponse carries its own "error" string.
+                                   std::string error = r.text(d, "error");
+                                   if (!error.empty())
+                                     r.fail("the member refused: " + trim_for_message(error, 200));
+                                   int64_t id = r.number(d, "ID");
+                                   if (id == 0) r.fail("no lease ID");
+                                   return id;
+                                 });
   return id;
 }
 
@@ -694,9 +696,9 @@ Result<int64_t> EtcdClient::keep_alive(int64_t lease) {
 Result<int64_t> EtcdClient::time_to_live(int64_t lease) {
   std::string body = json_body([&](Writer& w) { put_int(w, "ID", lease); });
   std::string op = "time-to-live of lease " + std::to_string(lease);
-  auto ttl = read_answer<int64_t>(
-      op, impl_->call(op, "/v3/lease/timetolive", body),
-      [](Reader& r, const rapidjson::Value& d) { return r.number(d, "TTL"); });
+  auto ttl =
+      read_answer<int64_t>(op, impl_->call(op, "/v3/lease/timetolive", body),
+                           [](Reader& r, const rapidjson::Value& d) { return r.number(d, "TTL"); });
   if (ttl.ok() && *ttl < 0) return int64_t{-1};
   return ttl;
 }
@@ -762,19 +764,19 @@ Status EtcdClient::watch(
         Reader r;
         const auto* result = r.object(doc, "result");
         if (!result) {
-          failed = Err(where + ": malformed message: " +
-                       (r.problem.empty() ? "no \"result\"" : r.problem));
+          failed = Err(where +
+                       ": malformed message: " + (r.problem.empty() ? "no \"result\"" : r.problem));
           return false;
         }
         if (r.flag(*result, "canceled")) {
           int64_t compacted = r.number(*result, "compact_revision");
           std::string reason = r.text(*result, "cancel_reason");
-          failed = Err(where + ": " +
-                       (compacted > 0 ? "revision " + std::to_string(start_revision) +
-                                            " was compacted (the oldest is " +
-                                            std::to_string(compacted) + ")"
-                                      : "the member cancelled the watch" +
-                                            (reason.empty() ? "" : ": " + reason)));
+          failed =
+              Err(where + ": " +
+                  (compacted > 0
+                       ? "revision " + std::to_string(start_revision) +
+                             " was compacted (the oldest is " + std::to_string(compacted) + ")"
+                       : "the member cancelled the watch" + (reason.empty() ? "" : ": " + reason)));
           return false;
         }
         std::vector<EtcdWatchEvent> events;

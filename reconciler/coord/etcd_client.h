@@ -30,6 +30,8 @@
 //   take what is left, but connecting to one endpoint gets only its share
 //   (left / endpoints not tried yet), so a black-holed first member still
 //   leaves time for the others. Running out is an Error with `timeout` set.
+// - An answer over max_body is refused by the transport (not read) and
+//   counts as that endpoint failing: the next endpoint is tried.
 // - `requests()` counts every HTTP request sent: each endpoint attempt
 //   (also one refused at once), each authenticate, one per watch stream.
 // - Error flags: `config` (and `permanent`) for gRPC PermissionDenied (7),

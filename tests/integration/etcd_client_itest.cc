@@ -238,14 +238,15 @@ TEST_CASE("etcd: watch sees a PUT, then the DELETE of a revoked lease, and stops
   std::vector<int64_t> revisions;
   Status result;
   std::thread watcher([&] {
-    result = c->watch(p, true, at->revision + 1,
-                      [&](const std::vector<EtcdWatchEvent>& batch, int64_t revision) {
-                        std::lock_guard<std::mutex> lock(mu);
-                        events.insert(events.end(), batch.begin(), batch.end());
-                        revisions.push_back(revision);
-                        return true;
-                      },
-                      stop, seconds(20));
+    result = c->watch(
+        p, true, at->revision + 1,
+        [&](const std::vector<EtcdWatchEvent>& batch, int64_t revision) {
+          std::lock_guard<std::mutex> lock(mu);
+          events.insert(events.end(), batch.begin(), batch.end());
+          revisions.push_back(revision);
+          return true;
+        },
+        stop, seconds(20));
   });
   auto put_rev = c->put(p + "x", "v1", *lease);
   REQUIRE(put_rev.ok());
@@ -255,7 +256,8 @@ TEST_CASE("etcd: watch sees a PUT, then the DELETE of a revoked lease, and stops
     return events.size();
   };
   auto start = Clock::now();
-  while (seen() < 2 && Clock::now() - start < seconds(5)) std::this_thread::sleep_for(milliseconds(10));
+  while (seen() < 2 && Clock::now() - start < seconds(5))
+    std::this_thread::sleep_for(milliseconds(10));
   std::this_thread::sleep_for(milliseconds(300));  // idle stream
   auto stopped = Clock::now();
   stop = true;
@@ -274,9 +276,11 @@ TEST_CASE("etcd: watch sees a PUT, then the DELETE of a revoked lease, and stops
   CHECK(events[1].removed);
   CHECK(events[1].kv.key == p + "x");
   CHECK(events[1].kv.mod_revision > *put_rev);
-  REQUIRE(revisions.size() == 2);
-  CHECK(revisions[0] == *put_rev);
-  CHECK(revisions[1] == events[1].kv.mod_revision);
+  // One batch or two: a watch that connects after both happened gets them
+  // replayed together. Either way the last revision is the DELETE's.
+  REQUIRE_FALSE(revisions.empty());
+  CHECK(revisions.size() <= 2);
+  CHECK(revisions.back() == events[1].kv.mod_revision);
 }
 
 TEST_CASE("etcd: watch from the past replays, max_time ends an idle watch") {
@@ -289,12 +293,13 @@ TEST_CASE("etcd: watch from the past replays, max_time ends an idle watch") {
   std::atomic<bool> stop{false};
   std::vector<std::string> values;
   auto start = Clock::now();
-  Status s = c->watch(p + "a", false, *r1,
-                      [&](const std::vector<EtcdWatchEvent>& batch, int64_t) {
-                        for (const auto& e : batch) values.push_back(e.kv.value);
-                        return true;
-                      },
-                      stop, milliseconds(600));
+  Status s = c->watch(
+      p + "a", false, *r1,
+      [&](const std::vector<EtcdWatchEvent>& batch, int64_t) {
+        for (const auto& e : batch) values.push_back(e.kv.value);
+        return true;
+      },
+      stop, milliseconds(600));
   double took = itest::ms_since(start);
   CHECK(s.ok());
   CHECK(values == std::vector<std::string>{"1", "2"});
@@ -315,13 +320,14 @@ TEST_CASE("etcd: a dead first endpoint fails over to a live one, for calls and f
   auto w = client({dead_endpoint(), eps[0]});
   std::atomic<bool> stop{false};
   int64_t seen = 0;
-  Status s = w->watch(key, false, *put,
-                      [&](const std::vector<EtcdWatchEvent>& batch, int64_t revision) {
-                        seen = revision;
-                        (void)batch;
-                        return false;
-                      },
-                      stop, seconds(5));
+  Status s = w->watch(
+      key, false, *put,
+      [&](const std::vector<EtcdWatchEvent>& batch, int64_t revision) {
+        seen = revision;
+        (void)batch;
+        return false;
+      },
+      stop, seconds(5));
   CHECK(s.ok());
   CHECK(seen == *put);
   CHECK(w->endpoint() == eps[0]);
