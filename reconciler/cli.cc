@@ -18,6 +18,8 @@
 #include "config/loader.h"
 #include "config/secret.h"
 #include "config/snapshot.h"
+#include "coord/etcd_coordination.h"
+#include "coord/etcd_flags.h"
 #include "core/apply.h"
 #include "core/observe.h"
 #include "core/plan_json.h"
@@ -165,6 +167,7 @@ struct Options {
   // Host-side: how hard this host may drive its providers is the operator's
   // call, not the config's (README "Parallel groups").
   int parallel = 32;
+  EtcdFlags etcd;  // run, status, history (issue 13)
 };
 
 constexpr int kMaxParallel = 256;
@@ -393,7 +396,23 @@ int cmd_apply(const Options& o) {
   return code;
 }
 
+// A client of the etcd the flags name, or a Fatal naming the flag.
+std::unique_ptr<EtcdClient> etcd_client(const Options& o) {
+  auto eo = etcd_client_options(o.etcd);
+  if (!eo.ok()) throw Fatal(eo.error().message);
+  auto c = EtcdClient::create(*eo);
+  if (!c.ok()) throw Fatal("etcd: " + c.error().message);
+  return std::move(*c);
+}
+
 int cmd_history(const Options& o) {
+  if (o.etcd.enabled()) {  // every instance's actions, from the shared journal
+    auto etcd = etcd_client(o);
+    auto h = etcd_history(*etcd, o.etcd.prefix, o.limit, o.group);
+    if (!h.ok()) throw Fatal("etcd: " + h.error().message);
+    std::cout << render_history(*h);
+    return 0;
+  }
   auto journal = open_state_store(o.state.empty() ? default_state_path() : o.state);
   auto h = journal->history(o.limit, o.group);
   if (!h.ok()) throw Fatal(h.error().message);
@@ -424,6 +443,8 @@ struct GitopsSetup {
   std::unique_ptr<GitSource> source;
   std::unique_ptr<Notifier> notifier;
   RealDriverFactory factory;
+  std::unique_ptr<EtcdClient> etcd;
+  std::unique_ptr<EtcdCoordination> coordination;
   std::unique_ptr<Reconciler> reconciler;
 };
 
@@ -456,8 +477,21 @@ void setup_gitops(const Options& o, GitopsSetup& g) {
   rs.trust.gpg_keyring = o.gpg_keyring;
   rs.apply.progress = print_step;
   rs.apply.parallelism = o.parallel;
+  if (o.etcd.enabled()) {
+    auto co = etcd_coordination_options(o.etcd);
+    if (!co.ok()) throw Fatal(co.error().message);
+    fit_to_lease(rs.apply, co->lease_ttl);
+    co->budget = [apply = rs.apply](const Action& a) { return action_budget(apply, a); };
+    g.etcd = etcd_client(o);
+    g.coordination = std::make_unique<EtcdCoordination>(*g.etcd, *g.journal, *co);
+    std::cout << "etcd: instance " << co->instance << " (site " << co->site << "), lease "
+              << co->lease_ttl.count() << " s; an action may take at most "
+              << rs.apply.action_timeout.count() << " ms per attempt, "
+              << rs.apply.retries + 1 << " attempts" << std::endl;
+  }
   g.reconciler = std::make_unique<Reconciler>(*g.source, *g.journal, g.factory, real_clock(), rs,
                                               g.notifier.get());
+  if (g.coordination) g.reconciler->set_coordination(g.coordination.get());
 }
 
 int cmd_reconcile(const Options& o) {
@@ -508,10 +542,58 @@ int cmd_run(const Options& o) {
   rs.repo_description = g.source->describe();
   std::cout << "stackflip run: " << rs.repo_description << " file " << o.repo_file << " every "
             << o.interval << " (pid " << ::getpid() << ")" << std::endl;
-  return run_loop(*g.reconciler, rs);
+  if (g.coordination) {
+    EtcdCoordination& c = *g.coordination;
+    if (Status st = c.start(); !st.ok())
+      std::cerr << "etcd: " << st.message() << " (retrying; no action starts meanwhile)\n";
+    rs.coordination_status = [&c] { return c.status_json(); };
+    rs.coordination_metrics = [&c] { return c.prometheus(); };
+    rs.wake = [&c](std::function<void()> f) { c.on_change(std::move(f)); };
+  }
+  int rc = run_loop(*g.reconciler, rs);
+  if (g.coordination) g.coordination->stop();  // revokes the lease: the others take over now
+  return rc;
+}
+
+// `status --etcd`: the shared commit in force, the instances and each
+// group's leader with its lease's remaining time.
+void print_etcd_status(const Options& o) {
+  auto etcd = etcd_client(o);
+  const std::string& p = o.etcd.prefix;
+  EtcdRangeOptions all;
+  all.prefix = true;
+  auto commit = etcd->range(p + "commit");
+  auto live = etcd->range(p + "live/", all);
+  if (!live.ok()) throw Fatal("etcd: " + live.error().message);
+  std::map<int64_t, int64_t> left;
+  std::vector<std::pair<std::string, std::string>> instances, leaders;
+  std::map<std::string, int64_t> lease_of;
+  for (const auto& kv : live->kvs) {
+    std::string rest = kv.key.substr(p.size());
+    if (rest.rfind("live/instances/", 0) == 0) instances.emplace_back(rest.substr(15), kv.value);
+    if (rest.rfind("live/leader/", 0) == 0) leaders.emplace_back(rest.substr(12), kv.value);
+    if (!left.count(kv.lease)) {
+      auto t = etcd->time_to_live(kv.lease);
+      left[kv.lease] = t.ok() ? *t : -1;
+    }
+    lease_of[rest] = kv.lease;
+  }
+  std::cout << "etcd:            " << etcd->endpoint() << " (prefix " << p << ")\n";
+  if (commit.ok() && !commit->kvs.empty())
+    std::cout << "Shared commit:   " << escape_control(commit->kvs.front().value) << "\n";
+  std::cout << "Instances:       " << instances.size() << "\n";
+  for (const auto& [name, v] : instances)
+    std::cout << "  " << escape_control(name) << " " << escape_control(v) << ", lease "
+              << left[lease_of["live/instances/" + name]] << " s left\n";
+  std::cout << "Leaders:\n";
+  for (const auto& [group, inst] : leaders)
+    std::cout << "  " << escape_control(group) << ": " << escape_control(inst) << " (lease "
+              << left[lease_of["live/leader/" + group]] << " s left)\n";
+  std::cout << "\n";
 }
 
 int cmd_status(const Options& o) {
+  if (o.etcd.enabled()) print_etcd_status(o);
   auto journal = open_state_store(state_path(o));
   auto commit = journal->get("gitops.commit");
   auto file = journal->get("gitops.file");
@@ -584,6 +666,21 @@ int run_cli(int argc, char** argv) {
     c.add_option("--parallel", o.parallel,
                  "Groups observed and applied at a time, 1 to 256 (default 32; host-side, never "
                  "from the config)");
+  };
+  auto add_etcd_options = [&](CLI::App& c, bool run) {
+    c.add_option("--etcd", o.etcd.endpoints,
+                 "etcd client URLs, comma-separated: several instances share the groups");
+    c.add_option("--etcd-prefix", o.etcd.prefix, "Key prefix in etcd (default /stackflip/)");
+    c.add_option("--etcd-cacert", o.etcd.cacert, "CA bundle that verifies the etcd members");
+    c.add_option("--etcd-cert", o.etcd.cert, "Client certificate for etcd (PEM)");
+    c.add_option("--etcd-key", o.etcd.key, "Client key for etcd (PEM)");
+    c.add_option("--etcd-user", o.etcd.user, "etcd user (with --etcd-password)");
+    c.add_option("--etcd-password", o.etcd.password, "Secret reference (${env:NAME}) of the password");
+    if (!run) return;
+    c.add_option("--instance", o.etcd.instance, "This instance's unique name (with --etcd)");
+    c.add_option("--site", o.etcd.site, "The site this instance runs in (default: --instance)");
+    c.add_option("--lease-ttl", o.etcd.lease_ttl,
+                 "Leadership lease (default 5s): takeover time, and the longest an action may take");
   };
   auto add_gitops_options = [&](CLI::App& c) {
     c.add_option("--repo", o.repo, "Git repository: path, file://, https:// or ssh URL")
@@ -666,17 +763,20 @@ int run_cli(int argc, char** argv) {
                       "\"Authorization: Bearer <token>\"");
          c.add_option("--webhook-listen", o.webhook_listen,
                       "Serve /webhook on this address only (e.g. 0.0.0.0:9443), not on --listen");
+         add_etcd_options(c, true);
        }},
       {"status", "Show the commit in force, the last good run and recent runs", cmd_status,
        [&](CLI::App& c) {
          c.add_option("--state", o.state, "State store");
          c.add_option("-n,--limit", o.limit, "How many runs")->default_val(10);
+         add_etcd_options(c, false);
        }},
       {"history", "Show the journal of applied actions", cmd_history,
        [&](CLI::App& c) {
          c.add_option("--state", o.state, "State store");
          c.add_option("-n,--limit", o.limit, "How many entries");
          c.add_option("--group", o.group, "Only this group");
+         add_etcd_options(c, false);
        }},
   };
   std::vector<std::pair<CLI::App*, const Command*>> subs;

@@ -177,7 +177,7 @@ std::vector<std::string> narrow_expected(const YamlDocument& doc, const std::str
     tk = stack ? type_of(str(member(*stack, "provider"))) : nullptr;
     if (tk)
       allowed = tk->stack_keys,
-      allowed.insert(allowed.end(), {"provider", "address", "maintenance"});
+      allowed.insert(allowed.end(), {"provider", "address", "maintenance", "site"});
   } else if ((t.size() == 3 || t.size() == 4) && t[0] == "groups" && t[2] == "traffic") {
     const Value* traffic = group_member(t[1], "traffic");
     if (traffic && t.size() == 4) {
@@ -523,7 +523,7 @@ class Checker {
       return;
     }
     secrets(s, sp, {"password", "database_password"});
-    type_keys(s, sp, {"provider", "address", "maintenance"}, tk->stack_keys, tk->stack_required,
+    type_keys(s, sp, {"provider", "address", "maintenance", "site"}, tk->stack_keys, tk->stack_required,
               type, "stack", "'" + sname + "'");
     for (const auto& [dsn_key, pw_key] :
          {std::pair{"dsn", "password"}, {"database_dsn", "database_password"}})
@@ -601,7 +601,9 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
       }
       if (!ss.addresses.empty()) ss.address = ss.addresses.front();
       if (const Value* m = member(s.value, "maintenance")) ss.maintenance = m->GetBool();
-      split_settings(s.value, {"provider", "address", "maintenance", "settings"}, ss.settings,
+      ss.site = ss.name;
+      if (const Value* site = member(s.value, "site")) ss.site = site->GetString();
+      split_settings(s.value, {"provider", "address", "maintenance", "site", "settings"}, ss.settings,
                      &ss.lists);
       if (const Value* extra = member(s.value, "settings"))
         for (const auto& e : extra->GetObject())

@@ -54,6 +54,10 @@ struct StackSpec {
   std::vector<std::string> addresses;
   std::string address;
   std::optional<bool> maintenance;  // explicit desired flag; see GroupSpec
+  // The site (data centre, cloud region) the stack runs in: `site:`, or the
+  // stack's name. With etcd, a group is led preferably from another site
+  // than its active stack's (issue 13).
+  std::string site;
   Mark mark;
 
   std::string get(const std::string& key, const std::string& fallback = "") const {

@@ -60,6 +60,7 @@ struct GroupRun {
   std::vector<Action> actions, after;  // the first plan; the plan of `last`
   std::vector<Skipped> skipped, after_skipped;
   bool ran = false;       // handed to apply (actions, or blocked as a whole)
+  std::string standby;    // with etcd: why this instance does not apply the group
   GroupApply result;      // of the last round
   size_t steps_ok = 0;    // over all rounds
   bool switched = false;  // a promotion or traffic switch succeeded
@@ -71,6 +72,11 @@ namespace {
 void fill_outcome(GroupStatus& gs, const GroupRun& g) {
   gs.steps = g.steps_ok;
   gs.seconds = g.seconds;
+  if (!g.standby.empty() && !gs.converged) {
+    gs.outcome = GroupOutcome::standby;
+    gs.reason = g.standby;
+    return;
+  }
   if (!g.ran) {
     gs.outcome = GroupOutcome::converged;
     if (!g.after_skipped.empty()) {
@@ -164,6 +170,8 @@ const char* to_string(GroupOutcome o) {
       return "interrupted";
     case GroupOutcome::pending:
       return "pending";
+    case GroupOutcome::standby:
+      return "standby";
   }
   return "?";
 }
@@ -235,6 +243,14 @@ std::vector<GroupRun> Reconciler::run_groups(const DesiredState& d, const Observ
     g.after = g.actions;
     g.after_skipped = g.skipped;
     if (g.actions.empty() && g.block.empty()) return;
+    if (!behind_.empty()) {
+      g.standby = behind_;
+      return;
+    }
+    if (coord_ && !coord_->leads(g.name, &g.standby)) {
+      if (g.standby.empty()) g.standby = "another instance leads this group";
+      return;
+    }
     g.ran = true;
     {
       std::lock_guard lock(pool.mu());
@@ -251,7 +267,8 @@ std::vector<GroupRun> Reconciler::run_groups(const DesiredState& d, const Observ
     // stopped) is re-planned at once, up to twice, rather than at the next
     // pass: here the commit is the approval, not one particular plan.
     for (int round = 0;; ++round) {
-      ApplyResult ar = Applier(d, fleet_, &store_, clock_).apply(current, ao);
+      ActionLog* log = coord_ ? &coord_->journal() : static_cast<ActionLog*>(&store_);
+      ApplyResult ar = Applier(d, fleet_, log, clock_).apply(current, ao);
       g.result =
           ar.groups.empty() ? GroupApply{g.name, {}, StepOutcome::ok, "", ""} : ar.groups.front();
       if (!g.result.failed_safe.empty()) {
@@ -414,6 +431,8 @@ PassReport Reconciler::pass(const std::atomic<bool>* stop) {
   }
   std::string bad_result = "invalid";
   std::string error = follow_head(rep, bad_result);
+  if (coord_ && !error.empty() && bad_result == "invalid")
+    coord_->publish_invalid_head(rep.run.commit, error);
   if (!error.empty()) {
     rep.run.error = error;
     if (!desired_) return finish(rep, t0, bad_result, 1);
@@ -433,6 +452,7 @@ std::string Reconciler::follow_head(PassReport& rep, std::string& bad_result) {
     return head.error().message;
   }
   rep.run.commit = *head;
+  if (coord_) follow_shared_commit();  // after the fetch: the shared commit is here now
   if (*head == commit_ && desired_) {
     rep.idle = true;
     return "";
@@ -458,6 +478,42 @@ std::string Reconciler::follow_head(PassReport& rep, std::string& bad_result) {
   return "";
 }
 
+void Reconciler::share_commit_in_force() {
+  behind_.clear();
+  std::string shared = coord_->shared_commit();
+  if (shared == commit_) return;
+  if (!shared.empty()) {
+    auto newer = source_.descends_from(commit_, shared);
+    if (!newer.ok() || !*newer) {
+      behind_ = "the other instances apply commit " + short_sha(shared) +
+                ", which this instance does not have (or which does not descend from " +
+                short_sha(commit_) + "); applying nothing until it does";
+      return;
+    }
+  }
+  coord_->publish_commit(commit_);
+}
+
+void Reconciler::follow_shared_commit() {
+  std::string shared = coord_->shared_commit();
+  if (shared.empty() || shared == commit_) return;
+  if (!commit_.empty()) {
+    auto d = source_.descends_from(shared, commit_);
+    if (!d.ok() || !*d) return;  // older, or not fetched yet: the head decides
+  }
+  if (s_.require_signed) {
+    auto sig = source_.signature(shared);
+    Status verified = sig.ok() ? verify_commit_signature(shared, *sig, s_.trust) : sig.status();
+    if (!verified.ok()) return;
+  }
+  auto text = source_.read_file(shared, s_.file);
+  if (!text.ok()) return;
+  LoadResult lr = load_desired_text(s_.file, *text);
+  if (!lr.desired) return;
+  spdlog::info("following the commit in force of the other instances: {}", short_sha(shared));
+  adopt(shared, std::move(*text), std::move(*lr.desired));
+}
+
 void Reconciler::load_holds(const DesiredState& d) {
   holds_.clear();
   holds_changed_ = false;
@@ -476,10 +532,20 @@ std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
                                                               const std::atomic<bool>* stop) {
   const DesiredState& d = *desired_;
   rep.commit_in_force = commit_;
+  if (coord_) share_commit_in_force();
   rep.run.desired_digest = d.digest;
   if (fleet_.empty()) fleet_ = make_fleet(d, factory_);
   // DESIGN.md: unreachable stacks "as last known", from the last observation.
-  StoredLastKnown memory(store_);
+  StoredLastKnown stored(store_);
+  LastKnown& memory = coord_ ? coord_->last_known() : stored;
+  if (coord_) {
+    std::vector<GroupSite> sites;
+    for (const auto& [name, g] : d.groups) {
+      auto st = g.stacks.find(g.active);
+      sites.push_back({name, st == g.stacks.end() ? g.active : st->second.site});
+    }
+    coord_->set_groups(sites);
+  }
   std::optional<ObservedState> last_known;
   if (auto last = memory.load(); !last.ok())
     store_failed(last.status());

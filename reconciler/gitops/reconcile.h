@@ -74,6 +74,7 @@
 #include "core/observe.h"
 #include "core/plan.h"
 #include "core/provider.h"
+#include "gitops/coordination.h"
 #include "gitops/git_source.h"
 #include "gitops/signature.h"
 #include "gitops/state_store.h"
@@ -102,6 +103,7 @@ enum class GroupOutcome {
   blocked,      // a guard stopped the group (reason says which)
   interrupted,  // a stop was requested before the group's next step
   pending,      // nothing could run now (a step skipped: its stack is down)
+  standby,      // with etcd: another instance leads the group (reason names it), or none may
 };
 const char* to_string(GroupOutcome o);
 
@@ -159,6 +161,11 @@ class Reconciler {
   // One pass; never throws for expected failures (they are in the report).
   PassReport pass(const std::atomic<bool>* stop = nullptr);
 
+  // With etcd (issue 13, coordination.h): apply only the groups this
+  // instance leads, journal through the fencing check, share the commit in
+  // force and the observation memory. Set before the first pass.
+  void set_coordination(Coordination* c) { coord_ = c; }
+
  private:
   Status restore_from_store();
   void adopt(std::string commit, std::string text, DesiredState d);
@@ -175,6 +182,13 @@ class Reconciler {
   PassReport finish(PassReport& rep, Clock::Duration t0, const std::string& result, int code);
   void notify(const PassReport& rep, const std::string& result);
   void load_holds(const DesiredState& d);
+  // Plans against the instances' shared commit in force when it is newer
+  // than this instance's own (descends from it): a takeover never plans
+  // against an older commit.
+  void follow_shared_commit();
+  // Publishes the commit in force unless the shared one is newer; then
+  // `behind_` says why this instance applies nothing.
+  void share_commit_in_force();
   // observe → plan → apply → re-plan of every group, as independent
   // pipelines behind the bounded observation gate (see above).
   std::vector<GroupRun> run_groups(const DesiredState& d, const ObservedState* last_known,
@@ -186,6 +200,8 @@ class Reconciler {
   Clock& clock_;
   ReconcileSettings s_;
   Notifier* notifier_;
+  Coordination* coord_ = nullptr;
+  std::string behind_;  // with etcd: why nothing is applied this pass ("" = apply)
   bool rewind_allowed_;      // --allow-rewind not used up yet
   std::string store_error_;  // this pass's last state store failure
   std::string last_notice_;  // the last notification sent (also when the store fails)

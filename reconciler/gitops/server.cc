@@ -103,7 +103,8 @@ Result<std::chrono::milliseconds> parse_duration(const std::string& text) {
   return std::chrono::milliseconds(static_cast<int64_t>(ms));
 }
 
-std::string status_json(const PassReport* last, const std::string& repo) {
+std::string status_json(const PassReport* last, const std::string& repo,
+                        const std::string& coordination) {
   rapidjson::StringBuffer buf;
   rapidjson::Writer<rapidjson::StringBuffer> w(buf);
   auto str = [&](const char* k, const std::string& v) {
@@ -112,6 +113,10 @@ std::string status_json(const PassReport* last, const std::string& repo) {
   };
   w.StartObject();
   str("repository", repo);
+  if (!coordination.empty()) {  // our own JSON object (etcd_coordination.h)
+    w.Key("coordination");
+    w.RawValue(coordination.c_str(), coordination.size(), rapidjson::kObjectType);
+  }
   if (!last) {
     w.Key("last_run");
     w.Null();
@@ -234,16 +239,19 @@ void add_routes(HttpEndpoint& main_http, HttpEndpoint& hook_on, const RunSetting
   };
   main_http.handle("GET", "/healthz",
                    [](const EndpointRequest&) { return EndpointResponse::text(200, "ok\n"); });
-  main_http.handle("GET", "/metrics", [&metrics](const EndpointRequest&) {
-    return EndpointResponse::shared(
-        std::make_shared<const std::string>(redact(metrics.prometheus())),
-        "text/plain; version=0.0.4");
+  main_http.handle("GET", "/metrics", [&metrics, &rs](const EndpointRequest&) {
+    std::string text = metrics.prometheus();
+    if (rs.coordination_metrics) text += rs.coordination_metrics();
+    return EndpointResponse::shared(std::make_shared<const std::string>(redact(text)),
+                                    "text/plain; version=0.0.4");
   });
   auto status = [&sh, &rs](const EndpointRequest&) {
+    std::string coordination = rs.coordination_status ? rs.coordination_status() : "";
     std::lock_guard lock(sh.mu);
-    return EndpointResponse::shared(std::make_shared<const std::string>(
-                                        redact(status_json(sh.last.get(), rs.repo_description))),
-                                    "application/json");
+    return EndpointResponse::shared(
+        std::make_shared<const std::string>(
+            redact(status_json(sh.last.get(), rs.repo_description, coordination))),
+        "application/json");
   };
   auto observed = [&sh](const EndpointRequest&) {
     std::lock_guard lock(sh.mu);
@@ -311,6 +319,7 @@ int run_loop(Reconciler& reconciler, const RunSettings& rs,
   add_routes(main_http, rs.webhook_listen.empty() ? main_http : hook_http, rs, sh, metrics);
   int rc = start_listeners(main_http, hook_http, rs);
   if (rc) sh.stop = true;
+  if (rs.wake) rs.wake([&sh] { sh.trigger(); });
 
   std::mt19937_64 rng{std::random_device{}()};
   while (!sh.stop) {
@@ -323,6 +332,7 @@ int run_loop(Reconciler& reconciler, const RunSettings& rs,
     sh.triggered = false;
   }
 
+  if (rs.wake) rs.wake(nullptr);
   main_http.stop();
   hook_http.stop();
   pthread_kill(signals.native_handle(), SIGUSR2);

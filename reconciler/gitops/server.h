@@ -77,6 +77,11 @@ struct RunSettings {
   std::string api_token;         // resolved; empty = /status and /observed open
   std::string repo_description;  // for /status
   EndpointLimits limits;
+  // With etcd (issue 13): /status gets a "coordination" member (this JSON
+  // object), /metrics these lines, and `wake` is handed the loop's trigger
+  // (a pass at once when this instance gains a group; nullptr at the end).
+  std::function<std::string()> coordination_status, coordination_metrics;
+  std::function<void(std::function<void()>)> wake;
 };
 
 // True when `header` is "sha256=<hex>" and hex is the HMAC-SHA256 of `body`
@@ -105,6 +110,7 @@ int run_loop(Reconciler& reconciler, const RunSettings& settings,
              const std::function<void(const PassReport&)>& on_pass = {});
 
 // The /status JSON of a report (also used by tests).
-std::string status_json(const PassReport* last, const std::string& repo);
+std::string status_json(const PassReport* last, const std::string& repo,
+                        const std::string& coordination = "");
 
 }  // namespace stackflip

@@ -407,8 +407,12 @@ Status StateStore::refuse_writes_for_testing(bool on) {
 
 std::string render_history(const std::vector<JournalEntry>& entries) {
   if (entries.empty()) return "No actions journaled yet.\n";
+  // The shared journal (etcd) names the instance and token of every action.
+  bool shared = std::any_of(entries.begin(), entries.end(),
+                            [](const JournalEntry& e) { return !e.instance.empty(); });
   std::vector<std::vector<std::string>> rows = {
       {"ID", "TIME", "GROUP", "ACTION", "STACK", "STATUS", "DURATION", "ORIGIN", "ERROR"}};
+  if (shared) rows[0][0] = "INSTANCE", rows[0].insert(rows[0].begin() + 1, "TOKEN");
   for (const auto& e : entries) {
     std::string stack = e.source.empty() ? e.stack : e.stack + " from " + e.source;
     std::string status, duration;
@@ -423,6 +427,7 @@ std::string render_history(const std::vector<JournalEntry>& entries) {
       if (c == '\n' || c == '\r' || c == '\t') c = ' ';
     rows.push_back(
         {std::to_string(e.id), e.time, e.group, e.kind, stack, status, duration, e.origin, error});
+    if (shared) rows.back()[0] = e.instance, rows.back().insert(rows.back().begin() + 1, std::to_string(e.token));
   }
   std::vector<size_t> width(rows[0].size(), 0);
   for (const auto& r : rows)

@@ -49,6 +49,9 @@ struct JournalEntry {
   int64_t duration_ms = 0;
   int64_t start_id = 0;  // finished rows: id of the started row they end
   bool open = false;     // started row with no finished row: still running, or the process died
+  // With etcd (issue 13): the instance that applied it and its fencing token.
+  std::string instance;
+  int64_t token = 0;
 };
 
 // One reconcile pass of the GitOps loop.

@@ -1,0 +1,59 @@
+// coordination.h — what the loop asks of the other instances it shares the
+// groups with (issue 13). Without --etcd there is no Coordination and the
+// loop behaves as a single instance; coord/etcd_coordination.h implements it
+// on etcd.
+//
+// Per pass, the Reconciler
+//   1. reads the shared commit in force (shared_commit) and, when it is
+//      newer than its own and descends from it, plans against it — so an
+//      instance that takes over never plans against an older commit;
+//   2. publishes each group's active site (set_groups), so the groups are
+//      spread over the live instances;
+//   3. observes and plans every group, and applies only the groups it leads
+//      (leads); the others are reported "standby" with the leader's name;
+//   4. journals every action through journal(): the fencing check and the
+//      shared journal entry come before the local one, and a failed check
+//      means the action does not start;
+//   5. publishes the commit it adopted and an invalid head it saw.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/action_log.h"
+#include "core/observe.h"
+#include "util/result.h"
+
+namespace stackflip {
+
+struct GroupSite {
+  std::string group;
+  std::string active_site;  // the site of the group's active stack
+};
+
+class Coordination {
+ public:
+  virtual ~Coordination() = default;
+
+  // The groups of the commit in force and their active sites; leadership is
+  // campaigned for and released (rebalanced) from here.
+  virtual void set_groups(const std::vector<GroupSite>& groups) = 0;
+  // Whether this instance may apply `group` now; if not, `why` says who
+  // leads it or why nobody may ("etcd unreachable: ...").
+  virtual bool leads(const std::string& group, std::string* why) = 0;
+  // The journal apply writes through: begin() checks the fencing token and
+  // the lease's remaining time, and records the action in etcd, before the
+  // local journal (`local`) records it.
+  virtual ActionLog& journal() = 0;
+  // The observation memory shared by all instances (per group, newest wins).
+  virtual LastKnown& last_known() = 0;
+
+  // The commit in force as shared by the instances ("" when none yet or etcd
+  // cannot be read).
+  virtual std::string shared_commit() = 0;
+  virtual void publish_commit(const std::string& commit) = 0;
+  virtual void publish_invalid_head(const std::string& commit, const std::string& error) = 0;
+};
+
+}  // namespace stackflip
