@@ -282,7 +282,7 @@ Status EtcdCoordination::start() {
   }
   if (!keepalive_.joinable()) {
     keepalive_ = std::thread([this] { keepalive_loop(); });
-    watch_ = std::thread([this] { watch_loop(); });
+    if (o_.watch) watch_ = std::thread([this] { watch_loop(); });
   }
   return st;
 }

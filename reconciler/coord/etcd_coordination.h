@@ -69,6 +69,9 @@ struct EtcdCoordinationOptions {
   // The most time an action may take (all its attempts): it starts only when
   // the lease has more left than this.
   std::function<std::chrono::milliseconds(const Action&)> budget;
+  // Tests only: false starts no watch, so this instance's view of the leader
+  // keys stays as its own campaigns left it (a stale view, as when frozen).
+  bool watch = true;
 };
 
 class EtcdCoordination : public Coordination {

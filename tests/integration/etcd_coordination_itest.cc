@@ -1,0 +1,220 @@
+// etcd_coordination_itest — leadership, fencing and the shared journal
+// (coord/etcd_coordination.h) against the harness's real 3-member etcd
+// (issue 13). Two or three coordinations live in one process, each with its
+// own client and state store, under a prefix no other case uses. Without
+// ETCD_ENDPOINTS every case passes trivially.
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "coord/etcd_client.h"
+#include "coord/etcd_coordination.h"
+#include "gitops/state_store.h"
+#include "itest_env.h"
+
+using namespace stackflip;
+using std::chrono::milliseconds;
+using Steady = std::chrono::steady_clock;
+
+namespace {
+
+std::vector<std::string> endpoints() {
+  std::vector<std::string> out;
+  std::string all = itest::env("ETCD_ENDPOINTS");
+  for (size_t start = 0; start < all.size();) {
+    size_t comma = all.find(',', start);
+    if (comma == std::string::npos) comma = all.size();
+    if (comma > start) out.push_back(all.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string fresh_prefix(const char* name) {
+  static std::mt19937_64 rng(std::random_device{}());
+  return std::string("/itest-coord/") + name + "/" + std::to_string(rng()) + "/";
+}
+
+// One instance: its client, its own state store, its coordination.
+struct Instance {
+  std::string dir;
+  std::unique_ptr<EtcdClient> etcd;
+  std::unique_ptr<StateStore> store;
+  std::unique_ptr<EtcdCoordination> c;
+
+  Instance(const std::string& name, const std::string& site, const std::string& prefix,
+           milliseconds budget = milliseconds(500), bool watch = true) {
+    char tmpl[] = "/tmp/stackflip-coord-itest.XXXXXX";
+    dir = ::mkdtemp(tmpl);
+    EtcdOptions eo;
+    eo.endpoints = endpoints();
+    eo.request_timeout = milliseconds(2000);
+    etcd = std::move(*EtcdClient::create(eo));
+    store = std::move(*StateStore::open(dir + "/state.db"));
+    EtcdCoordinationOptions o;
+    o.instance = name;
+    o.site = site;
+    o.prefix = prefix;
+    o.lease_ttl = std::chrono::seconds(3);
+    o.budget = [budget](const Action&) { return budget; };
+    o.watch = watch;
+    c = std::make_unique<EtcdCoordination>(*etcd, *store, o);
+  }
+  ~Instance() {
+    c.reset();
+    store.reset();
+    std::system(("rm -rf " + dir).c_str());
+  }
+};
+
+Action action(const std::string& group, ActionKind kind = ActionKind::maintenance_on) {
+  Action a;
+  a.group = group;
+  a.kind = kind;
+  a.stack = "fra";
+  return a;
+}
+
+template <typename F>
+bool eventually(F f, milliseconds limit = milliseconds(8000)) {
+  auto end = Steady::now() + limit;
+  while (Steady::now() < end) {
+    if (f()) return true;
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  return f();
+}
+
+}  // namespace
+
+TEST_CASE("etcd coordination: each group has exactly one leader, spread over the instances") {
+  if (endpoints().empty()) return;
+  std::string p = fresh_prefix("spread");
+  Instance a("fra-1", "fra", p), b("ams-1", "ams", p);
+  REQUIRE(a.c->start().ok());
+  REQUIRE(b.c->start().ok());
+  std::vector<GroupSite> groups;
+  for (int i = 0; i < 40; ++i) groups.push_back({"g" + std::to_string(i), i % 2 ? "fra" : "ams"});
+  // Both must see each other before the assignment is stable.
+  REQUIRE(eventually([&] { return a.c->status_json().find("ams-1") != std::string::npos; }));
+  REQUIRE(eventually([&] { return b.c->status_json().find("fra-1") != std::string::npos; }));
+  for (int round = 0; round < 3; ++round) {
+    a.c->set_groups(groups);
+    b.c->set_groups(groups);
+  }
+  REQUIRE(eventually([&] { return a.c->groups_led() + b.c->groups_led() == 40; }));
+  for (const auto& g : groups) {
+    bool la = a.c->leads(g.group, nullptr), lb = b.c->leads(g.group, nullptr);
+    CHECK(la != lb);
+    // Led from outside the active site (balance allows it here: 20 per site).
+    CHECK((g.active_site == "fra" ? lb : la));
+  }
+  CHECK(a.c->groups_led() == 20);
+}
+
+TEST_CASE("etcd coordination: a superseded leader's action does not start and is not recorded") {
+  if (endpoints().empty()) return;
+  std::string p = fresh_prefix("fence");
+  // a watches nothing: it keeps believing it leads, as a frozen leader
+  // would, and only the fencing transaction can stop it.
+  Instance a("fra-1", "fra", p, milliseconds(500), false), b("ams-1", "ams", p);
+  REQUIRE(a.c->start().ok());
+  a.c->set_groups({{"shop", "ams"}});
+  REQUIRE(eventually([&] { return a.c->leads("shop", nullptr); }));
+  auto id = a.c->journal().begin(action("shop"), "c1");
+  REQUIRE(id.ok());
+  REQUIRE(a.c->journal().finish(*id, "ok", "", 5).ok());
+
+  // Behind a's back its leader key goes (its lease expired while it was
+  // frozen, say) and b holds the group: a new key, a new create revision.
+  REQUIRE(b.c->start().ok());
+  auto blive = b.etcd->range(p + "live/instances/ams-1");
+  REQUIRE(blive.ok());
+  REQUIRE(blive->kvs.size() == 1);
+  REQUIRE(a.etcd->remove(p + "live/leader/shop").ok());
+  REQUIRE(a.etcd->put(p + "live/leader/shop", "ams-1", blive->kvs[0].lease).ok());
+  REQUIRE(eventually([&] { return b.c->leads("shop", nullptr); }));
+  REQUIRE(a.c->leads("shop", nullptr));  // its stale view
+  auto late = a.c->journal().begin(action("shop", ActionKind::database_promote), "c1");
+  REQUIRE_FALSE(late.ok());
+  CHECK_THAT(late.error().message, Catch::Contains("fencing") && Catch::Contains("taken over"));
+  CHECK_FALSE(a.c->leads("shop", nullptr));  // and it knows now
+  auto mine = b.c->journal().begin(action("shop", ActionKind::database_promote), "c1");
+  REQUIRE(mine.ok());
+  REQUIRE(b.c->journal().finish(*mine, "ok", "", 7).ok());
+
+  auto h = etcd_history(*a.etcd, p, 100, "");
+  REQUIRE(h.ok());
+  REQUIRE(h->size() == 2);  // a's first action and b's; a's refused one is nowhere
+  CHECK((*h)[0].instance == "ams-1");
+  CHECK((*h)[0].kind == "database.promote");
+  CHECK((*h)[1].instance == "fra-1");
+  CHECK((*h)[1].phase == "finished");
+  CHECK((*h)[0].token > (*h)[1].token);
+  // a's local journal holds only its own action.
+  auto local = a.store->history(100);
+  REQUIRE(local.ok());
+  CHECK(local->size() == 2);  // started + finished rows of one action
+}
+
+TEST_CASE("etcd coordination: no action starts that could outlast the lease") {
+  if (endpoints().empty()) return;
+  std::string p = fresh_prefix("budget");
+  // Lease 3 s: an action that may take 5 s never starts.
+  Instance a("fra-1", "fra", p, milliseconds(5000));
+  REQUIRE(a.c->start().ok());
+  a.c->set_groups({{"shop", "ams"}});
+  REQUIRE(eventually([&] { return a.c->leads("shop", nullptr); }));
+  auto id = a.c->journal().begin(action("shop"), "c1");
+  REQUIRE_FALSE(id.ok());
+  CHECK_THAT(id.error().message, Catch::Contains("lease has"));
+  auto h = etcd_history(*a.etcd, p, 10, "");
+  REQUIRE(h.ok());
+  CHECK(h->empty());
+}
+
+TEST_CASE("etcd coordination: when etcd cannot be reached, nothing starts and status says why") {
+  if (endpoints().empty()) return;
+  std::string p = fresh_prefix("down");
+  Instance a("fra-1", "fra", p);
+  REQUIRE(a.c->start().ok());
+  a.c->set_groups({{"shop", "ams"}});
+  REQUIRE(eventually([&] { return a.c->leads("shop", nullptr); }));
+  // Revoking the lease behind a's back: its next keep-alive fails.
+  auto live = a.etcd->range(p + "live/instances/fra-1");
+  REQUIRE(live.ok());
+  REQUIRE(live->kvs.size() == 1);
+  REQUIRE(a.etcd->revoke(live->kvs[0].lease).ok());
+  REQUIRE(eventually([&] {
+    std::string why;
+    return !a.c->leads("shop", &why) && why.find("etcd") != std::string::npos;
+  }));
+  auto id = a.c->journal().begin(action("shop"), "c1");
+  CHECK_FALSE(id.ok());
+  CHECK(a.c->prometheus().find("stackflip_etcd_up 0") != std::string::npos);
+  // It registers again with a new lease and leads again.
+  CHECK(eventually([&] { return a.c->leads("shop", nullptr); }));
+}
+
+TEST_CASE("etcd coordination: a clean stop hands the groups over at once") {
+  if (endpoints().empty()) return;
+  std::string p = fresh_prefix("handover");
+  Instance a("fra-1", "fra", p), b("ams-1", "ams", p);
+  REQUIRE(a.c->start().ok());
+  a.c->set_groups({{"shop", "ams"}});
+  REQUIRE(eventually([&] { return a.c->leads("shop", nullptr); }));
+  REQUIRE(b.c->start().ok());
+  b.c->set_groups({{"shop", "ams"}});
+  auto t0 = Steady::now();
+  a.c->stop();  // revokes the lease
+  REQUIRE(eventually([&] { return b.c->leads("shop", nullptr); }));
+  double s = std::chrono::duration<double>(Steady::now() - t0).count();
+  INFO("taken over after " << s << " s");
+  CHECK(s < 3.0);  // well before the 3 s lease would have expired by itself
+}
