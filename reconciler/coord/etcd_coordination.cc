@@ -82,7 +82,8 @@ class EtcdCoordination::Journal : public ActionLog {
     {
       std::lock_guard lock(c_.mu_);
       auto it = c_.leaders_.find(a.group);
-      if (it == c_.leaders_.end() || it->second.instance != c_.o_.instance)
+      if (it == c_.leaders_.end() || it->second.instance != c_.o_.instance ||
+          it->second.lease != c_.lease_)
         return Err("not the leader of group " + a.group + " (fencing: action not started)");
       if (c_.quiet_)
         return Err("etcd: the last keep-alive failed (" + c_.etcd_error_ +
@@ -260,11 +261,27 @@ Status EtcdCoordination::register_instance() {
   auto sent = Steady::now();
   auto lease = etcd_.grant(o_.lease_ttl);
   if (!lease.ok()) return lease.status();
-  auto put = etcd_.put(key("live/instances/" + o_.instance),
-                       json_object({{"site", o_.site}}, {{"pid", ::getpid()}}), *lease);
-  if (!put.ok()) {
+  // Created only if absent: two processes given one --instance name would
+  // both take that name's leader keys for their own.
+  EtcdCompare absent;
+  absent.key = key("live/instances/" + o_.instance);
+  absent.number = 0;
+  EtcdOp put;
+  put.key = absent.key;
+  put.value = json_object({{"site", o_.site}}, {{"pid", ::getpid()}});
+  put.lease = *lease;
+  EtcdOp holder;
+  holder.kind = EtcdOp::Kind::range;
+  holder.key = absent.key;
+  auto txn = etcd_.txn({absent}, {put}, {holder});
+  if (!txn.ok() || !txn->succeeded) {
     (void)etcd_.revoke(*lease);
-    return put.status();
+    if (!txn.ok()) return txn.status();
+    std::string who = txn->ranges.empty() || txn->ranges[0].kvs.empty()
+                          ? ""
+                          : " (" + txn->ranges[0].kvs[0].value.substr(0, 200) + ")";
+    return Err("another instance named " + o_.instance + " is registered" + who +
+               ": each instance needs its own --instance; waiting for that lease to expire");
   }
   std::lock_guard lock(mu_);
   lease_ = *lease;
@@ -312,12 +329,13 @@ void EtcdCoordination::keepalive_loop() {
       std::unique_lock lock(mu_);
       lease = lease_;
     }
-    if (lease == 0) {
+      if (lease == 0) {
       if (Status st = register_instance(); !st.ok()) {
         std::lock_guard lock(mu_);
+        if (st.message() != etcd_error_) spdlog::warn("etcd: {}", st.message());
         etcd_error_ = st.message();
       } else {
-        spdlog::info("etcd: registered as {} ({}), lease {:x}", o_.instance, o_.site, lease_);
+        spdlog::info("etcd: registered as {} ({})", o_.instance, o_.site);
         campaign();
       }
     } else {
@@ -536,6 +554,10 @@ bool EtcdCoordination::leads(const std::string& group, std::string* why) {
   }
   if (it == leaders_.end()) {
     if (why) *why = "no instance leads this group yet";
+    return false;
+  }
+  if (it->second.instance == o_.instance && it->second.lease != lease_) {
+    if (why) *why = "held under an earlier lease of " + o_.instance + "; waiting for it to expire";
     return false;
   }
   if (it->second.instance != o_.instance) {

@@ -218,3 +218,19 @@ TEST_CASE("etcd coordination: a clean stop hands the groups over at once") {
   INFO("taken over after " << s << " s");
   CHECK(s < 3.0);  // well before the 3 s lease would have expired by itself
 }
+
+TEST_CASE("etcd coordination: a second process with the same --instance name is refused") {
+  if (endpoints().empty()) return;
+  std::string p = fresh_prefix("twins");
+  Instance a("fra-1", "fra", p), twin("fra-1", "ams", p);
+  REQUIRE(a.c->start().ok());
+  a.c->set_groups({{"shop", "ams"}});
+  REQUIRE(eventually([&] { return a.c->leads("shop", nullptr); }));
+  Status st = twin.c->start();
+  REQUIRE_FALSE(st.ok());
+  CHECK_THAT(st.message(), Catch::Contains("another instance named fra-1"));
+  twin.c->set_groups({{"shop", "ams"}});
+  std::string why;
+  CHECK_FALSE(twin.c->leads("shop", &why));
+  CHECK_FALSE(twin.c->journal().begin(action("shop"), "c1").ok());
+}
