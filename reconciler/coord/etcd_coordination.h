@@ -146,6 +146,7 @@ class EtcdCoordination : public Coordination {
   std::map<std::string, Leader> leaders_;             // group → leader key
   std::map<std::string, std::string> group_sites_;    // of the commit in force
   std::map<std::string, SteadyTime> leaderless_since_;
+  std::set<std::string> gained_;  // groups led since the memory last loaded
   std::map<std::string, std::string> published_;      // key → value last written by us
   std::string last_commit_;
 };

@@ -16,6 +16,7 @@
 #include "coord/etcd_client.h"
 #include "coord/etcd_coordination.h"
 #include "gitops/state_store.h"
+#include "builders.h"
 #include "itest_env.h"
 
 using namespace stackflip;
@@ -233,4 +234,29 @@ TEST_CASE("etcd coordination: a second process with the same --instance name is 
   std::string why;
   CHECK_FALSE(twin.c->leads("shop", &why));
   CHECK_FALSE(twin.c->journal().begin(action("shop"), "c1").ok());
+}
+
+TEST_CASE("etcd coordination: a takeover knows the last position the old leader saw") {
+  if (endpoints().empty()) return;
+  std::string p = fresh_prefix("memory");
+  Instance a("fra-1", "fra", p);
+  REQUIRE(a.c->start().ok());
+  a.c->set_groups({{"shop", "ams"}});
+  REQUIRE(eventually([&] { return a.c->leads("shop", nullptr); }));
+  ObservedState seen;
+  seen.observed_at = "2026-11-30T10:00:00Z";
+  GroupObs g;
+  g.stacks["fra"] = testing::primary(false, 123456);
+  g.stacks["ams"] = testing::replica(true, std::string("fra"), 123000);
+  seen.groups["shop"] = g;
+  REQUIRE(a.c->last_known().remember(seen).ok());
+  // b has never seen the group (a fresh state store) and takes it over.
+  Instance b("ams-1", "ams", p);
+  REQUIRE(b.c->start().ok());
+  auto mem = b.c->last_known().load();
+  REQUIRE(mem.ok());
+  REQUIRE(mem->has_value());
+  REQUIRE((*mem)->groups.count("shop"));
+  REQUIRE((*mem)->groups["shop"].stacks["fra"].database);
+  CHECK((*mem)->groups["shop"].stacks["fra"].database->lsn == 123456u);
 }
