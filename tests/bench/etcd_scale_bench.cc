@@ -11,7 +11,7 @@
 //     in-memory ConfigSource (one fixed commit; no Git). A pass every 1.5 s
 //     (at once when it gains groups). Prints
 //       stat t=<steady s> requests=<etcd requests> led=<groups led> rss_kb=<VmRSS> passes=<n>
-//     every 250 ms and `pass n=.. ms=.. exit=.. led_applied=.. standby=.. other=..`
+//     every 250 ms and `pass n=.. ms=.. exit=.. converged=.. standby=.. other=..`
 //     after each pass; stops after SECONDS or on SIGTERM/SIGINT (lease revoked).
 //
 //   etcd_scale_bench driver ENDPOINTS GROUPS [REST_SECONDS [REPS [TTL_S]]]
@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -224,20 +225,20 @@ int run_instance(const std::string& name, const std::string& site, const std::st
     auto t0 = Steady::now();
     PassReport rep = rec.pass(&g_stop);
     auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Steady::now() - t0).count();
-    int applied = 0, standby = 0, other = 0;
+    int converged = 0, standby = 0, other = 0;
     std::string first_other;
     for (const auto& [g, s] : rep.groups) {
       if (s.outcome == GroupOutcome::standby)
         ++standby;
       else if (s.outcome == GroupOutcome::converged)
-        ++applied;
+        ++converged;
       else if (++other == 1)
         first_other = g + ": " + to_string(s.outcome) + " " + s.reason;
     }
     ++passes;
-    std::printf("pass n=%d ms=%lld exit=%d result=%s led_applied=%d standby=%d other=%d %s\n",
+    std::printf("pass n=%d ms=%lld exit=%d result=%s converged=%d standby=%d other=%d %s\n",
                 passes.load(), static_cast<long long>(ms), rep.exit_code, rep.run.result.c_str(),
-                applied, standby, other, first_other.c_str());
+                converged, standby, other, first_other.c_str());
     std::fflush(stdout);
     if (rep.exit_code != 0 && !rep.run.error.empty())
       std::fprintf(stderr, "pass %d: %s\n", passes.load(), rep.run.error.substr(0, 500).c_str());
@@ -352,7 +353,7 @@ class Driver {
   int run(int reps) {
     EtcdOptions eo;
     eo.endpoints = split_endpoints(endpoints_);
-    eo.request_timeout = std::chrono::milliseconds(5000);
+    eo.request_timeout = std::chrono::milliseconds(15000);
     auto c = EtcdClient::create(eo);
     if (!c.ok()) return std::fprintf(stderr, "etcd: %s\n", c.error().message.c_str()), 1;
     etcd_ = std::move(*c);
@@ -400,12 +401,12 @@ class Driver {
   void stop_all(std::vector<Instance>& ins) {
     for (auto& in : ins)
       if (alive(in)) kill(in.pid, SIGTERM);
-    auto deadline = Steady::now() + std::chrono::seconds(20);
+    auto deadline = Steady::now() + std::chrono::seconds(90);
     for (auto& in : ins) {
       while (alive(in) && Steady::now() < deadline)
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       if (alive(in)) {
-        fail(in.name + " did not stop within 20 s of SIGTERM");
+        fail(in.name + " did not stop within 90 s of SIGTERM");
         kill(in.pid, SIGKILL);
         waitpid(in.pid, &in.status, 0);
         in.reaped = true;
