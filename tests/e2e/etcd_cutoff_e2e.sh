@@ -60,6 +60,8 @@ import json, re, sys
 samples = [json.loads(l) for l in open(sys.argv[1])]
 t0 = float(sys.argv[2])
 ev = {}
+STEP = re.compile(r"^\s*shop \d+/\d+ ")
+STARTED = re.compile(r"^\s*shop \d+/\d+ .*\.\.\.$")
 def first(name, t):
     if name not in ev and t is not None: ev[name] = t - t0
 before = [s for s in samples if s["t"] < t0]
@@ -75,14 +77,15 @@ for s in samples:
     a, f, e = s["inst"]["ams-1"], s["inst"]["fra-1"], s["etcd"]
     for line in a.get("lines", []):
         if "keep-alive failed" in line: first("ams-1 logs keep-alive failed", s["t"])
-        if re.match(r"^\s*shop \d+/\d+", line): first("ams-1 starts an action (must not happen)", s["t"])
+        if STARTED.match(line): first("ams-1 starts an action (must not happen)", s["t"])
+        elif STEP.match(line): first("ams-1: a step refused (%s)" % line.split(": ", 1)[-1][:80], s["t"])
     if a.get("up") == 0: first("ams-1 stackflip_etcd_up 0", s["t"])
     if "error" not in e and (e.get("leader") is None or e.get("lease") != old_lease):
         first("old lease gone in etcd (leader key gone)", s["t"])
     if e.get("leader") == "fra-1": first("etcd: fra-1 holds the leader key", s["t"])
     if f.get("leader") == "fra-1": first("fra-1 /status: fra-1 leads", s["t"])
     for line in f.get("lines", []):
-        if re.match(r"^\s*shop \d+/\d+", line): first("fra-1 starts its first action", s["t"])
+        if STARTED.match(line): first("fra-1 starts its first action", s["t"])
     if f.get("lines") and any(l.startswith("pass: ") and "applied" in l for l in f["lines"]):
         first("fra-1 pass applied", s["t"])
 for k, v in sorted(ev.items(), key=lambda kv: kv[1]):

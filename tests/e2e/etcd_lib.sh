@@ -83,10 +83,13 @@ both_agree() { # A B LEADER
   [[ $(leader_of_shop "$1") == "$3" && $(leader_of_shop "$2") == "$3" ]]
 }
 converged_on() { # NAME COMMIT
-  [[ $(status "$1" "j.get('last_commit'), j.get('converged')") == "('$2', True)" ]]
+  [[ $(status "$1" "j.get('last_commit'), j.get('converged')") == "$2 True" ]]
 }
 etcd_up_is() { [[ $(metric "$1" stackflip_etcd_up) == "$2" ]]; } # NAME 0|1
 passes() { grep -c '^pass: ' "$DIR/$1.log"; }
 passes_at_least() { (($(passes "$1") >= $2)); }
-steps_in() { grep -cE '^ *shop [0-9]+/[0-9]+' "$DIR/$1.log"; } # step lines in NAME's log
-local_rows() { "$SF" history --state "$DIR/$1/state.db" -n 1000 2>/dev/null | grep -c 'shop'; }
+steps_in() { grep -cE '^ +shop [0-9]+/[0-9]+ .*\.\.\.$' "$DIR/$1.log"; } # steps started in NAME's log
+# NAME's local journal: every row (a started and a finished one per action),
+# and the finished actions only.
+local_rows() { "$SF" history --state "$DIR/$1/state.db" -n 1000 2>/dev/null | grep -c ' shop '; }
+local_done() { "$SF" history --state "$DIR/$1/state.db" -n 1000 2>/dev/null | grep ' shop ' | grep -vc ' started'; }
