@@ -37,7 +37,9 @@ echo "--- freeze etcd member 1 (ams-1's only endpoint), then a commit flipping a
 python3 "$TIMELINE" poll "$DIR/timeline.jsonl" 40 "$DIR/poll.stop" "$ETCD2_URL" /stackflip/ \
   "ams-1=${INST_PORT[ams-1]}:$DIR/ams-1.log" "fra-1=${INST_PORT[fra-1]}:$DIR/fra-1.log" &
 POLLER=$!
-sleep 1 # samples before the freeze
+sleep 0.5 # samples before the freeze
+ams_ready() { etcd_up_is ams-1 1 && leads ams-1; }
+check "ams-1 is healthy and leads right before the freeze" poll 10 ams_ready
 T_FREEZE=$(date +%s.%N)
 harness freeze-etcd 1
 C2=$(commit "$DIR/ams-active.yaml" "fail over to standby (ams) while ams-1 is cut off")
@@ -67,6 +69,7 @@ def first(name, t):
 before = [s for s in samples if s["t"] < t0]
 old = before[-1] if before else None
 old_lease = old["etcd"].get("lease") if old else None
+if old and old["inst"]["ams-1"].get("up") == 1: ev["ams-1 healthy in the last sample before the freeze"] = old["t"] - t0
 if old:
     ll = old["inst"]["ams-1"].get("lease_left")
     if ll is not None: ev["ams-1's own count of its lease runs out"] = old["t"] + float(ll) - t0
@@ -95,6 +98,7 @@ PY
 echo "timeline (seconds from the freeze; samples every 100 ms):"
 cat "$DIR/timeline.txt"
 ev() { python3 -c "import json,sys; e=json.load(open('$DIR/timeline.jsonl.events.json')); print(e.get(sys.argv[1], ''))" "$1"; }
+check "timeline: ams-1 was healthy in the last sample before the freeze" test -n "$(ev "ams-1 healthy in the last sample before the freeze")"
 QUIET=$(ev "ams-1 stackflip_etcd_up 0")
 GONE=$(ev "old lease gone in etcd (leader key gone)")
 FIRST=$(ev "fra-1 starts its first action")
