@@ -28,9 +28,11 @@ PREFIX=/stackflip/
 NAMES=(fra-1 ams-1)
 declare -A SITE=([fra-1]=fra [ams-1]=ams) PORT PID
 for n in "${NAMES[@]}"; do PORT[$n]=$(free_port); done
+WATCH_PID=
 stop_instances() {
   local n
   for n in "${NAMES[@]}"; do [[ -n ${PID[$n]:-} ]] && kill -9 "${PID[$n]}" 2>/dev/null; done
+  [[ -n $WATCH_PID ]] && kill "$WATCH_PID" 2>/dev/null
 }
 trap 'stop_instances; e2e_cleanup' EXIT
 
@@ -100,7 +102,7 @@ etcd_revision() {
 # revision); every entry of SURVIVOR after NEW_TOKEN carries NEW_TOKEN. Also
 # requires at least MIN entries of KILLED in the window (else the check is empty).
 journal_fenced() { # KILLED OLD_TOKEN SURVIVOR NEW_TOKEN BASE_REV MIN
-  local end=${PREFIX%/}0  # the prefix's range end: '/' + 1 = '0'
+  local end=${PREFIX}journal0  # the range end of prefix journal/: '/' + 1 = '0'
   curl -fsS -m 3 -X POST "$ETCD1_URL/v3/kv/range" \
     -d "{\"key\":\"$(b64 "${PREFIX}journal/")\",\"range_end\":\"$(b64 "$end")\"}" >"$DIR/journal.json" ||
     { echo "  etcd range failed"; return 1; }
@@ -113,7 +115,11 @@ for kv in doc.get("kvs", []):
     mod = int(kv["mod_revision"])
     if mod <= base:
         continue
-    e = json.loads(base64.b64decode(kv["value"]))
+    try:
+        e = json.loads(base64.b64decode(kv["value"]))
+    except ValueError:
+        bad.append("not a journal entry: %s" % base64.b64decode(kv["key"]))
+        continue
     what = "%s %s %s %s token %s mod_revision %d" % (
         e.get("instance"), e.get("kind"), e.get("stack"), e.get("phase"), e.get("token"), mod)
     if e.get("instance") == killed:
@@ -134,6 +140,13 @@ sys.exit(1 if bad or seen < need or not old < new else 0)
 PY
 }
 
+# etcd's own view, to split each takeover into the lease expiry (kill → the
+# leader key's DELETE) and the survivor's reaction (DELETE → it leads).
+stamp_lines() { local line; while IFS= read -r line; do echo "$EPOCHREALTIME $line" >>"$DIR/watch.log"; done; }
+setsid etcdctl --endpoints "$ETCD_ENDPOINTS" watch --prefix "${PREFIX}live/leader/" > >(stamp_lines) 2>/dev/null &
+WATCH_PID=$!
+deleted_after() { awk -v t="$1" '$1 > t && $2 == "DELETE" {print $1; exit}' "$DIR/watch.log"; } # EPOCH
+
 echo "--- two instances on the first commit"
 C=$(commit "$CONFIG" "primary active")
 for n in "${NAMES[@]}"; do start_instance "$n"; done
@@ -153,6 +166,8 @@ for k in 1 2 3 4 5 6 7; do
   base_rev=$(etcd_revision)
   echo "--- kill $killed after step $k (switch to $new; token $old_token, etcd revision $base_rev)"
   start_app
+  lines0=$(wc -l <"$DIR/$killed.log")
+  round0=$SECONDS
   echo "$k" >"$DIR/$killed.arm"
   C=$(commit "$config" "switch to $new (kill after step $k)")
   # Bounded: the switch takes a few seconds; the reader kills the leader.
@@ -176,11 +191,13 @@ for k in 1 2 3 4 5 6 7; do
     sleep 0.05
   done
   sleep 0.1  # let the reader drain the pipe
-  echo "  $killed killed after $(grep -c ' ok in ' "$DIR/$killed.log") finished steps in its log" \
-    "($(grep 'shop [0-9]/' "$DIR/$killed.log" | tail -1 | sed 's/  */ /g'))"
+  echo "  $killed killed after $(tail -n +$((lines0 + 1)) "$DIR/$killed.log" | grep -c ' ok in ') steps" \
+    "($(tail -n +$((lines0 + 1)) "$DIR/$killed.log" | grep 'shop [0-9]/' | tail -1 | sed 's/  */ /g'))"
   if [[ -n $took ]]; then
     TAKEOVER_MS+=("$took")
-    echo "  $survivor leads shop $took ms after the kill"
+    gone=$(deleted_after "$killed_at")
+    split=$([[ -n $gone ]] && python3 -c "print('lease expiry %d ms + reaction %d ms' % (round(($gone - $killed_at) * 1000), $took - round(($gone - $killed_at) * 1000)))")
+    echo "  $survivor leads shop $took ms after the kill (${split:-no DELETE seen by the watch})"
     check "kill after step $k: $survivor takes over within TTL + 1 s ($took ms)" test "$took" -le $(((TTL + 1) * 1000))
   else
     fail "kill after step $k: $survivor never took over"
@@ -197,6 +214,7 @@ for k in 1 2 3 4 5 6 7; do
     journal_fenced "$killed" "$old_token" "$survivor" "${new_token:-0}" "$base_rev" "$k"
   start_instance "$killed"
   check "kill after step $k: $killed restarts and both agree on a converged leader" poll 30 settled "$C"
+  echo "  round took $((SECONDS - round0)) s"
 done
 
 "$SF" history --etcd "$ETCD_ENDPOINTS" -n 500 >"$DIR/history.txt" 2>&1
