@@ -51,14 +51,16 @@ commit() { # FILE MESSAGE → prints the new head
   git -C "$REPO" rev-parse HEAD
 }
 
-# Appends NAME's output to NAME.log. Once NAME.arm holds K, the moment the
-# instance's K-th step reports ok it is killed with SIGKILL and the time goes
-# to NAME.killed (builtins only in the loop: a fork here costs ms).
+# Appends NAME's output to NAME.log. While NAME.arm holds "K ROUND", the
+# moment the instance's K-th step of that round reports ok it is killed with
+# SIGKILL and the time goes to NAME.killed (builtins only in the loop: a fork
+# here costs ms).
 watch_steps() { # NAME
-  local name=$1 n=0 k='' line pid
+  local name=$1 n=0 k round seen='' line pid
   while IFS= read -r line; do
     if [[ $line == *" ok in "* && -e $DIR/$name.arm ]]; then
-      [[ -n $k ]] || read -r k <"$DIR/$name.arm"
+      read -r k round <"$DIR/$name.arm"
+      [[ $round == "$seen" ]] || { seen=$round; n=0; }
       n=$((n + 1))
       if ((n == k)); then
         read -r pid <"$DIR/$name.pid"
@@ -90,6 +92,20 @@ settled() { # COMMIT
   a=$(leader_seen_by "${NAMES[0]}") && b=$(leader_seen_by "${NAMES[1]}") || return 1
   [[ -n $a && $a == "$b" ]] || return 1
   [[ $(field "$a" '"\(.last_commit) \(.converged)"') == "$1 true" ]]
+}
+# Prints "LEADER TOKEN" once settled on COMMIT and unchanged over 2.5 s (more
+# than a pass: a group handed back to a restarted instance moves at a pass start).
+stable_leader() { # COMMIT
+  local a b
+  for _ in 1 2 3 4 5 6 7 8; do
+    poll 30 settled "$1" || return 1
+    a="$(leader_seen_by "${NAMES[0]}") $(field "${NAMES[0]}" .coordination.groups.shop.fencing_revision)"
+    sleep 2.5
+    settled "$1" || continue
+    b="$(leader_seen_by "${NAMES[0]}") $(field "${NAMES[0]}" .coordination.groups.shop.fencing_revision)"
+    [[ $a == "$b" ]] && { echo "$a"; return 0; }
+  done
+  return 1
 }
 converged_on() { [[ $(field "$1" '"\(.last_commit) \(.converged)"') == "$2 true" ]]; } # NAME COMMIT
 leads() { [[ $(leader_seen_by "$1") == "$1" ]]; }
@@ -161,25 +177,33 @@ TAKEOVER_MS=()
 for k in 1 2 3 4 5 6 7; do
   i=$(((k + 1) % 2))
   config=${configs[$i]} new=${hosts[$i]} old=${hosts[$(((i + 1) % 2))]}
-  killed=$(leader_seen_by "${NAMES[0]}")
-  [[ -n $killed ]] || { fail "kill after step $k: no leader before the switch"; continue; }
-  survivor=$(other "$killed")
-  old_token=$(field "$killed" .coordination.groups.shop.fencing_revision)
+  read -r leader old_token < <(stable_leader "$C")
+  [[ -n $leader ]] || { fail "kill after step $k: no stable leader before the switch"; continue; }
   base_rev=$(etcd_revision)
-  echo "--- kill $killed after step $k (switch to $new; token $old_token, etcd revision $base_rev)"
+  echo "--- kill $leader after step $k (switch to $new; token $old_token, etcd revision $base_rev)"
   start_app
-  lines0=$(wc -l <"$DIR/$killed.log")
+  declare -A lines0=()
+  for n in "${NAMES[@]}"; do lines0[$n]=$(wc -l <"$DIR/$n.log"); done
   round0=$SECONDS
-  echo "$k" >"$DIR/$killed.arm"
+  # Both are armed, so a leader that moved anyway is still killed at step k.
+  for n in "${NAMES[@]}"; do echo "$k $k" >"$DIR/$n.arm"; done
   C=$(commit "$config" "switch to $new (kill after step $k)")
   # Bounded: the switch takes a few seconds; the reader kills the leader.
-  for _ in $(seq 600); do [[ -e $DIR/$killed.killed ]] && break; sleep 0.05; done
-  if [[ ! -e $DIR/$killed.killed ]]; then
-    fail "kill after step $k: $killed never reported step $k"
-    tail -20 "$DIR/$killed.log"
+  killed=
+  for _ in $(seq 1200); do
+    for n in "${NAMES[@]}"; do [[ -e $DIR/$n.killed ]] && killed=$n; done
+    [[ -n $killed ]] && break
+    sleep 0.05
+  done
+  rm -f "$DIR/${NAMES[0]}.arm" "$DIR/${NAMES[1]}.arm"
+  if [[ -z $killed ]]; then
+    fail "kill after step $k: no instance reported step $k"
+    tail -20 "$DIR/$leader.log"
     stop_app
     continue
   fi
+  survivor=$(other "$killed")
+  check_eq "kill after step $k: the switch was applied by the leader /status named" "$leader" "$killed"
   read -r killed_at <"$DIR/$killed.killed"
   wait "${PID[$killed]}" 2>/dev/null
   PID[$killed]=
@@ -193,8 +217,8 @@ for k in 1 2 3 4 5 6 7; do
     sleep 0.05
   done
   sleep 0.1  # let the reader drain the pipe
-  echo "  $killed killed after $(tail -n +$((lines0 + 1)) "$DIR/$killed.log" | grep -c ' ok in ') steps" \
-    "($(tail -n +$((lines0 + 1)) "$DIR/$killed.log" | grep 'shop [0-9]/' | tail -1 | sed 's/  */ /g'))"
+  echo "  $killed killed after $(tail -n +$((lines0[$killed] + 1)) "$DIR/$killed.log" | grep -c ' ok in ') steps" \
+    "($(tail -n +$((lines0[$killed] + 1)) "$DIR/$killed.log" | grep 'shop [0-9]/' | tail -1 | sed 's/  */ /g'))"
   if [[ -n $took ]]; then
     TAKEOVER_MS+=("$took")
     gone=$(deleted_after "$killed_at")
