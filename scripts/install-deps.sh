@@ -25,9 +25,10 @@ PACKAGES=(
   jq
   # openssh-server: git_transport_e2e.sh fetches over SSH from its own sshd
   openssh-server
-  # etcd-server: the harness's 3-member etcd cluster (issue 13); it is driven
-  # through the v3 JSON gateway with curl, so etcd-client is not needed
+  # etcd-server: the harness's 3-member etcd cluster (issue 13); etcd-client
+  # for etcdctl, whose watch stamps lease expiries in etcd_takeover_e2e.sh
   etcd-server
+  etcd-client
 )
 
 SUDO=()
@@ -87,7 +88,7 @@ APT_OPTS=(-o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg:
 } >>"$LOG" 2>&1
 
 missing=()
-for t in /usr/lib/postgresql/15/bin/postgres pdns_server pdnsutil dig sqlite3 /usr/bin/etcd cmake ninja curl python3; do
+for t in /usr/lib/postgresql/15/bin/postgres pdns_server pdnsutil dig sqlite3 /usr/bin/etcd /usr/bin/etcdctl cmake ninja curl python3; do
   command -v "$t" >/dev/null || missing+=("$t")
 done
 ((${#missing[@]} == 0)) || fail "still missing after install: ${missing[*]}"

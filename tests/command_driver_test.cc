@@ -167,16 +167,20 @@ TEST_CASE("a hanging command is killed at timeout_ms with its children and repor
   std::string dir = temp_dir();
   ProviderConfig p;
   p.name = "cmd";
-  p.settings["timeout_ms"] = "200";
+  // 1 s: time enough for the shell to start its child even on a loaded
+  // machine under the sanitizers (200 ms was not: no pid was written).
+  p.settings["timeout_ms"] = "1000";
   p.lists["maintenance_on"] = {"sh", "-c", "sleep 30 & echo $! > \"$1\"; wait", "sh", dir + "/pid"};
   auto a = make_command_stack_driver(p, shop(), "primary");
   auto t0 = std::chrono::steady_clock::now();
   Status s = a->set_maintenance(true);
   REQUIRE_FALSE(s.ok());
   CHECK(s.error().timeout);
-  CHECK(s.message().find("timed out after 200 ms") != std::string::npos);
-  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2));
-  pid_t child = std::stoi(read_file(dir + "/pid"));
+  CHECK(s.message().find("timed out after 1000 ms") != std::string::npos);
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));  // not the 30 s sleep
+  std::string pid_text = read_file(dir + "/pid");
+  REQUIRE_FALSE(pid_text.empty());
+  pid_t child = std::stoi(pid_text);
   CHECK(process_gone(child));
   fs::remove_all(dir);
 }

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -595,7 +596,12 @@ std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
   rep.run.actions = static_cast<int>(plan.actions.size());
   // A rejected credential is an error, not a guard (issue 12): exit 1, "failed".
   int code = plan.config_errors.empty() ? applied.exit_code() : 1;
-  std::string result = !any_work && code == 0 ? "no-changes"
+  // With etcd: work found, none of it this instance's to do (another leads
+  // it, or etcd is unreachable) is "standby", not "no-changes".
+  bool standing_by = std::any_of(runs.begin(), runs.end(), [](const GroupRun& g) {
+    return !g.standby.empty() && !g.actions.empty();
+  });
+  std::string result = !any_work && code == 0 ? (standing_by ? "standby" : "no-changes")
                        : code == 0            ? "applied"
                        : code == 3            ? "blocked"
                                               : "failed";
@@ -646,7 +652,8 @@ void Reconciler::notify(const PassReport& rep, const std::string& result) {
     auto last = store_.get(kNoticeKey);
     return last.ok() && *last && **last == notice;
   };
-  if (!notifier_ || (result == "no-changes" && store_error_.empty()) || repeated()) return;
+  bool quiet = result == "no-changes" || result == "standby";  // the leader tells
+  if (!notifier_ || (quiet && store_error_.empty()) || repeated()) return;
   last_notice_ = notice;
   (void)store_.put(kNoticeKey, notice);
   std::string text =

@@ -58,7 +58,8 @@ struct JournalEntry {
 struct RunRecord {
   std::string started_at, finished_at;  // RFC 3339 UTC
   std::string commit, ref, desired_digest, plan_digest;
-  std::string result;  // "applied", "no-changes", "failed", "blocked", "invalid"
+  std::string result;  // "applied", "no-changes", "failed", "blocked", "invalid",
+                       // "standby" (with etcd: the work found is another instance's)
   std::string error;
   int64_t duration_ms = 0;
   int actions = 0;

@@ -224,7 +224,10 @@ for k in 1 2 3 4 5 6 7; do
     gone=$(deleted_after "$killed_at")
     expiry=$([[ -n $gone ]] && python3 -c "print(round(($gone - $killed_at) * 1000))")
     echo "  $survivor leads shop $took ms after the kill (lease expiry in etcd ${expiry:-?} ms + reaction $((took - ${expiry:-0})) ms)"
-    check "kill after step $k: $survivor takes over within TTL + 1 s ($took ms)" test "$took" -le $(((TTL + 1) * 1000))
+    # TTL + 1 s is the aim, reported, not checked: etcd alone took up to
+    # 5.6 s to expire a 5 s lease on a loaded 2-core machine. Our share is
+    # checked below; a takeover later than 2 TTL would be a defect.
+    check "kill after step $k: $survivor takes over ($took ms; aim TTL + 1 s)" test "$took" -le $((2 * TTL * 1000))
     # The product's own share: from etcd deleting the dead leader's key.
     check "kill after step $k: $survivor leads within 1 s of the key's expiry ($((took - ${expiry:-99999})) ms)" \
       test "$((took - ${expiry:-99999}))" -le 1000
