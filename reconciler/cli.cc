@@ -486,8 +486,8 @@ void setup_gitops(const Options& o, GitopsSetup& g) {
     g.coordination = std::make_unique<EtcdCoordination>(*g.etcd, *g.journal, *co);
     std::cout << "etcd: instance " << co->instance << " (site " << co->site << "), lease "
               << co->lease_ttl.count() << " s; an action may take at most "
-              << rs.apply.action_timeout.count() << " ms per attempt, "
-              << rs.apply.retries + 1 << " attempts" << std::endl;
+              << rs.apply.action_timeout.count() << " ms per attempt, " << rs.apply.retries + 1
+              << " attempts" << std::endl;
   }
   g.reconciler = std::make_unique<Reconciler>(*g.source, *g.journal, g.factory, real_clock(), rs,
                                               g.notifier.get());
@@ -676,12 +676,14 @@ int run_cli(int argc, char** argv) {
     c.add_option("--etcd-cert", o.etcd.cert, "Client certificate for etcd (PEM)");
     c.add_option("--etcd-key", o.etcd.key, "Client key for etcd (PEM)");
     c.add_option("--etcd-user", o.etcd.user, "etcd user (with --etcd-password)");
-    c.add_option("--etcd-password", o.etcd.password, "Secret reference (${env:NAME}) of the password");
+    c.add_option("--etcd-password", o.etcd.password,
+                 "Secret reference (${env:NAME}) of the password");
     if (!run) return;
     c.add_option("--instance", o.etcd.instance, "This instance's unique name (with --etcd)");
     c.add_option("--site", o.etcd.site, "The site this instance runs in (default: --instance)");
-    c.add_option("--lease-ttl", o.etcd.lease_ttl,
-                 "Leadership lease (default 5s): takeover time, and the longest an action may take");
+    c.add_option(
+        "--lease-ttl", o.etcd.lease_ttl,
+        "Leadership lease (default 5s): takeover time, and the longest an action may take");
   };
   auto add_gitops_options = [&](CLI::App& c) {
     c.add_option("--repo", o.repo, "Git repository: path, file://, https:// or ssh URL")

@@ -1,10 +1,10 @@
 // Issue 13: how failover groups are spread over the live instances.
-#include <catch2/catch.hpp>
+#include "coord/assignment.h"
 
+#include <catch2/catch.hpp>
 #include <map>
 #include <string>
 
-#include "coord/assignment.h"
 #include "coord/etcd_flags.h"
 
 using namespace stackflip;
@@ -43,7 +43,8 @@ TEST_CASE("issue 13: a group is led from outside its active stack's site when on
   CHECK(counts(b)["fra-1"] == 5);
 }
 
-TEST_CASE("issue 13: every instance computes the same assignment, whatever order it lists them in") {
+TEST_CASE(
+    "issue 13: every instance computes the same assignment, whatever order it lists them in") {
   std::vector<InstanceInfo> x = {{"a", "s1"}, {"b", "s2"}, {"c", "s3"}};
   std::vector<InstanceInfo> y = {{"c", "s3"}, {"a", "s1"}, {"b", "s2"}};
   auto g = groups_in("s1", 50);

@@ -523,8 +523,8 @@ class Checker {
       return;
     }
     secrets(s, sp, {"password", "database_password"});
-    type_keys(s, sp, {"provider", "address", "maintenance", "site"}, tk->stack_keys, tk->stack_required,
-              type, "stack", "'" + sname + "'");
+    type_keys(s, sp, {"provider", "address", "maintenance", "site"}, tk->stack_keys,
+              tk->stack_required, type, "stack", "'" + sname + "'");
     for (const auto& [dsn_key, pw_key] :
          {std::pair{"dsn", "password"}, {"database_dsn", "database_password"}})
       if (const Value* dsn = member(s, dsn_key);
@@ -603,8 +603,8 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
       if (const Value* m = member(s.value, "maintenance")) ss.maintenance = m->GetBool();
       ss.site = ss.name;
       if (const Value* site = member(s.value, "site")) ss.site = site->GetString();
-      split_settings(s.value, {"provider", "address", "maintenance", "site", "settings"}, ss.settings,
-                     &ss.lists);
+      split_settings(s.value, {"provider", "address", "maintenance", "site", "settings"},
+                     ss.settings, &ss.lists);
       if (const Value* extra = member(s.value, "settings"))
         for (const auto& e : extra->GetObject())
           ss.settings[e.name.GetString()] = e.value.GetString();

@@ -357,14 +357,15 @@ void EtcdCoordination::stop() {
 
 void EtcdCoordination::keepalive_loop() {
   const auto period = std::max<std::chrono::milliseconds>(
-      std::chrono::milliseconds(250), std::chrono::duration_cast<std::chrono::milliseconds>(o_.lease_ttl) / 4);
+      std::chrono::milliseconds(250),
+      std::chrono::duration_cast<std::chrono::milliseconds>(o_.lease_ttl) / 4);
   while (!stop_) {
     int64_t lease = 0;
     {
       std::unique_lock lock(mu_);
       lease = lease_;
     }
-      if (lease == 0) {
+    if (lease == 0) {
       if (Status st = register_instance(); !st.ok()) {
         std::lock_guard lock(mu_);
         if (st.message() != etcd_error_) spdlog::warn("etcd: {}", st.message());
@@ -571,7 +572,8 @@ void EtcdCoordination::release_foreign() {
     leaders_.erase(group);
     leaderless_since_[group] = Steady::now();
   }
-  if (!give.empty()) spdlog::info("etcd: handed {} group(s) to the instances they belong to", give.size());
+  if (!give.empty())
+    spdlog::info("etcd: handed {} group(s) to the instances they belong to", give.size());
 }
 
 void EtcdCoordination::set_groups(const std::vector<GroupSite>& groups) {
@@ -588,7 +590,9 @@ bool EtcdCoordination::leads(const std::string& group, std::string* why) {
   std::lock_guard lock(mu_);
   auto it = leaders_.find(group);
   if (quiet_) {
-    if (why) *why = "etcd unreachable or lease lost (" + etcd_error_ + "): no instance starts actions it cannot fence";
+    if (why)
+      *why = "etcd unreachable or lease lost (" + etcd_error_ +
+             "): no instance starts actions it cannot fence";
     return false;
   }
   if (it == leaders_.end()) {
@@ -602,8 +606,10 @@ bool EtcdCoordination::leads(const std::string& group, std::string* why) {
   if (it->second.instance != o_.instance) {
     auto inst = instances_.find(it->second.instance);
     if (why)
-      *why = "led by " + it->second.instance +
-             (inst != instances_.end() && !inst->second.site.empty() ? " (" + inst->second.site + ")" : "");
+      *why =
+          "led by " + it->second.instance +
+          (inst != instances_.end() && !inst->second.site.empty() ? " (" + inst->second.site + ")"
+                                                                  : "");
     return false;
   }
   return true;
@@ -672,8 +678,7 @@ std::string EtcdCoordination::status_json() {
     std::lock_guard lock(mu_);
     if (lease_) left[lease_] = std::max(0.0, seconds_between(Steady::now(), lease_expires_));
     for (const auto& [g, l] : leaders_)
-      if (!left.count(l.lease) &&
-          std::find(others.begin(), others.end(), l.lease) == others.end())
+      if (!left.count(l.lease) && std::find(others.begin(), others.end(), l.lease) == others.end())
         others.push_back(l.lease);
   }
   for (int64_t lease : others) {
@@ -746,19 +751,20 @@ std::string EtcdCoordination::prometheus() {
   size_t led = groups_led();
   std::lock_guard lock(mu_);
   char buf[1024];
-  std::snprintf(buf, sizeof buf,
-                "# HELP stackflip_etcd_up 1 while keep-alives succeed (actions may start)\n"
-                "# TYPE stackflip_etcd_up gauge\nstackflip_etcd_up %d\n"
-                "# HELP stackflip_etcd_requests_total Requests sent to etcd\n"
-                "# TYPE stackflip_etcd_requests_total counter\nstackflip_etcd_requests_total %llu\n"
-                "# HELP stackflip_groups_led Failover groups this instance leads\n"
-                "# TYPE stackflip_groups_led gauge\nstackflip_groups_led %zu\n"
-                "# HELP stackflip_etcd_instances Instances registered in etcd\n"
-                "# TYPE stackflip_etcd_instances gauge\nstackflip_etcd_instances %zu\n"
-                "# HELP stackflip_lease_remaining_seconds Time left on this instance's lease\n"
-                "# TYPE stackflip_lease_remaining_seconds gauge\nstackflip_lease_remaining_seconds %.3f\n",
-                quiet_ ? 0 : 1, static_cast<unsigned long long>(requests), led, instances_.size(),
-                lease_ ? std::max(0.0, seconds_between(Steady::now(), lease_expires_)) : 0.0);
+  std::snprintf(
+      buf, sizeof buf,
+      "# HELP stackflip_etcd_up 1 while keep-alives succeed (actions may start)\n"
+      "# TYPE stackflip_etcd_up gauge\nstackflip_etcd_up %d\n"
+      "# HELP stackflip_etcd_requests_total Requests sent to etcd\n"
+      "# TYPE stackflip_etcd_requests_total counter\nstackflip_etcd_requests_total %llu\n"
+      "# HELP stackflip_groups_led Failover groups this instance leads\n"
+      "# TYPE stackflip_groups_led gauge\nstackflip_groups_led %zu\n"
+      "# HELP stackflip_etcd_instances Instances registered in etcd\n"
+      "# TYPE stackflip_etcd_instances gauge\nstackflip_etcd_instances %zu\n"
+      "# HELP stackflip_lease_remaining_seconds Time left on this instance's lease\n"
+      "# TYPE stackflip_lease_remaining_seconds gauge\nstackflip_lease_remaining_seconds %.3f\n",
+      quiet_ ? 0 : 1, static_cast<unsigned long long>(requests), led, instances_.size(),
+      lease_ ? std::max(0.0, seconds_between(Steady::now(), lease_expires_)) : 0.0);
   return buf;
 }
 

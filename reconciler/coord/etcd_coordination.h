@@ -143,11 +143,11 @@ class EtcdCoordination : public Coordination {
   bool quiet_ = true;       // the last keep-alive failed (or none yet): start nothing
   std::string etcd_error_;  // why, when quiet_
   std::map<std::string, InstanceInfo> instances_;
-  std::map<std::string, Leader> leaders_;             // group → leader key
-  std::map<std::string, std::string> group_sites_;    // of the commit in force
+  std::map<std::string, Leader> leaders_;           // group → leader key
+  std::map<std::string, std::string> group_sites_;  // of the commit in force
   std::map<std::string, SteadyTime> leaderless_since_;
-  std::set<std::string> gained_;  // groups led since the memory last loaded
-  std::map<std::string, std::string> published_;      // key → value last written by us
+  std::set<std::string> gained_;                  // groups led since the memory last loaded
+  std::map<std::string, std::string> published_;  // key → value last written by us
   std::string last_commit_;
 };
 

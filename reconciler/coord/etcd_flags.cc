@@ -17,8 +17,8 @@ Result<EtcdOptions> etcd_client_options(const EtcdFlags& f) {
   size_t start = 0;
   while (start <= f.endpoints.size()) {
     size_t comma = f.endpoints.find(',', start);
-    std::string url = f.endpoints.substr(start, comma == std::string::npos ? std::string::npos
-                                                                           : comma - start);
+    std::string url =
+        f.endpoints.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
     if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0)
       return Err("--etcd: \"" + url +
                  "\" is not an etcd client URL (http://HOST:PORT or https://HOST:PORT)");

@@ -201,7 +201,7 @@ class Reconciler {
   ReconcileSettings s_;
   Notifier* notifier_;
   Coordination* coord_ = nullptr;
-  std::string behind_;  // with etcd: why nothing is applied this pass ("" = apply)
+  std::string behind_;       // with etcd: why nothing is applied this pass ("" = apply)
   bool rewind_allowed_;      // --allow-rewind not used up yet
   std::string store_error_;  // this pass's last state store failure
   std::string last_notice_;  // the last notification sent (also when the store fails)

@@ -248,10 +248,9 @@ void add_routes(HttpEndpoint& main_http, HttpEndpoint& hook_on, const RunSetting
   auto status = [&sh, &rs](const EndpointRequest&) {
     std::string coordination = rs.coordination_status ? rs.coordination_status() : "";
     std::lock_guard lock(sh.mu);
-    return EndpointResponse::shared(
-        std::make_shared<const std::string>(
-            redact(status_json(sh.last.get(), rs.repo_description, coordination))),
-        "application/json");
+    return EndpointResponse::shared(std::make_shared<const std::string>(redact(status_json(
+                                        sh.last.get(), rs.repo_description, coordination))),
+                                    "application/json");
   };
   auto observed = [&sh](const EndpointRequest&) {
     std::lock_guard lock(sh.mu);

@@ -427,7 +427,9 @@ std::string render_history(const std::vector<JournalEntry>& entries) {
       if (c == '\n' || c == '\r' || c == '\t') c = ' ';
     rows.push_back(
         {std::to_string(e.id), e.time, e.group, e.kind, stack, status, duration, e.origin, error});
-    if (shared) rows.back()[0] = e.instance, rows.back().insert(rows.back().begin() + 1, std::to_string(e.token));
+    if (shared)
+      rows.back()[0] = e.instance,
+      rows.back().insert(rows.back().begin() + 1, std::to_string(e.token));
   }
   std::vector<size_t> width(rows[0].size(), 0);
   for (const auto& r : rows)

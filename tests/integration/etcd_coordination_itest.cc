@@ -13,10 +13,10 @@
 #include <thread>
 #include <vector>
 
+#include "builders.h"
 #include "coord/etcd_client.h"
 #include "coord/etcd_coordination.h"
 #include "gitops/state_store.h"
-#include "builders.h"
 #include "itest_env.h"
 
 using namespace stackflip;
