@@ -22,18 +22,7 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-std::vector<std::string> etcd_endpoints() {
-  std::vector<std::string> out;
-  std::string all = itest::env("ETCD_ENDPOINTS");
-  size_t start = 0;
-  while (start < all.size()) {
-    size_t comma = all.find(',', start);
-    if (comma == std::string::npos) comma = all.size();
-    if (comma > start) out.push_back(all.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
+using itest::etcd_endpoints;
 
 bool have_etcd() { return !etcd_endpoints().empty(); }
 

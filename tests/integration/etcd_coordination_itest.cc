@@ -25,17 +25,7 @@ using Steady = std::chrono::steady_clock;
 
 namespace {
 
-std::vector<std::string> endpoints() {
-  std::vector<std::string> out;
-  std::string all = itest::env("ETCD_ENDPOINTS");
-  for (size_t start = 0; start < all.size();) {
-    size_t comma = all.find(',', start);
-    if (comma == std::string::npos) comma = all.size();
-    if (comma > start) out.push_back(all.substr(start, comma - start));
-    start = comma + 1;
-  }
-  return out;
-}
+std::vector<std::string> endpoints() { return itest::etcd_endpoints(); }
 
 std::string fresh_prefix(const char* name) {
   static std::mt19937_64 rng(std::random_device{}());

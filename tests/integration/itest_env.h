@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "core/model.h"
 
@@ -98,6 +99,20 @@ inline double ms_since(std::chrono::steady_clock::time_point start) {
 inline void timing(const char* what, double ms) {
   std::printf("TIMING %-52s %8.1f ms\n", what, ms);
   std::fflush(stdout);
+}
+
+// The harness's etcd members (ETCD_ENDPOINTS, comma-separated); empty
+// without the harness, and then the etcd cases pass trivially.
+inline std::vector<std::string> etcd_endpoints() {
+  std::vector<std::string> out;
+  std::string all = env("ETCD_ENDPOINTS");
+  for (size_t start = 0; start < all.size();) {
+    size_t comma = all.find(',', start);
+    if (comma == std::string::npos) comma = all.size();
+    if (comma > start) out.push_back(all.substr(start, comma - start));
+    start = comma + 1;
+  }
+  return out;
 }
 
 }  // namespace itest
