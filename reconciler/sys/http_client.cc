@@ -217,16 +217,22 @@ size_t on_stream(char* data, size_t size, size_t n, void* user) {
   return size * n;
 }
 
-}  // namespace
-
-Result<HttpResponse> HttpClient::perform(const HttpRequest& request) {
-  const std::string where = request.method + " " + request.url;
-  CURL* c = impl_->easy;
+// What perform() and stream() check before sending anything.
+Status can_send(CURL* c, const std::string& where, const HttpRequest& request) {
   if (!c) return Err(where + ": cannot initialise libcurl");
   std::string bad = first_bad_header(request.headers);
   if (!bad.empty())
     return Err(where + ": refused to send header \"" + trim_for_message(bad, 64) +
                "\": its name or value holds a control character (CR, LF, ...)");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<HttpResponse> HttpClient::perform(const HttpRequest& request) {
+  const std::string where = request.method + " " + request.url;
+  CURL* c = impl_->easy;
+  if (Status ok = can_send(c, where, request); !ok.ok()) return ok.error();
 
   HttpResponse response;
   Transfer t;
@@ -248,11 +254,7 @@ Result<HttpResponse> HttpClient::stream(const HttpRequest& request,
                                         const std::function<bool(std::string_view)>& on_data) {
   const std::string where = request.method + " " + request.url;
   CURL* c = impl_->easy;
-  if (!c) return Err(where + ": cannot initialise libcurl");
-  std::string bad = first_bad_header(request.headers);
-  if (!bad.empty())
-    return Err(where + ": refused to send header \"" + trim_for_message(bad, 64) +
-               "\": its name or value holds a control character (CR, LF, ...)");
+  if (Status ok = can_send(c, where, request); !ok.ok()) return ok.error();
   CURLM* multi = curl_multi_init();
   if (!multi) return Err(where + ": cannot initialise libcurl");
 
