@@ -87,6 +87,8 @@ class Runner {
     std::string what =
         "provider " + provider_.name + ": " + req.operation + " command `" + o.argv[0] + "`";
     if (!r.ok()) return Err(what + ": " + r.error().message);
+    if (!r->stopped.empty())
+      return Timeout(what + " was killed before it finished (its process group): " + r->stopped);
     if (r->timed_out)
       return Timeout(what + " timed out after " + std::to_string(timeout_ms_) +
                      " ms (its process group was killed)");

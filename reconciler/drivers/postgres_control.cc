@@ -55,6 +55,8 @@ Status run_command(const std::vector<std::string>& argv, milliseconds limit,
   std::replace(tail.begin(), tail.end(), '\n', ' ');
   if (tail.size() > 500) tail = "..." + tail.substr(tail.size() - 500);
   const std::string& cmd = argv[0];
+  if (!r->stopped.empty())
+    return Timeout(what + ": " + cmd + " killed before it finished: " + r->stopped);
   if (r->timed_out)
     return Timeout(what + ": " + cmd + " did not finish within " +
                    std::to_string(limit.count() / 1000) + " s; killed" +

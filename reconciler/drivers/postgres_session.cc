@@ -1,8 +1,10 @@
 #include "drivers/postgres_session.h"
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <memory>
 #include <utility>
@@ -10,6 +12,7 @@
 #include "config/conninfo.h"
 #include "config/secret.h"
 #include "core/provider_stats.h"
+#include "util/deadline.h"
 #include "util/strings.h"
 
 namespace stackflip {
@@ -46,6 +49,48 @@ bool authentication_failed(PGconn* c, const std::string& message) {
   return role != std::string::npos && message.find("\" does not exist", role) != std::string::npos;
 }
 
+// After a cancel request, how long the server has to answer before the
+// connection is given up.
+constexpr std::chrono::milliseconds kCancelGrace{1000};
+
+// PQexec under an operation deadline (util/deadline.h): the statement is
+// sent, the answer awaited on the socket with the deadline asked every
+// 20 ms; when it passes the server is asked to cancel the statement, and if
+// no answer comes within kCancelGrace the caller must drop the connection
+// (`gave_up`). Returns the last result, as PQexec does (null when the
+// connection failed); `stopped` says why when the deadline cut it.
+ResultPtr exec_before_deadline(PGconn* conn, const std::string& sql, std::string& stopped,
+                               bool& gave_up) {
+  using Steady = std::chrono::steady_clock;
+  if (!PQsendQuery(conn, sql.c_str())) return nullptr;
+  ResultPtr last;
+  Steady::time_point give_up_at = Steady::time_point::max();
+  for (;;) {
+    if (!PQconsumeInput(conn)) return nullptr;
+    while (!PQisBusy(conn)) {
+      PGresult* r = PQgetResult(conn);
+      if (!r) return last;
+      last.reset(r);
+    }
+    if (stopped.empty()) {
+      stopped = operation_stopped();
+      if (!stopped.empty()) {
+        char err[256];
+        if (PGcancel* c = PQgetCancel(conn)) {
+          PQcancel(c, err, sizeof err);
+          PQfreeCancel(c);
+        }
+        give_up_at = Steady::now() + kCancelGrace;
+      }
+    } else if (Steady::now() >= give_up_at) {
+      gave_up = true;
+      return nullptr;
+    }
+    pollfd p{PQsocket(conn), POLLIN, 0};
+    ::poll(&p, 1, 20);
+  }
+}
+
 }  // namespace
 
 PgConnection::PgConnection(PgConnection&& other) noexcept
@@ -74,7 +119,21 @@ void PgConnection::reset() {
 
 Result<PgRows> PgConnection::exec(const std::string& sql, const std::string& where) {
   if (!conn_) return Err(where + ": not connected");
-  ResultPtr res(PQexec(conn_, sql.c_str()));
+  std::string stopped;
+  bool gave_up = false;
+  ResultPtr res;
+  if (operation_deadline()) {
+    stopped = operation_stopped();
+    if (!stopped.empty()) return Timeout(where + ": not sent: " + stopped);
+    res = exec_before_deadline(conn_, sql, stopped, gave_up);
+  } else {
+    res.reset(PQexec(conn_, sql.c_str()));
+  }
+  if (gave_up) {
+    reset();
+    return Timeout(where + ": cancelled, no answer within " + std::to_string(kCancelGrace.count()) +
+                   " ms; connection closed; " + stopped);
+  }
   if (!res) return Err(where + ": " + one_line(PQerrorMessage(conn_)));
   auto st = PQresultStatus(res.get());
   if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
@@ -82,8 +141,8 @@ Result<PgRows> PgConnection::exec(const std::string& sql, const std::string& whe
     const std::string message = where + ": " + one_line(PQresultErrorMessage(res.get()));
     // Class 28: invalid authorization (a role that lost its login, say).
     if (code && std::strncmp(code, "28", 2) == 0) return ConfigError(message);
-    Error e = Err(message);
-    // 57014 = query_canceled (statement_timeout).
+    Error e = Err(message + (stopped.empty() ? "" : "; " + stopped));
+    // 57014 = query_canceled (statement_timeout, or our cancel).
     if (code && std::strcmp(code, "57014") == 0) e.timeout = true;
     // Errors that asking again cannot change (issue 11), not retried by
     // apply: class 42 (insufficient privilege, e.g. pg_promote not granted;
@@ -127,7 +186,16 @@ Result<PgConnection> pg_connect(const PgLogin& login, const PgTimeouts& timeouts
   for (const auto& [k, v] : info->options)
     if (k == "options" && !v.empty()) options = v + " ";
   options += "-c statement_timeout=" + std::to_string(timeouts.statement_ms);
-  const std::string connect_timeout = std::to_string((timeouts.connect_ms + 999) / 1000);
+  // Under an operation deadline (util/deadline.h) no connection is started
+  // after it, and the wait is cut to it (libpq counts whole seconds, at
+  // least 2; nothing is sent on the new connection after the deadline).
+  if (std::string stopped = operation_stopped(); !stopped.empty())
+    return Timeout(where + ": not connected: " + stopped);
+  long long connect_ms = timeouts.connect_ms;
+  if (operation_deadline())
+    connect_ms = std::max<long long>(
+        1, within_deadline(std::chrono::milliseconds(connect_ms ? connect_ms : 3600000)).count());
+  const std::string connect_timeout = std::to_string((connect_ms + 999) / 1000);
 
   // Order matters: keywords before dbname may be overridden by the dsn,
   // keywords after it override the dsn.

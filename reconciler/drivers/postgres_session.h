@@ -18,6 +18,11 @@
 // timeout) sets Error::timeout, class 42 and 0A000 set Error::permanent,
 // class 28 sets Error::config.
 //
+// Under an operation deadline (util/deadline.h) no connection is started and
+// no statement sent after it, and a statement still running when it passes
+// is cancelled (the connection is dropped if the server does not answer the
+// cancel within a second): Error::timeout, with the deadline's reason.
+//
 // Thread safety: a PgConnection or PostgresSession is used by one thread at
 // a time.
 #pragma once

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 
+#include "util/deadline.h"
 #include "util/json_input.h"
 #include "util/strings.h"
 
@@ -127,6 +128,7 @@ struct Transfer {
   Headers received{nullptr};
   curl_slist* headers = nullptr;
   char errbuf[CURL_ERROR_SIZE] = {0};
+  bool cut = false;  // the timeout was cut to the operation deadline
   ~Transfer() { curl_slist_free_all(headers); }
 };
 
@@ -142,8 +144,13 @@ void prepare(CURL* c, const HttpClientOptions& options, const HttpRequest& reque
   curl_easy_setopt(c, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);  // threads: no SIGALRM for timeouts
-  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(request.timeout.count()));
+  // Cut to the operation deadline (util/deadline.h); can_send() made sure
+  // some time is left (CURLOPT_TIMEOUT_MS 0 would mean "no limit").
+  const auto total = std::max(std::chrono::milliseconds(1), within_deadline(request.timeout));
+  t.cut = total < request.timeout;
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, static_cast<long>(total.count()));
   auto connect = request.connect_timeout.count() > 0 ? request.connect_timeout : request.timeout;
+  connect = std::clamp(connect, std::chrono::milliseconds(1), total);
   curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect.count()));
   curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(c, CURLOPT_HEADERDATA, &t.received);
@@ -191,7 +198,11 @@ std::optional<Error> transfer_error(const std::string& where, const HttpRequest&
                format_byte_size(request.max_body) + " limit; not read");
   if (rc != CURLE_OK) {
     std::string reason = t.errbuf[0] ? trim(t.errbuf) : curl_easy_strerror(rc);
-    if (rc == CURLE_OPERATION_TIMEDOUT) return Timeout(where + ": timed out (" + reason + ")");
+    if (rc == CURLE_OPERATION_TIMEDOUT) {
+      std::string stopped = t.cut ? deadline_reason() : "";
+      return Timeout(where + ": timed out (" + reason + ")" +
+                     (stopped.empty() ? "" : "; " + stopped));
+    }
     return Err(where + ": " + reason);
   }
   return std::nullopt;
@@ -220,6 +231,8 @@ size_t on_stream(char* data, size_t size, size_t n, void* user) {
 // What perform() and stream() check before sending anything.
 Status can_send(CURL* c, const std::string& where, const HttpRequest& request) {
   if (!c) return Err(where + ": cannot initialise libcurl");
+  if (std::string stopped = operation_stopped(); !stopped.empty())
+    return Timeout(where + ": not sent: " + stopped);
   std::string bad = first_bad_header(request.headers);
   if (!bad.empty())
     return Err(where + ": refused to send header \"" + trim_for_message(bad, 64) +

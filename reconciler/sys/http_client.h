@@ -11,7 +11,9 @@
 //
 // Errors are values: transport failures (refused, DNS, TLS, timeout) return
 // an Error whose message names the method and URL and libcurl's reason;
-// `Error::timeout` is set when the request ran out of time. Any HTTP status
+// `Error::timeout` is set when the request ran out of time. A request's
+// timeout is cut to the calling thread's operation deadline, and none is sent
+// after it (util/deadline.h). Any HTTP status
 // is a successful transport and comes back in HttpResponse — callers decide
 // what a non-2xx status means. Never put a secret into the URL: it appears
 // in error messages. Secrets go into headers, which are never reported.

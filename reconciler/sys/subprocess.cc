@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <thread>
 
+#include "util/deadline.h"
+
 namespace stackflip {
 
 namespace {
@@ -164,6 +166,14 @@ Result<SubprocessResult> run_subprocess(const SubprocessOptions& options) {
       term_sent = true;
       term_at = now;
       ::kill(-pid, SIGTERM);
+    }
+    if (!reaped && !kill_sent) {
+      if (std::string why = operation_stopped(); !why.empty()) {
+        res.timed_out = true;
+        res.stopped = why;
+        term_sent = kill_sent = true;
+        ::kill(-pid, SIGKILL);
+      }
     }
     if (term_sent && !kill_sent && now >= term_at + kKillGrace) {
       kill_sent = true;

@@ -6,7 +6,9 @@
 // command started (a `sleep`, an ssh) do not outlive it. When the command
 // itself exits, whatever is left in its process group is killed too: an
 // operation's processes never outlive the operation (a script that must leave
-// a daemon behind starts it with `setsid`).
+// a daemon behind starts it with `setsid`). The calling thread's operation
+// deadline (util/deadline.h), asked every 10 ms, stops it too: the group gets
+// SIGKILL at once, since that deadline is a safety bound, not a courtesy.
 //
 // Thread safety: run_subprocess() may be called from several threads at once.
 // While writing to the child's stdin SIGPIPE is blocked for the calling thread
@@ -41,6 +43,7 @@ struct SubprocessResult {
   int exit_code = -1;   // when the child exited normally, else -1
   int term_signal = 0;  // when the child was killed by a signal
   bool timed_out = false;
+  std::string stopped;   // when the operation deadline stopped it: why (timed_out too)
   std::string out, err;  // captured stdout / stderr (possibly truncated)
   bool ok() const { return !timed_out && exit_code == 0; }
 };

@@ -4,7 +4,8 @@
 // a switch start at 1 ms so the apply path stays fast, retries of a busy API
 // start higher. With a deadline, sleep() never sleeps past it and expired()
 // says when it has passed; all time comes from a Clock (clock.h), so tests
-// run the waits without waiting.
+// run the waits without waiting. The calling thread's operation deadline
+// (deadline.h, real time) ends the waits too.
 //
 //   Backoff poll(clock, std::chrono::seconds(10));     // 1 ms .. 50 ms, 10 s
 //   while (!done()) {
@@ -18,6 +19,7 @@
 #include <optional>
 
 #include "util/clock.h"
+#include "util/deadline.h"
 
 namespace stackflip {
 
@@ -37,14 +39,18 @@ class Backoff {
     next_ = std::min(cap_, next_ * 2);
     return d;
   }
-  // With a deadline: whether it has passed. Without one: never.
-  bool expired() const { return clock_ && clock_->now() >= *deadline_; }
+  // With a deadline: whether it has passed. Without one: never. Either way,
+  // once the calling thread's operation deadline has passed (deadline.h).
+  bool expired() const {
+    return (clock_ && clock_->now() >= *deadline_) || !operation_stopped().empty();
+  }
   // With a deadline: sleeps the next interval, cut at the deadline. Without:
   // sleeps the next interval on the real clock.
   void sleep() {
     Clock& c = clock_ ? *clock_ : real_clock();
     Clock::Duration d = next();
     if (deadline_) d = std::max(Clock::Duration(0), std::min(d, *deadline_ - c.now()));
+    if (operation_deadline()) d = std::min<Clock::Duration>(d, within_deadline(next_));
     c.sleep_for(d);
   }
 
