@@ -90,8 +90,9 @@ class EtcdCoordination::Journal : public ActionLog {
                    "); no new action until it succeeds");
       auto now = Steady::now();
       auto budget = c_.o_.budget ? c_.o_.budget(a) : std::chrono::milliseconds(0);
-      if (c_.lease_expires_ - now <= budget)
-        return Err("the lease has " + c_.lease_left_text(now) + " left, not more than the " +
+      if (c_.act_until_locked() - now <= budget)
+        return Err("the lease has " + c_.lease_left_text(now) +
+                   " left, not more than the stop margin and the " +
                    std::to_string(budget.count()) + " ms this action may take; not starting it");
       token = it->second.token;
       jkey = c_.key("journal/" + c_.o_.instance + "/" + run_ + "." + std::to_string(++seq_));
@@ -353,6 +354,19 @@ void EtcdCoordination::stop() {
   }
   // Revoked, the leader keys go at once: the other instances take over now.
   if (lease) (void)etcd_.revoke(lease);
+}
+
+std::chrono::steady_clock::time_point EtcdCoordination::act_until() {
+  std::lock_guard lock(mu_);
+  return act_until_locked();
+}
+
+EtcdCoordination::SteadyTime EtcdCoordination::act_until_locked() const {
+  if (lease_ == 0) return SteadyTime::min();
+  auto margin = std::max<std::chrono::milliseconds>(
+      std::chrono::milliseconds(250),
+      std::chrono::duration_cast<std::chrono::milliseconds>(o_.lease_ttl) / 10);
+  return lease_expires_ - margin;
 }
 
 void EtcdCoordination::keepalive_loop() {

@@ -33,7 +33,13 @@
 //     with its token and records the action under journal/ — a lost key
 //     means the action does not start, and the group is no longer led.
 // The end of the action is recorded under the same comparison, so nothing is
-// recorded for an instance after its token was superseded.
+// recorded for an instance after its token was superseded. While the action
+// runs, act_until() is the lease's end by our count less a stop margin
+// (max(250 ms, TTL/10)): apply runs the driver calls under it
+// (util/deadline.h), so when keep-alives stop being answered a running
+// command is killed, a statement cancelled, a request cut, before etcd can
+// let another instance take the group. A lease kept alive moves it later, so
+// a long action (pg_rewind) runs as long as etcd answers.
 //
 // Every etcd failure is an error value: no instance starts an action without
 // etcd, and the loop still observes and serves /status and /metrics, which
@@ -93,6 +99,7 @@ class EtcdCoordination : public Coordination {
   bool leads(const std::string& group, std::string* why) override;
   ActionLog& journal() override;
   LastKnown& last_known() override;
+  std::chrono::steady_clock::time_point act_until() override;
   std::string shared_commit() override;
   void publish_commit(const std::string& commit) override;
   void publish_invalid_head(const std::string& commit, const std::string& error) override;
@@ -125,6 +132,7 @@ class EtcdCoordination : public Coordination {
   // A fencing comparison failed: `group` is no longer ours (if `token` is still recorded).
   void lost(const std::string& group, int64_t token);
   std::string lease_left_text(SteadyTime now) const;  // under mu_
+  SteadyTime act_until_locked() const;                // under mu_
 
   EtcdClient& etcd_;
   StateStore& local_;

@@ -4,6 +4,7 @@
 
 #include "core/planner.h"
 #include "util/backoff.h"
+#include "util/deadline.h"
 
 namespace stackflip {
 
@@ -424,6 +425,11 @@ void Applier::fail_safe(const GroupSpec& g, GroupDrivers& d, const Action& faile
 Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a, const ApplyOptions& o,
                         std::string& detail) {
   const std::string label = std::string(to_string(a.kind)) + " " + a.stack;
+  // Everything below (the driver's calls, the polls) stops at act_until.
+  std::optional<DeadlineScope> window;
+  if (o.act_until) window.emplace(o.act_until, o.act_until_why);
+  if (std::string stopped = operation_stopped(); !stopped.empty())
+    return Timeout(label + ": not started: " + stopped);
   if (a.kind == ActionKind::replication_wait) {
     // The source is fenced: its write position, read now, is final.
     StackObs src = d.observe_stack(a.source);
@@ -442,6 +448,8 @@ Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a, co
                  format_lsn(target);
         return {};
       }
+      if (std::string stopped = operation_stopped(); !stopped.empty())
+        return Timeout(label + ": " + stopped);
       if (clock_.now() >= deadline)
         return Timeout(label + ": still " +
                        std::to_string(target > replayed ? target - replayed : 0) +
@@ -493,6 +501,8 @@ Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a, co
     else
       now.stacks[a.stack] = d.observe_stack(a.stack);
     if (effect_holds(a, now)) return {};
+    if (std::string stopped = operation_stopped(); !stopped.empty())
+      return Timeout(label + ": the effect was not observed before it " + stopped);
     if (clock_.now() >= deadline)
       return Timeout(label + ": the effect was not observed within " +
                      std::to_string(o.action_timeout.count()) + " ms");

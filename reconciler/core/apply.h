@@ -13,7 +13,8 @@
 //   4. call the driver (replication.wait has no call: it reads the source's
 //      write position once, after the fence, and polls the target's replay);
 //   5. re-observe with short, growing intervals until the expected effect is
-//      seen or the action's timeout passes;
+//      seen or the action's timeout passes (steps 4 and 5 stop at
+//      ApplyOptions::act_until when set: with etcd, the lease);
 //   6. journal the end. A failed call is retried (ApplyOptions::retries,
 //      guard re-checked first), unless the provider refused it for good
 //      (Error::permanent: an HTTP 4xx, a failed Cloud 66 action, a
@@ -70,6 +71,13 @@ struct ApplyOptions {
   int parallelism = 32;  // groups at a time (`--parallel`)
   // Called as each step starts and ends (from the group's thread).
   std::function<void(const struct StepReport&)> progress;
+  // With etcd (issue 13): until when this instance may act, i.e. its lease
+  // less a margin; asked again whenever consulted (a kept-alive lease moves
+  // it later). Each action's driver calls and polls run under it
+  // (util/deadline.h: a command is killed, a statement cancelled, a request
+  // cut) and no attempt starts after it; `act_until_why` says why in errors.
+  std::function<std::chrono::steady_clock::time_point()> act_until;
+  std::string act_until_why;
 };
 
 enum class StepOutcome { started, ok, failed, timeout, blocked, stale, interrupted };

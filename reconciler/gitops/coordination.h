@@ -13,10 +13,12 @@
 //      (leads); the others are reported "standby" with the leader's name;
 //   4. journals every action through journal(): the fencing check and the
 //      shared journal entry come before the local one, and a failed check
-//      means the action does not start;
+//      means the action does not start; the action's driver calls run
+//      under act_until(), so none outlasts the leadership;
 //   5. publishes the commit it adopted and an invalid head it saw.
 #pragma once
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -48,6 +50,10 @@ class Coordination {
   virtual ActionLog& journal() = 0;
   // The observation memory shared by all instances (per group, newest wins).
   virtual LastKnown& last_known() = 0;
+  // Until when an action of this instance may run (ApplyOptions::act_until):
+  // a running action is stopped then, so it never outlasts the leadership it
+  // started under. Asked again and again while an action runs.
+  virtual std::chrono::steady_clock::time_point act_until() = 0;
 
   // The commit in force as shared by the instances ("" when none yet or etcd
   // cannot be read).

@@ -218,6 +218,10 @@ std::vector<GroupRun> Reconciler::run_groups(const DesiredState& d, const Observ
     return std::move(one.groups.begin()->second);
   };
   ApplyOptions ao = s_.apply;
+  if (coord_) {
+    ao.act_until = [c = coord_] { return c->act_until(); };
+    ao.act_until_why = "this instance's etcd lease could expire (keep-alives unanswered)";
+  }
   ao.origin = commit_;
   ao.stop_requested = stop;
   ao.parallelism = 1;  // one group per Applier call; the pool runs groups in parallel

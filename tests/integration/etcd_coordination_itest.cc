@@ -3,8 +3,11 @@
 // (issue 13). Two or three coordinations live in one process, each with its
 // own client and state store, under a prefix no other case uses. Without
 // ETCD_ENDPOINTS every case passes trivially.
+#include <httplib.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
@@ -18,6 +21,8 @@
 #include "coord/etcd_coordination.h"
 #include "gitops/state_store.h"
 #include "itest_env.h"
+#include "sys/subprocess.h"
+#include "util/deadline.h"
 
 using namespace stackflip;
 using std::chrono::milliseconds;
@@ -40,11 +45,12 @@ struct Instance {
   std::unique_ptr<EtcdCoordination> c;
 
   Instance(const std::string& name, const std::string& site, const std::string& prefix,
-           milliseconds budget = milliseconds(500), bool watch = true) {
+           milliseconds budget = milliseconds(500), bool watch = true,
+           std::vector<std::string> via = endpoints(), int ttl_s = 3) {
     char tmpl[] = "/tmp/stackflip-coord-itest.XXXXXX";
     dir = ::mkdtemp(tmpl);
     EtcdOptions eo;
-    eo.endpoints = endpoints();
+    eo.endpoints = via;
     eo.request_timeout = milliseconds(2000);
     etcd = std::move(*EtcdClient::create(eo));
     store = std::move(*StateStore::open(dir + "/state.db"));
@@ -52,7 +58,7 @@ struct Instance {
     o.instance = name;
     o.site = site;
     o.prefix = prefix;
-    o.lease_ttl = std::chrono::seconds(3);
+    o.lease_ttl = std::chrono::seconds(ttl_s);
     o.budget = [budget](const Action&) { return budget; };
     o.watch = watch;
     c = std::make_unique<EtcdCoordination>(*etcd, *store, o);
@@ -81,6 +87,42 @@ bool eventually(F f, milliseconds limit = milliseconds(8000)) {
   }
   return f();
 }
+
+// A loopback proxy in front of one etcd member that the test can cut: then
+// every request gets HTTP 503, as from a gateway that lost its member.
+struct CuttableProxy {
+  httplib::Server server;
+  std::thread thread;
+  int port = 0;
+  std::atomic<bool> cut{false};
+
+  explicit CuttableProxy(const std::string& upstream) {
+    server.Post(".*", [this, upstream](const httplib::Request& req, httplib::Response& res) {
+      if (cut) {
+        res.status = 503;
+        res.set_content(R"({"error":"cut by the test","code":14})", "application/json");
+        return;
+      }
+      httplib::Client up(upstream);
+      up.set_read_timeout(5, 0);
+      auto r = up.Post(req.path, req.body, "application/json");
+      if (!r) {
+        res.status = 502;
+        return;
+      }
+      res.status = r->status;
+      res.set_content(r->body, "application/json");
+    });
+    port = server.bind_to_any_port("127.0.0.1");
+    thread = std::thread([this] { server.listen_after_bind(); });
+    while (!server.is_running()) std::this_thread::sleep_for(milliseconds(1));
+  }
+  ~CuttableProxy() {
+    server.stop();
+    thread.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port); }
+};
 
 }  // namespace
 
@@ -249,4 +291,73 @@ TEST_CASE("etcd coordination: a takeover knows the last position the old leader 
   REQUIRE((*mem)->groups.count("shop"));
   REQUIRE((*mem)->groups["shop"].stacks["fra"].database);
   CHECK((*mem)->groups["shop"].stacks["fra"].database->lsn == 123456u);
+}
+
+TEST_CASE(
+    "etcd coordination: a command still running when the keep-alives stop is killed "
+    "before etcd lets the lease expire") {
+  if (endpoints().empty()) return;
+  CuttableProxy proxy(endpoints().front());
+  std::string p = fresh_prefix("cutoff");
+  Instance a("fra-1", "fra", p, milliseconds(500), /*watch=*/false, {proxy.url()}, 5);
+  REQUIRE(a.c->start().ok());
+  a.c->set_groups({{"shop", "ams"}});
+  REQUIRE(eventually([&] { return a.c->leads("shop", nullptr); }));
+  auto live = a.etcd->range(p + "live/instances/fra-1");
+  REQUIRE(live.ok());
+  REQUIRE(live->kvs.size() == 1);
+  const int64_t lease = live->kvs[0].lease;
+  EtcdOptions direct_options;
+  direct_options.endpoints = endpoints();
+  auto direct = std::move(*EtcdClient::create(direct_options));
+
+  // The action: a command that would run 60 s (pg_rewind, say), under the
+  // lease's act_until as apply runs it.
+  std::atomic<bool> done{false};
+  Steady::time_point killed_at{};
+  SubprocessResult result;
+  Result<int64_t> ttl_at_kill = Err("not asked");
+  std::thread running([&] {
+    {
+      DeadlineScope scope([&] { return a.c->act_until(); }, "the lease could expire");
+      SubprocessOptions o;
+      o.argv = {"sleep", "60"};
+      o.timeout = std::chrono::seconds(90);
+      auto r = run_subprocess(o);
+      killed_at = Steady::now();
+      if (r.ok()) result = *r;
+    }
+    ttl_at_kill = direct->time_to_live(lease);  // etcd's own view, right after
+    done = true;
+  });
+  // Longer than the 5 s lease: the keep-alives move the deadline on.
+  std::this_thread::sleep_for(milliseconds(6000));
+  CHECK_FALSE(done.load());
+  const auto cut_at = Steady::now();
+  proxy.cut = true;
+  running.join();
+  // When etcd let the lease go.
+  REQUIRE(eventually(
+      [&] {
+        auto t = direct->time_to_live(lease);
+        return t.ok() && *t < 0;
+      },
+      milliseconds(10000)));
+  const auto expired_by = Steady::now();
+  const double kill_s = std::chrono::duration<double>(killed_at - cut_at).count();
+  const double expiry_s = std::chrono::duration<double>(expired_by - cut_at).count();
+  std::printf(
+      "[timing] cut-off: command killed %.2f s after the cut; etcd still held the lease "
+      "(TTL %lld s left); it expired by %.2f s\n",
+      kill_s, static_cast<long long>(ttl_at_kill.ok() ? *ttl_at_kill : -9), expiry_s);
+  CHECK(result.stopped == "stopped: the lease could expire");
+  CHECK(result.term_signal == SIGKILL);
+  CHECK(kill_s < 5.0);
+  // At the kill the lease was still etcd's: nobody could hold the group yet.
+  INFO((ttl_at_kill.ok() ? "" : ttl_at_kill.error().message));
+  REQUIRE(ttl_at_kill.ok());
+  CHECK(*ttl_at_kill >= 0);
+  CHECK(expiry_s > kill_s);
+  // Nothing of it may start now.
+  CHECK_FALSE(a.c->journal().begin(action("shop"), "c1").ok());
 }

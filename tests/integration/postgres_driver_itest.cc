@@ -8,7 +8,9 @@
 
 #include "core/provider_stats.h"
 #include "drivers/postgres_driver.h"
+#include "drivers/postgres_session.h"
 #include "itest_env.h"
+#include "util/deadline.h"
 
 using namespace stackflip;
 using itest::ms_since;
@@ -256,4 +258,36 @@ TEST_CASE("issue 11: a postgres stack driver keeps one session to its server acr
     CHECK(open() == before + 1);
   }
   CHECK(open() == before);  // closed with the driver
+}
+
+TEST_CASE("issue 13: a statement still running at the operation deadline is cancelled") {
+  if (!itest::have_harness()) return;
+  const std::string host = itest::env("PG1_HOST");
+  auto c = pg_connect({itest::dsn(host), ""}, {2000, 60000}, "primary", "itest");
+  REQUIRE(c.ok());
+  auto start = SteadyClock::now();
+  Result<PgRows> r = Err("not run");
+  {
+    DeadlineScope scope([start] { return start + std::chrono::milliseconds(300); },
+                        "the lease could expire");
+    r = c->exec("SELECT pg_sleep(30)", "itest");
+  }
+  const double took = ms_since(start);
+  itest::timing("statement cancelled at the deadline (ms from start, deadline 300)", took);
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().timeout);
+  CHECK_THAT(r.error().message, Catch::Contains("stopped: the lease could expire"));
+  CHECK(took < 2500);  // not the statement's 30 s nor its 60 s timeout
+  // Cancelled, not dropped: the session still works.
+  CHECK(c->alive());
+  auto one = c->exec("SELECT 1", "itest");
+  REQUIRE(one.ok());
+  // After the deadline nothing is sent, and no connection is made.
+  DeadlineScope passed([start] { return start; }, "passed");
+  auto after = c->exec("SELECT 1", "itest");
+  REQUIRE_FALSE(after.ok());
+  CHECK_THAT(after.error().message, Catch::Contains("not sent: stopped: passed"));
+  auto c2 = pg_connect({itest::dsn(host), ""}, {2000, 60000}, "primary", "itest");
+  REQUIRE_FALSE(c2.ok());
+  CHECK_THAT(c2.error().message, Catch::Contains("not connected: stopped: passed"));
 }
