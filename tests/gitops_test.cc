@@ -13,7 +13,9 @@
 #include <thread>
 
 #include "fake_provider.h"
+#include "gitops/coordination.h"
 #include "gitops/git_source.h"
+#include "gitops/last_known.h"
 #include "gitops/metrics.h"
 #include "gitops/notify.h"
 #include "gitops/reconcile.h"
@@ -781,4 +783,90 @@ TEST_CASE(
   CHECK(text.find("stackflip_reconcile_errors_total 1\n") != std::string::npos);
   CHECK(text.find("stackflip_reconcile_blocked_total 0\n") != std::string::npos);
   CHECK(r.world.calls.empty());  // nothing was done to the primary either
+}
+
+namespace {
+
+// Two instances' view of etcd, in memory: the shared commit, and who leads
+// which group. Each instance journals to and remembers in its own store.
+struct SharedEtcd {
+  std::string commit;
+  std::map<std::string, std::string> leader;  // group → instance
+};
+
+class MemoryCoordination : public Coordination {
+ public:
+  MemoryCoordination(SharedEtcd& etcd, std::string instance, StateStore& store)
+      : etcd_(etcd), instance_(std::move(instance)), store_(store), memory_(store) {}
+  void set_groups(const std::vector<GroupSite>&) override {}
+  bool leads(const std::string& group, std::string* why) override {
+    bool mine = etcd_.leader[group] == instance_;
+    if (!mine && why) *why = "led by " + etcd_.leader[group];
+    return mine;
+  }
+  ActionLog& journal() override { return store_; }
+  LastKnown& last_known() override { return memory_; }
+  std::chrono::steady_clock::time_point act_until() override {
+    return std::chrono::steady_clock::now() + std::chrono::hours(1);
+  }
+  std::string shared_commit() override { return etcd_.commit; }
+  void publish_commit(const std::string& commit) override { etcd_.commit = commit; }
+  void publish_invalid_head(const std::string&, const std::string&) override {}
+
+ private:
+  SharedEtcd& etcd_;
+  std::string instance_;
+  StateStore& store_;
+  StoredLastKnown memory_;
+};
+
+}  // namespace
+
+TEST_CASE("issue 13: a rewind one instance adopts with --allow-rewind is followed by the others") {
+  SignedHistory h;
+  Repo& r = h.r;
+  SharedEtcd etcd;
+  etcd.leader["shop"] = "ams-1";  // the instance without --allow-rewind applies
+  auto other_state = std::move(*StateStore::open((r.dir / "ams-state.db").string()));
+  GitSource fra_src(r.source_options());
+  GitSourceOptions ams_options = r.source_options();
+  ams_options.cache_dir = (r.dir / "ams-cache").string();
+  GitSource ams_src(ams_options);
+  MemoryCoordination fra_c(etcd, "fra-1", *r.journal), ams_c(etcd, "ams-1", *other_state);
+  Reconciler fra(fra_src, *r.journal, r.factory, real_clock(), h.settings(/*allow_rewind=*/true));
+  Reconciler ams(ams_src, *other_state, r.factory, real_clock(), h.settings());
+  fra.set_coordination(&fra_c);
+  ams.set_coordination(&ams_c);
+
+  // B (standby active) in force on both; ams-1 switched.
+  PassReport p0 = fra.pass();
+  INFO(p0.run.result << ": " << p0.run.error);
+  REQUIRE(p0.exit_code == 0);
+  REQUIRE(ams.pass().exit_code == 0);
+  REQUIRE(etcd.commit == h.b);
+  REQUIRE(r.world.traffic["shop"].target == "standby");
+
+  // The operator force-pushes back to A and starts fra-1 with --allow-rewind.
+  run({"git", "reset", "-q", "--hard", h.a}, r.work);
+  PassReport pf = fra.pass();
+  INFO(pf.run.error);
+  CHECK(pf.commit_in_force == h.a);
+  CHECK(etcd.commit == h.a);  // published over B, as the flag allows
+  // ams-1 has no flag, but the shared commit is the branch's head: it follows.
+  PassReport pa = ams.pass();
+  INFO(pa.run.error);
+  CHECK(pa.exit_code == 0);
+  CHECK(pa.commit_in_force == h.a);
+  CHECK(r.world.traffic["shop"].target == "primary");
+
+  // C on top of A, then a force-push back to A: a rewind again, refused by
+  // both (fra-1's flag was good for one rewind); the shared commit stays C.
+  std::string c = r.commit(config("primary") + "# c\n", h.signing());
+  CHECK(fra.pass().commit_in_force == c);
+  CHECK(ams.pass().commit_in_force == c);
+  run({"git", "reset", "-q", "--hard", h.a}, r.work);
+  CHECK(fra.pass().run.result == "invalid");
+  CHECK(ams.pass().run.result == "invalid");
+  CHECK(etcd.commit == c);
+  CHECK(r.world.traffic["shop"].target == "primary");
 }

@@ -1,5 +1,6 @@
 #include "gitops/state_store.h"
 
+#include <sqlite3.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -267,4 +268,39 @@ TEST_CASE("issue 10: the state store is 0600 whatever the umask, an older 0644 o
     REQUIRE(::stat(p.c_str(), &sb) == 0);
     CHECK((sb.st_mode & 0777) == 0600);
   }
+}
+
+TEST_CASE("issue 13: a version 1 store is migrated, its runs kept, and a standby pass recorded") {
+  TempDir dir;
+  std::string path = dir.file("state.db");
+  {
+    // The runs table as version 1 made it, with one run.
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    const char* v1 = R"sql(
+CREATE TABLE runs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, started_at TEXT NOT NULL, finished_at TEXT NOT NULL,
+  commit_sha TEXT NOT NULL, ref TEXT NOT NULL, desired_digest TEXT NOT NULL,
+  plan_digest TEXT NOT NULL,
+  result TEXT NOT NULL CHECK (result IN ('applied', 'no-changes', 'failed', 'blocked', 'invalid')),
+  error TEXT NOT NULL, duration_ms INTEGER NOT NULL, actions INTEGER NOT NULL);
+INSERT INTO runs VALUES (41, 'a', 'b', 'c1', 'main', 'd', 'p', 'applied', '', 5, 1);
+PRAGMA user_version = 1;
+)sql";
+    REQUIRE(sqlite3_exec(db, v1, nullptr, nullptr, nullptr) == SQLITE_OK);
+    CHECK(sqlite3_exec(db,
+                       "INSERT INTO runs VALUES (42, 'a', 'b', 'c1', 'main', 'd', 'p', "
+                       "'standby', '', 5, 1)",
+                       nullptr, nullptr, nullptr) != SQLITE_OK);  // what version 1 refused
+    sqlite3_close(db);
+  }
+  auto j = open_ok(path);
+  REQUIRE(j->record_run(run("standby", "c2")).ok());
+  auto rs = j->runs(5);
+  REQUIRE(rs.ok());
+  REQUIRE(rs->size() == 2);
+  CHECK((*rs)[0].result == "standby");
+  CHECK((*rs)[1].commit == "c1");
+  CHECK((*rs)[1].result == "applied");
+  CHECK_FALSE(j->record_run(run("exploded", "c3")).ok());
 }

@@ -37,7 +37,8 @@ void Metrics::record(const PassReport& r, double unix_seconds) {
   if (res == "failed" || res == "invalid" || store_failed) ++errors_;
   if (store_failed) ++store_errors_;
   if (res == "blocked") ++blocked_;
-  if ((res == "applied" || res == "no-changes") && !store_failed) last_success_ = unix_seconds;
+  if ((res == "applied" || res == "no-changes" || res == "standby") && !store_failed)
+    last_success_ = unix_seconds;
   double s = r.run.duration_ms / 1000.0;
   duration_sum_ += s;
   for (size_t i = 0; i < kBuckets.size(); ++i)

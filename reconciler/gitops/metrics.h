@@ -8,7 +8,7 @@
 //                                                  state store (disk full, read-only, ...)
 //   stackflip_reconcile_blocked_total              passes stopped by a guard
 //   stackflip_reconcile_duration_seconds           histogram of pass durations
-//   stackflip_last_success_timestamp_seconds       end of the last applied/no-changes pass
+//   stackflip_last_success_timestamp_seconds       end of the last applied/no-changes/standby pass
 //                                                  that the state store recorded
 //   stackflip_group_active_stack{group,stack}      1 for the desired active stack
 //   stackflip_group_converged{group}               1 when nothing is left to do

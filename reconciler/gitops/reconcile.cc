@@ -457,7 +457,7 @@ std::string Reconciler::follow_head(PassReport& rep, std::string& bad_result) {
     return head.error().message;
   }
   rep.run.commit = *head;
-  if (coord_) follow_shared_commit();  // after the fetch: the shared commit is here now
+  if (coord_) follow_shared_commit(*head);  // after the fetch: the shared commit is here now
   if (*head == commit_ && desired_) {
     rep.idle = true;
     return "";
@@ -479,6 +479,7 @@ std::string Reconciler::follow_head(PassReport& rep, std::string& bad_result) {
     return error;
   }
   if (rewinds) rewind_allowed_ = false;  // --allow-rewind is good for one rewind
+  rewound_ = rewinds;
   adopt(*head, std::move(*text), std::move(*lr.desired));
   return "";
 }
@@ -486,8 +487,15 @@ std::string Reconciler::follow_head(PassReport& rep, std::string& bad_result) {
 void Reconciler::share_commit_in_force() {
   behind_.clear();
   std::string shared = coord_->shared_commit();
-  if (shared == commit_) return;
-  if (!shared.empty()) {
+  if (shared == commit_) {
+    rewound_ = false;
+    return;
+  }
+  if (rewound_) {
+    spdlog::warn("--allow-rewind: commit {} replaces the shared commit in force {}",
+                 short_sha(commit_), short_sha(shared));
+    rewound_ = false;
+  } else if (!shared.empty()) {
     auto newer = source_.descends_from(commit_, shared);
     if (!newer.ok() || !*newer) {
       behind_ = "the other instances apply commit " + short_sha(shared) +
@@ -499,10 +507,10 @@ void Reconciler::share_commit_in_force() {
   coord_->publish_commit(commit_);
 }
 
-void Reconciler::follow_shared_commit() {
+void Reconciler::follow_shared_commit(const std::string& head) {
   std::string shared = coord_->shared_commit();
   if (shared.empty() || shared == commit_) return;
-  if (!commit_.empty()) {
+  if (!commit_.empty() && shared != head) {
     auto d = source_.descends_from(shared, commit_);
     if (!d.ok() || !*d) return;  // older, or not fetched yet: the head decides
   }

@@ -184,10 +184,14 @@ class Reconciler {
   void load_holds(const DesiredState& d);
   // Plans against the instances' shared commit in force when it is newer
   // than this instance's own (descends from it): a takeover never plans
-  // against an older commit.
-  void follow_shared_commit();
-  // Publishes the commit in force unless the shared one is newer; then
-  // `behind_` says why this instance applies nothing.
+  // against an older commit. Also when it is the branch's head `head` that
+  // does not descend from this instance's commit: another instance adopted
+  // a rewind (--allow-rewind, which only publishes over the shared commit),
+  // and Git says the same.
+  void follow_shared_commit(const std::string& head);
+  // Publishes the commit in force unless the shared one is newer (or is
+  // unknown here); then `behind_` says why this instance applies nothing. A
+  // rewind this instance adopted with --allow-rewind is published over it.
   void share_commit_in_force();
   // observe → plan → apply → re-plan of every group, as independent
   // pipelines behind the bounded observation gate (see above).
@@ -203,6 +207,7 @@ class Reconciler {
   Coordination* coord_ = nullptr;
   std::string behind_;       // with etcd: why nothing is applied this pass ("" = apply)
   bool rewind_allowed_;      // --allow-rewind not used up yet
+  bool rewound_ = false;     // a rewind was adopted and not yet shared (with etcd)
   std::string store_error_;  // this pass's last state store failure
   std::string last_notice_;  // the last notification sent (also when the store fails)
 

@@ -19,7 +19,7 @@ namespace stackflip {
 
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
 // Migrations, applied in order: kMigrations[i] takes user_version i to i+1.
 const char* const kMigrations[] = {
@@ -59,6 +59,28 @@ CREATE TABLE kv (
   value      TEXT NOT NULL,
   updated_at TEXT NOT NULL
 );
+)sql",
+    // 2 (issue 13): a pass of an instance that leads none of the pending
+    // work is "standby". SQLite cannot change a CHECK: the table is rebuilt.
+    R"sql(
+CREATE TABLE runs_v2 (
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  started_at     TEXT NOT NULL,
+  finished_at    TEXT NOT NULL,
+  commit_sha     TEXT NOT NULL,
+  ref            TEXT NOT NULL,
+  desired_digest TEXT NOT NULL,
+  plan_digest    TEXT NOT NULL,
+  result         TEXT NOT NULL
+                 CHECK (result IN ('applied', 'no-changes', 'failed', 'blocked', 'invalid',
+                                   'standby')),
+  error          TEXT NOT NULL,
+  duration_ms    INTEGER NOT NULL,
+  actions        INTEGER NOT NULL
+);
+INSERT INTO runs_v2 SELECT * FROM runs;
+DROP TABLE runs;
+ALTER TABLE runs_v2 RENAME TO runs;
 )sql",
 };
 static_assert(std::size(kMigrations) == kSchemaVersion);
@@ -336,9 +358,9 @@ Result<std::vector<JournalEntry>> StateStore::history(size_t limit,
 }
 
 Status StateStore::record_run(const RunRecord& r) {
-  if (!one_of(r.result, {"applied", "no-changes", "failed", "blocked", "invalid"}))
+  if (!one_of(r.result, {"applied", "no-changes", "failed", "blocked", "invalid", "standby"}))
     return Err("journal " + path_ + ": run result \"" + r.result +
-               "\" is not one of applied, no-changes, failed, blocked, invalid");
+               "\" is not one of applied, no-changes, failed, blocked, invalid, standby");
   std::lock_guard lock(mu_);
   Stmt st(db_, (std::string("INSERT INTO runs (") + kRunColumns +
                 ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)")

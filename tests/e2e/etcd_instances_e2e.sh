@@ -143,4 +143,9 @@ check_eq "quorum back: local journals hold 21 actions in all" 21 "$(($(local_don
 "$SF" history --etcd "$ETCD_ENDPOINTS" -n 1000 >"$DIR/hist.txt"
 check_eq "the shared journal holds the 21 actions of the three switches" 21 "$(($(wc -l <"$DIR/hist.txt") - 1))"
 cat "$DIR/hist.txt"
+# A follower's pass during a switch is "standby": its local store records it
+# like any other (version 1 of the store refused it).
+for i in fra-1 ams-1; do
+  check_eq "$i: no state store error in any pass" 0 "$(metric $i stackflip_state_store_errors_total)"
+done
 e2e_finish
