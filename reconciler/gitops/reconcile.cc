@@ -500,7 +500,9 @@ void Reconciler::share_commit_in_force() {
     if (!newer.ok() || !*newer) {
       behind_ = "the other instances apply commit " + short_sha(shared) +
                 ", which this instance does not have (or which does not descend from " +
-                short_sha(commit_) + "); applying nothing until it does";
+                short_sha(commit_) +
+                "); applying nothing until it does (if that commit is gone from the branch for "
+                "good, delete the shared key: etcdctl del <etcd-prefix>commit)";
       return;
     }
   }
