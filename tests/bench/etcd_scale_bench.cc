@@ -388,6 +388,9 @@ class Driver {
       prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the driver
       int fd = ::open(in.log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
       if (fd >= 0) dup2(fd, 1), dup2(fd, 2), close(fd);
+      // The instance's own folder goes inside ours: one SIGKILLed leaves it
+      // behind, and ours is removed at the end.
+      setenv("TMPDIR", dir_.c_str(), 1);
       std::string g = std::to_string(groups_), t = std::to_string(ttl_);
       execl("/proc/self/exe", "etcd_scale_bench", "instance", in.name.c_str(), in.site.c_str(),
             endpoints_.c_str(), g.c_str(), "3600", prefix.c_str(), t.c_str(), (char*)nullptr);

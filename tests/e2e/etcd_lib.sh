@@ -47,12 +47,12 @@ commit() { # FILE MESSAGE → prints the new head
   git -C "$REPO" rev-parse HEAD
 }
 
-start_instance() { # NAME SITE ENDPOINTS [more run flags]
+start_instance() { # NAME SITE ENDPOINTS [more run flags]; INST_INTERVAL (default 2s)
   local name=$1 site=$2 eps=$3 port
   shift 3
   port=$(free_port)
   mkdir -p "$DIR/$name"
-  setsid "$SF" run --repo "$URL" --interval 2s --etcd "$eps" --instance "$name" --site "$site" \
+  setsid "$SF" run --repo "$URL" --interval "${INST_INTERVAL:-2s}" --etcd "$eps" --instance "$name" --site "$site" \
     --state "$DIR/$name/state.db" --listen "127.0.0.1:$port" "$@" >>"$DIR/$name.log" 2>&1 </dev/null &
   INST_PID[$name]=$!
   INST_PORT[$name]=$port
