@@ -14,9 +14,7 @@
 # SOAK_IDLE_PASSES=40000 is about half an hour).
 # Usage (CTest): bash tests/e2e/etcd_soak_e2e.sh STACKFLIP E2E_TOOL
 source "$(dirname "$0")/lib.sh"
-if ldd "${1:-}" 2>/dev/null | grep -q libasan; then
-  echo "SKIP: $1 is built with AddressSanitizer; the soak measures the plain build"; exit 77
-fi
+skip_under_asan "${1:-}"
 WARM=${SOAK_WARM_PASSES:-200}
 IDLE=${SOAK_IDLE_PASSES:-800}
 LIMIT_KB=${SOAK_LIMIT_KB:-4096}
@@ -35,15 +33,6 @@ fds() {
 etcd_conns() { # established TCP connections of NAME to an etcd member
   ss -Htnp state established 2>/dev/null | grep "pid=$(pid_of "$1")," |
     awk '{print $4}' | grep -cE ":($ETCD_PORTS)\$"
-}
-pg_sessions() {
-  local n=0 h c
-  for h in 127.0.0.1 127.0.0.2; do
-    c=$(sql "$h" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'stackflip'")
-    [[ $c =~ ^[0-9]+$ ]] || c=999
-    n=$((n + c))
-  done
-  echo "$n"
 }
 etcd_revision() {
   curl -fsS -m 2 -X POST "$ETCD1_URL/v3/kv/range" -d '{"key":"AA==","limit":1}' |

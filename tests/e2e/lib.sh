@@ -128,6 +128,24 @@ apply_hooked() { # CONFIG K CMD...
 }
 harness() { "$E2E_REPO/scripts/harness.sh" "$@" "$DIR" >/dev/null 2>&1; }
 
+# The soaks measure the plain build: under AddressSanitizer RssAnon counts its
+# quarantine and shadow memory, not stackflip's (LeakSanitizer checks the
+# other e2e runs of `run` at exit).
+skip_under_asan() { # STACKFLIP
+  if ldd "${1:-}" 2>/dev/null | grep -q libasan; then
+    echo "SKIP: $1 is built with AddressSanitizer; the soak measures the plain build"; exit 77
+  fi
+}
+# stackflip's PostgreSQL sessions on both clusters (999 per cluster unreadable).
+pg_sessions() {
+  local n=0 h c
+  for h in 127.0.0.1 127.0.0.2; do
+    c=$(sql "$h" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'stackflip'")
+    [[ $c =~ ^[0-9]+$ ]] || c=999
+    n=$((n + c))
+  done
+  echo "$n"
+}
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 
 # A Slack stand-in on loopback: appends each POSTed body to FILE. Prints its pid.

@@ -20,11 +20,7 @@
 # Usage (CTest): bash tests/e2e/soak_e2e.sh STACKFLIP E2E_TOOL
 source "$(dirname "$0")/lib.sh"
 command -v git >/dev/null && command -v curl >/dev/null || { echo "SKIP: git or curl missing"; exit 77; }
-# Under AddressSanitizer RssAnon counts its quarantine and shadow memory, not
-# stackflip's; LeakSanitizer checks the other e2e runs of `run` at exit.
-if ldd "${1:-}" 2>/dev/null | grep -q libasan; then
-  echo "SKIP: $1 is built with AddressSanitizer; the soak measures the plain build"; exit 77
-fi
+skip_under_asan "${1:-}"
 WARM=${SOAK_WARM_PASSES:-300}
 IDLE=${SOAK_IDLE_PASSES:-2000}
 LIMIT_KB=${SOAK_LIMIT_KB:-4096}
@@ -70,15 +66,6 @@ fds() {
 }
 packs_open() { find "/proc/$RUN_PID/fd" -mindepth 1 -printf '%l\n' 2>/dev/null | grep '\.pack'; }
 fd_list() { find "/proc/$RUN_PID/fd" -mindepth 1 -printf '%f %l\n' 2>/dev/null | grep -v ' socket:' | sort -n; }
-pg_sessions() { # stackflip's sessions on both clusters
-  local n=0 h c
-  for h in 127.0.0.1 127.0.0.2; do
-    c=$(sql "$h" "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'stackflip'")
-    [[ $c =~ ^[0-9]+$ ]] || c=999
-    n=$((n + c))
-  done
-  echo "$n"
-}
 # A pass in progress holds a transient allocation, descriptor or session: the
 # figures are the least (fds, sessions) or the most (memory) of 10 samples
 # taken 50 ms apart, that is across several passes.
