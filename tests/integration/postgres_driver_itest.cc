@@ -277,7 +277,7 @@ TEST_CASE("issue 13: a statement still running at the operation deadline is canc
   REQUIRE_FALSE(r.ok());
   CHECK(r.error().timeout);
   CHECK_THAT(r.error().message, Catch::Contains("stopped: the lease could expire"));
-  CHECK(took < 2500);  // not the statement's 30 s nor its 60 s timeout
+  CHECK(took < 10000);  // not the statement's 30 s nor its 60 s timeout
   // Cancelled, not dropped: the session still works.
   CHECK(c->alive());
   auto one = c->exec("SELECT 1", "itest");
