@@ -483,6 +483,7 @@ void setup_gitops(const Options& o, GitopsSetup& g) {
     fit_to_lease(rs.apply, co->lease_ttl);
     co->budget = [apply = rs.apply](const Action& a) { return action_budget(apply, a); };
     g.etcd = etcd_client(o);
+    rs.instance = co->instance;
     g.coordination = std::make_unique<EtcdCoordination>(*g.etcd, *g.journal, *co);
     std::cout << "etcd: instance " << co->instance << " (site " << co->site << "), lease "
               << co->lease_ttl.count() << " s; an action may take at most "

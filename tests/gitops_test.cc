@@ -413,16 +413,15 @@ TEST_CASE("metrics and status describe the last pass") {
   CHECK(text.find("stackflip_group_drift_actions{group=\"shop\"} 6") != std::string::npos);
   CHECK(text.find("stackflip_last_success_timestamp_seconds 1.7e+09") != std::string::npos);
   std::string js = status_json(&p, "repo@main");
-  CHECK(
-      js.find(
-          R"("shop":{"active":"standby","converged":true,"drift_actions":6,"traffic":"standby",)"
-          R"("outcome":"switched","steps":6,"seconds":0.412,"reason":null,"config_error":false}})") !=
-      std::string::npos);
+  CHECK(js.find(
+            R"("shop":{"active":"standby","converged":true,"drift_actions":6,"traffic":"standby",)"
+            R"("outcome":"switched","steps":6,"seconds":0.412,"reason":null,"config_error":false,)"
+            R"("outage":null,"decision":null}})") != std::string::npos);
   // issue 11: the pass summary names each group's outcome.
   CHECK(
       js.find(
           R"("outcome":"failed","steps":0,"seconds":0.0,"reason":"database.promote ams: refused",)"
-          R"("config_error":false})") != std::string::npos);
+          R"("config_error":false,"outage":null,"decision":null})") != std::string::npos);
   CHECK(format_group_outcomes(p, true) ==
         "  blog: failed: database.promote ams: refused\n  shop: switched, 6 steps in 0.412 s\n");
   p.groups["wiki"].active = "a";
@@ -869,4 +868,45 @@ TEST_CASE("issue 13: a rewind one instance adopts with --allow-rewind is followe
   CHECK(ams.pass().run.result == "invalid");
   CHECK(etcd.commit == c);
   CHECK(r.world.traffic["shop"].target == "primary");
+}
+
+TEST_CASE("issue 14: the active stack down leads the pass, the status and the notification") {
+  Repo r;
+  r.commit(config("primary"));
+  GitSource src(r.source_options());
+  RecordingNotifier notes;
+  ReconcileSettings s = fast_settings();
+  s.instance = "fra-1";
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), s, &notes);
+  REQUIRE(rec.pass().exit_code == 0);  // converged, remembered: primary at 100
+  CHECK(notes.sent.empty());
+
+  r.world.stacks["shop"]["standby"].lsn = 100;
+  r.world.stacks["shop"]["primary"].up = false;  // killed
+  PassReport p = rec.pass();
+  const GroupStatus& g = p.groups["shop"];
+  INFO(g.outage << "\n" << g.decision);
+  CHECK_THAT(g.outage, Catch::StartsWith("active stack primary of group shop down since "));
+  CHECK_THAT(g.outage, Catch::Contains("(seen by fra-1): primary is unreachable"));
+  CHECK_THAT(g.outage, Catch::Contains("last known lag 0 bytes: standby standby caught up"));
+  CHECK_THAT(g.decision, Catch::StartsWith(
+                             "to fail over, commit `active: standby` with `allow_data_loss: true` "
+                             "for group shop (stackflip.yaml:"));
+  const std::string summary = format_group_outcomes(p, false);
+  CHECK(summary.rfind("  shop: active stack primary of group shop down since ", 0) == 0);
+  std::string js = status_json(&p, "repo@main");
+  CHECK_THAT(js, Catch::Contains(R"("outage":"active stack primary of group shop down since )"));
+  REQUIRE(notes.sent.size() == 1);
+  CHECK(notes.sent[0].second.rfind(g.outage + "\n" + g.decision + "\n", 0) == 0);
+
+  // Still down: the same since, told once.
+  PassReport again = rec.pass();
+  CHECK(again.groups["shop"].outage == g.outage);
+  CHECK(notes.sent.size() == 1);
+
+  // Back: nothing more to tell about it.
+  r.world.stacks["shop"]["primary"].up = true;
+  PassReport back = rec.pass();
+  CHECK(back.groups["shop"].outage.empty());
+  CHECK(back.groups["shop"].decision.empty());
 }

@@ -1,6 +1,7 @@
 #include "gitops/reconcile.h"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -11,6 +12,7 @@
 #include "config/diagnostics.h"
 #include "config/loader.h"
 #include "config/snapshot.h"
+#include "core/outage.h"
 #include "core/plan_json.h"
 #include "core/planner.h"
 #include "core/provider_stats.h"
@@ -182,10 +184,13 @@ std::string format_group_outcomes(const PassReport& rep, bool all) {
   size_t hidden = 0;
   char secs[32];
   for (const auto& [name, g] : rep.groups) {
-    if (!all && g.outcome == GroupOutcome::converged) {
+    if (!all && g.outcome == GroupOutcome::converged && g.outage.empty()) {
       ++hidden;
       continue;
     }
+    // The fact first (issue 14 item 6), then what a person may commit.
+    if (!g.outage.empty()) out += "  " + name + ": " + g.outage + "\n";
+    if (!g.decision.empty()) out += "  " + name + ": " + g.decision + "\n";
     out += "  " + name + ": " + to_string(g.outcome);
     if (g.steps) {
       std::snprintf(secs, sizeof secs, "%.3f", g.seconds);
@@ -529,6 +534,32 @@ void Reconciler::follow_shared_commit(const std::string& head) {
   adopt(shared, std::move(*text), std::move(*lr.desired));
 }
 
+void Reconciler::note_outages(PassReport& rep, const DesiredState& d,
+                              const std::vector<GroupRun>& runs, const std::string& now) {
+  std::string seen_by = s_.instance;
+  if (seen_by.empty()) {
+    char host[256] = {0};
+    ::gethostname(host, sizeof host - 1);
+    seen_by = "stackflip on " + std::string(host);
+  }
+  for (const GroupRun& g : runs) {
+    if (!g.observed) continue;
+    const GroupSpec& spec = d.groups.at(g.name);
+    auto active = g.last.stacks.find(spec.active);
+    const bool down =
+        active != g.last.stacks.end() && !active->second.reachable && !active->second.config_error;
+    if (!down) {
+      down_since_.erase(g.name);
+      continue;
+    }
+    const std::string& since = down_since_.emplace(g.name, now).first->second;
+    if (auto advice = advise_outage(spec, g.last, since, seen_by)) {
+      rep.groups[g.name].outage = advice->fact;
+      rep.groups[g.name].decision = advice->decision;
+    }
+  }
+}
+
 void Reconciler::load_holds(const DesiredState& d) {
   holds_.clear();
   holds_changed_ = false;
@@ -621,6 +652,7 @@ std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
                                               : "failed";
   fill_groups(rep, d, plan, after, obs);
   for (const GroupRun& g : runs) fill_outcome(rep.groups[g.name], g);
+  note_outages(rep, d, runs, observed_at);
   for (const auto& [name, e] : plan.config_errors) {
     GroupStatus& gs = rep.groups[name];
     gs.config_error = true;
@@ -659,19 +691,27 @@ PassReport Reconciler::finish(PassReport& rep, Clock::Duration t0, const std::st
 // failures; the same outcome for the same commit (an invalid head seen every
 // pass) is told once.
 void Reconciler::notify(const PassReport& rep, const std::string& result) {
-  std::string notice = result + " " + rep.run.commit + " " + rep.run.error;
+  // Outages of the groups this instance leads lead the message (issue 14
+  // item 6); one that goes on is told once, as its "down since" stays.
+  std::string outages;
+  for (const auto& [name, g] : rep.groups)
+    if (!g.outage.empty() && g.outcome != GroupOutcome::standby &&
+        (!coord_ || coord_->leads(name, nullptr)))
+      outages += g.outage + (g.decision.empty() ? "" : "\n" + g.decision) + "\n";
+  std::string notice = result + " " + rep.run.commit + " " + rep.run.error + " " + outages;
   auto repeated = [&] {
     if (result == "applied") return false;
     if (notice == last_notice_) return true;
     auto last = store_.get(kNoticeKey);
     return last.ok() && *last && **last == notice;
   };
-  bool quiet = result == "no-changes" || result == "standby";  // the leader tells
+  bool quiet =
+      (result == "no-changes" || result == "standby") && outages.empty();  // the leader tells
   if (!notifier_ || (quiet && store_error_.empty()) || repeated()) return;
   last_notice_ = notice;
   (void)store_.put(kNoticeKey, notice);
-  std::string text =
-      "stackflip " + source_.describe() + " @ " + short_sha(rep.run.commit) + ": " + result;
+  std::string text = outages + "stackflip " + source_.describe() + " @ " +
+                     short_sha(rep.run.commit) + ": " + result;
   if (rep.run.actions) text += " (" + std::to_string(rep.run.actions) + " actions)";
   if (!rep.run.error.empty()) text += "\n" + rep.run.error;
   notifier_->notify(result == "invalid" || result == "no-changes" ? "failed" : result, text);

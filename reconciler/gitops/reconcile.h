@@ -92,6 +92,9 @@ struct ReconcileSettings {
   ApplyOptions apply;  // origin is set per pass; parallelism = groups at a time (--parallel)
   // The bounded wait for every group's first observation (see above).
   std::chrono::milliseconds observe_gate{2000};
+  // Who sees an outage ("seen by ..."): the --instance name with etcd;
+  // "" = "stackflip on <host name>".
+  std::string instance;
 };
 
 // What a pass did to one group, in the words of the pass summary.
@@ -120,6 +123,9 @@ struct GroupStatus {
   // (model.h config_error_of): the outcome is "failed", the reason starts
   // "configuration error: ", and the pass exits 1, never 3 (issue 12).
   bool config_error = false;
+  // The active stack is down (core/outage.h): the fact, told first, and the
+  // exact change a person may commit ("" when none can help).
+  std::string outage, decision;
 };
 
 struct PassReport {
@@ -182,6 +188,10 @@ class Reconciler {
   PassReport finish(PassReport& rep, Clock::Duration t0, const std::string& result, int code);
   void notify(const PassReport& rep, const std::string& result);
   void load_holds(const DesiredState& d);
+  // Tracks since when each group's active stack is down and fills
+  // GroupStatus::outage/decision (core/outage.h).
+  void note_outages(PassReport& rep, const DesiredState& d, const std::vector<GroupRun>& runs,
+                    const std::string& now);
   // Plans against the instances' shared commit in force when it is newer
   // than this instance's own (descends from it): a takeover never plans
   // against an older commit. Also when it is the branch's head `head` that
@@ -205,9 +215,11 @@ class Reconciler {
   ReconcileSettings s_;
   Notifier* notifier_;
   Coordination* coord_ = nullptr;
-  std::string behind_;       // with etcd: why nothing is applied this pass ("" = apply)
-  bool rewind_allowed_;      // --allow-rewind not used up yet
-  bool rewound_ = false;     // a rewind was adopted and not yet shared (with etcd)
+  std::string behind_;    // with etcd: why nothing is applied this pass ("" = apply)
+  bool rewind_allowed_;   // --allow-rewind not used up yet
+  bool rewound_ = false;  // a rewind was adopted and not yet shared (with etcd)
+  // Group → when its active stack was first seen down (RFC 3339), while it is.
+  std::map<std::string, std::string> down_since_;
   std::string store_error_;  // this pass's last state store failure
   std::string last_notice_;  // the last notification sent (also when the store fails)
 

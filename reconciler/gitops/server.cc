@@ -162,6 +162,17 @@ std::string status_json(const PassReport* last, const std::string& repo,
         w.String(redact_secrets(g.reason).c_str());
       w.Key("config_error");  // credentials or configuration rejected (issue 12)
       w.Bool(g.config_error);
+      // The active stack down: the fact and the change to commit (issue 14).
+      w.Key("outage");
+      if (g.outage.empty())
+        w.Null();
+      else
+        w.String(redact_secrets(g.outage).c_str());
+      w.Key("decision");
+      if (g.decision.empty())
+        w.Null();
+      else
+        w.String(redact_secrets(g.decision).c_str());
       w.EndObject();
     }
     w.EndObject();

@@ -29,8 +29,39 @@ p_lsn=$(jq -r '.groups.shop.stacks.primary.database.lsn' "$DIR/last.json")
 s_lsn=$(jq -r '.groups.shop.stacks.standby.database.lsn' "$DIR/last.json")
 lag=$(($(lsn_bytes "$p_lsn") - $(lsn_bytes "$s_lsn")))
 echo "  last known: primary wrote $p_lsn, standby replayed $s_lsn: lag $lag bytes"
+# `stackflip run` watches (issue 14 item 6): when the primary dies, the
+# notification leads with the fact and the exact change to commit.
+REPO=$DIR/repo
+git init -q -b main "$REPO"
+cp "$CONFIG" "$REPO/stackflip.yaml"
+git -C "$REPO" add stackflip.yaml
+git -C "$REPO" -c user.email=ops@example.test -c user.name=Ops -c commit.gpgsign=false \
+  commit -q -m "primary active"
+NPORT=$(free_port)
+E2E_PIDS="${E2E_PIDS:-} $(start_notify_receiver "$NPORT" "$DIR/notes.jsonl")"
+receiver_up() { (exec 3<>"/dev/tcp/127.0.0.1/$NPORT") 2>/dev/null; }
+check "the webhook receiver listens" poll 20 receiver_up
+"$SF" run --repo "file://$REPO" --interval 200ms --state "$DIR/run-state.db" \
+  --notify-url "http://127.0.0.1:$NPORT/hook" >"$DIR/run.log" 2>&1 &
+RUN_PID=$!
+E2E_PIDS="$E2E_PIDS $RUN_PID"
+run_converged() { grep -q '^pass: .*no-changes' "$DIR/run.log"; }
+check "run: a pass with nothing to do (positions remembered)" poll 30 run_converged
 harness kill-pg 1
+T_KILL=$(date +%s.%N)
 check "the primary's port is closed" bash -c "! $PG_BIN/pg_isready -q -h 127.0.0.1 -p $PG_PORT"
+told() { [[ -s $DIR/notes.jsonl ]]; }
+check "run: a notification after the kill" poll 30 told
+T_TOLD=$(date +%s.%N)
+kill "$RUN_PID" 2>/dev/null
+wait "$RUN_PID" 2>/dev/null
+first=$(head -n 1 "$DIR/notes.jsonl" | jq -r .text)
+echo "  notification $(python3 -c "print('%.1f' % ($T_TOLD - $T_KILL))") s after the kill:"
+sed 's/^/    /' <<<"$first"
+check "it leads with the fact" grep -q "^active stack primary of group shop down since .* primary is unreachable" <<<"$(head -n 1 <<<"$first")"
+check "it states the last known lag and the standby's state" grep -q "last known lag $lag byte" <<<"$first"
+check "then the exact change, with what it accepts" \
+  grep -q "^to fail over, commit .active: standby. with .allow_data_loss: true. for group shop (.*stackflip.yaml:[0-9]*): it accepts losing the writes standby has not replayed (last known lag $lag byte" <<<"$first"
 
 "$SF" plan -c "$DIR/standby-active.yaml" -o json --detailed-exitcode >"$DIR/plan.json"
 check_eq "without allow_data_loss: plan exits 3 (blocked)" 3 $?

@@ -1,0 +1,38 @@
+// outage.h — what a person must know, first, when a group's active stack is
+// down (issue 14, item 6): the fact, then the exact change to commit.
+//
+//   fact:     "active stack fra of group billing down since
+//              2026-11-30T14:00:00Z (seen by fra-1): fra is unreachable (...);
+//              last known lag 0 bytes: standby ams caught up"
+//   decision: "to fail over, commit `active: ams` with `allow_data_loss:
+//              true` for group billing (stackflip.yaml:12): it accepts losing
+//              the writes ams has not replayed (...)"
+//
+// The decision is the planner's own verdict (make_plan on the group with
+// `active:` flipped to the standby furthest ahead), never a second opinion:
+// `allow_data_loss: true` is in it exactly when the promotion guard would
+// block the flip without it, and the window it accepts is the guard's.
+// Pure: no I/O, no clock.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "core/model.h"
+
+namespace stackflip {
+
+struct OutageAdvice {
+  std::string fact;
+  std::string decision;  // "" when no stack can take over; `fact` says why
+};
+
+// nullopt while `g`'s active stack is reachable (or misconfigured: that is
+// a configuration error, reported as such). `obs` is the group's observation
+// with unreachable stacks as last known (fill_last_known); `down_since` is
+// when the active stack was first seen down (RFC 3339), `seen_by` who saw it.
+std::optional<OutageAdvice> advise_outage(const GroupSpec& g, const GroupObs& obs,
+                                          const std::string& down_since,
+                                          const std::string& seen_by);
+
+}  // namespace stackflip
