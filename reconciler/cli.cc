@@ -603,6 +603,14 @@ int cmd_status(const Options& o) {
   auto good = journal->last_good_run();
   auto runs = journal->runs(o.limit);
   if (!runs.ok()) throw Fatal(runs.error().message);
+  // An active stack down comes first (issue 14 item 6), as `run` last saw it.
+  auto outages = journal->get("gitops.outages");
+  if (outages.ok() && *outages && !(*outages)->empty()) {
+    std::cout << "DOWN (as of the last pass):\n";
+    std::istringstream lines(**outages);
+    for (std::string l; std::getline(lines, l);) std::cout << "  " << l << "\n";
+    std::cout << "\n";
+  }
   std::cout << "Commit in force: "
             << (commit.ok() && *commit ? **commit + (file.ok() && *file ? " (" + **file + ")" : "")
                                        : std::string("none yet"))

@@ -898,6 +898,8 @@ TEST_CASE("issue 14: the active stack down leads the pass, the status and the no
   CHECK_THAT(js, Catch::Contains(R"("outage":"active stack primary of group shop down since )"));
   REQUIRE(notes.sent.size() == 1);
   CHECK(notes.sent[0].second.rfind(g.outage + "\n" + g.decision + "\n", 0) == 0);
+  // For `stackflip status`.
+  CHECK(**r.journal->get("gitops.outages") == g.outage + "\n" + g.decision + "\n");
 
   // Still down: the same since, told once.
   PassReport again = rec.pass();
@@ -909,4 +911,5 @@ TEST_CASE("issue 14: the active stack down leads the pass, the status and the no
   PassReport back = rec.pass();
   CHECK(back.groups["shop"].outage.empty());
   CHECK(back.groups["shop"].decision.empty());
+  CHECK(**r.journal->get("gitops.outages") == "");
 }

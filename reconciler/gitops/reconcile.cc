@@ -31,6 +31,9 @@ const char* kConfigKey = "gitops.config";
 const char* kFileKey = "gitops.file";
 const char* kVerifiedKey = "gitops.verified";  // "1": the commit in force passed a signature check
 const char* kConvergedKey = "gitops.converged";
+// The outages of the last pass, for `stackflip status` (one fact and its
+// decision per group, each on its own line; "" = none).
+const char* kOutagesKey = "gitops.outages";
 const char* kNoticeKey = "gitops.last_notice";
 const char* kHeldKey = "gitops.held";  // switch_hold.h
 
@@ -557,6 +560,15 @@ void Reconciler::note_outages(PassReport& rep, const DesiredState& d,
       rep.groups[g.name].outage = advice->fact;
       rep.groups[g.name].decision = advice->decision;
     }
+  }
+  std::string text;
+  for (const auto& [name, gs] : rep.groups)
+    if (!gs.outage.empty()) text += gs.outage + "\n" + (gs.decision.empty() ? "" : gs.decision + "\n");
+  if (text != outages_stored_) {  // written when it changes, not every pass
+    if (Status s = store_.put(kOutagesKey, text); !s.ok())
+      store_failed(s);
+    else
+      outages_stored_ = text;
   }
 }
 

@@ -220,6 +220,7 @@ class Reconciler {
   bool rewound_ = false;  // a rewind was adopted and not yet shared (with etcd)
   // Group → when its active stack was first seen down (RFC 3339), while it is.
   std::map<std::string, std::string> down_since_;
+  std::optional<std::string> outages_stored_;  // what the state store holds for `status`
   std::string store_error_;  // this pass's last state store failure
   std::string last_notice_;  // the last notification sent (also when the store fails)
 

@@ -55,6 +55,9 @@ check "run: a notification after the kill" poll 30 told
 T_TOLD=$(date +%s.%N)
 kill "$RUN_PID" 2>/dev/null
 wait "$RUN_PID" 2>/dev/null
+"$SF" status --state "$DIR/run-state.db" >"$DIR/status.txt" 2>&1
+check "status leads with the outage" grep -q "^  active stack primary of group shop down since" <<<"$(sed -n 2p "$DIR/status.txt")"
+check_eq "status: first line" "DOWN (as of the last pass):" "$(head -n 1 "$DIR/status.txt")"
 first=$(head -n 1 "$DIR/notes.jsonl" | jq -r .text)
 echo "  notification $(python3 -c "print('%.1f' % ($T_TOLD - $T_KILL))") s after the kill:"
 sed 's/^/    /' <<<"$first"
