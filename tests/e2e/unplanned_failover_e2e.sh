@@ -38,13 +38,15 @@ git -C "$REPO" add stackflip.yaml
 git -C "$REPO" -c user.email=ops@example.test -c user.name=Ops -c commit.gpgsign=false \
   commit -q -m "primary active"
 NPORT=$(free_port)
-E2E_PIDS="${E2E_PIDS:-} $(start_notify_receiver "$NPORT" "$DIR/notes.jsonl")"
+# start_app/stop_app own E2E_PIDS: these two have their own trap.
+NOTIFY_PID=$(start_notify_receiver "$NPORT" "$DIR/notes.jsonl")
+RUN_PID=
+trap 'kill $NOTIFY_PID $RUN_PID 2>/dev/null; e2e_cleanup' EXIT
 receiver_up() { (exec 3<>"/dev/tcp/127.0.0.1/$NPORT") 2>/dev/null; }
 check "the webhook receiver listens" poll 20 receiver_up
 "$SF" run --repo "file://$REPO" --interval 200ms --state "$DIR/run-state.db" \
   --notify-url "http://127.0.0.1:$NPORT/hook" >"$DIR/run.log" 2>&1 &
 RUN_PID=$!
-E2E_PIDS="$E2E_PIDS $RUN_PID"
 run_converged() { grep -q '^pass: .*no-changes' "$DIR/run.log"; }
 check "run: a pass with nothing to do (positions remembered)" poll 30 run_converged
 harness kill-pg 1
@@ -53,8 +55,9 @@ check "the primary's port is closed" bash -c "! $PG_BIN/pg_isready -q -h 127.0.0
 told() { [[ -s $DIR/notes.jsonl ]]; }
 check "run: a notification after the kill" poll 30 told
 T_TOLD=$(date +%s.%N)
-kill "$RUN_PID" 2>/dev/null
+kill "$RUN_PID" "$NOTIFY_PID" 2>/dev/null
 wait "$RUN_PID" 2>/dev/null
+RUN_PID= NOTIFY_PID=
 "$SF" status --state "$DIR/run-state.db" >"$DIR/status.txt" 2>&1
 check "status leads with the outage" grep -q "^  active stack primary of group shop down since" <<<"$(sed -n 2p "$DIR/status.txt")"
 check_eq "status: first line" "DOWN (as of the last pass):" "$(head -n 1 "$DIR/status.txt")"
