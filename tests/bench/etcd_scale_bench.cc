@@ -569,7 +569,10 @@ class Driver {
     else if (f.total_s < 0)
       fail("rep " + std::to_string(r) + ": not every group was led again within 60 s");
 
-    // Every group led by a survivor.
+    // Every group led by a survivor. (Every group was led at the moment the
+    // poll above counted them; this later read may miss one that a survivor
+    // is handing to the other in a rebalance, so only whose keys these are
+    // is checked here, not how many.)
     auto after = etcd_->range(leaders, ro);
     if (!after.ok()) {
       fail("rep " + std::to_string(r) + ": cannot read the leaders: " + after.error().message);
@@ -581,9 +584,6 @@ class Driver {
                               [&](const Instance& in) { return in.name == kv.value; }))
           ++by_stranger;
       }
-      if (static_cast<int>(after->kvs.size()) != groups_)
-        fail("rep " + std::to_string(r) + ": " + std::to_string(after->kvs.size()) + " of " +
-             std::to_string(groups_) + " groups led after the takeover");
       if (by_victim)
         fail("rep " + std::to_string(r) + ": " + std::to_string(by_victim) +
              " group(s) still led by the killed " + victim_);
