@@ -497,7 +497,7 @@ TEST_CASE("a group missing required keys still reports its other problems") {
             "6:3 missing required key 'active' in group 'shop'",
             "6:3 missing required key 'traffic' in group 'shop'",
             "7:5 unknown key 'actve' in group 'shop' (expected one of: active, allow_data_loss, "
-            "replication, stacks, traffic)",
+            "auto_failover, replication, stacks, traffic)",
             "8:22 expected a boolean (true or false) for 'allow_data_loss', got a string"});
 }
 

@@ -341,6 +341,17 @@ class Checker {
         }
       }
     }
+
+    const Value* af = member(g, "auto_failover");
+    if (af && af->IsObject() && ok(gp + "/auto_failover")) {
+      const std::string ap = gp + "/auto_failover";
+      for (const char* key : {"after", "cooldown"})
+        if (const Value* d = member(*af, key); d && d->IsString() && !parse_duration(d->GetString()).ok())
+          error(doc_.mark_of(ap + "/" + key), std::string("'") + key + "' must be longer than zero (e.g. 10s, 30m)");
+      if (repl && repl->IsString())
+        error(doc_.key_mark_of(ap), "auto_failover needs replication: with 'replication: off' no "
+                                    "standby holds the active stack's data");
+    }
   }
 
   // What a group's traffic asks of its stacks' addresses: each DNS record
@@ -628,6 +639,21 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
     if (const Value* lag = repl && repl->IsObject() ? member(*repl, "max_lag_bytes") : nullptr)
       r.max_lag_bytes = lag->GetUint64();
     if (const Value* adl = member(g.value, "allow_data_loss")) gs.allow_data_loss = adl->GetBool();
+    if (const Value* af = member(g.value, "auto_failover")) {
+      AutoFailoverSpec a;
+      a.mark = doc.key_mark_of(gp + "/auto_failover");
+      // The schema's pattern admits only what parse_duration reads; a zero
+      // is refused in check() with its place.
+      auto ms = [](const Value& v) {
+        auto d = parse_duration(v.GetString());
+        return d.ok() ? static_cast<int64_t>(d->count()) : 0;
+      };
+      a.after_ms = ms((*af)["after"]);
+      if (const Value* c = member(*af, "cooldown")) a.cooldown_ms = ms(*c);
+      if (const Value* m = member(*af, "max_data_loss_bytes")) a.max_data_loss_bytes = m->GetUint64();
+      if (const Value* w = member(*af, "witnesses")) a.witnesses = w->GetInt();
+      gs.auto_failover = a;
+    }
     const Value& traffic = g.value["traffic"];
     auto add_traffic = [&](const Value& t, const std::string& tp, Mark mark) {
       TrafficSpec ts;

@@ -4,7 +4,7 @@
 #include <regex>
 
 #include "config/secret.h"
-#include "gitops/server.h"  // parse_duration
+#include "util/strings.h"  // parse_duration
 
 namespace stackflip {
 

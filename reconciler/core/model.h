@@ -90,6 +90,16 @@ struct TrafficSpec {
   }
 };
 
+// `auto_failover:` (issue 14): when the group's leader may commit a failover
+// by itself. Durations in milliseconds.
+struct AutoFailoverSpec {
+  int64_t after_ms = 0;      // the active stack failing continuously this long
+  int64_t cooldown_ms = 30 * 60 * 1000;  // at most one automatic failover in this time
+  uint64_t max_data_loss_bytes = 0;      // last known lag allowed for the promotion
+  int witnesses = 0;                     // 0 = a majority of the live instances (etcd)
+  Mark mark;
+};
+
 struct GroupSpec {
   std::string name;
   std::string active;                       // the line a failover commit flips
@@ -99,6 +109,7 @@ struct GroupSpec {
   // Every address the traffic step switches, in the order written (at least
   // one). All of them point at the active stack when the group converged.
   std::vector<TrafficSpec> traffic;
+  std::optional<AutoFailoverSpec> auto_failover;  // nullopt: a person decides
   Mark mark;
 
   // Desired maintenance flag: explicit value, else off on the active stack

@@ -30,6 +30,49 @@ std::string where(const GroupSpec& g) {
 
 }  // namespace
 
+Takeover takeover_of(const GroupSpec& g, const GroupObs& obs) {
+  Takeover t;
+  auto active = obs.stacks.find(g.active);
+  std::optional<uint64_t> best;
+  for (const auto& [name, s] : obs.stacks) {
+    if (name == g.active) continue;
+    if (!s.reachable || !s.database || s.database->role != Role::replica) {
+      std::string state = !s.reachable  ? "unreachable"
+                          : !s.database ? "without an observed database"
+                                        : "not a replica";
+      t.others += "; " + name + " is " + state;
+      continue;
+    }
+    const auto lsn = s.database->lsn;
+    if (t.candidate.empty() || (lsn && (!best || *lsn > *best))) {
+      t.candidate = name;
+      best = lsn;
+    }
+  }
+  if (t.candidate.empty()) return t;
+  const StackObs* a = active == obs.stacks.end() ? nullptr : &active->second;
+  const std::optional<uint64_t> written =
+      a && a->database && a->database->role == Role::primary ? a->database->lsn : std::nullopt;
+  t.written_known = written.has_value();
+  if (written && best) t.lag = *written > *best ? *written - *best : 0;
+
+  auto plain = promotion_if_active(g, obs, t.candidate, false);
+  if (!plain || !plain->blocked) {
+    t.possible = true;
+    if (plain) t.reason = plain->reason;
+    return t;
+  }
+  auto forced = promotion_if_active(g, obs, t.candidate, true);
+  if (!forced || forced->blocked) {
+    t.why_not = plain->why_blocked;
+    return t;
+  }
+  t.possible = t.needs_data_loss = true;
+  t.reason = forced->reason;
+  t.why_not = plain->why_blocked;  // why it needs allow_data_loss
+  return t;
+}
+
 std::optional<OutageAdvice> advise_outage(const GroupSpec& g, const GroupObs& obs,
                                           const std::string& down_since,
                                           const std::string& seen_by) {
@@ -42,65 +85,39 @@ std::optional<OutageAdvice> advise_outage(const GroupSpec& g, const GroupObs& ob
              " (seen by " + seen_by + "): " + g.active + " is unreachable" +
              (a.error.empty() ? "" : " (" + a.error + ")");
 
-  // The standby furthest ahead among the reachable replicas.
-  std::string candidate, others;
-  std::optional<uint64_t> best;
-  for (const auto& [name, s] : obs.stacks) {
-    if (name == g.active) continue;
-    if (!s.reachable || !s.database || s.database->role != Role::replica) {
-      std::string state = !s.reachable  ? "unreachable"
-                          : !s.database ? "without an observed database"
-                                        : "not a replica";
-      others += "; " + name + " is " + state;
-      continue;
-    }
-    const auto lsn = s.database->lsn;
-    if (candidate.empty() || (lsn && (!best || *lsn > *best))) {
-      candidate = name;
-      best = lsn;
-    }
-  }
-  const std::optional<uint64_t> written =
-      a.database && a.database->role == Role::primary ? a.database->lsn : std::nullopt;
+  const Takeover t = takeover_of(g, obs);
+  const std::string& candidate = t.candidate;
   if (candidate.empty()) {
-    out.fact += "; no standby can take over" + others;
+    out.fact += "; no standby can take over" + t.others;
     return out;
   }
-  if (written && best) {
-    const uint64_t lag = *written > *best ? *written - *best : 0;
-    out.fact += "; last known lag " + bytes(lag) + ": standby " + candidate +
-                (lag == 0 ? " caught up" : " " + bytes(lag) + " behind");
+  if (t.lag) {
+    out.fact += "; last known lag " + bytes(*t.lag) + ": standby " + candidate +
+                (*t.lag == 0 ? " caught up" : " " + bytes(*t.lag) + " behind");
   } else {
-    out.fact +=
-        "; last known lag unknown (" +
-        std::string(written ? candidate + "'s position" : g.active + "'s last write position") +
-        " was never observed)";
+    out.fact += "; last known lag unknown (" +
+                std::string(t.written_known ? candidate + "'s position"
+                                            : g.active + "'s last write position") +
+                " was never observed)";
   }
 
   const std::string change = "commit `active: " + candidate + "`";
-  auto plain = promotion_if_active(g, obs, candidate, false);
-  if (!plain) {
-    out.decision = "to fail over, " + change + " for group " + g.name + where(g);
+  if (t.possible && !t.needs_data_loss) {
+    out.decision = "to fail over, " + change + " for group " + g.name + where(g) +
+                   (t.reason.empty() ? "" : ": " + t.reason);
     return out;
   }
-  if (!plain->blocked) {
-    out.decision =
-        "to fail over, " + change + " for group " + g.name + where(g) + ": " + plain->reason;
-    return out;
-  }
-  auto forced = promotion_if_active(g, obs, candidate, true);
-  if (!forced || forced->blocked) {
-    out.decision = "no failover to " + candidate + " is possible now: " + plain->why_blocked;
+  if (!t.possible) {
+    out.decision = "no failover to " + candidate + " is possible now: " + t.why_not;
     return out;
   }
   // The planner's reason reads "... `allow_data_loss: true` accepts losing
   // LOSS (BLOCK)"; BLOCK (why the guard holds) is in the fact already.
   const std::string accepts = "`allow_data_loss: true` accepts losing ";
-  const size_t at = forced->reason.find(accepts);
+  const size_t at = t.reason.find(accepts);
   std::string loss = at == std::string::npos ? std::string("the writes not replayed")
-                                             : forced->reason.substr(at + accepts.size());
-  const std::string block =
-      plain->why_blocked.substr(0, plain->why_blocked.find("; a commit with"));
+                                             : t.reason.substr(at + accepts.size());
+  const std::string block = t.why_not.substr(0, t.why_not.find("; a commit with"));
   const std::string tail = " (" + block + ")";
   if (loss.size() > tail.size() && loss.compare(loss.size() - tail.size(), tail.size(), tail) == 0)
     loss.resize(loss.size() - tail.size());

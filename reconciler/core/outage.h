@@ -27,6 +27,22 @@ struct OutageAdvice {
   std::string decision;  // "" when no stack can take over; `fact` says why
 };
 
+// Who would take over from `g`'s unreachable active stack, and on what terms:
+// the reachable replica furthest ahead (ties: the first by name), its last
+// known lag behind the active stack's last write position (nullopt when
+// either was never observed), and the planner's verdict on promoting it.
+struct Takeover {
+  std::string candidate;  // "" when no stack can take over (`others` says why)
+  std::string others;     // "; ams is unreachable" ... for the stacks left out
+  std::optional<uint64_t> lag;
+  bool written_known = false;  // the active stack's last write position was observed
+  bool possible = false;        // the planner promotes it (with allow_data_loss if needed)
+  bool needs_data_loss = false;  // only with `allow_data_loss: true`
+  std::string reason;      // the planner's reason for the promotion it would run
+  std::string why_not;     // when !possible: the guard's words
+};
+Takeover takeover_of(const GroupSpec& g, const GroupObs& obs);
+
 // nullopt while `g`'s active stack is reachable (or misconfigured: that is
 // a configuration error, reported as such). `obs` is the group's observation
 // with unreachable stacks as last known (fill_last_known); `down_since` is

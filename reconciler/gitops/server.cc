@@ -91,18 +91,6 @@ EndpointResponse answer_webhook(const RunSettings& rs, const EndpointRequest& re
   return EndpointResponse::text(202, "reconcile triggered\n");
 }
 
-Result<std::chrono::milliseconds> parse_duration(const std::string& text) {
-  static const std::regex re(R"(^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$)");
-  std::smatch m;
-  if (!std::regex_match(text, m, re))
-    return Err("invalid duration \"" + text + "\" (expected e.g. 250ms, 30s, 5m, 1h)");
-  double v = std::stod(m[1]);
-  std::string unit = m[2];
-  double ms = unit == "ms" ? v : unit == "m" ? v * 60000 : unit == "h" ? v * 3600000 : v * 1000;
-  if (ms < 1) return Err("duration \"" + text + "\" is too short");
-  return std::chrono::milliseconds(static_cast<int64_t>(ms));
-}
-
 std::string status_json(const PassReport* last, const std::string& repo,
                         const std::string& coordination) {
   rapidjson::StringBuffer buf;

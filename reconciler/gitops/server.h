@@ -53,6 +53,7 @@
 #include "gitops/reconcile.h"
 #include "gitops/state_store.h"
 #include "util/result.h"
+#include "util/strings.h"  // parse_duration
 
 namespace stackflip {
 
@@ -100,9 +101,6 @@ bool bearer_token_ok(const std::string& token, const std::string& authorization)
 // What POST /webhook answers; `*trigger` is set when a pass should start.
 EndpointResponse answer_webhook(const RunSettings& settings, const EndpointRequest& req,
                                 bool* trigger);
-
-// "30s", "5m", "1h", "250ms", "2" (seconds). Errors for anything else or zero.
-Result<std::chrono::milliseconds> parse_duration(const std::string& text);
 
 // Runs until SIGTERM/SIGINT. Returns 0 after a clean stop, 1 when an HTTP
 // listener cannot listen. `on_pass` (may be empty) sees every report.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <regex>
 
 namespace stackflip {
 
@@ -73,6 +74,18 @@ std::string trim_for_message(std::string_view s, size_t max) {
   if (cut) out.resize(max);
   // A body is the peer's text: no raw control characters into logs or terminals.
   return escape_control(out) + (cut ? "..." : "");
+}
+
+Result<std::chrono::milliseconds> parse_duration(const std::string& text) {
+  static const std::regex re(R"(^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)?$)");
+  std::smatch m;
+  if (!std::regex_match(text, m, re))
+    return Err("invalid duration \"" + text + "\" (expected e.g. 250ms, 30s, 5m, 1h)");
+  double v = std::stod(m[1]);
+  std::string unit = m[2];
+  double ms = unit == "ms" ? v : unit == "m" ? v * 60000 : unit == "h" ? v * 3600000 : v * 1000;
+  if (ms < 1) return Err("duration \"" + text + "\" is too short");
+  return std::chrono::milliseconds(static_cast<int64_t>(ms));
 }
 
 }  // namespace stackflip

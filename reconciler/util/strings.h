@@ -5,9 +5,12 @@
 // ways to quote it in a message.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 #include <string_view>
+
+#include "util/result.h"
 
 namespace stackflip {
 
@@ -37,5 +40,9 @@ std::string escape_control(std::string_view s);
 // newlines folded to spaces and other control characters escaped
 // (escape_control), for quoting a peer's answer in an error message.
 std::string trim_for_message(std::string_view s, size_t max = 200);
+
+// "30s", "5m", "1h", "250ms", "2" (seconds), "1.5s". Errors (saying what
+// was expected) for anything else or zero.
+Result<std::chrono::milliseconds> parse_duration(const std::string& text);
 
 }  // namespace stackflip
