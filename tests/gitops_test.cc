@@ -913,3 +913,62 @@ TEST_CASE("issue 14: the active stack down leads the pass, the status and the no
   CHECK(back.groups["shop"].decision.empty());
   CHECK(**r.journal->get("gitops.outages") == "");
 }
+
+TEST_CASE("issue 14: a commit made and pushed by stackflip, signed, lands as a fast-forward only") {
+  Repo r;
+  std::string first = r.commit(config("primary"));
+  const std::string origin = (r.dir / "origin.git").string();
+  run({"git", "clone", "-q", "--bare", r.work, origin});
+  std::string key = (r.dir / "stackflip_key").string();
+  run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "stackflip", "-f", key});
+  std::string pub;
+  std::getline(std::ifstream(key + ".pub"), pub);
+  std::string signers = (r.dir / "allowed_signers").string();
+  std::ofstream(signers) << "stackflip@localhost " << pub << "\n";
+
+  GitSource src(r.source_options("file://" + origin));
+  REQUIRE(*src.fetch() == first);
+  CommitRequest c;
+  c.parent = first;
+  c.path = "stackflip.yaml";
+  c.text = config("standby");
+  c.message = "stackflip: fail over group shop\n\nevidence\n";
+  c.signing_key = key;
+  PushResult pushed = src.commit_and_push(c);
+  INFO(pushed.error);
+  REQUIRE(pushed.ok());
+  CHECK(run({"git", "rev-parse", "main"}, origin) == pushed.commit);
+  CHECK(run({"git", "log", "-1", "--format=%an <%ae>%n%s", "main"}, origin) ==
+        "stackflip <stackflip@localhost>\nstackflip: fail over group shop");
+  CHECK(run({"git", "show", "main:stackflip.yaml"}, origin) + "\n" == config("standby"));
+  CHECK(*src.fetch() == pushed.commit);
+  auto sig = src.signature(pushed.commit);
+  REQUIRE(sig.ok());
+  TrustConfig trust;
+  trust.allowed_signers = signers;
+  Status verified = verify_commit_signature(pushed.commit, *sig, trust);
+  INFO((verified.ok() ? std::string() : verified.error().message));
+  CHECK(verified.ok());
+  // git itself agrees.
+  run({"git", "-c", "gpg.ssh.allowedSignersFile=" + signers, "verify-commit", pushed.commit},
+      origin);
+
+  // Someone pushes meanwhile: a commit on the old head is refused as "moved",
+  // never forced over theirs.
+  c.parent = first;
+  c.text = config("standby") + "# again\n";
+  PushResult late = src.commit_and_push(c);
+  CHECK(late.failure == PushFailure::moved);
+  INFO(late.error);
+  CHECK(run({"git", "rev-parse", "main"}, origin) == pushed.commit);
+  // A key that cannot sign: nothing is pushed.
+  c.parent = pushed.commit;
+  c.signing_key = (r.dir / "no-such-key").string();
+  PushResult unsigned_ = src.commit_and_push(c);
+  CHECK(unsigned_.failure == PushFailure::local);
+  CHECK(run({"git", "rev-parse", "main"}, origin) == pushed.commit);
+  // The repository gone: unreachable.
+  c.signing_key = key;
+  std::filesystem::rename(origin, origin + ".away");
+  CHECK(src.commit_and_push(c).failure == PushFailure::unreachable);
+}

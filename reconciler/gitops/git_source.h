@@ -40,6 +40,35 @@ struct CommitSignature {
   std::string signed_data;  // the commit object without the gpgsig header
 };
 
+// A change to one file, committed on top of `parent` and pushed to the
+// branch (issue 14: the failover commit).
+struct CommitRequest {
+  std::string parent;  // full sha the change is made on: the branch head as fetched
+  std::string path;    // repository-relative file
+  std::string text;    // its new bytes
+  std::string message;
+  std::string author_name = "stackflip", author_email = "stackflip@localhost";
+  // An SSH private key file: the commit is signed with `ssh-keygen -Y sign
+  // -n git` (gpg.format=ssh), so `--require-signed` accepts it when its
+  // public key is in the allowed-signers file. "" = unsigned.
+  std::string signing_key;
+};
+
+// Why a push did not land.
+enum class PushFailure {
+  none,
+  moved,        // the branch is no longer at `parent` (fetch, rebase the change, again)
+  unreachable,  // the repository could not be reached or refused us
+  local,        // the commit could not be made here (signing, the cache)
+};
+
+struct PushResult {
+  std::string commit;  // the new commit's sha (also when the push failed: made locally)
+  PushFailure failure = PushFailure::none;
+  std::string error;  // safe to log: no credentials
+  bool ok() const { return failure == PushFailure::none; }
+};
+
 class ConfigSource {
  public:
   virtual ~ConfigSource() = default;
@@ -55,6 +84,11 @@ class ConfigSource {
   virtual Result<bool> descends_from(const std::string& commit, const std::string& ancestor) = 0;
   // "owner/repo@main" style description for messages (no credentials).
   virtual std::string describe() const = 0;
+  // Commits `r` and pushes it to the branch, never forced: a branch that
+  // moved since `parent` refuses it (PushFailure::moved).
+  virtual PushResult commit_and_push(const CommitRequest& r) {
+    return {"", PushFailure::local, "cannot commit to " + describe()};
+  }
 };
 
 struct GitSourceOptions {
@@ -78,6 +112,7 @@ class GitSource : public ConfigSource {
   Result<std::optional<CommitSignature>> signature(const std::string& commit) override;
   Result<bool> descends_from(const std::string& commit, const std::string& ancestor) override;
   std::string describe() const override;
+  PushResult commit_and_push(const CommitRequest& r) override;
 
   // The branch head in the cache without fetching (nullopt before the first fetch).
   std::optional<std::string> cached_head();
