@@ -972,3 +972,165 @@ TEST_CASE("issue 14: a commit made and pushed by stackflip, signed, lands as a f
   std::filesystem::rename(origin, origin + ".away");
   CHECK(src.commit_and_push(c).failure == PushFailure::unreachable);
 }
+
+namespace {
+
+// config() with automatic failover for group shop.
+std::string auto_config(const std::string& active, const std::string& after = "200ms",
+                        const std::string& extra = "    auto_failover: {after: ") {
+  std::string c = config(active);
+  c.insert(c.find("    stacks:"), extra + after + ", witnesses: 1}\n");
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("issue 14: the active stack down for `after`: stackflip commits the failover, signed, "
+          "and the next pass applies it; no second one within the cooldown") {
+  Repo r;
+  std::string ops = (r.dir / "ops").string(), key = (r.dir / "stackflip_key").string();
+  run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops", "-f", ops});
+  run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "stackflip", "-f", key});
+  std::string ops_pub, sf_pub;
+  std::getline(std::ifstream(ops + ".pub"), ops_pub);
+  std::getline(std::ifstream(key + ".pub"), sf_pub);
+  const std::string signers = (r.dir / "allowed_signers").string();
+  std::ofstream(signers) << "ops@example.test " << ops_pub << "\nstackflip@localhost " << sf_pub
+                         << "\n";
+  std::string first = r.commit(auto_config("primary"),
+                               {"-c", "gpg.format=ssh", "-c", "user.signingkey=" + ops, "-c",
+                                "commit.gpgsign=true"});
+  const std::string origin = (r.dir / "origin.git").string();
+  run({"git", "clone", "-q", "--bare", r.work, origin});
+
+  ReconcileSettings s = fast_settings();
+  s.require_signed = true;
+  s.trust.allowed_signers = signers;
+  s.commit_signing_key = key;
+  s.instance = "fra-1";
+  s.site = "ams";
+  GitSource src(r.source_options("file://" + origin));
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), s);
+  REQUIRE(rec.pass().run.result == "no-changes");
+
+  r.world.stacks["shop"]["primary"].up = false;  // killed: the port closed
+  PassReport p = rec.pass();
+  const GroupStatus& waiting = p.groups.at("shop");
+  INFO(waiting.outage << "\n" << waiting.decision);
+  CHECK_THAT(waiting.decision, Catch::StartsWith("automatic failover in "));
+  CHECK_THAT(waiting.decision, Catch::Contains(" if primary stays down (0 of 1 witnesses saw "
+                                               "primary failing for 200ms (1 needed)); else to "
+                                               "fail over, commit `active: standby`"));
+  REQUIRE(p.next_within);
+  CHECK(*p.next_within <= std::chrono::milliseconds(250));
+  CHECK_FALSE(p.again);
+  CHECK(run({"git", "rev-parse", "main"}, origin) == first);
+
+  std::this_thread::sleep_for(*p.next_within);
+  p = rec.pass();
+  const GroupStatus& done = p.groups.at("shop");
+  INFO(done.decision);
+  CHECK(p.again);
+  const std::string pushed = run({"git", "rev-parse", "main"}, origin);
+  REQUIRE(pushed != first);
+  CHECK_THAT(done.decision, Catch::StartsWith("stackflip committed the failover to standby with "
+                                              "`allow_data_loss: true` as " +
+                                              pushed.substr(0, 12) + " (signed)"));
+  const std::string msg = run({"git", "log", "-1", "--format=%an%n%B", "main"}, origin);
+  CHECK_THAT(msg, Catch::StartsWith("stackflip\nstackflip: fail over group shop from primary to "
+                                    "standby\n\nAutomatic failover decided by fra-1 at "));
+  CHECK_THAT(msg, Catch::Contains("fra-1 (site ams): failing since "));
+  CHECK_THAT(msg, Catch::Contains("lag 0 bytes."));
+  std::string want = auto_config("standby");
+  want.insert(want.find("    auto_failover:"), "    allow_data_loss: true\n");
+  CHECK(run({"git", "show", "main:stackflip.yaml"}, origin) + "\n" == want);
+  CHECK(r.world.traffic["shop"].target == "primary");  // nothing applied yet
+
+  p = rec.pass();  // adopts its own commit (the signature verifies) and switches
+  INFO(p.run.error);
+  CHECK(p.run.commit == pushed);
+  CHECK(p.run.result == "applied");
+  CHECK(r.world.traffic["shop"].target == "standby");
+  CHECK(r.world.stacks["shop"]["standby"].role == Role::primary);
+
+  // The new active stack dies too, within the cooldown: a person decides.
+  r.world.stacks["shop"]["primary"] = FakeStack{true, true, Role::replica, "standby", 100, 2};
+  rec.pass();
+  r.world.stacks["shop"]["standby"].up = false;
+  rec.pass();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  p = rec.pass();
+  INFO(p.groups.at("shop").decision);
+  CHECK_FALSE(p.again);
+  CHECK_THAT(p.groups.at("shop").decision,
+             Catch::StartsWith("automatic failover held back: an automatic failover of group "
+                               "shop ran "));
+  CHECK_THAT(p.groups.at("shop").decision, Catch::Contains("within its cooldown of 30m"));
+  CHECK(run({"git", "rev-parse", "main"}, origin) == pushed);
+}
+
+TEST_CASE("issue 14: an outage shorter than `after` commits nothing; a standby behind the policy "
+          "is left to a person") {
+  Repo r;
+  std::string first = r.commit(auto_config("primary"));
+  const std::string origin = (r.dir / "origin.git").string();
+  run({"git", "clone", "-q", "--bare", r.work, origin});
+  GitSource src(r.source_options("file://" + origin));
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), fast_settings());
+  REQUIRE(rec.pass().run.result == "no-changes");
+  // Flapping: down, back before `after`, down again: the clock starts again.
+  for (int i = 0; i < 3; ++i) {
+    r.world.stacks["shop"]["primary"].up = false;
+    CHECK_FALSE(rec.pass().again);
+    std::this_thread::sleep_for(std::chrono::milliseconds(120));
+    r.world.stacks["shop"]["primary"].up = true;
+    CHECK(rec.pass().groups.at("shop").outage.empty());
+  }
+  CHECK(run({"git", "rev-parse", "main"}, origin) == first);
+
+  // The standby is behind: the lag is above max_data_loss_bytes 0, a person
+  // decides.
+  r.world.instant_replay = false;
+  r.world.stacks["shop"]["standby"].lsn = 50;
+  rec.pass();
+  r.world.stacks["shop"]["primary"].up = false;
+  rec.pass();
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  PassReport p = rec.pass();
+  INFO(p.groups.at("shop").decision);
+  CHECK_THAT(p.groups.at("shop").decision,
+             Catch::StartsWith("automatic failover held back: the last known lag of standby is "
+                               "50 bytes, above max_data_loss_bytes 0: a person decides; to fail "
+                               "over, commit `active: standby` with `allow_data_loss: true`"));
+  CHECK(run({"git", "rev-parse", "main"}, origin) == first);
+
+  CHECK(run({"git", "rev-parse", "main"}, origin) == first);
+}
+
+TEST_CASE("issue 14: a group not converged when its active stack went down is left to a person") {
+  Repo r;
+  std::string first = r.commit(auto_config("primary"));
+  const std::string origin = (r.dir / "origin.git").string();
+  run({"git", "clone", "-q", "--bare", r.work, origin});
+  // The standby's maintenance was turned off by hand and cannot be turned
+  // on again: the group never converges.
+  r.factory.wrap_stack = [](std::unique_ptr<StackDriver> d, const std::string& stack) {
+    if (stack != "standby") return d;
+    return std::unique_ptr<StackDriver>(
+        std::make_unique<FaultyStackDriver>(std::move(d), 1, false, true, true));
+  };
+  r.world.stacks["shop"]["standby"].maintenance = false;
+  GitSource src(r.source_options("file://" + origin));
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), fast_settings());
+  CHECK_FALSE(rec.pass().converged());
+  r.world.stacks["shop"]["primary"].up = false;
+  rec.pass();
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  PassReport p = rec.pass();
+  INFO(p.groups.at("shop").decision);
+  CHECK_FALSE(p.again);
+  CHECK_THAT(p.groups.at("shop").decision,
+             Catch::StartsWith("automatic failover held back: group shop was not converged when "
+                               "primary went down"));
+  CHECK(run({"git", "rev-parse", "main"}, origin) == first);
+}

@@ -86,7 +86,7 @@ class ConfigSource {
   virtual std::string describe() const = 0;
   // Commits `r` and pushes it to the branch, never forced: a branch that
   // moved since `parent` refuses it (PushFailure::moved).
-  virtual PushResult commit_and_push(const CommitRequest& r) {
+  virtual PushResult commit_and_push(const CommitRequest& /*r*/) {
     return {"", PushFailure::local, "cannot commit to " + describe()};
   }
 };

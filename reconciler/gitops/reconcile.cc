@@ -10,8 +10,10 @@
 #include <thread>
 
 #include "config/diagnostics.h"
+#include "config/failover_edit.h"
 #include "config/loader.h"
 #include "config/snapshot.h"
+#include "core/auto_failover.h"
 #include "core/outage.h"
 #include "core/plan_json.h"
 #include "core/planner.h"
@@ -36,6 +38,9 @@ const char* kConvergedKey = "gitops.converged";
 const char* kOutagesKey = "gitops.outages";
 const char* kNoticeKey = "gitops.last_notice";
 const char* kHeldKey = "gitops.held";  // switch_hold.h
+// When stackflip last committed an automatic failover of a group (epoch ms),
+// for its cooldown: "auto_failover.last.<group>".
+const std::string kAutoFailoverKey = "auto_failover.last.";
 
 void fill_groups(PassReport& rep, const DesiredState& d, const Plan& first, const Plan& last,
                  const ObservedState& obs) {
@@ -430,6 +435,10 @@ Status Reconciler::restore_from_store() {
   fleet_.clear();
   desired_ = std::make_unique<DesiredState>(std::move(*lr.desired));
   commit_ = **commit;
+  // The last pass before the restart converged: a group found down now was
+  // settled (automatic failover may act).
+  auto converged = store_.get(kConvergedKey);
+  converged_at_start_ = converged.ok() && *converged && **converged == "1";
   return Status::Ok();
 }
 
@@ -537,14 +546,20 @@ void Reconciler::follow_shared_commit(const std::string& head) {
   adopt(shared, std::move(*text), std::move(*lr.desired));
 }
 
+const std::string& Reconciler::seen_by() {
+  if (seen_by_.empty()) {
+    seen_by_ = s_.instance;
+    if (seen_by_.empty()) {
+      char host[256] = {0};
+      ::gethostname(host, sizeof host - 1);
+      seen_by_ = "stackflip on " + std::string(host);
+    }
+  }
+  return seen_by_;
+}
+
 void Reconciler::note_outages(PassReport& rep, const DesiredState& d,
                               const std::vector<GroupRun>& runs, const std::string& now) {
-  std::string seen_by = s_.instance;
-  if (seen_by.empty()) {
-    char host[256] = {0};
-    ::gethostname(host, sizeof host - 1);
-    seen_by = "stackflip on " + std::string(host);
-  }
   for (const GroupRun& g : runs) {
     if (!g.observed) continue;
     const GroupSpec& spec = d.groups.at(g.name);
@@ -553,14 +568,21 @@ void Reconciler::note_outages(PassReport& rep, const DesiredState& d,
         active != g.last.stacks.end() && !active->second.reachable && !active->second.config_error;
     if (!down) {
       down_since_.erase(g.name);
+      down_since_ms_.erase(g.name);
+      settled_.erase(g.name);
       continue;
     }
-    const std::string& since = down_since_.emplace(g.name, now).first->second;
-    if (auto advice = advise_outage(spec, g.last, since, seen_by)) {
+    auto [since, first] = down_since_.emplace(g.name, now);
+    if (first) {
+      down_since_ms_[g.name] = clock_.unix_ms();
+      settled_[g.name] = converged_at_start_ || converged_.count(g.name);
+    }
+    if (auto advice = advise_outage(spec, g.last, since->second, seen_by())) {
       rep.groups[g.name].outage = advice->fact;
       rep.groups[g.name].decision = advice->decision;
     }
   }
+  auto_failover(rep, d, runs);
   std::string text;
   for (const auto& [name, gs] : rep.groups)
     if (!gs.outage.empty()) text += gs.outage + "\n" + (gs.decision.empty() ? "" : gs.decision + "\n");
@@ -570,6 +592,106 @@ void Reconciler::note_outages(PassReport& rep, const DesiredState& d,
     else
       outages_stored_ = text;
   }
+}
+
+void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
+                               const std::vector<GroupRun>& runs) {
+  struct Go {
+    const GroupSpec* spec;
+    AutoFailoverDecision decision;
+  };
+  std::vector<Go> go;
+  const int64_t now = clock_.unix_ms();
+  for (const GroupRun& g : runs) {
+    const GroupSpec& spec = d.groups.at(g.name);
+    auto since = down_since_ms_.find(g.name);
+    if (!spec.auto_failover || !g.observed || since == down_since_ms_.end()) continue;
+    if (coord_ && !coord_->leads(g.name, nullptr)) continue;  // its leader decides
+    GroupStatus& gs = rep.groups[g.name];
+    AutoFailoverInput in;
+    in.coordinated = coord_ != nullptr;
+    in.verdicts.push_back({seen_by(), s_.site.empty() ? "unknown" : s_.site, true, since->second,
+                           down_since_[g.name], g.last.stacks.at(spec.active).error});
+    in.now_ms = now;
+    in.settled = settled_[g.name];
+    auto last = store_.get(kAutoFailoverKey + g.name);
+    if (!last.ok()) {
+      store_failed(last.status());
+      gs.decision = "automatic failover held back: its cooldown cannot be read from the state "
+                    "store; " + gs.decision;
+      continue;
+    }
+    if (*last) in.last_auto_failover_ms = std::strtoll((*last)->c_str(), nullptr, 10);
+    in.decided_by = seen_by();
+    in.decided_at = clock_.rfc3339_now();
+    AutoFailoverDecision dec = decide_auto_failover(spec, g.last, in);
+    if (dec.go) {
+      go.push_back({&spec, std::move(dec)});
+    } else if (dec.person_decides) {
+      gs.decision = "automatic failover held back: " + dec.why +
+                    (gs.decision.empty() ? "" : "; " + gs.decision);
+    } else if (!dec.why.empty()) {
+      const int64_t left = std::max<int64_t>(0, spec.auto_failover->after_ms - (now - since->second));
+      gs.decision = "automatic failover in " + format_duration_ms(std::max<int64_t>(left, 1)) +
+                    " if " + spec.active + " stays down (" + dec.why + ")" +
+                    (gs.decision.empty() ? "" : "; else " + gs.decision);
+      const auto wait = std::chrono::milliseconds(left + 50);
+      if (!rep.next_within || wait < *rep.next_within) rep.next_within = wait;
+    }
+  }
+  if (go.empty()) return;
+  auto held = [&](const std::string& why) {
+    for (const Go& g : go) {
+      GroupStatus& gs = rep.groups[g.spec->name];
+      gs.decision = "automatic failover to " + g.decision.to + " held back: " + why +
+                    (gs.decision.empty() ? "" : "; " + gs.decision);
+    }
+  };
+  // One commit, on the commit in force only: a branch head that is not (an
+  // invalid commit, a change not adopted yet) is a person's work under way.
+  if (rep.run.commit != commit_) {
+    held("the branch head " + short_sha(rep.run.commit) + " is not the commit in force " +
+         short_sha(commit_) + ": a person decides");
+    return;
+  }
+  auto text = source_.read_file(commit_, s_.file);
+  if (!text.ok()) return held("cannot read " + s_.file + ": " + text.error().message);
+  std::string edited = *text, subject, body;
+  for (const Go& g : go) {
+    auto e = edit_failover(s_.file, edited, g.spec->name, g.decision.to, g.decision.allow_data_loss);
+    if (!e.ok()) return held(e.error().message);
+    edited = std::move(*e);
+    subject = g.decision.subject;
+    body += (body.empty() ? "" : "\n") + g.decision.evidence;
+  }
+  if (go.size() > 1) {
+    subject = "stackflip: fail over " + std::to_string(go.size()) + " groups:";
+    for (const Go& g : go) subject += " " + g.spec->name;
+  }
+  CommitRequest c;
+  c.parent = commit_;
+  c.path = s_.file;
+  c.text = edited;
+  c.message = subject + "\n\n" + body;
+  c.signing_key = s_.commit_signing_key;
+  PushResult pushed = source_.commit_and_push(c);
+  if (!pushed.ok()) {
+    spdlog::error("automatic failover: {}", pushed.error);
+    if (pushed.failure == PushFailure::moved) rep.again = true;  // decide again on the new head
+    return held(pushed.error + "; trying again next pass");
+  }
+  const std::string at = std::to_string(now);
+  for (const Go& g : go) {
+    if (Status s = store_.put(kAutoFailoverKey + g.spec->name, at); !s.ok()) store_failed(s);
+    GroupStatus& gs = rep.groups[g.spec->name];
+    gs.decision = "stackflip committed the failover to " + g.decision.to +
+                  (g.decision.allow_data_loss ? " with `allow_data_loss: true`" : "") + " as " +
+                  short_sha(pushed.commit) + (c.signing_key.empty() ? "" : " (signed)") +
+                  "; the next pass applies it";
+    spdlog::warn("group {}: automatic failover to {} committed as {}", g.spec->name, g.decision.to,
+                 short_sha(pushed.commit));
+  }
+  rep.again = true;
 }
 
 void Reconciler::load_holds(const DesiredState& d) {
@@ -672,6 +794,10 @@ std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
     gs.reason = "configuration error: " + e;
   }
   rep.observed = obs;
+  converged_.clear();
+  converged_at_start_ = false;
+  for (const auto& [name, gs] : rep.groups)
+    if (gs.converged) converged_.insert(name);
   if (Status s = store_.put(kConvergedKey, rep.converged() ? "1" : "0"); !s.ok()) store_failed(s);
   return {result, code};
 }

@@ -66,6 +66,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -95,6 +96,11 @@ struct ReconcileSettings {
   // Who sees an outage ("seen by ..."): the --instance name with etcd;
   // "" = "stackflip on <host name>".
   std::string instance;
+  // This instance's site (--site), named in a failover commit's evidence.
+  std::string site;
+  // Automatic failover (issue 14): the SSH private key the failover commit
+  // is signed with (--commit-signing-key); "" = unsigned.
+  std::string commit_signing_key;
 };
 
 // What a pass did to one group, in the words of the pass summary.
@@ -136,6 +142,11 @@ struct PassReport {
   std::optional<ObservedState> observed;  // the latest observation (after apply, if any)
   std::string state_store_error;          // the pass's last state store failure ("" = none)
   std::map<std::string, GroupStatus> groups;
+  // The pass pushed a failover commit: the next pass should come at once.
+  bool again = false;
+  // A group's active stack is failing and automatic failover may decide
+  // within this time: the next pass should come no later.
+  std::optional<std::chrono::milliseconds> next_within;
   bool converged() const {
     for (const auto& [n, g] : groups)
       if (!g.converged) return false;
@@ -188,6 +199,13 @@ class Reconciler {
   PassReport finish(PassReport& rep, Clock::Duration t0, const std::string& result, int code);
   void notify(const PassReport& rep, const std::string& result);
   void load_holds(const DesiredState& d);
+  // Who sees an outage: --instance, else "stackflip on <host>".
+  const std::string& seen_by();
+  // Issue 14: decides, per group with `auto_failover:`, whether to fail over
+  // by itself (core/auto_failover.h), and commits and pushes the decisions
+  // of this pass as one commit; GroupStatus::decision says what it did or
+  // why a person decides.
+  void auto_failover(PassReport& rep, const DesiredState& d, const std::vector<GroupRun>& runs);
   // Tracks since when each group's active stack is down and fills
   // GroupStatus::outage/decision (core/outage.h).
   void note_outages(PassReport& rep, const DesiredState& d, const std::vector<GroupRun>& runs,
@@ -220,6 +238,14 @@ class Reconciler {
   bool rewound_ = false;  // a rewind was adopted and not yet shared (with etcd)
   // Group → when its active stack was first seen down (RFC 3339), while it is.
   std::map<std::string, std::string> down_since_;
+  std::map<std::string, int64_t> down_since_ms_;  // the same, epoch ms
+  // Whether the group was converged in the pass before its active stack went
+  // down (automatic failover never acts in a switch); `converged_` holds the
+  // groups converged in the last pass.
+  std::map<std::string, bool> settled_;
+  std::set<std::string> converged_;
+  bool converged_at_start_ = false;  // the store says the last pass converged
+  std::string seen_by_;
   std::optional<std::string> outages_stored_;  // what the state store holds for `status`
   std::string store_error_;  // this pass's last state store failure
   std::string last_notice_;  // the last notification sent (also when the store fails)

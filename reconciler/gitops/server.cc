@@ -321,10 +321,18 @@ int run_loop(Reconciler& reconciler, const RunSettings& rs,
 
   std::mt19937_64 rng{std::random_device{}()};
   while (!sh.stop) {
-    publish(reconciler.pass(&sh.stop), sh, metrics, on_pass);
+    PassReport rep = reconciler.pass(&sh.stop);
+    // A pushed failover commit is applied at once; a failing active stack
+    // with automatic failover is looked at again when `after` runs out.
+    const bool again = rep.again;
+    const auto within = rep.next_within;
+    publish(std::move(rep), sh, metrics, on_pass);
+    if (again) continue;
     auto extra = std::chrono::milliseconds(static_cast<int64_t>(
         std::uniform_real_distribution<double>(0, rs.jitter)(rng) * rs.interval.count()));
-    auto deadline = std::chrono::steady_clock::now() + rs.interval + extra;
+    auto wait = rs.interval + extra;
+    if (within && *within < wait) wait = *within;
+    auto deadline = std::chrono::steady_clock::now() + wait;
     std::unique_lock lock(sh.mu);
     sh.cv.wait_until(lock, deadline, [&] { return sh.triggered || sh.stop.load(); });
     sh.triggered = false;
