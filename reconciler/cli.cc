@@ -33,6 +33,7 @@
 #include "gitops/server.h"
 #include "gitops/state_store.h"
 #include "sys/safe_file.h"
+#include "sys/subprocess.h"
 #include "util/digest.h"
 #include "util/redact.h"
 
@@ -160,6 +161,7 @@ struct Options {
   std::string repo, ref = "main", repo_file = "stackflip.yaml", cache_dir;
   bool require_signed = false, allow_rewind = false;
   std::string allowed_signers, gpg_keyring, git_token, ssh_key, notify_url;
+  std::string commit_signing_key;  // issue 14: the automatic failover commit's SSH key
   std::string interval = "30s", listen, webhook_secret;
   std::string webhook_listen, gitlab_webhook_token, api_token;
   double jitter = 0.1;
@@ -477,6 +479,17 @@ void setup_gitops(const Options& o, GitopsSetup& g) {
   rs.trust.gpg_keyring = o.gpg_keyring;
   rs.apply.progress = print_step;
   rs.apply.parallelism = o.parallel;
+  if (!o.commit_signing_key.empty()) {
+    // Checked now, not at the first failover: ssh-keygen must read the key.
+    SubprocessOptions so;
+    so.argv = {"ssh-keygen", "-l", "-f", o.commit_signing_key};
+    so.timeout = std::chrono::milliseconds(10000);
+    auto r = run_subprocess(so);
+    if (!r.ok() || !r->ok())
+      throw Fatal("--commit-signing-key " + o.commit_signing_key + ": not an SSH key ssh-keygen "
+                  "can read" + (r.ok() ? ": " + trim_for_message(r->err) : ""));
+    rs.commit_signing_key = o.commit_signing_key;
+  }
   if (o.etcd.enabled()) {
     auto co = etcd_coordination_options(o.etcd);
     if (!co.ok()) throw Fatal(co.error().message);
@@ -484,6 +497,7 @@ void setup_gitops(const Options& o, GitopsSetup& g) {
     co->budget = [apply = rs.apply](const Action& a) { return action_budget(apply, a); };
     g.etcd = etcd_client(o);
     rs.instance = co->instance;
+    rs.site = co->site;
     g.coordination = std::make_unique<EtcdCoordination>(*g.etcd, *g.journal, *co);
     std::cout << "etcd: instance " << co->instance << " (site " << co->site << "), lease "
               << co->lease_ttl.count() << " s; an action may take at most "
@@ -711,6 +725,9 @@ int run_cli(int argc, char** argv) {
     c.add_option("--gpg-keyring", o.gpg_keyring, "OpenPGP keyring of trusted keys");
     c.add_option("--git-token", o.git_token, "HTTPS token as a secret reference (${env:NAME})");
     c.add_option("--ssh-key", o.ssh_key, "SSH private key file (default: the SSH agent)");
+    c.add_option("--commit-signing-key", o.commit_signing_key,
+                 "SSH private key that signs the commits of automatic failovers (ssh-keygen -Y "
+                 "sign); add its public key to --allowed-signers");
     c.add_option("--notify-url", o.notify_url,
                  "Slack-compatible webhook URL (or ${env:NAME}) for applied/failed/blocked");
     add_parallel_option(c);

@@ -985,7 +985,7 @@ std::string auto_config(const std::string& active, const std::string& after = "2
 
 }  // namespace
 
-TEST_CASE("issue 14: the active stack down for `after`: stackflip commits the failover, signed, "
+TEST_CASE("issue 14: the active stack down for `after`, stackflip commits the failover, signed, "
           "and the next pass applies it; no second one within the cooldown") {
   Repo r;
   std::string ops = (r.dir / "ops").string(), key = (r.dir / "stackflip_key").string();
@@ -1069,7 +1069,7 @@ TEST_CASE("issue 14: the active stack down for `after`: stackflip commits the fa
   CHECK(run({"git", "rev-parse", "main"}, origin) == pushed);
 }
 
-TEST_CASE("issue 14: an outage shorter than `after` commits nothing; a standby behind the policy "
+TEST_CASE("issue 14: an outage shorter than `after` commits nothing, and a standby behind the policy "
           "is left to a person") {
   Repo r;
   std::string first = r.commit(auto_config("primary"));
