@@ -791,6 +791,9 @@ namespace {
 struct SharedEtcd {
   std::string commit;
   std::map<std::string, std::string> leader;  // group → instance
+  std::map<std::string, std::string> live;    // instance → site
+  std::map<std::string, std::map<std::string, WitnessVerdict>> verdicts;  // group → instance →
+  std::map<std::string, int64_t> auto_failover;                           // group → epoch ms
 };
 
 class MemoryCoordination : public Coordination {
@@ -811,6 +814,27 @@ class MemoryCoordination : public Coordination {
   std::string shared_commit() override { return etcd_.commit; }
   void publish_commit(const std::string& commit) override { etcd_.commit = commit; }
   void publish_invalid_head(const std::string&, const std::string&) override {}
+  void publish_verdicts(const std::map<std::string, WitnessVerdict>& failing) override {
+    for (auto& [group, by] : etcd_.verdicts) by.erase(instance_);
+    for (const auto& [group, v] : failing) etcd_.verdicts[group][instance_] = v;
+  }
+  Result<std::vector<WitnessVerdict>> verdicts(const std::string& group) override {
+    std::vector<WitnessVerdict> out;
+    for (const auto& [name, site] : etcd_.live) {
+      auto v = etcd_.verdicts[group].find(name);
+      out.push_back(v != etcd_.verdicts[group].end() ? v->second
+                                                     : WitnessVerdict{name, site, false, 0, "", ""});
+    }
+    return out;
+  }
+  Result<std::optional<int64_t>> last_auto_failover(const std::string& group) override {
+    auto it = etcd_.auto_failover.find(group);
+    return it == etcd_.auto_failover.end() ? std::optional<int64_t>() : it->second;
+  }
+  Status record_auto_failover(const std::string& group, int64_t unix_ms) override {
+    etcd_.auto_failover[group] = unix_ms;
+    return Status::Ok();
+  }
 
  private:
   SharedEtcd& etcd_;
@@ -1133,4 +1157,65 @@ TEST_CASE("issue 14: a group not converged when its active stack went down is le
              Catch::StartsWith("automatic failover held back: group shop was not converged when "
                                "primary went down"));
   CHECK(run({"git", "rev-parse", "main"}, origin) == first);
+}
+
+TEST_CASE("issue 14: with etcd, the leader fails over only when a majority of the live instances, "
+          "one outside the failing site, saw it failing for `after`") {
+  Repo r;
+  std::string c = config("primary");
+  c.insert(c.find("    stacks:"), "    auto_failover: {after: 200ms}\n");
+  const std::string first = r.commit(c);
+  const std::string origin = (r.dir / "origin.git").string();
+  run({"git", "clone", "-q", "--bare", r.work, origin});
+  SharedEtcd etcd;
+  etcd.leader["shop"] = "ams-1";
+  etcd.live = {{"ams-1", "ams"}, {"fra-1", "fra"}, {"wit-1", "wit"}};
+  auto fra_state = std::move(*StateStore::open((r.dir / "fra-state.db").string()));
+  auto ams_state = std::move(*StateStore::open((r.dir / "ams-state.db").string()));
+  GitSourceOptions fo = r.source_options("file://" + origin), ao = fo;
+  fo.cache_dir += "-fra";
+  ao.cache_dir += "-ams";
+  GitSource fra_src(fo), ams_src(ao);
+  MemoryCoordination fra_coord(etcd, "fra-1", *fra_state), ams_coord(etcd, "ams-1", *ams_state);
+  ReconcileSettings fs = fast_settings(), as = fast_settings();
+  fs.instance = "fra-1", fs.site = "fra";
+  as.instance = "ams-1", as.site = "ams";
+  Reconciler fra(fra_src, *fra_state, r.factory, real_clock(), fs);
+  Reconciler ams(ams_src, *ams_state, r.factory, real_clock(), as);
+  fra.set_coordination(&fra_coord);
+  ams.set_coordination(&ams_coord);
+  REQUIRE(fra.pass().run.error.empty());
+  REQUIRE(ams.pass().run.error.empty());
+
+  r.world.stacks["shop"]["primary"].up = false;
+  ams.pass();  // the leader alone has seen it
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  PassReport p = ams.pass();
+  INFO(p.groups.at("shop").decision);
+  CHECK_FALSE(p.again);
+  CHECK_THAT(p.groups.at("shop").decision,
+             Catch::Contains("(1 of 3 witnesses saw primary failing for 200ms (2 needed, one "
+                             "outside site primary))"));
+  fra.pass();  // a second witness, from the start of its own observation
+  p = ams.pass();
+  CHECK_FALSE(p.again);  // fra-1 has not seen it for 200 ms yet
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  CHECK_FALSE(fra.pass().again);  // not the leader: it only testifies
+  CHECK(run({"git", "rev-parse", "main"}, origin) == first);
+  p = ams.pass();
+  INFO(p.groups.at("shop").decision);
+  CHECK(p.again);
+  const std::string msg = run({"git", "log", "-1", "--format=%B", "main"}, origin);
+  CHECK_THAT(msg, Catch::Contains("Automatic failover decided by ams-1 at "));
+  CHECK_THAT(msg, Catch::Contains("Witnesses (2 of 3 live instances agree):\n"
+                                  "  ams-1 (site ams): failing since "));
+  CHECK_THAT(msg, Catch::Contains("\n  fra-1 (site fra): failing since "));
+  CHECK_THAT(msg, Catch::Contains("\n  wit-1 (site wit): healthy\n"));
+  CHECK_THAT(msg, Catch::Contains("a majority of witnesses with one outside site primary"));
+  REQUIRE(etcd.auto_failover.count("shop"));  // the cooldown is shared
+
+  // A witness whose active stack answers again withdraws its verdict.
+  r.world.stacks["shop"]["primary"].up = true;
+  fra.pass();
+  CHECK_FALSE(etcd.verdicts["shop"].count("fra-1"));
 }

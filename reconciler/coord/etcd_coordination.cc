@@ -14,6 +14,7 @@
 #include "gitops/last_known.h"
 #include "util/clock.h"
 #include "util/json_input.h"
+#include "util/strings.h"
 
 namespace stackflip {
 
@@ -661,6 +662,80 @@ void EtcdCoordination::publish_invalid_head(const std::string& commit, const std
     std::lock_guard lock(mu_);
     published_[k] = v;
   }
+}
+
+void EtcdCoordination::publish_verdicts(const std::map<std::string, WitnessVerdict>& failing) {
+  std::map<std::string, std::string> want;
+  for (const auto& [group, v] : failing)
+    want[key("witness/" + group + "/" + o_.instance)] =
+        json_object({{"since", v.since}, {"why", v.why.substr(0, 1000)}}, {{"since_ms", v.since_ms}});
+  int64_t lease;
+  std::map<std::string, std::string> held;
+  {
+    std::lock_guard lock(mu_);
+    if (quiet_) return;  // no lease to keep them under
+    // Keys under an earlier lease went with it: all are written again.
+    if (verdicts_lease_ != lease_) verdicts_.clear();
+    if (want == verdicts_ && verdicts_lease_ == lease_) return;  // unchanged
+    lease = verdicts_lease_ = lease_;
+    held = verdicts_;
+  }
+  // Only what changed; a put failing leaves the key out of verdicts_, so it
+  // is tried again next pass.
+  for (const auto& [k, v] : held)
+    if (!want.count(k) && etcd_.remove(k).ok()) held.erase(k);
+  for (const auto& [k, v] : want)
+    if (held[k] != v) {
+      if (etcd_.put(k, v, lease).ok())
+        held[k] = v;
+      else
+        held.erase(k);
+    }
+  std::lock_guard lock(mu_);
+  verdicts_ = std::move(held);
+}
+
+Result<std::vector<WitnessVerdict>> EtcdCoordination::verdicts(const std::string& group) {
+  const std::string prefix = key("witness/" + group + "/");
+  EtcdRangeOptions ro;
+  ro.prefix = true;
+  auto r = etcd_.range(prefix, ro);
+  if (!r.ok()) return Err("witnesses of group " + group + ": " + r.error().message);
+  std::map<std::string, std::map<std::string, std::string>> by_instance;
+  for (const auto& kv : r->kvs) {
+    std::string inst = rest_after(kv.key, prefix);
+    if (!inst.empty()) by_instance[inst] = read_object(kv.value);
+  }
+  std::vector<WitnessVerdict> out;
+  std::lock_guard lock(mu_);
+  for (const auto& [name, info] : instances_) {
+    WitnessVerdict v{name, info.site, false, 0, "", ""};
+    auto it = by_instance.find(name);
+    if (it != by_instance.end() && it->second.count("since_ms")) {
+      v.failing = true;
+      v.since_ms = std::strtoll(it->second["since_ms"].c_str(), nullptr, 10);
+      v.since = trim_for_message(it->second["since"], 40);
+      v.why = trim_for_message(it->second["why"], 500);
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
+}
+
+Result<std::optional<int64_t>> EtcdCoordination::last_auto_failover(const std::string& group) {
+  auto r = etcd_.range(key("auto_failover/" + group));
+  if (!r.ok()) return r.error();
+  if (r->kvs.empty()) return std::optional<int64_t>();
+  auto o = read_object(r->kvs.front().value);
+  if (!o.count("unix_ms")) return Err("auto_failover/" + group + " in etcd is not ours (no unix_ms)");
+  return std::optional<int64_t>(std::strtoll(o["unix_ms"].c_str(), nullptr, 10));
+}
+
+Status EtcdCoordination::record_auto_failover(const std::string& group, int64_t unix_ms) {
+  auto r = etcd_.put(key("auto_failover/" + group),
+                     json_object({{"instance", o_.instance}}, {{"unix_ms", unix_ms}}));
+  if (!r.ok()) return r.error();
+  return Status::Ok();
 }
 
 void EtcdCoordination::lost(const std::string& group, int64_t token) {

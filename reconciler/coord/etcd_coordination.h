@@ -10,6 +10,11 @@
 //   observed/<group>           {"observed_at","snapshot"} the group's last observation
 //   journal/<instance>/<n>     {group, kind, stack, source, origin, instance,
 //                               token, phase, result, error, duration_ms, time}
+//   witness/<group>/<instance> {"since_ms","since","why"} on the instance's
+//                               lease, while it sees the group's active
+//                               stack failing (issue 14)
+//   auto_failover/<group>      {"unix_ms","instance"} the last automatic
+//                               failover committed
 //
 // Leadership. One lease per instance (--lease-ttl), kept alive every TTL/4.
 // A group's leader key is created in a transaction only if absent
@@ -103,6 +108,10 @@ class EtcdCoordination : public Coordination {
   std::string shared_commit() override;
   void publish_commit(const std::string& commit) override;
   void publish_invalid_head(const std::string& commit, const std::string& error) override;
+  void publish_verdicts(const std::map<std::string, WitnessVerdict>& failing) override;
+  Result<std::vector<WitnessVerdict>> verdicts(const std::string& group) override;
+  Result<std::optional<int64_t>> last_auto_failover(const std::string& group) override;
+  Status record_auto_failover(const std::string& group, int64_t unix_ms) override;
 
   // /status's "coordination" member (a JSON object) and /metrics lines.
   std::string status_json();
@@ -156,6 +165,8 @@ class EtcdCoordination : public Coordination {
   std::map<std::string, SteadyTime> leaderless_since_;
   std::set<std::string> gained_;                  // groups led since the memory last loaded
   std::map<std::string, std::string> published_;  // key → value last written by us
+  std::map<std::string, std::string> verdicts_;   // witness key → value we hold in etcd
+  int64_t verdicts_lease_ = 0;                    // the lease they are under
   std::string last_commit_;
 };
 

@@ -15,15 +15,19 @@
 //      shared journal entry come before the local one, and a failed check
 //      means the action does not start; the action's driver calls run
 //      under act_until(), so none outlasts the leadership;
-//   5. publishes the commit it adopted and an invalid head it saw.
+//   5. publishes the commit it adopted and an invalid head it saw;
+//   6. publishes its witness verdicts, and for the groups it leads with
+//      auto_failover, reads everyone's (core/auto_failover.h).
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "core/action_log.h"
+#include "core/auto_failover.h"
 #include "core/observe.h"
 #include "util/result.h"
 
@@ -60,6 +64,19 @@ class Coordination {
   virtual std::string shared_commit() = 0;
   virtual void publish_commit(const std::string& commit) = 0;
   virtual void publish_invalid_head(const std::string& commit, const std::string& error) = 0;
+
+  // Automatic failover (issue 14). Every instance is a witness: it publishes
+  // its verdicts on the active stacks of the groups with auto_failover (the
+  // failing ones, group → verdict; a group left out is healthy), kept under
+  // its lease and written only when they change. The leader of a group reads
+  // every live instance's verdict on it (a live instance with none:
+  // healthy); an error when etcd cannot be read (then nobody decides).
+  virtual void publish_verdicts(const std::map<std::string, WitnessVerdict>& failing) = 0;
+  virtual Result<std::vector<WitnessVerdict>> verdicts(const std::string& group) = 0;
+  // When any instance last committed an automatic failover of `group`
+  // (epoch ms), for its cooldown whoever leads it next.
+  virtual Result<std::optional<int64_t>> last_auto_failover(const std::string& group) = 0;
+  virtual Status record_auto_failover(const std::string& group, int64_t unix_ms) = 0;
 };
 
 }  // namespace stackflip

@@ -602,34 +602,67 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
   };
   std::vector<Go> go;
   const int64_t now = clock_.unix_ms();
+  // This instance's verdicts: what it saw of every group with auto_failover.
+  auto own_verdict = [&](const GroupRun& g, int64_t since) {
+    return WitnessVerdict{seen_by(), s_.site.empty() ? "unknown" : s_.site, true, since,
+                          down_since_[g.name],
+                          g.last.stacks.at(d.groups.at(g.name).active).error};
+  };
+  if (coord_) {
+    std::map<std::string, WitnessVerdict> failing;
+    for (const GroupRun& g : runs)
+      if (auto since = down_since_ms_.find(g.name);
+          since != down_since_ms_.end() && d.groups.at(g.name).auto_failover && g.observed)
+        failing.emplace(g.name, own_verdict(g, since->second));
+    coord_->publish_verdicts(failing);
+  }
   for (const GroupRun& g : runs) {
     const GroupSpec& spec = d.groups.at(g.name);
     auto since = down_since_ms_.find(g.name);
     if (!spec.auto_failover || !g.observed || since == down_since_ms_.end()) continue;
     if (coord_ && !coord_->leads(g.name, nullptr)) continue;  // its leader decides
     GroupStatus& gs = rep.groups[g.name];
+    auto not_now = [&](const std::string& why) {
+      gs.decision = "automatic failover held back: " + why + (gs.decision.empty() ? "" : "; " + gs.decision);
+    };
     AutoFailoverInput in;
     in.coordinated = coord_ != nullptr;
-    in.verdicts.push_back({seen_by(), s_.site.empty() ? "unknown" : s_.site, true, since->second,
-                           down_since_[g.name], g.last.stacks.at(spec.active).error});
+    if (coord_) {
+      auto v = coord_->verdicts(g.name);
+      if (!v.ok()) {
+        not_now(v.error().message);
+        continue;
+      }
+      in.verdicts = std::move(*v);
+      in.live_instances = in.verdicts.size();
+    } else {
+      in.verdicts.push_back(own_verdict(g, since->second));
+    }
     in.now_ms = now;
     in.settled = settled_[g.name];
-    auto last = store_.get(kAutoFailoverKey + g.name);
-    if (!last.ok()) {
-      store_failed(last.status());
-      gs.decision = "automatic failover held back: its cooldown cannot be read from the state "
-                    "store; " + gs.decision;
-      continue;
+    if (coord_) {
+      auto last = coord_->last_auto_failover(g.name);
+      if (!last.ok()) {
+        not_now("its cooldown cannot be read from etcd: " + last.error().message);
+        continue;
+      }
+      in.last_auto_failover_ms = *last;
+    } else {
+      auto last = store_.get(kAutoFailoverKey + g.name);
+      if (!last.ok()) {
+        store_failed(last.status());
+        not_now("its cooldown cannot be read from the state store");
+        continue;
+      }
+      if (*last) in.last_auto_failover_ms = std::strtoll((*last)->c_str(), nullptr, 10);
     }
-    if (*last) in.last_auto_failover_ms = std::strtoll((*last)->c_str(), nullptr, 10);
     in.decided_by = seen_by();
     in.decided_at = clock_.rfc3339_now();
     AutoFailoverDecision dec = decide_auto_failover(spec, g.last, in);
     if (dec.go) {
       go.push_back({&spec, std::move(dec)});
     } else if (dec.person_decides) {
-      gs.decision = "automatic failover held back: " + dec.why +
-                    (gs.decision.empty() ? "" : "; " + gs.decision);
+      not_now(dec.why);
     } else if (!dec.why.empty()) {
       const int64_t left = std::max<int64_t>(0, spec.auto_failover->after_ms - (now - since->second));
       gs.decision = "automatic failover in " + format_duration_ms(std::max<int64_t>(left, 1)) +
@@ -683,6 +716,10 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
   const std::string at = std::to_string(now);
   for (const Go& g : go) {
     if (Status s = store_.put(kAutoFailoverKey + g.spec->name, at); !s.ok()) store_failed(s);
+    if (coord_)
+      if (Status s = coord_->record_auto_failover(g.spec->name, now); !s.ok())
+        spdlog::error("automatic failover of {}: cannot record it in etcd for its cooldown: {}",
+                      g.spec->name, s.message());
     GroupStatus& gs = rep.groups[g.spec->name];
     gs.decision = "stackflip committed the failover to " + g.decision.to +
                   (g.decision.allow_data_loss ? " with `allow_data_loss: true`" : "") + " as " +

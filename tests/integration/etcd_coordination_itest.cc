@@ -361,3 +361,44 @@ TEST_CASE(
   // Nothing of it may start now.
   CHECK_FALSE(a.c->journal().begin(action("shop"), "c1").ok());
 }
+
+TEST_CASE("etcd coordination: witness verdicts live under each instance's lease, written only when "
+          "they change") {
+  if (endpoints().empty()) return;
+  std::string p = fresh_prefix("witness");
+  Instance a("fra-1", "fra", p), b("ams-1", "ams", p);
+  REQUIRE(a.c->start().ok());
+  REQUIRE(b.c->start().ok());
+  REQUIRE(eventually([&] { return a.c->status_json().find("ams-1") != std::string::npos; }));
+  // Nothing failing: every live instance is a healthy witness.
+  auto v = a.c->verdicts("shop");
+  REQUIRE(v.ok());
+  REQUIRE(v->size() == 2);
+  for (const auto& w : *v) CHECK_FALSE(w.failing);
+  WitnessVerdict failing{"ams-1", "ams", true, 1'800'000'000'000, "2027-01-15T08:00:00Z",
+                         "primary is unreachable (Connection refused)"};
+  b.c->publish_verdicts({{"shop", failing}});
+  auto revision = [&] { return a.etcd->range(p + "nothing")->revision; };
+  const int64_t r0 = revision();
+  for (int i = 0; i < 5; ++i) b.c->publish_verdicts({{"shop", failing}});  // unchanged
+  CHECK(revision() == r0);
+  v = a.c->verdicts("shop");
+  REQUIRE(v.ok());
+  REQUIRE(v->size() == 2);
+  const WitnessVerdict& ams = (*v)[0].instance == "ams-1" ? (*v)[0] : (*v)[1];
+  CHECK(ams.failing);
+  CHECK(ams.site == "ams");
+  CHECK(ams.since_ms == 1'800'000'000'000);
+  CHECK(ams.why == "primary is unreachable (Connection refused)");
+  // Withdrawn when healthy again; gone with the instance's lease.
+  b.c->publish_verdicts({});
+  CHECK(a.etcd->range(p + "witness/shop/ams-1")->kvs.empty());
+  b.c->publish_verdicts({{"shop", failing}});
+  CHECK_FALSE(a.etcd->range(p + "witness/shop/ams-1")->kvs.empty());
+  b.c->stop();  // revokes the lease
+  CHECK(a.etcd->range(p + "witness/shop/ams-1")->kvs.empty());
+  // The cooldown is shared.
+  CHECK_FALSE(*a.c->last_auto_failover("shop"));
+  REQUIRE(a.c->record_auto_failover("shop", 1'800'000'100'000).ok());
+  CHECK(**a.c->last_auto_failover("shop") == 1'800'000'100'000);
+}
