@@ -448,6 +448,11 @@ struct GitopsSetup {
   std::unique_ptr<EtcdClient> etcd;
   std::unique_ptr<EtcdCoordination> coordination;
   std::unique_ptr<Reconciler> reconciler;
+  // The coordination's threads call into the reconciler (self-fencing):
+  // they are stopped before it is destroyed.
+  ~GitopsSetup() {
+    if (coordination) coordination->stop();
+  }
 };
 
 void setup_gitops(const Options& o, GitopsSetup& g) {
@@ -498,6 +503,7 @@ void setup_gitops(const Options& o, GitopsSetup& g) {
     g.etcd = etcd_client(o);
     rs.instance = co->instance;
     rs.site = co->site;
+    rs.lease_ttl = co->lease_ttl;
     g.coordination = std::make_unique<EtcdCoordination>(*g.etcd, *g.journal, *co);
     std::cout << "etcd: instance " << co->instance << " (site " << co->site << "), lease "
               << co->lease_ttl.count() << " s; an action may take at most "
@@ -506,7 +512,10 @@ void setup_gitops(const Options& o, GitopsSetup& g) {
   }
   g.reconciler = std::make_unique<Reconciler>(*g.source, *g.journal, g.factory, real_clock(), rs,
                                               g.notifier.get());
-  if (g.coordination) g.reconciler->set_coordination(g.coordination.get());
+  if (g.coordination) {
+    g.reconciler->set_coordination(g.coordination.get());
+    g.coordination->on_isolated([r = g.reconciler.get()] { r->self_fence(); });
+  }
 }
 
 int cmd_reconcile(const Options& o) {

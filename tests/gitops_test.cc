@@ -1214,8 +1214,70 @@ TEST_CASE("issue 14: with etcd, the leader fails over only when a majority of th
   CHECK_THAT(msg, Catch::Contains("a majority of witnesses with one outside site primary"));
   REQUIRE(etcd.auto_failover.count("shop"));  // the cooldown is shared
 
+  // `after` must outlast the etcd lease plus 1 s (self-fencing lands first).
+  ReconcileSettings ls = as;
+  ls.lease_ttl = std::chrono::seconds(5);
+  auto lstate = std::move(*StateStore::open((r.dir / "l-state.db").string()));
+  GitSourceOptions lo = ao;
+  lo.cache_dir += "-l";
+  GitSource l_src(lo);
+  MemoryCoordination l_coord(etcd, "ams-1", *lstate);
+  Reconciler l(l_src, *lstate, r.factory, real_clock(), ls);
+  l.set_coordination(&l_coord);
+  {
+    // Back to a commit with primary active and down, for this instance.
+    std::string c2 = c + "# again\n";
+    r.commit(c2);
+    run({"git", "push", "-q", "-f", origin, "main"}, r.work);
+    r.world.stacks["shop"]["primary"].up = false;
+    r.world.stacks["shop"]["primary"].role = Role::primary;
+    l.pass();
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    PassReport lp = l.pass();
+    INFO(lp.groups.at("shop").decision);
+    CHECK_THAT(lp.groups.at("shop").decision,
+               Catch::StartsWith("automatic failover held back: auto_failover.after 200ms is not "
+                                 "longer than the etcd lease (5s) plus 1s"));
+  }
+
   // A witness whose active stack answers again withdraws its verdict.
   r.world.stacks["shop"]["primary"].up = true;
   fra.pass();
   CHECK_FALSE(etcd.verdicts["shop"].count("fra-1"));
+}
+
+TEST_CASE("issue 14: self-fencing turns maintenance on for the active stacks of its own site's "
+          "auto_failover groups only") {
+  Repo r;
+  std::string c = config("primary");
+  c.insert(c.find("    stacks:"), "    auto_failover: {after: 10s}\n");
+  c.replace(c.find("address: 127.0.0.1}"), 19, "address: 127.0.0.1, site: fra}");
+  r.commit(c);
+  GitSource src(r.source_options());
+  ReconcileSettings s = fast_settings();
+  s.site = "ams";
+  Reconciler ams(src, *r.journal, r.factory, real_clock(), s);
+  CHECK(ams.self_fence().empty());  // nothing adopted yet
+  ams.pass();
+  CHECK(ams.self_fence().empty());  // not its site
+  CHECK_FALSE(r.world.stacks["shop"]["primary"].maintenance);
+  auto fra_state = std::move(*StateStore::open((r.dir / "fra.db").string()));
+  GitSourceOptions fo = r.source_options();
+  fo.cache_dir += "-fra";
+  GitSource fra_src(fo);
+  s.site = "fra";
+  Reconciler fra(fra_src, *fra_state, r.factory, real_clock(), s);
+  fra.pass();
+  // Called from another thread, as the keep-alive thread does.
+  std::vector<std::string> lines;
+  std::thread([&] { lines = fra.self_fence(); }).join();
+  CHECK(lines == std::vector<std::string>{"self-fencing: group shop: maintenance on primary"});
+  CHECK(r.world.stacks["shop"]["primary"].maintenance);
+  // Opted out: nothing.
+  r.world.stacks["shop"]["primary"].maintenance = false;
+  c.replace(c.find("{after: 10s}"), 12, "{after: 10s, self_fence: false}");
+  r.commit(c);
+  fra.pass();
+  CHECK(fra.self_fence().empty());
+  CHECK_FALSE(r.world.stacks["shop"]["primary"].maintenance);
 }

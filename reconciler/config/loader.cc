@@ -652,6 +652,7 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
       if (const Value* c = member(*af, "cooldown")) a.cooldown_ms = ms(*c);
       if (const Value* m = member(*af, "max_data_loss_bytes")) a.max_data_loss_bytes = m->GetUint64();
       if (const Value* w = member(*af, "witnesses")) a.witnesses = w->GetInt();
+      if (const Value* f = member(*af, "self_fence")) a.self_fence = f->GetBool();
       gs.auto_failover = a;
     }
     const Value& traffic = g.value["traffic"];

@@ -13,6 +13,7 @@
 #include "config/snapshot.h"
 #include "gitops/last_known.h"
 #include "util/clock.h"
+#include "util/deadline.h"
 #include "util/json_input.h"
 #include "util/strings.h"
 
@@ -289,6 +290,11 @@ EtcdCoordination::EtcdCoordination(EtcdClient& etcd, StateStore& local,
 
 EtcdCoordination::~EtcdCoordination() { stop(); }
 
+void EtcdCoordination::on_isolated(std::function<void()> f) {
+  std::lock_guard lock(mu_);
+  on_isolated_ = std::move(f);
+}
+
 void EtcdCoordination::on_change(std::function<void()> f) {
   std::lock_guard lock(mu_);
   on_change_ = std::move(f);
@@ -324,6 +330,7 @@ Status EtcdCoordination::register_instance() {
   lease_ = *lease;
   lease_expires_ = sent + o_.lease_ttl;
   quiet_ = false;
+  isolated_ = false;
   etcd_error_.clear();
   return Status::Ok();
 }
@@ -391,12 +398,24 @@ void EtcdCoordination::keepalive_loop() {
       }
     } else {
       auto sent = Steady::now();
-      auto ttl = etcd_.keep_alive(lease);
+      Result<int64_t> ttl = Err("not sent");
+      {
+        // Never past the point where this instance must count itself cut
+        // off (self-fencing): a request hanging on a dead member is cut then.
+        SteadyTime cut_off;
+        {
+          std::lock_guard lock(mu_);
+          cut_off = act_until_locked();
+        }
+        DeadlineScope scope([cut_off] { return cut_off; }, "this instance's lease count ran out");
+        ttl = etcd_.keep_alive(lease);
+      }
       std::lock_guard lock(mu_);
       if (ttl.ok() && *ttl > 0) {
         lease_expires_ = sent + std::chrono::seconds(*ttl);
         if (quiet_) spdlog::info("etcd: keep-alive works again; actions may start");
         quiet_ = false;
+        isolated_ = false;
         etcd_error_.clear();
       } else {
         std::string why = ttl.ok() ? "the lease expired" : ttl.error().message;
@@ -413,11 +432,29 @@ void EtcdCoordination::keepalive_loop() {
         }
       }
     }
+    // Cut off for as long as our own count of the lease we held: fence.
+    std::function<void()> fence;
+    {
+      std::lock_guard lock(mu_);
+      if (quiet_ && !isolated_ && lease_expires_ != SteadyTime{} &&
+          Steady::now() >= act_until_locked()) {
+        isolated_ = true;
+        fence = on_isolated_;
+        spdlog::error("etcd: no keep-alive answered until this instance's lease count ran out "
+                      "({}); another instance may take its groups from now on",
+                      etcd_error_);
+      }
+    }
+    if (fence) fence();
     // After a failure, try again soon (while the lease may still be alive)
-    // rather than a whole period later.
+    // rather than a whole period later, and wake at the cut-off point.
     std::unique_lock lock(mu_);
-    cv_.wait_for(lock, quiet_ && lease_ ? std::chrono::milliseconds(100) : period,
-                 [&] { return stop_.load(); });
+    auto wait = quiet_ && lease_ ? std::chrono::milliseconds(100) : period;
+    if (quiet_ && !isolated_ && lease_ != 0)
+      wait = std::min(wait, std::max(std::chrono::milliseconds(1),
+                                     std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         act_until_locked() - Steady::now())));
+    cv_.wait_for(lock, wait, [&] { return stop_.load(); });
   }
 }
 

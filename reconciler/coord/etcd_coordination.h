@@ -99,6 +99,14 @@ class EtcdCoordination : public Coordination {
   void stop();
   // Called (from a coordination thread) when this instance gains a group.
   void on_change(std::function<void()> f);
+  // Issue 14, self-fencing: called once (from the keep-alive thread) when
+  // this instance, after it held a lease, has had no keep-alive answered
+  // until its own count of that lease ran out (the lease's end less the stop
+  // margin, act_until()): before etcd can let another instance take its
+  // groups. Armed again by the next keep-alive answered. A keep-alive in
+  // flight is cut at that moment (util/deadline.h), so a hung request does
+  // not delay it.
+  void on_isolated(std::function<void()> f);
 
   void set_groups(const std::vector<GroupSite>& groups) override;
   bool leads(const std::string& group, std::string* why) override;
@@ -153,7 +161,8 @@ class EtcdCoordination : public Coordination {
   std::condition_variable cv_;
   std::atomic<bool> stop_{false};
   std::thread keepalive_, watch_;
-  std::function<void()> on_change_;
+  std::function<void()> on_change_, on_isolated_;
+  bool isolated_ = false;  // on_isolated_ ran for the lease we lost (under mu_)
   // Under mu_.
   int64_t lease_ = 0;
   SteadyTime lease_expires_{};

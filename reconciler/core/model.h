@@ -97,6 +97,7 @@ struct AutoFailoverSpec {
   int64_t cooldown_ms = 30 * 60 * 1000;  // at most one automatic failover in this time
   uint64_t max_data_loss_bytes = 0;      // last known lag allowed for the promotion
   int witnesses = 0;                     // 0 = a majority of the live instances (etcd)
+  bool self_fence = true;                // fence the active stack when cut off from etcd
   Mark mark;
 };
 

@@ -380,7 +380,10 @@ const std::string kOne = "1", kZero = "0";
 
 void Reconciler::adopt(std::string commit, std::string text, DesiredState d) {
   fleet_.clear();  // drivers refer to the old desired state
-  desired_ = std::make_unique<DesiredState>(std::move(d));
+  {
+    std::lock_guard lock(desired_mu_);
+    desired_ = std::make_shared<const DesiredState>(std::move(d));
+  }
   commit_ = std::move(commit);
   // Stored before anything is applied: a restart resumes toward this commit.
   for (auto [k, v] : {std::pair<const char*, const std::string*>{kCommitKey, &commit_},
@@ -433,7 +436,10 @@ Status Reconciler::restore_from_store() {
     return Err("the stored config of commit " + short_sha(**commit) + " no longer loads:\n" +
                format_diagnostics(lr.errors));
   fleet_.clear();
-  desired_ = std::make_unique<DesiredState>(std::move(*lr.desired));
+  {
+    std::lock_guard lock(desired_mu_);
+    desired_ = std::make_shared<const DesiredState>(std::move(*lr.desired));
+  }
   commit_ = **commit;
   // The last pass before the restart converged: a group found down now was
   // settled (automatic failover may act).
@@ -546,6 +552,32 @@ void Reconciler::follow_shared_commit(const std::string& head) {
   adopt(shared, std::move(*text), std::move(*lr.desired));
 }
 
+std::vector<std::string> Reconciler::self_fence() {
+  std::shared_ptr<const DesiredState> d;
+  {
+    std::lock_guard lock(desired_mu_);
+    d = desired_;
+  }
+  std::vector<std::string> out;
+  if (!d || s_.site.empty()) return out;
+  for (const auto& [name, g] : d->groups) {
+    auto active = g.stacks.find(g.active);
+    if (!g.auto_failover || !g.auto_failover->self_fence || active == g.stacks.end() ||
+        active->second.site != s_.site)
+      continue;
+    auto driver = factory_.stack_driver(*d, g, g.active);
+    Status st = driver.ok() ? (*driver)->set_maintenance(true) : driver.status();
+    std::string line = "self-fencing: group " + name + ": maintenance on " + g.active +
+                       (st.ok() ? "" : " failed: " + st.message());
+    if (st.ok())
+      spdlog::warn("{} (cut off from etcd in site {}; another site may promote)", line, s_.site);
+    else
+      spdlog::error("{}", line);
+    out.push_back(std::move(line));
+  }
+  return out;
+}
+
 const std::string& Reconciler::seen_by() {
   if (seen_by_.empty()) {
     seen_by_ = s_.instance;
@@ -625,6 +657,14 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
     auto not_now = [&](const std::string& why) {
       gs.decision = "automatic failover held back: " + why + (gs.decision.empty() ? "" : "; " + gs.decision);
     };
+    if (coord_ && s_.lease_ttl.count() > 0 &&
+        spec.auto_failover->after_ms < s_.lease_ttl.count() + 1000) {
+      not_now("auto_failover.after " + format_duration_ms(spec.auto_failover->after_ms) +
+              " is not longer than the etcd lease (" + format_duration_ms(s_.lease_ttl.count()) +
+              ") plus 1s: an old primary cut off with its site might not be fenced by its own "
+              "instance before another site promotes");
+      continue;
+    }
     AutoFailoverInput in;
     in.coordinated = coord_ != nullptr;
     if (coord_) {

@@ -65,6 +65,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <string>
@@ -101,6 +102,11 @@ struct ReconcileSettings {
   // Automatic failover (issue 14): the SSH private key the failover commit
   // is signed with (--commit-signing-key); "" = unsigned.
   std::string commit_signing_key;
+  // With etcd: the lease TTL. An automatic failover needs `after` longer
+  // than it plus 1 s, so an old primary cut off with its site is fenced by
+  // its own instance (self-fencing, within the lease) before another site
+  // promotes.
+  std::chrono::milliseconds lease_ttl{0};
 };
 
 // What a pass did to one group, in the words of the pass summary.
@@ -183,6 +189,16 @@ class Reconciler {
   // force and the observation memory. Set before the first pass.
   void set_coordination(Coordination* c) { coord_ = c; }
 
+  // Issue 14, item 7 (self-fencing): this instance was cut off from etcd for
+  // as long as its lease (EtcdCoordination::on_isolated). Turns maintenance
+  // on for the active stack of every group with auto_failover (self_fence
+  // not off) whose active stack runs in this instance's site, so an isolated
+  // old primary stops taking writes before another site can promote. Safe to
+  // call from another thread while a pass runs: it reads the commit in force
+  // through its own reference and makes its own drivers. Returns one line
+  // per stack fenced (or failing to).
+  std::vector<std::string> self_fence();
+
  private:
   Status restore_from_store();
   void adopt(std::string commit, std::string text, DesiredState d);
@@ -252,7 +268,8 @@ class Reconciler {
 
   bool restored_ = false;
   std::string commit_;  // commit in force
-  std::unique_ptr<DesiredState> desired_;
+  std::shared_ptr<const DesiredState> desired_;
+  std::mutex desired_mu_;  // guards the desired_ pointer against self_fence()
   Fleet fleet_;        // drivers of desired_, kept across passes (open connections)
   SwitchHolds holds_;  // this pass's holds (switch_hold.h), under the pass's pool lock
   bool holds_changed_ = false;

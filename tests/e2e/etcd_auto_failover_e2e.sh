@@ -28,7 +28,7 @@ echo "stackflip@localhost $(cat "$DIR/stackflip_key.pub")" >"$DIR/allowed_signer
 
 export INST_INTERVAL=500ms
 for i in fra-1:fra ams-1:ams wit-1:wit; do
-  start_instance "${i%:*}" "${i#*:}" "$ETCD_ENDPOINTS" --commit-signing-key "$DIR/stackflip_key"
+  start_instance "${i%:*}" "${i#*:}" "$ETCD_ENDPOINTS" --commit-signing-key "$DIR/stackflip_key" --lease-ttl 2s
 done
 all_converged() { converged_on fra-1 "$FIRST" && converged_on ams-1 "$FIRST" && converged_on wit-1 "$FIRST"; }
 check "three instances converge on the first commit" poll 40 all_converged

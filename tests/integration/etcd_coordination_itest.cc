@@ -95,10 +95,12 @@ struct CuttableProxy {
   std::thread thread;
   int port = 0;
   std::atomic<bool> cut{false};
+  std::atomic<bool> hang{false};  // answer nothing while set (at most 30 s), then as cut
 
   explicit CuttableProxy(const std::string& upstream) {
     server.Post(".*", [this, upstream](const httplib::Request& req, httplib::Response& res) {
-      if (cut) {
+      for (int i = 0; hang && i < 600; ++i) std::this_thread::sleep_for(milliseconds(50));
+      if (cut || hang) {
         res.status = 503;
         res.set_content(R"({"error":"cut by the test","code":14})", "application/json");
         return;
@@ -401,4 +403,63 @@ TEST_CASE("etcd coordination: witness verdicts live under each instance's lease,
   CHECK_FALSE(*a.c->last_auto_failover("shop"));
   REQUIRE(a.c->record_auto_failover("shop", 1'800'000'100'000).ok());
   CHECK(**a.c->last_auto_failover("shop") == 1'800'000'100'000);
+}
+
+TEST_CASE("etcd coordination: cut off by a member that answers nothing, an instance counts itself "
+          "isolated (self-fencing) before etcd lets its lease go, once per lost lease") {
+  if (endpoints().empty()) return;
+  CuttableProxy proxy(endpoints().front());
+  std::string p = fresh_prefix("isolated");
+  Instance a("fra-1", "fra", p, milliseconds(500), /*watch=*/false, {proxy.url()}, 5);
+  std::atomic<int> fenced{0};
+  Steady::time_point fenced_at{};
+  Result<int64_t> ttl_at_fence = Err("not asked");
+  EtcdOptions direct_options;
+  direct_options.endpoints = endpoints();
+  auto direct = std::move(*EtcdClient::create(direct_options));
+  int64_t lease = 0;
+  a.c->on_isolated([&] {
+    fenced_at = Steady::now();
+    ttl_at_fence = direct->time_to_live(lease);
+    ++fenced;
+  });
+  REQUIRE(a.c->start().ok());
+  auto live = a.etcd->range(p + "live/instances/fra-1");
+  REQUIRE(live.ok());
+  REQUIRE(live->kvs.size() == 1);
+  lease = live->kvs[0].lease;
+  std::this_thread::sleep_for(milliseconds(3000));
+  CHECK(fenced == 0);  // connected: never
+  const auto cut_at = Steady::now();
+  proxy.hang = true;  // a keep-alive in flight now hangs (the client's timeout is 2 s)
+  REQUIRE(eventually([&] { return fenced.load() > 0; }, milliseconds(10000)));
+  const double fence_s = std::chrono::duration<double>(fenced_at - cut_at).count();
+  REQUIRE(eventually(
+      [&] {
+        auto t = direct->time_to_live(lease);
+        return t.ok() && *t < 0;
+      },
+      milliseconds(10000)));
+  const double expiry_s = std::chrono::duration<double>(Steady::now() - cut_at).count();
+  std::printf("[timing] isolated: counted itself cut off %.2f s after the member went silent "
+              "(lease 5 s, renewed every 1.25 s); etcd still held the lease (TTL %lld s left); "
+              "it expired by %.2f s\n",
+              fence_s, static_cast<long long>(ttl_at_fence.ok() ? *ttl_at_fence : -9), expiry_s);
+  INFO((ttl_at_fence.ok() ? "" : ttl_at_fence.error().message));
+  REQUIRE(ttl_at_fence.ok());
+  CHECK(*ttl_at_fence >= 0);  // before etcd could let anyone take its groups
+  CHECK(fence_s < 5.0);
+  std::this_thread::sleep_for(milliseconds(1500));
+  CHECK(fenced == 1);  // once for the lease it lost
+  // Back: it registers again, and a second cut-off fences again.
+  proxy.hang = false;
+  REQUIRE(eventually([&] { return a.c->status_json().find("\"healthy\":true") != std::string::npos; },
+                     milliseconds(15000)));
+  live = a.etcd->range(p + "live/instances/fra-1");
+  REQUIRE(live.ok());
+  REQUIRE(live->kvs.size() == 1);
+  lease = live->kvs[0].lease;
+  proxy.hang = true;
+  CHECK(eventually([&] { return fenced.load() == 2; }, milliseconds(10000)));
+  proxy.hang = false;
 }
