@@ -416,12 +416,12 @@ TEST_CASE("metrics and status describe the last pass") {
   CHECK(js.find(
             R"("shop":{"active":"standby","converged":true,"drift_actions":6,"traffic":"standby",)"
             R"("outcome":"switched","steps":6,"seconds":0.412,"reason":null,"config_error":false,)"
-            R"("outage":null,"decision":null}})") != std::string::npos);
+            R"("outage":null,"decision":null,"override":null}})") != std::string::npos);
   // issue 11: the pass summary names each group's outcome.
   CHECK(
       js.find(
           R"("outcome":"failed","steps":0,"seconds":0.0,"reason":"database.promote ams: refused",)"
-          R"("config_error":false,"outage":null,"decision":null})") != std::string::npos);
+          R"("config_error":false,"outage":null,"decision":null,"override":null})") != std::string::npos);
   CHECK(format_group_outcomes(p, true) ==
         "  blog: failed: database.promote ams: refused\n  shop: switched, 6 steps in 0.412 s\n");
   p.groups["wiki"].active = "a";
@@ -794,6 +794,7 @@ struct SharedEtcd {
   std::map<std::string, std::string> live;    // instance → site
   std::map<std::string, std::map<std::string, WitnessVerdict>> verdicts;  // group → instance →
   std::map<std::string, int64_t> auto_failover;                           // group → epoch ms
+  std::map<std::string, std::string> overrides;                           // group → JSON
 };
 
 class MemoryCoordination : public Coordination {
@@ -833,6 +834,15 @@ class MemoryCoordination : public Coordination {
   }
   Status record_auto_failover(const std::string& group, int64_t unix_ms) override {
     etcd_.auto_failover[group] = unix_ms;
+    return Status::Ok();
+  }
+  Result<std::map<std::string, std::string>> overrides() override { return etcd_.overrides; }
+  Status put_override(const std::string& group, const std::string& json) override {
+    etcd_.overrides[group] = json;
+    return Status::Ok();
+  }
+  Status delete_override(const std::string& group) override {
+    etcd_.overrides.erase(group);
     return Status::Ok();
   }
 
@@ -1280,4 +1290,63 @@ TEST_CASE("issue 14: self-fencing turns maintenance on for the active stacks of 
   fra.pass();
   CHECK(fra.self_fence().empty());
   CHECK_FALSE(r.world.stacks["shop"]["primary"].maintenance);
+}
+
+TEST_CASE("issue 14: Git down during the failover, an override in force until the commit lands, "
+          "and no pass in between flips traffic back") {
+  Repo r;
+  const std::string first = r.commit(auto_config("primary"));
+  const std::string origin = (r.dir / "origin.git").string();
+  run({"git", "clone", "-q", "--bare", r.work, origin});
+  GitSource src(r.source_options("file://" + origin));
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), fast_settings());
+  REQUIRE(rec.pass().run.result == "no-changes");
+  r.world.stacks["shop"]["primary"].up = false;
+  rec.pass();
+  std::filesystem::rename(origin, origin + ".away");  // Git down
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  PassReport p = rec.pass();
+  INFO(p.groups.at("shop").decision);
+  CHECK(p.run.result == "failed");  // the fetch
+  CHECK(p.again);
+  CHECK_THAT(p.groups.at("shop").decision,
+             Catch::StartsWith("stackflip decided the failover to standby with `allow_data_loss: "
+                               "true` but cannot push it (cannot push to file://"));
+  CHECK_THAT(p.groups.at("shop").decision,
+             Catch::EndsWith("it is in force as an override in the state store from the next "
+                             "pass on, and pushed when Git answers"));
+  for (int i = 0; i < 3; ++i) {
+    p = rec.pass();
+    INFO(p.run.error);
+    CHECK(r.world.traffic["shop"].target == "standby");
+    CHECK(r.world.stacks["shop"]["standby"].role == Role::primary);
+    CHECK_THAT(p.groups.at("shop").override_note,
+               Catch::StartsWith("override in force, not yet in Git: `active: standby` with "
+                                 "`allow_data_loss: true` (automatic failover by stackflip on "));
+    CHECK_THAT(format_group_outcomes(p, false),
+               Catch::Contains("shop: override in force, not yet in Git"));
+  }
+  CHECK(**r.journal->get("gitops.outages") != "");
+  // Git back: the override is pushed, then adopted, which ends it.
+  std::filesystem::rename(origin + ".away", origin);
+  p = rec.pass();
+  INFO(p.groups.at("shop").override_note);
+  CHECK(p.again);
+  CHECK_THAT(p.groups.at("shop").override_note, Catch::Contains("; pushed as "));
+  const std::string pushed = run({"git", "rev-parse", "main"}, origin);
+  CHECK(run({"git", "rev-parse", "main~1"}, origin) == first);
+  CHECK_THAT(run({"git", "log", "-1", "--format=%B", "main"}, origin),
+             Catch::Contains("(Pushed after Git could not be reached; in force as an override "
+                             "until now.)"));
+  p = rec.pass();
+  CHECK(p.run.commit == pushed);
+  CHECK(p.groups.at("shop").override_note.empty());
+  CHECK(**r.journal->get("auto_failover.overrides") == "{}");
+  CHECK(r.world.traffic["shop"].target == "standby");
+  // The old primary back: fenced and re-attached, never sent traffic.
+  r.world.stacks["shop"]["primary"].up = true;
+  rec.pass();
+  rec.pass();
+  CHECK(r.world.traffic["shop"].target == "standby");
+  CHECK(r.world.stacks["shop"]["primary"].role == Role::replica);
 }

@@ -775,6 +775,32 @@ Status EtcdCoordination::record_auto_failover(const std::string& group, int64_t 
   return Status::Ok();
 }
 
+Result<std::map<std::string, std::string>> EtcdCoordination::overrides() {
+  const std::string prefix = key("override/");
+  EtcdRangeOptions ro;
+  ro.prefix = true;
+  ro.limit = 10000;
+  auto r = etcd_.range(prefix, ro);
+  if (!r.ok()) return Err("overrides: " + r.error().message);
+  std::map<std::string, std::string> out;
+  for (const auto& kv : r->kvs)
+    if (std::string group = rest_after(kv.key, prefix); !group.empty() && kv.value.size() < 65536)
+      out[group] = kv.value;
+  return out;
+}
+
+Status EtcdCoordination::put_override(const std::string& group, const std::string& json) {
+  auto r = etcd_.put(key("override/" + group), json);
+  if (!r.ok()) return r.error();
+  return Status::Ok();
+}
+
+Status EtcdCoordination::delete_override(const std::string& group) {
+  auto r = etcd_.remove(key("override/" + group));
+  if (!r.ok()) return r.error();
+  return Status::Ok();
+}
+
 void EtcdCoordination::lost(const std::string& group, int64_t token) {
   std::lock_guard lock(mu_);
   auto it = leaders_.find(group);

@@ -15,6 +15,7 @@
 //                               stack failing (issue 14)
 //   auto_failover/<group>      {"unix_ms","instance"} the last automatic
 //                               failover committed
+//   override/<group>           an automatic failover not yet in Git (no lease)
 //
 // Leadership. One lease per instance (--lease-ttl), kept alive every TTL/4.
 // A group's leader key is created in a transaction only if absent
@@ -120,6 +121,9 @@ class EtcdCoordination : public Coordination {
   Result<std::vector<WitnessVerdict>> verdicts(const std::string& group) override;
   Result<std::optional<int64_t>> last_auto_failover(const std::string& group) override;
   Status record_auto_failover(const std::string& group, int64_t unix_ms) override;
+  Result<std::map<std::string, std::string>> overrides() override;
+  Status put_override(const std::string& group, const std::string& json) override;
+  Status delete_override(const std::string& group) override;
 
   // /status's "coordination" member (a JSON object) and /metrics lines.
   std::string status_json();

@@ -77,6 +77,12 @@ class Coordination {
   // (epoch ms), for its cooldown whoever leads it next.
   virtual Result<std::optional<int64_t>> last_auto_failover(const std::string& group) = 0;
   virtual Status record_auto_failover(const std::string& group, int64_t unix_ms) = 0;
+  // Overrides (issue 14, item 4): an automatic failover decided while Git
+  // could not be reached, group → its JSON (reconcile.cc), kept without a
+  // lease until a commit on the branch has the same `active:`.
+  virtual Result<std::map<std::string, std::string>> overrides() = 0;
+  virtual Status put_override(const std::string& group, const std::string& json) = 0;
+  virtual Status delete_override(const std::string& group) = 0;
 };
 
 }  // namespace stackflip

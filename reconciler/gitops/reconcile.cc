@@ -1,5 +1,7 @@
 #include "gitops/reconcile.h"
 
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -22,6 +24,7 @@
 #include "gitops/notify.h"
 #include "gitops/switch_hold.h"
 #include "util/digest.h"
+#include "util/json_input.h"
 #include "util/strings.h"
 
 namespace stackflip {
@@ -41,6 +44,53 @@ const char* kHeldKey = "gitops.held";  // switch_hold.h
 // When stackflip last committed an automatic failover of a group (epoch ms),
 // for its cooldown: "auto_failover.last.<group>".
 const std::string kAutoFailoverKey = "auto_failover.last.";
+// Without etcd, the overrides (group → JSON) as one JSON object.
+const char* kOverridesKey = "auto_failover.overrides";
+
+// An automatic failover not yet in Git.
+struct Override {
+  std::string active;
+  bool allow_data_loss = false;
+  std::string decided_by, decided_at, message;
+};
+
+std::string override_json(const Override& o) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  w.StartObject();
+  for (auto [k, v] : {std::pair<const char*, const std::string*>{"active", &o.active},
+                      {"decided_by", &o.decided_by},
+                      {"decided_at", &o.decided_at},
+                      {"message", &o.message}}) {
+    w.Key(k);
+    w.String(v->c_str(), static_cast<rapidjson::SizeType>(v->size()));
+  }
+  w.Key("allow_data_loss");
+  w.Bool(o.allow_data_loss);
+  w.EndObject();
+  return buf.GetString();
+}
+
+// nullopt for anything that is not an override we wrote (hostile input: etcd).
+std::optional<Override> parse_override(const std::string& text) {
+  rapidjson::Document doc;
+  JsonLimits limits;
+  limits.max_bytes = 65536;
+  limits.max_depth = 2;
+  if (parse_json_input(text, doc, limits) || !doc.IsObject()) return std::nullopt;
+  Override o;
+  for (auto [k, v] : {std::pair<const char*, std::string*>{"active", &o.active},
+                      {"decided_by", &o.decided_by},
+                      {"decided_at", &o.decided_at},
+                      {"message", &o.message}}) {
+    if (!doc.HasMember(k) || !doc[k].IsString()) return std::nullopt;
+    *v = doc[k].GetString();
+  }
+  if (!doc.HasMember("allow_data_loss") || !doc["allow_data_loss"].IsBool()) return std::nullopt;
+  o.allow_data_loss = doc["allow_data_loss"].GetBool();
+  if (o.active.empty() || o.active.size() > 63) return std::nullopt;
+  return o;
+}
 
 void fill_groups(PassReport& rep, const DesiredState& d, const Plan& first, const Plan& last,
                  const ObservedState& obs) {
@@ -192,13 +242,15 @@ std::string format_group_outcomes(const PassReport& rep, bool all) {
   size_t hidden = 0;
   char secs[32];
   for (const auto& [name, g] : rep.groups) {
-    if (!all && g.outcome == GroupOutcome::converged && g.outage.empty()) {
+    if (!all && g.outcome == GroupOutcome::converged && g.outage.empty() &&
+        g.override_note.empty()) {
       ++hidden;
       continue;
     }
     // The fact first (issue 14 item 6), then what a person may commit.
     if (!g.outage.empty()) out += "  " + name + ": " + g.outage + "\n";
     if (!g.decision.empty()) out += "  " + name + ": " + g.decision + "\n";
+    if (!g.override_note.empty()) out += "  " + name + ": " + g.override_note + "\n";
     out += "  " + name + ": " + to_string(g.outcome);
     if (g.steps) {
       std::snprintf(secs, sizeof secs, "%.3f", g.seconds);
@@ -552,6 +604,146 @@ void Reconciler::follow_shared_commit(const std::string& head) {
   adopt(shared, std::move(*text), std::move(*lr.desired));
 }
 
+Result<std::map<std::string, std::string>> Reconciler::load_overrides() {
+  if (coord_) return coord_->overrides();
+  auto v = store_.get(kOverridesKey);
+  if (!v.ok()) return v.error();
+  std::map<std::string, std::string> out;
+  rapidjson::Document doc;
+  if (!*v || parse_json_input(**v, doc) || !doc.IsObject()) return out;
+  for (const auto& m : doc.GetObject())
+    if (m.value.IsString()) out[m.name.GetString()] = m.value.GetString();
+  return out;
+}
+
+Status Reconciler::save_override(const std::string& group, const std::string& json) {
+  if (coord_) return coord_->put_override(group, json);
+  auto all = load_overrides();
+  if (!all.ok()) return all.error();
+  (*all)[group] = json;
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  w.StartObject();
+  for (const auto& [g, j] : *all) {
+    w.Key(g.c_str());
+    w.String(j.c_str(), static_cast<rapidjson::SizeType>(j.size()));
+  }
+  w.EndObject();
+  return store_.put(kOverridesKey, buf.GetString());
+}
+
+Status Reconciler::drop_override(const std::string& group) {
+  if (coord_) return coord_->delete_override(group);
+  auto all = load_overrides();
+  if (!all.ok()) return all.error();
+  all->erase(group);
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  w.StartObject();
+  for (const auto& [g, j] : *all) {
+    w.Key(g.c_str());
+    w.String(j.c_str(), static_cast<rapidjson::SizeType>(j.size()));
+  }
+  w.EndObject();
+  return store_.put(kOverridesKey, buf.GetString());
+}
+
+const DesiredState& Reconciler::effective_desired(PassReport& rep) {
+  overrides_.clear();
+  auto all = load_overrides();
+  if (!all.ok()) {
+    // Unknown overrides: keep planning against what was planned last (an
+    // override seen before stays in force; none is dropped).
+    spdlog::error("automatic failover overrides cannot be read: {}", all.error().message);
+    if (effective_ && effective_key_.rfind(commit_, 0) == 0) return *effective_;
+    all = std::map<std::string, std::string>();
+  }
+  std::string key = commit_;
+  std::string text;
+  for (const auto& [group, json] : *all) {
+    auto o = parse_override(json);
+    auto g = desired_->groups.find(group);
+    if (!o || g == desired_->groups.end() || g->second.active == o->active) {
+      // A commit agrees (or the group is gone, or it is not ours): done.
+      spdlog::info("group {}: the override of the automatic failover is over ({})", group,
+                   !o ? "unreadable" : g == desired_->groups.end() ? "no such group any more"
+                                                              : "commit " + short_sha(commit_) +
+                                                                    " has the same active:");
+      if (Status st = drop_override(group); !st.ok())
+        spdlog::error("group {}: cannot delete the override: {}", group, st.message());
+      continue;
+    }
+    overrides_[group] = json;
+    key += "\n" + group + "\n" + json;
+  }
+  if (key != effective_key_) {
+    fleet_.clear();  // drivers refer to the desired state they were made for
+    effective_key_ = key;
+    effective_ = desired_;
+    if (!overrides_.empty()) {
+      auto t = source_.read_file(commit_, s_.file);
+      std::string edited = t.ok() ? *t : "";
+      std::string error = t.ok() ? "" : t.error().message;
+      for (const auto& [group, json] : overrides_) {
+        if (!error.empty()) break;
+        auto o = parse_override(json);
+        auto e = edit_failover(s_.file, edited, group, o->active, o->allow_data_loss);
+        if (e.ok())
+          edited = std::move(*e);
+        else
+          error = e.error().message;
+      }
+      LoadResult lr;
+      if (error.empty()) lr = load_desired_text(s_.file, edited);
+      if (error.empty() && lr.desired)
+        effective_ = std::make_shared<const DesiredState>(std::move(*lr.desired));
+      else
+        spdlog::error("the overrides cannot be applied to commit {}: {}", short_sha(commit_),
+                      error.empty() ? format_diagnostics(lr.errors) : error);
+    }
+  }
+  return *effective_;
+}
+
+void Reconciler::push_overrides(PassReport& rep) {
+  for (const auto& [group, json] : overrides_) {
+    auto o = parse_override(json);
+    rep.groups[group].override_note =
+        "override in force, not yet in Git: `active: " + o->active + "`" +
+        (o->allow_data_loss ? " with `allow_data_loss: true`" : "") + " (automatic failover by " +
+        o->decided_by + " at " + o->decided_at + ")";
+  }
+  // Only on the commit in force as the branch head: Git answered this pass.
+  if (overrides_.empty() || rep.run.commit != commit_) return;
+  auto text = source_.read_file(commit_, s_.file);
+  if (!text.ok()) return;
+  std::string edited = *text, message;
+  for (const auto& [group, json] : overrides_) {
+    auto o = parse_override(json);
+    auto e = edit_failover(s_.file, edited, group, o->active, o->allow_data_loss);
+    if (!e.ok()) return;
+    edited = std::move(*e);
+    message += (message.empty() ? "" : "\n\n") + o->message;
+  }
+  CommitRequest c;
+  c.parent = commit_;
+  c.path = s_.file;
+  c.text = edited;
+  c.message = message + "\n\n(Pushed after Git could not be reached; in force as an override "
+                        "until now.)\n";
+  c.signing_key = s_.commit_signing_key;
+  PushResult pushed = source_.commit_and_push(c);
+  for (const auto& [group, json] : overrides_) {
+    std::string& note = rep.groups[group].override_note;
+    note += pushed.ok() ? "; pushed as " + short_sha(pushed.commit) + " now"
+                        : "; pushing it: " + pushed.error;
+  }
+  if (pushed.ok()) {
+    spdlog::warn("automatic failover override pushed as {}", short_sha(pushed.commit));
+    rep.again = true;  // the next pass adopts it, which ends the override
+  }
+}
+
 std::vector<std::string> Reconciler::self_fence() {
   std::shared_ptr<const DesiredState> d;
   {
@@ -614,10 +806,13 @@ void Reconciler::note_outages(PassReport& rep, const DesiredState& d,
       rep.groups[g.name].decision = advice->decision;
     }
   }
+  push_overrides(rep);
   auto_failover(rep, d, runs);
   std::string text;
-  for (const auto& [name, gs] : rep.groups)
+  for (const auto& [name, gs] : rep.groups) {
     if (!gs.outage.empty()) text += gs.outage + "\n" + (gs.decision.empty() ? "" : gs.decision + "\n");
+    if (!gs.override_note.empty()) text += "group " + name + ": " + gs.override_note + "\n";
+  }
   if (text != outages_stored_) {  // written when it changes, not every pass
     if (Status s = store_.put(kOutagesKey, text); !s.ok())
       store_failed(s);
@@ -748,10 +943,29 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
   c.message = subject + "\n\n" + body;
   c.signing_key = s_.commit_signing_key;
   PushResult pushed = source_.commit_and_push(c);
-  if (!pushed.ok()) {
+  if (!pushed.ok() && pushed.failure != PushFailure::unreachable) {
     spdlog::error("automatic failover: {}", pushed.error);
     if (pushed.failure == PushFailure::moved) rep.again = true;  // decide again on the new head
     return held(pushed.error + "; trying again next pass");
+  }
+  if (!pushed.ok()) {
+    // Git cannot be reached: the failover happens all the same, as an
+    // override that wins over the commit in force until a commit agrees.
+    spdlog::error("automatic failover: {}; keeping it as an override", pushed.error);
+    for (const Go& g : go) {
+      Override o{g.decision.to, g.decision.allow_data_loss, seen_by(), clock_.rfc3339_now(),
+                 g.decision.subject + "\n\n" + g.decision.evidence};
+      if (Status st = save_override(g.spec->name, override_json(o)); !st.ok()) {
+        GroupStatus& gs = rep.groups[g.spec->name];
+        gs.decision = "automatic failover to " + g.decision.to + " held back: " + pushed.error +
+                      ", and it cannot be kept as an override: " + st.message() + "; " +
+                      gs.decision;
+        go.erase(std::remove_if(go.begin(), go.end(),
+                                [&](const Go& x) { return x.spec == g.spec; }),
+                 go.end());
+        break;  // `go` changed; the others are told below
+      }
+    }
   }
   const std::string at = std::to_string(now);
   for (const Go& g : go) {
@@ -761,6 +975,16 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
         spdlog::error("automatic failover of {}: cannot record it in etcd for its cooldown: {}",
                       g.spec->name, s.message());
     GroupStatus& gs = rep.groups[g.spec->name];
+    if (!pushed.ok()) {
+      gs.decision = "stackflip decided the failover to " + g.decision.to +
+                    (g.decision.allow_data_loss ? " with `allow_data_loss: true`" : "") +
+                    " but cannot push it (" + pushed.error + "): it is in force as an override " +
+                    (coord_ ? "in etcd" : "in the state store") +
+                    " from the next pass on, and pushed when Git answers";
+      spdlog::warn("group {}: automatic failover to {} kept as an override", g.spec->name,
+                   g.decision.to);
+      continue;
+    }
     gs.decision = "stackflip committed the failover to " + g.decision.to +
                   (g.decision.allow_data_loss ? " with `allow_data_loss: true`" : "") + " as " +
                   short_sha(pushed.commit) + (c.signing_key.empty() ? "" : " (signed)") +
@@ -787,7 +1011,7 @@ void Reconciler::load_holds(const DesiredState& d) {
 
 std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
                                                               const std::atomic<bool>* stop) {
-  const DesiredState& d = *desired_;
+  const DesiredState& d = effective_desired(rep);
   rep.commit_in_force = commit_;
   if (coord_) share_commit_in_force();
   rep.run.desired_digest = d.digest;

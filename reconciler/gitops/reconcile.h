@@ -138,6 +138,9 @@ struct GroupStatus {
   // The active stack is down (core/outage.h): the fact, told first, and the
   // exact change a person may commit ("" when none can help).
   std::string outage, decision;
+  // An automatic failover kept as an override because Git could not be
+  // reached (issue 14, item 4): "override in force, not yet in Git: ..."
+  std::string override_note;
 };
 
 struct PassReport {
@@ -222,6 +225,15 @@ class Reconciler {
   // of this pass as one commit; GroupStatus::decision says what it did or
   // why a person decides.
   void auto_failover(PassReport& rep, const DesiredState& d, const std::vector<GroupRun>& runs);
+  // Overrides (issue 14, item 4), in etcd or the state store: the desired
+  // state of this pass with them applied (dropping those a commit agrees
+  // with); and, after the pass's groups are filled in, saying so and pushing
+  // them to Git.
+  const DesiredState& effective_desired(PassReport& rep);
+  void push_overrides(PassReport& rep);
+  Result<std::map<std::string, std::string>> load_overrides();
+  Status save_override(const std::string& group, const std::string& json);
+  Status drop_override(const std::string& group);
   // Tracks since when each group's active stack is down and fills
   // GroupStatus::outage/decision (core/outage.h).
   void note_outages(PassReport& rep, const DesiredState& d, const std::vector<GroupRun>& runs,
@@ -269,6 +281,12 @@ class Reconciler {
   bool restored_ = false;
   std::string commit_;  // commit in force
   std::shared_ptr<const DesiredState> desired_;
+  // What is planned against: desired_, or desired_ with the overrides of
+  // automatic failovers not yet in Git applied to its text (effective_key_
+  // says which: the commit and the overrides).
+  std::shared_ptr<const DesiredState> effective_;
+  std::string effective_key_;
+  std::map<std::string, std::string> overrides_;  // this pass's: group → JSON
   std::mutex desired_mu_;  // guards the desired_ pointer against self_fence()
   Fleet fleet_;        // drivers of desired_, kept across passes (open connections)
   SwitchHolds holds_;  // this pass's holds (switch_hold.h), under the pass's pool lock

@@ -161,6 +161,12 @@ std::string status_json(const PassReport* last, const std::string& repo,
         w.Null();
       else
         w.String(redact_secrets(g.decision).c_str());
+      // An automatic failover in force as an override, not yet in Git.
+      w.Key("override");
+      if (g.override_note.empty())
+        w.Null();
+      else
+        w.String(redact_secrets(g.override_note).c_str());
       w.EndObject();
     }
     w.EndObject();

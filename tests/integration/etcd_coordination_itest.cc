@@ -403,6 +403,12 @@ TEST_CASE("etcd coordination: witness verdicts live under each instance's lease,
   CHECK_FALSE(*a.c->last_auto_failover("shop"));
   REQUIRE(a.c->record_auto_failover("shop", 1'800'000'100'000).ok());
   CHECK(**a.c->last_auto_failover("shop") == 1'800'000'100'000);
+  // Overrides (an automatic failover not yet in Git) outlive any lease.
+  CHECK(a.c->overrides()->empty());
+  REQUIRE(a.c->put_override("shop", R"({"active":"standby"})").ok());
+  CHECK(a.c->overrides()->at("shop") == R"({"active":"standby"})");
+  REQUIRE(a.c->delete_override("shop").ok());
+  CHECK(a.c->overrides()->empty());
 }
 
 TEST_CASE("etcd coordination: cut off by a member that answers nothing, an instance counts itself "
