@@ -118,8 +118,18 @@ TEST_CASE("auto failover: with etcd, a majority of the live instances, one outsi
   REQUIRE(d.go);
   CHECK_THAT(d.evidence, Catch::Contains("Witnesses (2 of 3 live instances agree)"));
   CHECK_THAT(d.evidence, Catch::Contains("wit-1 (site wit): healthy"));
-  // `witnesses: 3` raises the bar above the majority.
-  g.auto_failover->witnesses = 3;
+  // A witness that has seen it failing for less than `after` is listed, not counted.
+  in.verdicts.push_back(failing("par-1", "par", kT0 + 20'000));
+  in.live_instances = 4;
+  in.verdicts.push_back(failing("lon-1", "lon", kT0));
+  in.live_instances = 5;
+  d = decide_auto_failover(g, down(), in);
+  REQUIRE(d.go);
+  CHECK_THAT(d.evidence, Catch::Contains("Witnesses (3 of 5 live instances agree)"));
+  CHECK_THAT(d.evidence, Catch::Contains("par-1 (site par): failing since T (less than 10s, not "
+                                         "counted): primary is unreachable"));
+  // `witnesses: 4` raises the bar above the majority.
+  g.auto_failover->witnesses = 4;
   CHECK_FALSE(decide_auto_failover(g, down(), in).go);
 }
 

@@ -118,7 +118,11 @@ AutoFailoverDecision decide_auto_failover(const GroupSpec& g, const GroupObs& ob
       ((in.coordinated ? in.live_instances : 1) == 1 ? "" : "s") + " agree):\n";
   for (const WitnessVerdict& v : in.verdicts)
     e += "  " + v.instance + " (site " + v.site + "): " +
-         (v.failing ? "failing since " + v.since + (v.why.empty() ? "" : ": " + v.why)
+         (v.failing ? "failing since " + v.since +
+                          (in.now_ms - v.since_ms < p.after_ms
+                               ? " (less than " + format_duration_ms(p.after_ms) + ", not counted)"
+                               : "") +
+                          (v.why.empty() ? "" : ": " + v.why)
                     : "healthy") +
          "\n";
   e += "\nPositions (last known): ";

@@ -729,6 +729,7 @@ void Reconciler::push_overrides(PassReport& rep) {
   c.parent = commit_;
   c.path = s_.file;
   c.text = edited;
+  while (!message.empty() && message.back() == '\n') message.pop_back();
   c.message = message + "\n\n(Pushed after Git could not be reached; in force as an override "
                         "until now.)\n";
   c.signing_key = s_.commit_signing_key;

@@ -5,11 +5,14 @@
 # primary runs), ams-1 (site ams, the standby's) and wit-1 (a witness site),
 # group shop with `auto_failover: {after: 3s}` and no `witnesses:` (a
 # majority of the live instances, one outside fra).
-#   The primary is SIGKILLed under a writer and a two-writable-databases
-#   monitor: the group's leader commits the failover, signed, with every
-#   instance's verdict in the message; timed from the kill: (a) the commit,
-#   (b) the standby writable, (c) DNS answering its address. Exactly one
-#   commit, by the leader; the signature verifies; no two writable databases.
+#   Git goes down, then the primary is SIGKILLed under a writer and a
+#   two-writable-databases monitor: the group's leader decides the failover
+#   with every instance's verdict, keeps it in etcd as an override and
+#   applies it; timed from the kill: (b) the standby writable, (c) DNS
+#   answering its address. /status says "override in force, not yet in
+#   Git"; no pass flips traffic back. Git back: the commit lands (signed,
+#   the evidence in its message), the next pass adopts it and the override
+#   is over. Exactly one commit, by the leader; no two writable databases.
 # Usage (CTest): bash tests/e2e/etcd_auto_failover_e2e.sh STACKFLIP E2E_TOOL
 source "$(dirname "$0")/lib.sh"
 e2e_start "$@"
@@ -40,28 +43,45 @@ echo "  leader of shop: $LEADER"
 sleep 1
 
 start_app
+# Git is down during the failover: the decision is kept in etcd as an
+# override, applied at once, and pushed when Git returns.
+mv "$ORIGIN" "$ORIGIN.away"
 T_KILL=$(date +%s.%N)
 harness kill-pg 1
-T_COMMIT= T_WRITABLE= T_DNS=
+T_WRITABLE= T_DNS=
 deadline=$((SECONDS + 40))
 while ((SECONDS < deadline)) && [[ -z $T_DNS ]]; do
   now=$(date +%s.%N)
-  [[ -z $T_COMMIT && $(git -C "$ORIGIN" rev-parse main) != "$FIRST" ]] && T_COMMIT=$now
   [[ -z $T_WRITABLE && $(sql 127.0.0.2 "SELECT pg_is_in_recovery()") == f ]] && T_WRITABLE=$now
   [[ -n $T_WRITABLE && $(dns_answer) == 127.0.0.2 ]] && T_DNS=$now
   sleep 0.02
 done
 since() { python3 -c "print('%.2f' % ($1 - $T_KILL))"; }
-check "(a) a failover commit landed" test -n "$T_COMMIT"
-check "(b) the standby became writable" test -n "$T_WRITABLE"
+check "(b) the standby became writable, Git down" test -n "$T_WRITABLE"
 check "(c) DNS answers the standby's address" test -n "$T_DNS"
-echo "  from the kill (after: ${AFTER}s, 3 witnesses): (a) commit $(since "${T_COMMIT:-$T_KILL}") s, (b) writable $(since "${T_WRITABLE:-$T_KILL}") s, (c) DNS $(since "${T_DNS:-$T_KILL}") s (aim: after + 2 s = $((AFTER + 2)) s)"
+echo "  from the kill, Git down (after: ${AFTER}s, 3 witnesses): (b) writable $(since "${T_WRITABLE:-$T_KILL}") s, (c) DNS $(since "${T_DNS:-$T_KILL}") s (aim: after + 2 s = $((AFTER + 2)) s)"
+status_override() { curl -fsS -m 2 "http://127.0.0.1:${INST_PORT[$LEADER]}/status" | jq -r '.groups.shop.override // ""'; }
+has_override() { [[ $(status_override) == "override in force, not yet in Git: \`active: standby\` with \`allow_data_loss: true\`"* ]]; }
+check "/status: override in force, not yet in Git" poll 10 has_override
+status_override | sed 's/^/    /'
+check_eq "etcd holds the override" 1 "$(ETCDCTL_API=3 etcdctl --endpoints "$ETCD1_URL" get --prefix --keys-only /stackflip/override/ | grep -c .)"
+sleep 3  # passes without Git: none flips traffic back
+check_eq "no pass flipped traffic back" 127.0.0.2 "$(dns_answer)"
+mv "$ORIGIN.away" "$ORIGIN"
+T_BACK=$(date +%s.%N)
+landed() { [[ $(git -C "$ORIGIN" rev-parse main) != "$FIRST" ]]; }
+check "(a) Git back: the failover commit lands" poll 20 landed
+echo "  the commit landed $(python3 -c "print('%.2f' % ($(date +%s.%N) - $T_BACK))") s after Git came back"
+override_gone() { [[ -z $(ETCDCTL_API=3 etcdctl --endpoints "$ETCD1_URL" get --prefix --keys-only /stackflip/override/) ]]; }
+check "adopted by the next pass: the override is over" poll 20 override_gone
+check_eq "traffic stayed on the standby" 127.0.0.2 "$(dns_answer)"
 COMMIT=$(git -C "$ORIGIN" rev-parse main)
 check_eq "one commit, on top of the operators'" "$FIRST" "$(git -C "$ORIGIN" rev-parse main~1)"
 check "its signature verifies" git -C "$ORIGIN" -c gpg.ssh.allowedSignersFile="$DIR/allowed_signers" verify-commit "$COMMIT"
 git -C "$ORIGIN" log -1 --format=%B main >"$DIR/message.txt"
 sed 's/^/    /' "$DIR/message.txt"
 check "decided by the leader" grep -q "^Automatic failover decided by $LEADER at " "$DIR/message.txt"
+check "the message says it was pushed late" grep -q "^(Pushed after Git could not be reached; in force as an override until now.)$" "$DIR/message.txt"
 check "a majority of the 3 live instances agree" grep -qE "^Witnesses \([23] of 3 live instances agree\):$" "$DIR/message.txt"
 check "one of them outside fra" grep -qE "^  (ams-1 \(site ams\)|wit-1 \(site wit\)): failing since " "$DIR/message.txt"
 check "the policy: a majority, one outside the site" grep -q "a majority of witnesses with one outside site fra" "$DIR/message.txt"
