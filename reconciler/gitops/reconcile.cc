@@ -616,20 +616,26 @@ Result<std::map<std::string, std::string>> Reconciler::load_overrides() {
   return out;
 }
 
+namespace {
+std::string overrides_object(const std::map<std::string, std::string>& all) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  w.StartObject();
+  for (const auto& [g, j] : all) {
+    w.Key(g.c_str());
+    w.String(j.c_str(), static_cast<rapidjson::SizeType>(j.size()));
+  }
+  w.EndObject();
+  return buf.GetString();
+}
+}  // namespace
+
 Status Reconciler::save_override(const std::string& group, const std::string& json) {
   if (coord_) return coord_->put_override(group, json);
   auto all = load_overrides();
   if (!all.ok()) return all.error();
   (*all)[group] = json;
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  w.StartObject();
-  for (const auto& [g, j] : *all) {
-    w.Key(g.c_str());
-    w.String(j.c_str(), static_cast<rapidjson::SizeType>(j.size()));
-  }
-  w.EndObject();
-  return store_.put(kOverridesKey, buf.GetString());
+  return store_.put(kOverridesKey, overrides_object(*all));
 }
 
 Status Reconciler::drop_override(const std::string& group) {
@@ -637,15 +643,7 @@ Status Reconciler::drop_override(const std::string& group) {
   auto all = load_overrides();
   if (!all.ok()) return all.error();
   all->erase(group);
-  rapidjson::StringBuffer buf;
-  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-  w.StartObject();
-  for (const auto& [g, j] : *all) {
-    w.Key(g.c_str());
-    w.String(j.c_str(), static_cast<rapidjson::SizeType>(j.size()));
-  }
-  w.EndObject();
-  return store_.put(kOverridesKey, buf.GetString());
+  return store_.put(kOverridesKey, overrides_object(*all));
 }
 
 const DesiredState& Reconciler::effective_desired(PassReport& rep) {

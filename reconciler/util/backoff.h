@@ -50,7 +50,7 @@ class Backoff {
     Clock& c = clock_ ? *clock_ : real_clock();
     Clock::Duration d = next();
     if (deadline_) d = std::max(Clock::Duration(0), std::min(d, *deadline_ - c.now()));
-    if (operation_deadline()) d = std::min<Clock::Duration>(d, within_deadline(next_));
+    d = std::min<Clock::Duration>(d, within_deadline(next_));  // next_ without a deadline
     c.sleep_for(d);
   }
 

@@ -46,15 +46,7 @@ sleep 1  # a few passes: the positions it will know are recent ones
 echo "--- 1. the primary is killed"
 T_KILL=$(date +%s.%N)  # just before: the kill comes no sooner
 harness kill-pg 1
-T_COMMIT= T_WRITABLE= T_DNS=
-deadline=$((SECONDS + 30))
-while ((SECONDS < deadline)) && [[ -z $T_DNS ]]; do
-  now=$(date +%s.%N)
-  [[ -z $T_COMMIT && $(git -C "$ORIGIN" rev-parse main) != "$FIRST" ]] && T_COMMIT=$now
-  [[ -z $T_WRITABLE && $(sql 127.0.0.2 "SELECT pg_is_in_recovery()") == f ]] && T_WRITABLE=$now
-  [[ -n $T_WRITABLE && $(dns_answer) == 127.0.0.2 ]] && T_DNS=$now
-  sleep 0.02
-done
+time_failover 30 "$ORIGIN" "$FIRST"
 since() { python3 -c "print('%.2f' % ($1 - $T_KILL))"; }
 check "(a) a failover commit landed on the branch" test -n "$T_COMMIT"
 check "(b) the standby became writable" test -n "$T_WRITABLE"

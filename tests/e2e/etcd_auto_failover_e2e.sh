@@ -48,14 +48,7 @@ start_app
 mv "$ORIGIN" "$ORIGIN.away"
 T_KILL=$(date +%s.%N)
 harness kill-pg 1
-T_WRITABLE= T_DNS=
-deadline=$((SECONDS + 40))
-while ((SECONDS < deadline)) && [[ -z $T_DNS ]]; do
-  now=$(date +%s.%N)
-  [[ -z $T_WRITABLE && $(sql 127.0.0.2 "SELECT pg_is_in_recovery()") == f ]] && T_WRITABLE=$now
-  [[ -n $T_WRITABLE && $(dns_answer) == 127.0.0.2 ]] && T_DNS=$now
-  sleep 0.02
-done
+time_failover 40
 since() { python3 -c "print('%.2f' % ($1 - $T_KILL))"; }
 check "(b) the standby became writable, Git down" test -n "$T_WRITABLE"
 check "(c) DNS answers the standby's address" test -n "$T_DNS"

@@ -161,3 +161,19 @@ class H(http.server.BaseHTTPRequestHandler):
 http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()' "$1" "$2" >/dev/null 2>&1 &
   echo $!
 }
+
+# time_failover SECONDS [ORIGIN FIRST]: from now, polls every 20 ms until the
+# standby (127.0.0.2) is writable and DNS answers it, or SECONDS pass; sets
+# T_WRITABLE and T_DNS (epoch seconds, "" when not seen) and, given a bare
+# repository ORIGIN, T_COMMIT: when its main moved from FIRST.
+time_failover() {
+  local deadline=$((SECONDS + $1)) now
+  T_COMMIT= T_WRITABLE= T_DNS=
+  while ((SECONDS < deadline)) && [[ -z $T_DNS ]]; do
+    now=$(date +%s.%N)
+    [[ -n ${2:-} && -z $T_COMMIT && $(git -C "$2" rev-parse main 2>/dev/null) != "$3" ]] && T_COMMIT=$now
+    [[ -z $T_WRITABLE && $(sql 127.0.0.2 "SELECT pg_is_in_recovery()") == f ]] && T_WRITABLE=$now
+    [[ -n $T_WRITABLE && $(dns_answer) == 127.0.0.2 ]] && T_DNS=$now
+    sleep 0.02
+  done
+}
