@@ -1020,7 +1020,7 @@ std::string auto_config(const std::string& active, const std::string& after = "2
 }  // namespace
 
 TEST_CASE("issue 14: the active stack down for `after`, stackflip commits the failover, signed, "
-          "and the next pass applies it; no second one within the cooldown") {
+          "and the next pass applies it, and no second one within the cooldown") {
   Repo r;
   std::string ops = (r.dir / "ops").string(), key = (r.dir / "stackflip_key").string();
   run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops", "-f", ops});

@@ -381,6 +381,23 @@ void EtcdCoordination::keepalive_loop() {
   const auto period = std::max<std::chrono::milliseconds>(
       std::chrono::milliseconds(250),
       std::chrono::duration_cast<std::chrono::milliseconds>(o_.lease_ttl) / 4);
+  // Cut off until our own count of the lease we held ran out: fence, once
+  // per lost lease (re-armed by an answered keep-alive or a new lease).
+  auto check_isolated = [this] {
+    std::function<void()> fence;
+    {
+      std::lock_guard lock(mu_);
+      if (quiet_ && !isolated_ && lease_expires_ != SteadyTime{} &&
+          Steady::now() >= act_until_locked()) {
+        isolated_ = true;
+        fence = on_isolated_;
+        spdlog::error("etcd: no keep-alive answered until this instance's lease count ran out "
+                      "({}); another instance may take its groups from now on",
+                      etcd_error_);
+      }
+    }
+    if (fence) fence();
+  };
   while (!stop_) {
     int64_t lease = 0;
     {
@@ -397,17 +414,24 @@ void EtcdCoordination::keepalive_loop() {
         campaign();
       }
     } else {
+      check_isolated();
+      SteadyTime cut_off;
+      bool cut;
+      {
+        std::lock_guard lock(mu_);
+        cut = !isolated_;
+        cut_off = act_until_locked();
+      }
       auto sent = Steady::now();
       Result<int64_t> ttl = Err("not sent");
-      {
-        // Never past the point where this instance must count itself cut
-        // off (self-fencing): a request hanging on a dead member is cut then.
-        SteadyTime cut_off;
-        {
-          std::lock_guard lock(mu_);
-          cut_off = act_until_locked();
-        }
+      if (cut) {
+        // Until we count ourselves cut off, a keep-alive hanging on a dead
+        // member is cut at that point, so the fence is not delayed; after
+        // it, keep-alives go on as long as they take: one answered before
+        // etcd lets the lease go still keeps it.
         DeadlineScope scope([cut_off] { return cut_off; }, "this instance's lease count ran out");
+        ttl = etcd_.keep_alive(lease);
+      } else {
         ttl = etcd_.keep_alive(lease);
       }
       std::lock_guard lock(mu_);
@@ -432,20 +456,7 @@ void EtcdCoordination::keepalive_loop() {
         }
       }
     }
-    // Cut off for as long as our own count of the lease we held: fence.
-    std::function<void()> fence;
-    {
-      std::lock_guard lock(mu_);
-      if (quiet_ && !isolated_ && lease_expires_ != SteadyTime{} &&
-          Steady::now() >= act_until_locked()) {
-        isolated_ = true;
-        fence = on_isolated_;
-        spdlog::error("etcd: no keep-alive answered until this instance's lease count ran out "
-                      "({}); another instance may take its groups from now on",
-                      etcd_error_);
-      }
-    }
-    if (fence) fence();
+    check_isolated();
     // After a failure, try again soon (while the lease may still be alive)
     // rather than a whole period later, and wake at the cut-off point.
     std::unique_lock lock(mu_);
