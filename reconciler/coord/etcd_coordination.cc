@@ -730,8 +730,11 @@ void EtcdCoordination::publish_verdicts(const std::map<std::string, WitnessVerdi
   }
   // Only what changed; a put failing leaves the key out of verdicts_, so it
   // is tried again next pass.
-  for (const auto& [k, v] : held)
-    if (!want.count(k) && etcd_.remove(k).ok()) held.erase(k);
+  for (auto it = held.begin(); it != held.end();)  // erase() while iterating: by iterator
+    if (!want.count(it->first) && etcd_.remove(it->first).ok())
+      it = held.erase(it);
+    else
+      ++it;
   for (const auto& [k, v] : want)
     if (held[k] != v) {
       if (etcd_.put(k, v, lease).ok())

@@ -648,7 +648,12 @@ Status Reconciler::drop_override(const std::string& group) {
 
 const DesiredState& Reconciler::effective_desired(PassReport& rep) {
   overrides_.clear();
-  auto all = load_overrides();
+  // Only automatic failovers make overrides: without a group that has
+  // auto_failover nothing is read (no etcd request per pass for them).
+  const bool any_auto = std::any_of(desired_->groups.begin(), desired_->groups.end(),
+                                    [](const auto& g) { return g.second.auto_failover.has_value(); });
+  auto all = any_auto ? load_overrides()
+                      : Result<std::map<std::string, std::string>>(std::map<std::string, std::string>());
   if (!all.ok()) {
     // Unknown overrides: keep planning against what was planned last (an
     // override seen before stays in force; none is dropped).
@@ -711,8 +716,12 @@ void Reconciler::push_overrides(PassReport& rep) {
         (o->allow_data_loss ? " with `allow_data_loss: true`" : "") + " (automatic failover by " +
         o->decided_by + " at " + o->decided_at + ")";
   }
-  // Only on the commit in force as the branch head: Git answered this pass.
+  // Only on the commit in force as the branch head (Git answered this
+  // pass), and with etcd only by the groups' leader: one instance pushes.
   if (overrides_.empty() || rep.run.commit != commit_) return;
+  if (coord_)
+    for (const auto& [group, json] : overrides_)
+      if (!coord_->leads(group, nullptr)) return;
   auto text = source_.read_file(commit_, s_.file);
   if (!text.ok()) return;
   std::string edited = *text, message;

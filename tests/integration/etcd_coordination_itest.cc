@@ -283,7 +283,14 @@ TEST_CASE("etcd coordination: a takeover knows the last position the old leader 
   g.stacks["fra"] = testing::primary(false, 123456);
   g.stacks["ams"] = testing::replica(true, std::string("fra"), 123000);
   seen.groups["shop"] = g;
-  REQUIRE(a.c->last_known().remember(seen).ok());
+  // Publishing is best effort (a pass that cannot publish tries again next
+  // pass): as the loop would, remember again until etcd holds it (a fresh
+  // run once saw etcd stall past the request timeout here).
+  REQUIRE(eventually([&] {
+    REQUIRE(a.c->last_known().remember(seen).ok());
+    auto k = a.etcd->range(p + "observed/shop");
+    return k.ok() && !k->kvs.empty();
+  }));
   // b has never seen the group (a fresh state store) and takes it over.
   Instance b("ams-1", "ams", p);
   REQUIRE(b.c->start().ok());
