@@ -1350,3 +1350,27 @@ TEST_CASE("issue 14: Git down during the failover, an override in force until th
   CHECK(r.world.traffic["shop"].target == "standby");
   CHECK(r.world.stacks["shop"]["primary"].role == Role::replica);
 }
+
+TEST_CASE("issue 14: with --require-signed but no signing key, nothing is committed that the loop "
+          "itself would refuse") {
+  SignedHistory h;
+  Repo& r = h.r;
+  std::string c = auto_config("primary");
+  r.commit(c, h.signing());
+  const std::string origin = (r.dir / "origin.git").string();
+  run({"git", "clone", "-q", "--bare", r.work, origin});
+  const std::string head = run({"git", "rev-parse", "main"}, origin);
+  GitSource src(r.source_options("file://" + origin));
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), h.settings());  // no signing key
+  REQUIRE(rec.pass().run.result == "no-changes");  // the signed head, primary active
+  r.world.stacks["shop"]["primary"].up = false;
+  rec.pass();
+  std::this_thread::sleep_for(std::chrono::milliseconds(250));
+  PassReport p = rec.pass();
+  INFO(p.groups.at("shop").decision);
+  CHECK_FALSE(p.again);
+  CHECK_THAT(p.groups.at("shop").decision,
+             Catch::StartsWith("automatic failover to standby held back: with --require-signed, "
+                               "stackflip's own commit needs --commit-signing-key"));
+  CHECK(run({"git", "rev-parse", "main"}, origin) == head);
+}

@@ -923,6 +923,13 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
                     (gs.decision.empty() ? "" : "; " + gs.decision);
     }
   };
+  // With signatures required, an unsigned commit of ours would be refused by
+  // this very loop: the failover would never apply.
+  if (s_.require_signed && s_.commit_signing_key.empty()) {
+    held("with --require-signed, stackflip's own commit needs --commit-signing-key (its public "
+         "key in the allowed signers); a person decides");
+    return;
+  }
   // One commit, on the commit in force only: a branch head that is not (an
   // invalid commit, a change not adopted yet) is a person's work under way.
   if (rep.run.commit != commit_) {
