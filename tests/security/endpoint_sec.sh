@@ -3,7 +3,7 @@
 # against the real binary with a local Git repository whose stacks are
 # unreachable (no harness needed: passes run and block, which is enough):
 #   (a) bodies: an unsigned 500 MB chunked POST to /webhook, then three in
-#       parallel, leave the process's VmRSS under 100 MB; a 600 MB
+#       parallel, grow the process's VmRSS by less than 64 MB; a 600 MB
 #       Content-Length is answered 413 at once, before any of it is sent
 #   (b) connections: 8, then 200 slow-loris connections, then 500 idle
 #       sockets (the attackers reconnect when dropped): /healthz answers
@@ -245,7 +245,8 @@ echo "--- (a) request bodies"
 PEAK1=$(peak_rss_during 40 "$DIR/chunked1.out" client chunked "$PORT" 500 30)
 echo "one unsigned 500 MB chunked POST: answer $(cat "$DIR/chunked1.out") MB taken; peak VmRSS ${PEAK1} MB"
 check "chunked 500 MB: the process stays alive" alive
-check "chunked 500 MB: VmRSS stays under 100 MB (peak ${PEAK1} MB)" test "$PEAK1" -lt 100
+check "chunked 500 MB: VmRSS grows by less than 64 MB (peak ${PEAK1} MB, ${RSS0} MB before)" \
+  test $((PEAK1 - RSS0)) -lt 64
 check "chunked 500 MB: no pass triggered (answer $(cut -d' ' -f1 "$DIR/chunked1.out"))" \
   test "$(cut -d' ' -f1 "$DIR/chunked1.out")" != 202
 three() {
@@ -256,7 +257,8 @@ three() {
 PEAK3=$(peak_rss_during 40 "$DIR/chunked3.out" three)
 echo "three in parallel: answers $(cat "$DIR"/chunked3.*.out | tr '\n' ' '); peak VmRSS ${PEAK3} MB"
 check "chunked 3 x 500 MB in parallel: the process stays alive" alive
-check "chunked 3 x 500 MB in parallel: VmRSS stays under 100 MB (peak ${PEAK3} MB)" test "$PEAK3" -lt 100
+check "chunked 3 x 500 MB in parallel: VmRSS grows by less than 64 MB (peak ${PEAK3} MB, ${RSS0} MB before)" \
+  test $((PEAK3 - RSS0)) -lt 64
 read -r BIG_STATUS BIG_MS < <(client bigcl "$PORT")
 echo "600 MB Content-Length, no body sent: $BIG_STATUS in $BIG_MS ms"
 check_eq "oversized Content-Length: 413 before the body is sent" 413 "$BIG_STATUS"
