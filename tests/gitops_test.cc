@@ -421,7 +421,8 @@ TEST_CASE("metrics and status describe the last pass") {
   CHECK(
       js.find(
           R"("outcome":"failed","steps":0,"seconds":0.0,"reason":"database.promote ams: refused",)"
-          R"("config_error":false,"outage":null,"decision":null,"override":null})") != std::string::npos);
+          R"("config_error":false,"outage":null,"decision":null,"override":null})") !=
+      std::string::npos);
   CHECK(format_group_outcomes(p, true) ==
         "  blog: failed: database.promote ams: refused\n  shop: switched, 6 steps in 0.412 s\n");
   p.groups["wiki"].active = "a";
@@ -790,8 +791,8 @@ namespace {
 // which group. Each instance journals to and remembers in its own store.
 struct SharedEtcd {
   std::string commit;
-  std::map<std::string, std::string> leader;  // group → instance
-  std::map<std::string, std::string> live;    // instance → site
+  std::map<std::string, std::string> leader;                              // group → instance
+  std::map<std::string, std::string> live;                                // instance → site
   std::map<std::string, std::map<std::string, WitnessVerdict>> verdicts;  // group → instance →
   std::map<std::string, int64_t> auto_failover;                           // group → epoch ms
   std::map<std::string, std::string> overrides;                           // group → JSON
@@ -823,8 +824,9 @@ class MemoryCoordination : public Coordination {
     std::vector<WitnessVerdict> out;
     for (const auto& [name, site] : etcd_.live) {
       auto v = etcd_.verdicts[group].find(name);
-      out.push_back(v != etcd_.verdicts[group].end() ? v->second
-                                                     : WitnessVerdict{name, site, false, 0, "", ""});
+      out.push_back(v != etcd_.verdicts[group].end()
+                        ? v->second
+                        : WitnessVerdict{name, site, false, 0, "", ""});
     }
     return out;
   }
@@ -1019,8 +1021,9 @@ std::string auto_config(const std::string& active, const std::string& after = "2
 
 }  // namespace
 
-TEST_CASE("issue 14: the active stack down for `after`, stackflip commits the failover, signed, "
-          "and the next pass applies it, and no second one within the cooldown") {
+TEST_CASE(
+    "issue 14: the active stack down for `after`, stackflip commits the failover, signed, "
+    "and the next pass applies it, and no second one within the cooldown") {
   Repo r;
   std::string ops = (r.dir / "ops").string(), key = (r.dir / "stackflip_key").string();
   run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ops", "-f", ops});
@@ -1031,9 +1034,9 @@ TEST_CASE("issue 14: the active stack down for `after`, stackflip commits the fa
   const std::string signers = (r.dir / "allowed_signers").string();
   std::ofstream(signers) << "ops@example.test " << ops_pub << "\nstackflip@localhost " << sf_pub
                          << "\n";
-  std::string first = r.commit(auto_config("primary"),
-                               {"-c", "gpg.format=ssh", "-c", "user.signingkey=" + ops, "-c",
-                                "commit.gpgsign=true"});
+  std::string first = r.commit(
+      auto_config("primary"),
+      {"-c", "gpg.format=ssh", "-c", "user.signingkey=" + ops, "-c", "commit.gpgsign=true"});
   const std::string origin = (r.dir / "origin.git").string();
   run({"git", "clone", "-q", "--bare", r.work, origin});
 
@@ -1103,8 +1106,9 @@ TEST_CASE("issue 14: the active stack down for `after`, stackflip commits the fa
   CHECK(run({"git", "rev-parse", "main"}, origin) == pushed);
 }
 
-TEST_CASE("issue 14: an outage shorter than `after` commits nothing, and a standby behind the policy "
-          "is left to a person") {
+TEST_CASE(
+    "issue 14: an outage shorter than `after` commits nothing, and a standby behind the policy "
+    "is left to a person") {
   Repo r;
   std::string first = r.commit(auto_config("primary"));
   const std::string origin = (r.dir / "origin.git").string();
@@ -1141,6 +1145,75 @@ TEST_CASE("issue 14: an outage shorter than `after` commits nothing, and a stand
   CHECK(run({"git", "rev-parse", "main"}, origin) == first);
 }
 
+namespace {
+class AnswerProbe : public HealthProbe {
+ public:
+  explicit AnswerProbe(std::shared_ptr<std::string> a) : a_(std::move(a)) {}
+  std::string check() override { return *a_; }
+
+ private:
+  std::shared_ptr<std::string> a_;
+};
+}  // namespace
+
+TEST_CASE(
+    "issue 14: the active stack failing its health check while its database answers: "
+    "stackflip commits the failover without allow_data_loss, and applies it as a planned "
+    "switch") {
+  Repo r;
+  std::string c = auto_config("primary");
+  const std::string stack = "address: 127.0.0.1}";
+  c.replace(c.find(stack), stack.size(),
+            "address: 127.0.0.1, health: {url: \"http://127.0.0.1:9/healthz\", timeout: 1s}}");
+  std::string first = r.commit(c);
+  const std::string origin = (r.dir / "origin.git").string();
+  run({"git", "clone", "-q", "--bare", r.work, origin});
+  auto answer = std::make_shared<std::string>();
+  std::vector<std::string> probed;
+  r.factory.make_health = [&](const StackSpec& s) {
+    probed.push_back(s.name + " " + s.health->url);
+    return std::make_unique<AnswerProbe>(answer);
+  };
+  GitSource src(r.source_options("file://" + origin));
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), fast_settings());
+  REQUIRE(rec.pass().run.result == "no-changes");
+  CHECK(probed == std::vector<std::string>{"primary http://127.0.0.1:9/healthz"});
+
+  *answer = "GET http://127.0.0.1:9/healthz: HTTP 503";
+  PassReport p = rec.pass();
+  INFO(p.groups.at("shop").outage << "\n" << p.groups.at("shop").decision);
+  CHECK_THAT(p.groups.at("shop").outage,
+             Catch::Contains("its health check fails (GET http://127.0.0.1:9/healthz: HTTP 503); "
+                             "its database answers"));
+  CHECK_THAT(p.groups.at("shop").decision, Catch::StartsWith("automatic failover in "));
+  REQUIRE(p.next_within);
+  std::this_thread::sleep_for(*p.next_within);
+  p = rec.pass();
+  INFO(p.groups.at("shop").decision);
+  CHECK(p.again);
+  const std::string pushed = run({"git", "rev-parse", "main"}, origin);
+  REQUIRE(pushed != first);
+  CHECK_THAT(
+      p.groups.at("shop").decision,
+      Catch::StartsWith("stackflip committed the failover to standby as " + pushed.substr(0, 12)));
+  const std::string yaml = run({"git", "show", "main:stackflip.yaml"}, origin);
+  CHECK_THAT(yaml, Catch::Contains("    active: standby\n"));
+  CHECK_THAT(yaml, !Catch::Contains("allow_data_loss"));
+  CHECK_THAT(run({"git", "log", "-1", "--format=%B", "main"}, origin),
+             Catch::Contains("health check: GET http://127.0.0.1:9/healthz: HTTP 503"));
+
+  p = rec.pass();  // the planned switch: the old primary fenced, then the promotion
+  INFO(p.run.error);
+  CHECK(p.run.result == "applied");
+  CHECK(r.world.traffic["shop"].target == "standby");
+  CHECK(r.world.stacks["shop"]["standby"].role == Role::primary);
+  CHECK(r.world.stacks["shop"]["primary"].maintenance);
+  CHECK(r.world.stacks["shop"]["primary"].role == Role::replica);
+  // The new active stack has no health check: nothing more to say.
+  p = rec.pass();
+  CHECK(p.groups.at("shop").outage.empty());
+}
+
 TEST_CASE("issue 14: a group not converged when its active stack went down is left to a person") {
   Repo r;
   std::string first = r.commit(auto_config("primary"));
@@ -1169,8 +1242,9 @@ TEST_CASE("issue 14: a group not converged when its active stack went down is le
   CHECK(run({"git", "rev-parse", "main"}, origin) == first);
 }
 
-TEST_CASE("issue 14: with etcd, the leader fails over only when a majority of the live instances, "
-          "one outside the failing site, saw it failing for `after`") {
+TEST_CASE(
+    "issue 14: with etcd, the leader fails over only when a majority of the live instances, "
+    "one outside the failing site, saw it failing for `after`") {
   Repo r;
   std::string c = config("primary");
   c.insert(c.find("    stacks:"), "    auto_failover: {after: 200ms}\n");
@@ -1256,8 +1330,9 @@ TEST_CASE("issue 14: with etcd, the leader fails over only when a majority of th
   CHECK_FALSE(etcd.verdicts["shop"].count("fra-1"));
 }
 
-TEST_CASE("issue 14: self-fencing turns maintenance on for the active stacks of its own site's "
-          "auto_failover groups only") {
+TEST_CASE(
+    "issue 14: self-fencing turns maintenance on for the active stacks of its own site's "
+    "auto_failover groups only") {
   Repo r;
   std::string c = config("primary");
   c.insert(c.find("    stacks:"), "    auto_failover: {after: 10s}\n");
@@ -1292,8 +1367,9 @@ TEST_CASE("issue 14: self-fencing turns maintenance on for the active stacks of 
   CHECK_FALSE(r.world.stacks["shop"]["primary"].maintenance);
 }
 
-TEST_CASE("issue 14: Git down during the failover, an override in force until the commit lands, "
-          "and no pass in between flips traffic back") {
+TEST_CASE(
+    "issue 14: Git down during the failover, an override in force until the commit lands, "
+    "and no pass in between flips traffic back") {
   Repo r;
   const std::string first = r.commit(auto_config("primary"));
   const std::string origin = (r.dir / "origin.git").string();
@@ -1351,8 +1427,9 @@ TEST_CASE("issue 14: Git down during the failover, an override in force until th
   CHECK(r.world.stacks["shop"]["primary"].role == Role::replica);
 }
 
-TEST_CASE("issue 14: with --require-signed but no signing key, nothing is committed that the loop "
-          "itself would refuse") {
+TEST_CASE(
+    "issue 14: with --require-signed but no signing key, nothing is committed that the loop "
+    "itself would refuse") {
   SignedHistory h;
   Repo& r = h.r;
   std::string c = auto_config("primary");

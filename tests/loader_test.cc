@@ -108,6 +108,7 @@ std::vector<BadCase> bad_cases() {
        edit(b, "        address: 10.0.0.5\n", "        address: 10.0.0.5\n        colour: blue\n"),
        13, 9,
        "unknown key 'colour' in stack 'primary' (expected one of: address, control_command, dsn, "
+       "health, "
        "maintenance, password, pg_rewind, provider, site)"},
       {"unknown traffic key offers the keys of its provider type", b + "      recrod_type: A\n", 21,
        7,

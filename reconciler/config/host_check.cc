@@ -188,6 +188,14 @@ void check_host_grants(const DesiredState& d, const YamlDocument& doc, const Hos
       const std::string sp = stack_ptr(g, s);
       if (auto it = s.lists.find("control_command"); it != s.lists.end())
         command(mark_at(doc, stack_ptr(g, s, "control_command") + "/0", sp), it->second);
+      if (s.health) {
+        auto origin = url_origin(s.health->url);
+        if (origin.ok() && !policy.health_allowed(*origin))
+          errors.push_back({mark_at(doc, stack_ptr(g, s, "health") + "/url", sp),
+                            "health check of stack '" + sname + "': this host does not allow " +
+                                "requests to " + *origin + " (" + policy.describe() +
+                                "; list the origin under `health_urls:`)"});
+      }
       if (type != "postgres" && type != "cloud66") continue;
       if (!s.settings.count(dsn_key(type))) continue;
       std::vector<std::string> endpoints = database_endpoints(s);

@@ -16,7 +16,8 @@
 //    each endpoint it would be sent to (a database password to every server
 //    its DSN names; PGPASSWORD in stackflip's environment counts as
 //    `${env:PGPASSWORD}`, since libpq sends it to any server); files (ca_file)
-//    and `insecure: true` are allowed by the host.
+//    and `insecure: true` are allowed by the host; so is every health check's
+//    origin (`health_urls:`).
 #pragma once
 
 #include <vector>

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -110,6 +111,10 @@ Result<std::string> normalize_endpoint(const std::string& endpoint) {
   return *o;
 }
 
+bool HostPolicy::health_allowed(const std::string& origin) const {
+  return std::find(health_urls.begin(), health_urls.end(), origin) != health_urls.end();
+}
+
 Result<std::string> HostPolicy::allow_command(const std::string& program) const {
   std::string path;
   if (program.empty()) return Err("an empty program name");
@@ -184,7 +189,9 @@ Result<HostPolicy> load_host_policy(const std::string& path, std::vector<Diagnos
     found.push_back({key ? doc.key_mark_of(ptr) : doc.mark_of(ptr), msg});
   };
   if (!doc.json.IsObject()) {
-    error("", "the host policy is a mapping (commands, command_env, secrets, files, insecure_tls)");
+    error("",
+          "the host policy is a mapping (commands, command_env, secrets, files, health_urls, "
+          "insecure_tls)");
   } else {
     for (const auto& m : doc.json.GetObject()) {
       const std::string key = m.name.GetString();
@@ -211,6 +218,22 @@ Result<HostPolicy> load_host_policy(const std::string& path, std::vector<Diagnos
         for (size_t i = 0; i < p.files.size(); ++i)
           if (p.files[i][0] != '/')
             error(ptr + "/" + std::to_string(i), "a file must be an absolute path");
+      } else if (key == "health_urls") {
+        if (!m.value.IsArray()) {
+          error(ptr, "health_urls is a list of origins (http://host:port or https://host:port)");
+          continue;
+        }
+        for (rapidjson::SizeType i = 0; i < m.value.Size(); ++i) {
+          const auto& v = m.value[i];
+          auto o = v.IsString() ? normalize_endpoint(v.GetString())
+                                : Result<std::string>(Err("expected an origin string"));
+          if (o.ok() && o->rfind("postgres://", 0) == 0)
+            o = Err("a health check origin is http://host:port or https://host:port");
+          if (!o.ok())
+            error(ptr + "/" + std::to_string(i), o.error().message);
+          else
+            p.health_urls.push_back(*o);
+        }
       } else if (key == "insecure_tls") {
         if (!m.value.IsBool())
           error(ptr, "insecure_tls is true or false");
@@ -252,7 +275,7 @@ Result<HostPolicy> load_host_policy(const std::string& path, std::vector<Diagnos
       } else {
         error(ptr,
               "unknown key '" + key +
-                  "' (expected commands, command_env, secrets, files, insecure_tls)",
+                  "' (expected commands, command_env, secrets, files, health_urls, insecure_tls)",
               true);
       }
     }

@@ -14,6 +14,8 @@
 //     "${env:PDNS_API_KEY}": ["http://127.0.0.1:8081"]   # the endpoints it
 //     "${env:PGPASSWORD}": ["postgres://10.0.0.5:5432"]  # may be sent to
 //   files: [/etc/ssl/pdns-ca.pem]  # files a config may name (ca_file)
+//   health_urls:                   # origins a stack's health check may GET
+//     - https://fra.example.com    #   (no secret is ever sent with it)
 //   insecure_tls: false            # may a config turn TLS verification off
 //
 // Endpoints are origins: `http://host:port`, `https://host:port` (default
@@ -49,6 +51,7 @@ struct HostPolicy {
   std::vector<std::string> command_env;  // names passed through to children
   std::map<std::string, std::vector<std::string>> secrets;  // reference -> origins
   std::vector<std::string> files;                           // exact absolute paths
+  std::vector<std::string> health_urls;                     // origins (normalized)
   bool insecure_tls = false;
 
   // Resolves `program` as execvp would (a bare name through PATH, a relative
@@ -60,6 +63,8 @@ struct HostPolicy {
   // True when `reference` is granted and may be sent to `origin` (normalized).
   bool secret_allowed(const std::string& reference, const std::string& origin) const;
   bool secret_granted(const std::string& reference) const { return secrets.count(reference) > 0; }
+  // True when a health check may GET a URL of `origin` (url_origin's form).
+  bool health_allowed(const std::string& origin) const;
 
   // "where this policy comes from" for messages: the file, or the flags.
   std::string describe() const;

@@ -177,7 +177,7 @@ std::vector<std::string> narrow_expected(const YamlDocument& doc, const std::str
     tk = stack ? type_of(str(member(*stack, "provider"))) : nullptr;
     if (tk)
       allowed = tk->stack_keys,
-      allowed.insert(allowed.end(), {"provider", "address", "maintenance", "site"});
+      allowed.insert(allowed.end(), {"provider", "address", "maintenance", "site", "health"});
   } else if ((t.size() == 3 || t.size() == 4) && t[0] == "groups" && t[2] == "traffic") {
     const Value* traffic = group_member(t[1], "traffic");
     if (traffic && t.size() == 4) {
@@ -346,11 +346,14 @@ class Checker {
     if (af && af->IsObject() && ok(gp + "/auto_failover")) {
       const std::string ap = gp + "/auto_failover";
       for (const char* key : {"after", "cooldown"})
-        if (const Value* d = member(*af, key); d && d->IsString() && !parse_duration(d->GetString()).ok())
-          error(doc_.mark_of(ap + "/" + key), std::string("'") + key + "' must be longer than zero (e.g. 10s, 30m)");
+        if (const Value* d = member(*af, key);
+            d && d->IsString() && !parse_duration(d->GetString()).ok())
+          error(doc_.mark_of(ap + "/" + key),
+                std::string("'") + key + "' must be longer than zero (e.g. 10s, 30m)");
       if (repl && repl->IsString())
-        error(doc_.key_mark_of(ap), "auto_failover needs replication: with 'replication: off' no "
-                                    "standby holds the active stack's data");
+        error(doc_.key_mark_of(ap),
+              "auto_failover needs replication: with 'replication: off' no "
+              "standby holds the active stack's data");
     }
   }
 
@@ -518,6 +521,18 @@ class Checker {
     const std::string sp = pointer_append(pointer_append("/groups", gname) + "/stacks", sname);
     if (!ok(sp) || !s.IsObject()) return;
     if (!uses.records.empty()) check_addresses(gname, sname, s, sp, uses, address_owner);
+    if (const Value* h = member(s, "health"); h && h->IsObject() && ok(sp + "/health")) {
+      const std::string hp = sp + "/health";
+      if (const Value* u = member(*h, "url"); u && u->IsString())
+        if (auto o = url_origin(u->GetString()); !o.ok())
+          error(doc_.mark_of(hp + "/url"), "health check 'url': " + o.error().message);
+      if (const Value* t = member(*h, "timeout"); t && t->IsString()) {
+        auto d = parse_duration(t->GetString());
+        if (!d.ok() || *d > std::chrono::seconds(30))
+          error(doc_.mark_of(hp + "/timeout"),
+                "health check 'timeout' must be longer than zero and at most 30s (e.g. 2s)");
+      }
+    }
     const std::string pname = str(member(s, "provider"));
     if (!provider_declared(pname)) {
       error(doc_.mark_of(sp + "/provider"), "stack '" + sname + "' uses unknown provider '" +
@@ -534,7 +549,7 @@ class Checker {
       return;
     }
     secrets(s, sp, {"password", "database_password"});
-    type_keys(s, sp, {"provider", "address", "maintenance", "site"}, tk->stack_keys,
+    type_keys(s, sp, {"provider", "address", "maintenance", "site", "health"}, tk->stack_keys,
               tk->stack_required, type, "stack", "'" + sname + "'");
     for (const auto& [dsn_key, pw_key] :
          {std::pair{"dsn", "password"}, {"database_dsn", "database_password"}})
@@ -614,7 +629,14 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
       if (const Value* m = member(s.value, "maintenance")) ss.maintenance = m->GetBool();
       ss.site = ss.name;
       if (const Value* site = member(s.value, "site")) ss.site = site->GetString();
-      split_settings(s.value, {"provider", "address", "maintenance", "site", "settings"},
+      if (const Value* h = member(s.value, "health")) {
+        HealthSpec hs;
+        hs.url = (*h)["url"].GetString();
+        if (const Value* t = member(*h, "timeout"))
+          if (auto d = parse_duration(t->GetString()); d.ok()) hs.timeout_ms = d->count();
+        ss.health = hs;
+      }
+      split_settings(s.value, {"provider", "address", "maintenance", "site", "health", "settings"},
                      ss.settings, &ss.lists);
       if (const Value* extra = member(s.value, "settings"))
         for (const auto& e : extra->GetObject())
@@ -650,7 +672,8 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
       };
       a.after_ms = ms((*af)["after"]);
       if (const Value* c = member(*af, "cooldown")) a.cooldown_ms = ms(*c);
-      if (const Value* m = member(*af, "max_data_loss_bytes")) a.max_data_loss_bytes = m->GetUint64();
+      if (const Value* m = member(*af, "max_data_loss_bytes"))
+        a.max_data_loss_bytes = m->GetUint64();
       if (const Value* w = member(*af, "witnesses")) a.witnesses = w->GetInt();
       if (const Value* f = member(*af, "self_fence")) a.self_fence = f->GetBool();
       gs.auto_failover = a;

@@ -130,8 +130,9 @@ TrafficObs traffic_from_json(const rj::Value& v, bool part = false) {
 
 Result<StackObs> stack_obs_from_json(const rj::Value& v, const std::string& where) {
   if (!v.IsObject()) return at(where, "expected an object");
-  if (auto e =
-          unknown_key(v, where, {"reachable", "maintenance", "error", "config_error", "database"}))
+  if (auto e = unknown_key(
+          v, where,
+          {"reachable", "maintenance", "error", "config_error", "health_error", "database"}))
     return *e;
   StackObs s;
   const rj::Value* r = member(v, "reachable");
@@ -149,6 +150,10 @@ Result<StackObs> stack_obs_from_json(const rj::Value& v, const std::string& wher
     if (!c->IsBool()) return at(where + "/config_error", "expected true or false");
     s.config_error = c->GetBool();
   }
+  if (const rj::Value* h = member(v, "health_error")) {
+    if (!h->IsString()) return at(where + "/health_error", "expected a string");
+    s.health_error = h->GetString();
+  }
   if (const rj::Value* d = member(v, "database")) {
     auto db = database_from_json(*d, where + "/database");
     if (!db.ok()) return db.error();
@@ -163,6 +168,7 @@ void stack_obs_to_json(const StackObs& s, rj::Value& out, rj::Document::Allocato
   if (s.maintenance) out.AddMember("maintenance", *s.maintenance, a);
   if (!s.error.empty()) out.AddMember("error", str(s.error, a), a);
   if (s.config_error) out.AddMember("config_error", true, a);
+  if (!s.health_error.empty()) out.AddMember("health_error", str(s.health_error, a), a);
   if (s.database) {
     rj::Value db(rj::kObjectType);
     db.AddMember("role", rj::StringRef(to_string(s.database->role)), a);
@@ -296,6 +302,10 @@ void write_stack(W& w, const StackObs& s, bool lsn) {
   if (s.config_error) {
     w.Key("config_error");
     w.Bool(true);
+  }
+  if (!s.health_error.empty()) {
+    w.Key("health_error");
+    write_str(w, s.health_error);
   }
   if (s.database) {
     w.Key("database");

@@ -32,8 +32,7 @@ AutoFailoverDecision decide_auto_failover(const GroupSpec& g, const GroupObs& ob
   if (!g.auto_failover) return d;
   const AutoFailoverSpec& p = *g.auto_failover;
   auto active = obs.stacks.find(g.active);
-  const bool failing = active != obs.stacks.end() && !active->second.reachable &&
-                       !active->second.config_error;
+  const bool failing = active != obs.stacks.end() && stack_failing(active->second);
   if (!failing) {
     d.why = "the active stack " + g.active + " is not failing";
     return d;
@@ -55,14 +54,15 @@ AutoFailoverDecision decide_auto_failover(const GroupSpec& g, const GroupObs& ob
       outside = outside || v.site != active_site;
     }
   const size_t majority = in.live_instances / 2 + 1;
-  const size_t needed = in.coordinated ? std::max<size_t>(majority, p.witnesses)
-                                       : static_cast<size_t>(p.witnesses);
+  const size_t needed =
+      in.coordinated ? std::max<size_t>(majority, p.witnesses) : static_cast<size_t>(p.witnesses);
   if (agree < needed || (in.coordinated && !outside)) {
     d.person_decides = false;  // not yet: the rule may still hold later
-    d.why = std::to_string(agree) + " of " + std::to_string(in.coordinated ? in.live_instances : 1) +
-            " witnesses saw " + g.active + " failing for " + format_duration_ms(p.after_ms) +
-            " (" + std::to_string(needed) + " needed" +
-            (in.coordinated ? ", one outside site " + active_site : std::string()) + ")";
+    d.why = std::to_string(agree) + " of " +
+            std::to_string(in.coordinated ? in.live_instances : 1) + " witnesses saw " + g.active +
+            " failing for " + format_duration_ms(p.after_ms) + " (" + std::to_string(needed) +
+            " needed" + (in.coordinated ? ", one outside site " + active_site : std::string()) +
+            ")";
     if (in.coordinated && agree >= needed && !outside)
       d.why = "every witness that saw " + g.active + " failing is in its site " + active_site +
               " (one outside it is needed)";

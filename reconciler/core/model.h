@@ -42,6 +42,16 @@ struct ProviderConfig {
   }
 };
 
+// An application health check (issue 14): `health: {url, timeout}`. The
+// active stack fails it on anything but a 2xx answer to a GET within
+// `timeout_ms` (a redirect is not followed). Its origin must be granted by
+// the host (host_policy.h `health_urls:`): the config chooses where the
+// reconciler sends requests only within what the operator allowed.
+struct HealthSpec {
+  std::string url;
+  int64_t timeout_ms = 2000;
+};
+
 struct StackSpec {
   std::string name;
   std::string provider;  // serves this stack's maintenance and database
@@ -58,6 +68,7 @@ struct StackSpec {
   // stack's name. With etcd, a group is led preferably from another site
   // than its active stack's (issue 13).
   std::string site;
+  std::optional<HealthSpec> health;
   Mark mark;
 
   std::string get(const std::string& key, const std::string& fallback = "") const {
@@ -93,7 +104,7 @@ struct TrafficSpec {
 // `auto_failover:` (issue 14): when the group's leader may commit a failover
 // by itself. Durations in milliseconds.
 struct AutoFailoverSpec {
-  int64_t after_ms = 0;      // the active stack failing continuously this long
+  int64_t after_ms = 0;                  // the active stack failing continuously this long
   int64_t cooldown_ms = 30 * 60 * 1000;  // at most one automatic failover in this time
   uint64_t max_data_loss_bytes = 0;      // last known lag allowed for the promotion
   int witnesses = 0;                     // 0 = a majority of the live instances (etcd)
@@ -175,7 +186,16 @@ struct StackObs {
   // `error` says how. The stack is not "unreachable" but misconfigured; the
   // plan names it so and the run exits 1, not 3 (issue 12).
   bool config_error = false;
+  // The active stack's health check (HealthSpec) failed: how ("GET URL:
+  // HTTP 503"). Empty when it passed, or the stack has none or is not active.
+  std::string health_error{};
 };
+
+// The stack is failing, as automatic failover and the outage notice count
+// it: unreachable (not misconfigured), or failing its health check.
+inline bool stack_failing(const StackObs& s) {
+  return (!s.reachable && !s.config_error) || !s.health_error.empty();
+}
 
 // One value a traffic address holds, and whose it is.
 struct TrafficRecord {

@@ -22,6 +22,8 @@ GroupDrivers::GroupDrivers(const DesiredState& desired, const GroupSpec& group,
     else
       stack_errors_[name] = d.error().message;
   }
+  if (auto it = group.stacks.find(group.active); it != group.stacks.end())
+    health_ = factory.health_probe(it->second);
   for (const TrafficSpec& spec : group.traffic) {
     auto t = factory.traffic_driver(desired, group, spec);
     if (t.ok())
@@ -46,6 +48,14 @@ StackObs GroupDrivers::observe_stack(const std::string& name) {
   if (StackDriver* d = stack(name)) return d->observe();
   StackObs s;
   s.error = stack_error(name);
+  return s;
+}
+
+StackObs GroupDrivers::observe_checked(const std::string& name) {
+  StackObs s = observe_stack(name);
+  // The active stack's application, while its database answers (down, the
+  // stack is failing anyway and the probe's time is saved).
+  if (health_ && name == group_.active && s.reachable) s.health_error = health_->check();
   return s;
 }
 
@@ -102,14 +112,14 @@ Status GroupDrivers::switch_traffic(const std::string& stack) {
 GroupObs GroupDrivers::observe(ObservePass pass) {
   GroupObs g;
   if (!concurrent_) {
-    for (const auto& [name, spec] : group_.stacks) g.stacks[name] = observe_stack(name);
+    for (const auto& [name, spec] : group_.stacks) g.stacks[name] = observe_checked(name);
     g.traffic = observe_traffic(pass);
     return g;
   }
   std::vector<std::pair<std::string, std::future<StackObs>>> pending;
   for (const auto& [name, spec] : group_.stacks)
     pending.emplace_back(
-        name, std::async(std::launch::async, [this, n = name] { return observe_stack(n); }));
+        name, std::async(std::launch::async, [this, n = name] { return observe_checked(n); }));
   g.traffic = observe_traffic(pass);
   for (auto& [name, f] : pending) g.stacks[name] = f.get();
   return g;

@@ -6,7 +6,9 @@
 // concurrently; groups are observed concurrently by a small worker pool.
 // Observation never fails: what cannot be reached is observed as
 // unreachable. A driver that cannot even be made (bad secret reference, ...)
-// is observed as unreachable with that error.
+// is observed as unreachable with that error. The active stack's health
+// check (StackSpec::health), if any, is asked after its database answered,
+// in observe() (not in observe_stack(), which apply uses to verify a step).
 #pragma once
 
 #include <functional>
@@ -52,12 +54,14 @@ class GroupDrivers {
     std::string error;                      // why not
   };
   TrafficObs observe_one(Traffic& t, ObservePass pass);
+  StackObs observe_checked(const std::string& name);
 
   const GroupSpec& group_;
   bool concurrent_;  // DriverFactory::observe_concurrently
   std::map<std::string, std::unique_ptr<StackDriver>> stacks_;
   std::map<std::string, std::string> stack_errors_;
   std::vector<Traffic> traffic_;
+  std::unique_ptr<HealthProbe> health_;  // the active stack's health check, if any
 };
 
 using Fleet = std::map<std::string, std::unique_ptr<GroupDrivers>>;

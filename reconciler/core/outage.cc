@@ -77,13 +77,17 @@ std::optional<OutageAdvice> advise_outage(const GroupSpec& g, const GroupObs& ob
                                           const std::string& down_since,
                                           const std::string& seen_by) {
   auto active = obs.stacks.find(g.active);
-  if (active == obs.stacks.end() || active->second.reachable || active->second.config_error)
-    return std::nullopt;
+  if (active == obs.stacks.end() || !stack_failing(active->second)) return std::nullopt;
   const StackObs& a = active->second;
   OutageAdvice out;
-  out.fact = "active stack " + g.active + " of group " + g.name + " down since " + down_since +
-             " (seen by " + seen_by + "): " + g.active + " is unreachable" +
-             (a.error.empty() ? "" : " (" + a.error + ")");
+  if (!a.reachable)
+    out.fact = "active stack " + g.active + " of group " + g.name + " down since " + down_since +
+               " (seen by " + seen_by + "): " + g.active + " is unreachable" +
+               (a.error.empty() ? "" : " (" + a.error + ")");
+  else
+    out.fact = "active stack " + g.active + " of group " + g.name + " failing since " + down_since +
+               " (seen by " + seen_by + "): its health check fails (" + a.health_error +
+               "); its database answers";
 
   const Takeover t = takeover_of(g, obs);
   const std::string& candidate = t.candidate;

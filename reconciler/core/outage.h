@@ -43,8 +43,9 @@ struct Takeover {
 };
 Takeover takeover_of(const GroupSpec& g, const GroupObs& obs);
 
-// nullopt while `g`'s active stack is reachable (or misconfigured: that is
-// a configuration error, reported as such). `obs` is the group's observation
+// nullopt while `g`'s active stack is not failing (stack_failing: reachable
+// and passing its health check, or misconfigured: that is a configuration
+// error, reported as such). `obs` is the group's observation
 // with unreachable stacks as last known (fill_last_known); `down_since` is
 // when the active stack was first seen down (RFC 3339), `seen_by` who saw it.
 std::optional<OutageAdvice> advise_outage(const GroupSpec& g, const GroupObs& obs,

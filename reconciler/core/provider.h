@@ -1,6 +1,7 @@
 // provider.h — the narrow interfaces between apply/observe and the outside.
 //
 // A StackDriver serves one stack's maintenance flag and database; a
+// HealthProbe asks a stack's application whether it is healthy; a
 // TrafficDriver serves one traffic address of a group (a group may have
 // several; GroupDrivers, observe.h, combines them). Each method maps to one
 // planner action (plan.h) or to observation. Implementations: postgres,
@@ -76,9 +77,24 @@ class TrafficDriver {
 
 // Makes drivers for a desired state. The real factory (drivers.h) dispatches
 // on the provider's `type`; tests pass a factory of fakes.
+// An application health check (StackSpec::health). Bounded in time; used
+// from one thread at a time.
+class HealthProbe {
+ public:
+  virtual ~HealthProbe() = default;
+  // "" when the stack answered healthy, else why not ("GET URL: HTTP 503").
+  virtual std::string check() = 0;
+};
+
 class DriverFactory {
  public:
   virtual ~DriverFactory() = default;
+  // The probe of `stack`'s health check; null when it has none. Made with
+  // its stack's driver, kept as long.
+  virtual std::unique_ptr<HealthProbe> health_probe(const StackSpec& stack) {
+    (void)stack;
+    return nullptr;
+  }
   virtual Result<std::unique_ptr<StackDriver>> stack_driver(const DesiredState& desired,
                                                             const GroupSpec& group,
                                                             const std::string& stack) = 0;

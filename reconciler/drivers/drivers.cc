@@ -2,6 +2,7 @@
 
 #include "drivers/cloud66_driver.h"
 #include "drivers/command_driver.h"
+#include "drivers/health_probe.h"
 #include "drivers/postgres_driver.h"
 #include "drivers/powerdns_driver.h"
 #include "drivers/powerdns_zone.h"
@@ -114,6 +115,10 @@ Result<std::unique_ptr<TrafficDriver>> RealDriverFactory::traffic_driver(
   }
   if (p->type == "command") return make_command_traffic_driver(*p, group, traffic);
   return Err("traffic: provider " + p->name + " of type " + p->type + " cannot serve traffic");
+}
+
+std::unique_ptr<HealthProbe> RealDriverFactory::health_probe(const StackSpec& stack) {
+  return stack.health ? make_http_health_probe(*stack.health) : nullptr;
 }
 
 }  // namespace stackflip

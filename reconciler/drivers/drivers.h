@@ -34,6 +34,7 @@ class RealDriverFactory : public DriverFactory {
   Result<std::unique_ptr<TrafficDriver>> traffic_driver(const DesiredState& desired,
                                                         const GroupSpec& group,
                                                         const TrafficSpec& traffic) override;
+  std::unique_ptr<HealthProbe> health_probe(const StackSpec& stack) override;
 
  private:
   std::mutex mu_;

@@ -646,14 +646,16 @@ Status Reconciler::drop_override(const std::string& group) {
   return store_.put(kOverridesKey, overrides_object(*all));
 }
 
-const DesiredState& Reconciler::effective_desired(PassReport& rep) {
+const DesiredState& Reconciler::effective_desired() {
   overrides_.clear();
   // Only automatic failovers make overrides: without a group that has
   // auto_failover nothing is read (no etcd request per pass for them).
-  const bool any_auto = std::any_of(desired_->groups.begin(), desired_->groups.end(),
-                                    [](const auto& g) { return g.second.auto_failover.has_value(); });
-  auto all = any_auto ? load_overrides()
-                      : Result<std::map<std::string, std::string>>(std::map<std::string, std::string>());
+  const bool any_auto =
+      std::any_of(desired_->groups.begin(), desired_->groups.end(),
+                  [](const auto& g) { return g.second.auto_failover.has_value(); });
+  auto all = any_auto
+                 ? load_overrides()
+                 : Result<std::map<std::string, std::string>>(std::map<std::string, std::string>());
   if (!all.ok()) {
     // Unknown overrides: keep planning against what was planned last (an
     // override seen before stays in force; none is dropped).
@@ -669,9 +671,10 @@ const DesiredState& Reconciler::effective_desired(PassReport& rep) {
     if (!o || g == desired_->groups.end() || g->second.active == o->active) {
       // A commit agrees (or the group is gone, or it is not ours): done.
       spdlog::info("group {}: the override of the automatic failover is over ({})", group,
-                   !o ? "unreadable" : g == desired_->groups.end() ? "no such group any more"
-                                                              : "commit " + short_sha(commit_) +
-                                                                    " has the same active:");
+                   !o ? "unreadable"
+                   : g == desired_->groups.end()
+                       ? "no such group any more"
+                       : "commit " + short_sha(commit_) + " has the same active:");
       if (Status st = drop_override(group); !st.ok())
         spdlog::error("group {}: cannot delete the override: {}", group, st.message());
       continue;
@@ -737,8 +740,9 @@ void Reconciler::push_overrides(PassReport& rep) {
   c.path = s_.file;
   c.text = edited;
   while (!message.empty() && message.back() == '\n') message.pop_back();
-  c.message = message + "\n\n(Pushed after Git could not be reached; in force as an override "
-                        "until now.)\n";
+  c.message = message +
+              "\n\n(Pushed after Git could not be reached; in force as an override "
+              "until now.)\n";
   c.signing_key = s_.commit_signing_key;
   PushResult pushed = source_.commit_and_push(c);
   for (const auto& [group, json] : overrides_) {
@@ -796,8 +800,7 @@ void Reconciler::note_outages(PassReport& rep, const DesiredState& d,
     if (!g.observed) continue;
     const GroupSpec& spec = d.groups.at(g.name);
     auto active = g.last.stacks.find(spec.active);
-    const bool down =
-        active != g.last.stacks.end() && !active->second.reachable && !active->second.config_error;
+    const bool down = active != g.last.stacks.end() && stack_failing(active->second);
     if (!down) {
       down_since_.erase(g.name);
       down_since_ms_.erase(g.name);
@@ -818,7 +821,8 @@ void Reconciler::note_outages(PassReport& rep, const DesiredState& d,
   auto_failover(rep, d, runs);
   std::string text;
   for (const auto& [name, gs] : rep.groups) {
-    if (!gs.outage.empty()) text += gs.outage + "\n" + (gs.decision.empty() ? "" : gs.decision + "\n");
+    if (!gs.outage.empty())
+      text += gs.outage + "\n" + (gs.decision.empty() ? "" : gs.decision + "\n");
     if (!gs.override_note.empty()) text += "group " + name + ": " + gs.override_note + "\n";
   }
   if (text != outages_stored_) {  // written when it changes, not every pass
@@ -839,9 +843,13 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
   const int64_t now = clock_.unix_ms();
   // This instance's verdicts: what it saw of every group with auto_failover.
   auto own_verdict = [&](const GroupRun& g, int64_t since) {
-    return WitnessVerdict{seen_by(), s_.site.empty() ? "unknown" : s_.site, true, since,
+    const StackObs& a = g.last.stacks.at(d.groups.at(g.name).active);
+    return WitnessVerdict{seen_by(),
+                          s_.site.empty() ? "unknown" : s_.site,
+                          true,
+                          since,
                           down_since_[g.name],
-                          g.last.stacks.at(d.groups.at(g.name).active).error};
+                          a.reachable ? "health check: " + a.health_error : a.error};
   };
   if (coord_) {
     std::map<std::string, WitnessVerdict> failing;
@@ -858,7 +866,8 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
     if (coord_ && !coord_->leads(g.name, nullptr)) continue;  // its leader decides
     GroupStatus& gs = rep.groups[g.name];
     auto not_now = [&](const std::string& why) {
-      gs.decision = "automatic failover held back: " + why + (gs.decision.empty() ? "" : "; " + gs.decision);
+      gs.decision =
+          "automatic failover held back: " + why + (gs.decision.empty() ? "" : "; " + gs.decision);
     };
     if (coord_ && s_.lease_ttl.count() > 0 &&
         spec.auto_failover->after_ms < s_.lease_ttl.count() + 1000) {
@@ -907,7 +916,8 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
     } else if (dec.person_decides) {
       not_now(dec.why);
     } else if (!dec.why.empty()) {
-      const int64_t left = std::max<int64_t>(0, spec.auto_failover->after_ms - (now - since->second));
+      const int64_t left =
+          std::max<int64_t>(0, spec.auto_failover->after_ms - (now - since->second));
       gs.decision = "automatic failover in " + format_duration_ms(std::max<int64_t>(left, 1)) +
                     " if " + spec.active + " stays down (" + dec.why + ")" +
                     (gs.decision.empty() ? "" : "; else " + gs.decision);
@@ -926,8 +936,9 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
   // With signatures required, an unsigned commit of ours would be refused by
   // this very loop: the failover would never apply.
   if (s_.require_signed && s_.commit_signing_key.empty()) {
-    held("with --require-signed, stackflip's own commit needs --commit-signing-key (its public "
-         "key in the allowed signers); a person decides");
+    held(
+        "with --require-signed, stackflip's own commit needs --commit-signing-key (its public "
+        "key in the allowed signers); a person decides");
     return;
   }
   // One commit, on the commit in force only: a branch head that is not (an
@@ -941,7 +952,8 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
   if (!text.ok()) return held("cannot read " + s_.file + ": " + text.error().message);
   std::string edited = *text, subject, body;
   for (const Go& g : go) {
-    auto e = edit_failover(s_.file, edited, g.spec->name, g.decision.to, g.decision.allow_data_loss);
+    auto e =
+        edit_failover(s_.file, edited, g.spec->name, g.decision.to, g.decision.allow_data_loss);
     if (!e.ok()) return held(e.error().message);
     edited = std::move(*e);
     subject = g.decision.subject;
@@ -975,9 +987,9 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
         gs.decision = "automatic failover to " + g.decision.to + " held back: " + pushed.error +
                       ", and it cannot be kept as an override: " + st.message() + "; " +
                       gs.decision;
-        go.erase(std::remove_if(go.begin(), go.end(),
-                                [&](const Go& x) { return x.spec == g.spec; }),
-                 go.end());
+        go.erase(
+            std::remove_if(go.begin(), go.end(), [&](const Go& x) { return x.spec == g.spec; }),
+            go.end());
         break;  // `go` changed; the others are told below
       }
     }
@@ -1026,7 +1038,7 @@ void Reconciler::load_holds(const DesiredState& d) {
 
 std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
                                                               const std::atomic<bool>* stop) {
-  const DesiredState& d = effective_desired(rep);
+  const DesiredState& d = effective_desired();
   rep.commit_in_force = commit_;
   if (coord_) share_commit_in_force();
   rep.run.desired_digest = d.digest;

@@ -229,7 +229,7 @@ class Reconciler {
   // state of this pass with them applied (dropping those a commit agrees
   // with); and, after the pass's groups are filled in, saying so and pushing
   // them to Git.
-  const DesiredState& effective_desired(PassReport& rep);
+  const DesiredState& effective_desired();
   void push_overrides(PassReport& rep);
   Result<std::map<std::string, std::string>> load_overrides();
   Status save_override(const std::string& group, const std::string& json);

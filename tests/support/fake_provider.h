@@ -74,6 +74,11 @@ class FakeDriverFactory : public DriverFactory {
   Result<std::unique_ptr<TrafficDriver>> traffic_driver(const DesiredState&, const GroupSpec& g,
                                                         const TrafficSpec&) override;
   bool observe_concurrently() const override { return concurrent; }
+  // The health probes of stacks with `health:` (null: none made).
+  std::unique_ptr<HealthProbe> health_probe(const StackSpec& stack) override {
+    return stack.health && make_health ? make_health(stack) : nullptr;
+  }
+  std::function<std::unique_ptr<HealthProbe>(const StackSpec&)> make_health;
   // False: each group's stacks are observed one after another (the
   // exhaustive check, where a thread per stack would dominate its time).
   bool concurrent = true;
