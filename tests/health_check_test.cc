@@ -132,6 +132,10 @@ TEST_CASE("health check: a bad URL or timeout is an error at its place", "[healt
              Catch::StartsWith("13:23: ") && Catch::Contains("http://... or https://"));
   CHECK_THAT(first_error(edit(kConfig, "https://fra", "https://u:pw@fra")),
              Catch::StartsWith("13:23: ") && Catch::Contains("must not carry credentials"));
+  CHECK_THAT(first_error(edit(kConfig, "/healthz", "/healthz\\nX-Evil: 1")),
+             Catch::StartsWith("13:23: ") && Catch::Contains("a space or a control character"));
+  CHECK_THAT(first_error(edit(kConfig, "/healthz", "/health z")),
+             Catch::StartsWith("13:23: ") && Catch::Contains("a space or a control character"));
   CHECK_THAT(first_error(edit(kConfig, "500ms", "31s")),
              Catch::StartsWith("13:67: ") && Catch::Contains("at most 30s"));
   CHECK_THAT(first_error(edit(kConfig, "500ms", "0s")),

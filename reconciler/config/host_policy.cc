@@ -75,6 +75,9 @@ Result<std::string> url_origin(const std::string& url) {
   for (char c : authority)
     if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f || c == '\\')
       return Err("the URL's host contains a space or a control character");
+  for (char c : rest)  // the path too: it goes into the request line as written
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
+      return Err("the URL contains a space or a control character (percent-encode it)");
   auto hp = split_host_port(authority, default_port, "URL");
   if (!hp.ok()) return hp.error();
   return scheme + "://" + hp->first + ":" + hp->second;

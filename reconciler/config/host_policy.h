@@ -80,7 +80,8 @@ void install_host_policy(HostPolicy policy);
 void clear_host_policy();  // tests only
 
 // Normalizes an http(s) URL to its origin "scheme://host:port". Errors for
-// other schemes, userinfo (`user:pass@`), a missing host, or a bad port.
+// other schemes, userinfo (`user:pass@`), a missing host, a bad port, or a
+// space or control character anywhere in the URL.
 Result<std::string> url_origin(const std::string& url);
 
 // Normalizes an endpoint as written in a policy (http, https or postgres).
