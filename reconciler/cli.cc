@@ -226,6 +226,7 @@ std::string render_observed_text(const ObservedState& obs) {
         out << "database unknown";
       }
       if (s.maintenance) out << (*s.maintenance ? ", maintenance on" : ", maintenance off");
+      if (!s.health_error.empty()) out << "; HEALTH CHECK FAILING (" << s.health_error << ")";
       out << "\n";
     }
     if (auto b = blocks.find(gname); b != blocks.end()) out << "  BLOCKED: " << b->second << "\n";

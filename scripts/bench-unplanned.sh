@@ -36,9 +36,8 @@ DIR=$(mktemp -d "${TMPDIR:-/tmp}/stackflip-bench-unplanned.XXXXXX")
 chmod 755 "$DIR"
 RESULTS=$DIR/results
 : >"$RESULTS"
-KILL_ON_EXIT=()
 cleanup() {
-  for p in "${KILL_ON_EXIT[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  set +e  # everything below is tried, whatever failed before
   pkill -9 -f "patroni $DIR/" 2>/dev/null || true
   for d in "$DIR"/p*/node*/data; do
     [[ -f $d/postmaster.pid ]] && kill -9 "$(head -1 "$d/postmaster.pid")" 2>/dev/null || true

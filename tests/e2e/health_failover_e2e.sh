@@ -85,6 +85,12 @@ check "a short failure: it was seen" grep -q "its health check fails (GET $HEALT
 echo "--- 2. /healthz fails for good, the database is fine"
 T_FAIL=$(date +%s.%N)
 echo 503 >"$DIR/health.status"
+"$SF" observe -c "$WORK/stackflip.yaml" >"$DIR/observe.txt" 2>&1
+"$SF" observe -c "$WORK/stackflip.yaml" -o json >"$DIR/observe.json" 2>&1
+check "observe: the active stack's health check failing, in words" \
+  grep -q "^  primary: primary .*; HEALTH CHECK FAILING (GET $HEALTH_URL: HTTP 503)" "$DIR/observe.txt"
+check_eq "observe -o json: health_error" "GET $HEALTH_URL: HTTP 503" \
+  "$(python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['groups']['shop']['stacks']['primary'].get('health_error'))" "$DIR/observe.json")"
 time_failover 40 "$ORIGIN" "$FIRST"
 since() { python3 -c "print('%.2f' % ($1 - $T_FAIL))"; }
 check "(a) a failover commit landed on the branch" test -n "$T_COMMIT"
