@@ -492,8 +492,10 @@ void setup_gitops(const Options& o, GitopsSetup& g) {
     so.timeout = std::chrono::milliseconds(10000);
     auto r = run_subprocess(so);
     if (!r.ok() || !r->ok())
-      throw Fatal("--commit-signing-key " + o.commit_signing_key + ": not an SSH key ssh-keygen "
-                  "can read" + (r.ok() ? ": " + trim_for_message(r->err) : ""));
+      throw Fatal("--commit-signing-key " + o.commit_signing_key +
+                  ": not an SSH key ssh-keygen "
+                  "can read" +
+                  (r.ok() ? ": " + trim_for_message(r->err) : ""));
     rs.commit_signing_key = o.commit_signing_key;
   }
   if (o.etcd.enabled()) {
