@@ -1145,17 +1145,6 @@ TEST_CASE(
   CHECK(run({"git", "rev-parse", "main"}, origin) == first);
 }
 
-namespace {
-class AnswerProbe : public HealthProbe {
- public:
-  explicit AnswerProbe(std::shared_ptr<std::string> a) : a_(std::move(a)) {}
-  std::string check() override { return *a_; }
-
- private:
-  std::shared_ptr<std::string> a_;
-};
-}  // namespace
-
 TEST_CASE(
     "issue 14: the active stack failing its health check while its database answers: "
     "stackflip commits the failover without allow_data_loss, and applies it as a planned "
@@ -1172,7 +1161,7 @@ TEST_CASE(
   std::vector<std::string> probed;
   r.factory.make_health = [&](const StackSpec& s) {
     probed.push_back(s.name + " " + s.health->url);
-    return std::make_unique<AnswerProbe>(answer);
+    return std::make_unique<ScriptedHealthProbe>(answer);
   };
   GitSource src(r.source_options("file://" + origin));
   Reconciler rec(src, *r.journal, r.factory, real_clock(), fast_settings());

@@ -103,15 +103,6 @@ struct App {
   std::string origin() const { return "http://127.0.0.1:" + std::to_string(port); }
 };
 
-class ScriptedProbe : public HealthProbe {
- public:
-  explicit ScriptedProbe(std::shared_ptr<std::string> answer) : answer_(std::move(answer)) {}
-  std::string check() override { return *answer_; }
-
- private:
-  std::shared_ptr<std::string> answer_;
-};
-
 }  // namespace
 
 TEST_CASE("health check: read from the config, timeout 2s by default", "[health]") {
@@ -239,7 +230,7 @@ TEST_CASE(
   std::vector<std::string> made;
   factory.make_health = [&](const StackSpec& s) {
     made.push_back(s.name);
-    return std::make_unique<ScriptedProbe>(answer);
+    return std::make_unique<ScriptedHealthProbe>(answer);
   };
   GroupSpec g = make_group("primary");
   g.stacks["primary"].health = HealthSpec{"https://fra/healthz", 500};

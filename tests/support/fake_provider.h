@@ -66,6 +66,17 @@ struct FakeWorld {
   ObservedState observe_all();
 };
 
+// A health probe answering what `answer` holds at each check ("" = healthy):
+// a test changes it between passes.
+class ScriptedHealthProbe : public HealthProbe {
+ public:
+  explicit ScriptedHealthProbe(std::shared_ptr<std::string> answer) : answer_(std::move(answer)) {}
+  std::string check() override { return *answer_; }
+
+ private:
+  std::shared_ptr<std::string> answer_;
+};
+
 class FakeDriverFactory : public DriverFactory {
  public:
   explicit FakeDriverFactory(FakeWorld& w) : world_(w) {}
