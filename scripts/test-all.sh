@@ -4,7 +4,7 @@
 # against real PostgreSQL 15 and PowerDNS started on loopback.
 # Then it builds everything again with AddressSanitizer +
 # UndefinedBehaviorSanitizer (build-asan) and runs the same suite under them
-# (tests/fuzz/README.md), less five suites (see below) and the benches. STACKFLIP_ASAN=0 skips that second pass for a
+# (tests/fuzz/README.md), less six suites (see below) and the benches. STACKFLIP_ASAN=0 skips that second pass for a
 # quicker local run; CI always runs it.
 # Run as root (PostgreSQL itself runs as the postgres user).
 set -euo pipefail
