@@ -254,6 +254,65 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "health check that never passed since the config was adopted (a typo in its URL): the "
+    "notice says so, automatic failover leaves it to a person",
+    "[health]") {
+  FakeWorld world;
+  world.stacks["shop"]["primary"] = FakeStack{true, false, Role::primary, "", 100, 1};
+  world.stacks["shop"]["standby"] = FakeStack{true, true, Role::replica, "primary", 100, 1};
+  world.traffic["shop"].target = "primary";
+  FakeDriverFactory factory(world);
+  auto answer = std::make_shared<std::string>("GET https://fra/helthz: HTTP 404");
+  factory.make_health = [&](const StackSpec&) {
+    return std::make_unique<ScriptedHealthProbe>(answer);
+  };
+  GroupSpec g = make_group("primary");
+  g.stacks["primary"].health = HealthSpec{"https://fra/helthz", 500};
+  g.stacks["primary"].site = "fra";
+  g.stacks["standby"].site = "ams";
+  AutoFailoverSpec a;
+  a.after_ms = 10'000;
+  a.witnesses = 1;
+  g.auto_failover = a;
+  DesiredState d = make_desired({g});
+  AutoFailoverInput in;
+  in.verdicts = {{"fra-1", "ams", true, 1000, "T", "health check: HTTP 404"}};
+  in.now_ms = 60'000;
+  in.settled = true;
+  in.decided_by = "fra-1";
+  in.decided_at = "T";
+
+  auto drivers = std::make_unique<GroupDrivers>(d, d.groups.at("shop"), factory);
+  for (int pass = 0; pass < 3; ++pass) {
+    GroupObs o = drivers->observe();
+    const StackObs& p = o.stacks.at("primary");
+    CHECK(stack_failing(p));  // the notice still leads with it
+    CHECK(p.health_never_passed);
+    auto advice = advise_outage(d.groups.at("shop"), o, "T", "fra-1");
+    REQUIRE(advice);
+    CHECK_THAT(advice->fact, Catch::Contains("(the check has not passed since this config was "
+                                             "adopted: is its URL right?)"));
+    AutoFailoverDecision dec = decide_auto_failover(d.groups.at("shop"), o, in);
+    INFO(dec.why);
+    CHECK_FALSE(dec.go);
+    CHECK(dec.person_decides);
+    CHECK_THAT(dec.why, Catch::StartsWith("the health check of primary has not passed once since "
+                                          "this config was adopted (GET https://fra/helthz: HTTP "
+                                          "404)"));
+  }
+  // Once it passed, a failure is an outage, also with the same drivers later.
+  *answer = "";
+  CHECK_FALSE(drivers->observe().stacks.at("primary").health_never_passed);
+  *answer = "GET https://fra/helthz: HTTP 503";
+  GroupObs o = drivers->observe();
+  CHECK_FALSE(o.stacks.at("primary").health_never_passed);
+  CHECK(decide_auto_failover(d.groups.at("shop"), o, in).go);
+  // New drivers (a new config adopted): unproven again until it passes.
+  drivers = std::make_unique<GroupDrivers>(d, d.groups.at("shop"), factory);
+  CHECK(drivers->observe().stacks.at("primary").health_never_passed);
+}
+
+TEST_CASE(
     "health check failing while the database answers: the notice says so, and automatic "
     "failover is a planned switch, without allow_data_loss",
     "[health]") {

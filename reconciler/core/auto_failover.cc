@@ -38,6 +38,12 @@ AutoFailoverDecision decide_auto_failover(const GroupSpec& g, const GroupObs& ob
     return d;
   }
   d.person_decides = true;
+  if (active->second.reachable && active->second.health_never_passed) {
+    d.why = "the health check of " + g.active + " has not passed once since this config was " +
+            "adopted (" + active->second.health_error +
+            "): a wrong URL is not an outage, a person decides";
+    return d;
+  }
   if (!in.coordinated && p.witnesses != 1) {
     d.why = "auto_failover without etcd needs `witnesses: 1` in group " + g.name +
             " (one instance would decide alone); a person decides";

@@ -189,6 +189,10 @@ struct StackObs {
   // The active stack's health check (HealthSpec) failed: how ("GET URL:
   // HTTP 503"). Empty when it passed, or the stack has none or is not active.
   std::string health_error{};
+  // The health check has not passed once since this config was adopted (a
+  // typo in its URL looks like this): the stack counts as failing for the
+  // notice, but not for an automatic failover (auto_failover.cc).
+  bool health_never_passed = false;
 };
 
 // The stack is failing, as automatic failover and the outage notice count

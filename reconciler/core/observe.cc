@@ -55,7 +55,11 @@ StackObs GroupDrivers::observe_checked(const std::string& name) {
   StackObs s = observe_stack(name);
   // The active stack's application, while its database answers (down, the
   // stack is failing anyway and the probe's time is saved).
-  if (health_ && name == group_.active && s.reachable) s.health_error = health_->check();
+  if (health_ && name == group_.active && s.reachable) {
+    s.health_error = health_->check();
+    if (s.health_error.empty()) health_passed_ = true;
+    s.health_never_passed = !s.health_error.empty() && !health_passed_;
+  }
   return s;
 }
 

@@ -11,6 +11,7 @@
 // in observe() (not in observe_stack(), which apply uses to verify a step).
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -61,7 +62,8 @@ class GroupDrivers {
   std::map<std::string, std::unique_ptr<StackDriver>> stacks_;
   std::map<std::string, std::string> stack_errors_;
   std::vector<Traffic> traffic_;
-  std::unique_ptr<HealthProbe> health_;  // the active stack's health check, if any
+  std::unique_ptr<HealthProbe> health_;     // the active stack's health check, if any
+  std::atomic<bool> health_passed_{false};  // it passed once since these drivers were made
 };
 
 using Fleet = std::map<std::string, std::unique_ptr<GroupDrivers>>;

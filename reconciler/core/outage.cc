@@ -87,7 +87,10 @@ std::optional<OutageAdvice> advise_outage(const GroupSpec& g, const GroupObs& ob
   else
     out.fact = "active stack " + g.active + " of group " + g.name + " failing since " + down_since +
                " (seen by " + seen_by + "): its health check fails (" + a.health_error +
-               "); its database answers";
+               "); its database answers" +
+               (a.health_never_passed
+                    ? " (the check has not passed since this config was adopted: is its URL right?)"
+                    : "");
 
   const Takeover t = takeover_of(g, obs);
   const std::string& candidate = t.candidate;
