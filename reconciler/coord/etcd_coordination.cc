@@ -82,25 +82,47 @@ class EtcdCoordination::Journal : public ActionLog {
     int64_t token = 0;
     std::string jkey;
     {
-      std::lock_guard lock(c_.mu_);
+      std::unique_lock lock(c_.mu_);
+      auto budget = c_.o_.budget ? c_.o_.budget(a) : std::chrono::milliseconds(0);
+      for (int round = 0;; ++round) {
+        if (c_.quiet_)
+          return Err("etcd: the last keep-alive failed (" + c_.etcd_error_ +
+                     "); no new action until it succeeds");
+        auto now = Steady::now();
+        if (c_.act_until_locked() - now > budget) break;
+        if (round == 1 || c_.stop_)
+          return Err("the lease has " + c_.lease_left_text(now) +
+                     " left, not more than the stop margin and the " +
+                     std::to_string(budget.count()) + " ms this action may take; not starting it");
+        // A keep-alive slow to be answered (etcd busy after an election) is
+        // no reason to stop a switch half-way: ask for one now and wait for
+        // its answer, at most until the lease's end by our count.
+        const SteadyTime renewed = c_.lease_expires_;
+        const int64_t lease = c_.lease_;
+        c_.keepalive_now_ = true;
+        c_.cv_.notify_all();
+        c_.cv_.wait_until(lock, c_.act_until_locked(), [&] {
+          return c_.stop_ || c_.quiet_ || c_.lease_ != lease || c_.lease_expires_ != renewed;
+        });
+      }
       auto it = c_.leaders_.find(a.group);
       if (it == c_.leaders_.end() || it->second.instance != c_.o_.instance ||
           it->second.lease != c_.lease_)
         return Err("not the leader of group " + a.group + " (fencing: action not started)");
-      if (c_.quiet_)
-        return Err("etcd: the last keep-alive failed (" + c_.etcd_error_ +
-                   "); no new action until it succeeds");
-      auto now = Steady::now();
-      auto budget = c_.o_.budget ? c_.o_.budget(a) : std::chrono::milliseconds(0);
-      if (c_.act_until_locked() - now <= budget)
-        return Err("the lease has " + c_.lease_left_text(now) +
-                   " left, not more than the stop margin and the " +
-                   std::to_string(budget.count()) + " ms this action may take; not starting it");
       token = it->second.token;
       jkey = c_.key("journal/" + c_.o_.instance + "/" + run_ + "." + std::to_string(++seq_));
     }
     Entry e{a, origin, token, jkey, Clock::Duration{}};
     auto txn = fenced_put(e, "started", "", "", 0);
+    if (!txn.ok() &&
+        c_.lease_covers(c_.o_.budget ? c_.o_.budget(a) : std::chrono::milliseconds(0))) {
+      // Once more (an election can time out one request): the same key
+      // under the same comparison, so a first try that did land is
+      // overwritten, not recorded twice.
+      spdlog::warn("etcd: recording {} {} of group {}: {}; once more", to_string(a.kind), a.stack,
+                   a.group, txn.error().message);
+      txn = fenced_put(e, "started", "", "", 0);
+    }
     if (!txn.ok()) return Err("etcd: cannot record the action: " + txn.error().message);
     if (!*txn) {
       c_.lost(a.group, token);
@@ -369,6 +391,11 @@ std::chrono::steady_clock::time_point EtcdCoordination::act_until() {
   return act_until_locked();
 }
 
+bool EtcdCoordination::lease_covers(std::chrono::milliseconds budget) {
+  std::lock_guard lock(mu_);
+  return !quiet_ && act_until_locked() - Steady::now() > budget;
+}
+
 EtcdCoordination::SteadyTime EtcdCoordination::act_until_locked() const {
   if (lease_ == 0) return SteadyTime::min();
   auto margin = std::max<std::chrono::milliseconds>(
@@ -391,9 +418,10 @@ void EtcdCoordination::keepalive_loop() {
           Steady::now() >= act_until_locked()) {
         isolated_ = true;
         fence = on_isolated_;
-        spdlog::error("etcd: no keep-alive answered until this instance's lease count ran out "
-                      "({}); another instance may take its groups from now on",
-                      etcd_error_);
+        spdlog::error(
+            "etcd: no keep-alive answered until this instance's lease count ran out "
+            "({}); another instance may take its groups from now on",
+            etcd_error_);
       }
     }
     if (fence) fence();
@@ -465,7 +493,9 @@ void EtcdCoordination::keepalive_loop() {
       wait = std::min(wait, std::max(std::chrono::milliseconds(1),
                                      std::chrono::duration_cast<std::chrono::milliseconds>(
                                          act_until_locked() - Steady::now())));
-    cv_.wait_for(lock, wait, [&] { return stop_.load(); });
+    cv_.notify_all();  // begin() may wait for this answer
+    cv_.wait_for(lock, wait, [&] { return stop_.load() || keepalive_now_; });
+    keepalive_now_ = false;
   }
 }
 
@@ -715,8 +745,8 @@ void EtcdCoordination::publish_invalid_head(const std::string& commit, const std
 void EtcdCoordination::publish_verdicts(const std::map<std::string, WitnessVerdict>& failing) {
   std::map<std::string, std::string> want;
   for (const auto& [group, v] : failing)
-    want[key("witness/" + group + "/" + o_.instance)] =
-        json_object({{"since", v.since}, {"why", v.why.substr(0, 1000)}}, {{"since_ms", v.since_ms}});
+    want[key("witness/" + group + "/" + o_.instance)] = json_object(
+        {{"since", v.since}, {"why", v.why.substr(0, 1000)}}, {{"since_ms", v.since_ms}});
   int64_t lease;
   std::map<std::string, std::string> held;
   {
@@ -778,7 +808,8 @@ Result<std::optional<int64_t>> EtcdCoordination::last_auto_failover(const std::s
   if (!r.ok()) return r.error();
   if (r->kvs.empty()) return std::optional<int64_t>();
   auto o = read_object(r->kvs.front().value);
-  if (!o.count("unix_ms")) return Err("auto_failover/" + group + " in etcd is not ours (no unix_ms)");
+  if (!o.count("unix_ms"))
+    return Err("auto_failover/" + group + " in etcd is not ours (no unix_ms)");
   return std::optional<int64_t>(std::strtoll(o["unix_ms"].c_str(), nullptr, 10));
 }
 

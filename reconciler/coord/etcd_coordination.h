@@ -34,7 +34,10 @@
 //   - refuses when its last keep-alive failed (it stays quiet until one
 //     succeeds), or when its lease has no more time left than the action's
 //     budget: the lease is counted from when the last successful keep-alive
-//     was *sent*, so our count runs out no later than etcd's;
+//     was *sent*, so our count runs out no later than etcd's. Before it
+//     refuses for the budget, it asks for a keep-alive at once and waits for
+//     its answer (at most until the lease's end by that count): a keep-alive
+//     slow to be answered does not stop a switch half-way;
 //   - in one transaction compares the group's leader key's create revision
 //     with its token and records the action under journal/ — a lost key
 //     means the action does not start, and the group is no longer led.
@@ -154,6 +157,8 @@ class EtcdCoordination : public Coordination {
   void lost(const std::string& group, int64_t token);
   std::string lease_left_text(SteadyTime now) const;  // under mu_
   SteadyTime act_until_locked() const;                // under mu_
+  // Not quiet, and the lease has more than `budget` left (takes mu_).
+  bool lease_covers(std::chrono::milliseconds budget);
 
   EtcdClient& etcd_;
   StateStore& local_;
@@ -170,8 +175,9 @@ class EtcdCoordination : public Coordination {
   // Under mu_.
   int64_t lease_ = 0;
   SteadyTime lease_expires_{};
-  bool quiet_ = true;       // the last keep-alive failed (or none yet): start nothing
-  std::string etcd_error_;  // why, when quiet_
+  bool quiet_ = true;           // the last keep-alive failed (or none yet): start nothing
+  bool keepalive_now_ = false;  // begin() asks for a keep-alive before the period is up
+  std::string etcd_error_;      // why, when quiet_
   std::map<std::string, InstanceInfo> instances_;
   std::map<std::string, Leader> leaders_;           // group → leader key
   std::map<std::string, std::string> group_sites_;  // of the commit in force

@@ -133,15 +133,30 @@ echo "converged $((SECONDS - T0)) s after the members were started"
 check_eq "quorum back: DNS answers the standby" 127.0.0.2 "$(dns_answer)"
 check "quorum back: the standby is writable" not_in_recovery 127.0.0.2
 check "quorum back: one leader" poll 20 one_leader
+# Right after an election an etcd request can still time out and stop the
+# switch between two steps (a pass never runs a step it could not record);
+# the next pass resumes from what it observes, which may run a few steps
+# more (re-attach the standby, wait, detach). So: every step run is in the
+# shared journal once and in the leader's local journal once, by one
+# instance with one token, and the switch's 7 steps are among them.
+local_c4() { "$SF" history --state "$DIR/$1/state.db" -n 1000 2>/dev/null | grep "${C4:0:12}" | grep -vc ' started'; }
+N_LOCAL=$(($(local_c4 fra-1) + $(local_c4 ams-1)))
+shared_rows "$ETCD1_URL" "$C2" | awk '{print $5, $6}' | sort -u >"$DIR/switch-steps.txt"
 for ep in "$ETCD1_URL" "$ETCD2_URL"; do
   shared_rows "$ep" "$C4" >"$DIR/rows.txt"
-  check_eq "quorum back: the shared journal via ${ep##*:} has the 7 actions once" 7 "$(wc -l <"$DIR/rows.txt")"
-  check_eq "quorum back: ... distinct" 7 "$(awk '{print $5, $6}' "$DIR/rows.txt" | sort -u | wc -l)"
+  check_eq "quorum back: the shared journal via ${ep##*:} has each step run once, as the local journals" \
+    "$N_LOCAL" "$(wc -l <"$DIR/rows.txt")"
+  check_eq "quorum back: ... the switch's 7 steps among them" 7 \
+    "$(awk '{print $5, $6}' "$DIR/rows.txt" | sort -u | comm -12 - "$DIR/switch-steps.txt" | wc -l)"
   check_eq "quorum back: ... by one instance with one token" 1 "$(awk '{print $1, $2}' "$DIR/rows.txt" | sort -u | wc -l)"
 done
-check_eq "quorum back: local journals hold 21 actions in all" 21 "$(($(local_done fra-1) + $(local_done ams-1)))"
+if ((N_LOCAL != 7)); then
+  echo "  the switch was stopped between steps and resumed: $N_LOCAL steps; why:"
+  grep -hE "not starting it|cannot record|keep-alive failed|not the leader" "$DIR/fra-1.log" "$DIR/ams-1.log" | tail -n 3
+fi
+check_eq "quorum back: local journals hold the steps of the three switches" $((14 + N_LOCAL)) "$(($(local_done fra-1) + $(local_done ams-1)))"
 "$SF" history --etcd "$ETCD_ENDPOINTS" -n 1000 >"$DIR/hist.txt"
-check_eq "the shared journal holds the 21 actions of the three switches" 21 "$(($(wc -l <"$DIR/hist.txt") - 1))"
+check_eq "the shared journal holds every step of the three switches once" $((14 + N_LOCAL)) "$(($(wc -l <"$DIR/hist.txt") - 1))"
 cat "$DIR/hist.txt"
 # A follower's pass during a switch is "standby": its local store records it
 # like any other (version 1 of the store refused it).

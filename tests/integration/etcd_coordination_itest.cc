@@ -95,11 +95,17 @@ struct CuttableProxy {
   std::thread thread;
   int port = 0;
   std::atomic<bool> cut{false};
-  std::atomic<bool> hang{false};  // answer nothing while set (at most 30 s), then as cut
+  std::atomic<bool> hang{false};           // answer nothing while set (at most 30 s), then as cut
+  std::atomic<int> keepalive_delay_ms{0};  // a keep-alive is passed on this late
+  std::atomic<int> late_txns{0};           // this many transactions are passed on 2.5 s late
 
   explicit CuttableProxy(const std::string& upstream) {
     server.Post(".*", [this, upstream](const httplib::Request& req, httplib::Response& res) {
       for (int i = 0; hang && i < 600; ++i) std::this_thread::sleep_for(milliseconds(50));
+      if (req.path == "/v3/lease/keepalive")
+        std::this_thread::sleep_for(milliseconds(std::min(keepalive_delay_ms.load(), 5000)));
+      if (req.path == "/v3/kv/txn" && late_txns.fetch_sub(1) > 0)
+        std::this_thread::sleep_for(milliseconds(2500));
       if (cut || hang) {
         res.status = 503;
         res.set_content(R"({"error":"cut by the test","code":14})", "application/json");
@@ -212,6 +218,62 @@ TEST_CASE("etcd coordination: no action starts that could outlast the lease") {
   auto h = etcd_history(*a.etcd, p, 10, "");
   REQUIRE(h.ok());
   CHECK(h->empty());
+}
+
+TEST_CASE(
+    "etcd coordination: keep-alives answered late do not stop actions half-way: begin "
+    "asks for one and waits for its answer") {
+  if (endpoints().empty()) return;
+  CuttableProxy proxy(endpoints().front());
+  std::string p = fresh_prefix("slow-keepalive");
+  // Lease 3 s (renewed every 0.75 s, stop margin 0.3 s), actions of 1.2 s,
+  // every keep-alive answered 0.6 s late: counted from when the last
+  // answered one was sent, the lease has 1.2 s or less left for 0.45 s of
+  // every 1.35 s, and an action asked for then used to be refused.
+  Instance a("fra-1", "fra", p, milliseconds(1200), /*watch=*/false, {proxy.url()}, 3);
+  REQUIRE(a.c->start().ok());
+  a.c->set_groups({{"shop", "ams"}});
+  REQUIRE(eventually([&] { return a.c->leads("shop", nullptr); }));
+  proxy.keepalive_delay_ms = 600;
+  std::this_thread::sleep_for(milliseconds(1500));
+  int started = 0;
+  std::vector<std::string> refused;
+  for (int i = 0; i < 30; ++i) {  // 30 actions asked for over about 3 s and more
+    auto id = a.c->journal().begin(action("shop"), "c1");
+    if (id.ok()) {
+      ++started;
+      REQUIRE(a.c->journal().finish(*id, "ok", "", 1).ok());
+    } else {
+      refused.push_back(id.error().message);
+    }
+    std::this_thread::sleep_for(milliseconds(100));
+  }
+  INFO((refused.empty() ? "" : refused.front()));
+  CHECK(refused.empty());
+  CHECK(started == 30);
+  proxy.keepalive_delay_ms = 0;
+}
+
+TEST_CASE(
+    "etcd coordination: an action whose record timed out is recorded once more, and once in "
+    "all, even when the first try lands late") {
+  if (endpoints().empty()) return;
+  CuttableProxy proxy(endpoints().front());
+  std::string p = fresh_prefix("late-txn");
+  Instance a("fra-1", "fra", p, milliseconds(500), /*watch=*/false, {proxy.url()}, 5);
+  REQUIRE(a.c->start().ok());
+  a.c->set_groups({{"shop", "ams"}});
+  REQUIRE(eventually([&] { return a.c->leads("shop", nullptr); }));
+  proxy.late_txns = 1;  // the client gives up after 2 s; the proxy passes it on at 2.5 s
+  auto id = a.c->journal().begin(action("shop"), "c1");
+  INFO((id.ok() ? "" : id.error().message));
+  REQUIRE(id.ok());
+  std::this_thread::sleep_for(milliseconds(1000));  // the late first try has landed
+  REQUIRE(a.c->journal().finish(*id, "ok", "", 3).ok());
+  auto h = etcd_history(*a.etcd, p, 10, "");
+  REQUIRE(h.ok());
+  REQUIRE(h->size() == 1);
+  CHECK(h->front().result == "ok");
 }
 
 TEST_CASE("etcd coordination: when etcd cannot be reached, nothing starts and status says why") {
@@ -371,8 +433,9 @@ TEST_CASE(
   CHECK_FALSE(a.c->journal().begin(action("shop"), "c1").ok());
 }
 
-TEST_CASE("etcd coordination: witness verdicts live under each instance's lease, written only when "
-          "they change") {
+TEST_CASE(
+    "etcd coordination: witness verdicts live under each instance's lease, written only when "
+    "they change") {
   if (endpoints().empty()) return;
   std::string p = fresh_prefix("witness");
   Instance a("fra-1", "fra", p), b("ams-1", "ams", p);
@@ -384,7 +447,11 @@ TEST_CASE("etcd coordination: witness verdicts live under each instance's lease,
   REQUIRE(v.ok());
   REQUIRE(v->size() == 2);
   for (const auto& w : *v) CHECK_FALSE(w.failing);
-  WitnessVerdict failing{"ams-1", "ams", true, 1'800'000'000'000, "2027-01-15T08:00:00Z",
+  WitnessVerdict failing{"ams-1",
+                         "ams",
+                         true,
+                         1'800'000'000'000,
+                         "2027-01-15T08:00:00Z",
                          "primary is unreachable (Connection refused)"};
   b.c->publish_verdicts({{"shop", failing}});
   auto revision = [&] { return a.etcd->range(p + "nothing")->revision; };
@@ -418,8 +485,9 @@ TEST_CASE("etcd coordination: witness verdicts live under each instance's lease,
   CHECK(a.c->overrides()->empty());
 }
 
-TEST_CASE("etcd coordination: cut off by a member that answers nothing, an instance counts itself "
-          "isolated (self-fencing) before etcd lets its lease go, once per lost lease") {
+TEST_CASE(
+    "etcd coordination: cut off by a member that answers nothing, an instance counts itself "
+    "isolated (self-fencing) before etcd lets its lease go, once per lost lease") {
   if (endpoints().empty()) return;
   CuttableProxy proxy(endpoints().front());
   std::string p = fresh_prefix("isolated");
@@ -454,10 +522,11 @@ TEST_CASE("etcd coordination: cut off by a member that answers nothing, an insta
       },
       milliseconds(10000)));
   const double expiry_s = std::chrono::duration<double>(Steady::now() - cut_at).count();
-  std::printf("[timing] isolated: counted itself cut off %.2f s after the member went silent "
-              "(lease 5 s, renewed every 1.25 s); etcd still held the lease (TTL %lld s left); "
-              "it expired by %.2f s\n",
-              fence_s, static_cast<long long>(ttl_at_fence.ok() ? *ttl_at_fence : -9), expiry_s);
+  std::printf(
+      "[timing] isolated: counted itself cut off %.2f s after the member went silent "
+      "(lease 5 s, renewed every 1.25 s); etcd still held the lease (TTL %lld s left); "
+      "it expired by %.2f s\n",
+      fence_s, static_cast<long long>(ttl_at_fence.ok() ? *ttl_at_fence : -9), expiry_s);
   INFO((ttl_at_fence.ok() ? "" : ttl_at_fence.error().message));
   REQUIRE(ttl_at_fence.ok());
   CHECK(*ttl_at_fence >= 0);  // before etcd could let anyone take its groups
@@ -466,8 +535,9 @@ TEST_CASE("etcd coordination: cut off by a member that answers nothing, an insta
   CHECK(fenced == 1);  // once for the lease it lost
   // Back: it registers again, and a second cut-off fences again.
   proxy.hang = false;
-  REQUIRE(eventually([&] { return a.c->status_json().find("\"healthy\":true") != std::string::npos; },
-                     milliseconds(15000)));
+  REQUIRE(
+      eventually([&] { return a.c->status_json().find("\"healthy\":true") != std::string::npos; },
+                 milliseconds(15000)));
   live = a.etcd->range(p + "live/instances/fra-1");
   REQUIRE(live.ok());
   REQUIRE(live->kvs.size() == 1);
