@@ -103,6 +103,15 @@ struct App {
   std::string origin() const { return "http://127.0.0.1:" + std::to_string(port); }
 };
 
+// Group shop: primary active, standby replicating from it, traffic at primary.
+FakeWorld shop_world() {
+  FakeWorld world;
+  world.stacks["shop"]["primary"] = FakeStack{true, false, Role::primary, "", 100, 1};
+  world.stacks["shop"]["standby"] = FakeStack{true, true, Role::replica, "primary", 100, 1};
+  world.traffic["shop"].target = "primary";
+  return world;
+}
+
 }  // namespace
 
 TEST_CASE("health check: read from the config, timeout 2s by default", "[health]") {
@@ -221,10 +230,7 @@ TEST_CASE(
     "health check: asked for the active stack only, by the group's observation only, "
     "while its database answers",
     "[health]") {
-  FakeWorld world;
-  world.stacks["shop"]["primary"] = FakeStack{true, false, Role::primary, "", 100, 1};
-  world.stacks["shop"]["standby"] = FakeStack{true, true, Role::replica, "primary", 100, 1};
-  world.traffic["shop"].target = "primary";
+  FakeWorld world = shop_world();
   FakeDriverFactory factory(world);
   auto answer = std::make_shared<std::string>("GET https://fra/healthz: HTTP 503");
   std::vector<std::string> made;
@@ -257,10 +263,7 @@ TEST_CASE(
     "health check that never passed since the config was adopted (a typo in its URL): the "
     "notice says so, automatic failover leaves it to a person",
     "[health]") {
-  FakeWorld world;
-  world.stacks["shop"]["primary"] = FakeStack{true, false, Role::primary, "", 100, 1};
-  world.stacks["shop"]["standby"] = FakeStack{true, true, Role::replica, "primary", 100, 1};
-  world.traffic["shop"].target = "primary";
+  FakeWorld world = shop_world();
   FakeDriverFactory factory(world);
   auto answer = std::make_shared<std::string>("GET https://fra/helthz: HTTP 404");
   factory.make_health = [&](const StackSpec&) {
