@@ -271,6 +271,34 @@ TEST_CASE("endpoint failover: a closed first endpoint, an answering second, the 
   CHECK(peer.seen().size() == 2);
 }
 
+TEST_CASE(
+    "endpoint failover: a member that stops answering on a kept connection (a partition) gets "
+    "its share of the deadline, and the next call starts at the member that answered") {
+  std::atomic<int> calls{0};
+  Gateway cut;  // answers once, then holds every request 3 s (as behind a cut link)
+  cut.server.Post(".*", [&](const httplib::Request&, httplib::Response& res) {
+    if (calls++ > 0) std::this_thread::sleep_for(milliseconds(3000));
+    res.set_content(R"({"header":{"revision":"3"},"deleted":"1"})", "application/json");
+  });
+  cut.start();
+  testing::Answering peer(R"({"header":{"revision":"3"},"deleted":"2"})");
+  auto c = client_for({cut.url(), peer.url()}, milliseconds(1500));
+  REQUIRE(c->remove("x").ok());
+  CHECK(c->endpoint() == cut.url());
+  auto start = Clock::now();
+  auto r = c->remove("x");
+  double took = ms_since(start);
+  INFO((r.ok() ? std::string() : r.error().message));
+  REQUIRE(r.ok());
+  CHECK(*r == 2);
+  CHECK(took < 1200);  // 750 ms on the cut member, then the peer
+  CHECK(c->endpoint() == peer.url());
+  start = Clock::now();
+  REQUIRE(c->remove("x").ok());
+  CHECK(ms_since(start) < 500);  // straight to the peer
+  CHECK(calls == 2);
+}
+
 TEST_CASE("no endpoint answering is an Error naming each, a slow member runs out the deadline") {
   auto dead = client_for({closed_endpoint(), closed_endpoint()});
   auto r = dead->range("k");

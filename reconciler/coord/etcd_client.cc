@@ -440,11 +440,12 @@ struct EtcdClient::Impl {
     req.headers = {{"Content-Type", "application/json"}};
     req.body = std::move(body);
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    req.timeout = std::max(left, std::chrono::milliseconds(1));
-    // A black-holed member gets its share of the deadline, not all of it.
-    req.connect_timeout =
-        std::max(req.timeout / static_cast<long>(std::max<size_t>(endpoints_left, 1)),
-                 std::chrono::milliseconds(1));
+    // A black-holed member gets its share of the deadline, not all of it:
+    // also on a kept connection, where the request is sent and the answer
+    // never comes (a member cut off by a partition).
+    req.timeout = std::max(left / static_cast<long>(std::max<size_t>(endpoints_left, 1)),
+                           std::chrono::milliseconds(1));
+    req.connect_timeout = req.timeout;
     req.max_body = options.max_body;
     return req;
   }
@@ -540,6 +541,9 @@ struct EtcdClient::Impl {
           return Answer{std::move(*doc), endpoint};
         }
         transport = r.error();
+        // The next call starts with the next member, not this one again.
+        size_t was = index;
+        current.compare_exchange_strong(was, (index + 1) % n);
       }
       timed_out = timed_out || transport->timeout;
       failures += (failures.empty() ? "" : "; ") + transport->message;

@@ -26,10 +26,12 @@
 // Thread safety: every method may be called from any thread at once.
 //
 // Decisions where the gateway or the contract above left room:
-// - Deadline: a call's attempts share `request_timeout`; each attempt may
-//   take what is left, but connecting to one endpoint gets only its share
-//   (left / endpoints not tried yet), so a black-holed first member still
-//   leaves time for the others. Running out is an Error with `timeout` set.
+// - Deadline: a call's attempts share `request_timeout`; each attempt gets
+//   its share (left / endpoints not tried yet; the last one all that is
+//   left), connecting and answering alike, so a black-holed member — also
+//   one behind a kept connection, cut off by a partition — still leaves time
+//   for the others. A member that failed is not tried first by the next
+//   call. Running out is an Error with `timeout` set.
 // - An answer over max_body is refused by the transport (not read) and
 //   counts as that endpoint failing: the next endpoint is tried.
 // - `requests()` counts every HTTP request sent: each endpoint attempt
