@@ -196,12 +196,30 @@ Result<PgConnection> pg_connect(const PgLogin& login, const PgTimeouts& timeouts
     connect_ms = std::max<long long>(
         1, within_deadline(std::chrono::milliseconds(connect_ms ? connect_ms : 3600000)).count());
   const std::string connect_timeout = std::to_string((connect_ms + 999) / 1000);
+  // A kept session to a server cut off by a partition: what we send is
+  // never acknowledged, and without a limit a query waits for TCP to give
+  // up (about 15 minutes), holding the pass and any failover with it. The
+  // time a server has to accept a connection is also the time its kernel
+  // has to acknowledge what we sent (a slow server still acknowledges at
+  // once); idle sessions are probed the same way. A dsn may set its own.
+  const long long ack_ms = timeouts.connect_ms;
+  const std::string user_timeout = std::to_string(ack_ms);
+  const std::string idle_s = std::to_string(std::max<long long>(1, ack_ms / 1000));
 
   // Order matters: keywords before dbname may be overridden by the dsn,
   // keywords after it override the dsn.
-  std::vector<const char*> keys = {"connect_timeout", "application_name", "dbname", "options"};
-  std::vector<const char*> vals = {connect_timeout.c_str(), "stackflip", login.dsn.c_str(),
-                                   options.c_str()};
+  std::vector<const char*> keys = {"connect_timeout", "application_name"};
+  std::vector<const char*> vals = {connect_timeout.c_str(), "stackflip"};
+  if (ack_ms > 0) {
+    for (const char* k : {"tcp_user_timeout", "keepalives", "keepalives_idle",
+                          "keepalives_interval", "keepalives_count"})
+      keys.push_back(k);
+    for (const char* v : {user_timeout.c_str(), "1", idle_s.c_str(), "1", "2"}) vals.push_back(v);
+  }
+  keys.push_back("dbname");
+  vals.push_back(login.dsn.c_str());
+  keys.push_back("options");
+  vals.push_back(options.c_str());
   if (password) {
     keys.push_back("password");
     vals.push_back(password->c_str());
