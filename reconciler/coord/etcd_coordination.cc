@@ -391,6 +391,17 @@ std::chrono::steady_clock::time_point EtcdCoordination::act_until() {
   return act_until_locked();
 }
 
+EtcdCoordination::SteadyTime EtcdCoordination::fence_at_locked() const {
+  // Earlier than act_until: the fence itself takes time (a reload, new
+  // sessions seeing it, sessions ended: 0.1-0.5 s seen), and must be done
+  // before etcd can let the lease go. Two keep-alives (every TTL/4) have
+  // gone unanswered by then.
+  auto lead = std::max<std::chrono::milliseconds>(
+      std::chrono::milliseconds(250),
+      std::chrono::duration_cast<std::chrono::milliseconds>(o_.lease_ttl) / 4);
+  return std::min(act_until_locked(), lease_expires_ - lead);
+}
+
 bool EtcdCoordination::lease_covers(std::chrono::milliseconds budget) {
   std::lock_guard lock(mu_);
   return !quiet_ && act_until_locked() - Steady::now() > budget;
@@ -415,7 +426,7 @@ void EtcdCoordination::keepalive_loop() {
     {
       std::lock_guard lock(mu_);
       if (quiet_ && !isolated_ && lease_expires_ != SteadyTime{} &&
-          Steady::now() >= act_until_locked()) {
+          Steady::now() >= fence_at_locked()) {
         isolated_ = true;
         fence = on_isolated_;
         spdlog::error(
@@ -448,7 +459,7 @@ void EtcdCoordination::keepalive_loop() {
       {
         std::lock_guard lock(mu_);
         cut = !isolated_;
-        cut_off = act_until_locked();
+        cut_off = fence_at_locked();
       }
       auto sent = Steady::now();
       Result<int64_t> ttl = Err("not sent");
@@ -492,7 +503,7 @@ void EtcdCoordination::keepalive_loop() {
     if (quiet_ && !isolated_ && lease_ != 0)
       wait = std::min(wait, std::max(std::chrono::milliseconds(1),
                                      std::chrono::duration_cast<std::chrono::milliseconds>(
-                                         act_until_locked() - Steady::now())));
+                                         fence_at_locked() - Steady::now())));
     cv_.notify_all();  // begin() may wait for this answer
     cv_.wait_for(lock, wait, [&] { return stop_.load() || keepalive_now_; });
     keepalive_now_ = false;

@@ -157,6 +157,7 @@ class EtcdCoordination : public Coordination {
   void lost(const std::string& group, int64_t token);
   std::string lease_left_text(SteadyTime now) const;  // under mu_
   SteadyTime act_until_locked() const;                // under mu_
+  SteadyTime fence_at_locked() const;  // cut off from then on: self-fence (under mu_)
   // Not quiet, and the lease has more than `budget` left (takes mu_).
   bool lease_covers(std::chrono::milliseconds budget);
 

@@ -36,6 +36,9 @@ class StackDriver {
   virtual ~StackDriver() = default;
   virtual StackObs observe() = 0;
   virtual Status set_maintenance(bool on) = 0;
+  // Maintenance on, as fast as the provider can: the self-fence of an
+  // instance cut off from etcd, racing its lease (nothing else first).
+  virtual Status fence_now() { return set_maintenance(true); }
   virtual Status stop_replication() = 0;
   virtual Status promote() = 0;
   // Re-attach this stack as a replica streaming from `source` (a stack of the

@@ -120,6 +120,7 @@ class PostgresStackDriver : public StackDriver {
 
   StackObs observe() override;
   Status set_maintenance(bool on) override;
+  Status fence_now() override;
   Status stop_replication() override;
   Status promote() override;
   Status start_replication(const StackSpec& source) override;
@@ -170,6 +171,7 @@ class PostgresStackDriver : public StackDriver {
 
   std::optional<std::string> upstream_of(const std::string& primary_conninfo, std::string& error);
   Status wait_new_sessions_see(const std::string& want);
+  Status maintenance(bool on, bool checkpoint_first);
   Status terminate_sessions();
   void checkpoint_before_fence();
   Result<std::string> replication_conninfo(const StackSpec& source, const ConnKv& src_kv);
@@ -258,9 +260,16 @@ std::optional<std::string> PostgresStackDriver::upstream_of(const std::string& p
   return std::nullopt;
 }
 
-Status PostgresStackDriver::set_maintenance(bool on) {
+Status PostgresStackDriver::set_maintenance(bool on) { return maintenance(on, on); }
+
+// The self-fence skips the CHECKPOINT (it can take seconds): a primary cut
+// off with its site is fenced for a forced failover, whose guard does not
+// wait for it, and pg_rewind handles a checkpoint record after the fork.
+Status PostgresStackDriver::fence_now() { return maintenance(true, false); }
+
+Status PostgresStackDriver::maintenance(bool on, bool checkpoint_first) {
   const auto t0 = clock_.now();
-  if (on) checkpoint_before_fence();
+  if (checkpoint_first) checkpoint_before_fence();
   auto r = session_.exec(on ? "ALTER SYSTEM SET default_transaction_read_only = on"
                             : "ALTER SYSTEM RESET default_transaction_read_only");
   if (!r.ok()) return r.error();

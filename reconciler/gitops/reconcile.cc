@@ -770,7 +770,7 @@ std::vector<std::string> Reconciler::self_fence() {
         active->second.site != s_.site)
       continue;
     auto driver = factory_.stack_driver(*d, g, g.active);
-    Status st = driver.ok() ? (*driver)->set_maintenance(true) : driver.status();
+    Status st = driver.ok() ? (*driver)->fence_now() : driver.status();
     std::string line = "self-fencing: group " + name + ": maintenance on " + g.active +
                        (st.ok() ? "" : " failed: " + st.message());
     if (st.ok())
