@@ -29,6 +29,8 @@ PACKAGES=(
   # for etcdctl, whose watch stamps lease expiries in etcd_takeover_e2e.sh
   etcd-server
   etcd-client
+  # iproute2: the sites of netns_partition_e2e.sh are network namespaces
+  iproute2
 )
 
 SUDO=()
