@@ -107,75 +107,12 @@ steady_in_force() { # the `steady` head is in force, nothing needed doing
 err_has() { grep -qiE "$1" "$DIR/err" || { echo "  stderr lacks /$1/"; return 1; }; }
 
 echo "--- (a) smart HTTP: git http-backend behind a token check"
-cat >"$DIR/git_http.py" <<'PY'
-# GIT_HTTP_PORT GIT_ROOT TOKEN_FILE LOG [CERT KEY]: git http-backend as CGI;
-# every request without the token gets 401 + WWW-Authenticate: Basic.
-# HTTP/1.1 with keep-alive, as Git hosts answer. Every response has a
-# Content-Type: libgit2 1.5 reads a body only when there is one, and would
-# parse an untyped 401 body as the next response.
-import base64, http.server, os, ssl, subprocess, sys
-port, root, token, log = int(sys.argv[1]), sys.argv[2], open(sys.argv[3]).read().strip(), sys.argv[4]
-good = {"Basic " + base64.b64encode(("x-access-token:" + token).encode()).decode(), "Bearer " + token}
-backend = os.path.join(subprocess.run(["git", "--exec-path"], capture_output=True, text=True).stdout.strip(),
-                       "git-http-backend")
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def reply(self, code, headers, body):
-        self.send_response(code)
-        for k, v in headers: self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def body(self):
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            out = b""
-            while True:
-                n = int(self.rfile.readline().split(b";")[0], 16)
-                if n == 0:
-                    self.rfile.readline()
-                    return out
-                out += self.rfile.read(n)
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-    def serve(self):
-        auth = self.headers.get("Authorization", "")
-        verdict = "ok" if auth in good else "wrong" if auth else "none"
-        with open(log, "a") as f: f.write("%s %s auth=%s\n" % (self.command, self.path, verdict))
-        data = self.body()
-        if verdict != "ok":
-            return self.reply(401, [("WWW-Authenticate", 'Basic realm="git"'), ("Content-Type", "text/plain")],
-                              b"authentication required\n")
-        path, _, query = self.path.partition("?")
-        env = {"GIT_PROJECT_ROOT": root, "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path,
-               "QUERY_STRING": query, "REQUEST_METHOD": self.command, "REMOTE_USER": "x-access-token",
-               "REMOTE_ADDR": "127.0.0.1", "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-               "CONTENT_LENGTH": str(len(data)), "PATH": os.environ["PATH"],
-               "GIT_PROTOCOL": self.headers.get("Git-Protocol", "")}
-        if self.headers.get("Content-Encoding"): env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-        out = subprocess.run([backend], input=data, env=env, capture_output=True, timeout=20).stdout
-        sep = b"\r\n\r\n" if b"\r\n\r\n" in out else b"\n\n"
-        head, _, body = out.partition(sep)
-        code, headers = 200, []
-        for line in head.decode().splitlines():
-            k, _, v = line.partition(":")
-            if k.lower() == "status": code = int(v.split()[0])
-            elif k: headers.append((k, v.strip()))
-        self.reply(code, headers, body)
-    do_GET = do_POST = serve
-    def log_message(self, *a): pass
-srv = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
-if len(sys.argv) > 6:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(sys.argv[5], sys.argv[6])
-    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
-srv.serve_forever()
-PY
 TOKEN=gt-$RANDOM$RANDOM-$RANDOM$RANDOM
 echo "$TOKEN" >"$DIR/token"
 chmod 600 "$DIR/token"
 echo "wrong-$RANDOM$RANDOM" >"$DIR/wrong-token"
 HPORT=$(free_port)
-python3 "$DIR/git_http.py" "$HPORT" "$DIR/srv" "$DIR/token" "$DIR/http.log" >"$DIR/http.err" 2>&1 &
+python3 "$E2E_REPO/tests/e2e/git_http.py" 127.0.0.1 "$HPORT" "$DIR/srv" "$DIR/http.log" "$DIR/token" >"$DIR/http.err" 2>&1 &
 MY_PIDS="$MY_PIDS $!"
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 check "http: server up" poll 10 port_open "$HPORT"
@@ -212,7 +149,7 @@ printf 'subjectAltName=IP:127.0.0.1,DNS:127.0.0.1\nbasicConstraints=CA:FALSE\n' 
 openssl x509 -req -in "$DIR/tls.csr" -CA "$DIR/ca.pem" -CAkey "$DIR/ca.key" -CAcreateserial -days 2 \
   -extfile "$DIR/tls.ext" -out "$DIR/tls.pem" 2>/dev/null
 SPORT_TLS=$(free_port)
-python3 "$DIR/git_http.py" "$SPORT_TLS" "$DIR/srv" "$DIR/token" "$DIR/https.log" "$DIR/tls.pem" "$DIR/tls.key" \
+python3 "$E2E_REPO/tests/e2e/git_http.py" 127.0.0.1 "$SPORT_TLS" "$DIR/srv" "$DIR/https.log" "$DIR/token" "$DIR/tls.pem" "$DIR/tls.key" \
   >"$DIR/https.err" 2>&1 &
 MY_PIDS="$MY_PIDS $!"
 check "https: server up" poll 10 port_open "$SPORT_TLS"

@@ -355,53 +355,7 @@ EOF
 nsl_start_git() {
   local d=$NSL_DIR/hub
   mkdir -p "$d/git"
-  cat >"$d/git_http.py" <<'PY'
-import http.server, os, subprocess, sys
-host, port, root, log = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-backend = os.path.join(subprocess.run(["git", "--exec-path"], capture_output=True, text=True).stdout.strip(),
-                       "git-http-backend")
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def reply(self, code, headers, body):
-        self.send_response(code)
-        for k, v in headers: self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def body(self):
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            out = b""
-            while True:
-                n = int(self.rfile.readline().split(b";")[0], 16)
-                if n == 0:
-                    self.rfile.readline()
-                    return out
-                out += self.rfile.read(n)
-                self.rfile.readline()
-        return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-    def serve(self):
-        data = self.body()
-        with open(log, "a") as f: f.write("%s %s %s\n" % (self.client_address[0], self.command, self.path))
-        path, _, query = self.path.partition("?")
-        env = {"GIT_PROJECT_ROOT": root, "GIT_HTTP_EXPORT_ALL": "1", "PATH_INFO": path,
-               "QUERY_STRING": query, "REQUEST_METHOD": self.command, "REMOTE_ADDR": self.client_address[0],
-               "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(data)),
-               "PATH": os.environ["PATH"], "GIT_PROTOCOL": self.headers.get("Git-Protocol", "")}
-        if self.headers.get("Content-Encoding"): env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-        out = subprocess.run([backend], input=data, env=env, capture_output=True, timeout=20).stdout
-        sep = b"\r\n\r\n" if b"\r\n\r\n" in out else b"\n\n"
-        head, _, body = out.partition(sep)
-        code, headers = 200, []
-        for line in head.decode().splitlines():
-            k, _, v = line.partition(":")
-            if k.lower() == "status": code = int(v.split()[0])
-            elif k: headers.append((k, v.strip()))
-        self.reply(code, headers, body)
-    do_GET = do_POST = serve
-    def log_message(self, *a): pass
-http.server.ThreadingHTTPServer((host, port), H).serve_forever()
-PY
-  nsl_bg hub "$d/git_http.err" python3 "$d/git_http.py" "${NSL_ADDR[hub]}" 8080 "$d/git" "$d/git_http.log"
+  nsl_bg hub "$d/git_http.err" python3 "$E2E_REPO/tests/e2e/git_http.py" "${NSL_ADDR[hub]}" 8080 "$d/git" "$d/git_http.log"
   # shellcheck disable=SC2034 # for the suites
   NSL_GIT_BASE=http://${NSL_ADDR[hub]}:8080
 }
