@@ -394,8 +394,8 @@ std::chrono::steady_clock::time_point EtcdCoordination::act_until() {
 EtcdCoordination::SteadyTime EtcdCoordination::fence_at_locked() const {
   // Earlier than act_until: the fence itself takes time (a reload, new
   // sessions seeing it, sessions ended: 0.1-0.5 s seen), and must be done
-  // before etcd can let the lease go. Two keep-alives (every TTL/4) have
-  // gone unanswered by then.
+  // before etcd can let the lease go. By then the keep-alive due TTL/4
+  // after the last answered one has gone unanswered for half the lease.
   auto lead = std::max<std::chrono::milliseconds>(
       std::chrono::milliseconds(250),
       std::chrono::duration_cast<std::chrono::milliseconds>(o_.lease_ttl) / 4);
