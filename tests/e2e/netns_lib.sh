@@ -236,6 +236,24 @@ nsl_pg_start() { # SITE
   nsl_exec "$1" runuser -u postgres -- "$NSL_PG_BIN/pg_ctl" -D "$p/data" -l "$p/log/postgresql.log" -w -t 60 start \
     >/dev/null 2>&1 || { tail -n 20 "$p/log/postgresql.log" >&2; return 1; }
 }
+# SITE: a crash: SIGKILL the postmaster and every child (the port closes),
+# then remove its lock file once the process is gone (a zombie postmaster
+# would otherwise block the next start). nsl_pg_start starts it again as it
+# is configured on disk.
+nsl_pg_kill() {
+  local d pid kids
+  d=$(nsl_pg "$1")/data
+  pid=$(head -n1 "$d/postmaster.pid" 2>/dev/null)
+  [[ $pid =~ ^[0-9]+$ ]] || return 0
+  kids=$(pgrep -P "$pid")
+  # shellcheck disable=SC2086
+  kill -KILL "$pid" $kids 2>/dev/null
+  for _ in $(seq 1 100); do nsl_alive "$pid" || break; sleep 0.02; done
+  for pid in $kids; do
+    for _ in $(seq 1 100); do nsl_alive "$pid" || break; sleep 0.02; done
+  done
+  rm -f "$d/postmaster.pid" "$(nsl_pg "$1")/sock/.s.PGSQL.$NSL_PG_PORT.lock"
+}
 nsl_psql() { # FROM_SITE TO_SITE SQL (unaligned, tuples only; errors on stdout too)
   nsl_exec "$1" env PGCONNECT_TIMEOUT=3 "$NSL_PG_BIN/psql" -X -qAt -v ON_ERROR_STOP=1 \
     "host=${NSL_ADDR[$2]} port=$NSL_PG_PORT user=stackflip dbname=app" -c "$3" 2>&1
@@ -356,9 +374,88 @@ nsl_start_git() {
   local d=$NSL_DIR/hub
   mkdir -p "$d/git"
   nsl_bg hub "$d/git_http.err" python3 "$E2E_REPO/tests/e2e/git_http.py" "${NSL_ADDR[hub]}" 8080 "$d/git" "$d/git_http.log"
+  NSL_GIT_PID=$NSL_LAST_PID
   # shellcheck disable=SC2034 # for the suites
   NSL_GIT_BASE=http://${NSL_ADDR[hub]}:8080
 }
+
+# Git down (its server stopped: connections refused) and back.
+nsl_stop_git() { nsl_stop_pid "$NSL_GIT_PID"; }
+nsl_git_up() { nsl_tcp_ok wit "${NSL_ADDR[hub]}" 8080; }
+
+# ---------------------------------------------------------------- group shop
+
+# The group every netns suite runs: stack primary (fra, active) and standby
+# (ams), traffic shop.example.test. in the hub's PowerDNS. Writes host.yaml
+# (the control commands and the API key's binding: STACKFLIP_HOST_CONFIG)
+# and the config to FILE, with `auto_failover: {AUTO}`.
+nsl_shop_config() { # FILE AUTO
+  local fra ams
+  fra=$(nsl_write_control fra)
+  ams=$(nsl_write_control ams)
+  cat >"$NSL_DIR/host.yaml" <<EOF
+commands: ["$fra", "$ams"]
+secrets:
+  "\${env:PDNS_API_KEY}": ["$NSL_PDNS_URL"]
+EOF
+  chmod 600 "$NSL_DIR/host.yaml"
+  cat >"$1" <<EOF
+apiVersion: stackflip/v1
+providers:
+  db: {type: postgres, connect_timeout_ms: 2000, statement_timeout_ms: 5000, pg_rewind: true}
+  dns: {type: powerdns, url: "$NSL_PDNS_URL", api_key: "\${env:PDNS_API_KEY}"}
+groups:
+  shop:
+    active: primary
+    auto_failover: {$2}
+    stacks:
+      primary:
+        provider: db
+        dsn: "host=${NSL_ADDR[fra]} port=5432 user=stackflip dbname=app"
+        address: ${NSL_ADDR[fra]}
+        site: fra
+        control_command: ["$fra"]
+      standby:
+        provider: db
+        dsn: "host=${NSL_ADDR[ams]} port=5432 user=stackflip dbname=app"
+        address: ${NSL_ADDR[ams]}
+        site: ams
+        control_command: ["$ams"]
+    replication: {max_lag_bytes: 0}
+    traffic: {provider: dns, zone: example.test., record: shop.example.test., ttl: 60}
+EOF
+}
+
+# fra-1, ams-1 and wit-1, each `stackflip run` in its own site against the
+# Git server's REPO, the three etcd members, lease 2 s, passes every 500 ms,
+# /status on the site's 127.0.0.1:9090; ARGS are added (fra-1 logs at debug
+# level: its self-fence, timed). Logs NSL_DIR/NAME.log, stamped.
+nsl_start_instances() { # SF REPO ARGS...
+  local sf=$1 repo=$2 i name site verbose
+  shift 2
+  for i in fra-1:fra ams-1:ams wit-1:wit; do
+    name=${i%:*} site=${i#*:}
+    mkdir -p "$NSL_DIR/$name"
+    verbose=()
+    [[ $name == fra-1 ]] && verbose=(-vv)
+    nsl_bg_stamped "$site" "$NSL_DIR/$name.log" env STACKFLIP_HOST_CONFIG="$NSL_DIR/host.yaml" \
+      PDNS_API_KEY="$NSL_PDNS_KEY" NO_COLOR=1 \
+      "$sf" "${verbose[@]}" run --repo "$repo" --interval 500ms --etcd "$(nsl_etcd_endpoints)" \
+      --instance "$name" --site "$site" --state "$NSL_DIR/$name/state.db" --listen 127.0.0.1:9090 \
+      --lease-ttl 2s "$@"
+  done
+}
+# NAME PYEXPR: PYEXPR of NAME's /status (j; g: its coordination.groups.shop).
+nsl_status() {
+  nsl_exec "${1%-*}" curl -fsS -m 2 http://127.0.0.1:9090/status 2>/dev/null | python3 -c "import json,sys
+j=json.load(sys.stdin)
+g=((j.get('coordination') or {}).get('groups') or {}).get('shop') or {}
+print($2)" 2>/dev/null
+}
+nsl_converged_on() { [[ $(nsl_status "$1" "j.get('last_commit'), j.get('converged')") == "$2 True" ]]; } # NAME COMMIT
+nsl_all_converged() { nsl_converged_on fra-1 "$1" && nsl_converged_on ams-1 "$1" && nsl_converged_on wit-1 "$1"; }
+nsl_leader() { nsl_status "$1" "g.get('leader') or ''"; } # NAME: the leader of shop it names
+nsl_three_agree() { local l; l=$(nsl_leader fra-1); [[ -n $l && $(nsl_leader ams-1) == "$l" && $(nsl_leader wit-1) == "$l" ]]; }
 
 # ---------------------------------------------------------------- clients
 
