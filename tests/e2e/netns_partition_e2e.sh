@@ -87,14 +87,6 @@ nsl_psql fra fra "CREATE TABLE writes(id bigint PRIMARY KEY, host text, at times
 echo "  sites up in $(secs "$(date +%s.%N)" "$T0") s"
 
 # ------------------------------------------------------------ config, Git
-CONTROL_FRA=$(nsl_write_control fra)
-CONTROL_AMS=$(nsl_write_control ams)
-cat >"$DIR/host.yaml" <<EOF
-commands: ["$CONTROL_FRA", "$CONTROL_AMS"]
-secrets:
-  "\${env:PDNS_API_KEY}": ["$NSL_PDNS_URL"]
-EOF
-chmod 600 "$DIR/host.yaml"
 AFTER=3
 MAX_LOSS=1048576
 WORK=$DIR/work
@@ -102,66 +94,22 @@ git init -q -b main "$WORK"
 git -C "$WORK" config user.email ops@example.test
 git -C "$WORK" config user.name Ops
 git -C "$WORK" config commit.gpgsign false
-cat >"$WORK/stackflip.yaml" <<EOF
-apiVersion: stackflip/v1
-providers:
-  db: {type: postgres, connect_timeout_ms: 2000, statement_timeout_ms: 5000, pg_rewind: true}
-  dns: {type: powerdns, url: "$NSL_PDNS_URL", api_key: "\${env:PDNS_API_KEY}"}
-groups:
-  shop:
-    active: primary
-    auto_failover: {after: ${AFTER}s, max_data_loss_bytes: $MAX_LOSS}
-    stacks:
-      primary:
-        provider: db
-        dsn: "host=${NSL_ADDR[fra]} port=5432 user=stackflip dbname=app"
-        address: ${NSL_ADDR[fra]}
-        site: fra
-        control_command: ["$CONTROL_FRA"]
-      standby:
-        provider: db
-        dsn: "host=${NSL_ADDR[ams]} port=5432 user=stackflip dbname=app"
-        address: ${NSL_ADDR[ams]}
-        site: ams
-        control_command: ["$CONTROL_AMS"]
-    replication: {max_lag_bytes: 0}
-    traffic: {provider: dns, zone: example.test., record: shop.example.test., ttl: 60}
-EOF
+nsl_shop_config "$WORK/stackflip.yaml" "after: ${AFTER}s, max_data_loss_bytes: $MAX_LOSS"
 git -C "$WORK" add stackflip.yaml && git -C "$WORK" commit -q -m "shop: primary in fra, automatic failover after ${AFTER}s"
 FIRST=$(git -C "$WORK" rev-parse HEAD)
 ORIGIN=$DIR/hub/git/shop.git
 git clone -q --bare "$WORK" "$ORIGIN"
 git -C "$ORIGIN" config http.receivepack true
-URL=$NSL_GIT_BASE/shop.git
 ssh-keygen -q -t ed25519 -N "" -C stackflip -f "$DIR/stackflip_key"
 echo "stackflip@localhost $(cat "$DIR/stackflip_key.pub")" >"$DIR/allowed_signers"
 
 # ------------------------------------------------------------ instances
-EPS=$(nsl_etcd_endpoints)
-for i in fra-1:fra ams-1:ams wit-1:wit; do
-  name=${i%:*} site=${i#*:}
-  mkdir -p "$DIR/$name"
-  # fra-1 logs at debug level: the steps of its self-fence, timed.
-  verbose=()
-  [[ $name == fra-1 ]] && verbose=(-vv)
-  nsl_bg_stamped "$site" "$DIR/$name.log" env STACKFLIP_HOST_CONFIG="$DIR/host.yaml" PDNS_API_KEY="$NSL_PDNS_KEY" NO_COLOR=1 \
-    "$SF" "${verbose[@]}" run --repo "$URL" --interval 500ms --etcd "$EPS" --instance "$name" --site "$site" \
-    --state "$DIR/$name/state.db" --listen 127.0.0.1:9090 --lease-ttl 2s \
-    --commit-signing-key "$DIR/stackflip_key"
-done
-status() { # NAME PYEXPR (j: /status, g: its coordination.groups.shop)
-  nsl_exec "${1%-*}" curl -fsS -m 2 http://127.0.0.1:9090/status 2>/dev/null | python3 -c "import json,sys
-j=json.load(sys.stdin)
-g=((j.get('coordination') or {}).get('groups') or {}).get('shop') or {}
-print($2)" 2>/dev/null
-}
-converged_on() { [[ $(status "$1" "j.get('last_commit'), j.get('converged')") == "$2 True" ]]; }
-all_converged() { converged_on fra-1 "$FIRST" && converged_on ams-1 "$FIRST" && converged_on wit-1 "$FIRST"; }
-check "three instances converge on the first commit (fetched over HTTP from the hub)" poll 60 all_converged
-leader() { status "$1" "g.get('leader') or ''"; }
-three_agree() { local l; l=$(leader fra-1); [[ -n $l && $(leader ams-1) == "$l" && $(leader wit-1) == "$l" ]]; }
-check "they agree on one leader of shop" poll 20 three_agree
-outside_fra() { three_agree && [[ $(leader fra-1) != fra-1 ]]; }
+nsl_start_instances "$SF" "$NSL_GIT_BASE/shop.git" --commit-signing-key "$DIR/stackflip_key"
+status() { nsl_status "$@"; }
+check "three instances converge on the first commit (fetched over HTTP from the hub)" poll 60 nsl_all_converged "$FIRST"
+leader() { nsl_leader "$@"; }
+check "they agree on one leader of shop" poll 20 nsl_three_agree
+outside_fra() { nsl_three_agree && [[ $(leader fra-1) != fra-1 ]]; }
 check "the leader comes to be outside fra" poll 20 outside_fra
 LEADER=$(leader ams-1)
 echo "  leader of shop: $LEADER"
@@ -266,8 +214,7 @@ if ((FAILED_OVER)); then
   check_eq "fra stays fenced (maintenance on: read-only)" on "$(nsl_psql fra fra "SHOW default_transaction_read_only")"
   on_commit() { [[ $(status "$1" "j.get('last_commit')") == "$COMMIT" ]]; }
   check "fra-1 follows the failover commit" poll 30 on_commit fra-1
-  all_converged_now() { converged_on fra-1 "$COMMIT" && converged_on ams-1 "$COMMIT" && converged_on wit-1 "$COMMIT"; }
-  check "the three instances converge on the failover commit" poll 30 all_converged_now
+  check "the three instances converge on the failover commit" poll 30 nsl_all_converged "$COMMIT"
 else
   echo "NOTE: no failover happened: the checks of its commit, the re-attach and the lost writes are left out"
   sleep 5  # what the loop does with fra once healed, for the monitors
