@@ -29,6 +29,9 @@
 #      etcd ("override in force, not yet in Git" in /status); no pass flips
 #      traffic back while Git is down; Git back: the commit lands (signed,
 #      "pushed after Git could not be reached"), the override is over.
+#      ams's database is then started by hand read-only (pg_ctl -o "-c
+#      default_transaction_read_only=on", the README's advice): never seen
+#      writable, re-attached as fra's replica by the loop.
 #   Throughout: no monitor ever saw two writable databases, except while a
 #   crashed primary that an operator restarted is writable until the loop
 #   fences it (measured and printed: the loop cannot fence a database before
@@ -324,6 +327,13 @@ override_gone() { [[ -z $(nsl_exec wit etcdctl --endpoints "$(nsl_etcd_url wit)"
 check "adopted by the next pass: the override is over" poll 20 override_gone
 check "the three instances adopt it under --require-signed" poll 20 adopted "$COMMIT4"
 check "DNS still answers fra" dns_is "${NSL_ADDR[fra]}"
+echo "--- ams's database started again by hand, read-only (the README's advice)"
+T4_BACK=$(date +%s.%N)
+nsl_pg_start ams "-c default_transaction_read_only=on" || bail "ams's PostgreSQL starts again"
+check "ams is re-attached: a standby streaming from fra" poll 60 streams_from ams fra
+echo "  re-attached $(secs "$(date +%s.%N)" "$T4_BACK") s after it was started"
+check_eq "ams was never seen writable from its start" none "$(writable_spell "${NSL_ADDR[ams]}" "$T4_BACK" "$(date +%s.%N)")"
+check "the three instances converge on the second failover commit" poll 30 nsl_all_converged "$COMMIT4"
 stop_writer
 touch "$STOP"
 sleep 0.5

@@ -231,9 +231,10 @@ log_min_error_statement = error
 cluster_name = '$1'
 EOF
 }
-nsl_pg_start() { # SITE
+nsl_pg_start() { # SITE [SERVER_OPTIONS (pg_ctl -o)]
   local p; p=$(nsl_pg "$1")
-  nsl_exec "$1" runuser -u postgres -- "$NSL_PG_BIN/pg_ctl" -D "$p/data" -l "$p/log/postgresql.log" -w -t 60 start \
+  nsl_exec "$1" runuser -u postgres -- "$NSL_PG_BIN/pg_ctl" -D "$p/data" -l "$p/log/postgresql.log" -w -t 60 \
+    ${2:+-o "$2"} start \
     >/dev/null 2>&1 || { tail -n 20 "$p/log/postgresql.log" >&2; return 1; }
 }
 # SITE: a crash: SIGKILL the postmaster and every child (the port closes),
