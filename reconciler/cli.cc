@@ -377,6 +377,7 @@ int cmd_apply(const Options& o) {
   ao.stop_requested = &g_stop;
   ao.progress = print_step;
   ao.parallelism = o.parallel;
+  ao.planned_from = &obs;  // its silent stacks are given a short time to answer (apply.h)
   std::cout << "\nApplying:\n";
   ApplyResult r = Applier(d, live.fleet, live.store.get(), real_clock()).apply(plan, ao);
   int code = r.exit_code();

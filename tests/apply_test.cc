@@ -247,3 +247,94 @@ TEST_CASE(
   CHECK(h.world.stacks["shop"]["a"].role == Role::primary);
   CHECK(h.plan().empty());
 }
+
+namespace {
+
+// Issue 14: a forced failover away from a silent old primary. Its packets
+// are dropped: every call to it waits `timeout` (or the caller's deadline)
+// and times out. The commit says active standby, allow_data_loss.
+struct SilentPrimary {
+  std::atomic<bool> silent{true};
+  std::atomic<int> waits{0};  // calls to primary that waited
+  Harness h{steady_world(), make_desired({make_group("standby", /*allow_data_loss=*/true)})};
+  explicit SilentPrimary(std::chrono::milliseconds timeout) {
+    h.factory.wrap_stack = [this, timeout](
+                               std::unique_ptr<StackDriver> d,
+                               const std::string& stack) -> std::unique_ptr<StackDriver> {
+      if (stack != "primary") return d;
+      return std::make_unique<SilentStackDriver>(std::move(d), &silent, timeout, &waits);
+    };
+    h.fleet = make_fleet(h.desired, h.factory);
+  }
+  // The plan's observation, through the drivers: it waits the whole timeout.
+  ObservedState observe() { return observe_all(h.desired, h.fleet, h.clock); }
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+const Calls kForcedFailover = {"replication.stop shop/standby", "database.promote shop/standby",
+                               "maintenance.off shop/standby", "traffic.switch shop to standby"};
+
+}  // namespace
+
+TEST_CASE(
+    "issue 14: a silent old primary found so by the plan's observation costs no full "
+    "timeout at the guards") {
+  SilentPrimary s(std::chrono::milliseconds(400));
+  ObservedState obs = s.observe();
+  REQUIRE(obs.groups["shop"].stacks["primary"].timed_out);
+  Plan plan = make_plan(s.h.desired, obs);
+  REQUIRE(steps(plan.actions) ==
+          std::vector<std::string>{"replication.stop standby", "database.promote standby",
+                                   "maintenance.off standby", "traffic.switch standby"});
+  ApplyOptions o;
+  o.planned_from = &obs;
+  o.silent_limit = std::chrono::milliseconds(20);
+  const auto t = std::chrono::steady_clock::now();
+  ApplyResult r = s.h.apply(plan, o);
+  const double took = seconds_since(t);
+  CHECK(r.exit_code() == 0);
+  CHECK(s.h.world.calls == kForcedFailover);
+  // Each of the 4 guards still asked primary, within 20 ms: not 4 x 400 ms.
+  CHECK(s.waits == 1 + 4);
+  CHECK(took < 0.4);
+}
+
+TEST_CASE("issue 14: a silent old primary costs apply its timeout once, not once per step") {
+  SilentPrimary s(std::chrono::milliseconds(400));
+  ObservedState obs = s.observe();
+  Plan plan = make_plan(s.h.desired, obs);
+  REQUIRE(plan.actions.size() == 4);
+  ApplyOptions o;  // no planned_from: the first guard finds primary silent
+  o.silent_limit = std::chrono::milliseconds(20);
+  const auto t = std::chrono::steady_clock::now();
+  ApplyResult r = s.h.apply(plan, o);
+  const double took = seconds_since(t);
+  CHECK(r.exit_code() == 0);
+  CHECK(s.h.world.calls == kForcedFailover);
+  CHECK(took >= 0.4);  // the first guard's full timeout
+  CHECK(took < 0.8);   // and only that one (it was 4 x 400 ms)
+}
+
+TEST_CASE(
+    "issue 14: a silent old primary that answers again is seen by the next guard, which "
+    "stops the switch before the promotion") {
+  SilentPrimary s(std::chrono::milliseconds(400));
+  ObservedState obs = s.observe();
+  Plan plan = make_plan(s.h.desired, obs);
+  ApplyOptions o;
+  o.planned_from = &obs;
+  o.silent_limit = std::chrono::milliseconds(20);
+  // primary comes back, writable, once replication into standby is stopped.
+  o.progress = [&](const StepReport& r) {
+    if (r.action.kind == ActionKind::replication_stop && r.outcome == StepOutcome::ok)
+      s.silent = false;
+  };
+  ApplyResult r = s.h.apply(plan, o);
+  CHECK(r.groups[0].stopped == StepOutcome::stale);
+  CHECK(s.h.world.calls == Calls{"replication.stop shop/standby"});
+  CHECK(s.h.world.stacks["shop"]["standby"].role == Role::replica);
+  CHECK(s.h.world.stacks["shop"]["primary"].role == Role::primary);
+}

@@ -1146,6 +1146,50 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "issue 14: a silent active stack is failing from the start of the observation that found it "
+    "so, and the pass that applies the failover waits for it once") {
+  Repo r;
+  std::string first = r.commit(auto_config("primary"));  // after 200ms, witnesses 1
+  const std::string origin = (r.dir / "origin.git").string();
+  run({"git", "clone", "-q", "--bare", r.work, origin});
+  std::atomic<bool> silent{false};
+  std::atomic<int> waits{0}, cut{0};
+  r.factory.wrap_stack = [&](std::unique_ptr<StackDriver> d,
+                             const std::string& stack) -> std::unique_ptr<StackDriver> {
+    if (stack != "primary") return d;
+    return std::make_unique<SilentStackDriver>(std::move(d), &silent,
+                                               std::chrono::milliseconds(300), &waits, &cut);
+  };
+  GitSource src(r.source_options("file://" + origin));
+  ReconcileSettings s = fast_settings();
+  s.apply.silent_limit = std::chrono::milliseconds(20);
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), s);
+  REQUIRE(rec.pass().run.result == "no-changes");
+  silent = true;  // its packets dropped from now on
+  // The pass's observation waits 300 ms for primary, which answers nothing
+  // it was asked from the start: failing for longer than `after` when the
+  // pass decides, which it does at once.
+  PassReport p = rec.pass();
+  INFO(p.groups.at("shop").outage << "\n" << p.groups.at("shop").decision);
+  CHECK(p.again);
+  CHECK_THAT(p.groups.at("shop").decision,
+             Catch::StartsWith("stackflip committed the failover to standby with "
+                               "`allow_data_loss: true` as "));
+  CHECK(run({"git", "rev-parse", "main"}, origin) != first);
+  CHECK(waits == 1);
+
+  // The next pass applies it. primary, silent a moment ago, is given 20 ms
+  // by its observation and by each of the 4 guards; only the observation
+  // after the apply waits its whole timeout again.
+  p = rec.pass();
+  INFO(p.run.error);
+  CHECK(p.run.result == "applied");
+  CHECK(r.world.traffic["shop"].target == "standby");
+  CHECK(waits == 1 + 1 + 4 + 1);
+  CHECK(cut == 1 + 4);
+}
+
+TEST_CASE(
     "issue 14: the active stack failing its health check while its database answers: "
     "stackflip commits the failover without allow_data_loss, and applies it as a planned "
     "switch") {

@@ -132,14 +132,28 @@ ApplyResult Applier::apply(const Plan& plan, const ApplyOptions& options) {
 
 namespace {
 
+// Brings the silent stacks (apply.h) up to date with `o`: a stack that timed
+// out is silent, one that answered or refused is not.
+void note_silent(const GroupObs& o, std::set<std::string>& silent) {
+  for (const auto& [name, s] : o.stacks) {
+    if (!s.reachable && s.timed_out)
+      silent.insert(name);
+    else
+      silent.erase(name);
+  }
+}
+
 // The guard (apply.h, step 2), the one sequence used before a step and
 // before each retry: observed afresh and re-planned, `a` must still be the
-// next step. `fresh` receives the observation; `next` (when given) the
-// fresh plan's first step, for the report.
+// next step. The stacks of `silent` are given `silent_limit` to answer, and
+// `silent` is updated. `fresh` receives the observation; `next` (when
+// given) the fresh plan's first step, for the report.
 bool guard_holds(const GroupSpec& g, GroupDrivers& drivers, const Action& a,
-                 const std::vector<Action>& done_unobservable, GroupObs& fresh,
+                 const std::vector<Action>& done_unobservable, std::set<std::string>& silent,
+                 std::chrono::milliseconds silent_limit, GroupObs& fresh,
                  std::string* next = nullptr) {
-  fresh = drivers.observe();
+  fresh = silent.empty() ? drivers.observe() : drivers.observe_limited(silent, silent_limit);
+  note_silent(fresh, silent);
   std::vector<Action> fresh_plan;
   std::vector<Skipped> unused;
   plan_group(g, fresh, fresh_plan, unused);
@@ -195,7 +209,7 @@ void Applier::SwitchSoFar::note(const GroupSpec& g, const Action& a, const Group
 Status Applier::run_with_retries(const GroupSpec& g, GroupDrivers& drivers, const Action& a,
                                  const ApplyOptions& o,
                                  const std::vector<Action>& done_unobservable,
-                                 std::string& detail) {
+                                 std::set<std::string>& silent, std::string& detail) {
   Status st = execute(g, drivers, a, o, detail);
   std::chrono::milliseconds pause(100);
   for (int attempt = 1; !st.ok() && !st.error().permanent && attempt <= o.retries; ++attempt) {
@@ -203,7 +217,7 @@ Status Applier::run_with_retries(const GroupSpec& g, GroupDrivers& drivers, cons
     clock_.sleep_for(pause);
     pause *= 2;
     GroupObs again;
-    if (!guard_holds(g, drivers, a, done_unobservable, again)) {
+    if (!guard_holds(g, drivers, a, done_unobservable, silent, o.silent_limit, again)) {
       // The failed call may have taken effect after all.
       if (effect_holds(a, again)) st = Status::Ok();
       break;
@@ -234,6 +248,10 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
   GroupDrivers& drivers = *fleet_.at(g.name);
   std::vector<Action> done_unobservable;  // see still_next
   SwitchSoFar sofar;                      // for the fail safe
+  std::set<std::string> silent;           // apply.h, "Silent stacks"
+  if (o.planned_from)
+    if (auto p = o.planned_from->groups.find(g.name); p != o.planned_from->groups.end())
+      note_silent(p->second, silent);
   for (size_t i = 0; i < actions.size(); ++i) {
     const Action& a = actions[i];
     StepReport r;
@@ -261,7 +279,7 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
     }
     GroupObs fresh;
     std::string next;
-    if (!guard_holds(g, drivers, a, done_unobservable, fresh, &next)) {
+    if (!guard_holds(g, drivers, a, done_unobservable, silent, o.silent_limit, fresh, &next)) {
       finish(StepOutcome::stale,
              "state changed since the plan was made: a fresh plan's next "
              "step is " +
@@ -280,7 +298,7 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
     r.outcome = StepOutcome::started;
     if (o.progress) o.progress(r);
     std::string detail;
-    Status st = run_with_retries(g, drivers, a, o, done_unobservable, detail);
+    Status st = run_with_retries(g, drivers, a, o, done_unobservable, silent, detail);
     const StepOutcome outcome = outcome_of(st);
     if (log_) {
       int64_t ms =

@@ -23,6 +23,30 @@
 //      group.
 // Re-running is always safe: the next plan is derived from what is observed.
 //
+// Silent stacks (issue 14): a stack whose observation ran out of time
+// (StackObs::timed_out: a host whose packets are dropped, not one that
+// refuses) costs the driver's whole timeout each time it is observed, and
+// the guard observes the whole group before every step: 2 s a step for a
+// partitioned old primary. So within one apply of a group, a stack found
+// timed out by the plan's observation (ApplyOptions::planned_from) or by an
+// earlier guard of this apply is observed by the next guards with
+// ApplyOptions::silent_limit to answer (GroupDrivers::observe_limited). If
+// it answers, it is observed as ever (and is no longer silent); if it
+// refuses, it is no longer silent either (a refusal costs nothing). A
+// silent stack so costs its timeout once per apply, not once per step.
+// DECISION: the guard stays before every step and still observes the whole
+// group; the planner's rules are untouched (a primary that cannot be seen
+// is never passed without `allow_data_loss`). Only the wait for a stack that
+// has just shown it does not answer is shortened: one that comes back
+// answers a connection far within 300 ms on any network a failover group
+// spans, and one slower than that is taken as still unreachable for this
+// step, the same race as a stack coming back just after a full-timeout
+// guard. The set is this apply's own: the next pass observes with the
+// driver's whole timeout again. One exception, the same rule one step
+// earlier: the pass that applies an automatic failover this instance has
+// just committed observes the stacks that pass found silent with the limit
+// too (gitops/reconcile.h, silent_next_); they are this apply's plan's.
+//
 // Fail safe (issue 11): a switch that cannot finish goes back to serving.
 // When, after this apply fenced a serving stack (maintenance.on of the old
 // primary), a later step fails for good (refused, or retries exhausted)
@@ -47,6 +71,7 @@
 #include <chrono>
 #include <functional>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -78,6 +103,11 @@ struct ApplyOptions {
   // cut) and no attempt starts after it; `act_until_why` says why in errors.
   std::function<std::chrono::steady_clock::time_point()> act_until;
   std::string act_until_why;
+  // The observation the plan was made from, when the caller has it: its
+  // silent stacks (see above) get `silent_limit` from the first guard on.
+  // Null: the first guard finds them, at the cost of their timeout.
+  const ObservedState* planned_from = nullptr;
+  std::chrono::milliseconds silent_limit{300};
 };
 
 enum class StepOutcome { started, ok, failed, timeout, blocked, stale, interrupted };
@@ -131,9 +161,10 @@ class Applier {
   // Step 4-5 with the retries of step 6: runs `a`, and while it fails (not
   // for good) runs it again if the guard still holds; "(permanent: not
   // retried)" is added to a refusal.
+  // `silent`: the group's silent stacks so far (see above), kept up to date.
   Status run_with_retries(const GroupSpec& g, GroupDrivers& d, const Action& a,
                           const ApplyOptions& o, const std::vector<Action>& done_unobservable,
-                          std::string& detail);
+                          std::set<std::string>& silent, std::string& detail);
   Status execute(const GroupSpec& g, GroupDrivers& d, const Action& a, const ApplyOptions& o,
                  std::string& detail);
   // The fail safe: `failed` failed for good with `why` after this apply

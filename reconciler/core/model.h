@@ -193,6 +193,12 @@ struct StackObs {
   // typo in its URL looks like this): the stack counts as failing for the
   // notice, but not for an automatic failover (auto_failover.cc).
   bool health_never_passed = false;
+  // Unreachable because the provider did not answer in time (the call ran
+  // out of time: Error::timeout), not because it refused: a silent host,
+  // whose packets are dropped, costs the whole timeout of every call.
+  // apply re-observes such a stack with a short limit (apply.h). A fact of
+  // this one observation: not in snapshots, not remembered.
+  bool timed_out = false;
 };
 
 // The stack is failing, as automatic failover and the outage notice count

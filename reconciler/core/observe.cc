@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "core/provider_stats.h"
+#include "util/deadline.h"
 
 namespace stackflip {
 
@@ -51,8 +52,17 @@ StackObs GroupDrivers::observe_stack(const std::string& name) {
   return s;
 }
 
-StackObs GroupDrivers::observe_checked(const std::string& name) {
-  StackObs s = observe_stack(name);
+StackObs GroupDrivers::observe_checked(const std::string& name,
+                                       const std::chrono::steady_clock::time_point* until,
+                                       const std::string& why) {
+  StackObs s;
+  if (until) {
+    // On the thread that observes: a scope is not inherited by threads.
+    DeadlineScope limit([t = *until] { return t; }, why);
+    s = observe_stack(name);
+  } else {
+    s = observe_stack(name);
+  }
   // The active stack's application, while its database answers (down, the
   // stack is failing anyway and the probe's time is saved).
   if (health_ && name == group_.active && s.reachable) {
@@ -113,17 +123,30 @@ Status GroupDrivers::switch_traffic(const std::string& stack) {
   return e;
 }
 
-GroupObs GroupDrivers::observe(ObservePass pass) {
+GroupObs GroupDrivers::observe(ObservePass pass) { return observe_group(pass, nullptr, {}, ""); }
+
+GroupObs GroupDrivers::observe_limited(const std::set<std::string>& limited,
+                                       std::chrono::milliseconds limit, ObservePass pass) {
+  return observe_group(
+      pass, &limited, std::chrono::steady_clock::now() + limit,
+      "it did not answer in time before: given " + std::to_string(limit.count()) + " ms this time");
+}
+
+GroupObs GroupDrivers::observe_group(ObservePass pass, const std::set<std::string>* limited,
+                                     std::chrono::steady_clock::time_point until,
+                                     const std::string& why) {
+  auto one = [&](const std::string& name) {
+    return observe_checked(name, limited && limited->count(name) ? &until : nullptr, why);
+  };
   GroupObs g;
   if (!concurrent_) {
-    for (const auto& [name, spec] : group_.stacks) g.stacks[name] = observe_checked(name);
+    for (const auto& [name, spec] : group_.stacks) g.stacks[name] = one(name);
     g.traffic = observe_traffic(pass);
     return g;
   }
   std::vector<std::pair<std::string, std::future<StackObs>>> pending;
   for (const auto& [name, spec] : group_.stacks)
-    pending.emplace_back(
-        name, std::async(std::launch::async, [this, n = name] { return observe_checked(n); }));
+    pending.emplace_back(name, std::async(std::launch::async, [&one, n = name] { return one(n); }));
   g.traffic = observe_traffic(pass);
   for (auto& [name, f] : pending) g.stacks[name] = f.get();
   return g;

@@ -12,10 +12,12 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -40,6 +42,14 @@ class GroupDrivers {
   // per pass (provider.h ObservePass); without one, everything is fresh.
   TrafficObs observe_traffic(ObservePass pass = {});
   GroupObs observe(ObservePass pass = {});  // everything, concurrently
+  // observe(), but each stack named in `limited` has `limit` from now
+  // to answer: it is observed under a DeadlineScope (util/deadline.h), so its
+  // connection, statements, requests and commands stop there, and it is
+  // unreachable (timed_out) if it has not answered by then. For stacks
+  // already found silent (StackObs::timed_out), whose every observation
+  // would otherwise cost the driver's whole timeout (apply.h).
+  GroupObs observe_limited(const std::set<std::string>& limited, std::chrono::milliseconds limit,
+                           ObservePass pass = {});
 
   // Points every traffic address that does not hold exactly `stack`'s
   // values (or has another TTL) at it, in the order written. One that
@@ -55,7 +65,12 @@ class GroupDrivers {
     std::string error;                      // why not
   };
   TrafficObs observe_one(Traffic& t, ObservePass pass);
-  StackObs observe_checked(const std::string& name);
+  // Everything; the stacks of `limited` (may be null) by `until`.
+  GroupObs observe_group(ObservePass pass, const std::set<std::string>* limited,
+                         std::chrono::steady_clock::time_point until, const std::string& why);
+  StackObs observe_checked(const std::string& name,
+                           const std::chrono::steady_clock::time_point* until,
+                           const std::string& why);
 
   const GroupSpec& group_;
   bool concurrent_;  // DriverFactory::observe_concurrently

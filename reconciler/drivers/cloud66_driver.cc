@@ -237,6 +237,7 @@ class Cloud66StackDriver : public StackDriver {
     if (!d.ok()) {
       s.error = d.error().message;
       s.config_error = d.error().config;
+      s.timed_out = d.error().timeout;
       return s;
     }
     const Value& r = (*d)["response"];

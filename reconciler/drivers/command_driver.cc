@@ -124,6 +124,7 @@ class CommandStackDriver : public StackDriver {
     auto out = runner_.run(request("observe"), /*answer=*/true);
     if (!out.ok()) {
       s.error = out.error().message;
+      s.timed_out = out.error().timeout;
       return s;
     }
     rapidjson::Document d;

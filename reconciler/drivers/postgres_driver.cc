@@ -222,6 +222,7 @@ StackObs PostgresStackDriver::observe() {
     obs.reachable = false;
     obs.error = rows.ok() ? where_ + ": observe returned no row" : rows.error().message;
     obs.config_error = !rows.ok() && rows.error().config;
+    obs.timed_out = !rows.ok() && rows.error().timeout;
     return obs;
   }
   const PgRow& row = rows->front();

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <thread>
 #include <utility>
 
 #include "config/conninfo.h"
@@ -75,10 +76,18 @@ ResultPtr exec_before_deadline(PGconn* conn, const std::string& sql, std::string
     if (stopped.empty()) {
       stopped = operation_stopped();
       if (!stopped.empty()) {
-        char err[256];
+        // PQcancel connects to the server with a blocking connect(), under
+        // none of the connection's timeouts (libpq 15): to a silent host
+        // (a partition) it waits for the kernel's SYN retries, minutes.
+        // The request goes from its own thread; the caller waits
+        // kCancelGrace for the answer either way. One thread per cut
+        // statement, and a cut session is dropped (gave_up) or answers.
         if (PGcancel* c = PQgetCancel(conn)) {
-          PQcancel(c, err, sizeof err);
-          PQfreeCancel(c);
+          std::thread([c] {
+            char err[256];
+            PQcancel(c, err, sizeof err);
+            PQfreeCancel(c);
+          }).detach();
         }
         give_up_at = Steady::now() + kCancelGrace;
       }
@@ -88,6 +97,26 @@ ResultPtr exec_before_deadline(PGconn* conn, const std::string& sql, std::string
     }
     pollfd p{PQsocket(conn), POLLIN, 0};
     ::poll(&p, 1, 20);
+  }
+}
+
+// Drives a connection begun with PQconnectStartParams until it is made or
+// has failed (true), or until `limit` has passed with it still pending
+// (false). As libpq's own blocking connect does, but to the millisecond.
+bool connect_within(PGconn* conn, std::chrono::milliseconds limit) {
+  using Steady = std::chrono::steady_clock;
+  const Steady::time_point until = Steady::now() + limit;
+  if (PQstatus(conn) == CONNECTION_BAD) return true;
+  // Before the first PQconnectPoll, libpq says: as if it asked to write.
+  PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+  for (;;) {
+    if (st == PGRES_POLLING_OK || st == PGRES_POLLING_FAILED) return true;
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Steady::now()).count();
+    if (left <= 0) return false;
+    // The socket may change between calls (the next host of a dsn).
+    pollfd p{PQsocket(conn), static_cast<short>(st == PGRES_POLLING_READING ? POLLIN : POLLOUT), 0};
+    if (::poll(&p, 1, static_cast<int>(std::min<long long>(left, 1000))) <= 0) continue;
+    st = PQconnectPoll(conn);
   }
 }
 
@@ -187,12 +216,15 @@ Result<PgConnection> pg_connect(const PgLogin& login, const PgTimeouts& timeouts
     if (k == "options" && !v.empty()) options = v + " ";
   options += "-c statement_timeout=" + std::to_string(timeouts.statement_ms);
   // Under an operation deadline (util/deadline.h) no connection is started
-  // after it, and the wait is cut to it (libpq counts whole seconds, at
-  // least 2; nothing is sent on the new connection after the deadline).
+  // after it, and the wait is cut to it, to the millisecond (connect_within:
+  // libpq's connect_timeout counts whole seconds, at least 2, so a deadline
+  // 300 ms away would cost 2 s of a silent host; apply.h). The cut wait is
+  // for the connection as a whole, not per host of a multi-host dsn.
   if (std::string stopped = operation_stopped(); !stopped.empty())
     return Timeout(where + ": not connected: " + stopped);
+  const bool cut = operation_deadline().has_value();
   long long connect_ms = timeouts.connect_ms;
-  if (operation_deadline())
+  if (cut)
     connect_ms = std::max<long long>(
         1, within_deadline(std::chrono::milliseconds(connect_ms ? connect_ms : 3600000)).count());
   const std::string connect_timeout = std::to_string((connect_ms + 999) / 1000);
@@ -227,13 +259,23 @@ Result<PgConnection> pg_connect(const PgLogin& login, const PgTimeouts& timeouts
   keys.push_back(nullptr);
   vals.push_back(nullptr);
   PgConnection c;
-  c.conn_ = PQconnectdbParams(keys.data(), vals.data(), /*expand_dbname=*/1);
+  c.conn_ = cut ? PQconnectStartParams(keys.data(), vals.data(), /*expand_dbname=*/1)
+                : PQconnectdbParams(keys.data(), vals.data(), /*expand_dbname=*/1);
   if (!c.conn_) return Err(where + ": out of memory");
+  if (cut && !connect_within(c.conn_, std::chrono::milliseconds(connect_ms))) {
+    const bool shortened = timeouts.connect_ms == 0 || connect_ms < timeouts.connect_ms;
+    return Timeout(where + ": no connection within " + std::to_string(connect_ms) + " ms" +
+                   (shortened ? " (" + deadline_reason() + ")" : ""));
+  }
   if (PQstatus(c.conn_) != CONNECTION_OK) {
     const std::string message = one_line(PQerrorMessage(c.conn_));
     if (authentication_failed(c.conn_, message))
       return ConfigError(where + ": authentication failed: " + message);
-    return Err(where + ": " + message);
+    Error e = Err(where + ": " + message);
+    // libpq's connect_timeout ran out: the server did not answer (a silent
+    // host), as opposed to refusing (model.h StackObs::timed_out).
+    e.timeout = message.find("timeout expired") != std::string::npos;
+    return e;
   }
   const char* host = PQhost(c.conn_);
   const char* port = PQport(c.conn_);

@@ -338,7 +338,13 @@ std::vector<GroupRun> Reconciler::run_groups(const DesiredState& d, const Observ
     // pass: here the commit is the approval, not one particular plan.
     for (int round = 0;; ++round) {
       ActionLog* log = coord_ ? &coord_->journal() : static_cast<ActionLog*>(&store_);
-      ApplyResult ar = Applier(d, fleet_, log, clock_).apply(current, ao);
+      // What this plan was made from: a stack it found silent is given a
+      // short time to answer at each guard (apply.h, "Silent stacks").
+      ObservedState planned;
+      planned.groups.emplace(g.name, round == 0 ? g.first : g.last);
+      ApplyOptions group_options = ao;
+      group_options.planned_from = &planned;
+      ApplyResult ar = Applier(d, fleet_, log, clock_).apply(current, group_options);
       g.result =
           ar.groups.empty() ? GroupApply{g.name, {}, StepOutcome::ok, "", ""} : ar.groups.front();
       if (!g.result.failed_safe.empty()) {
@@ -395,7 +401,13 @@ std::vector<GroupRun> Reconciler::run_groups(const DesiredState& d, const Observ
     std::lock_guard lock(pool.mu());
     for (size_t i = 0; i < runs.size(); ++i)
       pool.push([&, i] {
-        GroupObs o = with_last_known(runs[i].name, fleet_.at(runs[i].name)->observe(pass));
+        GroupDrivers& drivers = *fleet_.at(runs[i].name);
+        auto silent = silent_next_.find(runs[i].name);
+        GroupObs o = with_last_known(
+            runs[i].name,
+            silent == silent_next_.end()
+                ? drivers.observe(pass)
+                : drivers.observe_limited(silent->second, s_.apply.silent_limit, pass));
         std::lock_guard lock(pool.mu());
         runs[i].first = std::move(o);
         runs[i].observed = true;
@@ -795,7 +807,8 @@ const std::string& Reconciler::seen_by() {
 }
 
 void Reconciler::note_outages(PassReport& rep, const DesiredState& d,
-                              const std::vector<GroupRun>& runs, const std::string& now) {
+                              const std::vector<GroupRun>& runs, const std::string& now,
+                              int64_t now_ms) {
   for (const GroupRun& g : runs) {
     if (!g.observed) continue;
     const GroupSpec& spec = d.groups.at(g.name);
@@ -807,9 +820,18 @@ void Reconciler::note_outages(PassReport& rep, const DesiredState& d,
       settled_.erase(g.name);
       continue;
     }
-    auto [since, first] = down_since_.emplace(g.name, now);
+    // DECISION (issue 14): failing since the start of the observation that
+    // found it failing, not its end. A stack that does not answer is seen so
+    // only when the driver's timeout runs out (2 s, twice over for a kept
+    // session that first has to time out itself), yet nothing it was asked
+    // from the start on was answered: it has been failing for all that time,
+    // and `after` counts from there. When the pass's first observation still
+    // saw it up (it went down during this pass's apply), from now.
+    auto at_start = g.first.stacks.find(spec.active);
+    const bool down_at_start = at_start != g.first.stacks.end() && stack_failing(at_start->second);
+    auto [since, first] = down_since_.emplace(g.name, down_at_start ? now : clock_.rfc3339_now());
     if (first) {
-      down_since_ms_[g.name] = clock_.unix_ms();
+      down_since_ms_[g.name] = down_at_start ? now_ms : clock_.unix_ms();
       settled_[g.name] = converged_at_start_ || converged_.count(g.name);
     }
     if (auto advice = advise_outage(spec, g.last, since->second, seen_by())) {
@@ -838,6 +860,7 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
   struct Go {
     const GroupSpec* spec;
     AutoFailoverDecision decision;
+    std::set<std::string> silent;  // its stacks that timed out in this pass
   };
   std::vector<Go> go;
   const int64_t now = clock_.unix_ms();
@@ -912,7 +935,10 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
     in.decided_at = clock_.rfc3339_now();
     AutoFailoverDecision dec = decide_auto_failover(spec, g.last, in);
     if (dec.go) {
-      go.push_back({&spec, std::move(dec)});
+      std::set<std::string> silent;
+      for (const auto& [name, st] : g.last.stacks)
+        if (!st.reachable && st.timed_out) silent.insert(name);
+      go.push_back({&spec, std::move(dec), std::move(silent)});
     } else if (dec.person_decides) {
       not_now(dec.why);
     } else if (!dec.why.empty()) {
@@ -996,6 +1022,9 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
   }
   const std::string at = std::to_string(now);
   for (const Go& g : go) {
+    // The next pass applies the failover: what did not answer just now
+    // gets a short time to answer there too (silent_next_).
+    if (!g.silent.empty()) silent_next_[g.spec->name] = g.silent;
     if (Status s = store_.put(kAutoFailoverKey + g.spec->name, at); !s.ok()) store_failed(s);
     if (coord_)
       if (Status s = coord_->record_auto_failover(g.spec->name, now); !s.ok())
@@ -1062,7 +1091,9 @@ std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
   // Groups whose switch failed safe on this commit are held (switch_hold.h).
   load_holds(d);
   std::string observed_at = clock_.rfc3339_now();
+  const int64_t observed_ms = clock_.unix_ms();
   std::vector<GroupRun> runs = run_groups(d, last_known ? &*last_known : nullptr, stop);
+  silent_next_.clear();  // for one pass only
   if (holds_changed_)
     if (Status s = store_.put(kHeldKey, holds_to_json(holds_)); !s.ok()) store_failed(s);
 
@@ -1114,7 +1145,7 @@ std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
                                               : "failed";
   fill_groups(rep, d, plan, after, obs);
   for (const GroupRun& g : runs) fill_outcome(rep.groups[g.name], g);
-  note_outages(rep, d, runs, observed_at);
+  note_outages(rep, d, runs, observed_at, observed_ms);
   for (const auto& [name, e] : plan.config_errors) {
     GroupStatus& gs = rep.groups[name];
     gs.config_error = true;

@@ -235,9 +235,10 @@ class Reconciler {
   Status save_override(const std::string& group, const std::string& json);
   Status drop_override(const std::string& group);
   // Tracks since when each group's active stack is down and fills
-  // GroupStatus::outage/decision (core/outage.h).
+  // GroupStatus::outage/decision (core/outage.h). `now`, `now_ms`: when the
+  // pass's observation started.
   void note_outages(PassReport& rep, const DesiredState& d, const std::vector<GroupRun>& runs,
-                    const std::string& now);
+                    const std::string& now, int64_t now_ms);
   // Plans against the instances' shared commit in force when it is newer
   // than this instance's own (descends from it): a takeover never plans
   // against an older commit. Also when it is the branch's head `head` that
@@ -267,6 +268,11 @@ class Reconciler {
   // Group → when its active stack was first seen down (RFC 3339), while it is.
   std::map<std::string, std::string> down_since_;
   std::map<std::string, int64_t> down_since_ms_;  // the same, epoch ms
+  // Group → its stacks found silent (StackObs::timed_out) by the pass that
+  // committed its automatic failover. The next pass, the one that applies
+  // it, gives them apply's silent_limit in its observation too (the plan's
+  // observation of that apply; core/apply.h "Silent stacks"); then forgotten.
+  std::map<std::string, std::set<std::string>> silent_next_;
   // Whether the group was converged in the pass before its active stack went
   // down (automatic failover never acts in a switch); `converged_` holds the
   // groups converged in the last pass.

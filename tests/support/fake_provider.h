@@ -9,7 +9,8 @@
 // groups may be observed and applied from several threads at once, as the
 // Reconciler does; a test touches the world directly only while nothing runs.
 // SlowStackDriver delays calls (real time, outside the lock) so tests can
-// show that one slow group does not hold the others.
+// show that one slow group does not hold the others; SilentStackDriver
+// plays a host whose packets are dropped (each call costs its timeout).
 #pragma once
 
 #include <atomic>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "core/provider.h"
+#include "util/deadline.h"
 
 namespace stackflip::testing {
 
@@ -218,6 +220,55 @@ class SlowStackDriver : public StackDriver {
   std::unique_ptr<StackDriver> inner_;
   Delays d_;
   int observes_ = 0;
+};
+
+// A host whose packets are dropped, while `*silent` holds: every call waits
+// `timeout` (real time, outside the world's lock; less when the calling
+// thread's operation deadline, util/deadline.h, comes first, as the real
+// drivers' connections stop there) and then fails as timed out: observe()
+// unreachable with `timed_out`, an action Error::timeout. Otherwise the
+// calls go to `inner`. `waits` counts the calls that waited, `cut` those
+// of them that a deadline cut short.
+class SilentStackDriver : public StackDriver {
+ public:
+  SilentStackDriver(std::unique_ptr<StackDriver> inner, const std::atomic<bool>* silent,
+                    std::chrono::milliseconds timeout, std::atomic<int>* waits = nullptr,
+                    std::atomic<int>* cut = nullptr)
+      : inner_(std::move(inner)), silent_(silent), timeout_(timeout), waits_(waits), cut_(cut) {}
+  StackObs observe() override {
+    if (!*silent_) return inner_->observe();
+    StackObs s;
+    s.error = wait();
+    s.timed_out = true;
+    return s;
+  }
+  Status set_maintenance(bool on) override {
+    return *silent_ ? Status(Timeout(wait())) : inner_->set_maintenance(on);
+  }
+  Status stop_replication() override {
+    return *silent_ ? Status(Timeout(wait())) : inner_->stop_replication();
+  }
+  Status promote() override { return *silent_ ? Status(Timeout(wait())) : inner_->promote(); }
+  Status start_replication(const StackSpec& s) override {
+    return *silent_ ? Status(Timeout(wait())) : inner_->start_replication(s);
+  }
+
+ private:
+  std::string wait() {
+    if (waits_) ++*waits_;
+    auto until = std::chrono::steady_clock::now() + timeout_;
+    if (auto d = operation_deadline(); d && *d < until) {
+      until = *d;
+      if (cut_) ++*cut_;
+    }
+    std::this_thread::sleep_until(until);
+    return "no answer within " + std::to_string(timeout_.count()) + " ms (silent)";
+  }
+  std::unique_ptr<StackDriver> inner_;
+  const std::atomic<bool>* silent_;
+  std::chrono::milliseconds timeout_;
+  std::atomic<int>* waits_;
+  std::atomic<int>* cut_;
 };
 
 }  // namespace stackflip::testing
