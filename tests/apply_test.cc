@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <utility>
 
 #include "builders.h"
 #include "core/planner.h"
@@ -80,6 +81,70 @@ TEST_CASE("apply performs a planned switch through the drivers in order") {
                                "replication.start shop/primary from standby"});
   CHECK(seen.size() == 14);  // a start and an end report per step
   CHECK(h.plan().empty());   // converged
+}
+
+namespace {
+// Reports a note after a successful start_replication, as the postgres
+// driver does after pg_rewind discarded WAL.
+class NotingStackDriver : public StackDriver {
+ public:
+  explicit NotingStackDriver(std::unique_ptr<StackDriver> inner) : inner_(std::move(inner)) {}
+  StackObs observe() override { return inner_->observe(); }
+  Status set_maintenance(bool on) override { return inner_->set_maintenance(on); }
+  Status stop_replication() override { return inner_->stop_replication(); }
+  Status promote() override { return inner_->promote(); }
+  Status start_replication(const StackSpec& s) override {
+    Status st = inner_->start_replication(s);
+    if (st.ok()) note_ = "primary wrote WAL up to 0/3000100, past 0/3000060; discarded";
+    return st;
+  }
+  std::string take_note() override { return std::exchange(note_, std::string()); }
+
+ private:
+  std::unique_ptr<StackDriver> inner_;
+  std::string note_;
+};
+class NoteLog : public ActionLog {
+ public:
+  Result<int64_t> begin(const Action&, const std::string&) override { return ++n_; }
+  Status finish(int64_t, const std::string& result, const std::string& error, int64_t) override {
+    ends.push_back(result + ": " + error);
+    return {};
+  }
+  std::vector<std::string> ends;
+
+ private:
+  int64_t n_ = 0;
+};
+}  // namespace
+
+TEST_CASE(
+    "what a driver notes on a successful step (WAL a re-attach discarded) is reported and "
+    "journaled") {
+  Harness h(steady_world(), make_desired({make_group("standby")}));
+  h.factory.wrap_stack = [](std::unique_ptr<StackDriver> d,
+                            const std::string&) -> std::unique_ptr<StackDriver> {
+    return std::make_unique<NotingStackDriver>(std::move(d));
+  };
+  h.fleet = make_fleet(h.desired, h.factory);
+  NoteLog log;
+  ApplyOptions o;
+  o.action_timeout = std::chrono::milliseconds(200);
+  ApplyResult r = Applier(h.desired, h.fleet, &log, h.clock).apply(h.plan(), o);
+  CHECK(r.exit_code() == 0);
+  REQUIRE(r.groups.size() == 1);
+  const auto& steps = r.groups[0].steps;
+  REQUIRE(steps.size() == log.ends.size());
+  const size_t start =
+      static_cast<size_t>(std::find_if(steps.begin(), steps.end(),
+                                       [](const StepReport& st) {
+                                         return st.action.kind == ActionKind::replication_start;
+                                       }) -
+                          steps.begin());
+  REQUIRE(start < steps.size());
+  CHECK(steps[start].detail == "primary wrote WAL up to 0/3000100, past 0/3000060; discarded");
+  CHECK(log.ends[start] == "ok: primary wrote WAL up to 0/3000100, past 0/3000060; discarded");
+  CHECK(log.ends.front() == "ok: ");  // nothing noted: nothing journaled beyond ok
 }
 
 // "Journaled before it starts and after it ends" is checked in

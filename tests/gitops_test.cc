@@ -1391,6 +1391,14 @@ TEST_CASE(
   std::thread([&] { lines = fra.self_fence(); }).join();
   CHECK(lines == std::vector<std::string>{"self-fencing: group shop: maintenance on primary"});
   CHECK(r.world.stacks["shop"]["primary"].maintenance);
+  // On record in its own journal (etcd, the shared one, is out of reach).
+  auto fenced = fra_state->history(10, "shop");
+  REQUIRE(fenced.ok());
+  REQUIRE(fenced->size() >= 2);
+  CHECK((*fenced)[0].kind == "maintenance.on");
+  CHECK((*fenced)[0].stack == "primary");
+  CHECK((*fenced)[0].result == "ok");
+  CHECK((*fenced)[0].origin == "self-fence: cut off from etcd in site fra");
   // Opted out: nothing.
   r.world.stacks["shop"]["primary"].maintenance = false;
   c.replace(c.find("{after: 10s}"), 12, "{after: 10s, self_fence: false}");

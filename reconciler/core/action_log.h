@@ -16,6 +16,9 @@ class ActionLog {
   virtual ~ActionLog() = default;
   // Recorded (and durable) before the action starts; no entry, no action.
   virtual Result<int64_t> begin(const Action& a, const std::string& origin) = 0;
+  // `error`: a failed action's error, or what an ok one reports beyond "ok"
+  // (StackDriver::take_note: the WAL a re-attach discarded); `history`
+  // shows it as DETAIL.
   virtual Status finish(int64_t id, const std::string& result, const std::string& error,
                         int64_t duration_ms) = 0;
 };

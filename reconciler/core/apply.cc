@@ -303,7 +303,9 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
     if (log_) {
       int64_t ms =
           std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now() - started).count();
-      Status logged = log_->finish(entry, to_string(outcome), st.ok() ? "" : st.message(), ms);
+      // An ok action's note (the WAL a re-attach discarded) is journaled
+      // with it, in the field that holds a failed one's error.
+      Status logged = log_->finish(entry, to_string(outcome), st.ok() ? detail : st.message(), ms);
       if (!logged.ok() && st.ok()) {
         finish(StepOutcome::failed, "journal: " + logged.message());
         return out;
@@ -498,6 +500,7 @@ Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a, co
         break;
       case ActionKind::replication_start:
         st = s->start_replication(g.stacks.at(a.source));
+        if (st.ok()) detail = s->take_note();
         break;
       default:
         break;

@@ -44,6 +44,10 @@ class StackDriver {
   // Re-attach this stack as a replica streaming from `source` (a stack of the
   // same group, already primary), by the non-destructive path first.
   virtual Status start_replication(const StackSpec& source) = 0;
+  // What the last successful action did that the operator must know beyond
+  // "ok" (the WAL pg_rewind discarded to re-attach a former primary), for
+  // the step's report and the journal; "" when nothing. Cleared by the call.
+  virtual std::string take_note() { return {}; }
 };
 
 // One observation pass (observe.h: observe_all). Drivers whose addresses

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <map>
 #include <optional>
+#include <utility>
 #include <vector>
 
 #include "config/conninfo.h"
@@ -124,6 +125,7 @@ class PostgresStackDriver : public StackDriver {
   Status stop_replication() override;
   Status promote() override;
   Status start_replication(const StackSpec& source) override;
+  std::string take_note() override { return std::exchange(note_, std::string()); }
 
  private:
   // What re-attaching to one source needs, read once.
@@ -194,6 +196,7 @@ class PostgresStackDriver : public StackDriver {
   Clock& clock_;
   PostgresSession session_;
   PostgresControl control_;
+  std::string note_;  // take_note()
 };
 
 StackObs PostgresStackDriver::observe() {
@@ -508,9 +511,10 @@ Status PostgresStackDriver::rewind_and_wait(const Reattach& r, const std::string
   if (!rewind_allowed())
     return Err(where_ + ": cannot re-attach without rewriting its data: " + how +
                ". It stays fenced; set `pg_rewind: true` on the stack or its provider to let "
-               "stackflip run pg_rewind (it discards only WAL written after the fork; a fenced "
-               "primary has no commits the new primary lacks)");
-  spdlog::warn("{}: {}; running pg_rewind (it discards only that WAL)", where_, how);
+               "stackflip run pg_rewind (it discards the WAL written after the fork: none for a "
+               "primary fenced before the switch; the writes a failover with allow_data_loss "
+               "accepted to lose otherwise)");
+  spdlog::warn("{}: {}; running pg_rewind (it discards that WAL)", where_, how);
   // pg_rewind finds the fork point from the source's control file, which
   // names the new timeline only once the checkpoint that follows the
   // promotion has completed (PostgreSQL spreads it over seconds). Before
@@ -519,6 +523,8 @@ Status PostgresStackDriver::rewind_and_wait(const Reattach& r, const std::string
   if (Status s = checkpoint_source(r.source); !s.ok()) return s;
   session_.close();
   if (Status s = control_.rewind_as_standby(r.data_dir, r.rewind_from); !s.ok()) return s;
+  // From here the WAL is gone, whatever follows: on record with the action.
+  note_ = how + "; pg_rewind discarded the WAL past the fork";
   if (Status s = wait_in_recovery("pg_rewind"); !s.ok()) return s;
   return wait_attached(r);
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <mutex>
@@ -781,8 +782,30 @@ std::vector<std::string> Reconciler::self_fence() {
     if (!g.auto_failover || !g.auto_failover->self_fence || active == g.stacks.end() ||
         active->second.site != s_.site)
       continue;
+    // On record in this instance's own journal (the shared one, in etcd,
+    // is what it was cut off from). The fence does not wait for the
+    // record: a journal that cannot be written is logged, and the fence
+    // goes ahead (it only ever stops writes).
+    Action a;
+    a.group = name;
+    a.kind = ActionKind::maintenance_on;
+    a.stack = g.active;
+    const std::string origin = "self-fence: cut off from etcd in site " + s_.site;
+    auto entry = store_.begin(a, origin);
+    if (!entry.ok())
+      spdlog::error("self-fencing: group {}: journal: {}", name, entry.error().message);
+    const auto t0 = std::chrono::steady_clock::now();
     auto driver = factory_.stack_driver(*d, g, g.active);
     Status st = driver.ok() ? (*driver)->fence_now() : driver.status();
+    if (entry.ok()) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::steady_clock::now() - t0)
+                          .count();
+      if (Status s =
+              store_.finish(*entry, st.ok() ? "ok" : "failed", st.ok() ? "" : st.message(), ms);
+          !s.ok())
+        spdlog::error("self-fencing: group {}: journal: {}", name, s.message());
+    }
     std::string line = "self-fencing: group " + name + ": maintenance on " + g.active +
                        (st.ok() ? "" : " failed: " + st.message());
     if (st.ok())

@@ -433,7 +433,7 @@ std::string render_history(const std::vector<JournalEntry>& entries) {
   bool shared = std::any_of(entries.begin(), entries.end(),
                             [](const JournalEntry& e) { return !e.instance.empty(); });
   std::vector<std::vector<std::string>> rows = {
-      {"ID", "TIME", "GROUP", "ACTION", "STACK", "STATUS", "DURATION", "ORIGIN", "ERROR"}};
+      {"ID", "TIME", "GROUP", "ACTION", "STACK", "STATUS", "DURATION", "ORIGIN", "DETAIL"}};
   if (shared) rows[0][0] = "INSTANCE", rows[0].insert(rows[0].begin() + 1, "TOKEN");
   for (const auto& e : entries) {
     std::string stack = e.source.empty() ? e.stack : e.stack + " from " + e.source;

@@ -42,10 +42,10 @@ struct JournalEntry {
   int64_t id = 0;
   std::string time;  // RFC 3339 UTC with milliseconds, e.g. 2026-11-26T18:00:00.123Z
   std::string group, kind, stack, source;
-  std::string origin;  // commit sha, or "config:<digest>"
+  std::string origin;  // commit sha, "config:<digest>", or "self-fence: ..."
   std::string phase;   // "started" | "finished"
   std::string result;  // "" (started rows), "ok", "failed", "timeout", "interrupted"
-  std::string error;
+  std::string error;   // failed: why; ok: its note, if any (action_log.h)
   int64_t duration_ms = 0;
   int64_t start_id = 0;  // finished rows: id of the started row they end
   bool open = false;     // started row with no finished row: still running, or the process died

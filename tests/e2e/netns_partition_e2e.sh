@@ -419,11 +419,17 @@ fi
 nsl_exec wit "$SF" history --etcd "$(nsl_etcd_url wit)" -n 40 >"$DIR/history-etcd.txt" 2>&1
 echo "  the journal (etcd):"
 sed 's/^/    /' "$DIR/history-etcd.txt" | cut -c1-160 | head -n 12
-# Not checked, said: where the loss and the self-fence are on record.
-((FAILED_OVER)) && ! grep -q "$(a .switchpoint)" "$DIR/history-etcd.txt" 2>/dev/null &&
-  echo "NOTE: the journal's re-attach entry does not name the WAL discarded by pg_rewind (only the leader's log does)"
+# Where the loss and the self-fence are on record: the re-attach's entry in
+# the shared journal names the WAL pg_rewind discarded (past ams's fork
+# point); fra-1's own journal holds its self-fence (etcd was out of reach).
+if ((FAILED_OVER)); then
+  grep "replication.start" "$DIR/history-etcd.txt" | grep "pg_rewind discarded" | sed 's/^/    /' | cut -c1-240
+  check "the journal's re-attach entry names the WAL pg_rewind discarded, past ams's fork point" \
+    grep -qE "replication\.start .*past $(a .switchpoint) where standby's timeline [0-9]+ forked from it; pg_rewind discarded the WAL past the fork" "$DIR/history-etcd.txt"
+fi
 "$SF" history --state "$DIR/fra-1/state.db" -n 40 >"$DIR/history-fra-1.txt" 2>&1
-grep -qE "maintenance\.on +primary" "$DIR/history-fra-1.txt" "$DIR/history-etcd.txt" ||
-  echo "NOTE: fra-1's self-fence (maintenance on primary) is in no journal (neither etcd's nor fra-1's state store), only in its log"
+grep "self-fence" "$DIR/history-fra-1.txt" | sed 's/^/    /'
+check "fra-1's own journal holds its self-fence (maintenance.on primary, ok)" \
+  grep -qE "maintenance\.on +primary +ok .*self-fence: cut off from etcd in site fra" "$DIR/history-fra-1.txt"
 echo "  total $(secs "$(date +%s.%N)" "$T0") s"
 e2e_finish
