@@ -1190,6 +1190,37 @@ TEST_CASE(
 }
 
 TEST_CASE(
+    "issue 14: while a failover waits for `after`, a silent active stack is observed with the "
+    "short limit every other pass, never twice in a row") {
+  Repo r;
+  r.commit(auto_config("primary", "10s"));
+  std::atomic<bool> silent{false};
+  std::atomic<int> waits{0}, cut{0};
+  r.factory.wrap_stack = [&](std::unique_ptr<StackDriver> d,
+                             const std::string& stack) -> std::unique_ptr<StackDriver> {
+    if (stack != "primary") return d;
+    return std::make_unique<SilentStackDriver>(std::move(d), &silent,
+                                               std::chrono::milliseconds(200), &waits, &cut);
+  };
+  GitSource src(r.source_options());
+  ReconcileSettings s = fast_settings();
+  s.apply.silent_limit = std::chrono::milliseconds(20);
+  Reconciler rec(src, *r.journal, r.factory, real_clock(), s);
+  REQUIRE(rec.pass().run.result == "no-changes");
+  silent = true;
+  // Whole timeout, then the limit, then the whole timeout again, ...: a
+  // stack that answers slowly is never taken for down by limited
+  // observations alone.
+  for (int pass = 1; pass <= 4; ++pass) {
+    PassReport p = rec.pass();
+    INFO("pass " << pass << ": " << p.groups.at("shop").decision);
+    CHECK_THAT(p.groups.at("shop").decision, Catch::StartsWith("automatic failover in "));
+    CHECK(waits == pass);
+    CHECK(cut == pass / 2);
+  }
+}
+
+TEST_CASE(
     "issue 14: the active stack failing its health check while its database answers: "
     "stackflip commits the failover without allow_data_loss, and applies it as a planned "
     "switch") {

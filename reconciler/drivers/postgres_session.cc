@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <thread>
 #include <utility>
 
@@ -48,6 +49,14 @@ bool authentication_failed(PGconn* c, const std::string& message) {
   // 28000: role "x" does not exist.
   const size_t role = message.find("role \"");
   return role != std::string::npos && message.find("\" does not exist", role) != std::string::npos;
+}
+
+// The kept session's socket gave up: nothing it sent was acknowledged
+// within tcp_user_timeout, or keep-alives went unanswered (ETIMEDOUT, as
+// strerror words it in the C locale). The server did not answer, as opposed
+// to closing the connection or refusing a new one.
+bool tcp_timed_out(const std::string& message) {
+  return message.find("Connection timed out") != std::string::npos;
 }
 
 // After a cancel request, how long the server has to answer before the
@@ -163,7 +172,11 @@ Result<PgRows> PgConnection::exec(const std::string& sql, const std::string& whe
     return Timeout(where + ": cancelled, no answer within " + std::to_string(kCancelGrace.count()) +
                    " ms; connection closed; " + stopped);
   }
-  if (!res) return Err(where + ": " + one_line(PQerrorMessage(conn_)));
+  if (!res) {
+    Error e = Err(where + ": " + one_line(PQerrorMessage(conn_)));
+    e.timeout = tcp_timed_out(e.message);
+    return e;
+  }
   auto st = PQresultStatus(res.get());
   if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
     const char* code = PQresultErrorField(res.get(), PG_DIAG_SQLSTATE);
@@ -173,6 +186,7 @@ Result<PgRows> PgConnection::exec(const std::string& sql, const std::string& whe
     Error e = Err(message + (stopped.empty() ? "" : "; " + stopped));
     // 57014 = query_canceled (statement_timeout, or our cancel).
     if (code && std::strcmp(code, "57014") == 0) e.timeout = true;
+    if (!code && tcp_timed_out(message)) e.timeout = true;  // the connection timed out
     // Errors that asking again cannot change (issue 11), not retried by
     // apply: class 42 (insufficient privilege, e.g. pg_promote not granted;
     // undefined function) and 0A000 (feature not supported).
@@ -294,6 +308,7 @@ Status PostgresSession::ensure_open() {
 }
 
 Result<PgRows> PostgresSession::exec(const std::string& sql, bool retry) {
+  std::optional<DeadlineScope> short_retry;
   for (int attempt = 0;; ++attempt) {
     if (Status s = ensure_open(); !s.ok()) return s.error();
     auto r = conn_.exec(sql, where_);
@@ -302,6 +317,21 @@ Result<PgRows> PostgresSession::exec(const std::string& sql, bool retry) {
       return r;
     }
     conn_.reset();
+    // DECISION (issue 14): the kept session died of a TCP timeout (a silent
+    // host: a partition). A new connection would almost surely wait its
+    // whole connect timeout too, on top of the seconds the old one took to
+    // time out, and every observation of a silent active stack delays a
+    // failover by that much. So the new one gets a quarter of the connect
+    // timeout, at least 300 ms: a server that is up answers well within
+    // it; one that does not is reported unreachable (timed out) for this
+    // call, and the next call connects with the whole timeout again.
+    if (r.error().timeout) {
+      const auto limit = std::chrono::milliseconds(
+          std::max<long long>(300, static_cast<long long>(timeouts_.connect_ms) / 4));
+      short_retry.emplace([t = std::chrono::steady_clock::now() + limit] { return t; },
+                          "the kept session timed out; a new one was given " +
+                              std::to_string(limit.count()) + " ms");
+    }
   }
 }
 

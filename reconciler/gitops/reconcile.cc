@@ -972,6 +972,14 @@ void Reconciler::auto_failover(PassReport& rep, const DesiredState& d,
                     (gs.decision.empty() ? "" : "; else " + gs.decision);
       const auto wait = std::chrono::milliseconds(left + 50);
       if (!rep.next_within || wait < *rep.next_within) rep.next_within = wait;
+      // The pass that may decide it observes what was silent just now with
+      // the short limit too (silent_next_), but only after an observation
+      // with the whole timeout: a stack that answers, slowly, is never
+      // taken for down by limited observations alone.
+      for (const auto& [name, st] : g.last.stacks)
+        if (!st.reachable && st.timed_out &&
+            !(limited_now_.count(spec.name) && limited_now_.at(spec.name).count(name)))
+          silent_next_[spec.name].insert(name);
     }
   }
   if (go.empty()) return;
@@ -1116,7 +1124,8 @@ std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
   std::string observed_at = clock_.rfc3339_now();
   const int64_t observed_ms = clock_.unix_ms();
   std::vector<GroupRun> runs = run_groups(d, last_known ? &*last_known : nullptr, stop);
-  silent_next_.clear();  // for one pass only
+  limited_now_ = std::move(silent_next_);  // for one pass only
+  silent_next_.clear();
   if (holds_changed_)
     if (Status s = store_.put(kHeldKey, holds_to_json(holds_)); !s.ok()) store_failed(s);
 

@@ -273,6 +273,10 @@ class Reconciler {
   // it, gives them apply's silent_limit in its observation too (the plan's
   // observation of that apply; core/apply.h "Silent stacks"); then forgotten.
   std::map<std::string, std::set<std::string>> silent_next_;
+  // The same while a failover waits for `after` (or the witnesses), from
+  // an observation with the whole timeout only; `limited_now_`: the stacks
+  // this pass observed with the limit, so the next one does not.
+  std::map<std::string, std::set<std::string>> limited_now_;
   // Whether the group was converged in the pass before its active stack went
   // down (automatic failover never acts in a switch); `converged_` holds the
   // groups converged in the last pass.
