@@ -1019,6 +1019,17 @@ std::string auto_config(const std::string& active, const std::string& after = "2
   return c;
 }
 
+// Stack primary's packets dropped while `silent` holds (SilentStackDriver).
+void silent_primary(Repo& r, std::atomic<bool>& silent, std::chrono::milliseconds timeout,
+                    std::atomic<int>& waits, std::atomic<int>& cut) {
+  r.factory.wrap_stack = [&silent, &waits, &cut, timeout](
+                             std::unique_ptr<StackDriver> d,
+                             const std::string& stack) -> std::unique_ptr<StackDriver> {
+    if (stack != "primary") return d;
+    return std::make_unique<SilentStackDriver>(std::move(d), &silent, timeout, &waits, &cut);
+  };
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -1154,12 +1165,7 @@ TEST_CASE(
   run({"git", "clone", "-q", "--bare", r.work, origin});
   std::atomic<bool> silent{false};
   std::atomic<int> waits{0}, cut{0};
-  r.factory.wrap_stack = [&](std::unique_ptr<StackDriver> d,
-                             const std::string& stack) -> std::unique_ptr<StackDriver> {
-    if (stack != "primary") return d;
-    return std::make_unique<SilentStackDriver>(std::move(d), &silent,
-                                               std::chrono::milliseconds(300), &waits, &cut);
-  };
+  silent_primary(r, silent, std::chrono::milliseconds(300), waits, cut);
   GitSource src(r.source_options("file://" + origin));
   ReconcileSettings s = fast_settings();
   s.apply.silent_limit = std::chrono::milliseconds(20);
@@ -1196,12 +1202,7 @@ TEST_CASE(
   r.commit(auto_config("primary", "10s"));
   std::atomic<bool> silent{false};
   std::atomic<int> waits{0}, cut{0};
-  r.factory.wrap_stack = [&](std::unique_ptr<StackDriver> d,
-                             const std::string& stack) -> std::unique_ptr<StackDriver> {
-    if (stack != "primary") return d;
-    return std::make_unique<SilentStackDriver>(std::move(d), &silent,
-                                               std::chrono::milliseconds(200), &waits, &cut);
-  };
+  silent_primary(r, silent, std::chrono::milliseconds(200), waits, cut);
   GitSource src(r.source_options());
   ReconcileSettings s = fast_settings();
   s.apply.silent_limit = std::chrono::milliseconds(20);

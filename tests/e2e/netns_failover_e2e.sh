@@ -46,36 +46,8 @@ nsl_require
 command -v ssh-keygen >/dev/null && command -v jq >/dev/null || { echo "SKIP: ssh-keygen or jq missing"; exit 77; }
 export NO_COLOR=1
 
-DIR=$(mktemp -d "${TMPDIR:-/tmp}/stackflip-netns.XXXXXX")
-chmod 755 "$DIR"
-# shellcheck disable=SC2034 # read by netns_lib.sh
-NSL_DIR=$DIR
-STOP=$DIR/stop
-cleanup() {
-  touch "$STOP" 2>/dev/null
-  nsl_teardown
-  [[ -n ${KEEP_E2E_DIR:-} ]] || rm -rf "$DIR"
-}
-trap cleanup EXIT
-trap 'exit 143' TERM INT HUP  # (CTest's timeout) the EXIT trap still cleans up
-T0=$(date +%s.%N)
-secs() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) - float(sys.argv[2])))" "$1" "$2"; } # T FROM
-bail() { fail "$1"; e2e_finish; exit 1; }
-
-echo "--- sites: namespaces $(nsl_ns hub) $(nsl_ns fra) $(nsl_ns ams) $(nsl_ns wit)"
-nsl_setup || bail "network namespaces and links"
-nsl_start_etcd fra ams wit
-etcd_serves_all() { nsl_etcd_serves fra && nsl_etcd_serves ams && nsl_etcd_serves wit; }
-check "etcd: the three members serve" poll 30 etcd_serves_all
-nsl_start_postgres fra ams || bail "PostgreSQL: primary in fra, replica in ams"
-nsl_start_pdns "${NSL_ADDR[fra]}" || bail "PowerDNS in the hub"
-nsl_start_git
-nsl_write_app
-pdns_up() { nsl_exec hub curl -fsS -o /dev/null -m 2 2>/dev/null -H "X-API-Key: $NSL_PDNS_KEY" "$NSL_PDNS_URL/api/v1/servers/localhost"; }
-check "PowerDNS answers in the hub" poll 20 pdns_up
-check "the Git server answers in the hub" poll 20 nsl_git_up
-nsl_psql fra fra "CREATE TABLE writes(id bigint PRIMARY KEY, host text, at timestamptz DEFAULT now())" >/dev/null
-echo "  sites up in $(secs "$(date +%s.%N)" "$T0") s"
+nsl_suite_begin
+nsl_sites_up
 
 # ------------------------------------------------------------ config, Git
 AFTER=3

@@ -24,8 +24,8 @@
 # our namespaces (`ip netns pids`: deleting a namespace kills nothing) and
 # deletes the namespaces (their veths and bridge go with them).
 #
-# Callers: source lib.sh; source netns_lib.sh; nsl_require; NSL_DIR=...;
-# nsl_setup; nsl_start_* ...; (the EXIT trap calls nsl_teardown).
+# Callers: source lib.sh; source netns_lib.sh; nsl_require; nsl_suite_begin;
+# nsl_sites_up (or nsl_setup; nsl_start_* ...); the EXIT trap tears down.
 
 NSL_NET=10.213.0
 NSL_PREFIX=sf$$
@@ -383,6 +383,57 @@ nsl_start_git() {
 # Git down (its server stopped: connections refused) and back.
 nsl_stop_git() { nsl_stop_pid "$NSL_GIT_PID"; }
 nsl_git_up() { nsl_tcp_ok wit "${NSL_ADDR[hub]}" 8080; }
+
+# ---------------------------------------------------------------- a suite
+
+# The start of a netns suite: its folder (DIR = NSL_DIR, kept with
+# KEEP_E2E_DIR), STOP (the clients' stop file), T0, and the traps: on EXIT
+# everything is torn down; CTest's timeout (TERM) still gets there.
+nsl_suite_begin() {
+  DIR=$(mktemp -d "${TMPDIR:-/tmp}/stackflip-netns.XXXXXX")
+  chmod 755 "$DIR"
+  NSL_DIR=$DIR
+  STOP=$DIR/stop
+  trap nsl_suite_end EXIT
+  trap 'exit 143' TERM INT HUP
+  T0=$(date +%s.%N)
+}
+nsl_suite_end() {
+  touch "$STOP" 2>/dev/null
+  nsl_teardown
+  [[ -n ${KEEP_E2E_DIR:-} ]] || rm -rf "$DIR"
+}
+secs() { python3 -c "import sys; print('%.2f' % (float(sys.argv[1]) - float(sys.argv[2])))" "$1" "$2"; } # T FROM
+bail() { fail "$1"; e2e_finish; exit 1; } # WHAT: a failed check that ends the suite
+
+# The sites and their servers: links, the three etcd members, PostgreSQL
+# (primary in fra, streaming replica in ams, table writes), PowerDNS (shop
+# → fra) and the Git server in the hub, the application script; each
+# checked to answer.
+nsl_sites_up() {
+  echo "--- sites: namespaces $(nsl_ns hub) $(nsl_ns fra) $(nsl_ns ams) $(nsl_ns wit)"
+  nsl_setup || bail "network namespaces and links"
+  nsl_start_etcd fra ams wit
+  check "etcd: the three members serve (a quorum across the sites)" poll 30 nsl_etcd_serves_all
+  check "links: every site reaches the others and the hub (TCP)" nsl_all_linked
+  nsl_start_postgres fra ams || bail "PostgreSQL: primary in fra, replica in ams"
+  nsl_start_pdns "${NSL_ADDR[fra]}" || bail "PowerDNS in the hub"
+  nsl_start_git
+  nsl_write_app
+  check "PowerDNS answers in the hub" poll 20 nsl_pdns_up
+  check "the Git server answers in the hub" poll 20 nsl_git_up
+  check_eq "replication: ams is a standby" t "$(nsl_psql ams ams "SELECT pg_is_in_recovery()")"
+  nsl_psql fra fra "CREATE TABLE writes(id bigint PRIMARY KEY, host text, at timestamptz DEFAULT now())" >/dev/null
+  echo "  sites up in $(secs "$(date +%s.%N)" "$T0") s"
+}
+nsl_etcd_serves_all() { nsl_etcd_serves fra && nsl_etcd_serves ams && nsl_etcd_serves wit; }
+nsl_reach() { nsl_tcp_ok "$1" "${NSL_ADDR[$2]}" 2379; } # FROM TO (an etcd member listens at each site)
+nsl_all_linked() {
+  nsl_reach fra ams && nsl_reach fra wit && nsl_reach ams wit && nsl_reach wit fra && nsl_reach hub fra && nsl_reach hub ams
+}
+nsl_pdns_up() {
+  nsl_exec hub curl -fsS -o /dev/null -m 2 2>/dev/null -H "X-API-Key: $NSL_PDNS_KEY" "$NSL_PDNS_URL/api/v1/servers/localhost"
+}
 
 # ---------------------------------------------------------------- group shop
 
