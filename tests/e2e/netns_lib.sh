@@ -525,7 +525,8 @@ nsl_write_app() {
 #     pg_current_wal_flush_lsn() (post): the commit record ends in (pre, post].
 #     Lines: "ack ID T PRE POST" once acknowledged; "refused ID T READONLY
 #     MESSAGE" for a failed attempt (READONLY 1 when SQLSTATE 25006), retried
-#     with the same id 20 ms later.
+#     with the same id 20 ms later; "dup ID T" when that id is there already
+#     (an attempt whose answer was lost committed after all): the next id.
 #   monitor NAME OUT STOP HOST...
 #     One thread per HOST: every 50 ms a new session (what a new client gets)
 #     asks pg_is_in_recovery() and default_transaction_read_only. Lines
@@ -617,6 +618,16 @@ def writer(dsn, out, stop, first):
                 time.sleep(0.005)
             except PgError as e:
                 msg = " ".join(str(e).split())[:200]
+                if e.sqlstate == "23505":
+                    # The id is there already: an earlier attempt's COMMIT
+                    # went through though its answer was lost (the server
+                    # was killed), and reached the new primary. Never
+                    # acknowledged: the next id.
+                    line(f, "dup %d %.6f" % (i, time.time()))
+                    i += 1
+                    conn.close()
+                    conn = None
+                    continue
                 line(f, "refused %d %.6f %d %s" % (i, time.time(), e.sqlstate == "25006", msg))
                 if conn is not None and pq.PQstatus(conn.c) != 0:
                     conn.close()
