@@ -44,9 +44,6 @@ SF=$(realpath "${1:?stackflip binary}")
 # (E2E_TOOL is not used: the writer's rows all say host fra-client, which
 # e2e_tool check would take for rows written elsewhere; lost_writes below.)
 nsl_require
-command -v ssh-keygen >/dev/null && command -v jq >/dev/null || { echo "SKIP: ssh-keygen or jq missing"; exit 77; }
-export NO_COLOR=1
-
 nsl_suite_begin
 nsl_sites_up
 

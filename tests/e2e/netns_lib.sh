@@ -60,7 +60,7 @@ nsl_require() {
   for t in "$NSL_PG_BIN/postgres" "$NSL_PG_BIN/initdb" "$NSL_PG_BIN/pg_basebackup" "$NSL_ETCD_BIN"; do
     [[ -x $t ]] || nsl_skip "$t missing"
   done
-  for t in pdns_server pdnsutil sqlite3 python3 curl git runuser etcdctl; do
+  for t in pdns_server pdnsutil sqlite3 python3 curl git runuser etcdctl ssh-keygen jq; do
     command -v "$t" >/dev/null || nsl_skip "$t missing"
   done
   id -u postgres >/dev/null 2>&1 || nsl_skip "no 'postgres' OS user"
@@ -397,6 +397,7 @@ nsl_suite_begin() {
   trap nsl_suite_end EXIT
   trap 'exit 143' TERM INT HUP
   T0=$(date +%s.%N)
+  export NO_COLOR=1
 }
 nsl_suite_end() {
   touch "$STOP" 2>/dev/null

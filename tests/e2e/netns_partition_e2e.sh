@@ -51,9 +51,6 @@ source "$(dirname "$0")/netns_lib.sh"
 SF=$(realpath "${1:?stackflip binary}")
 TOOL=$(realpath "${2:?e2e_tool binary}")
 nsl_require
-command -v ssh-keygen >/dev/null && command -v jq >/dev/null || { echo "SKIP: ssh-keygen or jq missing"; exit 77; }
-export NO_COLOR=1
-
 nsl_suite_begin
 nsl_sites_up
 
