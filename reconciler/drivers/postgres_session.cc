@@ -308,9 +308,17 @@ Status PostgresSession::ensure_open() {
 }
 
 Result<PgRows> PostgresSession::exec(const std::string& sql, bool retry) {
-  std::optional<DeadlineScope> short_retry;
+  std::optional<std::chrono::milliseconds> connect_limit;  // the retry's, see below
   for (int attempt = 0;; ++attempt) {
-    if (Status s = ensure_open(); !s.ok()) return s.error();
+    {
+      // Only the connection is limited, never the statement sent on it.
+      std::optional<DeadlineScope> brief;
+      if (connect_limit)
+        brief.emplace([t = std::chrono::steady_clock::now() + *connect_limit] { return t; },
+                      "the kept session timed out; a new one was given " +
+                          std::to_string(connect_limit->count()) + " ms");
+      if (Status s = ensure_open(); !s.ok()) return s.error();
+    }
     auto r = conn_.exec(sql, where_);
     if (r.ok() || conn_.alive() || !retry || attempt > 0) {
       if (!r.ok() && !conn_.alive()) conn_.reset();
@@ -322,16 +330,12 @@ Result<PgRows> PostgresSession::exec(const std::string& sql, bool retry) {
     // whole connect timeout too, on top of the seconds the old one took to
     // time out, and every observation of a silent active stack delays a
     // failover by that much. So the new one gets a quarter of the connect
-    // timeout, at least 300 ms: a server that is up answers well within
-    // it; one that does not is reported unreachable (timed out) for this
-    // call, and the next call connects with the whole timeout again.
-    if (r.error().timeout) {
-      const auto limit = std::chrono::milliseconds(
+    // timeout, at least 300 ms, to connect: a server that is up answers well
+    // within it; one that does not is reported unreachable (timed out) for
+    // this call, and the next call connects with the whole timeout again.
+    if (r.error().timeout)
+      connect_limit = std::chrono::milliseconds(
           std::max<long long>(300, static_cast<long long>(timeouts_.connect_ms) / 4));
-      short_retry.emplace([t = std::chrono::steady_clock::now() + limit] { return t; },
-                          "the kept session timed out; a new one was given " +
-                              std::to_string(limit.count()) + " ms");
-    }
   }
 }
 
