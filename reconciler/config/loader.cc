@@ -66,7 +66,7 @@ const std::vector<TypeKeys>& type_table() {
        {{"server_id", "localhost"}, {"timeout_ms", "5000"}, {"insecure", "false"}},
        {},
        {},
-       {"zone", "record", "record_type"},
+       {"zone", "record", "record_type", "switch_ttl"},
        {"zone", "record"}},
       {"cloud66",
        true,
@@ -394,6 +394,16 @@ class Checker {
     if (errors_.size() != before) return;
 
     std::string owner_key, owned_ptr, what;
+    if (const Value* sw = member(t, "switch_ttl")) {
+      const Value* ttl = member(t, "ttl");
+      const int want = ttl && ttl->IsInt() ? ttl->GetInt() : 60;
+      if (sw->IsInt() && sw->GetInt() > want)
+        error(doc_.mark_of(tp + "/switch_ttl"),
+              "switch_ttl " + std::to_string(sw->GetInt()) + " is above the record's ttl " +
+                  std::to_string(want) +
+                  ": pre-lowering lowers the TTL before a switch; write at most " +
+                  std::to_string(want));
+    }
     if (type == "powerdns") {
       const std::string zone = to_lower(str(member(t, "zone")));
       const std::string record = to_lower(str(member(t, "record")));
@@ -684,7 +694,8 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
       ts.provider = t["provider"].GetString();
       ts.mark = std::move(mark);
       if (const Value* ttl = member(t, "ttl")) ts.ttl = ttl->GetInt();
-      split_settings(t, {"provider", "ttl", "record_type"}, ts.settings, nullptr);
+      if (const Value* sw = member(t, "switch_ttl")) ts.switch_ttl = sw->GetInt();
+      split_settings(t, {"provider", "ttl", "record_type", "switch_ttl"}, ts.settings, nullptr);
       const std::string& type = d.providers.at(ts.provider).type;
       if (type == "powerdns") {
         // One address per record type: [A, AAAA] is two rrsets of one name.

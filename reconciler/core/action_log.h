@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "core/plan.h"
@@ -21,6 +22,20 @@ class ActionLog {
   // shows it as DETAIL.
   virtual Status finish(int64_t id, const std::string& result, const std::string& error,
                         int64_t duration_ms) = 0;
+
+  // The last action of `kind` on `group` that finished ok: how long ago it
+  // finished (by the log's own clock) and its detail. Nullopt when there is
+  // none or the log cannot tell; callers then assume the worst (traffic.wait
+  // waits its whole time from now).
+  struct Finished {
+    int64_t ms_ago = 0;
+    std::string detail;
+  };
+  virtual std::optional<Finished> last_ok(const std::string& group, ActionKind kind) {
+    (void)group;
+    (void)kind;
+    return std::nullopt;
+  }
 };
 
 }  // namespace stackflip

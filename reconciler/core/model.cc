@@ -73,6 +73,7 @@ TrafficObs combine_traffic(std::vector<TrafficObs> parts) {
       t.error += (t.error.empty() ? "" : "; ") + (p.name.empty() ? "" : p.name + ": ") + p.error;
     }
     t.config_error = t.config_error || p.config_error;
+    if (p.paused) t.paused = t.paused.value_or(false) || *p.paused;
     if (!p.blocker.empty())
       t.blocker +=
           (t.blocker.empty() ? "" : "; ") + (p.name.empty() ? "" : p.name + ": ") + p.blocker;
@@ -106,6 +107,10 @@ constexpr KindName kKindNames[] = {
     {ActionKind::maintenance_off, "maintenance.off"},
     {ActionKind::traffic_switch, "traffic.switch"},
     {ActionKind::replication_start, "replication.start"},
+    {ActionKind::traffic_ttl, "traffic.ttl"},
+    {ActionKind::traffic_wait, "traffic.wait"},
+    {ActionKind::traffic_pause, "traffic.pause"},
+    {ActionKind::traffic_resume, "traffic.resume"},
 };
 }  // namespace
 

@@ -92,6 +92,10 @@ struct TrafficSpec {
   // zone, record, record_type (powerdns); failover_group (cloud66); ...
   std::map<std::string, std::string> settings;
   int ttl = 60;
+  // TTL pre-lowering (issue 15, powerdns only): before a planned switch the
+  // record's TTL is lowered to this, and the switch waits until resolvers
+  // have forgotten answers with the previous TTL. Unset: no pre-lowering.
+  std::optional<int> switch_ttl;
   std::string name;  // how messages call it: "shop.example.com. A", "failover group fg-1"
   Mark mark;
 
@@ -234,6 +238,10 @@ struct TrafficObs {
   // plan blocks the switch before its first step instead of failing in it.
   std::string blocker;
   std::string name;  // which address (TrafficSpec::name); "" on the combination
+  // A connection pooler that can hold its clients' queries (PgBouncer's
+  // PAUSE, issue 15): whether it holds them now. Null for addresses that
+  // cannot pause (DNS). On the combination: true when any part is paused.
+  std::optional<bool> paused;
   std::vector<TrafficRecord> records;
   std::vector<TrafficObs> parts;
 };

@@ -20,6 +20,11 @@ enum class ActionKind {
   maintenance_off,    // stack: accept writes again
   traffic_switch,     // group: point traffic at `stack`
   replication_start,  // stack: stream from `source`
+  // Issue 15: what clients see during a planned switch.
+  traffic_ttl,     // group: lower each address's TTL to its switch_ttl (`stack`: where it points)
+  traffic_wait,    // group: until resolvers forgot answers with the previous TTL (wait_ms)
+  traffic_pause,   // group: a pooler holds its clients' queries (PgBouncer PAUSE)
+  traffic_resume,  // group: the pooler lets them go (RESUME), to `stack`
 };
 const char* to_string(ActionKind k);  // "maintenance.on", ...
 std::optional<ActionKind> parse_action_kind(const std::string& s);
@@ -31,6 +36,9 @@ struct Action {
   std::string source;  // replication.wait/start: the stack replicated from
   std::string reason;  // which desired field and which observed fact
   std::string guard;   // what must hold just before it runs
+  // traffic.wait: the previous TTL, counted from when traffic.ttl lowered it
+  // (apply reads that moment from the journal: ActionLog::last_ok).
+  int64_t wait_ms = 0;
   bool blocked = false;
   std::string why_blocked;
 };

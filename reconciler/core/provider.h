@@ -80,6 +80,20 @@ class TrafficDriver {
   // Point the address at `stack` (a stack of the group), replacing every
   // other value it holds.
   virtual Status switch_to(const std::string& stack) = 0;
+
+  // TTL pre-lowering (issue 15): set the address's TTL to `ttl`, keeping
+  // every value it holds. Only drivers whose addresses have a TTL
+  // (powerdns); the others refuse for good.
+  virtual Status set_ttl(int ttl) {
+    (void)ttl;
+    return Refused("this traffic provider has no TTL to lower");
+  }
+  // A connection pooler (PgBouncer, issue 15): hold the clients' new queries
+  // once the running transactions finished, so the switch is a pause for
+  // them and not an error; and let them go. Such a driver reports
+  // TrafficObs::paused. The others refuse for good.
+  virtual Status pause() { return Refused("this traffic provider cannot pause"); }
+  virtual Status resume() { return Refused("this traffic provider cannot pause"); }
 };
 
 // Makes drivers for a desired state. The real factory (drivers.h) dispatches
