@@ -30,7 +30,7 @@ PACKAGES=(
   etcd-server
   etcd-client
   # iproute2: the sites of netns_partition_e2e.sh are network namespaces
-  iproute2
+  iproute2 unbound
 )
 
 SUDO=()
