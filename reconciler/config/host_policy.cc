@@ -118,6 +118,10 @@ bool HostPolicy::health_allowed(const std::string& origin) const {
   return std::find(health_urls.begin(), health_urls.end(), origin) != health_urls.end();
 }
 
+bool HostPolicy::pgbouncer_file_allowed(const std::string& path) const {
+  return std::find(pgbouncer_files.begin(), pgbouncer_files.end(), path) != pgbouncer_files.end();
+}
+
 Result<std::string> HostPolicy::allow_command(const std::string& program) const {
   std::string path;
   if (program.empty()) return Err("an empty program name");
@@ -194,7 +198,7 @@ Result<HostPolicy> load_host_policy(const std::string& path, std::vector<Diagnos
   if (!doc.json.IsObject()) {
     error("",
           "the host policy is a mapping (commands, command_env, secrets, files, health_urls, "
-          "insecure_tls)");
+          "pgbouncer_files, insecure_tls)");
   } else {
     for (const auto& m : doc.json.GetObject()) {
       const std::string key = m.name.GetString();
@@ -237,6 +241,21 @@ Result<HostPolicy> load_host_policy(const std::string& path, std::vector<Diagnos
           else
             p.health_urls.push_back(*o);
         }
+      } else if (key == "pgbouncer_files") {
+        // Exact paths, compared as written: one spelling per file, so a
+        // config cannot reach another file through "..", "." or "//".
+        string_list(p.pgbouncer_files, "absolute file paths");
+        for (size_t i = 0; i < p.pgbouncer_files.size(); ++i) {
+          const std::string& f = p.pgbouncer_files[i];
+          const bool plain = f[0] == '/' && f.back() != '/' && f.find("//") == std::string::npos &&
+                             f.find("/./") == std::string::npos &&
+                             f.find("/../") == std::string::npos &&
+                             f.substr(f.size() - std::min<size_t>(f.size(), 3)) != "/.." &&
+                             f.substr(f.size() - std::min<size_t>(f.size(), 2)) != "/.";
+          if (!plain)
+            error(ptr + "/" + std::to_string(i),
+                  "a PgBouncer file is an absolute path to a file, without '.', '..' or '//'");
+        }
       } else if (key == "insecure_tls") {
         if (!m.value.IsBool())
           error(ptr, "insecure_tls is true or false");
@@ -278,7 +297,8 @@ Result<HostPolicy> load_host_policy(const std::string& path, std::vector<Diagnos
       } else {
         error(ptr,
               "unknown key '" + key +
-                  "' (expected commands, command_env, secrets, files, health_urls, insecure_tls)",
+                  "' (expected commands, command_env, secrets, files, health_urls, "
+                  "pgbouncer_files, insecure_tls)",
               true);
       }
     }

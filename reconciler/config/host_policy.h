@@ -16,6 +16,9 @@
 //   files: [/etc/ssl/pdns-ca.pem]  # files a config may name (ca_file)
 //   health_urls:                   # origins a stack's health check may GET
 //     - https://fra.example.com    #   (no secret is ever sent with it)
+//   pgbouncer_files:               # files a pgbouncer provider may rewrite
+//     - /etc/pgbouncer/stackflip-databases.ini  # (databases_file; exact
+//                                  #   absolute paths, issue 15)
 //   insecure_tls: false            # may a config turn TLS verification off
 //
 // Endpoints are origins: `http://host:port`, `https://host:port` (default
@@ -52,6 +55,10 @@ struct HostPolicy {
   std::map<std::string, std::vector<std::string>> secrets;  // reference -> origins
   std::vector<std::string> files;                           // exact absolute paths
   std::vector<std::string> health_urls;                     // origins (normalized)
+  // Files stackflip may write for PgBouncer (a pgbouncer provider's
+  // databases_file): exact absolute paths without "." or ".." parts. The
+  // config chooses which of them, never another file on the host.
+  std::vector<std::string> pgbouncer_files;
   bool insecure_tls = false;
 
   // Resolves `program` as execvp would (a bare name through PATH, a relative
@@ -65,6 +72,8 @@ struct HostPolicy {
   bool secret_granted(const std::string& reference) const { return secrets.count(reference) > 0; }
   // True when a health check may GET a URL of `origin` (url_origin's form).
   bool health_allowed(const std::string& origin) const;
+  // True when a pgbouncer provider may rewrite `path` (compared as written).
+  bool pgbouncer_file_allowed(const std::string& path) const;
 
   // "where this policy comes from" for messages: the file, or the flags.
   std::string describe() const;
