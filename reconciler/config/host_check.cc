@@ -1,6 +1,7 @@
 #include "config/host_check.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdlib>
 #include <map>
 #include <set>
@@ -74,6 +75,77 @@ void check_one_owner(std::vector<ServerName> names, std::vector<Diagnostic>& err
   }
 }
 
+// A pgbouncer provider's admin_dsn (issue 15): a server only, as any DSN
+// from the config, no password inside (it belongs in `password`), and the
+// admin console's database.
+void check_admin_dsn(const ProviderConfig& p, const YamlDocument& doc,
+                     std::vector<Diagnostic>& errors) {
+  const Mark m = mark_at(doc, provider_ptr(p.name, "admin_dsn"), provider_ptr(p.name));
+  auto c = parse_dsn(p.get("admin_dsn"));
+  if (!c.ok()) {
+    errors.push_back({m, "'admin_dsn': " + c.error().message});
+    return;
+  }
+  std::string dbname;
+  for (const auto& [k, v] : c->options) {
+    if (k == "dbname") dbname = v;
+    if (k == "password")
+      errors.push_back({m,
+                        "a password inside 'admin_dsn'; put it in 'password' as ${env:NAME} "
+                        "or ${file:PATH}"});
+    else if (!dsn_keyword_allowed(k))
+      errors.push_back({m, "'" + k +
+                               "' is not allowed in 'admin_dsn': it names a file or a "
+                               "credential on the reconciler host, which the operator sets there"});
+  }
+  if (dbname != "pgbouncer")
+    errors.push_back({m, "'admin_dsn' must name PgBouncer's admin console: dbname=pgbouncer" +
+                             (dbname.empty() ? std::string() : " (not " + dbname + ")")});
+}
+
+// Characters a host may have to be written into a PgBouncer entry unquoted.
+bool plain_host(const std::string& h) {
+  if (h.empty() || h.size() > 255) return false;
+  for (char c : h)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' ||
+          c == ':' || c == '/' || c == '[' || c == ']'))
+      return false;
+  return true;
+}
+
+// A group whose traffic goes through PgBouncer: each stack's DSN names the
+// one server the entry is pointed at while the stack is active.
+void check_pgbouncer_stacks(const DesiredState& d, const YamlDocument& doc,
+                            std::vector<Diagnostic>& errors) {
+  for (const auto& [gname, g] : d.groups) {
+    bool pgbouncer = false;
+    for (const auto& t : g.traffic) pgbouncer |= d.providers.at(t.provider).type == "pgbouncer";
+    if (!pgbouncer) continue;
+    for (const auto& [sname, s] : g.stacks) {
+      const char* key = s.settings.count("dsn") ? "dsn" : "database_dsn";
+      const std::string sp = stack_ptr(g, s);
+      if (!s.settings.count(key)) {
+        errors.push_back({doc.key_mark_of(sp),
+                          "stack '" + sname + "' needs a dsn: traffic of group '" + gname +
+                              "' goes through PgBouncer, which is pointed at the server of the "
+                              "active stack's dsn"});
+        continue;
+      }
+      const Mark m = mark_at(doc, stack_ptr(g, s, key), sp);
+      const std::vector<std::string> endpoints = database_endpoints(s);
+      if (endpoints.size() > 1)
+        errors.push_back({m, "stack '" + sname + "' names " + std::to_string(endpoints.size()) +
+                                 " servers; the PgBouncer entry of group '" + gname +
+                                 "' points at exactly one"});
+      for (const auto& e : endpoints)
+        if (!plain_host(e.substr(std::string("postgres://").size())))
+          errors.push_back({m, "stack '" + sname + "': " + e +
+                                   " cannot be written into a PgBouncer entry (letters, digits, "
+                                   "'.', '-', '_', ':' and '/' only)"});
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<std::string> database_endpoints(const StackSpec& s) {
@@ -96,6 +168,9 @@ void check_config_safety(const DesiredState& d, const YamlDocument& doc,
         errors.push_back({mark_at(doc, provider_ptr(name, key), provider_ptr(name)),
                           std::string("'") + key + "': " + o.error().message});
     }
+  for (const auto& [name, p] : d.providers)
+    if (p.type == "pgbouncer") check_admin_dsn(p, doc, errors);
+  check_pgbouncer_stacks(d, doc, errors);
   std::vector<ServerName> servers;
   for (const auto& [gname, g] : d.groups)
     for (const auto& [sname, s] : g.stacks) {
@@ -178,6 +253,28 @@ void check_host_grants(const DesiredState& d, const YamlDocument& doc, const Hos
     for (const auto& [op, argv] : p.lists) {
       const std::string ptr = pointer_append(provider_ptr(name, "commands"), op) + "/0";
       command(mark_at(doc, ptr, pp), argv);
+    }
+    if (p.type == "pgbouncer") {
+      // The admin console's password goes to the admin_dsn's servers; the
+      // databases file is written only where the host allows.
+      const std::vector<std::string> endpoints = dsn_endpoints(p.get("admin_dsn"));
+      if (p.settings.count("password"))
+        secret(mark_at(doc, provider_ptr(name, "password"), pp), "password", p.get("password"),
+               endpoints);
+      else if (const char* pw = std::getenv("PGPASSWORD"); pw)
+        for (const auto& o : endpoints)
+          if (!policy.secret_allowed("${env:PGPASSWORD}", o))
+            errors.push_back(
+                {mark_at(doc, provider_ptr(name, "admin_dsn"), pp),
+                 "PGPASSWORD is set in stackflip's environment and libpq sends it to every server "
+                 "without its own password; " +
+                     o + " is not among the endpoints " + policy.describe() +
+                     " binds ${env:PGPASSWORD} to"});
+      if (!policy.pgbouncer_file_allowed(p.get("databases_file")))
+        errors.push_back({mark_at(doc, provider_ptr(name, "databases_file"), pp),
+                          "file " + p.get("databases_file") +
+                              " may not be written by stackflip on this host (" +
+                              policy.describe() + "; list it under `pgbouncer_files:`)"});
     }
   }
 

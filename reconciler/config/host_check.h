@@ -10,14 +10,19 @@
 //    reading: hostaddr over host, default port, lower case, each host of a
 //    multi-host DSN) or by Cloud 66 stack_uid. It lives here, not in the
 //    loader's Checker, because it needs libpq's parse of the DSN, which this
-//    pass already makes for every stack.
+//    pass already makes for every stack. A pgbouncer provider's admin_dsn
+//    names servers only, no password, and dbname=pgbouncer; in a group whose
+//    traffic goes through PgBouncer each stack's DSN names one server whose
+//    host can be written into a PgBouncer entry.
 //  - check_host_grants: when a host policy is installed. Every program the
 //    config names is allowed; every secret reference is granted and bound to
 //    each endpoint it would be sent to (a database password to every server
 //    its DSN names; PGPASSWORD in stackflip's environment counts as
 //    `${env:PGPASSWORD}`, since libpq sends it to any server); files (ca_file)
 //    and `insecure: true` are allowed by the host; so is every health check's
-//    origin (`health_urls:`).
+//    origin (`health_urls:`) and every PgBouncer databases_file stackflip
+//    would write (`pgbouncer_files:`); a pgbouncer provider's password is
+//    bound to its admin_dsn's servers.
 #pragma once
 
 #include <vector>

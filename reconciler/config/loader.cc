@@ -92,6 +92,17 @@ const std::vector<TypeKeys>& type_table() {
        {},
        {},
        {}},
+      {"pgbouncer",
+       false,
+       true,
+       {"admin_dsn", "password", "databases_file", "connect_timeout_ms", "timeout_ms",
+        "pause_timeout_ms"},
+       {"admin_dsn", "databases_file"},
+       {{"connect_timeout_ms", "2000"}, {"timeout_ms", "5000"}, {"pause_timeout_ms", "5000"}},
+       {},
+       {},
+       {"database", "dbname"},
+       {"database"}},
   };
   return table;
 }
@@ -385,7 +396,7 @@ class Checker {
     if (!tk->serves_traffic) {
       error(doc_.mark_of(tp + "/provider"),
             "provider '" + pname + "' is a " + type +
-                " provider and cannot hold traffic (use powerdns, cloud66 or command)");
+                " provider and cannot hold traffic (use powerdns, cloud66, command or pgbouncer)");
       return;
     }
     size_t before = errors_.size();
@@ -443,6 +454,19 @@ class Checker {
       if (!group_types_[gname].emplace(owner_key, std::vector<std::string>{}).second)
         error(doc_.mark_of(owned_ptr),
               what + " is listed twice in the traffic of group '" + gname + "'");
+    } else if (type == "pgbouncer") {
+      // A databases file holds one entry, rewritten whole at each switch:
+      // two addresses writing one file would overwrite each other.
+      const Value* providers = member(doc_.json, "providers");
+      const Value* p = providers ? member(*providers, pname.c_str()) : nullptr;
+      const std::string file = str(p ? member(*p, "databases_file") : nullptr);
+      owner_key = "pgbouncer\n" + file;
+      owned_ptr = tp + "/database";
+      what = "PgBouncer databases_file '" + file + "'";
+      if (!group_types_[gname].emplace(owner_key, std::vector<std::string>{}).second)
+        error(doc_.mark_of(owned_ptr),
+              what + " is listed twice in the traffic of group '" + gname +
+                  "' (it holds one database entry: give each its own file)");
     }
     if (!owner_key.empty()) {
       auto [it, inserted] = owners_.emplace(owner_key, std::pair{gname, owned_ptr});
@@ -707,7 +731,8 @@ DesiredState build(const YamlDocument& doc, const std::string& text) {
         }
         return;
       }
-      ts.name = type == "cloud66" ? "failover group " + ts.get("failover_group")
+      ts.name = type == "cloud66"     ? "failover group " + ts.get("failover_group")
+                : type == "pgbouncer" ? "PgBouncer database " + ts.get("database")
                 : tp == gp + "/traffic"
                     ? "traffic command"
                     : "traffic command #" + std::to_string(gs.traffic.size() + 1);

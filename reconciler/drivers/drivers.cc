@@ -3,6 +3,7 @@
 #include "drivers/cloud66_driver.h"
 #include "drivers/command_driver.h"
 #include "drivers/health_probe.h"
+#include "drivers/pgbouncer_driver.h"
 #include "drivers/postgres_driver.h"
 #include "drivers/powerdns_driver.h"
 #include "drivers/powerdns_zone.h"
@@ -114,6 +115,7 @@ Result<std::unique_ptr<TrafficDriver>> RealDriverFactory::traffic_driver(
     return make_cloud66_traffic_driver(*p, group, traffic, std::move(lists));
   }
   if (p->type == "command") return make_command_traffic_driver(*p, group, traffic);
+  if (p->type == "pgbouncer") return make_pgbouncer_traffic_driver(*p, group, traffic);
   return Err("traffic: provider " + p->name + " of type " + p->type + " cannot serve traffic");
 }
 
