@@ -9,12 +9,22 @@
 #   harness.sh kill-pg N DIR    SIGKILL cluster N (1|2|3): postmaster and children
 #   harness.sh start-pg N DIR   start cluster N again (as configured on disk)
 #   harness.sh stop-pdns DIR / start-pdns DIR
+#   harness.sh stop-pgb DIR / start-pgb DIR     (with HARNESS_PGBOUNCER)
 #   harness.sh kill-etcd N DIR  SIGKILL etcd member N (1|2|3)
 #   harness.sh start-etcd N DIR start member N again on its existing data dir
 #   harness.sh freeze-etcd N DIR / thaw-etcd N DIR   SIGSTOP / SIGCONT member N
 #
 # HARNESS_STACKS=3 adds a third cluster (pg3 on 127.0.0.3, a second streaming
 # replica of pg1, in maintenance like pg2; stack `third` in the config).
+#
+# HARNESS_PGBOUNCER: a PgBouncer on 127.0.0.1 (issue 15), transaction
+# pooling, its [databases] section %include'd from pgb/databases.ini (entry
+# PGB_DATABASE, named as PG_DB, pointing at pg1), clients trusted from
+# loopback, the admin console (user pgbadmin) by md5 with a random password
+# (PGB_ADMIN_PASSWORD). Unset: started when pgbouncer is installed; 1: needed
+# (exit 77 without it); 0: not started. PGB_* (PGB_PORT also as
+# PGBOUNCER_PORT) in env only when it runs; host.yaml then grants the
+# databases file and the admin password.
 #
 # HARNESS ONLY: pg_hba trusts every connection from 127.0.0.0/8 and the
 # PowerDNS API key is random per run. Never copy these settings anywhere else.
@@ -27,8 +37,11 @@
 #   pdns/pdns.conf pdns/pdns.sqlite3 pdns/pdns.log pdns/pdns.pid
 #   etcd1/data etcd1/etcd.log etcd1/etcd.pid   (same for etcd2, etcd3;
 #     client URLs in env: ETCD_ENDPOINTS, ETCD1_URL .. ETCD3_URL)
+#   pgb/pgbouncer.ini pgb/databases.ini pgb/userlist.txt pgb/hba.conf
+#     pgb/pgbouncer.log pgb/pgbouncer.pid   (HARNESS_PGBOUNCER)
 #
-# Exit 77 when PostgreSQL 15, PowerDNS or etcd are not installed (CTest: skipped).
+# Exit 77 when PostgreSQL 15, PowerDNS or etcd are not installed (CTest: skipped),
+# or PgBouncer with HARNESS_PGBOUNCER=1.
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -44,6 +57,11 @@ PG2_HOST=127.0.0.2
 PG3_HOST=127.0.0.3
 STACKS=${HARNESS_STACKS:-2}
 [[ $STACKS == 2 || $STACKS == 3 ]] || { echo "harness: HARNESS_STACKS must be 2 or 3" >&2; exit 2; }
+PGBOUNCER_BIN=${PGBOUNCER_BIN:-/usr/sbin/pgbouncer}
+PGB_DATABASE=$PG_DB
+PGB_ADMIN_USER=pgbadmin
+# Whether this start runs a PgBouncer (see the header): decided in check_tools.
+WANT_PGB=0
 
 die() { echo "harness: $*" >&2; exit 1; }
 
@@ -169,6 +187,13 @@ check_tools() {
   if [[ $EUID -eq 0 ]] && ! id -u postgres >/dev/null 2>&1; then
     echo "harness: skipped: running as root but there is no 'postgres' OS user" >&2; exit 77
   fi
+  case ${HARNESS_PGBOUNCER:-} in
+    0) WANT_PGB=0;;
+    1) [[ -x $PGBOUNCER_BIN ]] || { echo "harness: skipped: $PGBOUNCER_BIN not found (install pgbouncer)" >&2; exit 77; }
+       WANT_PGB=1;;
+    '') [[ -x $PGBOUNCER_BIN ]] && WANT_PGB=1;;
+    *) echo "harness: HARNESS_PGBOUNCER must be 0 or 1" >&2; exit 2;;
+  esac
 }
 
 PDNS_SCHEMA=/usr/share/doc/pdns-backend-sqlite3/schema.sqlite3.sql
@@ -591,6 +616,106 @@ etcd_status_line() { # N
   echo "etcd$n $(etcd_url "$n")  $([[ -n $id && $id == "$leader" ]] && echo leader || echo follower) (pid $pid, id $id)"
 }
 
+# ---------------------------------------------------------------- pgbouncer
+
+pgb_dir() { echo "$DIR/pgb"; }
+
+# The one entry stackflip's pgbouncer driver manages, as the driver writes it.
+write_pgb_databases() { # HOST
+  as_pg tee "$(pgb_dir)/databases.ini.tmp" >/dev/null <<EOF2
+; Written by scripts/harness.sh; the pgbouncer driver rewrites it.
+[databases]
+$PGB_DATABASE = host=$1 port=$PG_PORT dbname=$PG_DB
+EOF2
+  as_pg mv "$(pgb_dir)/databases.ini.tmp" "$(pgb_dir)/databases.ini"
+}
+
+write_pgb_conf() {
+  local d; d=$(pgb_dir)
+  as_pg tee "$d/pgbouncer.ini" >/dev/null <<EOF2
+; Written by scripts/harness.sh (test harness only).
+%include $d/databases.ini
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGB_PORT
+unix_socket_dir =
+pool_mode = transaction
+auth_type = hba
+auth_hba_file = $d/hba.conf
+auth_file = $d/userlist.txt
+admin_users = $PGB_ADMIN_USER
+logfile = $d/pgbouncer.log
+pidfile = $d/pgbouncer.pid
+ignore_startup_parameters = extra_float_digits
+; A promoted server is found at once, not after the default 15 s.
+server_login_retry = 1
+server_connect_timeout = 3
+EOF2
+}
+
+pgb_pid() {
+  local pid; pid=$(cat "$(pgb_dir)/pgbouncer.pid" 2>/dev/null) || return 1
+  [[ $pid =~ ^[0-9]+$ ]] && alive_any "$pid" || return 1
+  # Never signal a stranger that reused the pid of a dead PgBouncer.
+  [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *"$(pgb_dir)/pgbouncer.ini"* ]] || return 1
+  echo "$pid"
+}
+
+pgb_answers() {
+  PGCONNECT_TIMEOUT=2 PGPASSWORD=$PGB_ADMIN_PASSWORD "$PG_BIN/psql" -X -qAt \
+    "host=127.0.0.1 port=$PGB_PORT user=$PGB_ADMIN_USER dbname=pgbouncer" -c "SHOW VERSION"
+}
+
+pgb_launch() { # -> 0 when the admin console answers
+  # -d: PgBouncer forks into the background (its pid in pgbouncer.pid), so
+  # `$(harness.sh start ...)` returns.
+  as_pg "$PGBOUNCER_BIN" -d -q "$(pgb_dir)/pgbouncer.ini" </dev/null >/dev/null 2>&1 || return 1
+  wait_for 10 pgb_answers
+}
+
+pgb_stop() {
+  local pid
+  pid=$(pgb_pid) || return 0
+  # SIGTERM: immediate shutdown (SIGINT would wait for the clients).
+  kill -TERM "$pid" 2>/dev/null || true
+  wait_for 10 not_alive "$pid" || kill -9 "$pid" 2>/dev/null || true
+  return 0
+}
+
+start_pgbouncer() {
+  local d attempt
+  d=$(pgb_dir)
+  mkdir -p "$d"
+  [[ $EUID -ne 0 ]] || chown postgres: "$d"
+  chmod 700 "$d"
+  PGB_ADMIN_PASSWORD=$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')
+  # "trust" still needs the user listed (with any password).
+  printf '"%s" "%s"\n"%s" ""\n' "$PGB_ADMIN_USER" "$PGB_ADMIN_PASSWORD" "$PG_USER" |
+    as_pg tee "$d/userlist.txt" >/dev/null
+  as_pg chmod 600 "$d/userlist.txt"
+  # HARNESS ONLY: clients trusted from loopback; the admin console by password.
+  as_pg tee "$d/hba.conf" >/dev/null <<EOF2
+host  pgbouncer  $PGB_ADMIN_USER  127.0.0.0/8  md5
+host  pgbouncer  all              127.0.0.0/8  reject
+host  all        all              127.0.0.0/8  trust
+EOF2
+  write_pgb_databases "$PG1_HOST"
+  for attempt in 1 2 3 4 5; do
+    PGB_PORT=$(pick_port tcp 127.0.0.1) || return 1
+    write_pgb_conf
+    as_pg truncate -s0 "$d/pgbouncer.log" 2>/dev/null || true
+    if pgb_launch; then return 0; fi
+    pgb_stop
+    if grep -qis 'address already in use' "$d/pgbouncer.log"; then
+      log "PgBouncer port collided, retrying (attempt $attempt)"; continue
+    fi
+    tail_log "$d/pgbouncer.log"
+    return 1
+  done
+  echo "harness: could not find a free PgBouncer port after 5 attempts" >&2
+  return 1
+}
+
 # ---------------------------------------------------------------- outputs
 
 write_env() {
@@ -628,6 +753,16 @@ export ETCD3_PEER_PORT=$ETCD3_PEER_PORT
 export HARNESS_ETCD_TOKEN=$HARNESS_ETCD_TOKEN
 export STACKFLIP_HOST_CONFIG='$DIR/host.yaml'
 EOF
+  ((WANT_PGB == 0)) || cat >>"$DIR/env.tmp" <<EOF
+export PGB_DIR='$(pgb_dir)'
+export PGB_PORT=$PGB_PORT
+export PGBOUNCER_PORT=$PGB_PORT
+export PGB_DATABASE=$PGB_DATABASE
+export PGB_DATABASES_FILE='$(pgb_dir)/databases.ini'
+export PGB_ADMIN_USER=$PGB_ADMIN_USER
+export PGB_ADMIN_PASSWORD=$PGB_ADMIN_PASSWORD
+export PGB_ADMIN_DSN='host=127.0.0.1 port=$PGB_PORT user=$PGB_ADMIN_USER dbname=pgbouncer'
+EOF
   mv "$DIR/env.tmp" "$DIR/env"
 }
 
@@ -638,6 +773,10 @@ write_host_policy() {
 commands: ["$(realpath "$SCRIPT_DIR/pg-control.sh")"]
 secrets:
   "\${env:PDNS_API_KEY}": ["$PDNS_API_URL"]
+EOF
+  ((WANT_PGB == 0)) || cat >>"$DIR/host.yaml" <<EOF
+  "\${env:PGB_ADMIN_PASSWORD}": ["postgres://127.0.0.1:$PGB_PORT"]
+pgbouncer_files: ["$(pgb_dir)/databases.ini"]
 EOF
   chmod 600 "$DIR/host.yaml"
 }
@@ -701,6 +840,7 @@ cmd_start() {
   wait "$etcd_job" || etcd_ok=1
   trace "etcd up"
   ((pg_ok == 0 && pdns_ok == 0 && etcd_ok == 0)) || return 1
+  if ((WANT_PGB)); then start_pgbouncer || return 1; trace "pgbouncer up"; fi
   eval "$(cat "$DIR/pdns/ports")"
   eval "$(cat "$DIR/etcd1/ports")"
   # The PG port is needed by stop/status even if the rest fails: env first.
@@ -722,6 +862,7 @@ cmd_start() {
 
 cmd_stop() {
   [[ -d $DIR ]] || return 0
+  pgb_stop
   pdns_stop
   # By pid file: needs no port, so it also works before env is written.
   etcd_stop_all
@@ -751,13 +892,19 @@ cmd_status() {
     echo "pdns down"
   fi
   for n in $ETCD_MEMBERS; do etcd_status_line "$n"; done
+  [[ -n ${PGB_PORT:-} ]] || return 0
+  if pgb_pid >/dev/null; then
+    echo "pgbouncer 127.0.0.1:$PGB_PORT  $(sed -n "s/^$PGB_DATABASE = //p" "$PGB_DATABASES_FILE" 2>/dev/null)"
+  else
+    echo "pgbouncer down"
+  fi
 }
 
-usage() { sed -n '2,17p' "$0" >&2; exit 2; }
+usage() { sed -n '2,18p' "$0" >&2; exit 2; }
 
 cmd=${1:-}; shift || true
 case $cmd in
-  start|stop|status|stop-pdns|start-pdns) [[ $# -eq 1 ]] || usage; DIR=$(cd "$1" 2>/dev/null && pwd || echo "$1");;
+  start|stop|status|stop-pdns|start-pdns|stop-pgb|start-pgb) [[ $# -eq 1 ]] || usage; DIR=$(cd "$1" 2>/dev/null && pwd || echo "$1");;
   kill-pg|start-pg|kill-etcd|start-etcd|freeze-etcd|thaw-etcd)
     [[ $# -eq 2 && $1 =~ ^[123]$ ]] || usage; N=$1; DIR=$(cd "$2" 2>/dev/null && pwd || echo "$2");;
   *) usage;;
@@ -776,6 +923,11 @@ case $cmd in
   start-pdns) load_env || die "no $DIR/env"
               pdns_pid >/dev/null && { log "pdns already running"; exit 0; }
               pdns_launch || { tail_log "$DIR/pdns/pdns.log"; pdns_stop; exit 1; };;
+  stop-pgb) load_env || die "no $DIR/env"; pgb_stop;;
+  start-pgb) load_env || die "no $DIR/env"
+             [[ -n ${PGB_PORT:-} ]] || die "start-pgb: this harness runs no PgBouncer"
+             pgb_pid >/dev/null && { log "pgbouncer already running"; exit 0; }
+             pgb_launch || { tail_log "$(pgb_dir)/pgbouncer.log"; pgb_stop; exit 1; };;
   kill-etcd) load_env || die "no $DIR/env"; etcd_kill "$N";;
   start-etcd) load_env || die "no $DIR/env"; etcd_restart "$N";;
   freeze-etcd) load_env || die "no $DIR/env"; etcd_signal "$N" STOP;;

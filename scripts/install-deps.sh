@@ -4,8 +4,9 @@
 # log file, one summary line is printed, the log tail only on failure.
 #
 # The servers are only used by scripts/harness.sh, which starts its own
-# instances on loopback. No system PowerDNS, PostgreSQL or etcd instance is
-# left running or set to start at boot, so nothing holds ports 53/5432/8081/2379.
+# instances on loopback. No system PowerDNS, PostgreSQL, etcd or PgBouncer
+# instance is left running or set to start at boot, so nothing holds ports
+# 53/5432/8081/2379/6432.
 set -euo pipefail
 
 LOG=${INSTALL_DEPS_LOG:-${TMPDIR:-/tmp}/stackflip-install-deps.log}
@@ -31,6 +32,9 @@ PACKAGES=(
   etcd-client
   # iproute2: the sites of netns_partition_e2e.sh are network namespaces
   iproute2 unbound
+  # pgbouncer: the harness's PgBouncer (issue 15), for the pgbouncer driver's
+  # integration tests and pgbouncer_e2e.sh
+  pgbouncer
 )
 
 SUDO=()
@@ -75,7 +79,7 @@ APT_OPTS=(-o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg:
 # Make sure no system instance runs or starts at boot. Without systemd these
 # commands may fail harmlessly; that is fine.
 {
-  for svc in pdns postgresql etcd; do
+  for svc in pdns postgresql etcd pgbouncer; do
     "${SUDO[@]}" invoke-rc.d "$svc" stop || true
     "${SUDO[@]}" update-rc.d "$svc" disable || true
     if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
@@ -90,7 +94,7 @@ APT_OPTS=(-o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg:
 } >>"$LOG" 2>&1
 
 missing=()
-for t in /usr/lib/postgresql/15/bin/postgres pdns_server pdnsutil dig sqlite3 /usr/bin/etcd /usr/bin/etcdctl cmake ninja curl python3; do
+for t in /usr/lib/postgresql/15/bin/postgres /usr/sbin/pgbouncer pdns_server pdnsutil dig sqlite3 /usr/bin/etcd /usr/bin/etcdctl cmake ninja curl python3; do
   command -v "$t" >/dev/null || missing+=("$t")
 done
 ((${#missing[@]} == 0)) || fail "still missing after install: ${missing[*]}"
