@@ -207,7 +207,7 @@ std::vector<BadCase> bad_cases() {
        "invalid stack name 'Standby': use lowercase letters"},
       {"uppercase group name", edit(b, "  shop:", "  Shop:"), 6, 3, "invalid group name 'Shop'"},
       {"unknown provider type", edit(b, "type: postgres", "type: mysql"), 3, 14,
-       "expected one of postgres, powerdns, cloud66, command for 'type', got 'mysql'"},
+       "expected one of postgres, powerdns, cloud66, command, pgbouncer for 'type', got 'mysql'"},
       {"maintenance is not a boolean",
        edit(b, "        address: 10.0.0.6\n",
             "        address: 10.0.0.6\n        maintenance: \"yes\"\n"),
