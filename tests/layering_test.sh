@@ -45,6 +45,6 @@ only_in() {  # header-pattern allowed-file...
 only_in 'curl/' sys/http_client.cc
 only_in 'git2' gitops/git_source.cc
 only_in 'sqlite3' gitops/state_store.cc
-only_in 'libpq' config/conninfo.cc drivers/postgres_session.cc
+only_in 'libpq' config/conninfo.cc drivers/postgres_session.cc drivers/pgbouncer_admin.cc
 echo "layering: $failures violation(s)"
 ((failures == 0))

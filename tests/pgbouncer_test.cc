@@ -14,7 +14,9 @@
 #include "config/host_policy.h"
 #include "config/loader.h"
 #include "drivers/drivers.h"
+#include "drivers/pgbouncer_admin.h"
 #include "drivers/pgbouncer_driver.h"
+#include "drivers/pgbouncer_entry.h"
 
 using namespace stackflip;
 

@@ -46,69 +46,18 @@
 // Pausing a paused database, or one PgBouncer does not have, succeeds;
 // resume() likewise for one that is not paused or not there.
 //
-// The admin console speaks only the simple query protocol: every command is
-// one PQsendQuery, awaited on the socket within its limit. One admin
+// The entry and its file: pgbouncer_entry.h; the admin console connection
+// (simple query protocol, every wait bounded): pgbouncer_admin.h. One admin
 // connection is kept across calls and reopened once when it was lost (every
 // command sent is idempotent). Used from one thread at a time (provider.h).
 #pragma once
 
 #include <memory>
-#include <optional>
-#include <string>
-#include <vector>
 
 #include "core/model.h"
 #include "core/provider.h"
-#include "util/result.h"
 
 namespace stackflip {
-
-// What a PgBouncer database entry names: the server and its database.
-struct PgBouncerEntry {
-  std::string host;  // a name, an IPv4/IPv6 address (no brackets), or a socket folder
-  std::string port;
-  std::string dbname;
-  bool operator==(const PgBouncerEntry&) const = default;
-};
-
-// "host:port" ("[v6]:port"), and "/dbname" when it is not `dbname`.
-std::string pgbouncer_entry_text(const PgBouncerEntry& e, const std::string& dbname);
-
-// The entry of `stack` for server-side database `dbname`: the host and port
-// of its DSN (`dsn`, else `database_dsn`). Errors: no DSN, a DSN that does
-// not parse or names several servers, a host or port with characters that
-// have no place in a PgBouncer connection string.
-Result<PgBouncerEntry> pgbouncer_entry_of(const StackSpec& stack, const std::string& dbname);
-
-// The databases file stackflip writes for `database`: a header comment, the
-// section and the one entry, e.g.
-//   ; Written by stackflip: ...
-//   [databases]
-//   shop = host=127.0.0.2 port=5432 dbname=shop
-std::string pgbouncer_databases_file(const std::string& database, const PgBouncerEntry& e);
-
-// The entry for `database` in a databases file's text (the first line
-// `database = key=value ...` of a [databases] section; values may be
-// single-quoted), or nullopt when it has none. The port defaults to 5432
-// and the dbname to `database`, as PgBouncer's do.
-std::optional<PgBouncerEntry> parse_pgbouncer_databases_file(const std::string& text,
-                                                             const std::string& database);
-
-// One row of SHOW DATABASES.
-struct PgBouncerRow {
-  PgBouncerEntry entry;
-  bool paused = false;
-  bool disabled = false;
-  std::string pool_mode;  // the database's own pool_mode; "" when it uses the default
-};
-
-// The row of `database` in a SHOW DATABASES answer (`columns` its column
-// names), or nullopt when there is none. An error when the answer lacks a
-// column this driver reads (name, host, port, database, paused, disabled):
-// the admin_dsn does not lead to a PgBouncer admin console.
-Result<std::optional<PgBouncerRow>> find_pgbouncer_row(
-    const std::vector<std::string>& columns,
-    const std::vector<std::vector<std::optional<std::string>>>& rows, const std::string& database);
 
 std::unique_ptr<TrafficDriver> make_pgbouncer_traffic_driver(const ProviderConfig& provider,
                                                              const GroupSpec& group,
