@@ -92,7 +92,8 @@ class PgBouncerTrafficDriver : public TrafficDriver {
       obs.config_error = row.error().config;
       return obs;
     }
-    obs.paused = false;
+    // A missing entry has nothing to hold: no `paused`, so no pause is
+    // planned for it (and a pause of it succeeds, doing nothing).
     std::optional<PgBouncerEntry> loaded;
     if (*row) {
       const PgBouncerRow& r = **row;

@@ -18,8 +18,9 @@
 // file: an entry the file holds but PgBouncer has not loaded (a hand edit
 // before a RELOAD) is a second record, so the address is "mixed" until a
 // switch rewrites and reloads it. A missing entry is no record (target
-// null). Unreachable: reachable=false with libpq's message (never the
-// password); an authentication failure is Error::config (result.h).
+// null) and no `paused` (nothing to hold, so no pause is planned for it).
+// Unreachable: reachable=false with libpq's message (never the password);
+// an authentication failure is Error::config (result.h).
 //
 // switch_to() writes the databases file with the stack's host and port
 // (nothing else: one `[databases]` section holding the one entry, under a

@@ -295,6 +295,7 @@ TEST_CASE("pgbouncer observe sees a hand-edited file and a hand RELOAD; switch c
   CHECK_FALSE(o.target);
   CHECK(o.records.empty());
   CHECK_THAT(o.content, Catch::Contains("no database " + env("PGB_DATABASE") + " in PgBouncer"));
+  CHECK_FALSE(o.paused);  // nothing to hold: no pause is planned for it
   CHECK(d->pause().message() == "");   // nothing to hold
   CHECK(d->resume().message() == "");  // nothing to let go
   restore();
