@@ -327,6 +327,7 @@ def report(switches):
             if r[4] != "0": note.append("apply failed rc %s" % r[4])
             if r[9] != "1": note.append("client not back on %s in time" % r[5])
             if m == "dns-prelower": note.append("pre-lowering steps %s" % ("ran" if r[8] != "0" else "NOT in the plan"))
+            if m == "pgbouncer": note.append("pause/resume steps %s" % ("ran" if r[8] != "0" else "NOT in the plan"))
             kinds = "/".join(str(sum(1 for x in e if x.startswith(k))) for k in ("write:", "connect:", "resolve:"))
             print("%-13s %2s %-10s %8.0f %10.1f %7d %-9s %6d %9s  %s%s" % (
                 m, r[1], r[5], applies[-1], gaps[-1], len(e), kinds, lost[-1], r[7],
@@ -348,6 +349,9 @@ def report(switches):
         if m == "dns-prelower" and not ran:
             print("  (dns-prelower: this build's plan had no traffic.ttl/traffic.wait step in some"
                   " switch: no pre-lowering there)")
+        if m == "pgbouncer" and not ran:
+            print("  (pgbouncer: this build's plan had no traffic.pause/traffic.resume step in some"
+                  " switch: no pause there)")
     return 0
 
 cmd = sys.argv[1] if len(sys.argv) > 1 else ""
@@ -363,7 +367,7 @@ PY
 echo "bench-clients: harness in $DIR; modes: $MODES; $N switches each; ttl $TTL s, switch_ttl $SWITCH_TTL s" >&2
 PGB=0
 if [[ " $MODES " == *" pgbouncer "* ]]; then
-  if grep -q HARNESS_PGBOUNCER scripts/harness.sh && command -v pgbouncer >/dev/null; then PGB=1
+  if grep -q HARNESS_PGBOUNCER scripts/harness.sh && [[ -x ${PGBOUNCER_BIN:-/usr/sbin/pgbouncer} ]]; then PGB=1
   else echo "bench-clients: pgbouncer mode skipped: the harness has no PgBouncer (HARNESS_PGBOUNCER) or pgbouncer is not installed" >&2
   fi
 fi
@@ -383,6 +387,15 @@ sed "s/, ttl: $TTL}$/, ttl: $TTL, switch_ttl: $SWITCH_TTL}/" "$DIR/p-primary.yam
 for v in p s; do
   sed 's/^    active: primary$/    active: standby/' "$DIR/$v-primary.yaml" >"$DIR/$v-standby.yaml"
 done
+# b: traffic is the harness's PgBouncer entry instead of the DNS record.
+if ((PGB)); then
+  for a in primary standby; do
+    sed -e "s|^  dns: {.*|  pgb: {type: pgbouncer, admin_dsn: \"$PGB_ADMIN_DSN\", password: \"\${env:PGB_ADMIN_PASSWORD}\", databases_file: \"$PGB_DATABASES_FILE\"}|" \
+      -e "s|^    traffic: {.*|    traffic: {provider: pgb, database: $PGB_DATABASE}|" "$DIR/p-$a.yaml" >"$DIR/b-$a.yaml"
+  done
+  "$SF" validate "$DIR/b-primary.yaml" >"$DIR/validate.out" 2>&1 ||
+    { echo "bench-clients: the PgBouncer config does not validate:" >&2; cat "$DIR/validate.out" >&2; exit 1; }
+fi
 if [[ " $MODES " == *" dns-prelower "* ]] && ! "$SF" validate "$DIR/s-primary.yaml" >"$DIR/validate.out" 2>&1; then
   echo "bench-clients: this build does not take switch_ttl:" >&2; cat "$DIR/validate.out" >&2
 fi
@@ -490,6 +503,7 @@ run_mode() { # MODE
   local mode=$1 variant=p log=$DIR/client-$1.log stop=$DIR/stop-$1 cpid i new t0 t1 rc missing acked pre rec deadline
   MODE_NO=$((MODE_NO + 1))
   [[ $mode == dns-prelower ]] && variant=s
+  [[ $mode == pgbouncer ]] && variant=b
   : >"$log"
   # Whatever ran before (mode a's switches, the harness) left the record's
   # TTL at something else: converge on this mode's config first.
@@ -522,7 +536,12 @@ run_mode() { # MODE
     apply_cfg "$variant" "$new" || rc=$?
     read -r t0 t1 _ <"$DIR/times"
     cp "$DIR/apply.out" "$DIR/apply-$mode-$i.out"; cp "$DIR/apply.err" "$DIR/apply-$mode-$i.err"
-    pre=$(grep -c 'traffic\.ttl\|traffic\.wait' "$DIR/apply.out" || true)
+    # The steps of issue 15 this switch ran: pre-lowering, or PgBouncer's pause.
+    case $mode in
+      dns-prelower) pre=$(grep -Ec '^ +[a-z0-9_-]+ [0-9]+/[0-9]+ traffic\.(ttl|wait) .* ok in ' "$DIR/apply.out" || true);;
+      pgbouncer) pre=$(grep -Ec '^ +[a-z0-9_-]+ [0-9]+/[0-9]+ traffic\.(pause|resume) .* ok in ' "$DIR/apply.out" || true);;
+      *) pre=0;;
+    esac
     if ((rc != 0)); then
       echo "bench-clients: $mode switch $i: apply failed (rc $rc):" >&2; tail -n 5 "$DIR/apply.err" >&2
     fi
