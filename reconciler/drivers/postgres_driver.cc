@@ -29,6 +29,12 @@ using ConnKv = std::map<std::string, std::string>;  // conninfo keyword → valu
 // come back in recovery after a restart or pg_rewind.
 constexpr milliseconds kStreamLimit{10000};
 constexpr milliseconds kRecoveryLimit{60000};
+// The polls of a switch's steps before traffic moves (sessions gone, WAL
+// receiver gone, promotion done; the fence's wait too): each is one short
+// statement on the kept session, so they poll every 5 ms at most rather
+// than Backoff's 50 ms, which left up to 50 ms between a promotion being
+// done and it being seen (issue 15).
+constexpr milliseconds kStepPollCap{5};
 
 // SQL for the timeline a primary writes on: from its current WAL file name
 // (pg_control_checkpoint() lags right after a promotion).
@@ -311,7 +317,7 @@ Status PostgresStackDriver::maintenance(bool on, bool checkpoint_first) {
 // kept session connected is not in it). When pg_db_role_setting has one, a
 // new session is asked as before.
 Status PostgresStackDriver::wait_new_sessions_see(const std::string& want) {
-  Backoff backoff = poll(milliseconds(statement_ms()), milliseconds(1), milliseconds(5));
+  Backoff backoff = poll(milliseconds(statement_ms()), milliseconds(1), kStepPollCap);
   std::string seen = "?", last_error;
   bool ask_new_session = false;
   for (;;) {
@@ -364,7 +370,7 @@ Status PostgresStackDriver::terminate_sessions() {
   const std::string pids = t->front()[0].value_or("{}");
   spdlog::debug("{}: terminate {}", where_, pids);
   if (pids == "{}") return Status::Ok();
-  Backoff gone = poll(milliseconds(statement_ms()));
+  Backoff gone = poll(milliseconds(statement_ms()), milliseconds(1), kStepPollCap);
   for (;;) {
     auto n = session_.exec("SELECT count(*) FROM pg_stat_activity WHERE pid = ANY('" + pids +
                            "'::int[])");
@@ -402,7 +408,7 @@ Status PostgresStackDriver::stop_replication() {
   if (!is_true(r->front()[0])) return Status::Ok();  // a primary replicates from nobody
   if (auto s = session_.exec("ALTER SYSTEM SET primary_conninfo = ''"); !s.ok()) return s.error();
   if (auto s = session_.exec("SELECT pg_reload_conf()"); !s.ok()) return s.error();
-  Backoff backoff = poll(milliseconds(statement_ms()));
+  Backoff backoff = poll(milliseconds(statement_ms()), milliseconds(1), kStepPollCap);
   for (;;) {
     auto n = session_.exec("SELECT count(*) FROM pg_stat_wal_receiver");
     if (!n.ok()) return n.error();
@@ -422,7 +428,8 @@ Status PostgresStackDriver::promote() {
   auto p = session_.exec("SELECT pg_promote(wait => false)");
   if (!p.ok()) return p.error();
   if (!is_true(p->front()[0])) return Err(where_ + ": pg_promote() could not signal promotion");
-  Backoff backoff = poll(milliseconds(std::max(statement_ms(), 10000)));
+  Backoff backoff =
+      poll(milliseconds(std::max(statement_ms(), 10000)), milliseconds(1), kStepPollCap);
   for (;;) {
     auto q = session_.exec("SELECT pg_is_in_recovery()");
     if (q.ok() && !is_true(q->front()[0])) {
