@@ -219,7 +219,8 @@ TEST_CASE("a lowering older than the last switch is not counted: that switch res
   CHECK(secs(h.started("maintenance.on standby") - t0) >= 300.0);
 }
 
-TEST_CASE("a switch_ttl at or above the TTL, or traffic already on the active stack, adds nothing") {
+TEST_CASE(
+    "a switch_ttl at or above the TTL, or traffic already on the active stack, adds nothing") {
   Harness h(world_on("primary", 5), lowered_group("standby", 5, 5));
   CHECK(steps(h.plan().actions).front() == "maintenance.on primary");
   Harness same(world_on("primary"), lowered_group("primary"));
@@ -231,12 +232,11 @@ TEST_CASE("a pooler is paused before the fence and resumed after the switch") {
   w.traffic["shop"].paused = false;
   Harness h(std::move(w), make_group("standby"));
   Plan p = h.plan();
-  CHECK(steps(p.actions) == Steps{"traffic.pause primary", "maintenance.on primary",
-                                  "replication.wait standby from primary",
-                                  "replication.stop standby", "database.promote standby",
-                                  "maintenance.off standby", "traffic.switch standby",
-                                  "traffic.resume standby",
-                                  "replication.start primary from standby"});
+  CHECK(steps(p.actions) ==
+        Steps{"traffic.pause primary", "maintenance.on primary",
+              "replication.wait standby from primary", "replication.stop standby",
+              "database.promote standby", "maintenance.off standby", "traffic.switch standby",
+              "traffic.resume standby", "replication.start primary from standby"});
   REQUIRE(h.apply(p).exit_code() == 0);
   CHECK(h.world.traffic["shop"].paused == false);
   auto at = [&](const std::string& c) {

@@ -154,6 +154,7 @@ struct Outcome {
   long healthy_plans = 0;
   long states = 0, plans = 0, steps = 0, converged = 0, blocked = 0, violations = 0;
   long later_passes = 0;              // plan+apply passes after the first one that were needed
+  long planned_fences = 0;            // issue 15: fences checked for a lowered TTL and a pause
   size_t stride = 1;                  // every stride-th state of the product was taken
   long whole = 0;                     // states in the whole product
   long product = 0;                   // of them taken (every one, or every stride-th)
@@ -175,8 +176,10 @@ Plan plan_of(FakeWorld& w, const GroupSpec& g) {
 // overwrites with the state under test.
 class Checker {
  public:
-  Checker(FakeWorld& world, const GroupSpec& g)
-      : world_(world), g_(g), desired_(make_desired({g})), factory_(world) {
+  // `clients` (issue 15): the group's traffic has `switch_ttl` 5 (TTL 60),
+  // and the checks of what clients see are made too (see check_all).
+  Checker(FakeWorld& world, const GroupSpec& g, bool clients = false)
+      : world_(world), g_(g), desired_(make_desired({g})), factory_(world), clients_(clients) {
     factory_.concurrent = false;  // in memory: no thread per stack and observation
     fleet_ = make_fleet(desired_, factory_);
   }
@@ -198,15 +201,33 @@ class Checker {
     o.parallelism = 1;
     o.action_timeout = std::chrono::milliseconds(50);
     o.wait_timeout = std::chrono::milliseconds(50);
+    Clock::Duration lowered_at{};  // when the TTL was lowered (or this apply started)
+    bool completes = false;        // the apply's plan has no blocked step
     o.progress = [&](const StepReport& r) {
       const Action& a = r.action;
       if (r.outcome == StepOutcome::blocked) {
         if (r.detail.empty()) fail("blocked step without a reason");
         return;
       }
+      if (clients_ && r.outcome == StepOutcome::ok && a.kind == ActionKind::traffic_ttl)
+        lowered_at = clock_.now();
       if (r.outcome == StepOutcome::started) {
         ++out.steps;
         FakeStack& s = w.stacks["shop"][a.stack];
+        if (clients_ && a.kind == ActionKind::maintenance_on) {
+          // A planned fence: of the writable stack that traffic points at
+          // exactly, for a switch to another stack that can complete (a
+          // plan with a blocked step skips phase 0: planner.cc).
+          const FakeTraffic& t = w.traffic["shop"];
+          if (completes && t.up && t.also.empty() && t.target == a.stack && a.stack != g_.active &&
+              s.up && s.role == Role::primary && !s.maintenance) {
+            ++out.planned_fences;
+            if (t.ttl > 5) fail("issue 15: a planned fence before the TTL was lowered");
+            if (clock_.now() - lowered_at < std::chrono::seconds(60))
+              fail("issue 15: a planned fence before the previous TTL had passed");
+            if (t.paused == false) fail("issue 15: a planned fence with the pooler not paused");
+          }
+        }
         if (a.kind == ActionKind::replication_wait) {
           // The replica replays what its upstream wrote while the wait runs.
           const FakeStack& p = w.stacks["shop"][a.source];
@@ -237,8 +258,13 @@ class Checker {
     ++out.plans;
     for (int pass = 1;; ++pass) {
       if (pass > 1) ++out.later_passes;
+      // No journal: a TTL lowered before this apply counts from its start.
+      lowered_at = clock_.now();
+      completes = !plan.any_blocked();
       ApplyResult r = Applier(desired_, fleet_, nullptr, clock_).apply(plan, o);
       const GroupApply* ga = r.groups.empty() ? nullptr : &r.groups[0];
+      if (clients_ && w.traffic["shop"].up && w.traffic["shop"].paused == true)
+        fail("issue 15: the pooler is left holding its clients after an apply");
       if (ga && ga->stopped == StepOutcome::blocked) {
         if (from_healthy) fail("blocked in a healthy state: " + ga->steps.back().detail);
         ++out.blocked;
@@ -248,6 +274,8 @@ class Checker {
       plan = plan_of(w, g_);
       if (plan.actions.empty()) {
         ++out.converged;
+        if (clients_ && w.traffic["shop"].ttl != 60)
+          fail("issue 15: converged with the TTL at " + std::to_string(w.traffic["shop"].ttl));
         break;
       }
       if (pass == kMaxPasses) {
@@ -265,6 +293,7 @@ class Checker {
   GroupSpec g_;
   DesiredState desired_;
   FakeDriverFactory factory_;
+  bool clients_;
   Fleet fleet_;
   FakeClock clock_;
 };
@@ -295,15 +324,25 @@ bool possible(const FakeWorld& w) {
 // prime to each dimension's size takes every value of each dimension
 // about equally often). With `possible_only`, states PostgreSQL cannot be in
 // (see possible) are left out and counted in `excluded`.
+// With `clients` (issue 15), the traffic has `switch_ttl: 5` and each
+// traffic state comes with its TTL at 60 or already lowered to 5, and with
+// no pooler, a pooler that is not paused, or one that is (a switch
+// interrupted after its pause); and three more things are checked: a
+// planned fence (of the writable stack traffic points at) comes only after
+// the TTL was lowered and the previous TTL passed, with the pooler paused;
+// no apply leaves the pooler paused; a converged group has its TTL back.
 Outcome check_all(const std::vector<std::string>& names, const std::vector<std::string>& actives,
-                  size_t stride = 1, bool possible_only = false) {
+                  size_t stride = 1, bool possible_only = false, bool clients = false) {
   QuietLog quiet;
   Outcome out;
   FakeWorld world;
   std::vector<std::unique_ptr<Checker>> checkers;
   for (const auto& active : actives)
-    for (bool adl : {false, true})
-      checkers.push_back(std::make_unique<Checker>(world, make_group(active, adl, names)));
+    for (bool adl : {false, true}) {
+      GroupSpec g = make_group(active, adl, names);
+      if (clients) g.traffic[0].switch_ttl = 5;
+      checkers.push_back(std::make_unique<Checker>(world, g, clients));
+    }
   std::vector<std::vector<FakeStack>> per_stack;
   for (const auto& n : names) {
     std::vector<std::string> others;
@@ -311,7 +350,20 @@ Outcome check_all(const std::vector<std::string>& names, const std::vector<std::
       if (o != n) others.push_back(o);
     per_stack.push_back(stack_states(others));
   }
-  const std::vector<FakeTraffic> traffic = traffic_states(names);
+  std::vector<FakeTraffic> traffic = traffic_states(names);
+  if (clients) {
+    std::vector<FakeTraffic> more;
+    for (const FakeTraffic& t : traffic)
+      for (int ttl : {60, 5})
+        for (std::optional<bool> paused :
+             {std::optional<bool>(), std::optional<bool>(false), std::optional<bool>(true)}) {
+          FakeTraffic v = t;
+          v.ttl = ttl;
+          v.paused = paused;
+          more.push_back(v);
+        }
+    traffic = std::move(more);
+  }
   std::vector<size_t> at(names.size(), 0);  // an odometer over per_stack
   size_t index = 0;
   for (;;) {
@@ -362,6 +414,22 @@ TEST_CASE("exhaustive: every two-stack state plans safely, step by step") {
             << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
             << " s)\n";
   CHECK(out.states == 2 * 2 * 2 * 2 * 4 * 4 * 2 * 2 * 4 * 2);
+  CHECK(out.healthy_plans > 0);
+  CHECK(out.later_passes == 0);
+  CHECK(out.violations == 0);
+}
+
+TEST_CASE("exhaustive: TTL pre-lowering and a pooler's pause keep every state safe (issue 15)") {
+  auto t0 = std::chrono::steady_clock::now();
+  Outcome out = check_all({"primary", "standby"}, {"primary", "standby"}, 1, false, true);
+  report("exhaustive check with switch_ttl and a pooler", out);
+  std::cout << "  " << out.planned_fences
+            << " planned fences checked for a lowered TTL, its wait and the pooler's pause\n";
+  std::cout << "  (through apply in "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+            << " s)\n";
+  CHECK(out.states == 2 * 2 * 2 * 2 * 4 * 4 * 2 * 2 * 4 * 2 * 2 * 3);
+  CHECK(out.planned_fences > 0);
   CHECK(out.healthy_plans > 0);
   CHECK(out.later_passes == 0);
   CHECK(out.violations == 0);

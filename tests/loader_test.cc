@@ -110,10 +110,15 @@ std::vector<BadCase> bad_cases() {
        "unknown key 'colour' in stack 'primary' (expected one of: address, control_command, dsn, "
        "health, "
        "maintenance, password, pg_rewind, provider, site)"},
+      {"switch_ttl above the TTL (issue 15)", b + "      ttl: 30\n      switch_ttl: 60\n", 22, 19,
+       "switch_ttl 60 is above the record's ttl 30: pre-lowering lowers the TTL before a switch; "
+       "write at most 30"},
+      {"switch_ttl above the default TTL", b + "      switch_ttl: 61\n", 21, 19,
+       "switch_ttl 61 is above the record's ttl 60"},
       {"unknown traffic key offers the keys of its provider type", b + "      recrod_type: A\n", 21,
        7,
        "unknown key 'recrod_type' in 'traffic' of group 'shop' (expected one of: provider, record, "
-       "record_type, ttl, zone)"},
+       "record_type, switch_ttl, ttl, zone)"},
       {"missing apiVersion", edit(b, "apiVersion: stackflip/v1\n", "\n"), 2, 1,
        "missing required key 'apiVersion' in the top level"},
       {"wrong apiVersion", edit(b, "stackflip/v1", "stackflip/v2"), 1, 13,

@@ -167,7 +167,7 @@ TEST_CASE("issue 11: an error inside a traffic list names the element") {
   CHECK(has(
       e,
       "t.yaml:19:45: error: unknown key 'recrod' in traffic #2 of group 'shop' (expected one of: "
-      "provider, record, record_type, ttl, zone)"));
+      "provider, record, record_type, switch_ttl, ttl, zone)"));
   CHECK(has(errors_of(config("192.0.2.10", "198.51.100.7", "      []\n")),
             "must not be an empty list"));
 }

@@ -100,6 +100,7 @@ TrafficObs traffic_from_json(const rj::Value& v, bool part = false) {
   if (const rj::Value* r = member(v, "reachable"); r && r->IsBool()) t.reachable = r->GetBool();
   if (const rj::Value* x = member(v, "target"); x && x->IsString()) t.target = x->GetString();
   if (const rj::Value* x = member(v, "ttl"); x && x->IsInt()) t.ttl = x->GetInt();
+  if (const rj::Value* x = member(v, "paused"); x && x->IsBool()) t.paused = x->GetBool();
   if (const rj::Value* x = member(v, "content"); x && x->IsString()) t.content = x->GetString();
   if (const rj::Value* x = member(v, "error"); x && x->IsString()) t.error = x->GetString();
   if (const rj::Value* x = member(v, "config_error"); x && x->IsBool())
@@ -238,6 +239,10 @@ void write_traffic(W& w, const TrafficObs& t) {
   if (t.ttl) {
     w.Key("ttl");
     w.Int(*t.ttl);
+  }
+  if (t.paused) {
+    w.Key("paused");
+    w.Bool(*t.paused);
   }
   if (!t.content.empty()) {
     w.Key("content");

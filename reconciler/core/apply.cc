@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <cstdio>
+
 #include "core/planner.h"
 #include "util/backoff.h"
 #include "util/deadline.h"
@@ -10,6 +12,11 @@ namespace stackflip {
 
 namespace {
 double seconds(Clock::Duration d) { return std::chrono::duration<double>(d).count(); }
+std::string fixed(double v, int decimals) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+  return buf;
+}
 
 const StackObs* find_stack(const GroupObs& o, const std::string& s) {
   auto it = o.stacks.find(s);
@@ -56,9 +63,48 @@ int ApplyResult::exit_code() const {
   return blocked ? 3 : 0;
 }
 
+namespace {
+// traffic.pause/resume: every address that can hold its clients does (or
+// does not), and one at least can.
+bool paused_is(const TrafficObs& t, bool on) {
+  bool any = false;
+  auto one = [&](const TrafficObs& p) {
+    if (!p.paused) return true;
+    any = true;
+    return *p.paused == on;
+  };
+  if (t.parts.empty()) return t.reachable && one(t) && any;
+  for (const TrafficObs& p : t.parts)
+    if (!one(p)) return false;
+  return t.reachable && any;
+}
+}  // namespace
+
+bool effect_holds(const GroupSpec& g, const Action& a, const GroupObs& o) {
+  if (a.kind != ActionKind::traffic_ttl) return effect_holds(a, o);
+  if (!o.traffic.reachable) return false;
+  for (size_t i = 0; i < g.traffic.size(); ++i) {
+    const TrafficObs& p = o.traffic.parts.empty()
+                              ? o.traffic
+                              : o.traffic.parts[std::min(i, o.traffic.parts.size() - 1)];
+    if (g.traffic[i].switch_ttl && p.ttl && *p.ttl > *g.traffic[i].switch_ttl) return false;
+  }
+  return true;
+}
+
 bool effect_holds(const Action& a, const GroupObs& o) {
-  if (a.kind == ActionKind::traffic_switch)
-    return o.traffic.reachable && o.traffic.target == a.stack;
+  switch (a.kind) {
+    case ActionKind::traffic_switch:
+      return o.traffic.reachable && o.traffic.target == a.stack;
+    case ActionKind::traffic_pause:
+    case ActionKind::traffic_resume:
+      return paused_is(o.traffic, a.kind == ActionKind::traffic_pause);
+    case ActionKind::traffic_ttl:   // needs the spec: effect_holds(g, a, o)
+    case ActionKind::traffic_wait:  // time, not state
+      return false;
+    default:
+      break;
+  }
   const StackObs* s = find_stack(o, a.stack);
   if (!s || !s->reachable) return false;
   const auto& db = s->database;
@@ -75,8 +121,7 @@ bool effect_holds(const Action& a, const GroupObs& o) {
       return !db || db->role == Role::primary;
     case ActionKind::replication_start:
       return !db || (db->role == Role::replica && db->upstream == a.source);
-    case ActionKind::replication_wait:
-    case ActionKind::traffic_switch:
+    default:
       break;
   }
   return false;
@@ -178,8 +223,10 @@ StepOutcome outcome_of(const Status& st) {
 // success says it happened (see still_next): a database step on a stack
 // whose database is not observed.
 bool unobservable(const Action& a, const GroupObs& fresh) {
+  if (a.kind == ActionKind::traffic_wait) return true;  // time passed: nothing to see
   if (a.kind == ActionKind::traffic_switch || a.kind == ActionKind::maintenance_on ||
-      a.kind == ActionKind::maintenance_off)
+      a.kind == ActionKind::maintenance_off || a.kind == ActionKind::traffic_ttl ||
+      a.kind == ActionKind::traffic_pause || a.kind == ActionKind::traffic_resume)
     return false;
   auto it = fresh.stacks.find(a.stack);
   return it != fresh.stacks.end() && !it->second.database;
@@ -219,7 +266,7 @@ Status Applier::run_with_retries(const GroupSpec& g, GroupDrivers& drivers, cons
     GroupObs again;
     if (!guard_holds(g, drivers, a, done_unobservable, silent, o.silent_limit, again)) {
       // The failed call may have taken effect after all.
-      if (effect_holds(a, again)) st = Status::Ok();
+      if (effect_holds(g, a, again)) st = Status::Ok();
       break;
     }
     spdlog::warn("{}: attempt {} failed ({}); trying again",
@@ -243,6 +290,35 @@ Status Applier::run_with_retries(const GroupSpec& g, GroupDrivers& drivers, cons
 
 GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& actions,
                                 const ApplyOptions& o, Clock::Duration t0) {
+  bool paused = false;
+  GroupApply out = apply_steps(g, actions, o, t0, paused);
+  if (!paused || out.stopped == StepOutcome::ok || out.steps.empty()) return out;
+  // This apply paused the pooler's clients and stops before the resume:
+  // let them go now, whatever stopped it. Held, they would wait for a pass
+  // that may not come (a one-shot apply, a group the loop holds); let go,
+  // they reach the primary that serves (re-opened by the fail safe), or get
+  // an error they can see.
+  GroupDrivers& drivers = *fleet_.at(g.name);
+  Action resume;
+  resume.group = g.name;
+  resume.kind = ActionKind::traffic_resume;
+  resume.stack = g.active;
+  resume.reason = "the switch stopped after it paused the traffic pooler: let its clients go";
+  resume.guard = "none needed: clients are better served an answer (or an error) than held";
+  const StepReport last = out.steps.back();
+  Status st = compensate(g, drivers, resume, o, t0, last.index, last.count, out,
+                         last.detail + "; the pooler's clients were let go (traffic.resume)");
+  if (!st.ok()) {
+    spdlog::error("group {}: the pooler's clients could not be let go: {}", g.name, st.message());
+    // The group's last step carries the story of why it stopped.
+    out.steps.back().detail =
+        last.detail + "; letting the pooler's clients go failed too: " + st.message();
+  }
+  return out;
+}
+
+GroupApply Applier::apply_steps(const GroupSpec& g, const std::vector<Action>& actions,
+                                const ApplyOptions& o, Clock::Duration t0, bool& paused) {
   GroupApply out;
   out.group = g.name;
   GroupDrivers& drivers = *fleet_.at(g.name);
@@ -297,6 +373,8 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
     }
     r.outcome = StepOutcome::started;
     if (o.progress) o.progress(r);
+    // From its start: a pause that timed out may have held some clients.
+    if (a.kind == ActionKind::traffic_pause) paused = true;
     std::string detail;
     Status st = run_with_retries(g, drivers, a, o, done_unobservable, silent, detail);
     const StepOutcome outcome = outcome_of(st);
@@ -313,7 +391,8 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
     }
     if (st.ok() && unobservable(a, fresh)) {
       done_unobservable.push_back(a);
-      detail = "effect not observable (no database observation); the provider reported success";
+      if (a.kind != ActionKind::traffic_wait)
+        detail = "effect not observable (no database observation); the provider reported success";
     }
     if (!finish(outcome, st.ok() ? detail : st.message())) {
       if (sofar.fenced && !sofar.promoted && a.kind != ActionKind::traffic_switch)
@@ -321,6 +400,7 @@ GroupApply Applier::apply_group(const GroupSpec& g, const std::vector<Action>& a
       return out;
     }
     sofar.note(g, a, fresh);
+    if (a.kind == ActionKind::traffic_resume) paused = false;
   }
   return out;
 }
@@ -442,6 +522,57 @@ void Applier::fail_safe(const GroupSpec& g, GroupDrivers& d, const Action& faile
   out.steps.back().detail = out.failed_safe;
 }
 
+namespace {
+// The longest "(previous TTL N s)" in a traffic.ttl step's journal detail
+// (GroupDrivers::lower_traffic_ttl), in ms; nullopt when it names none.
+std::optional<int64_t> previous_ttl_ms(const std::string& detail) {
+  std::optional<int64_t> out;
+  const std::string key = "(previous TTL ";
+  for (size_t at = detail.find(key); at != std::string::npos; at = detail.find(key, at + 1)) {
+    int64_t v = 0;
+    size_t i = at + key.size(), digits = 0;
+    for (; i < detail.size() && detail[i] >= '0' && detail[i] <= '9' && digits < 7; ++i, ++digits)
+      v = v * 10 + (detail[i] - '0');
+    if (digits > 0 && digits < 7) out = std::max(out.value_or(0), v * 1000);
+  }
+  return out;
+}
+}  // namespace
+
+Status Applier::wait_for_resolvers(const GroupSpec& g, const Action& a, const ApplyOptions& o,
+                                   std::string& detail) {
+  // How long is left: the previous TTL, counted from when traffic.ttl
+  // lowered it (this apply's step, or an interrupted apply's: the journal
+  // has it). A lowering older than the last switch was undone by that
+  // switch; without a record, the whole previous TTL from now.
+  int64_t left = a.wait_ms;
+  std::string since = "no record of when the TTL was lowered: waiting the whole previous TTL";
+  if (log_) {
+    auto lowered = log_->last_ok(g.name, ActionKind::traffic_ttl);
+    auto switched = log_->last_ok(g.name, ActionKind::traffic_switch);
+    if (lowered && (!switched || switched->ms_ago > lowered->ms_ago)) {
+      const int64_t prev = previous_ttl_ms(lowered->detail).value_or(a.wait_ms);
+      left = prev - lowered->ms_ago;
+      since = "the TTL was lowered " + fixed(static_cast<double>(lowered->ms_ago) / 1000, 1) +
+              " s ago from " + std::to_string(prev / 1000) + " s";
+    }
+  }
+  const Clock::Duration start = clock_.now();
+  const Clock::Duration until = start + std::chrono::milliseconds(std::max<int64_t>(left, 0));
+  while (clock_.now() < until) {
+    if (o.stop_requested && o.stop_requested->load())
+      return Timeout("traffic.wait: stop requested after " +
+                     fixed(seconds(clock_.now() - start), 1) +
+                     " s; the next apply waits only the rest (" + since + ")");
+    if (std::string stopped = operation_stopped(); !stopped.empty())
+      return Timeout("traffic.wait: " + stopped);
+    clock_.sleep_for(
+        std::min<Clock::Duration>(until - clock_.now(), std::chrono::milliseconds(200)));
+  }
+  detail = since + "; waited " + fixed(seconds(clock_.now() - start), 1) + " s";
+  return {};
+}
+
 Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a, const ApplyOptions& o,
                         std::string& detail) {
   const std::string label = std::string(to_string(a.kind)) + " " + a.stack;
@@ -450,6 +581,7 @@ Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a, co
   if (o.act_until) window.emplace(o.act_until, o.act_until_why);
   if (std::string stopped = operation_stopped(); !stopped.empty())
     return Timeout(label + ": not started: " + stopped);
+  if (a.kind == ActionKind::traffic_wait) return wait_for_resolvers(g, a, o, detail);
   if (a.kind == ActionKind::replication_wait) {
     // The source is fenced: its write position, read now, is final.
     StackObs src = d.observe_stack(a.source);
@@ -482,6 +614,10 @@ Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a, co
   Status st;
   if (a.kind == ActionKind::traffic_switch) {
     st = d.switch_traffic(a.stack);
+  } else if (a.kind == ActionKind::traffic_ttl) {
+    st = d.lower_traffic_ttl(detail);
+  } else if (a.kind == ActionKind::traffic_pause || a.kind == ActionKind::traffic_resume) {
+    st = d.pause_traffic(a.kind == ActionKind::traffic_pause);
   } else {
     StackDriver* s = d.stack(a.stack);
     if (!s) return Err(label + ": " + d.stack_error(a.stack));
@@ -517,11 +653,12 @@ Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a, co
   Backoff backoff;
   for (;;) {
     GroupObs now;
-    if (a.kind == ActionKind::traffic_switch)
+    if (a.kind == ActionKind::traffic_switch || a.kind == ActionKind::traffic_ttl ||
+        a.kind == ActionKind::traffic_pause || a.kind == ActionKind::traffic_resume)
       now.traffic = d.observe_traffic();
     else
       now.stacks[a.stack] = d.observe_stack(a.stack);
-    if (effect_holds(a, now)) return {};
+    if (effect_holds(g, a, now)) return {};
     if (std::string stopped = operation_stopped(); !stopped.empty())
       return Timeout(label + ": the effect was not observed before it " + stopped);
     if (clock_.now() >= deadline)

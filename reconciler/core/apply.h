@@ -156,8 +156,13 @@ class Applier {
   };
 
   // Runs a group's actions in order: steps 1-6 above.
+  // Then, when the steps stopped after a traffic.pause and before its
+  // traffic.resume, resumes the pooler (a compensating traffic.resume).
   GroupApply apply_group(const GroupSpec& g, const std::vector<Action>& actions,
                          const ApplyOptions& o, Clock::Duration t0);
+  // The steps alone; `paused`: whether the pooler is left paused by them.
+  GroupApply apply_steps(const GroupSpec& g, const std::vector<Action>& actions,
+                         const ApplyOptions& o, Clock::Duration t0, bool& paused);
   // Step 4-5 with the retries of step 6: runs `a`, and while it fails (not
   // for good) runs it again if the guard still holds; "(permanent: not
   // retried)" is added to a refusal.
@@ -167,6 +172,10 @@ class Applier {
                           std::set<std::string>& silent, std::string& detail);
   Status execute(const GroupSpec& g, GroupDrivers& d, const Action& a, const ApplyOptions& o,
                  std::string& detail);
+  // traffic.wait: until the TTL the resolvers may still hold has passed
+  // since traffic.ttl lowered it (the journal says when: ActionLog::last_ok).
+  Status wait_for_resolvers(const GroupSpec& g, const Action& a, const ApplyOptions& o,
+                            std::string& detail);
   // The fail safe: `failed` failed for good with `why` after this apply
   // fenced `old`; re-opens `old` when nothing was promoted (see above).
   void fail_safe(const GroupSpec& g, GroupDrivers& d, const Action& failed, const Status& why,
@@ -183,7 +192,9 @@ class Applier {
   Clock& clock_;
 };
 
-// True when `observed` shows the effect `a` is expected to have.
+// True when `observed` shows the effect `a` is expected to have. Without the
+// group's spec, a traffic.ttl is never seen done (its TTLs are the spec's).
 bool effect_holds(const Action& a, const GroupObs& observed);
+bool effect_holds(const GroupSpec& g, const Action& a, const GroupObs& observed);
 
 }  // namespace stackflip

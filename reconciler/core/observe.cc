@@ -112,6 +112,56 @@ Status GroupDrivers::switch_traffic(const std::string& stack) {
       failed.push_back(std::move(e));
     }
   }
+  return combined(failed);
+}
+
+Status GroupDrivers::lower_traffic_ttl(std::string& detail) {
+  std::vector<Error> failed;
+  for (Traffic& t : traffic_) {
+    const std::string& name = t.spec->name;
+    if (!t.spec->switch_ttl) continue;
+    if (!t.driver) {
+      failed.push_back(Err(name + ": " + t.error));
+      continue;
+    }
+    TrafficObs now = observe_one(t, ObservePass{});
+    if (!now.reachable) {
+      failed.push_back(Err(name + ": " + now.error));
+      continue;
+    }
+    if (!now.ttl || *now.ttl <= *t.spec->switch_ttl) continue;
+    Status st = t.driver->set_ttl(*t.spec->switch_ttl);
+    if (!st.ok()) {
+      Error e = st.error();
+      e.message = name + ": " + e.message;
+      failed.push_back(std::move(e));
+      continue;
+    }
+    // "previous TTL N s" is read back by traffic.wait from the journal.
+    detail += (detail.empty() ? "" : "; ") + name + ": TTL " + std::to_string(*now.ttl) + " → " +
+              std::to_string(*t.spec->switch_ttl) + " s (previous TTL " + std::to_string(*now.ttl) +
+              " s)";
+  }
+  return combined(failed);
+}
+
+Status GroupDrivers::pause_traffic(bool on) {
+  std::vector<Error> failed;
+  for (Traffic& t : traffic_) {
+    if (!t.driver) continue;
+    TrafficObs now = observe_one(t, ObservePass{});
+    if (!now.paused) continue;  // cannot pause (DNS), or not observed: see effect_holds
+    Status st = on ? t.driver->pause() : t.driver->resume();
+    if (!st.ok()) {
+      Error e = st.error();
+      if (traffic_.size() > 1) e.message = t.spec->name + ": " + e.message;
+      failed.push_back(std::move(e));
+    }
+  }
+  return combined(failed);
+}
+
+Status GroupDrivers::combined(const std::vector<Error>& failed) {
   if (failed.empty()) return Status::Ok();
   // Retried only if some failure may pass; permanent only if all are.
   Error e = failed.front();

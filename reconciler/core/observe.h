@@ -57,8 +57,17 @@ class GroupDrivers {
   // failed (permanent only when every failure is). A re-run switches the
   // rest.
   Status switch_traffic(const std::string& stack);
+  // traffic.ttl (issue 15): every address whose TTL is above its
+  // `switch_ttl` gets that TTL, its values unchanged. `detail` names each
+  // change with "(previous TTL N s)", which traffic.wait reads back from
+  // the journal.
+  Status lower_traffic_ttl(std::string& detail);
+  // traffic.pause / traffic.resume: every address that can hold its
+  // clients (observed with TrafficObs::paused) pauses, or resumes.
+  Status pause_traffic(bool on);
 
  private:
+  static Status combined(const std::vector<Error>& failed);
   struct Traffic {
     const TrafficSpec* spec;
     std::unique_ptr<TrafficDriver> driver;  // null when it could not be made

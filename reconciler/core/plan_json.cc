@@ -55,6 +55,10 @@ void write_plan(W& w, const Plan& plan) {
     write_string(w, "kind", to_string(a.kind));
     write_string(w, "stack", a.stack);
     if (!a.source.empty()) write_string(w, "source", a.source);
+    if (a.kind == ActionKind::traffic_wait) {
+      w.Key("wait_seconds");
+      w.Int64(a.wait_ms / 1000);
+    }
     write_string(w, "reason", a.reason);
     write_string(w, "guard", a.guard);
     write_string(w, "status", a.blocked ? "blocked" : "pending");
@@ -150,7 +154,8 @@ class Reader {
       return fail(pointer + "/kind",
                   "unknown action kind \"" + name +
                       "\" (expected maintenance.on, replication.wait, replication.stop, "
-                      "database.promote, maintenance.off, traffic.switch or replication.start)");
+                      "database.promote, maintenance.off, traffic.switch, replication.start, "
+                      "traffic.ttl, traffic.wait, traffic.pause or traffic.resume)");
     out = *k;
     return std::nullopt;
   }
@@ -204,8 +209,9 @@ Result<Plan> plan_from_json(const std::string& text, const std::string& file) {
   for (rapidjson::SizeType i = 0; i < actions->value.Size(); ++i) {
     const auto& v = actions->value[i];
     std::string p = "/actions/" + std::to_string(i);
-    if (auto e = r.check_object(
-            v, p, {"group", "kind", "stack", "source", "reason", "guard", "status", "why_blocked"}))
+    if (auto e = r.check_object(v, p,
+                                {"group", "kind", "stack", "source", "wait_seconds", "reason",
+                                 "guard", "status", "why_blocked"}))
       return *e;
     Action a;
     std::string status;
@@ -213,6 +219,13 @@ Result<Plan> plan_from_json(const std::string& text, const std::string& file) {
     if (auto e = r.kind(v, p, a.kind)) return *e;
     if (auto e = r.string(v, p, "stack", a.stack)) return *e;
     if (auto e = r.string(v, p, "source", a.source, /*optional=*/true)) return *e;
+    if (auto w = v.FindMember("wait_seconds"); w != v.MemberEnd()) {
+      if (a.kind != ActionKind::traffic_wait || !w->value.IsInt64() || w->value.GetInt64() < 0 ||
+          w->value.GetInt64() > 86400)
+        return r.fail(p + "/wait_seconds",
+                      "expected an integer from 0 to 86400, on a traffic.wait action only");
+      a.wait_ms = w->value.GetInt64() * 1000;
+    }
     if (auto e = r.string(v, p, "reason", a.reason)) return *e;
     if (auto e = r.string(v, p, "guard", a.guard)) return *e;
     if (auto e = r.string(v, p, "status", status)) return *e;

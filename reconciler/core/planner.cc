@@ -11,9 +11,15 @@ std::string bytes(uint64_t n) { return std::to_string(n) + (n == 1 ? " byte" : "
 // Plans one group over a simulated copy of its observation.
 class GroupPlanner {
  public:
+  // `clients`: plan the steps of phase 0 (pre_switch) too.
   GroupPlanner(const GroupSpec& g, const GroupObs& o, std::vector<Action>& actions,
-               std::vector<Skipped>& skipped)
-      : g_(g), sim_(o), actions_(actions), skipped_(skipped), first_(actions.size()) {
+               std::vector<Skipped>& skipped, bool clients = false)
+      : g_(g),
+        sim_(o),
+        actions_(actions),
+        skipped_(skipped),
+        first_(actions.size()),
+        clients_(clients) {
     // Every declared stack has an entry; what was not observed is unreachable.
     for (const auto& [name, spec] : g_.stacks) {
       auto it = sim_.stacks.find(name);
@@ -21,11 +27,22 @@ class GroupPlanner {
     }
   }
 
-  void run() {
+  // `resume_first`: the pooler holds its clients and this plan cannot
+  // complete (plan_group): let them go before anything else.
+  void run(bool resume_first = false) {
+    if (resume_first)
+      emit(ActionKind::traffic_resume, sim_.traffic.target.value_or(""), "",
+           "the traffic pooler holds its clients' queries and the switch cannot complete now "
+           "(see the blocked step): let them go to " +
+               sim_.traffic.target.value_or("where it points") +
+               " rather than hold them until it can",
+           "none needed: clients are better served an answer (or an error) than held");
+    if (clients_) pre_switch();
     fence();
     promote();
     active_maintenance();
     traffic();
+    resume();
     replication();
   }
 
@@ -101,6 +118,21 @@ class GroupPlanner {
   }
 
   void simulate(ActionKind kind, const std::string& stack, const std::string& source) {
+    TrafficObs& tr = sim_.traffic;
+    if (kind == ActionKind::traffic_ttl) {
+      for (size_t i = 0; i < views(); ++i)
+        if (auto sw = switch_ttl(i); sw && view(i).ttl && *view(i).ttl > *sw) view(i).ttl = *sw;
+      if (!tr.parts.empty()) tr.ttl = tr.parts.front().ttl;
+      return;
+    }
+    if (kind == ActionKind::traffic_pause || kind == ActionKind::traffic_resume) {
+      const bool on = kind == ActionKind::traffic_pause;
+      for (TrafficObs& p : tr.parts)
+        if (p.paused) p.paused = on;
+      if (tr.paused) tr.paused = on;
+      return;
+    }
+    if (kind == ActionKind::traffic_wait) return;
     if (kind == ActionKind::traffic_switch) {
       TrafficObs& t = sim_.traffic;
       t.target = stack;
@@ -148,6 +180,10 @@ class GroupPlanner {
         db.streaming = true;
         break;
       case ActionKind::traffic_switch:
+      case ActionKind::traffic_ttl:
+      case ActionKind::traffic_wait:
+      case ActionKind::traffic_pause:
+      case ActionKind::traffic_resume:
         break;
     }
   }
@@ -247,6 +283,94 @@ class GroupPlanner {
     return role(d) != Role::primary;
   }
 
+  // Why the serving primary must not be fenced for the switch (the
+  // promotion or the traffic move cannot happen); "" when it may be.
+  std::string fence_hold() const {
+    const std::string& active = g_.active;
+    int primaries = 0;
+    for (const auto& [name, spec] : g_.stacks)
+      primaries += name != active && reachable(name) && role(name) == Role::primary;
+    if (!needs_promotion() || primaries > 1) return "";
+    Promotion pr = judge_promotion();
+    if (pr.forced() && (promotion_impossible() || !g_.allow_data_loss))
+      return "the promotion of " + active + " is blocked (" + pr.block +
+             "), so the serving primary is not fenced";
+    if (!sim_.traffic.reachable && sim_.traffic.target != active)
+      return traffic_unreachable_why(sim_.traffic) +
+             ", so traffic could not follow the switch; the serving primary is not fenced";
+    if (!traffic_blocker().empty() && sim_.traffic.target != active)
+      return traffic_blocker() +
+             ", so traffic could not follow the switch; the serving primary is not fenced";
+    return "";
+  }
+
+  // The traffic addresses one by one: the observation's parts, or the
+  // whole when it has none (a snapshot without per-address detail).
+  size_t views() const { return sim_.traffic.parts.empty() ? 1 : sim_.traffic.parts.size(); }
+  TrafficObs& view(size_t i) {
+    return sim_.traffic.parts.empty() ? sim_.traffic : sim_.traffic.parts[i];
+  }
+  const TrafficObs& view(size_t i) const {
+    return sim_.traffic.parts.empty() ? sim_.traffic : sim_.traffic.parts[i];
+  }
+  std::optional<int> switch_ttl(size_t part) const {
+    if (g_.traffic.empty()) return std::nullopt;
+    return g_.traffic[std::min(part, g_.traffic.size() - 1)].switch_ttl;
+  }
+
+  // Phase 0 (issue 15): what clients see of a planned switch. When traffic
+  // moves away from a serving primary (reachable, writable: the switch is
+  // planned, not a failover from a dead stack), first lower each address's
+  // TTL to its `switch_ttl` and wait until resolvers forgot answers with
+  // the previous TTL, then let a pooler hold its clients' queries; the
+  // fence comes after. A failover from a stack that is down or already
+  // fenced skips all of it: waiting would only lengthen the outage.
+  void pre_switch() {
+    const std::string& d = g_.active;
+    const TrafficObs& t = sim_.traffic;
+    if (!t.target || *t.target == d || !writable(*t.target)) return;
+    const std::string old = *t.target;
+    const std::string hold = t.reachable ? fence_hold() : traffic_unreachable_why(t);
+    std::string lower, why_lower;
+    int64_t wait_s = 0;
+    for (size_t i = 0; i < views(); ++i) {
+      auto sw = switch_ttl(i);
+      const TrafficObs& p = view(i);
+      if (!sw || !p.ttl) continue;
+      const std::string who = p.name.empty() ? "traffic" : p.name;
+      if (*p.ttl > *sw) {
+        lower += (lower.empty() ? "" : "; ") + who + " from " + std::to_string(*p.ttl) + " s to " +
+                 std::to_string(*sw) + " s";
+        wait_s = std::max<int64_t>(wait_s, *p.ttl);
+      } else if (desired_ttl(i) > *sw) {
+        // Lowered before (an interrupted switch): the journal says when.
+        wait_s = std::max<int64_t>(wait_s, desired_ttl(i));
+      }
+    }
+    if (!lower.empty())
+      emit(ActionKind::traffic_ttl, old, "",
+           "before the switch from " + old + " to " + d + ", lower the TTL (switch_ttl): " + lower +
+               ", so that resolvers forget " + old + "'s address soon after the switch",
+           "none needed: the values stay " + old + "'s", hold);
+    if (wait_s > 0) {
+      emit(ActionKind::traffic_wait, old, "",
+           "resolvers may hold " + old + "'s address with the previous TTL for up to " +
+               std::to_string(wait_s) +
+               " s after the TTL was lowered: wait that long before "
+               "fencing " +
+               old + " (an interrupted wait resumes from the journal)",
+           "none needed: nothing changes while waiting", hold);
+      actions_.back().wait_ms = wait_s * 1000;
+    }
+    bool pausable = false;
+    for (size_t i = 0; i < views(); ++i) pausable |= view(i).paused == false;
+    if (pausable)
+      emit(ActionKind::traffic_pause, old, "",
+           "step 1 of the switch, for pooled clients: hold their queries once the running "
+           "transactions finish, so the switch is a pause for them, not an error",
+           old + " is a writable primary (the switch is planned)", hold);
+  }
+
   // Phase 1: no second writable database, ever; then maintenance drift.
   void fence() {
     const std::string& active = g_.active;
@@ -256,22 +380,7 @@ class GroupPlanner {
     // not, so that the count is a fact the plan's own fences do not change:
     // counting the writable ones, the re-plan after the first of two fences
     // held the second, and the plan went stale mid-apply (issue 12).
-    int primaries = 0;
-    for (const auto& [name, spec] : g_.stacks)
-      primaries += name != active && reachable(name) && role(name) == Role::primary;
-    std::string hold;
-    if (needs_promotion() && primaries <= 1) {
-      Promotion pr = judge_promotion();
-      if (pr.forced() && (promotion_impossible() || !g_.allow_data_loss))
-        hold = "the promotion of " + active + " is blocked (" + pr.block +
-               "), so the serving primary is not fenced";
-      else if (!sim_.traffic.reachable && sim_.traffic.target != active)
-        hold = traffic_unreachable_why(sim_.traffic) +
-               ", so traffic could not follow the switch; the serving primary is not fenced";
-      else if (!traffic_blocker().empty() && sim_.traffic.target != active)
-        hold = traffic_blocker() +
-               ", so traffic could not follow the switch; the serving primary is not fenced";
-    }
+    const std::string hold = fence_hold();
     for (const auto& [name, spec] : g_.stacks) {
       if (name == active) continue;
       if (!reachable(name)) {
@@ -550,6 +659,19 @@ class GroupPlanner {
          d + " is primary (traffic never points at a writable replica)", why);
   }
 
+  // Phase 4b: a pooler that holds its clients lets them go once traffic
+  // points at the writable active stack.
+  void resume() {
+    if (sim_.traffic.paused != true) return;
+    const std::string& d = g_.active;
+    emit(ActionKind::traffic_resume, d, "",
+         "the traffic pooler holds its clients' queries: let them go to " + d,
+         d + " is a writable primary and traffic points at it",
+         !sim_.traffic.reachable ? traffic_unreachable_why(sim_.traffic)
+         : reachable(d)          ? ""
+                                 : unreachable_why(d));
+  }
+
   // Phase 5: replication into the other stacks as desired.
   void replication() {
     const std::string& d = g_.active;
@@ -620,6 +742,7 @@ class GroupPlanner {
   std::vector<Action>& actions_;
   std::vector<Skipped>& skipped_;
   size_t first_;
+  bool clients_;
   std::optional<size_t> blocked_at_;
   bool promoted_ = false;  // this plan promotes the active stack
 };
@@ -693,7 +816,29 @@ std::optional<uint64_t> lag_bytes(const GroupObs& observed, const std::string& s
 void plan_group(const GroupSpec& group, const GroupObs& observed, std::vector<Action>& actions,
                 std::vector<Skipped>& skipped, const std::string& block) {
   const size_t first = actions.size();
-  GroupPlanner(group, observed, actions, skipped).run();
+  const size_t first_skipped = skipped.size();
+  auto plan_once = [&](bool clients, bool resume_first) {
+    actions.resize(first);
+    skipped.resize(first_skipped);
+    GroupPlanner(group, observed, actions, skipped, clients).run(resume_first);
+    bool stuck = !block.empty();
+    for (size_t i = first; i < actions.size(); ++i) stuck |= actions[i].blocked;
+    return stuck;
+  };
+  bool stuck = plan_once(false, false);
+  // What clients see (phase 0: TTL pre-lowering, the pooler's pause) is
+  // planned only for a switch that can complete: before a fence that a
+  // blocked step follows, waiting out a TTL or holding clients would only
+  // delay the fence and then leave them where they were.
+  bool pre = false;
+  for (const TrafficSpec& t : group.traffic) pre |= t.switch_ttl.has_value();
+  pre |= observed.traffic.paused.has_value();
+  if (!stuck && pre) stuck = plan_once(true, false);
+  // A pooler holding its clients (a switch interrupted after its pause)
+  // while the plan cannot complete: planned again with the resume first, so
+  // that clients are not held until someone unblocks it.
+  if (stuck && observed.traffic.paused == true && observed.traffic.reachable)
+    plan_once(false, true);
   std::string why = block;
   if (why.empty()) {
     // Two stacks of this group on one server: seen here too, so that apply's

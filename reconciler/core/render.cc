@@ -64,7 +64,10 @@ std::string short_digest(const std::string& d) {
 
 // What an action acts on, e.g. "standby from primary" or "to standby".
 std::string target_of(const Action& a) {
-  if (a.kind == ActionKind::traffic_switch) return "to " + a.stack;
+  if (a.kind == ActionKind::traffic_switch || a.kind == ActionKind::traffic_resume)
+    return "to " + a.stack;
+  if (a.kind == ActionKind::traffic_wait)
+    return "up to " + std::to_string(a.wait_ms / 1000) + " s after the TTL was lowered";
   if (!a.source.empty()) return a.stack + " from " + a.source;
   return a.stack;
 }

@@ -91,30 +91,9 @@ class PowerDnsTrafficDriver : public TrafficDriver {
       return Err("traffic.switch: stack \"" + stack + "\" has no address for " + name_ + " (" +
                  to_string(kind_for_record_type(type_)) + ")");
 
-    rapidjson::StringBuffer buf;
-    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
-    w.StartObject();
-    w.Key("rrsets");
-    w.StartArray();
-    w.StartObject();
-    w.Key("name"), w.String(record_.c_str());
-    w.Key("type"), w.String(type_.c_str());
-    w.Key("ttl"), w.Int(ttl_);
-    w.Key("changetype"), w.String("REPLACE");
-    w.Key("records");
-    w.StartArray();
-    for (const auto& address : v->second) {
-      w.StartObject();
-      w.Key("content"), w.String(address.c_str());
-      w.Key("disabled"), w.Bool(false);
-      w.EndObject();
-    }
-    w.EndArray();
-    w.EndObject();
-    w.EndArray();
-    w.EndObject();
-
-    if (Status st = zones_->patch(zone_, buf.GetString()); !st.ok()) return st;
+    std::vector<TrafficRecord> records;
+    for (const auto& address : v->second) records.push_back({address, stack, false});
+    if (Status st = zones_->patch(zone_, rrset_body(records, ttl_)); !st.ok()) return st;
 
     TrafficObs after = observe();  // fresh: the change must be seen on the server
     if (!after.reachable) return Err("traffic.switch: verifying the change: " + after.error);
@@ -124,7 +103,52 @@ class PowerDnsTrafficDriver : public TrafficDriver {
     return Status::Ok();
   }
 
+  // TTL pre-lowering: the same records, enabled or not, with another TTL.
+  Status set_ttl(int ttl) override {
+    TrafficObs now = observe();
+    if (!now.reachable) return Err("traffic.ttl: " + now.error);
+    if (now.records.empty())
+      return Refused("traffic.ttl: " + name_ + " holds no record whose TTL could be lowered");
+    if (now.ttl == ttl) return Status::Ok();
+    if (Status st = zones_->patch(zone_, rrset_body(now.records, ttl)); !st.ok()) return st;
+    TrafficObs after = observe();
+    if (!after.reachable) return Err("traffic.ttl: verifying the change: " + after.error);
+    if (after.ttl != ttl || after.records != now.records)
+      return Err("traffic.ttl: " + name_ + " holds \"" + after.content + "\" with TTL " +
+                 (after.ttl ? std::to_string(*after.ttl) : std::string("unknown")) +
+                 " after the change, expected TTL " + std::to_string(ttl) +
+                 " and the values as before");
+    return Status::Ok();
+  }
+
  private:
+  // A PATCH body that replaces the rrset with `records` and `ttl`.
+  std::string rrset_body(const std::vector<TrafficRecord>& records, int ttl) const {
+    rapidjson::StringBuffer buf;
+    rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+    w.StartObject();
+    w.Key("rrsets");
+    w.StartArray();
+    w.StartObject();
+    w.Key("name"), w.String(record_.c_str());
+    w.Key("type"), w.String(type_.c_str());
+    w.Key("ttl"), w.Int(ttl);
+    w.Key("changetype"), w.String("REPLACE");
+    w.Key("records");
+    w.StartArray();
+    for (const auto& r : records) {
+      w.StartObject();
+      w.Key("content"), w.String(r.content.c_str());
+      w.Key("disabled"), w.Bool(r.disabled);
+      w.EndObject();
+    }
+    w.EndArray();
+    w.EndObject();
+    w.EndArray();
+    w.EndObject();
+    return std::string(buf.GetString(), buf.GetSize());
+  }
+
   static std::string join(const std::vector<std::string>& v) {
     std::string out;
     for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;

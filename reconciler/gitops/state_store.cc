@@ -324,6 +324,20 @@ Status StateStore::finish(int64_t id, const std::string& result, const std::stri
   return Status::Ok();
 }
 
+std::optional<ActionLog::Finished> StateStore::last_ok(const std::string& group, ActionKind kind) {
+  std::lock_guard lock(mu_);
+  // The journal's times are UTC with milliseconds ("…T12:00:00.123Z"),
+  // which SQLite's julianday() reads; a row it cannot read answers nothing.
+  Stmt st(db_,
+          "SELECT CAST(ROUND((julianday('now') - julianday(time)) * 86400000.0) AS INTEGER), error "
+          "FROM actions WHERE grp = ?1 AND kind = ?2 AND phase = 'finished' AND result = 'ok' "
+          "AND julianday(time) IS NOT NULL ORDER BY id DESC LIMIT 1");
+  if (!st.prepared()) return std::nullopt;
+  st.bind(1, group).bind(2, std::string(to_string(kind)));
+  if (st.step() != SQLITE_ROW) return std::nullopt;
+  return Finished{std::max<int64_t>(st.integer(0), 0), st.text(1)};
+}
+
 Result<std::vector<JournalEntry>> StateStore::history(size_t limit,
                                                       const std::string& group) const {
   std::lock_guard lock(mu_);

@@ -86,6 +86,9 @@ class StateStore : public ActionLog {
   // failed, timeout, interrupted. An unknown id or a second finish is an error.
   Status finish(int64_t id, const std::string& result, const std::string& error,
                 int64_t duration_ms) override;
+  // The last ok end of `kind` in `group`: how long ago, by this host's
+  // clock, and its detail (traffic.wait reads when the TTL was lowered).
+  std::optional<Finished> last_ok(const std::string& group, ActionKind kind) override;
   // Newest first, at most `limit` rows, only `group`'s when not empty.
   Result<std::vector<JournalEntry>> history(size_t limit = 100,
                                             const std::string& group = "") const;

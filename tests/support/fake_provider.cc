@@ -63,7 +63,8 @@ class FakeStackDriver : public StackDriver {
 
 class FakeTrafficDriver : public TrafficDriver {
  public:
-  FakeTrafficDriver(FakeWorld& w, std::string group) : w_(w), group_(std::move(group)) {}
+  FakeTrafficDriver(FakeWorld& w, std::string group, int ttl)
+      : w_(w), group_(std::move(group)), ttl_(ttl) {}
   TrafficObs observe() override {
     std::lock_guard lock(w_.mu.m);
     return w_.observe(group_).traffic;
@@ -75,12 +76,34 @@ class FakeTrafficDriver : public TrafficDriver {
     if (!t.up) return Err("traffic provider: connection refused");
     t.target = stack;
     t.also.clear();
+    t.ttl = ttl_;
+    return {};
+  }
+  Status set_ttl(int ttl) override {
+    std::lock_guard lock(w_.mu.m);
+    w_.calls.push_back("traffic.ttl " + group_ + " " + std::to_string(ttl));
+    FakeTraffic& t = w_.traffic.at(group_);
+    if (!t.up) return Err("traffic provider: connection refused");
+    t.ttl = ttl;
+    return {};
+  }
+  Status pause() override { return set_paused(true); }
+  Status resume() override { return set_paused(false); }
+
+ private:
+  Status set_paused(bool on) {
+    std::lock_guard lock(w_.mu.m);
+    w_.calls.push_back(std::string(on ? "traffic.pause " : "traffic.resume ") + group_);
+    FakeTraffic& t = w_.traffic.at(group_);
+    if (!t.paused) return Refused("this traffic provider cannot pause");
+    if (!t.up) return Err("traffic provider: connection refused");
+    t.paused = on;
     return {};
   }
 
- private:
   FakeWorld& w_;
   std::string group_;
+  int ttl_;
 };
 
 }  // namespace
@@ -125,6 +148,7 @@ GroupObs FakeWorld::observe(const std::string& group) {
     g.traffic.target.reset();
   }
   g.traffic.ttl = t.ttl;
+  g.traffic.paused = t.paused;
   if (!t.up) g.traffic.error = "connection refused";
   return g;
 }
@@ -148,8 +172,8 @@ Result<std::unique_ptr<StackDriver>> FakeDriverFactory::stack_driver(const Desir
 
 Result<std::unique_ptr<TrafficDriver>> FakeDriverFactory::traffic_driver(const DesiredState&,
                                                                          const GroupSpec& g,
-                                                                         const TrafficSpec&) {
-  std::unique_ptr<TrafficDriver> d = std::make_unique<FakeTrafficDriver>(world_, g.name);
+                                                                         const TrafficSpec& t) {
+  std::unique_ptr<TrafficDriver> d = std::make_unique<FakeTrafficDriver>(world_, g.name, t.ttl);
   if (wrap_traffic) d = wrap_traffic(std::move(d));
   if (wrap_group_traffic) d = wrap_group_traffic(std::move(d), g.name);
   return d;

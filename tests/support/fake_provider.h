@@ -45,6 +45,8 @@ struct FakeTraffic {
   // Further stacks the address reaches too (mixed traffic: observed with
   // no target, each value with its stack). A switch clears them.
   std::vector<std::string> also = {};
+  // A pooler (PgBouncer): whether it holds its clients. Null: cannot pause.
+  std::optional<bool> paused = std::nullopt;
 };
 
 // A recursive mutex that a copy of its owner does not share (copies get their own).
@@ -162,7 +164,8 @@ class FaultyStackDriver : public StackDriver {
   InjectedFaults faults_;
 };
 
-// The traffic twin of FaultyStackDriver: switch_to() calls count.
+// The traffic twin of FaultyStackDriver: switch_to(), set_ttl(), pause()
+// and resume() calls count.
 class FaultyTrafficDriver : public TrafficDriver {
  public:
   FaultyTrafficDriver(std::unique_ptr<TrafficDriver> inner, int fail_call, bool timeout = false,
@@ -174,6 +177,18 @@ class FaultyTrafficDriver : public TrafficDriver {
   Status switch_to(const std::string& stack) override {
     if (auto e = faults_.next()) return *e;
     return inner_->switch_to(stack);
+  }
+  Status set_ttl(int ttl) override {
+    if (auto e = faults_.next()) return *e;
+    return inner_->set_ttl(ttl);
+  }
+  Status pause() override {
+    if (auto e = faults_.next()) return *e;
+    return inner_->pause();
+  }
+  Status resume() override {
+    if (auto e = faults_.next()) return *e;
+    return inner_->resume();
   }
 
  private:
