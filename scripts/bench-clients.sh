@@ -27,7 +27,8 @@
 #   bash scripts/bench-clients.sh [N] [MODES]     (as root; after a build:
 #   build/stackflip; STACKFLIP_BIN=other/stackflip measures another build)
 #   e.g. bash scripts/bench-clients.sh 3 "multihost dns"
-#   KEEP_BENCH_DIR=1 keeps the folder (client logs, apply output).
+#   KEEP_BENCH_DIR=1 keeps the folder (client logs, apply output; libpq's own
+#   notices, e.g. a FATAL read on an idle connection, in client-MODE.log.err).
 #
 # The dns modes run the client and unbound in a network namespace of their
 # own, sfbcPID, linked to the root namespace by a veth pair on a free
@@ -512,16 +513,16 @@ run_mode() { # MODE
   case $mode in
     multihost)
       python3 "$APP" write dsn "$log" "$stop" "$deadline" "$((MODE_NO * 1000000000 + 1))" "$mode" \
-        "host=127.0.0.1,127.0.0.2 port=$PG_PORT user=$PG_USER dbname=$PG_DB target_session_attrs=read-write" &
+        "host=127.0.0.1,127.0.0.2 port=$PG_PORT user=$PG_USER dbname=$PG_DB target_session_attrs=read-write" 2>>"$log.err" &
       ;;
     dns|dns-prelower)
       unbound_start || return 1
       ip netns exec "$NS" python3 "$APP" write dns "$log" "$stop" "$deadline" "$((MODE_NO * 1000000000 + 1))" "$mode" \
-        "port=$PG_PORT user=$PG_USER dbname=$PG_DB" "${RECORD%.}" &
+        "port=$PG_PORT user=$PG_USER dbname=$PG_DB" "${RECORD%.}" 2>>"$log.err" &
       ;;
     pgbouncer)
       python3 "$APP" write dsn "$log" "$stop" "$deadline" "$((MODE_NO * 1000000000 + 1))" "$mode" \
-        "host=127.0.0.1 port=$PGBOUNCER_PORT user=$PG_USER dbname=$PG_DB" &
+        "host=127.0.0.1 port=$PGBOUNCER_PORT user=$PG_USER dbname=$PG_DB" 2>>"$log.err" &
       ;;
   esac
   cpid=$!
