@@ -5,7 +5,7 @@
 // TrafficDriver serves one traffic address of a group (a group may have
 // several; GroupDrivers, observe.h, combines them). Each method maps to one
 // planner action (plan.h) or to observation. Implementations: postgres,
-// powerdns, cloud66, command (real); in tests, the drivers of
+// powerdns, cloud66, command, pgbouncer (real); in tests, the drivers of
 // FakeDriverFactory and the FaultyStackDriver / FaultyTrafficDriver /
 // SlowStackDriver wrappers (tests/support/fake_provider.h).
 //

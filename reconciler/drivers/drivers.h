@@ -3,7 +3,7 @@
 //   stacks:  postgres, cloud66 (with `database_dsn`: maintenance and actions
 //            through Cloud 66, database positions read directly from
 //            PostgreSQL so the no-data-loss guard can be checked), command
-//   traffic: powerdns, cloud66, command
+//   traffic: powerdns, cloud66, command, pgbouncer
 //
 // Traffic drivers of one provider share what they read: one PowerDnsZones
 // (powerdns_zone.h) per PowerDNS server, one Cloud66Lists per Cloud 66
