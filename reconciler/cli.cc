@@ -457,7 +457,8 @@ struct GitopsSetup {
   }
 };
 
-void setup_gitops(const Options& o, GitopsSetup& g) {
+// `for_run`: the loop of `run`, not the one pass of `reconcile`.
+void setup_gitops(const Options& o, GitopsSetup& g, bool for_run = false) {
   install_policy(o.host_config, o.allow_commands, true);
   if (o.require_signed && o.allowed_signers.empty() && o.gpg_keyring.empty())
     throw Fatal(
@@ -486,6 +487,15 @@ void setup_gitops(const Options& o, GitopsSetup& g) {
   rs.trust.gpg_keyring = o.gpg_keyring;
   rs.apply.progress = print_step;
   rs.apply.parallelism = o.parallel;
+  // In `run`, a planned switch's traffic.wait (issue 15) holds a pass at
+  // most one interval, and the next pass goes on with the rest: other
+  // groups' passes (and their failure detection) do not wait out a TTL.
+  // `reconcile` (one pass, e.g. from a timer) waits it whole.
+  if (for_run)
+    if (auto interval = parse_duration(o.interval); interval.ok())
+      rs.apply.wait_slice = std::max<std::chrono::milliseconds>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(*interval),
+          std::chrono::seconds(1));
   if (!o.commit_signing_key.empty()) {
     // Checked now, not at the first failover: ssh-keygen must read the key.
     SubprocessOptions so;
@@ -566,7 +576,7 @@ int cmd_run(const Options& o) {
   if (!rs.webhook_listen.empty() && rs.webhook_secret.empty() && rs.gitlab_token.empty())
     throw Fatal("--webhook-listen needs --webhook-secret or --gitlab-webhook-token");
   GitopsSetup g;
-  setup_gitops(o, g);
+  setup_gitops(o, g, /*for_run=*/true);
   rs.repo_description = g.source->describe();
   std::cout << "stackflip run: " << rs.repo_description << " file " << o.repo_file << " every "
             << o.interval << " (pid " << ::getpid() << ")" << std::endl;

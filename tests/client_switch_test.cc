@@ -325,3 +325,34 @@ TEST_CASE("plans show the new steps: the wait's bound in text, JSON and Markdown
   REQUIRE_FALSE(refused.ok());
   CHECK(refused.error().message.find("/actions/1/wait_seconds") != std::string::npos);
 }
+
+TEST_CASE("under a wait slice (`run`), a long wait goes on over several applies") {
+  Harness h(world_on("primary"), lowered_group("standby"));
+  ApplyOptions o;
+  o.wait_slice = std::chrono::seconds(30);
+  int applies = 0;
+  Clock::Duration lowered{};
+  for (; applies < 20; ++applies) {
+    Plan p = h.plan();
+    if (p.empty()) break;
+    ApplyResult r = h.apply(p, o);
+    if (applies == 0) lowered = h.started("traffic.ttl primary");
+    const GroupApply& g = r.groups.at(0);
+    if (g.stopped == StepOutcome::ok) continue;
+    // Each pass stops the group `interrupted` (not failed) with what is left.
+    REQUIRE(g.stopped == StepOutcome::interrupted);
+    CHECK(g.steps.back().detail.find("s of the previous TTL left") != std::string::npos);
+    CHECK(h.world.stacks["shop"]["primary"].maintenance == false);  // still serving
+    h.clock.sleep_for(std::chrono::seconds(1));                     // the loop's interval
+  }
+  // 9 slices of 30 s (and 1 s between passes: 279 s), then 21 s and the switch.
+  CHECK(applies == 10);
+  CHECK(h.world.traffic["shop"].target == "standby");
+  CHECK(secs(h.started("maintenance.on primary") - lowered) >= 300.0);
+  CHECK(secs(h.started("maintenance.on primary") - lowered) < 320.0);
+  // The journal records the slices as interrupted, the last wait as ok.
+  int interrupted = 0;
+  for (const auto& e : h.log.entries)
+    interrupted += e.action.kind == ActionKind::traffic_wait && e.result == "interrupted";
+  CHECK(interrupted == 9);
+}

@@ -216,6 +216,7 @@ bool guard_holds(const GroupSpec& g, GroupDrivers& drivers, const Action& a,
 
 StepOutcome outcome_of(const Status& st) {
   if (st.ok()) return StepOutcome::ok;
+  if (st.error().deferred) return StepOutcome::interrupted;
   return st.error().timeout ? StepOutcome::timeout : StepOutcome::failed;
 }
 
@@ -259,7 +260,9 @@ Status Applier::run_with_retries(const GroupSpec& g, GroupDrivers& drivers, cons
                                  std::set<std::string>& silent, std::string& detail) {
   Status st = execute(g, drivers, a, o, detail);
   std::chrono::milliseconds pause(100);
-  for (int attempt = 1; !st.ok() && !st.error().permanent && attempt <= o.retries; ++attempt) {
+  for (int attempt = 1;
+       !st.ok() && !st.error().permanent && !st.error().deferred && attempt <= o.retries;
+       ++attempt) {
     if (o.stop_requested && o.stop_requested->load()) break;
     clock_.sleep_for(pause);
     pause *= 2;
@@ -559,7 +562,10 @@ Status Applier::wait_for_resolvers(const GroupSpec& g, const Action& a, const Ap
   }
   const Clock::Duration start = clock_.now();
   const Clock::Duration until = start + std::chrono::milliseconds(std::max<int64_t>(left, 0));
-  while (clock_.now() < until) {
+  // Under a slice (`run`): wait at most the slice now, the rest in a later pass.
+  const bool sliced = o.wait_slice && std::chrono::milliseconds(left) > *o.wait_slice;
+  const Clock::Duration stop_at = sliced ? start + *o.wait_slice : until;
+  while (clock_.now() < stop_at) {
     if (o.stop_requested && o.stop_requested->load())
       return Timeout("traffic.wait: stop requested after " +
                      fixed(seconds(clock_.now() - start), 1) +
@@ -567,7 +573,13 @@ Status Applier::wait_for_resolvers(const GroupSpec& g, const Action& a, const Ap
     if (std::string stopped = operation_stopped(); !stopped.empty())
       return Timeout("traffic.wait: " + stopped);
     clock_.sleep_for(
-        std::min<Clock::Duration>(until - clock_.now(), std::chrono::milliseconds(200)));
+        std::min<Clock::Duration>(stop_at - clock_.now(), std::chrono::milliseconds(200)));
+  }
+  if (sliced) {
+    Error e{"traffic.wait: " + fixed(seconds(until - clock_.now()), 1) +
+            " s of the previous TTL left (" + since + "); the next pass goes on with the rest"};
+    e.deferred = true;
+    return e;
   }
   detail = since + "; waited " + fixed(seconds(clock_.now() - start), 1) + " s";
   return {};

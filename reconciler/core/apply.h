@@ -108,6 +108,13 @@ struct ApplyOptions {
   // Null: the first guard finds them, at the cost of their timeout.
   const ObservedState* planned_from = nullptr;
   std::chrono::milliseconds silent_limit{300};
+  // traffic.wait (issue 15) waits at most this long in one apply: a longer
+  // wait stops the group `interrupted` with what is left, and the next apply
+  // goes on with the rest (the journal says when the TTL was lowered).
+  // `run` sets it to its interval, so a planned switch with a 300 s TTL
+  // holds the loop's pass for one interval, not for the whole TTL. Unset
+  // (`apply`): the whole wait.
+  std::optional<std::chrono::milliseconds> wait_slice;
 };
 
 enum class StepOutcome { started, ok, failed, timeout, blocked, stale, interrupted };

@@ -30,6 +30,10 @@ struct Error {
   // never "unreachable": exit 3 keeps its one meaning, blocked by a safety
   // guard. Implies `permanent`.
   bool config = false;
+  // Not a failure: the operation stopped at a bound it was given and goes
+  // on in a later call (traffic.wait under ApplyOptions::wait_slice). apply
+  // reports it `interrupted` and does not retry it.
+  bool deferred = false;
 };
 
 class Status {
