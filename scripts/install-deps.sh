@@ -79,7 +79,7 @@ APT_OPTS=(-o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg:
 # Make sure no system instance runs or starts at boot. Without systemd these
 # commands may fail harmlessly; that is fine.
 {
-  for svc in pdns postgresql etcd pgbouncer; do
+  for svc in pdns postgresql etcd pgbouncer unbound; do
     "${SUDO[@]}" invoke-rc.d "$svc" stop || true
     "${SUDO[@]}" update-rc.d "$svc" disable || true
     if command -v systemctl >/dev/null && [[ -d /run/systemd/system ]]; then
