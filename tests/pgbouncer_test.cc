@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "closed_port.h"
 #include "config/host_policy.h"
 #include "config/loader.h"
 #include "drivers/drivers.h"
@@ -19,6 +20,7 @@
 #include "drivers/pgbouncer_entry.h"
 
 using namespace stackflip;
+using stackflip::testing::closed_port;
 
 namespace {
 
@@ -61,19 +63,6 @@ HostPolicy granting(std::vector<std::string> files) {
   p.secrets["${env:PGB_PW}"] = {"postgres://127.0.0.1:6432"};
   p.pgbouncer_files = std::move(files);
   return p;
-}
-
-// A loopback port nobody listens on.
-int closed_port() {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "closed_port.h"
 #include "config/host_policy.h"
 #include "drivers/pgbouncer_driver.h"
 #include "itest_env.h"
@@ -22,6 +23,7 @@
 using namespace stackflip;
 using itest::env;
 using itest::ms_since;
+using stackflip::testing::closed_port;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -119,18 +121,6 @@ void restore() {
   auto d = driver();
   CHECK(d->resume().message() == "");
   CHECK(d->switch_to("primary").message() == "");
-}
-
-int closed_port() {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
 }
 
 }  // namespace

@@ -7,11 +7,13 @@
 #include <cstdio>
 #include <thread>
 
+#include "closed_port.h"
 #include "drivers/powerdns_driver.h"
 #include "itest_env.h"
 
 using namespace stackflip;
 using itest::ms_since;
+using stackflip::testing::closed_port;
 using Clock = std::chrono::steady_clock;
 
 namespace {
@@ -28,19 +30,6 @@ std::string dig() {
   pclose(f);
   while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
   return out;
-}
-
-// A loopback port nobody listens on.
-int closed_port() {
-  int s = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
-  close(s);
-  return ntohs(a.sin_port);
 }
 
 }  // namespace
