@@ -330,8 +330,7 @@ class GroupPlanner {
     const TrafficObs& t = sim_.traffic;
     if (!t.target || *t.target == d || !writable(*t.target)) return;
     const std::string old = *t.target;
-    const std::string hold = t.reachable ? fence_hold() : traffic_unreachable_why(t);
-    std::string lower, why_lower;
+    std::string lower;
     int64_t wait_s = 0;
     for (size_t i = 0; i < views(); ++i) {
       auto sw = switch_ttl(i);
@@ -351,7 +350,7 @@ class GroupPlanner {
       emit(ActionKind::traffic_ttl, old, "",
            "before the switch from " + old + " to " + d + ", lower the TTL (switch_ttl): " + lower +
                ", so that resolvers forget " + old + "'s address soon after the switch",
-           "none needed: the values stay " + old + "'s", hold);
+           "none needed: the values stay " + old + "'s");
     if (wait_s > 0) {
       emit(ActionKind::traffic_wait, old, "",
            "resolvers may hold " + old + "'s address with the previous TTL for up to " +
@@ -359,7 +358,7 @@ class GroupPlanner {
                " s after the TTL was lowered: wait that long before "
                "fencing " +
                old + " (an interrupted wait resumes from the journal)",
-           "none needed: nothing changes while waiting", hold);
+           "none needed: nothing changes while waiting");
       actions_.back().wait_ms = wait_s * 1000;
     }
     bool pausable = false;
@@ -368,7 +367,7 @@ class GroupPlanner {
       emit(ActionKind::traffic_pause, old, "",
            "step 1 of the switch, for pooled clients: hold their queries once the running "
            "transactions finish, so the switch is a pause for them, not an error",
-           old + " is a writable primary (the switch is planned)", hold);
+           old + " is a writable primary (the switch is planned)");
   }
 
   // Phase 1: no second writable database, ever; then maintenance drift.
@@ -825,15 +824,18 @@ void plan_group(const GroupSpec& group, const GroupObs& observed, std::vector<Ac
     for (size_t i = first; i < actions.size(); ++i) stuck |= actions[i].blocked;
     return stuck;
   };
-  bool stuck = plan_once(false, false);
   // What clients see (phase 0: TTL pre-lowering, the pooler's pause) is
   // planned only for a switch that can complete: before a fence that a
   // blocked step follows, waiting out a TTL or holding clients would only
-  // delay the fence and then leave them where they were.
-  bool pre = false;
-  for (const TrafficSpec& t : group.traffic) pre |= t.switch_ttl.has_value();
-  pre |= observed.traffic.paused.has_value();
-  if (!stuck && pre) stuck = plan_once(true, false);
+  // delay the fence and then leave them where they were. Phase 0 never
+  // blocks and changes nothing the later phases judge by, so a plan with it
+  // is stuck exactly when the plan without it is: the common plan is made
+  // once.
+  bool clients = false;
+  for (const TrafficSpec& t : group.traffic) clients |= t.switch_ttl.has_value();
+  clients |= observed.traffic.paused.has_value();
+  bool stuck = plan_once(clients, false);
+  if (stuck && clients) stuck = plan_once(false, false);
   // A pooler holding its clients (a switch interrupted after its pause)
   // while the plan cannot complete: planned again with the resume first, so
   // that clients are not held until someone unblocks it.
