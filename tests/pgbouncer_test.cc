@@ -267,7 +267,8 @@ TEST_CASE("pgbouncer unreachable is a state, without the password", "[pgbouncer]
   CHECK_FALSE(o.paused);
   CHECK_FALSE((*d)->pause().ok());
   CHECK_FALSE((*d)->switch_to("standby").ok());
-  CHECK_THAT((*d)->set_ttl(5).message(), Catch::Contains("no TTL"));
+  CHECK_THAT((*d)->lower_ttl(5).error().message, Catch::Contains("no TTL"));
+  CHECK((*d)->pools());
 
   // The host binds the password elsewhere: refused before any connection.
   HostPolicy p;

@@ -124,22 +124,17 @@ Status GroupDrivers::lower_traffic_ttl(std::string& detail) {
       failed.push_back(Err(name + ": " + t.error));
       continue;
     }
-    TrafficObs now = observe_one(t, ObservePass{});
-    if (!now.reachable) {
-      failed.push_back(Err(name + ": " + now.error));
-      continue;
-    }
-    if (!now.ttl || *now.ttl <= *t.spec->switch_ttl) continue;
-    Status st = t.driver->set_ttl(*t.spec->switch_ttl);
-    if (!st.ok()) {
-      Error e = st.error();
+    auto was = t.driver->lower_ttl(*t.spec->switch_ttl);
+    if (!was.ok()) {
+      Error e = was.error();
       e.message = name + ": " + e.message;
       failed.push_back(std::move(e));
       continue;
     }
+    if (*was <= *t.spec->switch_ttl) continue;  // already as low
     // "previous TTL N s" is read back by traffic.wait from the journal.
-    detail += (detail.empty() ? "" : "; ") + name + ": TTL " + std::to_string(*now.ttl) + " → " +
-              std::to_string(*t.spec->switch_ttl) + " s (previous TTL " + std::to_string(*now.ttl) +
+    detail += (detail.empty() ? "" : "; ") + name + ": TTL " + std::to_string(*was) + " → " +
+              std::to_string(*t.spec->switch_ttl) + " s (previous TTL " + std::to_string(*was) +
               " s)";
   }
   return combined(failed);
@@ -148,9 +143,7 @@ Status GroupDrivers::lower_traffic_ttl(std::string& detail) {
 Status GroupDrivers::pause_traffic(bool on) {
   std::vector<Error> failed;
   for (Traffic& t : traffic_) {
-    if (!t.driver) continue;
-    TrafficObs now = observe_one(t, ObservePass{});
-    if (!now.paused) continue;  // cannot pause (DNS), or not observed: see effect_holds
+    if (!t.driver || !t.driver->pools()) continue;
     Status st = on ? t.driver->pause() : t.driver->resume();
     if (!st.ok()) {
       Error e = st.error();

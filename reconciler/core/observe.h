@@ -63,7 +63,7 @@ class GroupDrivers {
   // the journal.
   Status lower_traffic_ttl(std::string& detail);
   // traffic.pause / traffic.resume: every address that can hold its
-  // clients (observed with TrafficObs::paused) pauses, or resumes.
+  // clients (TrafficDriver::pools) pauses, or resumes.
   Status pause_traffic(bool on);
 
  private:

@@ -81,17 +81,20 @@ class TrafficDriver {
   // other value it holds.
   virtual Status switch_to(const std::string& stack) = 0;
 
-  // TTL pre-lowering (issue 15): set the address's TTL to `ttl`, keeping
-  // every value it holds. Only drivers whose addresses have a TTL
+  // TTL pre-lowering (issue 15): lower the address's TTL to `ttl` when it
+  // is above, keeping every value it holds; returns the TTL it had (the
+  // one resolvers may still hold). Only drivers whose addresses have a TTL
   // (powerdns); the others refuse for good.
-  virtual Status set_ttl(int ttl) {
+  virtual Result<int> lower_ttl(int ttl) {
     (void)ttl;
     return Refused("this traffic provider has no TTL to lower");
   }
-  // A connection pooler (PgBouncer, issue 15): hold the clients' new queries
-  // once the running transactions finished, so the switch is a pause for
-  // them and not an error; and let them go. Such a driver reports
-  // TrafficObs::paused. The others refuse for good.
+  // A connection pooler (PgBouncer, issue 15): pools() says so; pause()
+  // holds the clients' new queries once the running transactions finished,
+  // so the switch is a pause for them and not an error, and resume() lets
+  // them go. Such a driver reports TrafficObs::paused. The others refuse
+  // for good.
+  virtual bool pools() const { return false; }
   virtual Status pause() { return Refused("this traffic provider cannot pause"); }
   virtual Status resume() { return Refused("this traffic provider cannot pause"); }
 };

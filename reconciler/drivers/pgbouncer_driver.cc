@@ -174,6 +174,8 @@ class PgBouncerTrafficDriver : public TrafficDriver {
     return Status::Ok();
   }
 
+  bool pools() const override { return true; }
+
   Status pause() override {
     const std::string sql = "PAUSE " + database_;
     const Steady::time_point start = Steady::now();

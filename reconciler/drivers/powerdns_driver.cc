@@ -103,14 +103,14 @@ class PowerDnsTrafficDriver : public TrafficDriver {
     return Status::Ok();
   }
 
-  // TTL pre-lowering: the same records, enabled or not, with another TTL.
-  Status set_ttl(int ttl) override {
+  // TTL pre-lowering: the same records, enabled or not, with a lower TTL.
+  Result<int> lower_ttl(int ttl) override {
     TrafficObs now = observe();
     if (!now.reachable) return Err("traffic.ttl: " + now.error);
-    if (now.records.empty())
+    if (now.records.empty() || !now.ttl)
       return Refused("traffic.ttl: " + name_ + " holds no record whose TTL could be lowered");
-    if (now.ttl == ttl) return Status::Ok();
-    if (Status st = zones_->patch(zone_, rrset_body(now.records, ttl)); !st.ok()) return st;
+    if (*now.ttl <= ttl) return *now.ttl;
+    if (Status st = zones_->patch(zone_, rrset_body(now.records, ttl)); !st.ok()) return st.error();
     TrafficObs after = observe();
     if (!after.reachable) return Err("traffic.ttl: verifying the change: " + after.error);
     if (after.ttl != ttl || after.records != now.records)
@@ -118,7 +118,7 @@ class PowerDnsTrafficDriver : public TrafficDriver {
                  (after.ttl ? std::to_string(*after.ttl) : std::string("unknown")) +
                  " after the change, expected TTL " + std::to_string(ttl) +
                  " and the values as before");
-    return Status::Ok();
+    return *now.ttl;
   }
 
  private:

@@ -79,13 +79,18 @@ class FakeTrafficDriver : public TrafficDriver {
     t.ttl = ttl_;
     return {};
   }
-  Status set_ttl(int ttl) override {
+  Result<int> lower_ttl(int ttl) override {
     std::lock_guard lock(w_.mu.m);
     w_.calls.push_back("traffic.ttl " + group_ + " " + std::to_string(ttl));
     FakeTraffic& t = w_.traffic.at(group_);
     if (!t.up) return Err("traffic provider: connection refused");
-    t.ttl = ttl;
-    return {};
+    const int was = t.ttl;
+    t.ttl = std::min(t.ttl, ttl);
+    return was;
+  }
+  bool pools() const override {
+    std::lock_guard lock(w_.mu.m);
+    return w_.traffic.at(group_).paused.has_value();
   }
   Status pause() override { return set_paused(true); }
   Status resume() override { return set_paused(false); }

@@ -164,7 +164,7 @@ class FaultyStackDriver : public StackDriver {
   InjectedFaults faults_;
 };
 
-// The traffic twin of FaultyStackDriver: switch_to(), set_ttl(), pause()
+// The traffic twin of FaultyStackDriver: switch_to(), lower_ttl(), pause()
 // and resume() calls count.
 class FaultyTrafficDriver : public TrafficDriver {
  public:
@@ -178,10 +178,11 @@ class FaultyTrafficDriver : public TrafficDriver {
     if (auto e = faults_.next()) return *e;
     return inner_->switch_to(stack);
   }
-  Status set_ttl(int ttl) override {
-    if (auto e = faults_.next()) return *e;
-    return inner_->set_ttl(ttl);
+  Result<int> lower_ttl(int ttl) override {
+    if (auto e = faults_.next()) return e->error();
+    return inner_->lower_ttl(ttl);
   }
+  bool pools() const override { return inner_->pools(); }
   Status pause() override {
     if (auto e = faults_.next()) return *e;
     return inner_->pause();
