@@ -356,3 +356,25 @@ TEST_CASE("under a wait slice (`run`), a long wait goes on over several applies"
     interrupted += e.action.kind == ActionKind::traffic_wait && e.result == "interrupted";
   CHECK(interrupted == 9);
 }
+
+TEST_CASE("a TTL raised by hand during the wait: no fence, and the next apply waits again") {
+  Harness h(world_on("primary"), lowered_group("standby"));
+  ApplyOptions o;
+  o.progress = [&](const StepReport& r) {
+    if (r.outcome == StepOutcome::started && r.action.kind == ActionKind::traffic_wait)
+      h.world.traffic["shop"].ttl = 600;  // someone restores a long TTL meanwhile
+  };
+  ApplyResult first = h.apply(h.plan(), o);
+  CHECK(first.groups.at(0).stopped == StepOutcome::stale);
+  CHECK(h.world.stacks["shop"]["primary"].maintenance == false);  // never fenced
+  CHECK(first.groups.at(0).steps.back().detail.find("traffic.ttl") != std::string::npos);
+
+  // The next plan lowers it again and waits out the 600 s resolvers may now hold.
+  Plan p = h.plan();
+  CHECK(steps(p.actions).front() == "traffic.ttl primary");
+  CHECK(p.actions.at(1).wait_ms == 600000);
+  h.timed.clear();
+  REQUIRE(h.apply(p).exit_code() == 0);
+  CHECK(secs(h.started("maintenance.on primary") - h.started("traffic.ttl primary")) >= 600.0);
+  CHECK(h.world.traffic["shop"].ttl == 300);
+}
