@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "closed_port.h"
 #include "config/host_policy.h"
@@ -280,4 +281,156 @@ TEST_CASE("pgbouncer unreachable is a state, without the password", "[pgbouncer]
   CHECK(o.config_error);
   CHECK_THAT(o.error, Catch::Contains("may not be sent to"));
   ::unsetenv("PGB_TEST_PW");
+}
+
+namespace {
+
+// A server speaking just enough of PostgreSQL's protocol to be an admin
+// console that never stops answering: after the login, a query gets a
+// one-column row description and then `rows` rows of `width` bytes.
+class FloodingServer {
+ public:
+  FloodingServer(size_t rows, size_t width) : rows_(rows), width_(width) {
+    listen_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(listen_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    getsockname(listen_, reinterpret_cast<sockaddr*>(&a), &len);
+    port = ntohs(a.sin_port);
+    ::listen(listen_, 1);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~FloodingServer() {
+    shutdown(listen_, SHUT_RDWR);
+    close(listen_);
+    thread_.join();
+  }
+  int port = 0;
+  size_t sent = 0;  // rows written before the client went away
+
+ private:
+  static void put32(std::string& s, uint32_t v) {
+    for (int i = 3; i >= 0; --i) s += static_cast<char>((v >> (8 * i)) & 0xff);
+  }
+  static void put16(std::string& s, uint16_t v) {
+    s += static_cast<char>(v >> 8);
+    s += static_cast<char>(v & 0xff);
+  }
+  static std::string message(char type, const std::string& body) {
+    std::string m(1, type);
+    put32(m, static_cast<uint32_t>(body.size() + 4));
+    return m + body;
+  }
+  static bool read_exact(int fd, char* buf, size_t n) {
+    for (size_t got = 0; got < n;) {
+      ssize_t r = ::read(fd, buf + got, n - got);
+      if (r <= 0) return false;
+      got += static_cast<size_t>(r);
+    }
+    return true;
+  }
+  static bool send_all(int fd, const std::string& s) {
+    for (size_t off = 0; off < s.size();) {
+      ssize_t w = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+      if (w <= 0) return false;
+      off += static_cast<size_t>(w);
+    }
+    return true;
+  }
+  static uint32_t get32(const char* b) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v = (v << 8) | uint8_t(b[i]);
+    return v;
+  }
+  static bool read_query_body(int fd, const char* len) {
+    uint32_t n = get32(len);
+    if (n < 4 || n > 10000) return false;
+    std::string body(n - 4, '\0');
+    return read_exact(fd, body.data(), body.size());
+  }
+  // A startup packet: length, then the rest; an SSL request is declined.
+  static bool startup(int fd) {
+    for (;;) {
+      char len[4];
+      if (!read_exact(fd, len, 4)) return false;
+      uint32_t n = get32(len);
+      if (n < 8 || n > 10000) return false;
+      std::string rest(n - 4, '\0');
+      if (!read_exact(fd, rest.data(), rest.size())) return false;
+      if (rest.compare(0, 4, std::string("\x04\xd2\x16\x2f", 4)) == 0) {  // SSLRequest
+        if (!send_all(fd, "N")) return false;
+        continue;
+      }
+      return true;
+    }
+  }
+  void serve() {
+    int fd = accept(listen_, nullptr, nullptr);
+    if (fd < 0) return;
+    std::string ok;
+    put32(ok, 0);
+    std::string ready = message('R', ok) + message('Z', "I");
+    if (startup(fd) && send_all(fd, ready)) {
+      char type;
+      char len[4];
+      // The whole query is read: a socket closed with unread input resets.
+      if (read_exact(fd, &type, 1) && read_exact(fd, len, 4) && read_query_body(fd, len)) {
+        std::string desc;
+        put16(desc, 1);
+        desc += std::string("name") + '\0';
+        put32(desc, 0), put16(desc, 0), put32(desc, 25), put16(desc, 0xffff),
+            put32(desc, 0xffffffff), put16(desc, 0);
+        std::string row;
+        put16(row, 1);
+        put32(row, static_cast<uint32_t>(width_));
+        row += std::string(width_, 'x');
+        const std::string data_row = message('D', row);
+        bool open = send_all(fd, message('T', desc));
+        for (; open && sent < rows_; ++sent) open = send_all(fd, data_row);
+        if (open) send_all(fd, message('C', std::string("SELECT 1") + '\0') + message('Z', "I"));
+      }
+    }
+    close(fd);
+  }
+  int listen_;
+  size_t rows_, width_;
+  std::thread thread_;
+};
+
+}  // namespace
+
+TEST_CASE("an admin console answer past the bounds is refused as it comes", "[pgbouncer]") {
+  auto dsn = [](int port) {
+    return "host=127.0.0.1 port=" + std::to_string(port) + " user=sf dbname=pgbouncer";
+  };
+  SECTION("too many rows") {
+    FloodingServer server(1000000, 8);
+    PgBouncerAdmin admin;
+    REQUIRE(admin.open(dsn(server.port), std::nullopt, std::chrono::seconds(5), false, "t").ok());
+    auto r = admin.exec("SHOW DATABASES", std::chrono::seconds(20), false, "t");
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error().message, Catch::Contains("answered more than 10000 rows or 4 MiB"));
+    CHECK_FALSE(admin.alive());  // the rest is not read
+  }
+  SECTION("too many bytes") {
+    FloodingServer server(100000, 64 * 1024);
+    PgBouncerAdmin admin;
+    REQUIRE(admin.open(dsn(server.port), std::nullopt, std::chrono::seconds(5), false, "t").ok());
+    auto r = admin.exec("SHOW DATABASES", std::chrono::seconds(20), false, "t");
+    REQUIRE_FALSE(r.ok());
+    CHECK_THAT(r.error().message, Catch::Contains("not PgBouncer's admin console"));
+  }
+  SECTION("within the bounds: every row") {
+    FloodingServer server(3, 8);
+    PgBouncerAdmin admin;
+    REQUIRE(admin.open(dsn(server.port), std::nullopt, std::chrono::seconds(5), false, "t").ok());
+    auto r = admin.exec("SHOW DATABASES", std::chrono::seconds(20), false, "t");
+    INFO((r.ok() ? std::string() : r.error().message));
+    REQUIRE(r.ok());
+    CHECK(r->columns == std::vector<std::string>{"name"});
+    CHECK(r->rows.size() == 3);
+    CHECK(r->rows.at(2).at(0) == std::string(8, 'x'));
+  }
 }

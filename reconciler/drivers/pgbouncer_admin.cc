@@ -17,6 +17,12 @@ namespace {
 using Ms = std::chrono::milliseconds;
 using Steady = std::chrono::steady_clock;
 
+// What an answer may hold: PgBouncer's SHOW DATABASES lists one row per
+// configured database, a few hundred bytes each. Anything past this is not
+// the admin console answering (hostile input, bounded like every answer).
+constexpr size_t kMaxAnswerRows = 10000;
+constexpr size_t kMaxAnswerBytes = 4 << 20;
+
 std::string one_line(const char* text) {
   std::string s = trim(text ? text : "");
   std::replace(s.begin(), s.end(), '\n', ' ');
@@ -92,8 +98,13 @@ Result<PgBouncerAnswer> PgBouncerAdmin::exec(const std::string& sql, Ms limit, b
     if (std::string stopped = operation_stopped(); !stopped.empty())
       return Timeout(where + ": " + sql + " not sent: " + stopped);
   if (!PQsendQuery(conn_, sql.c_str())) return Err(where + ": " + one_line(PQerrorMessage(conn_)));
+  // Row by row, so that an answer past the bounds is refused as it comes
+  // instead of held whole.
+  PQsetSingleRowMode(conn_);
   const Steady::time_point until = Steady::now() + limit;
   PGresult* last = nullptr;
+  PgBouncerAnswer a;
+  size_t bytes = 0;
   auto fail = [&](Error e) -> Result<PgBouncerAnswer> {
     if (last) PQclear(last);
     return e;
@@ -106,6 +117,26 @@ Result<PgBouncerAnswer> PgBouncerAdmin::exec(const std::string& sql, Ms limit, b
       if (!r) {
         done = true;
         break;
+      }
+      if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
+        if (a.columns.empty())
+          for (int j = 0; j < PQnfields(r); ++j) a.columns.push_back(PQfname(r, j));
+        std::vector<std::optional<std::string>> row;
+        for (int j = 0; j < PQnfields(r); ++j) {
+          bytes += static_cast<size_t>(PQgetlength(r, 0, j));
+          row.push_back(PQgetisnull(r, 0, j) ? std::nullopt
+                                             : std::optional<std::string>(PQgetvalue(r, 0, j)));
+        }
+        PQclear(r);
+        a.rows.push_back(std::move(row));
+        if (a.rows.size() > kMaxAnswerRows || bytes > kMaxAnswerBytes) {
+          close();  // the rest of the answer is not read
+          return fail(Err(where + ": " + sql + " answered more than " +
+                          std::to_string(kMaxAnswerRows) + " rows or " +
+                          std::to_string(kMaxAnswerBytes >> 20) +
+                          " MiB: not PgBouncer's admin console"));
+        }
+        continue;
       }
       if (last) PQclear(last);
       last = r;
@@ -130,15 +161,10 @@ Result<PgBouncerAnswer> PgBouncerAdmin::exec(const std::string& sql, Ms limit, b
     if (message.find("admin access needed") != std::string::npos) e = ConfigError(e.message);
     return fail(e);
   }
-  PgBouncerAnswer a;
-  for (int j = 0; j < PQnfields(last); ++j) a.columns.push_back(PQfname(last, j));
-  for (int i = 0; i < PQntuples(last); ++i) {
-    std::vector<std::optional<std::string>> row;
-    for (int j = 0; j < PQnfields(last); ++j)
-      row.push_back(PQgetisnull(last, i, j) ? std::nullopt
-                                            : std::optional<std::string>(PQgetvalue(last, i, j)));
-    a.rows.push_back(std::move(row));
-  }
+  // The closing result of single-row mode has no rows, but its columns (an
+  // answer without rows still says which columns it has).
+  if (a.columns.empty())
+    for (int j = 0; j < PQnfields(last); ++j) a.columns.push_back(PQfname(last, j));
   PQclear(last);
   return a;
 }
