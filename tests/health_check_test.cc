@@ -15,6 +15,7 @@
 #include "builders.h"
 #include "config/host_policy.h"
 #include "config/loader.h"
+#include "config_text.h"
 #include "core/auto_failover.h"
 #include "core/observe.h"
 #include "core/outage.h"
@@ -42,22 +43,6 @@ const std::string kConfig =
     "        health: {url: \"https://fra.example.com/healthz\", timeout: 500ms}\n"             // 13
     "      standby: {provider: db, dsn: \"host=10.0.0.6\", address: 10.0.0.6}\n"               // 14
     "    traffic: {provider: dns, zone: example.com., record: shop.example.com.}\n";           // 15
-
-std::string edit(std::string text, const std::string& find, const std::string& replace) {
-  auto pos = text.find(find);
-  REQUIRE(pos != std::string::npos);
-  return text.replace(pos, find.size(), replace);
-}
-
-// "line:col: message" of the first error, "" when it loads.
-std::string first_error(const std::string& text, const HostPolicy* policy = nullptr) {
-  if (policy) install_host_policy(*policy);
-  LoadResult r = load_desired_text("c.yaml", text);
-  clear_host_policy();
-  if (r.errors.empty()) return "";
-  const auto& e = r.errors.front();
-  return std::to_string(e.mark.line) + ":" + std::to_string(e.mark.column) + ": " + e.message;
-}
 
 HostPolicy policy_with(std::vector<std::string> health_urls) {
   HostPolicy p;

@@ -14,9 +14,12 @@
 
 #include "config/loader.h"
 #include "config/secret.h"
+#include "config_text.h"
 #include "sys/subprocess.h"
 
 using namespace stackflip;
+using stackflip::testing::edit;
+using stackflip::testing::first_error;
 
 namespace {
 
@@ -39,27 +42,11 @@ const std::string kBase =
     "        address: 10.0.0.6\n"                                                              // 16
     "    traffic: {provider: dns, zone: example.com., record: shop.example.com.}\n";           // 17
 
-std::string edit(std::string text, const std::string& find, const std::string& replace) {
-  auto pos = text.find(find);
-  REQUIRE(pos != std::string::npos);
-  return text.replace(pos, find.size(), replace);
-}
-
 HostPolicy base_policy() {
   HostPolicy p;
   p.source = "host.yaml";
   p.secrets["${env:PDNS_KEY}"] = {"http://127.0.0.1:8081"};
   return p;
-}
-
-// The first error of loading `text` under `policy`, "line:col: message".
-std::string first_error(const std::string& text, const HostPolicy& policy) {
-  install_host_policy(policy);
-  LoadResult r = load_desired_text("c.yaml", text);
-  clear_host_policy();
-  if (r.errors.empty()) return "";
-  const auto& e = r.errors.front();
-  return std::to_string(e.mark.line) + ":" + std::to_string(e.mark.column) + ": " + e.message;
 }
 
 struct Scratch {

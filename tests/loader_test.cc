@@ -14,8 +14,10 @@
 #include "config/embedded_schema.h"
 #include "config/schema_check.h"
 #include "config/yaml_doc.h"
+#include "config_text.h"
 
 using namespace stackflip;
+using stackflip::testing::edit;
 
 namespace {
 
@@ -64,12 +66,6 @@ const std::string kSecondGroupSameServers =
     "      a: {provider: db, dsn: \"host=10.0.0.5\", address: 10.0.2.1}\n"            // 24
     "      b: {provider: db, dsn: \"host=10.0.0.6\", address: 10.0.2.2}\n"            // 25
     "    traffic: {provider: dns, zone: example.com., record: blog.example.com.}\n";  // 26
-
-std::string edit(std::string text, const std::string& find, const std::string& replace) {
-  auto pos = text.find(find);
-  REQUIRE(pos != std::string::npos);
-  return text.replace(pos, find.size(), replace);
-}
 
 std::string dump(const LoadResult& r) {
   std::string out;

@@ -15,6 +15,7 @@
 #include "closed_port.h"
 #include "config/host_policy.h"
 #include "config/loader.h"
+#include "config_text.h"
 #include "drivers/drivers.h"
 #include "drivers/pgbouncer_admin.h"
 #include "drivers/pgbouncer_driver.h"
@@ -22,6 +23,8 @@
 
 using namespace stackflip;
 using stackflip::testing::closed_port;
+using stackflip::testing::edit;
+using stackflip::testing::first_error;
 
 namespace {
 
@@ -41,22 +44,6 @@ const std::string kConfig =
     "      primary: {provider: db, dsn: \"host=10.0.0.5 port=5433 dbname=shop\"}\n"  // 13
     "      standby: {provider: db, dsn: \"host=10.0.0.6 dbname=shop\"}\n"            // 14
     "    traffic: {provider: pgb, database: shop}\n";                                // 15
-
-std::string edit(std::string text, const std::string& find, const std::string& replace) {
-  auto pos = text.find(find);
-  REQUIRE(pos != std::string::npos);
-  return text.replace(pos, find.size(), replace);
-}
-
-// "line:col: message" of the first error, "" when it loads.
-std::string first_error(const std::string& text, const HostPolicy* policy = nullptr) {
-  if (policy) install_host_policy(*policy);
-  LoadResult r = load_desired_text("c.yaml", text);
-  clear_host_policy();
-  if (r.errors.empty()) return "";
-  const auto& e = r.errors.front();
-  return std::to_string(e.mark.line) + ":" + std::to_string(e.mark.column) + ": " + e.message;
-}
 
 HostPolicy granting(std::vector<std::string> files) {
   HostPolicy p;
