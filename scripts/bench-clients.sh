@@ -107,6 +107,7 @@ trap 'exit 143' TERM INT HUP
 
 # ---------------------------------------------------------------- the client
 APP=$DIR/bench_client.py
+cp tests/e2e/libpq.py "$DIR/"  # imported by the client, from its folder
 cat >"$APP" <<'PY'
 # bench_client.py — written by scripts/bench-clients.sh. Times are
 # time.monotonic_ns() (CLOCK_MONOTONIC: one clock for every namespace).
@@ -127,43 +128,18 @@ cat >"$APP" <<'PY'
 #   check HOST PORT LOG  prints "MISSING ACKED": LOG's acked ids not in
 #                        bench on HOST
 #   report SWITCHES      the per-switch table and the summary per mode
-import ctypes, os, socket, statistics, subprocess, sys, time
+import os, socket, statistics, subprocess, sys, time
 
 def now():
     return time.monotonic_ns()
 
-_pq = None
-def pq():
-    global _pq
-    if _pq is None:
-        p = ctypes.CDLL("libpq.so.5")
-        p.PQconnectdb.restype = ctypes.c_void_p
-        p.PQconnectdb.argtypes = [ctypes.c_char_p]
-        p.PQstatus.argtypes = [ctypes.c_void_p]
-        p.PQexec.restype = ctypes.c_void_p
-        p.PQexec.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-        p.PQresultStatus.argtypes = [ctypes.c_void_p]
-        p.PQntuples.argtypes = [ctypes.c_void_p]
-        p.PQgetvalue.restype = ctypes.c_char_p
-        p.PQgetvalue.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-        p.PQresultErrorMessage.restype = ctypes.c_char_p
-        p.PQresultErrorMessage.argtypes = [ctypes.c_void_p]
-        p.PQerrorMessage.restype = ctypes.c_char_p
-        p.PQerrorMessage.argtypes = [ctypes.c_void_p]
-        p.PQhostaddr.restype = ctypes.c_char_p
-        p.PQhostaddr.argtypes = [ctypes.c_void_p]
-        p.PQhost.restype = ctypes.c_char_p
-        p.PQhost.argtypes = [ctypes.c_void_p]
-        p.PQclear.argtypes = [ctypes.c_void_p]
-        p.PQfinish.argtypes = [ctypes.c_void_p]
-        _pq = p
-    return _pq
+from libpq import pq
 
 def one_line(b):
     return " ".join((b or b"").decode(errors="replace").split())[:200]
 
 def write(kind, out, stop, deadline_s, first, tag, base, name=None):
-    p = pq()
+    p = pq
     deadline = now() + int(float(deadline_s) * 1e9)
     i = int(first)
     conn = None
@@ -255,7 +231,7 @@ def check(host, port, log):
     if not ids:
         print("0 0")
         return 0
-    p = pq()
+    p = pq
     c = p.PQconnectdb(("host=%s port=%s user=stackflip dbname=app connect_timeout=5" % (host, port)).encode())
     if p.PQstatus(c) != 0:
         sys.exit("check: " + one_line(p.PQerrorMessage(c)))

@@ -516,6 +516,7 @@ nsl_three_agree() { local l; l=$(nsl_leader fra-1); [[ -n $l && $(nsl_leader ams
 # a watcher, each started inside a namespace; see the file's header.
 nsl_write_app() {
   NSL_APP=$NSL_DIR/netns_app.py
+  cp "$E2E_REPO/tests/e2e/libpq.py" "$NSL_DIR/"  # imported by the app, from its folder
   cat >"$NSL_APP" <<'PY'
 # netns_app.py — written by tests/e2e/netns_lib.sh. Times are time.time()
 # (one clock: every namespace is on this host).
@@ -538,58 +539,9 @@ nsl_write_app() {
 #   watch OUT STOP DNS_SERVER RECORD ETCD_URL KEY...
 #     Every 50 ms: the record's A answer from DNS_SERVER:53 ("T dns ADDR") and
 #     whether each etcd KEY exists ("T etcd KEY 1|0"), written on change.
-import ctypes, json, os, random, socket, struct, sys, threading, time, base64, urllib.request
+import json, os, random, socket, struct, sys, threading, time, base64, urllib.request
 
-pq = ctypes.CDLL("libpq.so.5")
-pq.PQconnectdb.restype = ctypes.c_void_p
-pq.PQconnectdb.argtypes = [ctypes.c_char_p]
-pq.PQstatus.argtypes = [ctypes.c_void_p]
-pq.PQexec.restype = ctypes.c_void_p
-pq.PQexec.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-pq.PQresultStatus.argtypes = [ctypes.c_void_p]
-pq.PQntuples.argtypes = [ctypes.c_void_p]
-pq.PQgetvalue.restype = ctypes.c_char_p
-pq.PQgetvalue.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_int]
-pq.PQcmdStatus.restype = ctypes.c_char_p
-pq.PQcmdStatus.argtypes = [ctypes.c_void_p]
-pq.PQresultErrorField.restype = ctypes.c_char_p
-pq.PQresultErrorField.argtypes = [ctypes.c_void_p, ctypes.c_int]
-pq.PQerrorMessage.restype = ctypes.c_char_p
-pq.PQerrorMessage.argtypes = [ctypes.c_void_p]
-pq.PQclear.argtypes = [ctypes.c_void_p]
-pq.PQfinish.argtypes = [ctypes.c_void_p]
-PG_DIAG_SQLSTATE = ord("C")
-
-class PgError(Exception):
-    def __init__(self, msg, sqlstate=""):
-        super().__init__(msg)
-        self.sqlstate = sqlstate
-
-class Conn:
-    def __init__(self, dsn):
-        self.c = pq.PQconnectdb(dsn.encode())
-        if pq.PQstatus(self.c) != 0:
-            msg = (pq.PQerrorMessage(self.c) or b"").decode(errors="replace").strip()
-            pq.PQfinish(self.c)
-            self.c = None
-            raise PgError(msg)
-    def q(self, sql):
-        r = pq.PQexec(self.c, sql.encode())
-        try:
-            st = pq.PQresultStatus(r)
-            if st not in (1, 2):  # COMMAND_OK, TUPLES_OK
-                state = (pq.PQresultErrorField(r, PG_DIAG_SQLSTATE) or b"").decode()
-                msg = (pq.PQerrorMessage(self.c) or b"").decode(errors="replace").strip()
-                raise PgError(msg, state)
-            tag = (pq.PQcmdStatus(r) or b"").decode()
-            rows = [[(pq.PQgetvalue(r, i, 0) or b"").decode()] for i in range(pq.PQntuples(r))]
-            return tag, rows
-        finally:
-            pq.PQclear(r)
-    def close(self):
-        if self.c:
-            pq.PQfinish(self.c)
-            self.c = None
+from libpq import Conn, PgError
 
 def line(f, s):
     f.write(s + "\n")
@@ -630,7 +582,7 @@ def writer(dsn, out, stop, first):
                     conn = None
                     continue
                 line(f, "refused %d %.6f %d %s" % (i, time.time(), e.sqlstate == "25006", msg))
-                if conn is not None and pq.PQstatus(conn.c) != 0:
+                if conn is not None and not conn.ok():
                     conn.close()
                     conn = None
                 elif conn is not None:

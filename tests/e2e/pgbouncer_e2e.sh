@@ -46,38 +46,10 @@ client_dsn="host=127.0.0.1 port=$PGB_PORT user=$PG_USER dbname=$PGB_DATABASE"
 # Lines: "ack ID T" once COMMIT is acknowledged; "err ID T MESSAGE" for a
 # failed attempt (retried with the same id; "dup ID T" when it had committed).
 APP=$DIR/pgb_client.py
+cp "$E2E_REPO/tests/e2e/libpq.py" "$DIR/"  # imported by the client, from its folder
 cat >"$APP" <<'PY'
-import ctypes, os, sys, time
-pq = ctypes.CDLL("libpq.so.5")
-pq.PQconnectdb.restype = ctypes.c_void_p
-pq.PQconnectdb.argtypes = [ctypes.c_char_p]
-pq.PQstatus.argtypes = [ctypes.c_void_p]
-pq.PQexec.restype = ctypes.c_void_p
-pq.PQexec.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
-pq.PQresultStatus.argtypes = [ctypes.c_void_p]
-pq.PQresultErrorField.restype = ctypes.c_char_p
-pq.PQresultErrorField.argtypes = [ctypes.c_void_p, ctypes.c_int]
-pq.PQerrorMessage.restype = ctypes.c_char_p
-pq.PQerrorMessage.argtypes = [ctypes.c_void_p]
-pq.PQcmdStatus.restype = ctypes.c_char_p
-pq.PQcmdStatus.argtypes = [ctypes.c_void_p]
-pq.PQclear.argtypes = [ctypes.c_void_p]
-pq.PQfinish.argtypes = [ctypes.c_void_p]
-
-class PgError(Exception):
-    def __init__(self, msg, state=""):
-        super().__init__(msg)
-        self.state = state
-
-def q(c, sql):
-    r = pq.PQexec(c, sql.encode())
-    try:
-        if pq.PQresultStatus(r) not in (1, 2):
-            state = (pq.PQresultErrorField(r, ord("C")) or b"").decode()
-            raise PgError((pq.PQerrorMessage(c) or b"").decode(errors="replace"), state)
-        return (pq.PQcmdStatus(r) or b"").decode()
-    finally:
-        pq.PQclear(r)
+import os, sys, time
+from libpq import Conn, PgError
 
 dsn, out, stop, i = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 c = None
@@ -85,36 +57,31 @@ with open(out, "a") as f:
     while not os.path.exists(stop):
         try:
             if c is None:
-                c = pq.PQconnectdb((dsn + " connect_timeout=5 application_name=pgb-client").encode())
-                if pq.PQstatus(c) != 0:
-                    msg = (pq.PQerrorMessage(c) or b"").decode(errors="replace")
-                    pq.PQfinish(c)
-                    c = None
-                    raise PgError(msg)
-            q(c, "BEGIN")
-            q(c, "INSERT INTO writes(id, host) VALUES (%d, host(inet_server_addr()))" % i)
-            if q(c, "COMMIT") != "COMMIT":
+                c = Conn(dsn + " connect_timeout=5 application_name=pgb-client")
+            c.q("BEGIN")
+            c.q("INSERT INTO writes(id, host) VALUES (%d, host(inet_server_addr()))" % i)
+            if c.q("COMMIT")[0] != "COMMIT":
                 raise PgError("COMMIT not acknowledged")
             f.write("ack %d %.6f\n" % (i, time.time())); f.flush()
             i += 1
             time.sleep(0.005)
         except PgError as e:
-            if e.state == "23505":
+            if e.sqlstate == "23505":
                 f.write("dup %d %.6f\n" % (i, time.time())); f.flush()
                 i += 1
             else:
                 f.write("err %d %.6f %s\n" % (i, time.time(), " ".join(str(e).split())[:200])); f.flush()
             if c is not None:
-                if pq.PQstatus(c) != 0:
-                    pq.PQfinish(c); c = None
+                if not c.ok():
+                    c.close(); c = None
                 else:
                     try:
-                        q(c, "ROLLBACK")
+                        c.q("ROLLBACK")
                     except PgError:
-                        pq.PQfinish(c); c = None
+                        c.close(); c = None
             time.sleep(0.02)
 if c is not None:
-    pq.PQfinish(c)
+    c.close()
 PY
 
 CLIENT_FIRST=0
