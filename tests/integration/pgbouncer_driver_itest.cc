@@ -23,6 +23,7 @@
 using namespace stackflip;
 using itest::env;
 using itest::ms_since;
+using itest::run;
 using stackflip::testing::closed_port;
 using Clock = std::chrono::steady_clock;
 
@@ -58,18 +59,6 @@ GroupSpec pgb_group() {
 std::unique_ptr<TrafficDriver> driver(const ProviderConfig& p = pgb_provider()) {
   GroupSpec g = pgb_group();
   return make_pgbouncer_traffic_driver(p, g, g.traffic.at(0));
-}
-
-// Output of a shell command, trailing newlines dropped.
-std::string run(const std::string& cmd) {
-  FILE* f = popen(cmd.c_str(), "r");
-  if (!f) return "";
-  std::string out;
-  char buf[256];
-  while (fgets(buf, sizeof buf, f)) out += buf;
-  pclose(f);
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
 }
 
 std::string client_dsn() {

@@ -22,14 +22,7 @@ namespace {
 std::string dig() {
   std::string cmd = "dig @127.0.0.1 -p " + itest::env("PDNS_PORT") + " " + itest::env("RECORD") +
                     " A +short +time=1 +tries=1 2>/dev/null";
-  FILE* f = popen(cmd.c_str(), "r");
-  if (!f) return "";
-  std::string out;
-  char buf[256];
-  while (fgets(buf, sizeof buf, f)) out += buf;
-  pclose(f);
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
+  return itest::run(cmd);
 }
 
 }  // namespace
