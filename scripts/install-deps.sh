@@ -35,6 +35,10 @@ PACKAGES=(
   # pgbouncer: the harness's PgBouncer (issue 15), for the pgbouncer driver's
   # integration tests and pgbouncer_e2e.sh
   pgbouncer
+  # chromium: status_page_e2e.sh loads the `run` status page headless and
+  # checks its DOM (issue 16); cmark-gfm renders the pull-request plan as
+  # GitHub does, for render tests of its tables and sections
+  chromium cmark-gfm
 )
 
 SUDO=()

@@ -161,13 +161,7 @@ std::string md(std::string_view raw, size_t max = 2000) {
 
 // For text inside an HTML element (<summary>): entities only, since Markdown
 // escapes are not processed there.
-std::string html(std::string_view raw) {
-  std::string s = one_line(raw);
-  std::string out;
-  for (char c : s)
-    if (!html_entity(c, out)) out += c;
-  return out;
-}
+std::string html(std::string_view raw) { return escape_html(raw); }
 
 std::string md_step(size_t n, const Action& a, size_t blocked_step) {
   std::string s = std::to_string(n) + ". `" + to_string(a.kind) + "` " + md(target_of(a)) + "\n";
@@ -200,6 +194,15 @@ const char* kSectionEnd = "\n</details>\n\n";
 }  // namespace
 
 std::string redact_secrets(std::string_view text) { return redact(text); }
+
+std::string escape_html(std::string_view raw) {
+  std::string s = one_line(raw);
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s)
+    if (!html_entity(c, out)) out += c;
+  return out;
+}
 
 std::string render_text(const Plan& plan, const RenderOptions& o) {
   Ansi c{o.color};

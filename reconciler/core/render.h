@@ -35,6 +35,10 @@ std::string render_text(const Plan& plan, const RenderOptions& o = {});
 // groups were left out and points to the full plan in the job log.
 std::string render_markdown(const Plan& plan, const RenderOptions& o = {});
 
+// Text for an HTML element or a quoted attribute: secrets redacted, control
+// characters shown as spaces, and &, <, >, " as entities.
+std::string escape_html(std::string_view raw);
+
 // redact() of redact.h (kept under this name for the renderers' callers).
 std::string redact_secrets(std::string_view text);
 
