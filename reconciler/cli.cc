@@ -285,7 +285,9 @@ int cmd_plan(const Options& o) {
   if (o.output == "json")
     std::cout << plan_to_json(plan);
   else if (o.output == "markdown")
-    std::cout << render_markdown(plan, RenderOptions{false, 65000});
+    std::cout << render_markdown(plan, &d, &obs, {.color = false, .markdown_limit = 65000});
+  else if (o.output == "html")
+    std::cout << render_html(plan, &d, &obs);
   else
     std::cout << render_text(plan, ro);
   // A rejected credential is an error, not a guard (issue 12): exit 1.
@@ -578,6 +580,7 @@ int cmd_run(const Options& o) {
   GitopsSetup g;
   setup_gitops(o, g, /*for_run=*/true);
   rs.repo_description = g.source->describe();
+  rs.store = g.journal.get();
   std::cout << "stackflip run: " << rs.repo_description << " file " << o.repo_file << " every "
             << o.interval << " (pid " << ::getpid() << ")" << std::endl;
   if (g.coordination) {
@@ -776,8 +779,8 @@ int run_cli(int argc, char** argv) {
          c.add_option("-c,--config", o.config, "Config file")->required();
          c.add_option("--observed", o.observed,
                       "Observed-state snapshot (JSON) instead of live providers");
-         c.add_option("-o,--output", o.output, "text, json or markdown")
-             ->check(CLI::IsMember({"text", "json", "markdown"}));
+         c.add_option("-o,--output", o.output, "text, json, markdown or html")
+             ->check(CLI::IsMember({"text", "json", "markdown", "html"}));
          c.add_flag("--detailed-exitcode", o.detailed_exitcode,
                     "Exit 0 no changes, 2 changes, 3 a step is blocked");
          c.add_option("--out", o.out_plan, "Also save the plan as JSON for `apply PLAN`");

@@ -403,3 +403,37 @@ TEST_CASE(
   CHECK(s.h.world.stacks["shop"]["standby"].role == Role::replica);
   CHECK(s.h.world.stacks["shop"]["primary"].role == Role::primary);
 }
+
+TEST_CASE("a promotion forced by allow_data_loss journals the loss it accepted") {
+  FakeWorld w = steady_world();
+  w.stacks["shop"]["primary"].up = false;  // the old primary is gone
+  Harness h(std::move(w), make_desired({make_group("standby", /*allow_data_loss=*/true)}));
+  Plan p = h.plan();
+  auto promote = std::find_if(p.actions.begin(), p.actions.end(), [](const Action& a) {
+    return a.kind == ActionKind::database_promote;
+  });
+  REQUIRE(promote != p.actions.end());
+  CHECK_FALSE(promote->data_loss.empty());
+  h.fleet = make_fleet(h.desired, h.factory);
+  NoteLog log;
+  ApplyOptions o;
+  o.action_timeout = std::chrono::milliseconds(200);
+  ApplyResult r = Applier(h.desired, h.fleet, &log, h.clock).apply(p, o);
+  REQUIRE(r.groups.size() == 1);
+  const auto& steps = r.groups[0].steps;
+  REQUIRE(steps.size() == log.ends.size());
+  bool seen = false;
+  for (size_t i = 0; i < steps.size(); ++i)
+    if (steps[i].action.kind == ActionKind::database_promote) {
+      CHECK(log.ends[i] == "ok: data loss accepted: " + promote->data_loss);
+      seen = true;
+    } else {
+      CHECK(log.ends[i].find("data loss") == std::string::npos);
+    }
+  CHECK(seen);
+}
+
+TEST_CASE("a planned switch accepts no data loss") {
+  Harness h(steady_world(), make_desired({make_group("standby", /*allow_data_loss=*/true)}));
+  for (const Action& a : h.plan().actions) CHECK(a.data_loss.empty());
+}

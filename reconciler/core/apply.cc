@@ -645,6 +645,7 @@ Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a, co
         break;
       case ActionKind::database_promote:
         st = s->promote();
+        if (st.ok() && !a.data_loss.empty()) detail = "data loss accepted: " + a.data_loss;
         break;
       case ActionKind::replication_start:
         st = s->start_replication(g.stacks.at(a.source));

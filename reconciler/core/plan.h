@@ -39,6 +39,11 @@ struct Action {
   // traffic.wait: the previous TTL, counted from when traffic.ttl lowered it
   // (apply reads that moment from the journal: ActionLog::last_ok).
   int64_t wait_ms = 0;
+  // database.promote forced by `allow_data_loss: true`: what it may lose
+  // ("up to 1.2 MiB (last known lag)"); apply journals it with the step, so
+  // the status page's timeline shows the window. "" = no loss accepted.
+  // Not part of a saved plan (plan_json.h).
+  std::string data_loss;
   bool blocked = false;
   std::string why_blocked;
 };

@@ -546,6 +546,7 @@ class GroupPlanner {
                        " is fenced; no other writable database"
                  : "no other reachable writable database",
          why_blocked);
+    if (pr.forced() && g_.allow_data_loss) actions_.back().data_loss = pr.loss;
   }
 
   // Phase 3: the active stack's maintenance as desired.

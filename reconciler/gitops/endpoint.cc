@@ -42,6 +42,8 @@ const char* reason_phrase(int status) {
       return "OK";
     case 202:
       return "Accepted";
+    case 303:
+      return "See Other";
     case 400:
       return "Bad Request";
     case 401:

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <mutex>
 #include <regex>
 
@@ -368,6 +369,30 @@ Result<std::optional<CommitSignature>> GitSource::signature(const std::string& c
   return std::optional<CommitSignature>(std::move(cs));
 }
 
+Result<CommitInfo> GitSource::commit_info(const std::string& commit) {
+  if (Status s = open_cache(); !s.ok()) return s.error();
+  git_oid oid;
+  if (git_oid_fromstr(&oid, commit.c_str()) < 0) return Err("not a commit id: " + commit);
+  git_commit* c = nullptr;
+  if (git_commit_lookup(&c, impl_->repo, &oid) < 0)
+    return Err("commit " + short_sha(commit) + ": " + last_git_error());
+  CommitInfo info;
+  info.sha = commit;
+  if (const git_signature* a = git_commit_author(c)) {
+    info.author = std::string(a->name ? a->name : "") + " <" + (a->email ? a->email : "") + ">";
+    std::time_t t = static_cast<std::time_t>(a->when.time);
+    std::tm tm{};
+    char buf[32];
+    if (gmtime_r(&t, &tm) && std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm))
+      info.time = buf;
+  }
+  const char* summary = git_commit_summary(c);
+  info.summary = summary ? summary : "";
+  if (info.summary.size() > 200) info.summary = info.summary.substr(0, 200) + "…";
+  if (info.author.size() > 200) info.author = info.author.substr(0, 200) + "…";
+  git_commit_free(c);
+  return info;
+}
 
 namespace {
 

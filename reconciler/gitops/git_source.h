@@ -54,6 +54,15 @@ struct CommitRequest {
   std::string signing_key;
 };
 
+// Who made a commit and why, for the status page (issue 16). Untrusted
+// text: escape it wherever it is shown.
+struct CommitInfo {
+  std::string sha;
+  std::string author;   // "Name <email>"
+  std::string summary;  // the message's first line, at most 200 bytes
+  std::string time;     // the author time, RFC 3339 UTC
+};
+
 // Why a push did not land.
 enum class PushFailure {
   none,
@@ -84,6 +93,10 @@ class ConfigSource {
   virtual Result<bool> descends_from(const std::string& commit, const std::string& ancestor) = 0;
   // "owner/repo@main" style description for messages (no credentials).
   virtual std::string describe() const = 0;
+  // Who made `commit` and its message's first line.
+  virtual Result<CommitInfo> commit_info(const std::string& commit) {
+    return Err("no commit details from " + describe() + " for " + commit);
+  }
   // Commits `r` and pushes it to the branch, never forced: a branch that
   // moved since `parent` refuses it (PushFailure::moved).
   virtual PushResult commit_and_push(const CommitRequest& /*r*/) {
@@ -112,6 +125,7 @@ class GitSource : public ConfigSource {
   Result<std::optional<CommitSignature>> signature(const std::string& commit) override;
   Result<bool> descends_from(const std::string& commit, const std::string& ancestor) override;
   std::string describe() const override;
+  Result<CommitInfo> commit_info(const std::string& commit) override;
   PushResult commit_and_push(const CommitRequest& r) override;
 
   // The branch head in the cache without fetching (nullopt before the first fetch).

@@ -106,6 +106,10 @@ void fill_groups(PassReport& rep, const DesiredState& d, const Plan& first, cons
     for (const auto& sk : last.skipped) gs.converged &= sk.group != name;
     auto it = obs.groups.find(name);
     if (it != obs.groups.end()) gs.traffic = it->second.traffic.target;
+    for (const auto& a : last.actions)
+      if (a.group == name) gs.left.push_back(a);
+    for (const auto& sk : last.skipped)
+      if (sk.group == name) gs.left_skipped.push_back(sk);
     rep.groups[name] = gs;
   }
 }
@@ -1100,6 +1104,12 @@ std::pair<std::string, int> Reconciler::apply_commit_in_force(PassReport& rep,
                                                               const std::atomic<bool>* stop) {
   const DesiredState& d = effective_desired();
   rep.commit_in_force = commit_;
+  rep.desired = effective_;
+  if (commit_info_.sha != commit_) {  // once per commit: it never changes
+    auto info = source_.commit_info(commit_);
+    commit_info_ = info.ok() ? *info : CommitInfo{commit_, "", "", ""};
+  }
+  rep.commit_info = commit_info_;
   if (coord_) share_commit_in_force();
   rep.run.desired_digest = d.digest;
   if (fleet_.empty()) fleet_ = make_fleet(d, factory_);

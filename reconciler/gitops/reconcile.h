@@ -141,6 +141,11 @@ struct GroupStatus {
   // An automatic failover kept as an override because Git could not be
   // reached (issue 14, item 4): "override in force, not yet in Git: ..."
   std::string override_note;
+  // What is left to do after this pass (the plan of the latest
+  // observation): blocked steps carry why; skipped ones why not. Empty
+  // when converged. For the status page (issue 16).
+  std::vector<Action> left;
+  std::vector<Skipped> left_skipped;
 };
 
 struct PassReport {
@@ -149,6 +154,11 @@ struct PassReport {
   bool idle = false;            // head unchanged: config not re-read
   std::string commit_in_force;  // whose desired state was planned against ("" = none)
   std::optional<ObservedState> observed;  // the latest observation (after apply, if any)
+  // The desired state planned against (the commit in force, with automatic
+  // failovers not yet in Git applied), and who made that commit; for the
+  // status page (issue 16). Null / empty before a valid commit was seen.
+  std::shared_ptr<const DesiredState> desired;
+  CommitInfo commit_info;
   std::string state_store_error;          // the pass's last state store failure ("" = none)
   std::map<std::string, GroupStatus> groups;
   // The pass pushed a failover commit: the next pass should come at once.
@@ -296,6 +306,7 @@ class Reconciler {
   // says which: the commit and the overrides).
   std::shared_ptr<const DesiredState> effective_;
   std::string effective_key_;
+  CommitInfo commit_info_;                        // of commit_ (commit_info_.sha says which)
   std::map<std::string, std::string> overrides_;  // this pass's: group → JSON
   std::mutex desired_mu_;  // guards the desired_ pointer against self_fence()
   Fleet fleet_;        // drivers of desired_, kept across passes (open connections)

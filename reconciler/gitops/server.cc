@@ -20,6 +20,7 @@
 
 #include "config/snapshot.h"
 #include "core/render.h"
+#include "gitops/status_page.h"
 #include "util/digest.h"
 
 namespace stackflip {
@@ -69,6 +70,26 @@ bool bearer_token_ok(const std::string& token, const std::string& authorization)
   size_t start = authorization.find_first_not_of(' ', scheme.size());
   if (start == std::string::npos) return false;
   return constant_time_equal(sha256_hex(authorization.substr(start)), sha256_hex(token));
+}
+
+std::string session_cookie_value(const std::string& token) {
+  return hmac_sha256_hex(token, "stackflip status page session v1");
+}
+
+bool session_cookie_ok(const std::string& token, const std::string& cookie_header) {
+  if (token.empty()) return true;
+  const std::string name = "stackflip_session=";
+  size_t at = 0;
+  while ((at = cookie_header.find(name, at)) != std::string::npos) {
+    if (at == 0 || cookie_header[at - 1] == ' ' || cookie_header[at - 1] == ';') {
+      size_t start = at + name.size();
+      size_t end = cookie_header.find(';', start);
+      std::string value = cookie_header.substr(start, end == std::string::npos ? end : end - start);
+      return constant_time_equal(sha256_hex(value), sha256_hex(session_cookie_value(token)));
+    }
+    at += name.size();
+  }
+  return false;
 }
 
 EndpointResponse answer_webhook(const RunSettings& rs, const EndpointRequest& req, bool* trigger) {
@@ -186,7 +207,7 @@ struct Shared {
   std::atomic<bool> stop{false};
   std::unique_ptr<PassReport> last;
   std::shared_ptr<const std::string> observed_json;  // shared with responses being written
-  bool running = false;
+  std::string pass_started;  // RFC 3339 while a pass runs, "" between passes
 
   void trigger() {
     std::lock_guard lock(mu);
@@ -199,6 +220,15 @@ struct Shared {
     cv.notify_all();
   }
 };
+
+std::string rfc3339_now() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  char buf[32];
+  gmtime_r(&t, &tm);
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -232,9 +262,13 @@ std::thread start_signal_thread(const sigset_t& set, Shared& sh) {
 // when one is set; /webhook on its own listener when one is configured.
 void add_routes(HttpEndpoint& main_http, HttpEndpoint& hook_on, const RunSettings& rs, Shared& sh,
                 Metrics& metrics) {
-  auto guarded = [&rs](std::function<EndpointResponse(const EndpointRequest&)> f) {
-    return [&rs, f = std::move(f)](const EndpointRequest& req) {
-      if (!bearer_token_ok(rs.api_token, req.header("Authorization"))) {
+  auto authorized = [&rs](const EndpointRequest& req) {
+    return bearer_token_ok(rs.api_token, req.header("Authorization")) ||
+           session_cookie_ok(rs.api_token, req.header("Cookie"));
+  };
+  auto guarded = [authorized](std::function<EndpointResponse(const EndpointRequest&)> f) {
+    return [authorized, f = std::move(f)](const EndpointRequest& req) {
+      if (!authorized(req)) {
         EndpointResponse r = EndpointResponse::text(401, "missing or wrong bearer token\n");
         r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"stackflip\"");
         return r;
@@ -263,6 +297,64 @@ void add_routes(HttpEndpoint& main_http, HttpEndpoint& hook_on, const RunSetting
     return EndpointResponse::shared(sh.observed_json, "application/json");
   };
   main_http.handle("GET", "/status", guarded(status));
+  // The pages: the sign-in form instead of 401 text, and headers that keep
+  // them from loading or being framed by anything else.
+  auto html = [](int code, std::string body) {
+    EndpointResponse r = EndpointResponse::shared(
+        std::make_shared<const std::string>(std::move(body)), "text/html; charset=utf-8");
+    r.status = code;
+    r.headers = {{"Content-Security-Policy", page_csp()},
+                 {"X-Content-Type-Options", "nosniff"},
+                 {"Referrer-Policy", "no-referrer"},
+                 {"Cache-Control", "no-store"}};
+    return r;
+  };
+  auto page_input = [&rs]() {
+    StatusPageInput in;
+    in.repo = rs.repo_description;
+    in.coordination_json = rs.coordination_status ? rs.coordination_status() : "";
+    in.store = rs.store;
+    in.now = rfc3339_now();
+    return in;
+  };
+  auto pages = [&sh, authorized, html, page_input](bool group) {
+    return [&sh, authorized, html, page_input, group](const EndpointRequest& req) {
+      if (!authorized(req)) {
+        EndpointResponse r = html(401, render_login_page(false));
+        r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"stackflip\"");
+        return r;
+      }
+      StatusPageInput in = page_input();
+      std::lock_guard lock(sh.mu);
+      in.last = sh.last.get();
+      in.pass_started = sh.pass_started;
+      if (!group) return html(200, render_overview_page(in, req.query));
+      auto body = render_group_page(in, req.query);
+      if (!body)
+        return html(404,
+                    "<!DOCTYPE html><title>no such group</title><p>No such group.</p>"
+                    "<p><a href=\"/\">All groups</a></p>\n");
+      return html(200, std::move(*body));
+    };
+  };
+  main_http.handle("GET", "/", pages(false));
+  main_http.handle("GET", "/group", pages(true));
+  main_http.handle("POST", "/login", [&rs, html](const EndpointRequest& req) {
+    if (rs.api_token.empty()) {
+      EndpointResponse r = EndpointResponse::text(303, "no token needed\n");
+      r.headers.emplace_back("Location", "/");
+      return r;
+    }
+    if (!bearer_token_ok(rs.api_token, "Bearer " + query_param(req.body, "token"))) {
+      spdlog::warn("status page sign-in from {} refused: wrong token", req.remote);
+      return html(401, render_login_page(true));
+    }
+    EndpointResponse r = EndpointResponse::text(303, "signed in\n");
+    r.headers.emplace_back("Location", "/");
+    r.headers.emplace_back("Set-Cookie", "stackflip_session=" + session_cookie_value(rs.api_token) +
+                                             "; Path=/; HttpOnly; SameSite=Strict");
+    return r;
+  });
   main_http.handle("GET", "/observed", guarded(observed));
   hook_on.handle("POST", "/webhook", [&rs, &sh](const EndpointRequest& req) {
     bool trigger = false;
@@ -304,6 +396,7 @@ void publish(PassReport rep, Shared& sh, Metrics& metrics,
   std::lock_guard lock(sh.mu);
   if (observed) sh.observed_json = std::move(observed);
   sh.last = std::make_unique<PassReport>(std::move(rep));
+  sh.pass_started.clear();
 }
 
 }  // namespace
@@ -327,6 +420,10 @@ int run_loop(Reconciler& reconciler, const RunSettings& rs,
 
   std::mt19937_64 rng{std::random_device{}()};
   while (!sh.stop) {
+    {
+      std::lock_guard lock(sh.mu);
+      sh.pass_started = rfc3339_now();
+    }
     PassReport rep = reconciler.pass(&sh.stop);
     // A pushed failover commit is applied at once; a failing active stack
     // with automatic failover is looked at again when `after` runs out.

@@ -25,6 +25,20 @@
 //   GET  /observed  the latest observed snapshot (snapshot.h JSON): hosts,
 //                   ports, WAL positions, provider answers — for pull-request
 //                   jobs to plan without production credentials
+//   GET  /          the status page (status_page.h): per group the desired
+//                   and serving stack, traffic, state and why, the etcd
+//                   leader; the last pass, the commit in force with its
+//                   author and message, the passes (paged). HTML, no
+//                   external assets.
+//   GET  /group     ?name=NAME: one group's page: each stack's role,
+//                   maintenance, replication and lag, what is left to do,
+//                   the timeline of the last switch, its journal (paged:
+//                   actions with their stacks, results, durations and
+//                   errors, redacted). Everything /status and the journal
+//                   reveal, but no hosts or DSNs.
+//   POST /login     a form with the api token: sets the session cookie the
+//                   pages accept instead of the bearer header (browsers
+//                   cannot send one); 404 without an api token.
 //   POST /webhook   202 and a pass starts when either
 //                   - X-Hub-Signature-256 is "sha256=<hex HMAC-SHA256 of the raw
 //                     body>" with the --webhook-secret (GitHub; any Content-Type,
@@ -32,8 +46,13 @@
 //                   - X-Gitlab-Token equals the --gitlab-webhook-token (GitLab);
 //                   401 otherwise, 404 when neither secret is configured.
 //                   Reveals nothing. The body is never parsed.
-// With an api token (--api-token), /status and /observed answer 401 unless the
-// request carries "Authorization: Bearer <token>" (compared in constant time).
+// With an api token (--api-token), /, /group, /status and /observed answer 401
+// unless the request carries "Authorization: Bearer <token>" (compared in
+// constant time) or the session cookie /login set: "stackflip_session=" the
+// HMAC-SHA256 of a fixed text keyed by the token (HttpOnly, SameSite=Strict),
+// so the cookie is not the token and changes when the token does. The pages
+// answer 401 with the sign-in form. Over anything but loopback, serve them
+// behind TLS: the cookie, like the header, is sent in the clear otherwise.
 // /webhook has its own authentication (GitHub and GitLab cannot send a bearer
 // token). With a webhook listener (--webhook-listen), /webhook is served there
 // only, so the main listener can stay on loopback or a management network.
@@ -77,6 +96,7 @@ struct RunSettings {
   std::string gitlab_token;      // resolved; empty = no GitLab tokens accepted
   std::string api_token;         // resolved; empty = /status and /observed open
   std::string repo_description;  // for /status
+  const StateStore* store = nullptr;  // the journal and passes the pages show; null = none
   EndpointLimits limits;
   // With etcd (issue 13): /status gets a "coordination" member (this JSON
   // object), /metrics these lines, and `wake` is handed the loop's trigger
@@ -97,6 +117,10 @@ bool gitlab_token_ok(const std::string& token, const std::string& header);
 // True when `token` is empty, or `authorization` is "Bearer <token>" (scheme
 // in any case; constant-time comparison).
 bool bearer_token_ok(const std::string& token, const std::string& authorization);
+
+// The session cookie's value for `token`, and whether a Cookie header holds it.
+std::string session_cookie_value(const std::string& token);
+bool session_cookie_ok(const std::string& token, const std::string& cookie_header);
 
 // What POST /webhook answers; `*trigger` is set when a pass should start.
 EndpointResponse answer_webhook(const RunSettings& settings, const EndpointRequest& req,

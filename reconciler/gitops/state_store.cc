@@ -353,36 +353,66 @@ std::optional<ActionLog::Finished> StateStore::last_ok(const std::string& group,
   return Finished{std::max<int64_t>(st.integer(0), 0), st.text(1)};
 }
 
-Result<std::vector<JournalEntry>> StateStore::history(size_t limit,
-                                                      const std::string& group) const {
+namespace {
+
+const char* kJournalColumns =
+    "a.id, a.time, a.grp, a.kind, a.stack, a.source, a.origin, a.phase, a.result, a.error, "
+    "a.duration_ms, COALESCE(a.start_id, 0), "
+    "a.phase = 'started' AND NOT EXISTS (SELECT 1 FROM actions f WHERE f.start_id = a.id)";
+
+JournalEntry read_entry(Stmt& st) {
+  JournalEntry e;
+  e.id = st.integer(0);
+  e.time = st.text(1);
+  e.group = st.text(2);
+  e.kind = st.text(3);
+  e.stack = st.text(4);
+  e.source = st.text(5);
+  e.origin = st.text(6);
+  e.phase = st.text(7);
+  e.result = st.text(8);
+  e.error = st.text(9);
+  e.duration_ms = st.integer(10);
+  e.start_id = st.integer(11);
+  e.open = st.integer(12) != 0;
+  return e;
+}
+
+}  // namespace
+
+Result<std::vector<JournalEntry>> StateStore::history(size_t limit, const std::string& group,
+                                                      int64_t before_id) const {
   std::lock_guard lock(mu_);
-  Stmt st(db_,
-          "SELECT a.id, a.time, a.grp, a.kind, a.stack, a.source, a.origin, a.phase, a.result, "
-          "a.error, a.duration_ms, COALESCE(a.start_id, 0), "
-          "a.phase = 'started' AND NOT EXISTS (SELECT 1 FROM actions f WHERE f.start_id = a.id) "
-          "FROM actions a WHERE ?1 = '' OR a.grp = ?1 ORDER BY a.id DESC LIMIT ?2");
+  Stmt st(db_, (std::string("SELECT ") + kJournalColumns +
+                " FROM actions a WHERE (?1 = '' OR a.grp = ?1) AND (?3 = 0 OR a.id < ?3) "
+                "ORDER BY a.id DESC LIMIT ?2")
+                   .c_str());
   if (!st.prepared()) return sql_error("preparing the history query");
   st.bind(1, group).bind(2, static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)));
+  st.bind(3, before_id);
   std::vector<JournalEntry> out;
   int rc;
-  while ((rc = st.step()) == SQLITE_ROW) {
-    JournalEntry e;
-    e.id = st.integer(0);
-    e.time = st.text(1);
-    e.group = st.text(2);
-    e.kind = st.text(3);
-    e.stack = st.text(4);
-    e.source = st.text(5);
-    e.origin = st.text(6);
-    e.phase = st.text(7);
-    e.result = st.text(8);
-    e.error = st.text(9);
-    e.duration_ms = st.integer(10);
-    e.start_id = st.integer(11);
-    e.open = st.integer(12) != 0;
-    out.push_back(std::move(e));
-  }
+  while ((rc = st.step()) == SQLITE_ROW) out.push_back(read_entry(st));
   if (rc != SQLITE_DONE) return sql_error("reading the history");
+  return out;
+}
+
+Result<std::vector<JournalEntry>> StateStore::last_switch(const std::string& group) const {
+  std::lock_guard lock(mu_);
+  Stmt st(db_, (std::string("WITH sw AS (SELECT time, origin FROM actions WHERE grp = ?1 AND "
+                            "phase = 'started' AND kind IN ('database.promote', "
+                            "'traffic.switch') ORDER BY id DESC LIMIT 1) SELECT ") +
+                kJournalColumns +
+                " FROM actions a, sw WHERE a.grp = ?1 AND a.origin = sw.origin AND "
+                "julianday(a.time) BETWEEN julianday(sw.time) - 1.0 / 24 AND "
+                "julianday(sw.time) + 1.0 / 24 ORDER BY a.id LIMIT 500")
+                   .c_str());
+  if (!st.prepared()) return sql_error("preparing the last switch query");
+  st.bind(1, group);
+  std::vector<JournalEntry> out;
+  int rc;
+  while ((rc = st.step()) == SQLITE_ROW) out.push_back(read_entry(st));
+  if (rc != SQLITE_DONE) return sql_error("reading the last switch");
   return out;
 }
 
@@ -402,12 +432,14 @@ Status StateStore::record_run(const RunRecord& r) {
   return Status::Ok();
 }
 
-Result<std::vector<RunRecord>> StateStore::runs(size_t limit) const {
+Result<std::vector<RunRecord>> StateStore::runs(size_t limit, size_t offset) const {
   std::lock_guard lock(mu_);
   Stmt st(db_,
-          (std::string("SELECT ") + kRunColumns + " FROM runs ORDER BY id DESC LIMIT ?1").c_str());
+          (std::string("SELECT ") + kRunColumns + " FROM runs ORDER BY id DESC LIMIT ?1 OFFSET ?2")
+              .c_str());
   if (!st.prepared()) return sql_error("preparing the runs query");
   st.bind(1, static_cast<int64_t>(std::min<size_t>(limit, INT64_MAX)));
+  st.bind(2, static_cast<int64_t>(std::min<size_t>(offset, INT64_MAX)));
   std::vector<RunRecord> out;
   int rc;
   while ((rc = st.step()) == SQLITE_ROW) out.push_back(read_run(st));

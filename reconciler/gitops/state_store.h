@@ -89,12 +89,19 @@ class StateStore : public ActionLog {
   // The last ok end of `kind` in `group`: how long ago, by this host's
   // clock, and its detail (traffic.wait reads when the TTL was lowered).
   std::optional<Finished> last_ok(const std::string& group, ActionKind kind) override;
-  // Newest first, at most `limit` rows, only `group`'s when not empty.
-  Result<std::vector<JournalEntry>> history(size_t limit = 100,
-                                            const std::string& group = "") const;
+  // Newest first, at most `limit` rows, only `group`'s when not empty, and
+  // only rows older than `before_id` when it is not 0 (the next page).
+  Result<std::vector<JournalEntry>> history(size_t limit = 100, const std::string& group = "",
+                                            int64_t before_id = 0) const;
+  // The rows of `group`'s last switch, oldest first: the newest
+  // database.promote or traffic.switch and the actions of the same origin
+  // within an hour of it (the status page cuts them to the one sequence;
+  // at most 500 rows). Empty when the group never switched.
+  Result<std::vector<JournalEntry>> last_switch(const std::string& group) const;
 
   Status record_run(const RunRecord& r);
-  Result<std::vector<RunRecord>> runs(size_t limit = 20) const;  // newest first
+  // Newest first, skipping the newest `offset` (the next page).
+  Result<std::vector<RunRecord>> runs(size_t limit = 20, size_t offset = 0) const;
   // The latest run whose result is "applied" or "no-changes", if any.
   Result<std::optional<RunRecord>> last_good_run() const;
 
