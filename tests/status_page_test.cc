@@ -134,6 +134,16 @@ TEST_CASE("the timeline shows an accepted data loss, a failed and a running step
   CHECK(svg.find("writes refused") == std::string::npos);
 }
 
+TEST_CASE("a step running after the last switch draws the switch under way") {
+  std::vector<JournalEntry> rows;
+  step(rows, "traffic.switch", "primary", 0, 10);  // a TTL correction, long ago
+  step(rows, "traffic.ttl", "primary", 30 * 60000, 20);
+  step(rows, "traffic.wait", "primary", 30 * 60000 + 20, 0, "");
+  std::string svg = switch_timeline_svg(rows);
+  CHECK(count(svg, "<g class=\"step\"") == 2);
+  CHECK(svg.find("data-kind=\"traffic.wait\" data-result=\"running\"") != std::string::npos);
+}
+
 TEST_CASE("the timeline keeps to the switch's own sequence") {
   std::vector<JournalEntry> rows;
   step(rows, "maintenance.on", "standby", 0, 10);  // 20 minutes before: another episode
@@ -302,4 +312,22 @@ TEST_CASE("the page's script is allowed by its hash, and nothing else is") {
   CHECK(csp.find("script-src 'sha256-") != std::string::npos);
   CHECK(csp.find("unsafe-inline'; connect") != std::string::npos);  // styles only
   CHECK(csp.find("script-src 'unsafe-inline'") == std::string::npos);
+}
+
+TEST_CASE("with etcd the pages name each group's leader") {
+  PassReport rep = report_with({"shop", "blog"});
+  StatusPageInput in;
+  in.last = &rep;
+  in.coordination_json =
+      R"({"instance":"fra-1","site":"fra","groups":{"shop":{"leader":"ams-1"},"blog":{"leader":null}}})";
+  std::string html = render_overview_page(in, "");
+  CHECK(html.find("<th>leader</th>") != std::string::npos);
+  CHECK(html.find("<td class=\"leader\">ams-1</td>") != std::string::npos);
+  CHECK(html.find("<td class=\"leader\">none</td>") != std::string::npos);
+  CHECK(render_group_page(in, "name=shop")->find("Leader: ams-1 (this instance: fra-1)") !=
+        std::string::npos);
+  in.coordination_json = "{not json";
+  CHECK(render_overview_page(in, "").find("<th>leader</th>") == std::string::npos);
+  in.coordination_json.clear();
+  CHECK(render_overview_page(in, "").find("<th>leader</th>") == std::string::npos);
 }

@@ -577,11 +577,18 @@ std::optional<std::string> render_group_page(const StatusPageInput& in, const st
     m += "</ul>";
   }
   m += "<h2>Left to do</h2>" + left_list(*g);
-  m += "<h2 id=\"timeline\">Last switch</h2>";
+  // While an action of the group runs, the sequence it belongs to (the
+  // switch under way); otherwise the last switch.
+  const bool underway = run != running.end();
+  m += underway ? "<h2 id=\"timeline\">Switch under way</h2>"
+                : "<h2 id=\"timeline\">Last switch</h2>";
   std::string svg;
   if (in.store) {
-    auto rows = in.store->last_switch(name);
-    if (rows.ok()) svg = switch_timeline_svg(*rows);
+    auto rows = underway ? in.store->history(200, name) : in.store->last_switch(name);
+    if (rows.ok()) {
+      if (underway) std::reverse(rows->begin(), rows->end());
+      svg = switch_timeline_svg(*rows);
+    }
   }
   m += svg.empty() ? "<p id=\"no-switch\">No switch recorded for this group.</p>" : svg;
   if (in.store) {
@@ -636,6 +643,10 @@ std::string switch_timeline_svg(const std::vector<JournalEntry>& rows) {
       sw = i;
       break;
     }
+  // A step running now, after it, anchors the sequence instead: the switch
+  // under way (its promotion may not have started yet).
+  if (!steps.empty() && steps.back().open && (sw == steps.size() || sw + 1 < steps.size()))
+    sw = steps.size() - 1;
   if (sw == steps.size()) return "";
   constexpr int64_t kGap = 10 * 60 * 1000;
   size_t first = sw, last = sw;

@@ -57,7 +57,9 @@ std::optional<std::string> render_group_page(const StatusPageInput& in, const st
 // maintenance), and the data loss accepted by a forced promotion, if any.
 // `rows`: the journal rows of the switch, oldest first
 // (StateStore::last_switch); steps more than 10 minutes apart from the
-// switch's sequence are left out. "" when the rows hold no switch.
+// switch's sequence are left out. A step still running after the last
+// switch anchors the sequence instead (a switch under way). "" when the
+// rows hold neither.
 std::string switch_timeline_svg(const std::vector<JournalEntry>& rows);
 
 // The Content-Security-Policy of the pages: nothing from elsewhere, inline

@@ -114,6 +114,9 @@ check_eq "during: state key" running "$(q "$DIR/group-during.html" '#state' data
 check "during: a pass is running" grep -q "pass running" <(q "$DIR/group-during.html" '#pass-running')
 check_eq "during: the old primary still serves writes" primary "$(q "$DIR/group-during.html" 'b.serving')"
 check "during: the journal shows traffic.ttl done" grep -q "traffic.ttl" <(q "$DIR/group-during.html" '#journal-table tbody tr')
+check_eq "during: the timeline is of the switch under way" "Switch under way" "$(q "$DIR/group-during.html" 'h2#timeline')"
+check_eq "during: traffic.wait is drawn running" running "$(q "$DIR/group-during.html" 'g.step[data-kind=traffic.wait]' data-result)"
+check_eq "during: traffic.ttl is drawn done" ok "$(q "$DIR/group-during.html" 'g.step[data-kind=traffic.ttl]' data-result)"
 check "during: screenshot" shot "$BASE/group?name=shop" status-during.png
 
 check "after: converged on the failover commit" poll 60 converged_on "$C2"
