@@ -68,7 +68,26 @@ chrome() { # MODE URL ARGS...
   timeout 60 "$CHROMIUM" "${flags[@]}" "$@" "$url" 2>>"$DIR/chromium.log"
 }
 dom() { chrome "$1" "$2" --dump-dom; }
-shot() { chrome nojs "$1" "--screenshot=$SHOTS/$2" >/dev/null && [[ -s $SHOTS/$2 ]]; }
+shot() { # URL FILE [FLAGS...]
+  local url=$1 file=$2; shift 2
+  chrome nojs "$url" "--screenshot=$SHOTS/$file" "$@" >/dev/null && [[ -s $SHOTS/$file ]]
+}
+# The brightness (0-255) of a screenshot's top left pixel: the page's
+# background. The first pixel of a PNG row is its raw value whatever the
+# row's filter, so no image library is needed.
+corner() {
+  python3 - "$1" <<'PY'
+import struct, sys, zlib
+data, pos, idat = open(sys.argv[1], "rb").read(), 8, b""
+while pos < len(data):
+    n, = struct.unpack(">I", data[pos:pos + 4])
+    if data[pos + 4:pos + 8] == b"IDAT":
+        idat += data[pos + 8:pos + 8 + n]
+    pos += 12 + n
+r, g, b = zlib.decompressobj().decompress(idat, 8)[1:4]
+print(round(0.2126 * r + 0.7152 * g + 0.0722 * b))
+PY
+}
 # The DOM as Chromium built it, queried with Python's HTML parser: FILE
 # SELECTOR-ish (tag#id, tag.class, [attr=value]) → the text of each match.
 q() { python3 "$E2E_REPO/tests/e2e/dom_query.py" "$@"; }
@@ -144,6 +163,11 @@ check "after: traffic.wait took about the TTL" grep -Eq ": ✓ ok, ([7-9]|1[0-9]
 check "after: no data loss was accepted" not grep -q . <(q "$DIR/group-after.html" '#data-loss')
 check "after: group screenshot" shot "$BASE/group?name=shop" status-group-after.png
 check "after: overview screenshot" shot "$BASE/" status-after.png
+check "after: dark screenshot (prefers-color-scheme)" shot "$BASE/group?name=shop" status-group-after-dark.png --force-dark-mode
+light=$(corner "$SHOTS/status-group-after.png") dark=$(corner "$SHOTS/status-group-after-dark.png")
+echo "page background brightness: light $light, dark $dark"
+check "after: the light page is light" test "$light" -gt 200
+check "after: the dark page is dark" test "$dark" -lt 60
 check_eq "an unknown group is 404" 404 "$(curl -s -o /dev/null -w '%{http_code}' "$BASE/group?name=nope")"
 check "the page forbids other origins' scripts" grep -qi "content-security-policy: default-src 'none'" <(curl -sSI "$BASE/")
 
