@@ -208,6 +208,12 @@ TEST_CASE("the overview shows each group's stacks and state, and pages through m
   std::string row = p1.substr(p1.find("data-group=\"g1000\""), 600);
   CHECK(row.find("<td class=\"serving\">standby</td>") != std::string::npos);
   CHECK(row.find("standby, TTL 60 s") != std::string::npos);
+  CHECK(row.find("✓ primary: streaming from standby, lag 300 bytes") != std::string::npos);
+  rep.observed->groups["g1000"].stacks["primary"].database->streaming = false;
+  rep.observed->groups["g1001"].stacks["primary"].reachable = false;
+  std::string again = render_overview_page(in, "");
+  CHECK(again.find("▲ primary: not streaming from standby") != std::string::npos);
+  CHECK(again.find("✕ primary: unreachable") != std::string::npos);
 }
 
 TEST_CASE("the group page shows roles, lag, the journal one row per action, and paging") {

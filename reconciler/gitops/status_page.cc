@@ -247,6 +247,38 @@ std::string serving_stack(const GroupObs& g) {
   return "";
 }
 
+// Whether each stack but the one serving could take over now, in a few
+// words with a symbol: "✓ standby: streaming from primary, lag 0 bytes".
+std::string standby_text(const GroupObs& g, const std::string& serving) {
+  std::string out;
+  for (const auto& [name, s] : g.stacks) {
+    if (name == serving) continue;
+    std::string line;
+    if (!s.reachable) {
+      line = "✕ " + name + ": " + (s.config_error ? "configuration error" : "unreachable");
+    } else if (!s.database || s.database->role == Role::unknown) {
+      line = "? " + name + ": database role not observed";
+    } else if (s.database->role == Role::primary) {
+      line = "▲ " + name + ": also a primary" +
+             (s.maintenance == true ? " (in maintenance)" : " accepting writes");
+    } else if (!s.database->upstream) {
+      line = "▲ " + name + ": replica, replication stopped";
+    } else {
+      const std::string& up = *s.database->upstream;
+      const bool streaming = s.database->streaming.value_or(false);
+      line = (streaming ? "✓ " : "▲ ") + name + ": " + (streaming ? "streaming" : "not streaming") +
+             " from " + up;
+      auto u = g.stacks.find(up);
+      if (u != g.stacks.end() && u->second.database && u->second.database->lsn && s.database->lsn)
+        line += ", lag " + size_t_text(*u->second.database->lsn > *s.database->lsn
+                                           ? *u->second.database->lsn - *s.database->lsn
+                                           : 0);
+    }
+    out += (out.empty() ? "" : "; ") + line;
+  }
+  return out.empty() ? "none" : out;
+}
+
 std::string traffic_text(const TrafficObs& t) {
   std::string s;
   if (!t.reachable) s += "unreachable (" + t.error + "); last known ";
@@ -375,18 +407,20 @@ std::string render_overview_page(const StatusPageInput& in, const std::string& q
       const auto& [name, g] = *order[i];
       auto run = running.find(name);
       StateBadge b = badge(g, run == running.end() ? "" : run->second);
-      std::string serving = "unknown", traffic = "unknown";
+      std::string serving = "unknown", traffic = "unknown", standbys = "unknown";
       if (in.last->observed) {
         auto o = in.last->observed->groups.find(name);
         if (o != in.last->observed->groups.end()) {
           serving = serving_stack(o->second);
+          standbys = standby_text(o->second, serving);
           if (serving.empty()) serving = "none";
           traffic = traffic_text(o->second.traffic);
         }
       }
-      rows += "<tr data-group=\"" + e(name) + "\" data-state=\"" + badge_key(b.css) + "\"><td><a href=\"" +
-              e(group_href(name)) + "\">" + e(name, 200) + "</a></td><td class=\"desired\">" +
-              e(g.active, 200) + "</td><td class=\"serving\">" + e(serving, 200) +
+      rows += "<tr data-group=\"" + e(name) + "\" data-state=\"" + badge_key(b.css) +
+              "\"><td><a href=\"" + e(group_href(name)) + "\">" + e(name, 200) +
+              "</a></td><td class=\"desired\">" + e(g.active, 200) + "</td><td class=\"serving\">" +
+              e(serving, 200) + "</td><td class=\"standbys\">" + e(standbys, 600) +
               "</td><td class=\"traffic\">" + e(traffic, 300) + "</td><td><span class=\"state " +
               b.css + "\">" + e(b.text, 300) + "</span>";
       if (!g.reason.empty()) rows += "<br><span class=\"reason\">" + e(g.reason, 300) + "</span>";
@@ -406,7 +440,7 @@ std::string render_overview_page(const StatusPageInput& in, const std::string& q
        std::to_string(total) + " groups converged.</p>";
   if (total) {
     m += "<table id=\"group-table\"><thead><tr><th>group</th><th>desired active</th>"
-         "<th>serving writes</th><th>traffic</th><th>state</th>";
+         "<th>serving writes</th><th>standbys</th><th>traffic</th><th>state</th>";
     if (leaders.etcd) m += "<th>leader</th>";
     m += "</tr></thead><tbody>" + rows + "</tbody></table>";
     m += pager("/?", "page", page, page * kGroupsPerPage < total, "groups");
@@ -555,6 +589,7 @@ std::optional<std::string> render_group_page(const StatusPageInput& in, const st
        (serving.empty() ? std::string("none") : e(serving, 200)) + "</b>";
   if (obs) m += "; traffic: <b class=\"traffic\">" + e(traffic_text(obs->traffic), 300) + "</b>";
   m += "</p>";
+  if (obs) m += "<p id=\"standbys\">Standbys: " + e(standby_text(*obs, serving), 1000) + "</p>";
   if (!g->reason.empty()) m += "<p id=\"reason\">Why: " + e(g->reason, 2000) + "</p>";
   if (!g->outage.empty()) m += "<p id=\"outage\">" + e(g->outage, 2000) + "</p>";
   if (!g->decision.empty()) m += "<p id=\"decision\">" + e(g->decision, 2000) + "</p>";

@@ -101,6 +101,7 @@ dom nojs "$BASE/" >"$DIR/before.html"
 check_eq "before: the group row says converged" ok "$(q "$DIR/before.html" 'tr[data-group=shop]' data-state)"
 check_eq "before: desired active" primary "$(q "$DIR/before.html" 'tr[data-group=shop] td.desired')"
 check_eq "before: serving writes" primary "$(q "$DIR/before.html" 'tr[data-group=shop] td.serving')"
+check "before: the standby could take over" grep -Eq '^✓ standby: streaming from primary, lag [0-9]+ bytes?$' <(q "$DIR/before.html" 'tr[data-group=shop] td.standbys')
 check "before: traffic on primary with its TTL" grep -q "primary, TTL $TTL s" <(q "$DIR/before.html" 'tr[data-group=shop] td.traffic')
 check_eq "before: the commit's message" "primary active" "$(q "$DIR/before.html" 'span.commit-message')"
 check_eq "before: the commit's author" "Ops Team <ops@example.test>" "$(q "$DIR/before.html" 'span.commit-author')"
