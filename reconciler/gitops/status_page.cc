@@ -46,6 +46,12 @@ std::string url_encode(const std::string& s) {
 
 std::string group_href(const std::string& name) { return "/group?name=" + url_encode(name); }
 
+bool all_digits(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool hex_digit(char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; }
+
 // "2026-12-01T17:02:10.123Z" → epoch ms; nullopt when not that shape.
 std::optional<int64_t> parse_time_ms(const std::string& t) {
   std::tm tm{};
@@ -317,7 +323,7 @@ std::string pager(const std::string& base, const std::string& param, size_t page
 
 size_t page_number(const std::string& query, const std::string& name) {
   std::string v = query_param(query, name);
-  if (v.empty() || v.size() > 6 || !std::all_of(v.begin(), v.end(), ::isdigit)) return 1;
+  if (v.empty() || v.size() > 6 || !all_digits(v)) return 1;
   return std::max<size_t>(1, std::stoul(v));
 }
 
@@ -356,8 +362,8 @@ std::string query_param(const std::string& query, const std::string& name) {
       for (size_t k = 0; k < raw.size(); ++k) {
         if (raw[k] == '+') {
           out += ' ';
-        } else if (raw[k] == '%' && k + 2 < raw.size() + 0 && std::isxdigit(raw[k + 1]) &&
-                   std::isxdigit(raw[k + 2])) {
+        } else if (raw[k] == '%' && k + 2 < raw.size() && hex_digit(raw[k + 1]) &&
+                   hex_digit(raw[k + 2])) {
           out += static_cast<char>(std::stoi(raw.substr(k + 1, 2), nullptr, 16));
           k += 2;
         } else {
@@ -629,7 +635,7 @@ std::optional<std::string> render_group_page(const StatusPageInput& in, const st
   if (in.store) {
     std::string before = query_param(query, "before");
     int64_t before_id = 0;
-    if (!before.empty() && before.size() < 19 && std::all_of(before.begin(), before.end(), ::isdigit))
+    if (!before.empty() && before.size() < 19 && all_digits(before))
       before_id = std::stoll(before);
     m += journal_table(*in.store, name, before_id, e(group_href(name)));
   }
