@@ -9,20 +9,14 @@
 #include <filesystem>
 #include <thread>
 
+#include "temp_dir.h"
+
 using namespace stackflip;
 
 namespace {
 
-// A fresh directory per test, removed afterwards.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "stackflip-journal-XXXXXX").string();
-    path = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-  std::string file(const char* name) const { return (path / name).string(); }
+struct TempDir : stackflip::testing::TempDir {
+  TempDir() : stackflip::testing::TempDir("stackflip-journal") {}
 };
 
 Action action(ActionKind kind, const std::string& stack, const std::string& group = "shop") {

@@ -4,23 +4,15 @@
 #include "gitops/status_page.h"
 
 #include <catch2/catch.hpp>
-#include <filesystem>
 
 #include "gitops/server.h"
+#include "temp_dir.h"
 
 using namespace stackflip;
 
 namespace {
 
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    std::string tmpl =
-        (std::filesystem::temp_directory_path() / "stackflip-page-XXXXXX").string();
-    path = mkdtemp(tmpl.data());
-  }
-  ~TempDir() { std::filesystem::remove_all(path); }
-};
+using stackflip::testing::TempDir;
 
 // A journal row pair: started at `at` (ms after 12:00:00.000), `ms` long.
 void step(std::vector<JournalEntry>& rows, const std::string& kind, const std::string& stack,

@@ -11,6 +11,7 @@
 
 #include "core/render.h"  // escape_html
 #include "util/digest.h"
+#include "util/strings.h"
 
 namespace stackflip {
 
@@ -27,21 +28,6 @@ std::string e(const std::string& s, size_t limit = kTextLimit) {
   size_t n = limit;
   while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80) --n;
   return escape_html(s.substr(0, n)) + "…";
-}
-
-std::string url_encode(const std::string& s) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : s) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
 }
 
 std::string group_href(const std::string& name) { return "/group?name=" + url_encode(name); }

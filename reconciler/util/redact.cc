@@ -6,6 +6,8 @@
 #include <set>
 #include <vector>
 
+#include "util/strings.h"
+
 namespace stackflip {
 
 namespace {
@@ -19,23 +21,6 @@ struct Registry {
 Registry& registry() {
   static Registry r;
   return r;
-}
-
-std::string url_encoded(std::string_view v, bool upper) {
-  static const char* const kHexU = "0123456789ABCDEF";
-  static const char* const kHexL = "0123456789abcdef";
-  const char* hex = upper ? kHexU : kHexL;
-  std::string out;
-  for (unsigned char c : v) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
 }
 
 std::string json_escaped(std::string_view v) {
@@ -206,8 +191,8 @@ void remember_secret_value(std::string_view value) {
   if (value.size() < 4) return;
   Registry& r = registry();
   std::lock_guard lock(r.mu);
-  for (std::string form : {std::string(value), url_encoded(value, true), url_encoded(value, false),
-                           json_escaped(value)})
+  for (std::string form :
+       {std::string(value), url_encode(value, true), url_encode(value, false), json_escaped(value)})
     r.values.insert(std::move(form));
 }
 

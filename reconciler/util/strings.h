@@ -39,6 +39,10 @@ std::string escape_control(std::string_view s);
 // `s` cut to at most `max` bytes with surrounding whitespace removed,
 // newlines folded to spaces and other control characters escaped
 // (escape_control), for quoting a peer's answer in an error message.
+// Percent-encodes all but the unreserved characters of RFC 3986
+// (A-Z a-z 0-9 - _ . ~), for a URL's query or path segment.
+std::string url_encode(std::string_view v, bool upper_hex = true);
+
 std::string trim_for_message(std::string_view s, size_t max = 200);
 
 // "30s", "5m", "1h", "250ms", "2" (seconds), "1.5s". Errors (saying what
