@@ -1,8 +1,9 @@
-// render.h — a Plan for people: terminal text (`plan`, `apply` preview) and a
-// Markdown pull-request comment (`plan -o markdown`).
+// render.h — a Plan for people: terminal text (`plan`, `apply` preview), a
+// Markdown pull-request comment (`plan -o markdown`) and a self-contained
+// HTML page for CI artifacts (`plan -o html`).
 //
-// Both are pure functions of the Plan and the options: the same input gives
-// the same bytes. Every free-text field (reason, guard, why_blocked, skipped
+// All are pure functions of their arguments: the same input gives the same
+// bytes. Every free-text field (reason, guard, why_blocked, skipped
 // reason) goes through redact_secrets() first, as a second line of defence:
 // the planner never puts secrets into reasons, but a driver error quoted in a
 // reason might.
@@ -34,6 +35,29 @@ std::string render_text(const Plan& plan, const RenderOptions& o = {});
 // more characters): what does not fit is cut and the last line says how many
 // groups were left out and points to the full plan in the job log.
 std::string render_markdown(const Plan& plan, const RenderOptions& o = {});
+
+// The same comment with, when both states are given, a "before → after"
+// table per group (rows: primary, traffic target, and per stack its
+// replication and maintenance; before from `observed`, after from
+// `desired`; what was not observed says "unknown", an unreachable stack
+// "unreachable" with its last known value labelled as such), then the steps,
+// then a ```mermaid flowchart of the steps (one node per step in order,
+// blocked steps labelled BLOCKED and styled apart; labels carry only letters,
+// digits and a few safe punctuation marks, everything else as Mermaid's
+// #NNN; codes, so no name or reason can break the diagram). A blocked plan
+// says first what would unblock it ("To unblock: ..."). Either state may be
+// null: then there is no table. The size bound is the same.
+std::string render_markdown(const Plan& plan, const DesiredState* desired,
+                            const ObservedState* observed, const RenderOptions& o = {});
+
+// The same content as render_markdown as one HTML5 document: inline CSS
+// only, no external reference, no script; the steps drawn as an HTML/CSS
+// flow; states told by text and border shape, not colour alone; dark mode
+// through prefers-color-scheme. Every free text escaped with escape_html()
+// and cut at 2,000 bytes. No overall size bound: it is the full plan, for an
+// artifact, not a comment.
+std::string render_html(const Plan& plan, const DesiredState* desired,
+                        const ObservedState* observed, const RenderOptions& o = {});
 
 // Text for an HTML element or a quoted attribute: secrets redacted, control
 // characters shown as spaces, and &, <, >, " as entities.
