@@ -709,6 +709,7 @@ li.step.notrun { border: 2px dashed var(--muted); color: var(--muted); }
 .detail { font-size: .92rem; color: var(--muted); margin-left: 1.6rem; }
 li.step.blocked .detail.why { color: var(--fg); font-weight: 600; }
 ul.skipped { padding-left: 1.2rem; }
+a { color: inherit; }
 footer { color: var(--muted); font-size: .85rem; margin-top: 2rem; }
 )css";
 
