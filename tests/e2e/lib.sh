@@ -177,3 +177,30 @@ time_failover() {
     sleep 0.02
   done
 }
+
+# Chromium for the page tests (issue 16): headless, reaching nothing but
+# 127.0.0.1 (every host name resolves to nothing) with its background
+# services off. Profiles live in $DIR; screenshots go to $SHOTS.
+# MODE: js (scripts run, 5 s of virtual time for a page's own refresh) or nojs.
+CHROMIUM=${CHROMIUM:-$(command -v chromium || true)}
+chrome() { # MODE URL ARGS...
+  local mode=$1 url=$2; shift 2
+  local flags=(--headless --no-sandbox --disable-gpu --no-first-run --no-default-browser-check
+    --disable-background-networking --disable-component-update --disable-sync
+    --disable-default-apps --disable-extensions --disable-breakpad --disable-domain-reliability
+    --metrics-recording-only --no-pings "--disable-features=Translate,OptimizationHints,MediaRouter"
+    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1" "--user-data-dir=$DIR/chromium-$mode"
+    "--window-size=1200,1400")
+  # JavaScript off as a user turns it off: the profile's content setting
+  # (--blink-settings=scriptEnabled=false also stops --dump-dom itself).
+  if [[ $mode == nojs && ! -e $DIR/chromium-nojs ]]; then
+    mkdir -p "$DIR/chromium-nojs/Default"
+    echo '{"profile":{"default_content_setting_values":{"javascript":2}}}' >"$DIR/chromium-nojs/Default/Preferences"
+  fi
+  [[ $mode == js ]] && flags+=(--virtual-time-budget=5000)
+  timeout 60 "$CHROMIUM" "${flags[@]}" "$@" "$url" 2>>"$DIR/chromium.log"
+}
+shot() { # URL FILE [FLAGS...]
+  local url=$1 file=$2; shift 2
+  chrome nojs "$url" "--screenshot=$SHOTS/$file" "$@" >/dev/null && [[ -s $SHOTS/$file ]]
+}

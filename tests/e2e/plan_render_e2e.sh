@@ -163,4 +163,22 @@ p.feed(open(sys.argv[1], encoding="utf-8").read())
 sys.exit(1 if p.bad or p.open else 0)
 PY
 
+# Screenshots for the README, when Chromium is installed (lib.sh chrome):
+# the comment as cmark-gfm renders it, its sections opened, with a little
+# CSS in GitHub's manner; and the -o html page.
+if [[ -n $CHROMIUM ]]; then
+  SHOTS=$(cd "$(dirname "$SF")" && pwd)/screenshots
+  mkdir -p "$SHOTS"
+  {
+    printf '<!DOCTYPE html><meta charset="utf-8"><title>plan comment</title><style>'
+    printf 'body{font:14px/1.5 system-ui,sans-serif;max-width:920px;margin:24px auto;color:#1f2328}'
+    printf 'table{border-collapse:collapse;margin:12px 0}th,td{border:1px solid #d1d9e0;padding:4px 12px}'
+    printf 'pre{background:#f6f8fa;padding:12px;border-radius:6px}code{font-size:12px}'
+    printf 'details{border:1px solid #d1d9e0;border-radius:6px;padding:8px 16px;margin:8px 0}</style>\n'
+    sed 's/<details>/<details open>/' "$DIR/plan-comment.html"
+  } >"$DIR/comment-page.html"
+  check "screenshot: the rendered comment" shot "file://$DIR/comment-page.html" plan-comment.png
+  check "screenshot: the html plan" shot "file://$DIR/plan.html" plan-html.png
+fi
+
 e2e_finish

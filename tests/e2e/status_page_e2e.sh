@@ -13,10 +13,9 @@
 # Screenshots are kept in <build>/screenshots/ (the README's come from there).
 # Usage (CTest): bash tests/e2e/status_page_e2e.sh STACKFLIP E2E_TOOL
 source "$(dirname "$0")/lib.sh"
-CHROMIUM=${CHROMIUM:-$(command -v chromium || true)}
 [[ -n $CHROMIUM ]] || { echo "SKIP: chromium not installed"; exit 77; }
 command -v git >/dev/null && command -v curl >/dev/null || { echo "SKIP: git or curl missing"; exit 77; }
-SHOTS=$(cd "$(dirname "$1")" && pwd)/screenshots
+SHOTS=$(cd "$(dirname "$1")" && pwd)/screenshots  # shot()
 e2e_start "$@"
 mkdir -p "$SHOTS"
 RUN_PID=
@@ -48,30 +47,7 @@ stop_run() { kill -TERM "$RUN_PID" 2>/dev/null; wait "$RUN_PID" 2>/dev/null; RUN
 status_field() { curl -fsS "$BASE/status" | python3 -c "import json,sys; print(json.load(sys.stdin).get('$1'))"; }
 converged_on() { [[ "$(status_field last_commit 2>/dev/null) $(status_field converged 2>/dev/null)" == "$1 True" ]]; }
 
-# Chromium, headless, loopback only. MODE: js (scripts run, 5 s of virtual
-# time for the page's refresh) or nojs.
-chrome() { # MODE URL ARGS...
-  local mode=$1 url=$2; shift 2
-  local flags=(--headless --no-sandbox --disable-gpu --no-first-run --no-default-browser-check
-    --disable-background-networking --disable-component-update --disable-sync
-    --disable-default-apps --disable-extensions --disable-breakpad --disable-domain-reliability
-    --metrics-recording-only --no-pings "--disable-features=Translate,OptimizationHints,MediaRouter"
-    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1" "--user-data-dir=$DIR/chromium-$mode"
-    "--window-size=1200,1400")
-  # JavaScript off as a user turns it off: the profile's content setting
-  # (--blink-settings=scriptEnabled=false also stops --dump-dom itself).
-  if [[ $mode == nojs && ! -e $DIR/chromium-nojs ]]; then
-    mkdir -p "$DIR/chromium-nojs/Default"
-    echo '{"profile":{"default_content_setting_values":{"javascript":2}}}' >"$DIR/chromium-nojs/Default/Preferences"
-  fi
-  [[ $mode == js ]] && flags+=(--virtual-time-budget=5000)
-  timeout 60 "$CHROMIUM" "${flags[@]}" "$@" "$url" 2>>"$DIR/chromium.log"
-}
 dom() { chrome "$1" "$2" --dump-dom; }
-shot() { # URL FILE [FLAGS...]
-  local url=$1 file=$2; shift 2
-  chrome nojs "$url" "--screenshot=$SHOTS/$file" "$@" >/dev/null && [[ -s $SHOTS/$file ]]
-}
 # The brightness (0-255) of a screenshot's top left pixel: the page's
 # background. The first pixel of a PNG row is its raw value whatever the
 # row's filter, so no image library is needed.
