@@ -126,6 +126,42 @@ TEST_CASE("the timeline shows an accepted data loss, a failed and a running step
   CHECK(svg.find("writes refused") == std::string::npos);
 }
 
+TEST_CASE("a switch that failed safe shows writes accepted again on the re-opened stack") {
+  std::vector<JournalEntry> rows;
+  step(rows, "maintenance.on", "primary", 0, 100);
+  step(rows, "replication.stop", "standby", 100, 20);
+  step(rows, "database.promote", "standby", 120, 300, "failed", "refused");
+  step(rows, "maintenance.off", "primary", 420, 30);  // the fail safe
+  std::string svg = switch_timeline_svg(rows);
+  CHECK(svg.find("writes refused for 0.350 s") != std::string::npos);
+  CHECK(svg.find("data-kind=\"database.promote\" data-result=\"failed\"") != std::string::npos);
+}
+
+TEST_CASE("the passes table pages back 10,000 passes at most") {
+  TempDir dir;
+  auto store = StateStore::open(dir.file("state.db"));
+  REQUIRE(store.ok());
+  for (int i = 0; i < 45; ++i) {
+    RunRecord r;
+    r.result = "no-changes";
+    r.commit = "c" + std::to_string(i);
+    REQUIRE((*store)->record_run(r).ok());
+  }
+  PassReport rep = report_with({"shop"});
+  StatusPageInput in;
+  in.last = &rep;
+  in.store = store->get();
+  std::string p1 = render_overview_page(in, "");
+  CHECK(count(p1.substr(p1.find("id=\"runs\"")), "<tr><td>") == 20);
+  CHECK(p1.find("href=\"/?runs=2\"") != std::string::npos);
+  std::string p3 = render_overview_page(in, "runs=3");
+  CHECK(count(p3.substr(p3.find("id=\"runs\"")), "<tr><td>") == 5);
+  CHECK(p3.find("href=\"/?runs=4\"") == std::string::npos);
+  // Far beyond: the last page allowed, empty here, and no further link.
+  std::string far = render_overview_page(in, "runs=999999");
+  CHECK(far.find("href=\"/?runs=501\"") == std::string::npos);
+}
+
 TEST_CASE("a step running after the last switch draws the switch under way") {
   std::vector<JournalEntry> rows;
   step(rows, "traffic.switch", "primary", 0, 10);  // a TTL correction, long ago

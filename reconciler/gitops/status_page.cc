@@ -19,6 +19,7 @@ namespace {
 
 constexpr size_t kGroupsPerPage = 100;
 constexpr size_t kRunsPerPage = 20;
+constexpr size_t kMaxRunPages = 500;
 constexpr size_t kJournalPerPage = 50;
 constexpr size_t kTextLimit = 1000;  // bytes of one free text shown
 
@@ -315,6 +316,10 @@ size_t page_number(const std::string& query, const std::string& name) {
 
 std::string runs_table(const StatusPageInput& in, size_t page, const std::string& base) {
   if (!in.store) return "";
+  // SQLite skips an OFFSET row by row, on the endpoint's one thread: the
+  // pages reach back 10,000 passes (`stackflip status` and the state store
+  // hold the rest).
+  page = std::min(page, kMaxRunPages);
   auto runs = in.store->runs(kRunsPerPage + 1, (page - 1) * kRunsPerPage);
   std::string s = "<h2 id=\"passes\">Passes</h2>";
   if (!runs.ok()) return s + "<p class=\"state-failed\">" + e(runs.error().message) + "</p>";
@@ -328,7 +333,7 @@ std::string runs_table(const StatusPageInput& in, size_t page, const std::string
          "</td><td><code>" + e(r.commit.substr(0, 12)) + "</code></td><td>" + e(r.error, 300) +
          "</td></tr>";
   s += "</tbody></table>";
-  return s + pager(base, "runs", page, more, "passes");
+  return s + pager(base, "runs", page, more && page < kMaxRunPages, "passes");
 }
 
 }  // namespace
@@ -695,12 +700,21 @@ std::string switch_timeline_svg(const std::vector<JournalEntry>& rows) {
       promoted = s.stack;
       if (s.detail.rfind("data loss accepted: ", 0) == 0) loss = s.detail.substr(20);
     }
+  // A switch that failed safe re-opens the fenced stack instead: writes
+  // are accepted again there (apply.h, "Fail safe").
   std::optional<int64_t> stopped, resumed, promoted_at;
+  std::string fenced;
   for (const auto& s : steps) {
     if (s.result != "ok") continue;
-    if (s.kind == "maintenance.on" && s.stack != promoted && !stopped) stopped = s.end;
+    if (s.kind == "maintenance.on" && s.stack != promoted && !stopped) {
+      stopped = s.end;
+      fenced = s.stack;
+    }
     if (s.kind == "database.promote" && s.stack == promoted) promoted_at = s.end;
-    if (s.kind == "maintenance.off" && s.stack == promoted && promoted_at) resumed = s.end;
+    const bool reopened = s.stack == fenced && !promoted_at;
+    if (s.kind == "maintenance.off" && stopped && !resumed &&
+        ((s.stack == promoted && promoted_at) || reopened))
+      resumed = s.end;
   }
 
   const int label_w = 230, chart_w = 560, right_w = 170, row_h = 24, top = 34;
