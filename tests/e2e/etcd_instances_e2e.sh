@@ -38,6 +38,11 @@ check "both instances agree on one leader of shop" poll 15 one_leader
 check "the leader comes to be outside the active stack's site (ams-1)" poll 20 both_agree fra-1 ams-1 ams-1
 L1=$(leader_of_shop fra-1)
 echo "leader of shop: $L1 (active stack primary is in fra)"
+page_leader() { # NAME: the leader of shop on NAME's status page (issue 16)
+  curl -fsS -m 5 "http://127.0.0.1:${INST_PORT[$1]}/" >"$DIR/page-$1.html" &&
+    python3 "$E2E_REPO/tests/e2e/dom_query.py" "$DIR/page-$1.html" 'tr[data-group=shop] td.leader'
+}
+for n in fra-1 ams-1; do check_eq "$n's status page names the leader" "$L1" "$(page_leader "$n")"; done
 check_eq "fra-1: etcd up" 1 "$(metric fra-1 stackflip_etcd_up)"
 check_eq "ams-1: etcd up" 1 "$(metric ams-1 stackflip_etcd_up)"
 check_eq "fra-1 sees two instances" 2 "$(metric fra-1 stackflip_etcd_instances)"
