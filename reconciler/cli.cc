@@ -32,6 +32,7 @@
 #include "gitops/reconcile.h"
 #include "gitops/server.h"
 #include "gitops/state_store.h"
+#include "init.h"
 #include "sys/safe_file.h"
 #include "sys/subprocess.h"
 #include "util/digest.h"
@@ -170,6 +171,7 @@ struct Options {
   // call, not the config's (README "Parallel groups").
   int parallel = 32;
   EtcdFlags etcd;  // run, status, history (issue 13)
+  InitRequest init;  // init (issue 17)
 };
 
 constexpr int kMaxParallel = 256;
@@ -297,6 +299,12 @@ int cmd_plan(const Options& o) {
   // be done now, but the group has not converged: like a blocked step.
   if (plan.empty()) return plan.skipped.empty() && plan.blocked_groups.empty() ? 0 : 3;
   return plan.any_blocked() ? 3 : 2;
+}
+
+// Contacts the servers given, so the host policy applies as for `plan`.
+int cmd_init(const Options& o) {
+  install_policy(o.host_config, o.allow_commands, true);
+  return run_init(o.init, std::cout, std::cerr);
 }
 
 // Asks on a terminal; refuses without one.
@@ -794,6 +802,26 @@ int run_cli(int argc, char** argv) {
          c.add_option("--state", o.state,
                       "State store (default $STACKFLIP_STATE_DIR/state.db or .stackflip/state.db)");
          add_parallel_option(c);
+       }},
+      {"init", "Discover an existing pair and write a first config (exit 2: decide first)",
+       cmd_init,
+       [&](CLI::App& c) {
+         c.add_option("--postgres", o.init.postgres, "A server's DSN, one per stack (repeat)")
+             ->required();
+         c.add_option("--powerdns", o.init.powerdns_url, "PowerDNS API URL")->required();
+         c.add_option("--api-key", o.init.api_key, "Secret reference (${env:NAME}) of its key")
+             ->required();
+         c.add_option("--record", o.init.record, "The record pointing at the active stack")
+             ->required();
+         c.add_option("--record-type", o.init.record_type, "A (default) or AAAA");
+         c.add_option("--zone", o.init.zone, "Its zone (default: looked up)");
+         c.add_option("--name", o.init.names, "Stack names, one per --postgres (default: hosts)");
+         c.add_option("--address", o.init.addresses,
+                      "Traffic addresses, one per --postgres (default: the DSN's host)");
+         c.add_option("--password", o.init.password,
+                      "Secret reference (${env:NAME}) of the database password");
+         c.add_option("--group", o.init.group, "Group name (default: the record's first label)");
+         c.add_option("--schema", o.init.schema, "Schema URL or path for the modeline");
        }},
       {"reconcile", "One GitOps pass: fetch, verify, load, observe, plan, apply, record",
        cmd_reconcile,
