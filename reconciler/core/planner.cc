@@ -706,8 +706,11 @@ class GroupPlanner {
           if (promoted_)
             skip(ActionKind::replication_start, name,
                  "replication into " + name + " cannot be observed (its database or " + d +
-                     "'s is not observed); re-attach it by hand (Cloud 66: resync_slave_db once "
-                     "replication is set up again)");
+                     "'s is not observed); re-attach it by hand" +
+                     (st(name).attach_by_hand.empty()
+                          ? " (Cloud 66: resync_slave_db once replication is set up again)"
+                          : ": " + st(name).attach_by_hand + "; choose " + d +
+                                "'s database as the master"));
           continue;
         }
         if (!reachable(name)) {
@@ -718,6 +721,16 @@ class GroupPlanner {
         if (role(name) == Role::unknown) {
           skip(ActionKind::replication_start, name,
                "the role of " + name + "'s database could not be read");
+          continue;
+        }
+        // Its driver can only re-sync a replica (Cloud 66): a primary, never
+        // replicated or promoted by a failover, is made one by a person
+        // (issue 17). The fence above keeps it from taking writes.
+        if (role(name) == Role::primary && !st(name).attach_by_hand.empty()) {
+          skip(ActionKind::replication_start, name,
+               "replication from " + d + " into " + name + " is desired, but " + name +
+                   "'s database is a primary, not a replica: " + st(name).attach_by_hand +
+                   "; choose " + d + "'s database as the master");
           continue;
         }
         std::string reason =
