@@ -236,3 +236,24 @@ TEST_CASE("issue 11: cloud66 marks a refused action and a 4xx permanent, a 5xx n
   REQUIRE_FALSE(busy.ok());
   CHECK_FALSE(busy.error().permanent);
 }
+
+TEST_CASE(
+    "issue 17: cloud66 says how replication is enabled in the dashboard, since its API cannot") {
+  Fixture f;
+  StackObs a = f.stack("a")->observe();
+  REQUIRE(a.reachable);
+  CHECK(a.attach_by_hand.find("Cloud 66 cannot enable replication through its API") !=
+        std::string::npos);
+  CHECK(a.attach_by_hand.find("open stack uid-a, its database server group") != std::string::npos);
+  CHECK(a.attach_by_hand.find("https://help.cloud66.com/docs/databases/database-replication") !=
+        std::string::npos);
+
+  // A resync of a database that is no replica fails; the failure names the
+  // dashboard step instead of leaving only Cloud 66's message.
+  f.fake.refuse_action("uid-a", "resync_slave_db", "server is not a slave");
+  Status s = f.stack("a")->start_replication(f.group.stacks.at("b"));
+  REQUIRE_FALSE(s.ok());
+  CHECK(s.error().permanent);
+  CHECK(s.message().find("server is not a slave") != std::string::npos);
+  CHECK(s.message().find("in the Cloud 66 dashboard, open stack uid-a") != std::string::npos);
+}

@@ -107,6 +107,10 @@ TrafficObs traffic_from_json(const rj::Value& v, bool part = false) {
     t.config_error = x->GetBool();
   if (const rj::Value* x = member(v, "name"); x && x->IsString()) t.name = x->GetString();
   if (const rj::Value* x = member(v, "blocker"); x && x->IsString()) t.blocker = x->GetString();
+  if (const rj::Value* x = member(v, "absent"); x && x->IsString()) {
+    const std::string a = x->GetString();
+    if (a == "record" || a == "zone") t.absent = a;  // the schema's enum; anything else: exists
+  }
   if (const rj::Value* rs = member(v, "records"); rs && rs->IsArray())
     for (const auto& r : rs->GetArray()) {
       if (t.records.size() >= 1000) break;
@@ -131,9 +135,9 @@ TrafficObs traffic_from_json(const rj::Value& v, bool part = false) {
 
 Result<StackObs> stack_obs_from_json(const rj::Value& v, const std::string& where) {
   if (!v.IsObject()) return at(where, "expected an object");
-  if (auto e = unknown_key(
-          v, where,
-          {"reachable", "maintenance", "error", "config_error", "health_error", "database"}))
+  if (auto e = unknown_key(v, where,
+                           {"reachable", "maintenance", "error", "config_error", "health_error",
+                            "attach_by_hand", "database"}))
     return *e;
   StackObs s;
   const rj::Value* r = member(v, "reachable");
@@ -155,6 +159,11 @@ Result<StackObs> stack_obs_from_json(const rj::Value& v, const std::string& wher
     if (!h->IsString()) return at(where + "/health_error", "expected a string");
     s.health_error = h->GetString();
   }
+  if (const rj::Value* h = member(v, "attach_by_hand")) {
+    if (!h->IsString() || h->GetStringLength() > 4096)
+      return at(where + "/attach_by_hand", "expected a string of at most 4096 characters");
+    s.attach_by_hand = h->GetString();
+  }
   if (const rj::Value* d = member(v, "database")) {
     auto db = database_from_json(*d, where + "/database");
     if (!db.ok()) return db.error();
@@ -170,6 +179,7 @@ void stack_obs_to_json(const StackObs& s, rj::Value& out, rj::Document::Allocato
   if (!s.error.empty()) out.AddMember("error", str(s.error, a), a);
   if (s.config_error) out.AddMember("config_error", true, a);
   if (!s.health_error.empty()) out.AddMember("health_error", str(s.health_error, a), a);
+  if (!s.attach_by_hand.empty()) out.AddMember("attach_by_hand", str(s.attach_by_hand, a), a);
   if (s.database) {
     rj::Value db(rj::kObjectType);
     db.AddMember("role", rj::StringRef(to_string(s.database->role)), a);
@@ -260,6 +270,10 @@ void write_traffic(W& w, const TrafficObs& t) {
     w.Key("blocker");
     write_str(w, t.blocker);
   }
+  if (!t.absent.empty()) {
+    w.Key("absent");
+    write_str(w, t.absent);
+  }
   if (!t.records.empty()) {
     w.Key("records");
     w.StartArray();
@@ -311,6 +325,10 @@ void write_stack(W& w, const StackObs& s, bool lsn) {
   if (!s.health_error.empty()) {
     w.Key("health_error");
     write_str(w, s.health_error);
+  }
+  if (!s.attach_by_hand.empty()) {
+    w.Key("attach_by_hand");
+    write_str(w, s.attach_by_hand);
   }
   if (s.database) {
     w.Key("database");

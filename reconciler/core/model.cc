@@ -66,6 +66,14 @@ TrafficObs combine_traffic(std::vector<TrafficObs> parts) {
   }
   t.target = parts[0].target;
   t.ttl = parts[0].ttl;
+  // Absent as a whole only when every address is: one that exists says
+  // where traffic goes.
+  bool all_absent = true;
+  for (const TrafficObs& p : parts) {
+    all_absent = all_absent && !p.absent.empty();
+    if (p.absent == "zone" || t.absent.empty()) t.absent = p.absent;
+  }
+  if (!all_absent) t.absent.clear();
   for (const TrafficObs& p : parts) {
     if (p.target != parts[0].target) t.target.reset();
     if (!p.reachable) {

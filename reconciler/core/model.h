@@ -197,6 +197,13 @@ struct StackObs {
   // typo in its URL looks like this): the stack counts as failing for the
   // notice, but not for an automatic failover (auto_failover.cc).
   bool health_never_passed = false;
+  // The provider's API cannot make this stack a replica of another: how a
+  // person does it (Cloud 66 has no call that enables replication; its
+  // resync_slave_db only re-syncs a replica already configured). "" when
+  // start_replication can attach it from any state. The planner then plans
+  // no replication.start into a stack that is not a replica, and names this
+  // step instead (issue 17).
+  std::string attach_by_hand{};
   // Unreachable because the provider did not answer in time (the call ran
   // out of time: Error::timeout), not because it refused: a silent host,
   // whose packets are dropped, costs the whole timeout of every call.
@@ -237,6 +244,13 @@ struct TrafficObs {
   // it (the name holds a CNAME, so an A record cannot be added, ...): the
   // plan blocks the switch before its first step instead of failing in it.
   std::string blocker;
+  // The address does not exist at the provider (a PowerDNS name without an
+  // rrset of its type): "record"; and its zone neither, which the driver
+  // may create (`create_zone: true`): "zone". "" when it exists. Absent is
+  // reachable and holds nothing: the plan creates it pointing at the active
+  // stack; it is never taken for unreachable, nor as the record of a
+  // switch (issue 17).
+  std::string absent;
   std::string name;  // which address (TrafficSpec::name); "" on the combination
   // A connection pooler that can hold its clients' queries (PgBouncer's
   // PAUSE, issue 15): whether it holds them now. Null for addresses that

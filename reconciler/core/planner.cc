@@ -139,11 +139,13 @@ class GroupPlanner {
       t.ttl = g_.traffic.empty() ? 60 : g_.traffic.front().ttl;
       t.records.clear();
       t.content.clear();
+      t.absent.clear();  // the switch creates what did not exist
       for (size_t i = 0; i < t.parts.size(); ++i) {
         t.parts[i].target = stack;
         t.parts[i].ttl = desired_ttl(i);
         t.parts[i].records.clear();
         t.parts[i].content.clear();
+        t.parts[i].absent.clear();
       }
       return;
     }
@@ -210,6 +212,13 @@ class GroupPlanner {
       pr.block = "the no-data-loss guard cannot be verified: " + d +
                  "'s database role and replication position are not observed (Cloud 66 exposes "
                  "no replication lag; set `database_dsn` on the stack to check it)";
+      // The traffic target is then the only record of a promotion, and an
+      // address that does not exist records nothing (issue 17): say so
+      // rather than let a missing record look like a switch to finish.
+      if (!sim_.traffic.absent.empty())
+        pr.block += "; the traffic record does not exist either, so nothing records whether " + d +
+                    " was promoted: create the record by hand pointing at the primary stack, or "
+                    "set `database_dsn`";
       pr.loss = "an unknown amount of data";
       return pr;
     }
@@ -588,6 +597,11 @@ class GroupPlanner {
   std::string traffic_drift(const TrafficObs& p, int want_ttl, bool named) const {
     const std::string& d = g_.active;
     const std::string who = named && !p.name.empty() ? p.name : "traffic";
+    if (!p.absent.empty() && p.target != d)
+      return (p.name.empty() ? std::string("the traffic record") : p.name) +
+             (p.absent == "zone" ? " does not exist, nor its zone: create both"
+                                 : " does not exist: create it") +
+             " pointing at " + d + " with TTL " + std::to_string(want_ttl);
     if (p.target == d) {
       if (p.ttl && *p.ttl != want_ttl)
         return who + " TTL is " + std::to_string(*p.ttl) + ", desired " + std::to_string(want_ttl);
@@ -623,18 +637,27 @@ class GroupPlanner {
     const TrafficObs& t = sim_.traffic;
     std::vector<std::string> wrong;
     bool target_wrong = t.target != d;
+    // Every address that drifts does not exist: the step creates them and
+    // switches nothing, so it is no step of a switch (issue 17).
+    bool only_absent = true;
     if (t.parts.empty()) {
-      if (auto w = traffic_drift(t, desired_ttl(0), false); !w.empty()) wrong.push_back(w);
+      if (auto w = traffic_drift(t, desired_ttl(0), false); !w.empty()) {
+        wrong.push_back(w);
+        only_absent = !t.absent.empty();
+      }
     } else {
       for (size_t i = 0; i < t.parts.size(); ++i)
-        if (auto w = traffic_drift(t.parts[i], desired_ttl(i), t.parts.size() > 1); !w.empty())
+        if (auto w = traffic_drift(t.parts[i], desired_ttl(i), t.parts.size() > 1); !w.empty()) {
           wrong.push_back(w);
+          only_absent = only_absent && !t.parts[i].absent.empty();
+        }
     }
     if (wrong.empty()) return;
     std::string what;
     for (const auto& w : wrong) what += (what.empty() ? "" : "; ") + w;
-    std::string reason =
-        target_wrong ? "step 6 of the switch: " + what + ", `active: " + d + "`" : what;
+    std::string reason = only_absent    ? what + " (`active: " + d + "`)"
+                         : target_wrong ? "step 6 of the switch: " + what + ", `active: " + d + "`"
+                                        : what;
     if (!t.reachable || !traffic_blocker().empty())
       reason +=
           "; not switchable now: " +
@@ -683,8 +706,11 @@ class GroupPlanner {
           if (promoted_)
             skip(ActionKind::replication_start, name,
                  "replication into " + name + " cannot be observed (its database or " + d +
-                     "'s is not observed); re-attach it by hand (Cloud 66: resync_slave_db once "
-                     "replication is set up again)");
+                     "'s is not observed); re-attach it by hand" +
+                     (st(name).attach_by_hand.empty()
+                          ? " (Cloud 66: resync_slave_db once replication is set up again)"
+                          : ": " + st(name).attach_by_hand + "; choose " + d +
+                                "'s database as the master"));
           continue;
         }
         if (!reachable(name)) {
@@ -695,6 +721,16 @@ class GroupPlanner {
         if (role(name) == Role::unknown) {
           skip(ActionKind::replication_start, name,
                "the role of " + name + "'s database could not be read");
+          continue;
+        }
+        // Its driver can only re-sync a replica (Cloud 66): a primary, never
+        // replicated or promoted by a failover, is made one by a person
+        // (issue 17). The fence above keeps it from taking writes.
+        if (role(name) == Role::primary && !st(name).attach_by_hand.empty()) {
+          skip(ActionKind::replication_start, name,
+               "replication from " + d + " into " + name + " is desired, but " + name +
+                   "'s database is a primary, not a replica: " + st(name).attach_by_hand +
+                   "; choose " + d + "'s database as the master");
           continue;
         }
         std::string reason =

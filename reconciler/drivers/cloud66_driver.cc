@@ -248,6 +248,7 @@ class Cloud66StackDriver : public StackDriver {
     s.reachable = true;
     if (r.HasMember("maintenance_mode") && r["maintenance_mode"].IsBool())
       s.maintenance = r["maintenance_mode"].GetBool();
+    s.attach_by_hand = attach_by_hand();
     // No `database`: Cloud 66 reports neither the role nor replication lag,
     // and a guess here could unblock a promotion. See the header.
     return s;
@@ -263,12 +264,31 @@ class Cloud66StackDriver : public StackDriver {
   Status promote() override { return run_action("promote_slave_db", std::nullopt); }
 
   // Cloud 66 resyncs the replica from the stack's configured master; the
-  // source cannot be named in the call.
+  // source cannot be named in the call, and a database that is no replica
+  // (replication never set up, or a former master) cannot be made one
+  // through the API: the failure then says how it is done by hand.
   Status start_replication(const StackSpec&) override {
-    return run_action("resync_slave_db", std::nullopt);
+    Status st = run_action("resync_slave_db", std::nullopt);
+    if (st.ok()) return st;
+    Error e = st.error();
+    if (!e.config && !e.timeout) e.message += "; " + attach_by_hand();
+    return e;
   }
 
  private:
+  // Cloud 66's API has no call that enables replication (between stacks it
+  // is set up in the dashboard); resync_slave_db only re-syncs a replica
+  // whose master is configured. See StackObs::attach_by_hand.
+  std::string attach_by_hand() const {
+    return "Cloud 66 cannot enable replication through its API: in the Cloud 66 dashboard, "
+           "open stack " +
+           trim_for_message(uid_, 64) +
+           ", its database server group (e.g. PostgreSQL server), and use \"Configure data "
+           "replication\" with the source stack's database as the master (between "
+           "applications: https://help.cloud66.com/docs/databases/database-replication); "
+           "stackflip re-syncs it with resync_slave_db from then on";
+  }
+
   std::string missing_uid() const { return "stack " + name_ + ": `stack_uid` is not set"; }
   std::string path_uid() const { return percent_encode_path_segment(uid_); }
 

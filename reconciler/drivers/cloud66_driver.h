@@ -19,7 +19,11 @@
 // Mapping: maintenance = the stack's `maintenance_mode`; set_maintenance =
 // the `maintenance_mode` stack action; promote = `promote_slave_db`;
 // start_replication = `resync_slave_db` (Cloud 66 resyncs from the stack's
-// configured master; the source is not sent); stop_replication is a no-op
+// configured master; the source is not sent). Cloud 66's API cannot enable
+// replication: observe() says how it is done in the dashboard
+// (StackObs::attach_by_hand), so the plan names that step for a stack that
+// is no replica, and a failed resync says it too (issue 17);
+// stop_replication is a no-op
 // (promote_slave_db detaches the replica itself). Actions are asynchronous:
 // the driver polls the action with short, growing intervals until
 // finished_at is set. Traffic target = the stack whose stack_uid is the

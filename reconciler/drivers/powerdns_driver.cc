@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 
+#include "config/loader.h"
 #include "drivers/powerdns_zone.h"
 #include "util/address.h"
 #include "util/strings.h"
@@ -26,9 +27,13 @@ std::string absolute(std::string name) {
 
 class PowerDnsTrafficDriver : public TrafficDriver {
  public:
-  PowerDnsTrafficDriver(std::shared_ptr<PowerDnsZones> zones, const GroupSpec& group,
-                        const TrafficSpec& traffic)
-      : zones_(std::move(zones)), group_(group) {
+  PowerDnsTrafficDriver(std::shared_ptr<PowerDnsZones> zones, const ProviderConfig& provider,
+                        const GroupSpec& group, const TrafficSpec& traffic)
+      : zones_(std::move(zones)),
+        group_(group),
+        provider_(provider.name),
+        create_zone_(provider.get("create_zone", provider_default("powerdns", "create_zone")) ==
+                     "true") {
     zone_ = absolute(traffic.get("zone"));
     record_ = absolute(traffic.get("record"));
     key_ = to_lower(record_);
@@ -54,20 +59,28 @@ class PowerDnsTrafficDriver : public TrafficDriver {
       obs.config_error = zone.error().config;
       return obs;
     }
+    if (!(*zone)->exists) {
+      // Not unreachable: the server answered that it has no such zone.
+      if (create_zone_) {
+        obs.absent = "zone";
+        return obs;
+      }
+      obs.reachable = false;
+      obs.config_error = true;  // only the operator can fix it: exit 1, not 3
+      obs.error = "zone " + zone_ + " does not exist on PowerDNS (" + zones_->zone_url(zone_) +
+                  ": HTTP 404): create it, or set `create_zone: true` on provider '" + provider_ +
+                  "' to let stackflip create it";
+      return obs;
+    }
+    bool has_rrset = false;
     auto rrsets = (*zone)->by_name.find(key_);
     if (rrsets != (*zone)->by_name.end()) {
       for (const PowerDnsRrset& rr : rrsets->second) {
         if (rr.type != type_) {
-          // A CNAME owns its name alone: PowerDNS refuses any other type
-          // beside it, so such a switch would fail in the middle.
-          if ((rr.type == "CNAME" || type_ == "CNAME") && obs.blocker.empty() &&
-              rr.type != "RRSIG" && rr.type != "NSEC")
-            obs.blocker = record_ + " holds a " + rr.type + " record, and PowerDNS keeps no " +
-                          type_ + " record beside " +
-                          (rr.type == "CNAME" ? "a CNAME" : "other types of a CNAME's name") +
-                          " (remove it by hand, or change record_type)";
+          if (obs.blocker.empty()) obs.blocker = cname_conflict(rr);
           continue;
         }
+        has_rrset = has_rrset || !rr.records.empty();
         if (rr.ttl) obs.ttl = rr.ttl;
         for (const TrafficRecord& rec : rr.records) {
           TrafficRecord r = rec;
@@ -76,6 +89,10 @@ class PowerDnsTrafficDriver : public TrafficDriver {
         }
       }
     }
+    if (obs.blocker.empty()) obs.blocker = foreign_values(obs.records);
+    // Nothing at the name (or only types that may stand beside it): the
+    // switch creates it. PowerDNS keeps no empty rrset, so none is absent.
+    if (!has_rrset && obs.blocker.empty()) obs.absent = "record";
     for (const auto& r : obs.records)
       if (!r.disabled) obs.content += (obs.content.empty() ? "" : ", ") + r.content;
     obs.target = exact_target(obs.records);
@@ -93,7 +110,10 @@ class PowerDnsTrafficDriver : public TrafficDriver {
 
     std::vector<TrafficRecord> records;
     for (const auto& address : v->second) records.push_back({address, stack, false});
-    if (Status st = zones_->patch(zone_, rrset_body(records, ttl_)); !st.ok()) return st;
+    // REPLACE creates the rrset when the name has none; with create_zone a
+    // missing zone is created first (powerdns_zone.h).
+    if (Status st = zones_->patch(zone_, rrset_body(records, ttl_), create_zone_); !st.ok())
+      return st;
 
     TrafficObs after = observe();  // fresh: the change must be seen on the server
     if (!after.reachable) return Err("traffic.switch: verifying the change: " + after.error);
@@ -107,6 +127,8 @@ class PowerDnsTrafficDriver : public TrafficDriver {
   Result<int> lower_ttl(int ttl) override {
     TrafficObs now = observe();
     if (!now.reachable) return Err("traffic.ttl: " + now.error);
+    // Nothing there to be cached with a higher TTL: as if already as low.
+    if (!now.absent.empty()) return ttl;
     if (now.records.empty() || !now.ttl)
       return Refused("traffic.ttl: " + name_ + " holds no record whose TTL could be lowered");
     if (*now.ttl <= ttl) return *now.ttl;
@@ -149,6 +171,50 @@ class PowerDnsTrafficDriver : public TrafficDriver {
     return std::string(buf.GetString(), buf.GetSize());
   }
 
+  // Why an rrset of another type at the name keeps this one from being
+  // written, "" when it does not: a CNAME owns its name alone, and PowerDNS
+  // refuses any other type beside it, so such a switch would fail in the
+  // middle. Names what is there, so the operator knows what to remove.
+  std::string cname_conflict(const PowerDnsRrset& rr) const {
+    if ((rr.type != "CNAME" && type_ != "CNAME") || rr.type == "RRSIG" || rr.type == "NSEC")
+      return "";
+    return record_ + " holds a " + rr.type + " record, and PowerDNS keeps no " + type_ +
+           " record beside " + (rr.type == "CNAME" ? "a CNAME" : "other types of a CNAME's name") +
+           " (" + rr.type + " " + shown_values(rr.records) +
+           "; remove it by hand, or change record_type)";
+  }
+
+  // Values of no stack of the group beside other values (an operator's
+  // round robin, a second service at the name): a switch replaces the whole
+  // rrset, so it would delete them. Refused, never overwritten (issue 17).
+  // A single value of no stack is replaced: it is what a stack's address
+  // changed in the config leaves behind, or the record stackflip adopts.
+  std::string foreign_values(const std::vector<TrafficRecord>& records) const {
+    if (records.size() < 2) return "";
+    std::vector<TrafficRecord> foreign, own;
+    for (const TrafficRecord& r : records) (r.stack ? own : foreign).push_back(r);
+    if (foreign.empty()) return "";
+    return record_ + " " + type_ + " holds " + shown_values(foreign) +
+           (foreign.size() == 1 ? ", which is no stack's address, beside "
+                                : ", which are no stack's addresses, beside ") +
+           (own.empty() ? "each other" : shown_values(own)) +
+           ": a switch replaces the whole rrset and would delete " +
+           (foreign.size() == 1 ? "it" : "them") +
+           " (remove them by hand, or add them to a stack's `address`)";
+  }
+
+  // Up to five values as "a, b (disabled), c and 4 more": a hostile zone's
+  // rrset is bounded before it reaches a message.
+  static std::string shown_values(const std::vector<TrafficRecord>& records) {
+    constexpr size_t kShown = 5;
+    std::string out;
+    for (size_t i = 0; i < records.size() && i < kShown; ++i)
+      out += (i ? ", " : "") + trim_for_message(records[i].content) +
+             (records[i].disabled ? " (disabled)" : "");
+    if (records.size() > kShown) out += " and " + std::to_string(records.size() - kShown) + " more";
+    return out.empty() ? "(no value)" : out;
+  }
+
   static std::string join(const std::vector<std::string>& v) {
     std::string out;
     for (const auto& s : v) out += (out.empty() ? "" : ", ") + s;
@@ -183,6 +249,8 @@ class PowerDnsTrafficDriver : public TrafficDriver {
  private:
   std::shared_ptr<PowerDnsZones> zones_;
   GroupSpec group_;
+  std::string provider_;  // its name, for messages
+  bool create_zone_ = false;
   std::string zone_, record_, type_, name_;
   std::string key_;  // record_ as PowerDnsZoneData keys it (lower case)
   std::map<std::string, std::vector<std::string>> values_;  // stack -> its values for type_
@@ -219,7 +287,7 @@ std::unique_ptr<TrafficDriver> make_powerdns_traffic_driver(const ProviderConfig
                                                             const TrafficSpec& traffic,
                                                             std::shared_ptr<PowerDnsZones> zones) {
   if (!zones) zones = std::make_shared<PowerDnsZones>(provider);
-  return std::make_unique<PowerDnsTrafficDriver>(std::move(zones), group, traffic);
+  return std::make_unique<PowerDnsTrafficDriver>(std::move(zones), provider, group, traffic);
 }
 
 }  // namespace stackflip

@@ -4,7 +4,8 @@
 // Provider settings: `url` (API base, e.g. http://127.0.0.1:8081), `api_key`
 // (secret reference, sent as X-API-Key), `server_id` (default "localhost"),
 // `timeout_ms` (per request, default 5000), `insecure` ("true" disables TLS
-// verification), `ca_file`. Traffic settings: `zone`, `record`,
+// verification), `ca_file`, `create_zone` ("true": a missing zone is created
+// by the switch). Traffic settings: `zone`, `record`,
 // `record_type` (default A); the TTL comes from TrafficSpec::ttl. Zone and
 // record names are made absolute (trailing dot) as the API requires.
 //
@@ -17,6 +18,15 @@
 // (changetype REPLACE), which drops the zone's shared copy, and then
 // re-observes fresh to verify. DNS resolvers keep the old answer for up to the old
 // TTL: the driver only changes the authoritative data.
+//
+// What is not there (issue 17): a name without an rrset of the type is
+// observed reachable and `absent` ("record"), and switch_to() creates it
+// (REPLACE creates an rrset). A zone the server lacks is `absent` "zone"
+// with `create_zone`, and switch_to() creates it first; without, it is a
+// configuration error naming the zone and the setting. What is there but
+// not stackflip's is a `blocker`, never overwritten: a CNAME at the name
+// (or another type beside a CNAME record_type), or values of no stack
+// beside other values.
 //
 // `server_id` and `zone` go into the URL path: the server id
 // percent-encoded, the zone as the API's own zone id (powerdns_zone_id), so

@@ -1,6 +1,8 @@
 #include "drivers/powerdns_zone.h"
 
 #include <rapidjson/document.h>
+#include <rapidjson/stringbuffer.h>
+#include <rapidjson/writer.h>
 
 #include <algorithm>
 #include <cctype>
@@ -41,10 +43,13 @@ PowerDnsZones::PowerDnsZones(const ProviderConfig& provider)
 
 PowerDnsZones::~PowerDnsZones() = default;
 
+std::string PowerDnsZones::server_url() const {
+  return base_url_ + "/api/v1/servers/" + percent_encode_path_segment(server_id_);
+}
+
 std::string PowerDnsZones::zone_url(const std::string& zone) const {
   // Both ids are encoded, so neither can reach another path ("../x").
-  return base_url_ + "/api/v1/servers/" + percent_encode_path_segment(server_id_) + "/zones/" +
-         powerdns_zone_id(zone);
+  return server_url() + "/zones/" + powerdns_zone_id(zone);
 }
 
 uint64_t PowerDnsZones::requests() const {
@@ -64,7 +69,7 @@ Result<std::shared_ptr<const PowerDnsZoneData>> PowerDnsZones::read(const std::s
   return zone(name).reads.read(pass, [&] { return fetch(name); });
 }
 
-Status PowerDnsZones::patch(const std::string& name, std::string body) {
+Status PowerDnsZones::patch(const std::string& name, std::string body, bool create_missing) {
   // One change to a zone at a time: PowerDNS's SQLite backend has one
   // writer, and concurrent PATCHes to one zone (a site-wide failover of
   // groups sharing it) fail with HTTP 500 "database is locked"; seen in
@@ -75,13 +80,57 @@ Status PowerDnsZones::patch(const std::string& name, std::string body) {
   // Dropped before, so no reader of this pass starts from the old copy, and
   // after, so none keeps a copy fetched while the change was under way.
   z.reads.drop();
-  auto r = call("PATCH", name, std::move(body));
+  long status = 0;
+  auto r = call("PATCH", zone_url(name), body, &status);
+  if (!r.ok() && status == 404 && create_missing) {
+    // PATCH first, create on its 404: a switch into a zone that exists
+    // (every one but the first) costs no extra request.
+    if (Status made = create(name); !made.ok()) {
+      z.reads.drop();
+      return made;
+    }
+    r = call("PATCH", zone_url(name), std::move(body));
+  }
   z.reads.drop();
   return r.ok() ? Status::Ok() : Status(r.error());
 }
 
+Status PowerDnsZones::create(const std::string& name) {
+  rapidjson::StringBuffer buf;
+  rapidjson::Writer<rapidjson::StringBuffer> w(buf);
+  w.StartObject();
+  w.Key("name"), w.String(name.c_str());
+  w.Key("kind"), w.String("Native");
+  w.Key("nameservers"), w.StartArray(), w.EndArray();
+  w.EndObject();
+  long status = 0;
+  auto r =
+      call("POST", server_url() + "/zones", std::string(buf.GetString(), buf.GetSize()), &status);
+  if (r.ok() || status == 409) return Status::Ok();  // 409: made meanwhile (another group)
+  Error e = r.error();
+  e.message = "creating zone " + name + " (create_zone: true): " + e.message;
+  return e;
+}
+
 Result<std::shared_ptr<const PowerDnsZoneData>> PowerDnsZones::fetch(const std::string& zone) {
-  auto response = call("GET", zone, "");
+  long status = 0;
+  auto response = call("GET", zone_url(zone), "", &status);
+  if (!response.ok() && status == 404) {
+    // PowerDNS answers a plain "Not Found" both for a zone it lacks and for
+    // a server id it does not know: the server's own URL tells them apart.
+    long server_status = 0;
+    auto server = call("GET", server_url(), "", &server_status);
+    if (server.ok()) {
+      auto missing = std::make_shared<PowerDnsZoneData>();
+      missing->exists = false;
+      return std::shared_ptr<const PowerDnsZoneData>(std::move(missing));
+    }
+    if (server_status == 404)  // only the operator can fix it: exit 1, not 3
+      return ConfigError(response.error().message + "; and " + server_url() +
+                         " is not found either: PowerDNS has no server \"" + server_id_ +
+                         "\" (provider setting `server_id`; PowerDNS's own is \"localhost\")");
+    return response.error();
+  }
   if (!response.ok()) return response.error();
   rapidjson::Document doc;
   if (auto e = parse_json_input(response->body, doc))
@@ -127,14 +176,14 @@ Result<std::string> PowerDnsZones::api_key() {
   return *key;
 }
 
-Result<HttpResponse> PowerDnsZones::call(const std::string& method, const std::string& zone,
-                                         std::string body) {
+Result<HttpResponse> PowerDnsZones::call(const std::string& method, const std::string& url,
+                                         std::string body, long* status) {
   if (base_url_.empty()) return Err("PowerDNS provider: `url` is not set");
   auto key = api_key();
   if (!key.ok()) return key.error();
   HttpRequest req;
   req.method = method;
-  req.url = zone_url(zone);
+  req.url = url;
   req.timeout = timeout_;
   req.body = std::move(body);
   req.headers = {{"X-API-Key", *key}, {"Accept", "application/json"}};
@@ -161,6 +210,7 @@ Result<HttpResponse> PowerDnsZones::call(const std::string& method, const std::s
     e.message = "PowerDNS " + e.message;
     return e;
   }
+  if (status) *status = response->status;
   if (response->status == 401 || response->status == 403)
     return ConfigError("PowerDNS " + req.url + ": HTTP " + std::to_string(response->status) +
                        ", the api_key from " + api_key_ref_ +

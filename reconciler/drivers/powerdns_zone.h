@@ -13,7 +13,9 @@
 // always fetches. patch() drops the zone's copy before and after it sends,
 // so nothing read after a change is served from before it, and sends one
 // change per zone at a time (PowerDNS's SQLite backend refuses concurrent
-// writers with HTTP 500).
+// writers with HTTP 500). A zone the server lacks is data, not an error
+// (PowerDnsZoneData::exists); patch() creates it when asked (the provider's
+// `create_zone`, issue 17), under the same one-writer rule.
 //
 // Requests are counted in provider_stats.h (kind "powerdns") and in
 // requests(). The API key is resolved from its secret reference on first use
@@ -46,8 +48,11 @@ struct PowerDnsRrset {
   std::vector<TrafficRecord> records;  // content and disabled; `stack` unset
 };
 
-// A zone's rrsets by owner name (absolute, lower case).
+// A zone's rrsets by owner name (absolute, lower case). `exists` false: the
+// server answered that it has no such zone (HTTP 404 for the zone while the
+// server itself answers), which is an observation, not an error (issue 17).
 struct PowerDnsZoneData {
+  bool exists = true;
   std::map<std::string, std::vector<PowerDnsRrset>> by_name;
 };
 
@@ -59,17 +64,23 @@ class PowerDnsZones {
   PowerDnsZones& operator=(const PowerDnsZones&) = delete;
 
   // The rrsets of `zone` (absolute name), or why they cannot be read (HTTP
-  // status and body, transport error, unreadable answer).
+  // status and body, transport error, unreadable answer). A 404 for the
+  // zone is asked again of the server (GET /servers/ID): when the server
+  // answers, the zone is missing (`exists` false); when it does not,
+  // `server_id` is wrong and that is the error.
   Result<std::shared_ptr<const PowerDnsZoneData>> read(const std::string& zone, ObservePass pass);
 
   // PATCHes `body` (an rrsets change) to `zone`; any non-2xx is an error
-  // with the status and body.
-  Status patch(const std::string& zone, std::string body);
+  // with the status and body. `create_missing`: when the PATCH finds no
+  // such zone (HTTP 404), create it (create_zone) and PATCH again.
+  Status patch(const std::string& zone, std::string body, bool create_missing = false);
 
   // The zone's API URL; messages name it.
   std::string zone_url(const std::string& zone) const;
+  // The server's API URL (/api/v1/servers/ID).
+  std::string server_url() const;
 
-  // Requests this object has sent (GET and PATCH).
+  // Requests this object has sent (GET, PATCH and POST).
   uint64_t requests() const;
 
  private:
@@ -80,7 +91,13 @@ class PowerDnsZones {
   Zone& zone(const std::string& name);  // made on first use, never removed
 
   Result<std::shared_ptr<const PowerDnsZoneData>> fetch(const std::string& zone);
-  Result<HttpResponse> call(const std::string& method, const std::string& zone, std::string body);
+  // POSTs a Native zone without records (PowerDNS adds its default SOA); a
+  // zone that exists meanwhile (HTTP 409) is success.
+  Status create(const std::string& zone);
+  // One request to `url`; a non-2xx answer is an error (401/403: a
+  // ConfigError), with `status` set to the HTTP status whenever one came.
+  Result<HttpResponse> call(const std::string& method, const std::string& url, std::string body,
+                            long* status = nullptr);
   Result<std::string> api_key();
 
   std::string provider_, base_url_, api_key_ref_, server_id_;

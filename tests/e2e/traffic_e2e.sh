@@ -17,11 +17,13 @@
 #     which the old observation took for the whole record);
 #     hand edits: the old address disabled beside the new one (converged),
 #     the active address disabled, a TTL, a deleted AAAA, a value of no
-#     stack: each planned with its reason and converged by apply;
+#     stack alone: each planned with its reason and converged by apply; a
+#     value of no stack beside the stack's is refused and left (issue 17);
 # (e) a switch whose traffic step cannot succeed (the zone deleted; a zone
-#     that does not exist) is blocked before the fence: apply exits 3, both
-#     databases unchanged, the primary still writable; a wrong API key is a
-#     configuration error: exit 1, and likewise nothing changed;
+#     that does not exist; a wrong API key) is held before the fence: both
+#     databases unchanged, the primary still writable; each is a
+#     configuration error (exit 1) that names its cause (issue 17: a
+#     missing zone says to create it or set create_zone);
 # (f) a CNAME at a switched name blocks likewise; once removed by hand, the
 #     switch runs and converges;
 # (g) the zone deleted in the middle of a switch (after the new primary
@@ -332,9 +334,20 @@ rrset "$OTHER" "shop.$OTHER" A 300 127.0.0.2
 hand_edit "TTL 300 on one of the records" 2 "shop.$OTHER A TTL is 300, desired 60"
 check_eq "TTL: back to 60" "60 127.0.0.2" "$(rrset_of "$OTHER" "shop.$OTHER" A)"
 rrset_delete "$ZONE" "www.$ZONE" AAAA
-hand_edit "the AAAA deleted by hand" 2 "www.$ZONE AAAA points at no stack"
+hand_edit "the AAAA deleted by hand" 2 "www.$ZONE AAAA does not exist: create it pointing at standby with TTL 60"
+# Issue 17: a value of no stack beside the stack's is someone else's (a
+# round robin by hand): refused, never overwritten; the operator removes it.
 rrset "$ZONE" "www.$ZONE" A 60 127.0.0.2 203.0.113.9
-hand_edit "a second A value of no stack" 2 "www.$ZONE A is mixed: besides standby's address it holds 203.0.113.9 (no stack of the group)"
+plan_of "$T2"
+check_eq "a second A value of no stack: plan exits 3 (refused)" 3 $?
+check_or_show "$DIR/plan.txt" "a second A value of no stack: the plan names it" \
+  grep -qF "www.$ZONE A holds 203.0.113.9, which is no stack's address, beside 127.0.0.2" "$DIR/plan.txt"
+apply_of "$T2"
+check_eq "a second A value of no stack: apply exits 3" 3 $?
+check_eq "a second A value of no stack: left as the operator wrote it" "60 127.0.0.2 203.0.113.9" \
+  "$(rrset_of "$ZONE" "www.$ZONE" A)"
+rrset "$ZONE" "www.$ZONE" A 60 127.0.0.2
+hand_edit "the value of no stack removed by hand" 0 ""
 rrset "$ZONE" "shop.$ZONE" A 60 203.0.113.9
 hand_edit "a value of no stack alone" 2 "shop.$ZONE A holds 203.0.113.9 (no stack of the group)"
 rrset "$ZONE" "www.$ZONE" AAAA 60 2001:DB8:0:0::2
@@ -361,16 +374,9 @@ blocked_before_fence() { # LABEL CONFIG REASON_REGEX [ENV...]
   check "$label: the primary still accepts writes" accepts_write 127.0.0.2
   check_eq "$label: DNS unchanged" "$dns_before" "$(answers)"
 }
-missing=$DIR/missing-zone.yaml
-write_three "$missing" primary missing.test. shop.missing.test.
-blocked_before_fence "(e) a zone that does not exist" "$missing" \
-  "shop\.missing\.test\. A: PowerDNS .*/zones/missing\.test\.: HTTP 404"
-check "(e) delete zone $OTHER through the API" api_ok DELETE "/zones/$OTHER"
-blocked_before_fence "(e) the zone deleted" "$T1" "shop\.other\.test\. A: PowerDNS .*/zones/other\.test\.: HTTP 404"
-restore_other() { make_zone "$OTHER" && rrset "$OTHER" "shop.$OTHER" A 60 127.0.0.2; }
-check "(e) zone $OTHER restored by hand" restore_other
-# A wrong API key is not a safety guard but a configuration error (issue
-# 12): exit 1, named as such; still nothing is applied.
+# A wrong API key (issue 12) or a missing zone (issue 17) is not a safety
+# guard but a configuration error: exit 1, named as such; still nothing is
+# applied.
 config_error_before_fence() { # LABEL CONFIG REASON_REGEX [ENV...]
   local label=$1 config=$2 reason=$3 rc dns_before
   shift 3
@@ -381,6 +387,8 @@ config_error_before_fence() { # LABEL CONFIG REASON_REGEX [ENV...]
   check_or_show "$DIR/plan.txt" "$label: the plan names a configuration error and the cause" \
     grep -qiE "configuration error.*$reason" "$DIR/plan.txt"
   check "$label: the plan does not call it unreachable" not_grep "unreachable" "$DIR/plan.txt"
+  check_or_show "$DIR/plan.txt" "$label: the fence is BLOCKED: traffic could not follow" \
+    grep -qE "^  1\. maintenance\.on +standby +BLOCKED: .*configuration error.*so traffic could not follow the switch; the serving primary is not fenced" "$DIR/plan.txt"
   env "$@" "$SF" apply -c "$config" --auto-approve >"$DIR/apply.txt" 2>&1
   rc=$?
   check_eq "$label: apply exits 1" 1 "$rc"
@@ -391,6 +399,14 @@ config_error_before_fence() { # LABEL CONFIG REASON_REGEX [ENV...]
   check_eq "$label: DNS unchanged" "$dns_before" "$(answers)"
 }
 not_grep() { ! grep -qi "$1" "$2"; }
+missing=$DIR/missing-zone.yaml
+write_three "$missing" primary missing.test. shop.missing.test.
+config_error_before_fence "(e) a zone that does not exist" "$missing" \
+  "shop\.missing\.test\. A: zone missing\.test\. does not exist on PowerDNS .*/zones/missing\.test\.: HTTP 404\): create it, or set .create_zone: true. on provider 'dns'"
+check "(e) delete zone $OTHER through the API" api_ok DELETE "/zones/$OTHER"
+config_error_before_fence "(e) the zone deleted" "$T1" "shop\.other\.test\. A: zone other\.test\. does not exist on PowerDNS"
+restore_other() { make_zone "$OTHER" && rrset "$OTHER" "shop.$OTHER" A 60 127.0.0.2; }
+check "(e) zone $OTHER restored by hand" restore_other
 config_error_before_fence "(e) a wrong API key" "$T1" "HTTP 401" PDNS_API_KEY=not-the-key
 
 section "(f) a CNAME at a switched name blocks before the fence"

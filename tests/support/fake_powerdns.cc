@@ -26,7 +26,7 @@ FakePowerDns::FakePowerDns() : server_(std::make_unique<httplib::Server>()) {
     auto z = zones_.find(req.matches[1]);
     if (z == zones_.end()) {
       res.status = 404;
-      res.set_content("{\"error\": \"Not Found\"}", "application/json");
+      res.set_content("Not Found", "text/plain");  // PowerDNS 4.7's answer, not JSON
       return;
     }
     rapidjson::StringBuffer buf;
@@ -79,6 +79,30 @@ FakePowerDns::FakePowerDns() : server_(std::make_unique<httplib::Server>()) {
     }
     res.status = 204;
   });
+  server_->Get("/api/v1/servers/localhost", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"id": "localhost", "type": "Server"})", "application/json");
+  });
+  server_->Post("/api/v1/servers/localhost/zones", [this](const httplib::Request& req,
+                                                          httplib::Response& res) {
+    std::lock_guard lock(mu_);
+    ++posts_;
+    rapidjson::Document d;
+    if (d.Parse(req.body.c_str()).HasParseError() || !d.IsObject() || !d.HasMember("name") ||
+        !d["name"].IsString()) {
+      res.status = 422;
+      return;
+    }
+    const std::string name = d["name"].GetString();
+    if (zones_.count(name)) {
+      res.status = 409;
+      res.set_content(R"({"error": "Domain ')" + name + R"(' already exists"})",
+                      "application/json");
+      return;
+    }
+    zones_[name];
+    res.status = 201;
+    res.set_content(R"({"id": ")" + name + R"(", "name": ")" + name + R"("})", "application/json");
+  });
   port_ = server_->bind_to_any_port("127.0.0.1");
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   while (!server_->is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -124,6 +148,46 @@ void FakePowerDns::set_get_delay(std::chrono::milliseconds d) {
 void FakePowerDns::fail_gets(int status) {
   std::lock_guard lock(mu_);
   fail_status_ = status;
+}
+
+}  // namespace stackflip::testing
+
+namespace stackflip::testing {
+
+int FakePowerDns::rrset_ttl(const std::string& zone, const std::string& name,
+                            const std::string& type) {
+  std::lock_guard lock(mu_);
+  auto z = zones_.find(zone);
+  if (z == zones_.end()) return -1;
+  auto r = z->second.find({name, type});
+  return r == z->second.end() ? -1 : r->second.ttl;
+}
+
+void FakePowerDns::delete_rrset(const std::string& zone, const std::string& name,
+                                const std::string& type) {
+  std::lock_guard lock(mu_);
+  auto z = zones_.find(zone);
+  if (z != zones_.end()) z->second.erase({name, type});
+}
+
+void FakePowerDns::add_zone(const std::string& zone) {
+  std::lock_guard lock(mu_);
+  zones_[zone];
+}
+
+void FakePowerDns::delete_zone(const std::string& zone) {
+  std::lock_guard lock(mu_);
+  zones_.erase(zone);
+}
+
+bool FakePowerDns::has_zone(const std::string& zone) {
+  std::lock_guard lock(mu_);
+  return zones_.count(zone) > 0;
+}
+
+int FakePowerDns::posts() {
+  std::lock_guard lock(mu_);
+  return posts_;
 }
 
 }  // namespace stackflip::testing

@@ -3,7 +3,10 @@
 //
 // Serves GET and PATCH (changetype REPLACE / DELETE) on
 // /api/v1/servers/localhost/zones/{zone id} for the zones added with
-// set_rrset(); any other zone is a 404. Counts GETs and PATCHes per zone.
+// set_rrset() or add_zone(); any other zone is a 404 "Not Found", as
+// PowerDNS answers. GET /api/v1/servers/localhost answers (another server
+// id is a 404), and POST /api/v1/servers/localhost/zones creates a zone
+// (201; 409 when it exists). Counts GETs and PATCHes per zone, and POSTs.
 // `get_delay` holds each GET that long (to make concurrent readers overlap);
 // fail_gets(status) answers every GET with that status until reset with 0.
 //
@@ -39,6 +42,12 @@ class FakePowerDns {
                  std::vector<std::string> contents, int ttl = 60);
   std::vector<std::string> rrset(const std::string& zone, const std::string& name,
                                  const std::string& type);
+  int rrset_ttl(const std::string& zone, const std::string& name, const std::string& type);
+  void delete_rrset(const std::string& zone, const std::string& name, const std::string& type);
+  void add_zone(const std::string& zone);  // empty, as a zone PowerDNS was asked to make
+  void delete_zone(const std::string& zone);
+  bool has_zone(const std::string& zone);
+  int posts();
 
   int gets(const std::string& zone);
   int patches(const std::string& zone);
@@ -59,6 +68,7 @@ class FakePowerDns {
   std::mutex mu_;
   std::map<std::string, Zone> zones_;  // by zone id as in the URL
   std::map<std::string, int> gets_, patches_;
+  int posts_ = 0;
   std::chrono::milliseconds get_delay_{0};
   int fail_status_ = 0;
 };

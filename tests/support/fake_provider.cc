@@ -76,6 +76,7 @@ class FakeTrafficDriver : public TrafficDriver {
     if (!t.up) return Err("traffic provider: connection refused");
     t.target = stack;
     t.also.clear();
+    t.absent = false;
     t.ttl = ttl_;
     return {};
   }
@@ -152,7 +153,13 @@ GroupObs FakeWorld::observe(const std::string& group) {
     g.traffic.records.push_back(TrafficRecord{"address of " + s, s, false});
     g.traffic.target.reset();
   }
-  g.traffic.ttl = t.ttl;
+  if (t.absent && t.up) {
+    g.traffic.target.reset();
+    g.traffic.records.clear();
+    g.traffic.absent = "record";
+  } else {
+    g.traffic.ttl = t.ttl;
+  }
   g.traffic.paused = t.paused;
   if (!t.up) g.traffic.error = "connection refused";
   return g;

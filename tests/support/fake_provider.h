@@ -47,6 +47,9 @@ struct FakeTraffic {
   std::vector<std::string> also = {};
   // A pooler (PgBouncer): whether it holds its clients. Null: cannot pause.
   std::optional<bool> paused = std::nullopt;
+  // The record does not exist (issue 17): observed reachable, holding
+  // nothing, `absent` "record". A switch creates it.
+  bool absent = false;
 };
 
 // A recursive mutex that a copy of its owner does not share (copies get their own).
