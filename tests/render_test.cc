@@ -767,3 +767,11 @@ TEST_CASE("issue 16: with the states and hostile text the comment stays under 65
   for (size_t limit : {0, 10, 300, 1000, 5000, 20000})
     CHECK(render_markdown(q, &dq, &oq, {.markdown_limit = limit}).size() <= limit);
 }
+
+TEST_CASE("observe's traffic line says when the record or its zone does not exist", "[render]") {
+  TrafficObs t;
+  t.absent = "record";
+  CHECK(describe_traffic(t) == "  traffic: does not exist\n");
+  t.absent = "zone";
+  CHECK(describe_traffic(t) == "  traffic: does not exist, nor its zone\n");
+}

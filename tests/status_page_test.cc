@@ -242,6 +242,10 @@ TEST_CASE("the overview shows each group's stacks and state, and pages through m
   std::string again = render_overview_page(in, "");
   CHECK(again.find("▲ primary: not streaming from standby") != std::string::npos);
   CHECK(again.find("✕ primary: unreachable") != std::string::npos);
+  rep.observed->groups["g1002"].traffic = TrafficObs{};
+  rep.observed->groups["g1002"].traffic.absent = "record";
+  CHECK(render_overview_page(in, "").find("<td class=\"traffic\">does not exist</td>") !=
+        std::string::npos);
 }
 
 TEST_CASE("the group page shows roles, lag, the journal one row per action, and paging") {

@@ -837,6 +837,10 @@ namespace {
 
 void traffic_line(std::ostringstream& out, const TrafficObs& t, const std::string& label) {
   out << label;
+  if (!t.absent.empty()) {  // reachable and empty: the plan creates it (issue 17)
+    out << (t.absent == "zone" ? "does not exist, nor its zone" : "does not exist") << "\n";
+    return;
+  }
   if (!t.reachable)
     out << (t.config_error ? "CONFIGURATION ERROR (" : "UNREACHABLE (") << t.error
         << "); last known ";

@@ -273,6 +273,8 @@ std::string standby_text(const GroupObs& g, const std::string& serving) {
 }
 
 std::string traffic_text(const TrafficObs& t) {
+  if (!t.absent.empty())
+    return t.absent == "zone" ? "does not exist, nor its zone" : "does not exist";
   std::string s;
   if (!t.reachable) s += "unreachable (" + t.error + "); last known ";
   s += t.target ? *t.target : (t.records.empty() ? "nothing" : "mixed: " + t.content);
