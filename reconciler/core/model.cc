@@ -111,6 +111,7 @@ constexpr KindName kKindNames[] = {
     {ActionKind::traffic_wait, "traffic.wait"},
     {ActionKind::traffic_pause, "traffic.pause"},
     {ActionKind::traffic_resume, "traffic.resume"},
+    {ActionKind::replication_bootstrap, "replication.bootstrap"},
 };
 }  // namespace
 
