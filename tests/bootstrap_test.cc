@@ -203,7 +203,13 @@ TEST_CASE("issue 17: apply fences and bootstraps, and a bootstrap killed half-wa
       int& attempts;
       Killed(std::unique_ptr<StackDriver> i, FakeWorld& world, int& n)
           : in(std::move(i)), w(world), attempts(n) {}
-      StackObs observe() override { return in->observe(); }
+      // Down, as the real driver without a last known observation: no
+      // database at all, only the marker.
+      StackObs observe() override {
+        StackObs o = in->observe();
+        if (!o.reachable) o.database.reset();
+        return o;
+      }
       Status set_maintenance(bool on) override { return in->set_maintenance(on); }
       Status stop_replication() override { return in->stop_replication(); }
       Status promote() override { return in->promote(); }
@@ -234,6 +240,11 @@ TEST_CASE("issue 17: apply fences and bootstraps, and a bootstrap killed half-wa
   REQUIRE(steps(again.actions) == Steps{"replication.bootstrap standby from primary"});
   r = Applier(desired, fleet, nullptr, clock).apply(again, o);
   CHECK(r.exit_code() == 0);
+  // Down at its guard, yet verified on the replica it made, and said so.
+  REQUIRE(r.groups.size() == 1);
+  REQUIRE(r.groups[0].steps.size() == 1);
+  CHECK(r.groups[0].steps[0].detail.rfind("removed ", 0) == 0);
+  CHECK(r.groups[0].steps[0].detail.find("not observable") == std::string::npos);
   const FakeStack& s = w.stacks["shop"]["standby"];
   CHECK(s.role == Role::replica);
   CHECK(s.upstream == "primary");

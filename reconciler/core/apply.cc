@@ -230,7 +230,8 @@ bool unobservable(const Action& a, const GroupObs& fresh) {
   if (a.kind == ActionKind::traffic_wait) return true;  // time passed: nothing to see
   if (a.kind == ActionKind::traffic_switch || a.kind == ActionKind::maintenance_on ||
       a.kind == ActionKind::maintenance_off || a.kind == ActionKind::traffic_ttl ||
-      a.kind == ActionKind::traffic_pause || a.kind == ActionKind::traffic_resume)
+      a.kind == ActionKind::traffic_pause || a.kind == ActionKind::traffic_resume ||
+      a.kind == ActionKind::replication_bootstrap)  // verified on the database it makes
     return false;
   auto it = fresh.stacks.find(a.stack);
   return it != fresh.stacks.end() && !it->second.database;
