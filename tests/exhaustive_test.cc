@@ -84,7 +84,9 @@ std::string describe(const FakeWorld& w) {
   for (const auto& [n, s] : w.stacks.at("shop"))
     out += n + "{" + (s.up ? "up" : "down") + "," + (s.maintenance ? "maint" : "open") + "," +
            to_string(s.role) + (s.upstream.empty() ? "" : "<-" + s.upstream) + "," +
-           std::to_string(s.lsn) + "} ";
+           std::to_string(s.lsn) + (s.cluster != 1 ? ",cluster" + std::to_string(s.cluster) : "") +
+           (s.diverged ? ",diverged" : "") +
+           (s.bootstrap_phase.empty() ? "" : ",bootstrap:" + s.bootstrap_phase) + "} ";
   const auto& t = w.traffic.at("shop");
   std::string also;
   for (const auto& a : t.also) also += "+" + a;
@@ -155,6 +157,10 @@ bool healthy(const FakeWorld& w) {
   if (primary.empty()) return false;
   for (const auto& [n, s] : stacks)
     if (n != primary && (s.role != Role::replica || s.upstream != primary)) return false;
+  // Issue 17: one cluster, every copy able to follow, no bootstrap under way.
+  for (const auto& [n, s] : stacks)
+    if (s.cluster != stacks.at(primary).cluster || s.diverged || !s.bootstrap_phase.empty())
+      return false;
   return true;
 }
 
@@ -163,6 +169,7 @@ struct Outcome {
   long states = 0, plans = 0, steps = 0, converged = 0, blocked = 0, violations = 0;
   long later_passes = 0;              // plan+apply passes after the first one that were needed
   long planned_fences = 0;            // issue 15: fences checked for a lowered TTL and a pause
+  long bootstraps = 0;                // issue 17: replication.bootstrap steps started
   size_t stride = 1;                  // every stride-th state of the product was taken
   long whole = 0;                     // states in the whole product
   long product = 0;                   // of them taken (every one, or every stride-th)
@@ -172,6 +179,36 @@ struct Outcome {
 };
 
 constexpr int kMaxPasses = 3;
+
+// Issue 17: a bootstrap's first attempt on each stack (per check) dies
+// after moving the data aside, as a kill -9 of apply would leave it.
+class CrashingBootstrap : public StackDriver {
+ public:
+  CrashingBootstrap(std::unique_ptr<StackDriver> inner, FakeWorld& w, std::string stack)
+      : inner_(std::move(inner)), w_(w), stack_(std::move(stack)) {}
+  StackObs observe() override { return inner_->observe(); }
+  Status set_maintenance(bool on) override { return inner_->set_maintenance(on); }
+  Status stop_replication() override { return inner_->stop_replication(); }
+  Status promote() override { return inner_->promote(); }
+  Status start_replication(const StackSpec& s) override { return inner_->start_replication(s); }
+  Status bootstrap_replica(const StackSpec& s) override {
+    {
+      std::lock_guard lock(w_.mu.m);
+      FakeStack& me = w_.stacks.at("shop").at(stack_);
+      if (me.up && me.bootstrap_phase.empty()) {
+        me.up = false;
+        me.bootstrap_phase = "copy";
+        return Err("killed during the base backup (injected)");
+      }
+    }
+    return inner_->bootstrap_replica(s);
+  }
+
+ private:
+  std::unique_ptr<StackDriver> inner_;
+  FakeWorld& w_;
+  std::string stack_;
+};
 
 Plan plan_of(FakeWorld& w, const GroupSpec& g) {
   Plan p;
@@ -186,9 +223,18 @@ class Checker {
  public:
   // `clients` (issue 15): the group's traffic has `switch_ttl` 5 (TTL 60),
   // and the checks of what clients see are made too (see check_all).
-  Checker(FakeWorld& world, const GroupSpec& g, bool clients = false)
+  // `crash_bootstraps` (issue 17): the first attempt of every bootstrap
+  // dies after moving the stack's data aside (the stack is then down, its
+  // marker at "copy"), as a kill -9 of apply would leave it; apply's retry
+  // must take it up from there.
+  Checker(FakeWorld& world, const GroupSpec& g, bool clients = false, bool crash_bootstraps = false)
       : world_(world), g_(g), desired_(make_desired({g})), factory_(world), clients_(clients) {
     factory_.concurrent = false;  // in memory: no thread per stack and observation
+    if (crash_bootstraps)
+      factory_.wrap_stack = [this](std::unique_ptr<StackDriver> d, const std::string& stack) {
+        return std::unique_ptr<StackDriver>(
+            std::make_unique<CrashingBootstrap>(std::move(d), world_, stack));
+      };
     fleet_ = make_fleet(desired_, factory_);
   }
 
@@ -239,7 +285,44 @@ class Checker {
         if (a.kind == ActionKind::replication_wait) {
           // The replica replays what its upstream wrote while the wait runs.
           const FakeStack& p = w.stacks["shop"][a.source];
-          if (s.up && p.up && p.role == Role::primary && s.upstream == a.source) s.lsn = p.lsn;
+          if (s.up && p.up && p.role == Role::primary && s.upstream == a.source &&
+              s.cluster == p.cluster && !s.diverged)
+            s.lsn = p.lsn;
+        }
+        if (a.kind == ActionKind::traffic_switch && !g_.allow_data_loss) {
+          // Issue 17: traffic never leaves a primary of another cluster
+          // than the one it goes to (its writes would be left behind).
+          const FakeTraffic& t = w.traffic["shop"];
+          std::vector<std::string> from = t.also;
+          if (!t.target.empty()) from.push_back(t.target);
+          for (const auto& f : from) {
+            const FakeStack& q = w.stacks["shop"][f];
+            if (f != a.stack && q.role == Role::primary && q.cluster != s.cluster)
+              fail("issue 17: traffic moved away from another cluster's primary");
+          }
+        }
+        if (a.kind == ActionKind::replication_bootstrap) {
+          ++out.bootstraps;
+          // Issue 17: what a bootstrap may destroy. An interrupted one was
+          // judged when it began: its old data is kept aside until the
+          // new replica streams, so only its target is checked.
+          const FakeStack& p = w.stacks["shop"][a.source];
+          const FakeTraffic& t = w.traffic["shop"];
+          bool reached = t.target == a.stack;
+          for (const auto& x : t.also) reached |= x == a.stack;
+          if (a.stack == g_.active) fail("issue 17: a bootstrap of the active stack");
+          if (!a.destructive || a.removes.empty())
+            fail("issue 17: a bootstrap not marked destructive with what it removes");
+          if (g_.stacks.at(a.stack).get("bootstrap") != "basebackup")
+            fail("issue 17: a bootstrap of a stack that did not opt in");
+          if (!p.up || p.role != Role::primary) fail("issue 17: a bootstrap from a non-primary");
+          if (s.up && s.role != Role::replica && !s.maintenance)
+            fail("issue 17: a bootstrap of a stack that accepts writes");
+          if (s.bootstrap_phase.empty() && !g_.allow_data_loss) {
+            if (s.cluster == p.cluster && (s.diverged || s.lsn > p.lsn))
+              fail("issue 17: a bootstrap destroying writes the active stack lacks");
+            if (reached) fail("issue 17: a bootstrap of a stack traffic reaches");
+          }
         }
         if (a.kind == ActionKind::database_promote) {
           bool loss_possible = false;
@@ -248,6 +331,9 @@ class Checker {
             if ((!other.up && other.role != Role::replica) ||
                 other.lsn > s.lsn + g_.replication.max_lag_bytes)
               loss_possible = true;
+            // Issue 17: a primary of another cluster holds writes no copy
+            // of the candidate's cluster has.
+            if (other.role == Role::primary && other.cluster != s.cluster) loss_possible = true;
           }
           if (loss_possible && !g_.allow_data_loss)
             fail("invariant 3: promotion that may lose data");
@@ -320,7 +406,9 @@ bool possible(const FakeWorld& w) {
   for (const auto& [n, s] : stacks) {
     if (!s.up || s.role != Role::replica || s.upstream.empty()) continue;
     const FakeStack& up = stacks.at(s.upstream);
-    if (up.up && up.role == Role::primary && s.lsn > up.lsn) return false;
+    if (up.up && up.role == Role::primary && s.lsn > up.lsn && s.cluster == up.cluster &&
+        !s.diverged)
+      return false;
   }
   return true;
 }
@@ -340,23 +428,44 @@ bool possible(const FakeWorld& w) {
 // the TTL was lowered and the previous TTL passed, with the pooler paused;
 // no apply leaves the pooler paused; a converged group has its TTL back.
 Outcome check_all(const std::vector<std::string>& names, const std::vector<std::string>& actives,
-                  size_t stride = 1, bool possible_only = false, bool clients = false) {
+                  size_t stride = 1, bool possible_only = false, bool clients = false,
+                  bool bootstrap = false) {
   QuietLog quiet;
   Outcome out;
   FakeWorld world;
   std::vector<std::unique_ptr<Checker>> checkers;
   for (const auto& active : actives)
-    for (bool adl : {false, true}) {
-      GroupSpec g = make_group(active, adl, names);
-      if (clients) g.traffic[0].switch_ttl = 5;
-      checkers.push_back(std::make_unique<Checker>(world, g, clients));
-    }
+    for (bool adl : {false, true})
+      for (bool opted : {true, false}) {
+        if (opted && !bootstrap) continue;
+        GroupSpec g = make_group(active, adl, names);
+        if (clients) g.traffic[0].switch_ttl = 5;
+        if (opted)
+          for (auto& [n, st] : g.stacks) st.settings["bootstrap"] = "basebackup";
+        checkers.push_back(std::make_unique<Checker>(world, g, clients, bootstrap));
+      }
   std::vector<std::vector<FakeStack>> per_stack;
   for (const auto& n : names) {
     std::vector<std::string> others;
     for (const auto& o : names)
       if (o != n) others.push_back(o);
     per_stack.push_back(stack_states(others));
+    if (!bootstrap) continue;
+    // Issue 17: each state as a copy of the group's cluster, another
+    // cluster, a copy that diverged, and down in an interrupted bootstrap
+    // (its data moved aside).
+    std::vector<FakeStack> more;
+    for (const FakeStack& f : per_stack.back()) {
+      more.push_back(f);
+      FakeStack other = f, diverged = f, aside = f;
+      other.cluster = 2;
+      diverged.diverged = true;
+      aside.bootstrap_phase = "copy";
+      more.push_back(other);
+      more.push_back(diverged);
+      if (!f.up) more.push_back(aside);
+    }
+    per_stack.back() = std::move(more);
   }
   std::vector<FakeTraffic> traffic = traffic_states(names);
   if (clients) {
@@ -465,6 +574,34 @@ TEST_CASE("exhaustive: three-stack states plan safely through apply (issue 12)")
   CHECK(out.states > 0);
   CHECK(out.healthy_plans > 0);
   CHECK(out.later_passes == 0);
+  CHECK(out.violations == 0);
+}
+
+// Issue 17: the two-stack states, each stack also as another cluster, a
+// copy that diverged, and (down) in an interrupted bootstrap: 112 x 112
+// stack states x 8 of traffic, for both desired actives, with
+// and without allow_data_loss, with `bootstrap: basebackup` on every stack
+// and on none; every bootstrap's first attempt dies after moving the data
+// aside and apply's retry must finish it. Besides the invariants above: a
+// bootstrap never runs on the active stack, on a stack that did not opt in,
+// from a non-primary, on a stack that accepts writes, and (without
+// allow_data_loss) never destroys writes the active stack lacks or a stack
+// traffic reaches; it is marked destructive and says what it removes; a
+// promotion never leaves another cluster's primary behind.
+TEST_CASE("exhaustive: bootstrapping a standby keeps every two-stack state safe (issue 17)") {
+  auto t0 = std::chrono::steady_clock::now();
+  Outcome out = check_all({"primary", "standby"}, {"primary", "standby"}, 1,
+                          /*possible_only=*/true, false, /*bootstrap=*/true);
+  report("exhaustive bootstrap check", out);
+  std::cout << "  " << out.bootstraps
+            << " bootstrap attempts checked (each first one killed after moving the data aside)\n";
+  std::cout << "  (through apply in "
+            << std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()
+            << " s)\n";
+  CHECK(out.whole == 112 * 112 * (8 + 1));  // traffic: 8, and absent (issue 17)
+  CHECK(out.bootstraps > 0);
+  CHECK(out.states > 0);
+  CHECK(out.healthy_plans > 0);
   CHECK(out.violations == 0);
 }
 

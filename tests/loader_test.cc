@@ -103,9 +103,9 @@ std::vector<BadCase> bad_cases() {
       {"unknown stack key points at the key",
        edit(b, "        address: 10.0.0.5\n", "        address: 10.0.0.5\n        colour: blue\n"),
        13, 9,
-       "unknown key 'colour' in stack 'primary' (expected one of: address, control_command, dsn, "
-       "health, "
-       "maintenance, password, pg_rewind, provider, site)"},
+       "unknown key 'colour' in stack 'primary' (expected one of: address, bootstrap, "
+       "control_command, data_directory, dsn, health, keep_old_data, maintenance, password, "
+       "pg_rewind, provider, site)"},
       {"switch_ttl above the TTL (issue 15)", b + "      ttl: 30\n      switch_ttl: 60\n", 22, 19,
        "switch_ttl 60 is above the record's ttl 30: pre-lowering lowers the TTL before a switch; "
        "write at most 30"},

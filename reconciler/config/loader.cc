@@ -54,7 +54,8 @@ const std::vector<TypeKeys>& type_table() {
        {"password", "connect_timeout_ms", "statement_timeout_ms", "pg_rewind"},
        {},
        {{"connect_timeout_ms", "2000"}, {"statement_timeout_ms", "5000"}, {"pg_rewind", "false"}},
-       {"dsn", "password", "control_command", "pg_rewind"},
+       {"dsn", "password", "control_command", "pg_rewind", "bootstrap", "keep_old_data",
+        "data_directory"},
        {"dsn"},
        {},
        {}},
@@ -595,6 +596,31 @@ class Checker {
         error(doc_.mark_of(sp + "/" + dsn_key), std::string("a password inside '") + dsn_key +
                                                     "'; put the password in '" + pw_key +
                                                     "' as ${env:NAME} or ${file:PATH}");
+    // Issue 17: a bootstrap must find an interrupted one of its own while
+    // the server is down, beside the data directory: it needs its path.
+    const Value* dd = member(s, "data_directory");
+    if (member(s, "bootstrap") && !dd)
+      error(doc_.key_mark_of(sp + "/bootstrap"),
+            "stack '" + sname +
+                "' has 'bootstrap' but no 'data_directory': name the server's data directory "
+                "(SHOW data_directory), so that a bootstrap interrupted while the server is "
+                "down is found and finished");
+    if (member(s, "bootstrap") && !member(s, "control_command"))
+      error(doc_.key_mark_of(sp + "/bootstrap"),
+            "stack '" + sname +
+                "' has 'bootstrap' but no 'control_command': a bootstrap runs through the "
+                "stack's control command (scripts/pg-control.sh implements it)");
+    if (dd && dd->IsString()) {
+      const std::string path = dd->GetString();
+      const std::string padded = path + "/";
+      const bool clean = !path.empty() && path[0] == '/' && path.back() != '/' &&
+                         padded.find("/./") == std::string::npos &&
+                         padded.find("/../") == std::string::npos &&
+                         path.find("//") == std::string::npos;
+      if (!clean)
+        error(doc_.mark_of(sp + "/data_directory"),
+              "'data_directory' must be an absolute path without '.', '..' or a trailing '/'");
+    }
   }
 
   const YamlDocument& doc_;

@@ -52,9 +52,9 @@ std::optional<Error> unknown_key(const rj::Value& v, const std::string& where,
 
 Result<DatabaseObs> database_from_json(const rj::Value& v, const std::string& where) {
   if (!v.IsObject()) return at(where, "expected an object");
-  if (auto e = unknown_key(
-          v, where,
-          {"role", "upstream", "lsn", "timeline", "streaming", "system_id", "started_at"}))
+  if (auto e = unknown_key(v, where,
+                           {"role", "upstream", "lsn", "timeline", "streaming", "system_id",
+                            "started_at", "databases", "cannot_follow"}))
     return *e;
   DatabaseObs db;
   const rj::Value* role = member(v, "role");
@@ -89,6 +89,26 @@ Result<DatabaseObs> database_from_json(const rj::Value& v, const std::string& wh
         return at(where + "/" + key, "expected a non-empty string of at most 64 characters");
       *field = id->GetString();
     }
+  if (const rj::Value* ds = member(v, "databases")) {
+    if (!ds->IsArray() || ds->Size() > DatabaseObs::kMaxDatabasesListed + 1)
+      return at(where + "/databases", "expected a list of at most 17 {name, bytes}");
+    for (rj::SizeType i = 0; i < ds->Size(); ++i) {
+      const rj::Value& x = (*ds)[i];
+      const std::string w = where + "/databases/" + std::to_string(i);
+      const rj::Value* n = member(x, "name");
+      const rj::Value* b = member(x, "bytes");
+      if (!x.IsObject() || !n || !n->IsString() || n->GetStringLength() > 256 || !b ||
+          !b->IsUint64())
+        return at(w, "expected {\"name\": text of at most 256 bytes, \"bytes\": integer}");
+      if (auto e = unknown_key(x, w, {"name", "bytes"})) return *e;
+      db.databases.push_back({n->GetString(), b->GetUint64()});
+    }
+  }
+  if (const rj::Value* c = member(v, "cannot_follow")) {
+    if (!c->IsString() || c->GetStringLength() > 4096)
+      return at(where + "/cannot_follow", "expected a string of at most 4096 bytes");
+    db.cannot_follow = c->GetString();
+  }
   return db;
 }
 
@@ -137,7 +157,7 @@ Result<StackObs> stack_obs_from_json(const rj::Value& v, const std::string& wher
   if (!v.IsObject()) return at(where, "expected an object");
   if (auto e = unknown_key(v, where,
                            {"reachable", "maintenance", "error", "config_error", "health_error",
-                            "attach_by_hand", "database"}))
+                            "attach_by_hand", "database", "bootstrap_phase"}))
     return *e;
   StackObs s;
   const rj::Value* r = member(v, "reachable");
@@ -163,6 +183,11 @@ Result<StackObs> stack_obs_from_json(const rj::Value& v, const std::string& wher
     if (!h->IsString() || h->GetStringLength() > 4096)
       return at(where + "/attach_by_hand", "expected a string of at most 4096 characters");
     s.attach_by_hand = h->GetString();
+  }
+  if (const rj::Value* b = member(v, "bootstrap_phase")) {
+    if (!b->IsString() || b->GetStringLength() == 0 || b->GetStringLength() > 64)
+      return at(where + "/bootstrap_phase", "expected a phase such as \"copy\"");
+    s.bootstrap_phase = b->GetString();
   }
   if (const rj::Value* d = member(v, "database")) {
     auto db = database_from_json(*d, where + "/database");
@@ -192,8 +217,21 @@ void stack_obs_to_json(const StackObs& s, rj::Value& out, rj::Document::Allocato
     if (s.database->streaming) db.AddMember("streaming", *s.database->streaming, a);
     if (s.database->system_id) db.AddMember("system_id", str(*s.database->system_id, a), a);
     if (s.database->started_at) db.AddMember("started_at", str(*s.database->started_at, a), a);
+    if (!s.database->databases.empty()) {
+      rj::Value list(rj::kArrayType);
+      for (const auto& x : s.database->databases) {
+        rj::Value one(rj::kObjectType);
+        one.AddMember("name", str(x.name, a), a);
+        one.AddMember("bytes", static_cast<uint64_t>(x.bytes), a);
+        list.PushBack(one, a);
+      }
+      db.AddMember("databases", list, a);
+    }
+    if (s.database->cannot_follow)
+      db.AddMember("cannot_follow", str(*s.database->cannot_follow, a), a);
     out.AddMember("database", db, a);
   }
+  if (s.bootstrap_phase) out.AddMember("bootstrap_phase", str(*s.bootstrap_phase, a), a);
 }
 
 Result<ObservedState> snapshot_from_json(const rj::Value& doc) {
@@ -358,7 +396,30 @@ void write_stack(W& w, const StackObs& s, bool lsn) {
       w.Key("started_at");
       write_str(w, *s.database->started_at);
     }
+    // Issue 17. Sizes change with every write, like positions: out of the
+    // digest with them.
+    if (lsn && !s.database->databases.empty()) {
+      w.Key("databases");
+      w.StartArray();
+      for (const auto& x : s.database->databases) {
+        w.StartObject();
+        w.Key("name");
+        write_str(w, x.name);
+        w.Key("bytes");
+        w.Uint64(x.bytes);
+        w.EndObject();
+      }
+      w.EndArray();
+    }
+    if (s.database->cannot_follow) {
+      w.Key("cannot_follow");
+      write_str(w, *s.database->cannot_follow);
+    }
     w.EndObject();
+  }
+  if (s.bootstrap_phase) {
+    w.Key("bootstrap_phase");
+    write_str(w, *s.bootstrap_phase);
   }
   w.EndObject();
 }

@@ -121,6 +121,9 @@ bool effect_holds(const Action& a, const GroupObs& o) {
       return !db || db->role == Role::primary;
     case ActionKind::replication_start:
       return !db || (db->role == Role::replica && db->upstream == a.source);
+    case ActionKind::replication_bootstrap:
+      return !s->bootstrap_phase && db && db->role == Role::replica && db->upstream == a.source &&
+             db->streaming == true;
     default:
       break;
   }
@@ -227,7 +230,8 @@ bool unobservable(const Action& a, const GroupObs& fresh) {
   if (a.kind == ActionKind::traffic_wait) return true;  // time passed: nothing to see
   if (a.kind == ActionKind::traffic_switch || a.kind == ActionKind::maintenance_on ||
       a.kind == ActionKind::maintenance_off || a.kind == ActionKind::traffic_ttl ||
-      a.kind == ActionKind::traffic_pause || a.kind == ActionKind::traffic_resume)
+      a.kind == ActionKind::traffic_pause || a.kind == ActionKind::traffic_resume ||
+      a.kind == ActionKind::replication_bootstrap)  // verified on the database it makes
     return false;
   auto it = fresh.stacks.find(a.stack);
   return it != fresh.stacks.end() && !it->second.database;
@@ -650,6 +654,11 @@ Status Applier::execute(const GroupSpec& g, GroupDrivers& d, const Action& a, co
       case ActionKind::replication_start:
         st = s->start_replication(g.stacks.at(a.source));
         if (st.ok()) detail = s->take_note();
+        break;
+      case ActionKind::replication_bootstrap:
+        st = s->bootstrap_replica(g.stacks.at(a.source));
+        detail = s->take_note();
+        if (st.ok() && detail.empty()) detail = "removed " + a.removes;
         break;
       default:
         break;

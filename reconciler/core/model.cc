@@ -119,6 +119,7 @@ constexpr KindName kKindNames[] = {
     {ActionKind::traffic_wait, "traffic.wait"},
     {ActionKind::traffic_pause, "traffic.pause"},
     {ActionKind::traffic_resume, "traffic.resume"},
+    {ActionKind::replication_bootstrap, "replication.bootstrap"},
 };
 }  // namespace
 

@@ -178,6 +178,22 @@ struct DatabaseObs {
   // servers are started separately). Same server = both equal.
   std::optional<std::string> system_id;
   std::optional<std::string> started_at;
+  // Issue 17, observed only on stacks with `bootstrap: basebackup` that do
+  // not stream. `databases`: what a bootstrap would remove, the largest
+  // first, at most kMaxDatabasesListed (the rest summed up in one entry
+  // named "(N more)"); template databases are not listed. Empty: not
+  // observed. `cannot_follow`: why this server cannot follow the group's
+  // active stack although it is a copy of the same cluster (it wrote WAL
+  // past the point where the active stack's timeline forked, and pg_rewind
+  // is off): only a new base backup makes it a replica.
+  struct DatabaseSize {
+    std::string name;
+    uint64_t bytes = 0;
+    bool operator==(const DatabaseSize&) const = default;
+  };
+  static constexpr size_t kMaxDatabasesListed = 16;
+  std::vector<DatabaseSize> databases{};
+  std::optional<std::string> cannot_follow{};
 };
 
 struct StackObs {
@@ -210,6 +226,11 @@ struct StackObs {
   // apply re-observes such a stack with a short limit (apply.h). A fact of
   // this one observation: not in snapshots, not remembered.
   bool timed_out = false;
+  // Issue 17: an interrupted bootstrap (replication.bootstrap) of this
+  // stack: the phase its marker records ("stop", "copy", "start",
+  // "finish"), found beside the data directory also while the server is
+  // down (its old data may be moved aside). Null: none under way.
+  std::optional<std::string> bootstrap_phase{};
 };
 
 // The stack is failing, as automatic failover and the outage notice count

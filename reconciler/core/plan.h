@@ -25,6 +25,10 @@ enum class ActionKind {
   traffic_wait,    // group: until resolvers forgot answers with the previous TTL (wait_ms)
   traffic_pause,   // group: a pooler holds its clients' queries (PgBouncer PAUSE)
   traffic_resume,  // group: the pooler lets them go (RESUME), to `stack`
+  // Issue 17: replace `stack`'s data with a base backup of `source` and make
+  // it a replica streaming from it (opt-in: `bootstrap: basebackup`).
+  // Destructive: Action::removes says what it removes.
+  replication_bootstrap,
 };
 const char* to_string(ActionKind k);  // "maintenance.on", ...
 std::optional<ActionKind> parse_action_kind(const std::string& s);
@@ -44,6 +48,11 @@ struct Action {
   // the status page's timeline shows the window. "" = no loss accepted.
   // Not part of a saved plan (plan_json.h).
   std::string data_loss;
+  // replication.bootstrap (issue 17): the step destroys data on its stack;
+  // `removes` says what ("databases shop (1.2 GiB), postgres (7.4 MiB)").
+  // Saved in a plan file as `destructive` and `removes`.
+  bool destructive = false;
+  std::string removes;
   bool blocked = false;
   std::string why_blocked;
 };

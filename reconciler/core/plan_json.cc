@@ -61,6 +61,11 @@ void write_plan(W& w, const Plan& plan) {
     }
     write_string(w, "reason", a.reason);
     write_string(w, "guard", a.guard);
+    if (a.destructive) {  // issue 17: what the step destroys, for review tools
+      w.Key("destructive");
+      w.Bool(true);
+      write_string(w, "removes", a.removes);
+    }
     write_string(w, "status", a.blocked ? "blocked" : "pending");
     if (a.blocked) write_string(w, "why_blocked", a.why_blocked);
     w.EndObject();
@@ -155,7 +160,8 @@ class Reader {
                   "unknown action kind \"" + name +
                       "\" (expected maintenance.on, replication.wait, replication.stop, "
                       "database.promote, maintenance.off, traffic.switch, replication.start, "
-                      "traffic.ttl, traffic.wait, traffic.pause or traffic.resume)");
+                      "traffic.ttl, traffic.wait, traffic.pause, traffic.resume or "
+                      "replication.bootstrap)");
     out = *k;
     return std::nullopt;
   }
@@ -211,7 +217,7 @@ Result<Plan> plan_from_json(const std::string& text, const std::string& file) {
     std::string p = "/actions/" + std::to_string(i);
     if (auto e = r.check_object(v, p,
                                 {"group", "kind", "stack", "source", "wait_seconds", "reason",
-                                 "guard", "status", "why_blocked"}))
+                                 "guard", "destructive", "removes", "status", "why_blocked"}))
       return *e;
     Action a;
     std::string status;
@@ -228,6 +234,16 @@ Result<Plan> plan_from_json(const std::string& text, const std::string& file) {
     }
     if (auto e = r.string(v, p, "reason", a.reason)) return *e;
     if (auto e = r.string(v, p, "guard", a.guard)) return *e;
+    if (auto d = v.FindMember("destructive"); d != v.MemberEnd()) {
+      if (!d->value.IsBool() || !d->value.GetBool() || a.kind != ActionKind::replication_bootstrap)
+        return r.fail(p + "/destructive", "expected true, on a replication.bootstrap action only");
+      a.destructive = true;
+      if (auto e = r.string(v, p, "removes", a.removes)) return *e;
+    } else if (a.kind == ActionKind::replication_bootstrap) {
+      return r.fail(p, "a replication.bootstrap action must say destructive: true and removes");
+    } else if (v.HasMember("removes")) {
+      return r.fail(p + "/removes", "only a destructive action has removes");
+    }
     if (auto e = r.string(v, p, "status", status)) return *e;
     if (status == "blocked") {
       a.blocked = true;

@@ -1,6 +1,7 @@
 #include "core/planner.h"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace stackflip {
 
@@ -19,7 +20,8 @@ class GroupPlanner {
         actions_(actions),
         skipped_(skipped),
         first_(actions.size()),
-        clients_(clients) {
+        clients_(clients),
+        reached_(traffic_stacks(o.traffic)) {
     // Every declared stack has an entry; what was not observed is unreachable.
     for (const auto& [name, spec] : g_.stacks) {
       auto it = sim_.stacks.find(name);
@@ -181,6 +183,23 @@ class GroupPlanner {
         db.lsn = lsn(source);
         db.streaming = true;
         break;
+      case ActionKind::replication_bootstrap: {
+        // A copy of the source: its cluster, its timeline, streaming.
+        const std::optional<DatabaseObs> src = st(source).database;
+        db = DatabaseObs{};
+        db.role = Role::replica;
+        db.upstream = source;
+        db.streaming = true;
+        if (src) {
+          db.lsn = src->lsn;
+          db.timeline = src->timeline;
+          db.system_id = src->system_id;
+        }
+        s.reachable = true;
+        s.error.clear();
+        s.bootstrap_phase.reset();
+        break;
+      }
       case ActionKind::traffic_switch:
       case ActionKind::traffic_ttl:
       case ActionKind::traffic_wait:
@@ -229,6 +248,23 @@ class GroupPlanner {
     const uint64_t max_lag = g_.replication.max_lag_bytes;
     auto p = old_primary();
     pr.old_primary = p;
+    // Issue 17: positions of two clusters do not compare, and none of the
+    // old primary's writes are in another cluster.
+    if (p && !same_cluster(d, *p)) {
+      pr.block = d + " is another PostgreSQL cluster than the old primary " + *p +
+                 " (system identifier " + *st(d).database->system_id + ", " + *p + "'s " +
+                 *st(*p).database->system_id + "): promoting it leaves every write of " + *p +
+                 " behind";
+      pr.loss = "every write of " + *p + " (another cluster)";
+      return pr;
+    }
+    // A copy that diverged from the old primary replays nothing more of it.
+    if (p && reachable(*p) && st(d).database && st(d).database->cannot_follow) {
+      pr.block = d + " cannot catch up with " + *p + ": " + *st(d).database->cannot_follow;
+      auto lag = lag_bytes(sim_, d, *p);
+      pr.loss = lag ? bytes(*lag) : std::string("an unknown amount of data");
+      return pr;
+    }
     if (p && reachable(*p)) {
       auto lag = lag_bytes(sim_, d, *p);
       if (upstream(d) == *p || (lag && *lag <= max_lag)) {
@@ -296,6 +332,7 @@ class GroupPlanner {
   // promotion or the traffic move cannot happen); "" when it may be.
   std::string fence_hold() const {
     const std::string& active = g_.active;
+    if (std::string cross = cross_cluster_switch(); !cross.empty()) return cross;
     int primaries = 0;
     for (const auto& [name, spec] : g_.stacks)
       primaries += name != active && reachable(name) && role(name) == Role::primary;
@@ -310,6 +347,24 @@ class GroupPlanner {
     if (!traffic_blocker().empty() && sim_.traffic.target != active)
       return traffic_blocker() +
              ", so traffic could not follow the switch; the serving primary is not fenced";
+    return "";
+  }
+
+  // Issue 17: traffic reaches (as observed) a primary of another cluster
+  // than the active stack's: moving it would leave every write of that
+  // primary behind (a commit that made a fresh, unrelated server active),
+  // and that primary could then be bootstrapped over. Held, unless
+  // `allow_data_loss`; "" when not so.
+  std::string cross_cluster_switch() const {
+    if (g_.allow_data_loss) return "";
+    const std::string& d = g_.active;
+    for (const std::string& q : reached_)
+      if (q != d && g_.stacks.count(q) && role(q) == Role::primary && !same_cluster(d, q))
+        return d + " is another PostgreSQL cluster than " + q +
+               ", the primary traffic reaches (system identifier " + *st(d).database->system_id +
+               ", " + q + "'s " + *st(q).database->system_id +
+               "): switching would leave every write of " + q +
+               " behind; a commit with `allow_data_loss: true` forces it";
     return "";
   }
 
@@ -672,7 +727,9 @@ class GroupPlanner {
       some_switchable |= t.parts.size() > 1 && t.parts[i].reachable && t.parts[i].blocker.empty() &&
                          !traffic_drift(t.parts[i], desired_ttl(i), true).empty();
     std::string why;
-    if (!t.reachable && !some_switchable)
+    if (std::string cross = cross_cluster_switch(); !cross.empty())
+      why = cross;
+    else if (!t.reachable && !some_switchable)
       why = traffic_unreachable_why(t);
     else if (!traffic_blocker().empty() && !some_switchable)
       why = traffic_blocker();
@@ -695,12 +752,132 @@ class GroupPlanner {
                                  : unreachable_why(d));
   }
 
+  // Issue 17: why `name` can never stream from the active stack, so that
+  // only a new base backup makes it a replica: another cluster (its system
+  // identifier differs), or a copy of this one that diverged from the
+  // active stack's timeline while pg_rewind is off (the driver observes
+  // that: DatabaseObs::cannot_follow). "" when replication.start may work.
+  std::string cannot_follow(const std::string& name) const {
+    const std::string& d = g_.active;
+    const auto& me = st(name).database;
+    const auto& src = st(d).database;
+    if (other_cluster(name))
+      return name + " is another PostgreSQL cluster (system identifier " + *me->system_id + ", " +
+             d + "'s " + *src->system_id + "): it can never stream from " + d;
+    if (me && me->cannot_follow) return *me->cannot_follow;
+    return "";
+  }
+  // False only when both system identifiers are known and differ.
+  bool same_cluster(const std::string& a, const std::string& b) const {
+    const auto& x = st(a).database;
+    const auto& y = st(b).database;
+    return !(x && y && x->system_id && y->system_id && *x->system_id != *y->system_id);
+  }
+  bool other_cluster(const std::string& name) const {
+    const auto& me = st(name).database;
+    const auto& src = st(g_.active).database;
+    return me && src && me->system_id && src->system_id && *me->system_id != *src->system_id;
+  }
+
+  // What a bootstrap of `name` removes, from its observation.
+  std::string removes(const std::string& name) const {
+    const StackSpec& spec = g_.stacks.at(name);
+    const bool keep = spec.get("keep_old_data") == "true";
+    const auto& phase = st(name).bootstrap_phase;
+    if (phase && *phase != "stop")
+      return keep ? "nothing more: its old data directory, moved aside by the interrupted "
+                    "bootstrap, is kept (keep_old_data)"
+                  : "its old data directory, moved aside by the interrupted bootstrap (once "
+                    "the new replica streams)";
+    const auto& db = st(name).database;
+    std::string what;
+    uint64_t total = 0;
+    if (db)
+      for (const auto& x : db->databases) {
+        what += (what.empty() ? "" : ", ") + x.name + " (" + human_bytes(x.bytes) + ")";
+        total += x.bytes;
+      }
+    what = what.empty() ? "all its databases (their sizes were not observed)"
+                        : "its databases " + what + "; " + human_bytes(total) + " in all";
+    return what + (keep ? ", kept aside as a data directory of its own (keep_old_data)" : "");
+  }
+  static std::string human_bytes(uint64_t n) {
+    const char* units[] = {"bytes", "KiB", "MiB", "GiB", "TiB"};
+    double v = static_cast<double>(n);
+    int u = 0;
+    while (v >= 1024 && u < 4) v /= 1024, ++u;
+    if (u == 0) return bytes(n);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.1f %s", v, units[u]);
+    return buf;
+  }
+
+  // replication.bootstrap of `name` from the active stack (issue 17): opted
+  // in per stack, never on the active stack (phase 5 skips it), never on
+  // a stack that may hold writes the active stack lacks unless
+  // `allow_data_loss` (a copy of this cluster that diverged holds WAL past
+  // the fork; another cluster that traffic reaches took writes of the
+  // group's clients). `why` is empty when an interrupted one is resumed.
+  void bootstrap(const std::string& name, const std::string& why) {
+    const std::string& d = g_.active;
+    const StackSpec& spec = g_.stacks.at(name);
+    const bool opted = spec.get("bootstrap") == "basebackup";
+    const auto& phase = st(name).bootstrap_phase;
+    const std::string what = removes(name);
+    std::string reason =
+        phase ? "resume the interrupted bootstrap of " + name + " (phase " + *phase +
+                    ", recorded beside its data directory)"
+              : "replication from " + d + " into " + name + " is desired, but " + why;
+    reason += "; DESTRUCTIVE: a base backup of " + d + " replaces " + name + "'s data (removes " +
+              what + ")";
+    std::string block;
+    std::string loss;
+    if (!phase && other_cluster(name) &&
+        std::find(reached_.begin(), reached_.end(), name) != reached_.end())
+      loss = "traffic reaches " + name + ", so it may hold writes of the group's clients";
+    else if (!phase && !other_cluster(name))
+      loss = name + " holds WAL " + d + " lacks (it diverged: " + why + ")";
+    if (!opted && phase)
+      block = "an interrupted bootstrap of " + name + " (phase " + *phase +
+              ") is under way but stack " + name +
+              " no longer says `bootstrap: basebackup`: set it again to finish it (the old data "
+              "directory stays aside beside the data directory until then)";
+    else if (!opted)
+      block = name + " cannot become a replica of " + d + " (" + why +
+              "); set `bootstrap: basebackup` (and `data_directory:`) on stack " + name +
+              " to let stackflip replace its data with a base backup of " + d + " (it removes " +
+              what + "), or rebuild it by hand";
+    else if (!reachable(d))
+      block = "the source " + unreachable_why(d);
+    else if (role(d) != Role::primary)
+      block = d + " is not primary";
+    else if (reachable(name) && role(name) != Role::replica && !in_maintenance(name))
+      block = name + " is not in maintenance";
+    else if (!loss.empty() && !g_.allow_data_loss)
+      block = loss +
+              ": a bootstrap would discard that; a commit with `allow_data_loss: true` "
+              "accepts it";
+    if (!loss.empty() && g_.allow_data_loss && block.empty())
+      reason += "; `allow_data_loss: true` accepts it although " + loss;
+    emit(ActionKind::replication_bootstrap, name, d, reason,
+         name + " is not active and, unless it is down for the bootstrap itself, in maintenance; " +
+             d + " is a reachable primary",
+         block);
+    actions_.back().destructive = true;
+    actions_.back().removes = what;
+  }
+
   // Phase 5: replication into the other stacks as desired.
   void replication() {
     const std::string& d = g_.active;
+    std::vector<std::pair<std::string, std::string>> bootstraps;  // stack, why
     for (const auto& [name, spec] : g_.stacks) {
       if (name == d) continue;
       if (g_.wants_replica(name)) {
+        if (st(name).bootstrap_phase) {
+          bootstraps.push_back({name, ""});  // resumed whatever it observes now
+          continue;
+        }
         if (role(name) == Role::replica && upstream(name) == d && !not_streaming(name)) continue;
         if (db_unobserved(name) || db_unobserved(d)) {
           if (promoted_)
@@ -733,6 +910,10 @@ class GroupPlanner {
                    "; choose " + d + "'s database as the master");
           continue;
         }
+        if (std::string why = cannot_follow(name); !why.empty()) {
+          bootstraps.push_back({name, why});
+          continue;
+        }
         std::string reason =
             role(name) == Role::primary
                 ? "replication from " + d + " into " + name + " is desired; " + name +
@@ -757,6 +938,9 @@ class GroupPlanner {
              reachable(name) ? "" : unreachable_why(name));
       }
     }
+    // Bootstraps last: each takes a base backup, and one that is blocked
+    // (not opted in) must not hold the other stacks' re-attaches.
+    for (const auto& [name, why] : bootstraps) bootstrap(name, why);
     // Explicit `maintenance: false` on a non-active stack: only a replica may
     // leave maintenance (it cannot accept writes anyway).
     for (const auto& [name, spec] : g_.stacks) {
@@ -779,6 +963,7 @@ class GroupPlanner {
   std::vector<Skipped>& skipped_;
   size_t first_;
   bool clients_;
+  std::vector<std::string> reached_;  // the stacks traffic reaches, as observed
   std::optional<size_t> blocked_at_;
   bool promoted_ = false;  // this plan promotes the active stack
 };

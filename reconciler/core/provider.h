@@ -44,6 +44,16 @@ class StackDriver {
   // Re-attach this stack as a replica streaming from `source` (a stack of the
   // same group, already primary), by the non-destructive path first.
   virtual Status start_replication(const StackSpec& source) = 0;
+  // Issue 17: replace this stack's data with a base backup of `source` (a
+  // stack of the same group, primary) and make it a replica streaming from
+  // it, caught up with `source`'s position. Destructive; resumable: an
+  // interrupted bootstrap (StackObs::bootstrap_phase) is taken up where it
+  // stopped, and the old data is removed (or kept: keep_old_data) only once
+  // the new replica streams. Drivers that cannot refuse for good.
+  virtual Status bootstrap_replica(const StackSpec& source) {
+    (void)source;
+    return Refused("this provider cannot bootstrap a replica");
+  }
   // What the last successful action did that the operator must know beyond
   // "ok" (the WAL pg_rewind discarded to re-attach a former primary), for
   // the step's report and the journal; "" when nothing. Cleared by the call.

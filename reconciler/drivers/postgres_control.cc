@@ -25,6 +25,7 @@ using std::chrono::milliseconds;
 
 constexpr milliseconds kRestartLimit{60000};
 constexpr milliseconds kRewindLimit{300000};
+constexpr milliseconds kBootstrapLimit{6 * 3600 * 1000};
 
 // The configured control_command with its program checked against the host
 // policy (host_policy.h) and replaced by its real path.
@@ -40,9 +41,9 @@ Result<std::vector<std::string>> control_argv(std::vector<std::string> argv) {
 
 // Runs argv (subprocess.h) with the host policy's command_env; ok when it
 // exited 0. Otherwise an Error naming `what` and the program, with the end
-// of its stderr.
+// of its stderr. `out`, when given, receives its standard output.
 Status run_command(const std::vector<std::string>& argv, milliseconds limit,
-                   const std::string& what) {
+                   const std::string& what, std::string* out = nullptr) {
   if (argv.empty()) return Err(what + ": empty command");
   SubprocessOptions options;
   options.argv = argv;
@@ -61,7 +62,10 @@ Status run_command(const std::vector<std::string>& argv, milliseconds limit,
     return Timeout(what + ": " + cmd + " did not finish within " +
                    std::to_string(limit.count() / 1000) + " s; killed" +
                    (tail.empty() ? "" : ": " + tail));
-  if (r->ok()) return Status::Ok();
+  if (r->ok()) {
+    if (out) *out = r->out;
+    return Status::Ok();
+  }
   std::string how = r->exit_code >= 0 ? "exited with status " + std::to_string(r->exit_code)
                                       : "killed by signal " + std::to_string(r->term_signal);
   return Err(what + ": " + cmd + " " + how + (tail.empty() ? "" : ": " + tail));
@@ -217,6 +221,50 @@ Status PostgresControl::rewind_as_standby(const std::string& data_dir,
   }
   if (!s.ok()) return s;
   return start_as_standby(*dir, as_owner, stack_, where_);
+}
+
+namespace {
+Result<std::vector<std::string>> bootstrap_argv(const std::vector<std::string>& control,
+                                                const std::string& what) {
+  if (control.empty())
+    return Refused(what +
+                   ": a bootstrap runs through the stack's control_command (it is not "
+                   "built for a local pg_ctl)");
+  auto argv = control_argv(control);
+  if (!argv.ok()) return Err(what + ": " + argv.error().message);
+  return argv;
+}
+}  // namespace
+
+Status PostgresControl::bootstrap(const std::string& data_dir,
+                                  const std::string& source_conninfo) const {
+  const std::string what = where_ + ": bootstrap";
+  auto argv = bootstrap_argv(control_command_, what);
+  if (!argv.ok()) return argv.error();
+  argv->insert(argv->end(), {"bootstrap", data_dir, source_conninfo});
+  return run_command(*argv, kBootstrapLimit, what);
+}
+
+Status PostgresControl::bootstrap_finish(const std::string& data_dir, bool keep_old_data) const {
+  const std::string what = where_ + ": bootstrap-finish";
+  auto argv = bootstrap_argv(control_command_, what);
+  if (!argv.ok()) return argv.error();
+  argv->insert(argv->end(), {"bootstrap-finish", data_dir, keep_old_data ? "keep" : "remove"});
+  return run_command(*argv, kRestartLimit, what);
+}
+
+Result<std::optional<std::string>> PostgresControl::bootstrap_phase(
+    const std::string& data_dir) const {
+  const std::string what = where_ + ": bootstrap-state";
+  auto argv = bootstrap_argv(control_command_, what);
+  if (!argv.ok()) return argv.error();
+  argv->insert(argv->end(), {"bootstrap-state", data_dir});
+  std::string out;
+  if (Status s = run_command(*argv, milliseconds(10000), what, &out); !s.ok()) return s.error();
+  out = trim(out);
+  if (out.empty() || out == "none") return std::optional<std::string>();
+  if (out.size() > 64) out.resize(64);
+  return std::optional<std::string>(out);
 }
 
 }  // namespace stackflip

@@ -36,6 +36,7 @@
 // its stderr on one line. Thread safety: one thread at a time.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,22 @@ class PostgresControl {
   // Stops the server of `data_dir`, rewinds it from `source_conninfo`
   // (libpq conninfo of the new primary) and starts it as a standby.
   Status rewind_as_standby(const std::string& data_dir, const std::string& source_conninfo) const;
+
+  // Issue 17, through the control command only (`CMD... bootstrap DATA_DIR
+  // SOURCE_CONNINFO`, 6 h limit; `CMD... bootstrap-finish DATA_DIR
+  // remove|keep` and `CMD... bootstrap-state DATA_DIR`, 60 s). The command
+  // owns the data directory's layout and makes the steps resumable
+  // (scripts/pg-control.sh). DECISION: no local variant yet; the loader
+  // refuses `bootstrap` without a control_command, and these refuse too.
+  // bootstrap: the server's data replaced by a base backup of the source,
+  // started as a standby; the old data stays aside.
+  Status bootstrap(const std::string& data_dir, const std::string& source_conninfo) const;
+  // Once the new standby streams: the old data removed (or kept), the
+  // marker gone.
+  Status bootstrap_finish(const std::string& data_dir, bool keep_old_data) const;
+  // The phase of an interrupted bootstrap ("copy"), or nullopt when none
+  // is under way; an error when it cannot be told.
+  Result<std::optional<std::string>> bootstrap_phase(const std::string& data_dir) const;
 
  private:
   std::string stack_, where_;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <utility>
@@ -131,6 +132,7 @@ class PostgresStackDriver : public StackDriver {
   Status stop_replication() override;
   Status promote() override;
   Status start_replication(const StackSpec& source) override;
+  Status bootstrap_replica(const StackSpec& source) override;
   std::string take_note() override { return std::exchange(note_, std::string()); }
 
  private:
@@ -180,6 +182,8 @@ class PostgresStackDriver : public StackDriver {
     return provider_.get("pg_rewind", provider_default("postgres", "pg_rewind")) == "true";
   }
 
+  bool bootstrap_on() const { return spec_.get("bootstrap") == "basebackup"; }
+  void observe_bootstrap(StackObs& obs);
   std::optional<std::string> upstream_of(const std::string& primary_conninfo, std::string& error);
   Status wait_new_sessions_see(const std::string& want);
   Status maintenance(bool on, bool checkpoint_first);
@@ -235,6 +239,14 @@ StackObs PostgresStackDriver::observe() {
     obs.error = rows.ok() ? where_ + ": observe returned no row" : rows.error().message;
     obs.config_error = !rows.ok() && rows.error().config;
     obs.timed_out = !rows.ok() && rows.error().timeout;
+    // An interrupted bootstrap stops the server: its marker says so.
+    if (bootstrap_on() && !obs.config_error) {
+      auto phase = control_.bootstrap_phase(spec_.get("data_directory"));
+      if (phase.ok())
+        obs.bootstrap_phase = *phase;
+      else
+        obs.error += "; " + phase.error().message;
+    }
     return obs;
   }
   const PgRow& row = rows->front();
@@ -250,7 +262,62 @@ StackObs PostgresStackDriver::observe() {
   if (row[7]) db.started_at = *row[7];
   if (replica && row[4] && !row[4]->empty()) db.upstream = upstream_of(*row[4], obs.error);
   obs.database = db;
+  if (bootstrap_on()) observe_bootstrap(obs);
   return obs;
+}
+
+// Issue 17, on a stack with `bootstrap: basebackup` only: the marker of an
+// interrupted bootstrap (read by the server: pg_read_file needs superuser
+// or pg_read_server_files; else asked of the control command), and, unless
+// it streams, what a bootstrap would remove and whether it can follow the
+// active stack at all. Failures leave the fields out and say so in
+// StackObs::error: the stack stays reachable.
+void PostgresStackDriver::observe_bootstrap(StackObs& obs) {
+  DatabaseObs& db = *obs.database;
+  const std::string marker = spec_.get("data_directory") + ".stackflip-bootstrap";
+  auto lit = session_.quote_literal(marker);
+  Result<PgRows> m = lit.ok() ? session_.exec("SELECT pg_read_file(" + *lit + ", 0, 200, true)")
+                              : Result<PgRows>(lit.error());
+  if (m.ok()) {
+    const std::string text = m->empty() ? "" : m->front()[0].value_or("");
+    if (text.rfind("phase=", 0) == 0)
+      obs.bootstrap_phase = trim(text.substr(6, text.find('\n') - 6));
+  } else {
+    auto phase = control_.bootstrap_phase(spec_.get("data_directory"));
+    if (phase.ok())
+      obs.bootstrap_phase = *phase;
+    else
+      obs.error += (obs.error.empty() ? "" : "; ") + phase.error().message;
+  }
+  const bool streams = db.role == Role::replica && db.streaming == true;
+  if (streams && !obs.bootstrap_phase) return;
+  auto sizes = session_.exec(
+      "SELECT datname, pg_database_size(oid)::text FROM pg_database"
+      " WHERE NOT datistemplate AND has_database_privilege(oid, 'CONNECT')"
+      " ORDER BY pg_database_size(oid) DESC, datname");
+  if (sizes.ok()) {
+    uint64_t rest = 0;
+    size_t more = 0;
+    for (const PgRow& r : *sizes) {
+      uint64_t n = std::strtoull(r[1].value_or("0").c_str(), nullptr, 10);
+      if (db.databases.size() < DatabaseObs::kMaxDatabasesListed)
+        db.databases.push_back({trim_for_message(r[0].value_or("?"), 128), n});
+      else
+        rest += n, ++more;
+    }
+    if (more) db.databases.push_back({"(" + std::to_string(more) + " more)", rest});
+  } else {
+    obs.error += (obs.error.empty() ? "" : "; ") + sizes.error().message;
+  }
+  // A copy of the cluster that wrote past the active stack's fork cannot
+  // follow it without pg_rewind: with pg_rewind allowed, replication.start
+  // rewinds it instead. Asked only of a stack that should follow.
+  const std::string& active = group_.active;
+  if (rewind_allowed() || active == name_ || !group_.wants_replica(name_) || streams) return;
+  auto source = group_.stacks.find(active);
+  if (source == group_.stacks.end()) return;
+  auto how = divergence_from(source->second);
+  if (how.ok() && !how->empty()) db.cannot_follow = *how + " (pg_rewind is off)";
 }
 
 // The stack of the group whose dsn has the host:port of `primary_conninfo`;
@@ -464,6 +531,53 @@ Status PostgresStackDriver::start_replication(const StackSpec& source) {
                    conninfo_subset(*src_kv, {"host", "hostaddr", "port", "user", "dbname",
                                              "sslmode", "sslrootcert"})};
   return replica ? reattach_replica(r) : reattach_primary(r);
+}
+
+// Issue 17 (postgres_driver.h): through the control command, resumable.
+Status PostgresStackDriver::bootstrap_replica(const StackSpec& source) {
+  if (!bootstrap_on())
+    return Refused(where_ + ": bootstrap is not enabled (set `bootstrap: basebackup`)");
+  if (source.name == name_) return Err(where_ + ": cannot bootstrap from itself");
+  const std::string data_dir = spec_.get("data_directory");
+  auto src_kv = parse_conninfo(source.get("dsn"));
+  if (!src_kv.ok()) return Err("stack " + source.name + " dsn: " + src_kv.error().message);
+  auto conninfo = replication_conninfo(source, *src_kv);
+  if (!conninfo.ok()) return conninfo.error();
+  auto tli = source_timeline(source);  // the source must be a primary
+  if (!tli.ok()) return tli.error();
+  // Running (not yet stopped by an earlier attempt): it must be the server
+  // of `data_directory`, and it keeps primary_conninfo in the *.conf files
+  // the control command carries over to the new data directory.
+  auto dir = session_.exec("SELECT current_setting('data_directory')", /*retry=*/false);
+  if (dir.ok()) {
+    const std::string running = dir->front()[0].value_or("");
+    if (running != data_dir)
+      return Refused(where_ + ": the server runs from " + trim_for_message(running) +
+                     " but the config says data_directory: " + data_dir + "; nothing was changed");
+    auto literal = session_.quote_literal(*conninfo);
+    if (!literal.ok()) return literal.error();
+    if (auto s = session_.exec("ALTER SYSTEM SET primary_conninfo = " + *literal); !s.ok())
+      return s.error();
+  }
+  session_.close();
+  const std::string from = conninfo_subset(
+      *src_kv, {"host", "hostaddr", "port", "user", "dbname", "sslmode", "sslrootcert"});
+  const auto t0 = clock_.now();
+  if (Status s = control_.bootstrap(data_dir, from + "application_name=" + conninfo_quote(name_));
+      !s.ok())
+    return s;
+  spdlog::info("{}: base backup of {} in place after {:.1f} s", where_, source.name,
+               ms_since(t0) / 1000);
+  if (Status s = wait_in_recovery("the bootstrap"); !s.ok()) return s;
+  const Reattach r{source, host_port(*src_kv), *tli, data_dir, from};
+  if (Status s = wait_attached(r); !s.ok()) return s;
+  // Only now, with the new replica streaming, may the old data go.
+  const bool keep = spec_.get("keep_old_data") == "true";
+  if (Status s = control_.bootstrap_finish(data_dir, keep); !s.ok()) return s;
+  note_ = keep ? "a replica of " + source.name + " now; the old data directory is kept beside " +
+                     data_dir + " (keep_old_data)"
+               : "a replica of " + source.name + " now; the old data directory was removed";
+  return Status::Ok();
 }
 
 // primary_conninfo for streaming from `source`: its host, hostaddr, port,

@@ -77,6 +77,19 @@
 // everything committed). Crash recovery first fsyncs the data directory:
 // recovery_init_sync_method = syncfs keeps that short on busy disks.
 //
+// Issue 17, stacks with `bootstrap: basebackup` (and `data_directory`,
+// `keep_old_data`) only. observe() also reads the marker of an interrupted
+// bootstrap beside the data directory (pg_read_file through the session,
+// else the control command's `bootstrap-state`; while the server is down,
+// the control command), and, unless the server streams, its databases and
+// their sizes and, with pg_rewind off, whether it diverged from the active
+// stack (DatabaseObs::cannot_follow). bootstrap_replica(source): the
+// running server must run from `data_directory`; primary_conninfo is set
+// (the command carries the *.conf files over), the control command's
+// `bootstrap` replaces the data and starts a standby, the driver waits for
+// streaming and replay as a re-attach does, and only then runs
+// `bootstrap-finish` (the old data removed or kept).
+//
 // Parts: postgres_session.h (libpq sessions, retry, authentication failures
 // as Error::config), postgres_wal.h (the timeline arithmetic, pure),
 // postgres_control.h (pg_ctl, pg_rewind, control_command; the data

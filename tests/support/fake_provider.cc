@@ -50,6 +50,25 @@ class FakeStackDriver : public StackDriver {
     me().timeline = src.timeline;
     return {};
   }
+  // A base backup of `source` (issue 17): resumable, so a stack down in an
+  // interrupted bootstrap is taken up; a stack down otherwise is not.
+  Status bootstrap_replica(const StackSpec& source) override {
+    std::lock_guard lock(w_.mu.m);
+    record("replication.bootstrap", source.name);
+    if (!me().up && me().bootstrap_phase.empty()) return down();
+    FakeStack& src = w_.stacks.at(group_).at(source.name);
+    if (!src.up || src.role != Role::primary) return Err(source.name + " is not an up primary");
+    FakeStack& m = me();
+    m.up = true;
+    m.role = Role::replica;
+    m.upstream = source.name;
+    m.lsn = src.lsn;
+    m.timeline = src.timeline;
+    m.cluster = src.cluster;
+    m.diverged = false;
+    m.bootstrap_phase.clear();
+    return {};
+  }
 
  private:
   FakeStack& me() { return w_.stacks.at(group_).at(stack_); }
@@ -120,9 +139,10 @@ GroupObs FakeWorld::observe(const std::string& group) {
   auto& stacks_of = stacks.at(group);
   if (instant_replay) {
     for (auto& [name, s] : stacks_of) {
-      if (!s.up || s.role != Role::replica || s.upstream.empty()) continue;
+      if (!s.up || s.role != Role::replica || s.upstream.empty() || s.diverged) continue;
       auto up = stacks_of.find(s.upstream);
-      if (up != stacks_of.end() && up->second.up && up->second.role == Role::primary)
+      if (up != stacks_of.end() && up->second.up && up->second.role == Role::primary &&
+          up->second.cluster == s.cluster)
         s.lsn = up->second.lsn;
     }
   }
@@ -135,11 +155,16 @@ GroupObs FakeWorld::observe(const std::string& group) {
     if (!s.upstream.empty()) db.upstream = s.upstream;
     if (s.role == Role::replica) {
       auto up = stacks_of.find(s.upstream);
-      db.streaming = up != stacks_of.end() && up->second.up && up->second.role == Role::primary;
+      db.streaming = up != stacks_of.end() && up->second.up && up->second.role == Role::primary &&
+                     up->second.cluster == s.cluster && !s.diverged;
     }
     db.lsn = s.lsn;
     db.timeline = s.timeline;
+    db.system_id = "sys" + std::to_string(s.cluster);
+    if (s.up && s.diverged) db.cannot_follow = "diverged from its upstream (fake)";
+    if (s.cluster != 1) db.databases = {{"other", 8192}};
     o.database = db;
+    if (!s.bootstrap_phase.empty()) o.bootstrap_phase = s.bootstrap_phase;
     if (!s.up) o.error = "connection refused";
     g.stacks[name] = o;
   }

@@ -36,6 +36,14 @@ struct FakeStack {
   std::string upstream;  // "" = replication stopped
   uint64_t lsn = 100;
   int64_t timeline = 1;
+  // Issue 17. Which PostgreSQL cluster the server is (its system
+  // identifier is "sys<cluster>"); a replica streams only from its own.
+  int cluster = 1;
+  // A copy of its cluster that wrote past its upstream's fork and cannot
+  // follow it (observed as DatabaseObs::cannot_follow while up).
+  bool diverged = false;
+  // An interrupted bootstrap's phase ("" = none); observed also while down.
+  std::string bootstrap_phase = "";
 };
 
 struct FakeTraffic {
@@ -160,6 +168,10 @@ class FaultyStackDriver : public StackDriver {
   Status start_replication(const StackSpec& s) override {
     if (auto e = faults_.next()) return *e;
     return inner_->start_replication(s);
+  }
+  Status bootstrap_replica(const StackSpec& s) override {
+    if (auto e = faults_.next()) return *e;
+    return inner_->bootstrap_replica(s);
   }
 
  private:
