@@ -251,21 +251,21 @@ Status look_up_address(InitStack& s, const std::string& record_type) {
   return Status::Ok();
 }
 
-bool zone_missing(const Error& e) { return e.permanent && !e.config; }
-
-// The longest suffix of the record that PowerDNS serves as a zone.
+// The longest suffix of the record that PowerDNS serves as a zone. A zone
+// the server lacks is an answer (PowerDnsZoneData::exists false), not an
+// error; an error (unreachable, the key refused) ends the search.
 void look_up_zone(InitFacts& f, const ProviderConfig& dns) {
   PowerDnsZones zones(dns);
   std::string candidate = f.record;
   for (size_t asked = 0; asked < kMaxZoneLookups; ++asked) {
     auto z = zones.read(candidate, ObservePass{});
-    if (z.ok()) {
-      f.zone = candidate;
-      f.zone_problem.clear();
+    if (!z.ok()) {
+      f.zone_problem = "looking it up failed: " + z.error().message;
       return;
     }
-    if (!zone_missing(z.error())) {
-      f.zone_problem = "looking it up failed: " + z.error().message;
+    if ((*z)->exists) {
+      f.zone = candidate;
+      f.zone_problem.clear();
       return;
     }
     std::string parent = parent_zone(candidate);

@@ -213,8 +213,10 @@ void traffic_notes(Writer& w, const InitFacts& f, const std::string& active) {
   if (!f.traffic.reachable) {
     if (f.zone_problem.empty())
       w.decide(6, rec + " could not be read (" + f.traffic.error + ")" +
-                      (f.traffic.config_error ? ": PowerDNS refused the API key" : "") +
-                      ". Run init again when PowerDNS answers.");
+                      (f.traffic.config_error
+                           ? ": fix what it names (the API key, server_id, the zone) and run "
+                             "init again."
+                           : ". Run init again when PowerDNS answers."));
     return;
   }
   std::string ttl = f.traffic.ttl ? ", TTL " + std::to_string(*f.traffic.ttl) : "";
