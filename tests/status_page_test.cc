@@ -369,3 +369,27 @@ TEST_CASE("with etcd the pages name each group's leader") {
   in.coordination_json.clear();
   CHECK(render_overview_page(in, "").find("<th>leader</th>") == std::string::npos);
 }
+
+TEST_CASE("an open journal row is in progress only within the pass running now") {
+  TempDir dir;
+  auto store = StateStore::open(dir.file("state.db"));
+  REQUIRE(store.ok());
+  Action a;
+  a.group = "shop";
+  a.kind = ActionKind::database_promote;
+  a.stack = "standby";
+  REQUIRE((*store)->begin(a, "c0ffee").ok());  // never finished: running, or its process died
+  PassReport rep = report_with({"shop"});
+  StatusPageInput in;
+  in.last = &rep;
+  in.store = store->get();
+  const std::string running = "in progress: database.promote standby";
+  // No pass running: a process died mid-action; the group is not shown busy.
+  CHECK(render_overview_page(in, "").find(running) == std::string::npos);
+  CHECK(render_group_page(in, "name=shop")->find("no end recorded") != std::string::npos);
+  in.pass_started = "2000-01-01T00:00:00Z";  // the row started in this pass
+  CHECK(render_overview_page(in, "").find(running) != std::string::npos);
+  CHECK(render_group_page(in, "name=shop")->find("Switch under way") != std::string::npos);
+  in.pass_started = "2999-01-01T00:00:00Z";  // a pass that began after it
+  CHECK(render_overview_page(in, "").find(running) == std::string::npos);
+}

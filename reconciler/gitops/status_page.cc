@@ -283,17 +283,21 @@ std::string traffic_text(const TrafficObs& t) {
   return s;
 }
 
-// Actions of each group open in the journal now ("traffic.wait fra"), from
-// the newest rows.
-std::map<std::string, std::string> running_actions(const StateStore* store) {
+// Actions of each group running now ("traffic.wait fra"): the group's
+// newest journal row, open, and started in the pass running now. An open
+// row from before it is an action whose process died (the journal shows it
+// as "no end recorded"), not one in progress.
+std::map<std::string, std::string> running_actions(const StatusPageInput& in) {
   std::map<std::string, std::string> out;
-  if (!store) return out;
-  auto rows = store->history(200);
-  if (!rows.ok()) return out;
+  if (!in.store || in.pass_started.empty()) return out;
+  const auto since = parse_time_ms(in.pass_started);
+  auto rows = in.store->history(200);
+  if (!since || !rows.ok()) return out;
   std::set<std::string> seen;
   for (const auto& r : *rows) {
     if (!seen.insert(r.group).second) continue;  // only the group's newest row counts
-    if (r.open) out[r.group] = r.kind + " " + r.stack;
+    const auto at = parse_time_ms(r.time);
+    if (r.open && at && *at >= *since) out[r.group] = r.kind + " " + r.stack;
   }
   return out;
 }
@@ -384,7 +388,7 @@ std::string render_overview_page(const StatusPageInput& in, const std::string& q
   const size_t page = page_number(query, "page");
   const size_t runs_page = page_number(query, "runs");
   Leaders leaders = parse_leaders(in.coordination_json);
-  auto running = running_actions(in.store);
+  auto running = running_actions(in);
   std::string m = pass_card(in);
   size_t total = 0, converged = 0;
   std::string rows;
@@ -575,7 +579,7 @@ std::optional<std::string> render_group_page(const StatusPageInput& in, const st
     if (it != in.last->observed->groups.end()) obs = &it->second;
   }
   Leaders leaders = parse_leaders(in.coordination_json);
-  auto running = running_actions(in.store);
+  auto running = running_actions(in);
   auto run = running.find(name);
   StateBadge b = badge(*g, run == running.end() ? "" : run->second);
 
