@@ -36,7 +36,10 @@ class H(http.server.BaseHTTPRequestHandler):
         pass
 http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
 EOF
-E2E_PIDS=$!
+# Its own variable: start_app and stop_app (lib.sh) reset E2E_PIDS, and the
+# server then outlived the test.
+HEALTH_PID=$!
+trap 'kill $HEALTH_PID 2>/dev/null; e2e_cleanup' EXIT
 health_up() { [[ $(curl -s -o /dev/null -w '%{http_code}' -m 1 "$HEALTH_URL") == 200 ]]; }
 check "the health endpoint answers" poll 10 health_up
 
@@ -68,7 +71,7 @@ FIRST=$(git -C "$ORIGIN" rev-parse main)
 
 start_app
 RUN_PID=
-trap 'kill $RUN_PID 2>/dev/null; e2e_cleanup' EXIT
+trap 'kill $RUN_PID $HEALTH_PID 2>/dev/null; e2e_cleanup' EXIT
 "$SF" run --repo "file://$ORIGIN" --interval 500ms --state "$DIR/run-state.db" >"$DIR/run.log" 2>&1 &
 RUN_PID=$!
 run_converged() { grep -q '^pass: .*no-changes' "$DIR/run.log"; }
