@@ -14,6 +14,7 @@
 #include <mutex>
 #include <sstream>
 
+#include "build_info.h"
 #include "config/host_policy.h"
 #include "config/loader.h"
 #include "config/secret.h"
@@ -469,6 +470,14 @@ struct GitopsSetup {
 
 // `for_run`: the loop of `run`, not the one pass of `reconcile`.
 void setup_gitops(const Options& o, GitopsSetup& g, bool for_run = false) {
+  // An empty value is what a systemd unit passes for a variable its
+  // EnvironmentFile does not set (${STACKFLIP_REPO}): say so, not "no such
+  // repository ''".
+  if (o.repo.empty())
+    throw Fatal(
+        "--repo is empty: expected a Git repository (a path, file://, https:// or ssh URL); "
+        "the packaged units take it from STACKFLIP_REPO in /etc/stackflip/env");
+  if (o.ref.empty()) throw Fatal("--ref is empty: expected a branch name, such as main");
   install_policy(o.host_config, o.allow_commands, true);
   if (o.require_signed && o.allowed_signers.empty() && o.gpg_keyring.empty())
     throw Fatal(
@@ -689,7 +698,217 @@ int cmd_status(const Options& o) {
   return 0;
 }
 
+// The command table (DESIGN.md "CLI"): every subcommand with its options.
+// run_cli() parses with it; visit_cli() hands it to the generator of the man
+// page and the bash completion (reconciler/doc/docgen.cc), so those are made
+// from the same table as --help. Option types name what completes: FILE and
+// DIR complete paths, {a,b} the choices.
+struct Command {
+  const char* name;
+  const char* description;
+  int (*run)(const Options&);
+  std::function<void(CLI::App&)> options;
+};
+
+struct Cli {
+  Options o;
+  CLI::App app{"stackflip — declarative, GitOps-style failover for pairs of stacks"};
+  std::vector<Command> commands;
+  std::vector<std::pair<CLI::App*, const Command*>> subs;
+  Cli();
+  Cli(const Cli&) = delete;  // the options capture `o` by reference
+  Cli& operator=(const Cli&) = delete;
+};
+
+Cli::Cli() {
+  app.require_subcommand(1);
+  app.set_version_flag("--version", version_line());
+  app.add_flag("-v,--verbose", o.verbose, "More log output on stderr (-vv for debug)");
+  app.add_option("--host-config", o.host_config,
+                 "Host policy: programs, secrets and endpoints a config may use (default "
+                 "$STACKFLIP_HOST_CONFIG, else /etc/stackflip/host.yaml)")
+      ->type_name("FILE");
+  app.add_option("--allow-command", o.allow_commands,
+                 "Also allow configs to run programs matching this absolute glob (repeatable)")
+      ->type_name("GLOB");
+
+  auto add_parallel_option = [&](CLI::App& c) {
+    c.add_option("--parallel", o.parallel,
+                 "Groups observed and applied at a time, 1 to 256 (default 32; host-side, never "
+                 "from the config)");
+  };
+  auto add_etcd_options = [&](CLI::App& c, bool run) {
+    c.add_option("--etcd", o.etcd.endpoints,
+                 "etcd client URLs, comma-separated: several instances share the groups");
+    c.add_option("--etcd-prefix", o.etcd.prefix, "Key prefix in etcd (default /stackflip/)");
+    c.add_option("--etcd-cacert", o.etcd.cacert, "CA bundle that verifies the etcd members")
+        ->type_name("FILE");
+    c.add_option("--etcd-cert", o.etcd.cert, "Client certificate for etcd (PEM)")
+        ->type_name("FILE");
+    c.add_option("--etcd-key", o.etcd.key, "Client key for etcd (PEM)")->type_name("FILE");
+    c.add_option("--etcd-user", o.etcd.user, "etcd user (with --etcd-password)");
+    c.add_option("--etcd-password", o.etcd.password,
+                 "Secret reference (${env:NAME}) of the password")
+        ->type_name("REF");
+    if (!run) return;
+    c.add_option("--instance", o.etcd.instance, "This instance's unique name (with --etcd)");
+    c.add_option("--site", o.etcd.site, "The site this instance runs in (default: --instance)");
+    c.add_option(
+        "--lease-ttl", o.etcd.lease_ttl,
+        "Leadership lease (default 5s): takeover time, and the longest an action may take");
+  };
+  auto add_gitops_options = [&](CLI::App& c) {
+    c.add_option("--repo", o.repo, "Git repository: path, file://, https:// or ssh URL")
+        ->required()
+        ->type_name("URL");
+    c.add_option("--ref", o.ref, "Branch (default main)");
+    c.add_option("--file", o.repo_file,
+                 "Config path inside the repository (default stackflip.yaml)");
+    c.add_option("--state", o.state,
+                 "State store (default $STACKFLIP_STATE_DIR/state.db or .stackflip/state.db)")
+        ->type_name("FILE");
+    c.add_option("--cache-dir", o.cache_dir, "Git cache folder (default next to the state store)")
+        ->type_name("DIR");
+    c.add_flag("--require-signed", o.require_signed, "Apply only commits signed by a trusted key");
+    c.add_flag("--allow-rewind", o.allow_rewind,
+               "Adopt once a head that does not descend from the commit in force (a force-push "
+               "that rolls back); later rewinds are refused again");
+    c.add_option("--allowed-signers", o.allowed_signers, "ssh-keygen allowed-signers file")
+        ->type_name("FILE");
+    c.add_option("--gpg-keyring", o.gpg_keyring, "OpenPGP keyring of trusted keys")
+        ->type_name("FILE");
+    c.add_option("--git-token", o.git_token, "HTTPS token as a secret reference (${env:NAME})")
+        ->type_name("REF");
+    c.add_option("--ssh-key", o.ssh_key, "SSH private key file (default: the SSH agent)")
+        ->type_name("FILE");
+    c.add_option("--commit-signing-key", o.commit_signing_key,
+                 "SSH private key that signs the commits of automatic failovers (ssh-keygen -Y "
+                 "sign); add its public key to --allowed-signers")
+        ->type_name("FILE");
+    c.add_option("--notify-url", o.notify_url,
+                 "Slack-compatible webhook URL (or ${env:NAME}) for applied/failed/blocked");
+    add_parallel_option(c);
+  };
+  commands = {
+      {"validate", "Check config files; every problem as file:line:col", cmd_validate,
+       [&](CLI::App& c) {
+         c.add_option("FILE", o.files, "Config files")->required()->type_name("FILE");
+       }},
+      {"observe", "Read the providers and print the observed state", cmd_observe,
+       [&](CLI::App& c) {
+         c.add_option("-c,--config", o.config, "Config file")->required()->type_name("FILE");
+         c.add_option("-o,--output", o.output, "text or json")
+             ->check(CLI::IsMember({"text", "json"}));
+         add_parallel_option(c);
+       }},
+      {"plan", "Show what apply would do (against live providers or a snapshot)", cmd_plan,
+       [&](CLI::App& c) {
+         c.add_option("-c,--config", o.config, "Config file")->required()->type_name("FILE");
+         c.add_option("--observed", o.observed,
+                      "Observed-state snapshot (JSON) instead of live providers")
+             ->type_name("FILE");
+         c.add_option("-o,--output", o.output, "text, json, markdown or html")
+             ->check(CLI::IsMember({"text", "json", "markdown", "html"}));
+         c.add_flag("--detailed-exitcode", o.detailed_exitcode,
+                    "Exit 0 no changes, 2 changes, 3 a step is blocked");
+         c.add_option("--out", o.out_plan, "Also save the plan as JSON for `apply PLAN`")
+             ->type_name("FILE");
+         add_parallel_option(c);
+       }},
+      {"apply", "Plan and apply, one checked step at a time", cmd_apply,
+       [&](CLI::App& c) {
+         c.add_option("-c,--config", o.config, "Config file")->required()->type_name("FILE");
+         c.add_option("PLAN", o.plan_file, "A plan saved with `plan --out`")->type_name("FILE");
+         c.add_flag("--auto-approve", o.auto_approve, "Do not ask for confirmation");
+         c.add_option("--state", o.state,
+                      "State store (default $STACKFLIP_STATE_DIR/state.db or .stackflip/state.db)")
+             ->type_name("FILE");
+         add_parallel_option(c);
+       }},
+      {"init", "Discover an existing pair and write a first config (exit 2: decide first)",
+       cmd_init,
+       [&](CLI::App& c) {
+         c.add_option("--postgres", o.init.postgres, "A server's DSN, one per stack (repeat)")
+             ->type_name("DSN")
+             ->required();
+         c.add_option("--powerdns", o.init.powerdns_url, "PowerDNS API URL")
+             ->type_name("URL")
+             ->required();
+         c.add_option("--api-key", o.init.api_key, "Secret reference (${env:NAME}) of its key")
+             ->type_name("REF")
+             ->required();
+         c.add_option("--record", o.init.record, "The record pointing at the active stack")
+             ->type_name("NAME")
+             ->required();
+         c.add_option("--record-type", o.init.record_type, "A (default) or AAAA");
+         c.add_option("--zone", o.init.zone, "Its zone (default: looked up)");
+         c.add_option("--name", o.init.names, "Stack names, one per --postgres (default: hosts)");
+         c.add_option("--address", o.init.addresses,
+                      "Traffic addresses, one per --postgres (default: the DSN's host)");
+         c.add_option("--password", o.init.password,
+                      "Secret reference (${env:NAME}) of the database password")
+             ->type_name("REF");
+         c.add_option("--group", o.init.group, "Group name (default: the record's first label)");
+         c.add_option("--schema", o.init.schema, "Schema URL or path for the modeline");
+       }},
+      {"reconcile", "One GitOps pass: fetch, verify, load, observe, plan, apply, record",
+       cmd_reconcile,
+       [&](CLI::App& c) {
+         add_gitops_options(c);
+         c.add_option("-o,--output", o.output, "Pass summary: text or json (the /status JSON)")
+             ->check(CLI::IsMember({"text", "json"}));
+       }},
+      {"run", "The periodic reconcile job with webhook, SIGHUP and an HTTP endpoint", cmd_run,
+       [&](CLI::App& c) {
+         add_gitops_options(c);
+         c.add_option("--interval", o.interval, "Time between passes (30s, 5m, ...)")
+             ->type_name("DURATION");
+         c.add_option("--jitter", o.jitter, "Random extra delay, fraction of the interval")
+             ->check(CLI::Range(0.0, 1.0));
+         c.add_option("--listen", o.listen, "HTTP endpoint, e.g. 127.0.0.1:9090")
+             ->type_name("ADDRESS");
+         c.add_option("--webhook-secret", o.webhook_secret,
+                      "Secret reference (${env:NAME}) for POST /webhook signatures (GitHub)");
+         c.add_option("--gitlab-webhook-token", o.gitlab_webhook_token,
+                      "Secret reference (${env:NAME}) that GitLab sends as X-Gitlab-Token");
+         c.add_option("--api-token", o.api_token,
+                      "Secret reference (${env:NAME}): /status and /observed need "
+                      "\"Authorization: Bearer <token>\"");
+         c.add_option("--webhook-listen", o.webhook_listen,
+                      "Serve /webhook on this address only (e.g. 0.0.0.0:9443), not on --listen");
+         add_etcd_options(c, true);
+       }},
+      {"status", "Show the commit in force, the last good run and recent runs", cmd_status,
+       [&](CLI::App& c) {
+         c.add_option("--state", o.state, "State store")->type_name("FILE");
+         c.add_option("-n,--limit", o.limit, "How many runs")->default_val(10);
+         add_etcd_options(c, false);
+       }},
+      {"history", "Show the journal of applied actions", cmd_history,
+       [&](CLI::App& c) {
+         c.add_option("--state", o.state, "State store")->type_name("FILE");
+         c.add_option("-n,--limit", o.limit, "How many entries");
+         c.add_option("--group", o.group, "Only this group");
+         add_etcd_options(c, false);
+       }},
+  };
+  for (const auto& c : commands) {
+    CLI::App* sub = app.add_subcommand(c.name, c.description);
+    c.options(*sub);
+    subs.emplace_back(sub, &c);
+  }
+}
+
 }  // namespace
+
+std::string version_line() {
+  return std::string("stackflip ") + STACKFLIP_VERSION + " (commit " + build_commit() + ")";
+}
+
+void visit_cli(const std::function<void(const CLI::App&)>& visit) {
+  Cli cli;
+  visit(cli.app);
+}
 
 int run_cli(int argc, char** argv) {
   RedactingBuf out_buf(std::cout.rdbuf()), err_buf(std::cerr.rdbuf());
@@ -709,165 +928,9 @@ int run_cli(int argc, char** argv) {
   spdlog::set_pattern("%l: %v");
   spdlog::set_level(spdlog::level::warn);
 
-  CLI::App app{"stackflip — declarative, GitOps-style failover for pairs of stacks"};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", STACKFLIP_VERSION);
-  Options o;
-  app.add_flag("-v,--verbose", o.verbose, "More log output on stderr (-vv for debug)");
-  app.add_option("--host-config", o.host_config,
-                 "Host policy: programs, secrets and endpoints a config may use (default "
-                 "$STACKFLIP_HOST_CONFIG, else /etc/stackflip/host.yaml)");
-  app.add_option("--allow-command", o.allow_commands,
-                 "Also allow configs to run programs matching this absolute glob (repeatable)");
-
-  auto add_parallel_option = [&](CLI::App& c) {
-    c.add_option("--parallel", o.parallel,
-                 "Groups observed and applied at a time, 1 to 256 (default 32; host-side, never "
-                 "from the config)");
-  };
-  auto add_etcd_options = [&](CLI::App& c, bool run) {
-    c.add_option("--etcd", o.etcd.endpoints,
-                 "etcd client URLs, comma-separated: several instances share the groups");
-    c.add_option("--etcd-prefix", o.etcd.prefix, "Key prefix in etcd (default /stackflip/)");
-    c.add_option("--etcd-cacert", o.etcd.cacert, "CA bundle that verifies the etcd members");
-    c.add_option("--etcd-cert", o.etcd.cert, "Client certificate for etcd (PEM)");
-    c.add_option("--etcd-key", o.etcd.key, "Client key for etcd (PEM)");
-    c.add_option("--etcd-user", o.etcd.user, "etcd user (with --etcd-password)");
-    c.add_option("--etcd-password", o.etcd.password,
-                 "Secret reference (${env:NAME}) of the password");
-    if (!run) return;
-    c.add_option("--instance", o.etcd.instance, "This instance's unique name (with --etcd)");
-    c.add_option("--site", o.etcd.site, "The site this instance runs in (default: --instance)");
-    c.add_option(
-        "--lease-ttl", o.etcd.lease_ttl,
-        "Leadership lease (default 5s): takeover time, and the longest an action may take");
-  };
-  auto add_gitops_options = [&](CLI::App& c) {
-    c.add_option("--repo", o.repo, "Git repository: path, file://, https:// or ssh URL")
-        ->required();
-    c.add_option("--ref", o.ref, "Branch (default main)");
-    c.add_option("--file", o.repo_file,
-                 "Config path inside the repository (default stackflip.yaml)");
-    c.add_option("--state", o.state,
-                 "State store (default $STACKFLIP_STATE_DIR/state.db or .stackflip/state.db)");
-    c.add_option("--cache-dir", o.cache_dir, "Git cache folder (default next to the state store)");
-    c.add_flag("--require-signed", o.require_signed, "Apply only commits signed by a trusted key");
-    c.add_flag("--allow-rewind", o.allow_rewind,
-               "Adopt once a head that does not descend from the commit in force (a force-push "
-               "that rolls back); later rewinds are refused again");
-    c.add_option("--allowed-signers", o.allowed_signers, "ssh-keygen allowed-signers file");
-    c.add_option("--gpg-keyring", o.gpg_keyring, "OpenPGP keyring of trusted keys");
-    c.add_option("--git-token", o.git_token, "HTTPS token as a secret reference (${env:NAME})");
-    c.add_option("--ssh-key", o.ssh_key, "SSH private key file (default: the SSH agent)");
-    c.add_option("--commit-signing-key", o.commit_signing_key,
-                 "SSH private key that signs the commits of automatic failovers (ssh-keygen -Y "
-                 "sign); add its public key to --allowed-signers");
-    c.add_option("--notify-url", o.notify_url,
-                 "Slack-compatible webhook URL (or ${env:NAME}) for applied/failed/blocked");
-    add_parallel_option(c);
-  };
-  struct Command {
-    const char* name;
-    const char* description;
-    int (*run)(const Options&);
-    std::function<void(CLI::App&)> options;
-  };
-  const std::vector<Command> commands = {
-      {"validate", "Check config files; every problem as file:line:col", cmd_validate,
-       [&](CLI::App& c) { c.add_option("FILE", o.files, "Config files")->required(); }},
-      {"observe", "Read the providers and print the observed state", cmd_observe,
-       [&](CLI::App& c) {
-         c.add_option("-c,--config", o.config, "Config file")->required();
-         c.add_option("-o,--output", o.output, "text or json")
-             ->check(CLI::IsMember({"text", "json"}));
-         add_parallel_option(c);
-       }},
-      {"plan", "Show what apply would do (against live providers or a snapshot)", cmd_plan,
-       [&](CLI::App& c) {
-         c.add_option("-c,--config", o.config, "Config file")->required();
-         c.add_option("--observed", o.observed,
-                      "Observed-state snapshot (JSON) instead of live providers");
-         c.add_option("-o,--output", o.output, "text, json, markdown or html")
-             ->check(CLI::IsMember({"text", "json", "markdown", "html"}));
-         c.add_flag("--detailed-exitcode", o.detailed_exitcode,
-                    "Exit 0 no changes, 2 changes, 3 a step is blocked");
-         c.add_option("--out", o.out_plan, "Also save the plan as JSON for `apply PLAN`");
-         add_parallel_option(c);
-       }},
-      {"apply", "Plan and apply, one checked step at a time", cmd_apply,
-       [&](CLI::App& c) {
-         c.add_option("-c,--config", o.config, "Config file")->required();
-         c.add_option("PLAN", o.plan_file, "A plan saved with `plan --out`");
-         c.add_flag("--auto-approve", o.auto_approve, "Do not ask for confirmation");
-         c.add_option("--state", o.state,
-                      "State store (default $STACKFLIP_STATE_DIR/state.db or .stackflip/state.db)");
-         add_parallel_option(c);
-       }},
-      {"init", "Discover an existing pair and write a first config (exit 2: decide first)",
-       cmd_init,
-       [&](CLI::App& c) {
-         c.add_option("--postgres", o.init.postgres, "A server's DSN, one per stack (repeat)")
-             ->required();
-         c.add_option("--powerdns", o.init.powerdns_url, "PowerDNS API URL")->required();
-         c.add_option("--api-key", o.init.api_key, "Secret reference (${env:NAME}) of its key")
-             ->required();
-         c.add_option("--record", o.init.record, "The record pointing at the active stack")
-             ->required();
-         c.add_option("--record-type", o.init.record_type, "A (default) or AAAA");
-         c.add_option("--zone", o.init.zone, "Its zone (default: looked up)");
-         c.add_option("--name", o.init.names, "Stack names, one per --postgres (default: hosts)");
-         c.add_option("--address", o.init.addresses,
-                      "Traffic addresses, one per --postgres (default: the DSN's host)");
-         c.add_option("--password", o.init.password,
-                      "Secret reference (${env:NAME}) of the database password");
-         c.add_option("--group", o.init.group, "Group name (default: the record's first label)");
-         c.add_option("--schema", o.init.schema, "Schema URL or path for the modeline");
-       }},
-      {"reconcile", "One GitOps pass: fetch, verify, load, observe, plan, apply, record",
-       cmd_reconcile,
-       [&](CLI::App& c) {
-         add_gitops_options(c);
-         c.add_option("-o,--output", o.output, "Pass summary: text or json (the /status JSON)")
-             ->check(CLI::IsMember({"text", "json"}));
-       }},
-      {"run", "The periodic reconcile job with webhook, SIGHUP and an HTTP endpoint", cmd_run,
-       [&](CLI::App& c) {
-         add_gitops_options(c);
-         c.add_option("--interval", o.interval, "Time between passes (30s, 5m, ...)");
-         c.add_option("--jitter", o.jitter, "Random extra delay, fraction of the interval")
-             ->check(CLI::Range(0.0, 1.0));
-         c.add_option("--listen", o.listen, "HTTP endpoint, e.g. 127.0.0.1:9090");
-         c.add_option("--webhook-secret", o.webhook_secret,
-                      "Secret reference (${env:NAME}) for POST /webhook signatures (GitHub)");
-         c.add_option("--gitlab-webhook-token", o.gitlab_webhook_token,
-                      "Secret reference (${env:NAME}) that GitLab sends as X-Gitlab-Token");
-         c.add_option("--api-token", o.api_token,
-                      "Secret reference (${env:NAME}): /status and /observed need "
-                      "\"Authorization: Bearer <token>\"");
-         c.add_option("--webhook-listen", o.webhook_listen,
-                      "Serve /webhook on this address only (e.g. 0.0.0.0:9443), not on --listen");
-         add_etcd_options(c, true);
-       }},
-      {"status", "Show the commit in force, the last good run and recent runs", cmd_status,
-       [&](CLI::App& c) {
-         c.add_option("--state", o.state, "State store");
-         c.add_option("-n,--limit", o.limit, "How many runs")->default_val(10);
-         add_etcd_options(c, false);
-       }},
-      {"history", "Show the journal of applied actions", cmd_history,
-       [&](CLI::App& c) {
-         c.add_option("--state", o.state, "State store");
-         c.add_option("-n,--limit", o.limit, "How many entries");
-         c.add_option("--group", o.group, "Only this group");
-         add_etcd_options(c, false);
-       }},
-  };
-  std::vector<std::pair<CLI::App*, const Command*>> subs;
-  for (const auto& c : commands) {
-    CLI::App* sub = app.add_subcommand(c.name, c.description);
-    c.options(*sub);
-    subs.emplace_back(sub, &c);
-  }
+  Cli cli;
+  Options& o = cli.o;
+  CLI::App& app = cli.app;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -882,7 +945,7 @@ int run_cli(int argc, char** argv) {
   if (o.verbose == 1) spdlog::set_level(spdlog::level::info);
   if (o.verbose >= 2) spdlog::set_level(spdlog::level::debug);
   try {
-    for (const auto& [sub, c] : subs)
+    for (const auto& [sub, c] : cli.subs)
       if (sub->parsed()) return c->run(o);
   } catch (const Fatal& f) {
     std::string msg = f.what();
