@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything stackflip needs to build and test on Debian 12.
+# Install everything stackflip needs to build and test on Debian 12 (with
+# --build: only what building it and its Debian package needs).
 # Idempotent; run as root (or through sudo). Quiet: the apt output goes to a
 # log file, one summary line is printed, the log tail only on failure.
 #
@@ -10,14 +11,24 @@
 set -euo pipefail
 
 LOG=${INSTALL_DEPS_LOG:-${TMPDIR:-/tmp}/stackflip-install-deps.log}
-PACKAGES=(
+# What building the binary and its Debian package takes (--build: only
+# these; scripts/build-deb.sh).
+BUILD_PACKAGES=(
   # build tools
   g++ cmake ninja-build pkg-config git
-  # fuzzing (tests/fuzz/README.md): clang and its libFuzzer/sanitizer runtimes
-  clang libclang-rt-14-dev
   # libraries
   libyaml-cpp-dev libgit2-dev libcurl4-openssl-dev rapidjson-dev libspdlog-dev libfmt-dev
-  catch2 libpq-dev libsqlite3-dev libcli11-dev libcpp-httplib-dev libssl-dev libbenchmark-dev
+  libpq-dev libsqlite3-dev libcli11-dev libcpp-httplib-dev libssl-dev
+  # the package (issue 18): cpack's DEB generator computes the dependencies
+  # with dpkg-shlibdeps (dpkg-dev) and finds the binaries with file
+  dpkg-dev file
+)
+PACKAGES=(
+  "${BUILD_PACKAGES[@]}"
+  # tests and benchmarks
+  catch2 libbenchmark-dev
+  # fuzzing (tests/fuzz/README.md): clang and its libFuzzer/sanitizer runtimes
+  clang libclang-rt-14-dev
   # servers and tools for the harness and the e2e tests
   # (curl and python3: the harness uses them for API readiness and port checks)
   postgresql-15 postgresql-client-15 pdns-server pdns-backend-sqlite3 sqlite3 dnsutils
@@ -39,7 +50,18 @@ PACKAGES=(
   # checks its DOM (issue 16); cmark-gfm renders the pull-request plan as
   # GitHub does, for render tests of its tables and sections
   chromium cmark-gfm
+  # package_e2e.sh installs the package and checks it as an operator would
+  # (issue 18): lintian, the man page (man-db), the completion as
+  # bash-completion loads it, systemd-analyze verify of the units, adduser
+  # for its postinst; python3-yaml reads the CI examples' jobs to run them
+  lintian man-db bash-completion systemd adduser python3-yaml
 )
+if [[ ${1:-} == --build ]]; then
+  PACKAGES=("${BUILD_PACKAGES[@]}")
+elif [[ -n ${1:-} ]]; then
+  echo "usage: install-deps.sh [--build]" >&2
+  exit 1
+fi
 
 SUDO=()
 if [[ $EUID -ne 0 ]]; then
@@ -98,7 +120,10 @@ APT_OPTS=(-o DPkg::Lock::Timeout=300 -o Dpkg::Options::=--force-confdef -o Dpkg:
 } >>"$LOG" 2>&1
 
 missing=()
-for t in /usr/lib/postgresql/15/bin/postgres /usr/sbin/pgbouncer pdns_server pdnsutil dig sqlite3 /usr/bin/etcd /usr/bin/etcdctl cmake ninja curl python3; do
+tools=(cmake ninja cpack dpkg-shlibdeps file)
+[[ ${1:-} == --build ]] || tools+=(/usr/lib/postgresql/15/bin/postgres /usr/sbin/pgbouncer pdns_server
+  pdnsutil dig sqlite3 /usr/bin/etcd /usr/bin/etcdctl curl python3 lintian man systemd-analyze)
+for t in "${tools[@]}"; do
   command -v "$t" >/dev/null || missing+=("$t")
 done
 ((${#missing[@]} == 0)) || fail "still missing after install: ${missing[*]}"
