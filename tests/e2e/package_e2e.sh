@@ -45,6 +45,8 @@ package_cleanup() {
   [[ -z $RUN_PID ]] || kill "$RUN_PID" 2>/dev/null
   rm -f /tmp/stackflip.deb  # what the CI examples download
   if ((installed)); then
+    # The user is the package's, made by this test: whatever runs as it is ours.
+    pkill -u stackflip 2>/dev/null && sleep 1
     dpkg --purge stackflip >/dev/null 2>&1
     getent passwd stackflip >/dev/null && deluser --system stackflip >/dev/null 2>&1
     getent group stackflip >/dev/null && delgroup --system stackflip >/dev/null 2>&1
@@ -157,7 +159,7 @@ sed -i "s|^STACKFLIP_REPO=.*|STACKFLIP_REPO=$OPS|; s|^#PDNS_API_KEY=.*|PDNS_API_
 # Environment= and EnvironmentFile= (plain KEY=VALUE lines, no expansion),
 # then ExecStart with ${X} as one word and $X split at whitespace, as the
 # stackflip user. (No systemd runs here to start the unit itself.)
-run_unit() { # UNIT: exit code of its ExecStart
+run_unit() { # UNIT: runs its ExecStart; call it as (run_unit UNIT) or run_unit UNIT &
   local unit=/lib/systemd/system/$1 envs=() line
   while IFS= read -r line; do
     [[ $line =~ ^[A-Za-z_][A-Za-z0-9_]*= ]] && envs+=("$line")
@@ -165,10 +167,13 @@ run_unit() { # UNIT: exit code of its ExecStart
   envs+=("$(sed -n 's/^Environment=//p' "$unit")")
   sed -n 's/^ExecStart=//p' "$unit" | sed -E 's/\$\{([A-Za-z_]+)\}/"${\1}"/g' >"$DIR/exec.line"
   chmod 644 "$DIR/exec.line"
-  runuser -u stackflip -- env -i PATH=/usr/bin:/bin HOME=/var/lib/stackflip "${envs[@]}" \
+  # Called in a subshell, which becomes stackflip itself (exec, and setpriv
+  # execs where runuser would fork): `run_unit X &` gives its pid in $!.
+  exec setpriv --reuid=stackflip --regid=stackflip --init-groups \
+    env -i PATH=/usr/bin:/bin HOME=/var/lib/stackflip "${envs[@]}" \
     bash -c 'set -f; eval "exec $(cat "$1")"' _ "$DIR/exec.line"
 }
-run_unit stackflip-reconcile.service >"$DIR/r1.out" 2>&1
+(run_unit stackflip-reconcile.service) >"$DIR/r1.out" 2>&1
 rc=$?
 check_eq "reconcile unit as stackflip: converged pair, exit 0" 0 "$rc" || cat "$DIR/r1.out"
 check "  it read the commit and found nothing to do" grep -qi 'no changes\|converged' "$DIR/r1.out"
@@ -181,7 +186,7 @@ curl -sS -m 5 -o /dev/null -X PATCH -H "X-API-Key: $PDNS_API_KEY" -H 'Content-Ty
   "$PDNS_API_URL/api/v1/servers/localhost/zones/$ZONE" --data \
   "{\"rrsets\":[{\"name\":\"$RECORD\",\"type\":\"A\",\"ttl\":60,\"changetype\":\"REPLACE\",\"records\":[{\"content\":\"$PG2_HOST\",\"disabled\":false}]}]}"
 check_eq "the record now points at the standby (by hand)" "$PG2_HOST" "$(dns_answer)"
-run_unit stackflip-reconcile.service >"$DIR/r2.out" 2>&1
+(run_unit stackflip-reconcile.service) >"$DIR/r2.out" 2>&1
 rc=$?
 check_eq "reconcile unit as stackflip: the drift corrected, exit 0" 0 "$rc" || cat "$DIR/r2.out"
 check_eq "the record points at the active stack again" "$PG1_HOST" "$(dns_answer)"
@@ -190,7 +195,7 @@ check "history as stackflip: traffic.switch journaled" grep -q 'traffic.switch' 
 
 # Without the repository set, the unit says what is missing.
 sed -i 's|^STACKFLIP_REPO=.*|STACKFLIP_REPO=|' /etc/stackflip/env
-run_unit stackflip-reconcile.service >"$DIR/r3.out" 2>&1
+(run_unit stackflip-reconcile.service) >"$DIR/r3.out" 2>&1
 check_eq "STACKFLIP_REPO unset: exit 1" 1 "$?"
 check "  naming STACKFLIP_REPO in /etc/stackflip/env" grep -q 'STACKFLIP_REPO in /etc/stackflip/env' "$DIR/r3.out"
 sed -i "s|^STACKFLIP_REPO=.*|STACKFLIP_REPO=$OPS|" /etc/stackflip/env
@@ -228,8 +233,8 @@ s = http.server.HTTPServer(("127.0.0.1", 0), H)
 open(sys.argv[1], "w").write(str(s.server_address[1]))
 s.serve_forever()
 PY
-python3 "$DIR/notes.py" "$DIR/notes.port" "$DIR/note.md" &
-E2E_PIDS="$E2E_PIDS $!"
+python3 "$DIR/notes.py" "$DIR/notes.port" "$DIR/note.md" >"$DIR/notes.log" 2>&1 &
+E2E_PIDS="${E2E_PIDS:-} $!"
 poll 10 test -s "$DIR/notes.port"
 job_lines() { # FILE PYTHON-EXPRESSION: a job's shell lines, apt-get left out but for the .deb
   /usr/bin/python3 -c '
