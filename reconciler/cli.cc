@@ -1,5 +1,6 @@
 #include "cli.h"
 
+#include <pwd.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -135,7 +136,26 @@ std::string default_state_path() {
   return ".stackflip/state.db";
 }
 
+// Root working on another user's state store (the packaged units' store in
+// /var/lib/stackflip belongs to the stackflip user) would leave files of
+// root's beside it, SQLite's -wal and -shm, the lock, the Git cache, which
+// the service then cannot open. Refused, naming the user to run as.
+void refuse_foreign_store_as_root(const std::string& path) {
+  if (::geteuid() != 0) return;
+  struct stat st {};
+  auto slash = path.rfind('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  if (::stat(path.c_str(), &st) != 0 && ::stat(dir.c_str(), &st) != 0) return;
+  if (st.st_uid == 0) return;
+  const passwd* pw = ::getpwuid(st.st_uid);
+  std::string user = pw ? pw->pw_name : std::to_string(st.st_uid);
+  throw Fatal(path + " belongs to user " + user +
+              ", not root: run stackflip as that user (runuser -u " + user +
+              " -- stackflip ...), so the files it creates stay that user's");
+}
+
 std::unique_ptr<StateStore> open_state_store(const std::string& path) {
+  refuse_foreign_store_as_root(path);
   auto slash = path.rfind('/');
   if (slash != std::string::npos) {
     std::string dir = path.substr(0, slash);

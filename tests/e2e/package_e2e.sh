@@ -193,6 +193,19 @@ check_eq "the record points at the active stack again" "$PG1_HOST" "$(dns_answer
 hist=$(runuser -u stackflip -- env STACKFLIP_STATE_DIR=/var/lib/stackflip /usr/bin/stackflip history 2>&1)
 check "history as stackflip: traffic.switch journaled" grep -q 'traffic.switch' <<<"$hist"
 
+# Two mistakes an operator makes: looking at the state as root, which
+# would leave root's files in the service's store, and a host policy the
+# service cannot read.
+STACKFLIP_STATE_DIR=/var/lib/stackflip /usr/bin/stackflip status >"$DIR/root-status.out" 2>&1
+check_eq "status as root on the stackflip user's store: exit 1" 1 "$?"
+check "  naming the user to run as" grep -q 'belongs to user stackflip, not root: run stackflip as that user (runuser -u stackflip' "$DIR/root-status.out"
+check_eq "  nothing of root's left in the store" "" "$(find /var/lib/stackflip -user root)"
+chmod 0600 /etc/stackflip/host.yaml
+(run_unit stackflip-reconcile.service) >"$DIR/r4.out" 2>&1
+check_eq "host.yaml unreadable to the service: exit 1" 1 "$?"
+check "  naming the file" grep -q '/etc/stackflip/host.yaml' "$DIR/r4.out" || cat "$DIR/r4.out"
+chmod 0644 /etc/stackflip/host.yaml
+
 # Without the repository set, the unit says what is missing.
 sed -i 's|^STACKFLIP_REPO=.*|STACKFLIP_REPO=|' /etc/stackflip/env
 (run_unit stackflip-reconcile.service) >"$DIR/r3.out" 2>&1
