@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <string>
 
@@ -55,7 +56,10 @@ struct Scratch {
     char tmpl[] = "/tmp/stackflip-policy-XXXXXX";
     dir = ::mkdtemp(tmpl);
   }
-  ~Scratch() { std::system(("rm -rf " + dir).c_str()); }
+  ~Scratch() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
   std::string write(const std::string& name, const std::string& text) {
     std::string path = dir + "/" + name;
     std::ofstream(path) << text;

@@ -88,10 +88,11 @@ std::string read(const std::string& path) {
 // A client holding a transaction open through PgBouncer for `seconds`
 // (psql in the background); its output in `out`.
 void hold_transaction(double seconds, const std::string& out) {
-  std::system(("(PGCONNECT_TIMEOUT=5 " + env("PG_BIN") + "/psql -X -qAt '" + client_dsn() +
-               "' -c 'BEGIN' -c 'SELECT pg_sleep(" + std::to_string(seconds) + ")' -c 'COMMIT' >" +
-               out + " 2>&1 &)")
-                  .c_str());
+  // The subshell backgrounds psql: system() returns at once, 0 unless no shell ran.
+  REQUIRE(std::system(("(PGCONNECT_TIMEOUT=5 " + env("PG_BIN") + "/psql -X -qAt '" + client_dsn() +
+                       "' -c 'BEGIN' -c 'SELECT pg_sleep(" + std::to_string(seconds) +
+                       ")' -c 'COMMIT' >" + out + " 2>&1 &)")
+                          .c_str()) == 0);
   // Until PgBouncer has given it a server connection (SHOW POOLS sv_active).
   const std::string busy = "PGPASSWORD=" + env("PGB_ADMIN_PASSWORD") + " " + env("PG_BIN") +
                            "/psql -X -qA '" + env("PGB_ADMIN_DSN") +
@@ -172,9 +173,9 @@ TEST_CASE("pgbouncer pause waits for an open transaction, then holds clients unt
 
   // A client now waits, and gets its answer once resumed: a pause, no error.
   const std::string waiting = env("HARNESS_DIR") + "/pgb-waiting.out";
-  std::system(("(" + env("PG_BIN") + "/psql -X -qAt '" + client_dsn() + "' -c 'SELECT 42' >" +
-               waiting + " 2>&1 &)")
-                  .c_str());
+  REQUIRE(std::system(("(" + env("PG_BIN") + "/psql -X -qAt '" + client_dsn() +
+                       "' -c 'SELECT 42' >" + waiting + " 2>&1 &)")
+                          .c_str()) == 0);
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   CHECK(read(waiting).empty());
   REQUIRE(d->resume().message() == "");
