@@ -559,7 +559,10 @@ Status Applier::wait_for_resolvers(const GroupSpec& g, const Action& a, const Ap
     auto switched = log_->last_ok(g.name, ActionKind::traffic_switch);
     if (lowered && (!switched || switched->ms_ago > lowered->ms_ago)) {
       const int64_t prev = previous_ttl_ms(lowered->detail).value_or(a.wait_ms);
-      left = prev - lowered->ms_ago;
+      // + 2 ms: the journal and SQLite's clock read whole milliseconds, so
+      // ms_ago can exceed the time that passed by up to about 1 ms; the
+      // wait must never come out short of the previous TTL.
+      left = prev - lowered->ms_ago + 2;
       since = "the TTL was lowered " + fixed(static_cast<double>(lowered->ms_ago) / 1000, 1) +
               " s ago from " + std::to_string(prev / 1000) + " s";
     }
