@@ -98,15 +98,6 @@ std::string dsn_value(const Conninfo& c, const std::string& key) {
   return "";
 }
 
-std::string quote_conninfo_value(const std::string& v) {
-  std::string out = "'";
-  for (char c : v) {
-    if (c == '\'' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "'";
-}
-
 // Checks one --postgres and fills the stack's dsn and password.
 Status prepare_dsn(const std::string& flag, const std::string& dsn, InitStack& s, Conninfo& info) {
   if (!valid_utf8(dsn)) return Err(flag + ": the DSN is not valid UTF-8");

@@ -94,4 +94,13 @@ std::vector<std::string> dsn_endpoints(const std::string& dsn) {
   return c.ok() ? c->endpoints : std::vector<std::string>{};
 }
 
+std::string quote_conninfo_value(const std::string& v) {
+  std::string out = "'";
+  for (char c : v) {
+    if (c == '\'' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "'";
+}
+
 }  // namespace stackflip

@@ -32,4 +32,8 @@ std::vector<std::string> dsn_endpoints(const std::string& dsn);
 // PGSSLROOTCERT, ... in stackflip's environment).
 bool dsn_keyword_allowed(const std::string& keyword);
 
+// A conninfo value quoted for a key=value DSN: 'value', with \ and '
+// escaped, so any value (spaces, quotes) stays one value.
+std::string quote_conninfo_value(const std::string& v);
+
 }  // namespace stackflip

@@ -71,22 +71,12 @@ bool same_endpoint(const HostPort& a, const HostPort& b) {
   return iequals(a.host, b.host) && a.port == b.port;
 }
 
-// Quotes a conninfo value: 'value' with \ and ' escaped.
-std::string conninfo_quote(const std::string& v) {
-  std::string out = "'";
-  for (char c : v) {
-    if (c == '\'' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "'";
-}
-
 // "k='v' " for each of `keys` set in `kv`.
 std::string conninfo_subset(const ConnKv& kv, std::initializer_list<const char*> keys) {
   std::string c;
   for (const char* k : keys) {
     auto it = kv.find(k);
-    if (it != kv.end()) c += std::string(k) + "=" + conninfo_quote(it->second) + " ";
+    if (it != kv.end()) c += std::string(k) + "=" + quote_conninfo_value(it->second) + " ";
   }
   return c;
 }
@@ -563,7 +553,8 @@ Status PostgresStackDriver::bootstrap_replica(const StackSpec& source) {
   const std::string from = conninfo_subset(
       *src_kv, {"host", "hostaddr", "port", "user", "dbname", "sslmode", "sslrootcert"});
   const auto t0 = clock_.now();
-  if (Status s = control_.bootstrap(data_dir, from + "application_name=" + conninfo_quote(name_));
+  if (Status s =
+          control_.bootstrap(data_dir, from + "application_name=" + quote_conninfo_value(name_));
       !s.ok())
     return s;
   spdlog::info("{}: base backup of {} in place after {:.1f} s", where_, source.name,
@@ -587,7 +578,7 @@ Result<std::string> PostgresStackDriver::replication_conninfo(const StackSpec& s
                                                               const ConnKv& src_kv) {
   std::string conninfo =
       conninfo_subset(src_kv, {"host", "hostaddr", "port", "user", "sslmode", "sslrootcert"});
-  conninfo += "application_name=" + conninfo_quote(name_);
+  conninfo += "application_name=" + quote_conninfo_value(name_);
   const std::string pw_ref = source_password_ref(source);
   if (pw_ref.empty()) return conninfo;
   // Stored in postgresql.auto.conf of this server; see the header. So it
@@ -596,7 +587,7 @@ Result<std::string> PostgresStackDriver::replication_conninfo(const StackSpec& s
   for (auto& o : dsn_endpoints(spec_.get("dsn"))) origins.push_back(std::move(o));
   auto pw = resolve_secret_for(pw_ref, origins);
   if (!pw.ok()) return Err("stack " + source.name + " password: " + pw.error().message);
-  return conninfo + " password=" + conninfo_quote(*pw);
+  return conninfo + " password=" + quote_conninfo_value(*pw);
 }
 
 // The source's timeline: streaming is only "attached" once this server

@@ -88,19 +88,9 @@ std::string first_bad_header(const std::vector<std::pair<std::string, std::strin
 }
 
 std::string percent_encode_path_segment(const std::string& s) {
-  static const char kHex[] = "0123456789ABCDEF";
-  const bool dots = s == "." || s == "..";
-  std::string out;
-  for (unsigned char c : s) {
-    if (!dots && (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~')) {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    }
-  }
-  return out;
+  // "." and ".." are unreserved but would move up a level: encoded too.
+  if (s == "." || s == "..") return s == "." ? "%2E" : "%2E%2E";
+  return url_encode(s, true);
 }
 
 struct HttpClient::Impl {
